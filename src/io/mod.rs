@@ -1,0 +1,31 @@
+//! Layer 0 file I/O: memory maps of inputs (the only `unsafe` in grokit's I/O) and atomic
+//! outputs (temp file, then rename), so a crash never leaves a half-written file under its
+//! final name.
+
+pub mod atomic;
+pub mod mmap;
+
+use std::path::PathBuf;
+
+/// An I/O failure with the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct IoError {
+    /// What was being done ("open", "read", "write", "rename", ...).
+    pub op: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// Wrap an OS error with its operation and path.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IoError { op, path: path.into(), source }
+    }
+}
+
+pub use atomic::AtomicFile;
+pub use mmap::MappedFile;

@@ -1,0 +1,20 @@
+//! grokit: read, verify, convert, quantize and run the Grok-1 open-weights release in Rust.
+//!
+//! The crate is a stack of one-way layers (see `docs/architecture.md`; `tests/architecture.rs`
+//! enforces the import table):
+//!
+//! - L0 `base`, `io`: element types, caps, bounded cursors; memory maps and atomic outputs.
+//! - L1 codecs and descriptions: `pickle`, `numpy`, `model`, `quant`, `tokenizer`.
+//! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`.
+//! - L3 orchestration and the reference model: `convert`, `reference`.
+//! - L4 `cli`, the binary's front end.
+//!
+//! `unsafe` appears only where files are mapped (`io::mmap`).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod base;
+#[allow(unsafe_code)]
+pub mod io;
+pub mod cli;

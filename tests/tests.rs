@@ -1,0 +1,2 @@
+//! grokit's one integration test binary: module declarations only.
+mod util;
