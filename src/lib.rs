@@ -17,4 +17,5 @@
 pub mod base;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod quant;
 pub mod cli;
