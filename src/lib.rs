@@ -17,5 +17,9 @@
 pub mod base;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod model;
+pub mod numpy;
+pub mod pickle;
 pub mod quant;
+pub mod source;
 pub mod cli;
