@@ -22,4 +22,5 @@ pub mod numpy;
 pub mod pickle;
 pub mod quant;
 pub mod source;
+pub mod synth;
 pub mod cli;
