@@ -2,3 +2,4 @@
 mod util;
 mod source;
 mod cli;
+mod architecture;
