@@ -1,6 +1,8 @@
 //! Q2_K and Q3_K, the low-bit K-quants (ports of ggml's `quantize_row_q{2,3}_K_ref`). grokit's
 //! presets do not use them; they exist so that `--quant experts=q3_k` style experiments and the
 //! §5.6 golden vectors are covered.
+// Index loops mirror the C reference one to one (operand order matters for byte equality).
+#![allow(clippy::needless_range_loop)]
 
 use super::kutil::{make_qkx2_quants, nearest_int, GROUP_MAX_EPS};
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};

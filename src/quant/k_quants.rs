@@ -6,6 +6,8 @@
 //! A detail that matters for byte equality: when a sub-block's stored scale rounds to 0 the
 //! reference skips re-quantization and keeps the levels from the fitting routine, so the
 //! fitted levels are carried in the same buffer here too.
+// Index loops mirror the C reference one to one (operand order matters for byte equality).
+#![allow(clippy::needless_range_loop)]
 
 use super::kutil::{
     get_scale_min_k4, make_qkx2_quants, make_qx_quants_rmse1, nearest_int, pack_scale_min_k4, GROUP_MAX_EPS,

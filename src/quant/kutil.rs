@@ -7,6 +7,8 @@
 //! (Rust never contracts `a*b + c`; ggml-base on x86-64 is built without `-mfma`), and the same
 //! left-to-right summation order. Each expression below keeps the C operand order, e.g.
 //! `w*l*x` is `(w*l)*x`.
+// Index loops mirror the C reference one to one (operand order matters for byte equality).
+#![allow(clippy::needless_range_loop)]
 
 /// ggml's `nearest_int`: add 1.5·2^23 in f32 and read the low mantissa bits. Round half to
 /// even for |x| ≤ 4194303; outside that range it reproduces C's (wrapped) result exactly.

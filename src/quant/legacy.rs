@@ -13,6 +13,8 @@
 //!
 //! Every block function takes fixed-size arrays so the compiler drops the bounds checks; no
 //! heap allocation happens per block.
+// Index loops mirror the C reference one to one (operand order matters for byte equality).
+#![allow(clippy::needless_range_loop)]
 
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
 

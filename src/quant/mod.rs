@@ -94,7 +94,7 @@ fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn
 /// Q6_K, Q8_K. The bytes equal ggml's `quantize_row_*_ref` on an x86-64 build.
 pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantError> {
     let block = ty.block_elems();
-    if x.len() as u64 % block != 0 {
+    if !(x.len() as u64).is_multiple_of(block) {
         return Err(QuantError::NotBlockAligned { what: format!("quantize {ty}"), len: x.len() as u64, block });
     }
     use GgmlType as T;
@@ -127,7 +127,7 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
     let block = ty.block_elems();
     let n = out.len() as u64;
     let what = || format!("dequantize {ty}");
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::NotBlockAligned { what: what(), len: n, block });
     }
     let expected = ty.row_bytes(n).ok_or_else(|| QuantError::NotBlockAligned { what: what(), len: n, block })?;
