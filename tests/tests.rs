@@ -3,3 +3,4 @@ mod util;
 mod source;
 mod cli;
 mod architecture;
+mod quant;
