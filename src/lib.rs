@@ -23,4 +23,5 @@ pub mod pickle;
 pub mod quant;
 pub mod source;
 pub mod synth;
+pub mod gguf;
 pub mod cli;

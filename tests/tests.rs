@@ -4,3 +4,4 @@ mod source;
 mod cli;
 mod architecture;
 mod quant;
+mod gguf;

@@ -29,3 +29,25 @@ pub const NUMPY_MAX_DIMS: usize = 8;
 
 /// Most `tensorNNNNN_NNN` files a checkpoint directory may hold (Grok-1 has 770).
 pub const CKPT_MAX_FILES: usize = 100_000;
+
+// ---- GGUF (reader and writer; output-formats.md §2.1, ggml `src/gguf.cpp`) ---------------
+
+/// Longest GGUF string (key, string value, array element, tensor name) ggml accepts:
+/// `GGUF_MAX_STRING_LENGTH` = 1 GiB. A declared length is also checked against the bytes left.
+pub const GGUF_MAX_STRING_LEN: u64 = 1 << 30;
+/// Most elements in one GGUF metadata array (ggml's `GGUF_MAX_ARRAY_ELEMENTS`-style cap of
+/// 2^30); also bounded by the bytes left (Grok's vocabulary arrays hold 131072).
+pub const GGUF_MAX_ARRAY_ELEMS: u64 = 1 << 30;
+/// Most tensor dimensions (`GGML_MAX_DIMS`).
+pub const GGUF_MAX_DIMS: usize = 4;
+/// Longest tensor name in bytes: `GGML_MAX_NAME` is 64 including the NUL, so 63.
+pub const GGUF_MAX_NAME_LEN: usize = 63;
+/// Longest metadata key in bytes (ggml docs: keys are at most 65535 bytes).
+pub const GGUF_MAX_KEY_LEN: usize = 65_535;
+/// Smallest possible encoded KV pair (u64 key length + u32 type + 1 value byte): a declared
+/// KV count above `bytes_left / 13` cannot be honest and is refused before parsing.
+pub const GGUF_MIN_KV_BYTES: u64 = 13;
+/// Smallest possible tensor info (u64 name length + u32 n_dims + u32 type + u64 offset).
+pub const GGUF_MIN_TENSOR_INFO_BYTES: u64 = 24;
+/// Most shards in a split set: `split.count` is a u16.
+pub const GGUF_MAX_SPLITS: u64 = u16::MAX as u64;
