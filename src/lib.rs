@@ -19,3 +19,4 @@ pub mod base;
 pub mod io;
 pub mod quant;
 pub mod cli;
+pub mod safetensors_io;
