@@ -135,7 +135,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         }
         entries.push(Entry { name, dtype, shape: info.shape.0, begin, end });
     }
-    entries.sort_by(|a, b| (a.begin, a.end).cmp(&(b.begin, b.end)));
+    entries.sort_by_key(|e| (e.begin, e.end));
     let mut at = 0u64;
     for e in &entries {
         if e.begin > at {
