@@ -25,3 +25,4 @@ pub mod source;
 pub mod synth;
 pub mod gguf;
 pub mod cli;
+pub mod safetensors_io;

@@ -5,3 +5,4 @@ mod cli;
 mod architecture;
 mod quant;
 mod gguf;
+mod safetensors_io;

@@ -51,3 +51,15 @@ pub const GGUF_MIN_KV_BYTES: u64 = 13;
 pub const GGUF_MIN_TENSOR_INFO_BYTES: u64 = 24;
 /// Most shards in a split set: `split.count` is a u16.
 pub const GGUF_MAX_SPLITS: u64 = u16::MAX as u64;
+// ---- safetensors (reader and writer) -------------------------------------------------------
+
+/// Largest safetensors JSON header, in bytes. Same value as the `safetensors` crate's
+/// `MAX_HEADER_SIZE` (0.8.0, `tensor.rs`): Python, candle and most loaders reject larger
+/// headers, so grokit neither reads nor writes one.
+pub const ST_MAX_HEADER: u64 = 100_000_000;
+/// Most dimensions of one safetensors tensor (numpy 2 allows 64; the release uses 3).
+pub const ST_MAX_DIMS: usize = 64;
+/// Largest `model.safetensors.index.json` read (real indexes of ~2,000 tensors are ~200 KB).
+pub const ST_MAX_INDEX_BYTES: u64 = 100_000_000;
+/// Most shard files one index may name (Grok-1 in BF16 needs ~130 at 5 GB a shard).
+pub const ST_MAX_SHARDS: usize = 100_000;
