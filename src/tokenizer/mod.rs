@@ -116,6 +116,10 @@ impl Tokenizer {
     pub fn from_model(model: ModelProto, path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
         let unsupported = |reason: String| TokenizerError::Unsupported { path: path.into(), reason };
+        if !model.has_trainer_spec || !model.has_normalizer_spec {
+            let which = if model.has_trainer_spec { "normalizer_spec" } else { "trainer_spec" };
+            return Err(invalid(path, format!("no {which} (a truncated file?)")));
+        }
         if model.trainer.model_type != proto::MODEL_TYPE_BPE {
             return Err(unsupported(format!("model_type {} (only BPE = 2 is implemented)", model.trainer.model_type)));
         }

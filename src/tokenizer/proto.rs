@@ -328,6 +328,11 @@ pub struct ModelProto {
     pub normalizer: NormalizerSpec,
     /// The optional decode-side normalizer (field 5).
     pub denormalizer: Option<NormalizerSpec>,
+    /// Whether `trainer_spec` was present (SentencePiece always writes it).
+    pub has_trainer_spec: bool,
+    /// Whether `normalizer_spec` was present (SentencePiece always writes it, after the
+    /// pieces and the trainer spec, so its absence usually means a truncated file).
+    pub has_normalizer_spec: bool,
 }
 
 impl ModelProto {
@@ -344,8 +349,14 @@ impl ModelProto {
                     let b = f.bytes("ModelProto.pieces", u64::MAX)?;
                     m.pieces.push(parse_piece(b, f.value_offset)?);
                 }
-                2 => parse_trainer(&mut m.trainer, f.bytes("ModelProto.trainer_spec", u64::MAX)?, f.value_offset)?,
-                3 => parse_normalizer(&mut m.normalizer, f.bytes("ModelProto.normalizer_spec", u64::MAX)?, f.value_offset)?,
+                2 => {
+                    parse_trainer(&mut m.trainer, f.bytes("ModelProto.trainer_spec", u64::MAX)?, f.value_offset)?;
+                    m.has_trainer_spec = true;
+                }
+                3 => {
+                    parse_normalizer(&mut m.normalizer, f.bytes("ModelProto.normalizer_spec", u64::MAX)?, f.value_offset)?;
+                    m.has_normalizer_spec = true;
+                }
                 5 => {
                     let b = f.bytes("ModelProto.denormalizer_spec", u64::MAX)?;
                     parse_normalizer(m.denormalizer.get_or_insert_with(NormalizerSpec::default), b, f.value_offset)?;
