@@ -67,6 +67,10 @@ impl Tokenizer {
     /// Longest user-defined piece at the start of `s` (length in bytes), else one character.
     /// The second value says whether a user-defined piece matched.
     fn prefix_match(&self, s: &[u8]) -> (usize, bool) {
+        let first = s.first().copied().unwrap_or(0);
+        if !self.user_first[usize::from(first)] {
+            return (one_char_len(first).min(s.len()), false);
+        }
         for &l in &self.user_lens {
             if let Some(head) = s.get(..l) {
                 if self.user.contains_key(head) {
@@ -74,7 +78,6 @@ impl Tokenizer {
                 }
             }
         }
-        let first = s.first().copied().unwrap_or(0);
         (one_char_len(first).min(s.len()), false)
     }
 

@@ -17,6 +17,7 @@ mod encode;
 pub mod proto;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::base::limits::TOKENIZER_MAX_FILE_BYTES;
@@ -68,17 +69,48 @@ pub enum TokenizerError {
     },
 }
 
+/// A small multiplicative hasher for the piece tables: keys are short, trusted-size byte
+/// strings looked up once per symbol pair, where SipHash dominated encode time. Hash flooding
+/// is not a concern (the keys come from the model, lookups from text the caller encodes).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PieceHasher(u64);
+
+impl Hasher for PieceHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type PieceMap = HashMap<Box<[u8]>, u32, BuildHasherDefault<PieceHasher>>;
+
 /// A loaded SentencePiece BPE tokenizer.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
     model: ModelProto,
     /// NORMAL, USER_DEFINED and UNUSED pieces: the ones BPE merges may produce.
-    normal: HashMap<Box<[u8]>, u32>,
+    normal: PieceMap,
     /// CONTROL, UNKNOWN and BYTE pieces (looked up first, as the library does).
-    reserved: HashMap<Box<[u8]>, u32>,
+    reserved: PieceMap,
     /// User-defined pieces for longest-prefix matching, and their distinct lengths, longest first.
-    user: HashMap<Box<[u8]>, u32>,
+    user: PieceMap,
     user_lens: Vec<usize>,
+    /// First bytes of user-defined pieces (a quick reject before any lookup).
+    user_first: [bool; 256],
     unk: u32,
     /// `<0xNN>` piece id per byte (the unk id where the piece is missing).
     byte_ids: [u32; 256],
@@ -135,9 +167,10 @@ impl Tokenizer {
         if model.pieces.len() > u32::MAX as usize {
             return Err(invalid(path, "too many pieces"));
         }
-        let mut normal = HashMap::new();
-        let mut reserved = HashMap::new();
-        let mut user = HashMap::new();
+        let mut normal = PieceMap::default();
+        let mut reserved = PieceMap::default();
+        let mut user = PieceMap::default();
+        let mut user_first = [false; 256];
         let mut unk = None;
         let mut has_unused = false;
         for (i, p) in model.pieces.iter().enumerate() {
@@ -155,6 +188,9 @@ impl Tokenizer {
             }
             match p.kind {
                 PieceKind::UserDefined => {
+                    if let Some(&b) = key.first() {
+                        user_first[usize::from(b)] = true;
+                    }
                     user.insert(key, id);
                 }
                 PieceKind::Unknown if unk.is_some() => return Err(invalid(path, format!("second unknown piece at id {id}"))),
@@ -170,7 +206,7 @@ impl Tokenizer {
         let mut user_lens: Vec<usize> = user.keys().map(|k| k.len()).collect();
         user_lens.sort_unstable_by(|a, b| b.cmp(a));
         user_lens.dedup();
-        let mut t = Tokenizer { model, normal, reserved, user, user_lens, unk, byte_ids: [unk; 256], has_unused };
+        let mut t = Tokenizer { model, normal, reserved, user, user_lens, user_first, unk, byte_ids: [unk; 256], has_unused };
         for b in 0..=255u8 {
             t.byte_ids[usize::from(b)] = t.piece_to_id(&format!("<0x{b:02X}>"));
         }
