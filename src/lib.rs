@@ -24,5 +24,6 @@ pub mod quant;
 pub mod source;
 pub mod synth;
 pub mod gguf;
+pub mod tokenizer;
 pub mod cli;
 pub mod safetensors_io;

@@ -6,3 +6,4 @@ mod architecture;
 mod quant;
 mod gguf;
 mod safetensors_io;
+mod tokenizer;

@@ -63,3 +63,18 @@ pub const ST_MAX_DIMS: usize = 64;
 pub const ST_MAX_INDEX_BYTES: u64 = 100_000_000;
 /// Most shard files one index may name (Grok-1 in BF16 needs ~130 at 5 GB a shard).
 pub const ST_MAX_SHARDS: usize = 100_000;
+// ---- tokenizer (SentencePiece `tokenizer.model`) ------------------------------------------
+
+/// Largest `tokenizer.model` accepted. Grok-1's is 2.2 MB (131,072 pieces); 256 MiB is room for
+/// a 4M-piece vocabulary while keeping a hostile file from pinning gigabytes.
+pub const TOKENIZER_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Most pieces in one model. Grok-1 has 131,072; the largest public SentencePiece vocabularies
+/// are about 256K. 4M bounds the piece table and its hash maps.
+pub const TOKENIZER_MAX_PIECES: usize = 4 * 1024 * 1024;
+/// Longest piece string in bytes. SentencePiece trains pieces of at most 16 characters
+/// (`max_sentencepiece_length`, 64 UTF-8 bytes); user-defined symbols can be longer, and 4 KiB
+/// leaves ample room (Grok-1's longest is `<|control20|>`, 13 bytes).
+pub const TOKENIZER_MAX_PIECE_BYTES: u64 = 4096;
+/// Longest string/bytes field in the trainer or normalizer spec (paths, `precompiled_charsmap`,
+/// which is about 240 KB for `nmt_nfkc`).
+pub const TOKENIZER_MAX_SPEC_FIELD_BYTES: u64 = 16 * 1024 * 1024;
