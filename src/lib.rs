@@ -18,4 +18,5 @@ pub mod base;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod quant;
+pub mod verify;
 pub mod cli;
