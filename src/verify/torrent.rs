@@ -384,13 +384,16 @@ pub fn disk_path(root: &Path, t: &Torrent, f: &TorrentFile) -> PathBuf {
 }
 
 /// Verify every piece of `t` against the files under `root` (see [`disk_path`]). Pieces are
-/// hashed in parallel in contiguous runs of about 64 MiB, each run streamed by one worker's
+/// hashed in parallel in contiguous runs of 8 blocks (64 MiB by default), each run streamed by one worker's
 /// reader thread, so memory stays within [`HashOptions::memory_bound`].
 pub fn check_torrent(root: &Path, t: &Torrent, opts: &HashOptions, progress: Progress<'_>) -> TorrentReport {
     let paths: Vec<PathBuf> = t.files.iter().map(|f| disk_path(root, t, f)).collect();
     let mut states: Vec<FileState> = t.files.iter().zip(&paths).map(|(f, p)| stat_file(f, p)).collect();
     let npieces = t.pieces.len() as u64;
-    let per_job = (64u64 << 20).div_ceil(t.piece_length).max(1);
+    // A job is a contiguous run of about 8 blocks (64 MiB by default): long enough for
+    // sequential reads, short enough that all workers stay busy to the end.
+    let job_bytes = 8 * opts.effective_block() as u64;
+    let per_job = job_bytes.div_ceil(t.piece_length).max(1);
     let njobs = usize::try_from(npieces.div_ceil(per_job)).unwrap_or(usize::MAX);
     let results = par_jobs(njobs, opts, |j, bufs| {
         let first = j as u64 * per_job;
