@@ -25,5 +25,6 @@ pub mod source;
 pub mod synth;
 pub mod gguf;
 pub mod tokenizer;
+pub mod verify;
 pub mod cli;
 pub mod safetensors_io;

@@ -7,3 +7,4 @@ mod quant;
 mod gguf;
 mod safetensors_io;
 mod tokenizer;
+mod verify;

@@ -78,3 +78,38 @@ pub const TOKENIZER_MAX_PIECE_BYTES: u64 = 4096;
 /// Longest string/bytes field in the trainer or normalizer spec (paths, `precompiled_charsmap`,
 /// which is about 240 KB for `nmt_nfkc`).
 pub const TOKENIZER_MAX_SPEC_FIELD_BYTES: u64 = 16 * 1024 * 1024;
+// ---- verify (manifests, bencode, .torrent) -----------------------------------------------
+
+/// Largest manifest file read (a 770-line `sha256sum` manifest is about 70 KB; 64 MiB allows
+/// about half a million entries with long paths).
+pub const VERIFY_MANIFEST_MAX_BYTES: u64 = 64 << 20;
+/// Longest manifest line (PATH_MAX is 4096 on Linux; escaping can double it).
+pub const VERIFY_MANIFEST_MAX_LINE: usize = 16 * 1024;
+/// Most entries in one manifest.
+pub const VERIFY_MANIFEST_MAX_ENTRIES: usize = 1_000_000;
+/// Most directory entries visited when listing files under a root for "extra" files.
+pub const VERIFY_MAX_WALK_ENTRIES: usize = 1_000_000;
+/// Deepest directory nesting followed when listing files under a root.
+pub const VERIFY_MAX_WALK_DEPTH: usize = 64;
+/// Largest `.torrent` file read. Grok-1 (about 318 GB) at the smallest common piece length
+/// (256 KiB) needs about 1.2 M pieces, 24 MB of piece hashes; 128 MiB leaves room.
+pub const TORRENT_MAX_BYTES: u64 = 128 << 20;
+/// Deepest bencode nesting (torrents nest about 5 deep: dict > info > files > dict > path).
+pub const BENCODE_MAX_DEPTH: usize = 64;
+/// Most bencode values in one document (every list element, dict key and value counts).
+pub const BENCODE_MAX_VALUES: usize = 4_000_000;
+/// Most files in a multi-file torrent.
+pub const TORRENT_MAX_FILES: usize = 1_000_000;
+/// Most path components of one torrent file entry.
+pub const TORRENT_MAX_PATH_COMPONENTS: usize = 64;
+/// Longest path component (bytes) of a torrent file entry (NAME_MAX on Linux is 255).
+pub const TORRENT_MAX_COMPONENT_BYTES: usize = 255;
+/// Largest piece length accepted. Clients use 16 KiB - 64 MiB; a piece is held in memory while
+/// hashed, so this bounds per-piece work (not allocation, which is by block).
+pub const TORRENT_MAX_PIECE_LENGTH: u64 = 1 << 30;
+/// Largest read block for hashing (the pipeline holds threads x buffers x block bytes).
+pub const VERIFY_MAX_BLOCK: usize = 256 << 20;
+/// Most buffers in flight per hashing thread.
+pub const VERIFY_MAX_BUFFERS: usize = 16;
+/// Most hashing threads.
+pub const VERIFY_MAX_THREADS: usize = 256;
