@@ -19,3 +19,5 @@ pub mod base;
 pub mod io;
 pub mod quant;
 pub mod cli;
+pub mod npy;
+pub mod reference;

@@ -1,2 +1,3 @@
 //! grokit's one integration test binary: module declarations only.
 mod util;
+mod reference;

@@ -1,0 +1,142 @@
+//! Grouped-query self-attention with RoPE, the release's logit cap, and a KV cache.
+//!
+//! Mirrors `MultiHeadAttention.__call__` in the release's `model.py`: q/k/v projections
+//! (`[in, out]` weights, no biases), rotate-half RoPE on q and k at absolute positions
+//! `cache_len + t`, query head `h` reading kv head `h / (H/K)` (q reshaped to `(K, H/K, hd)`),
+//! logits `(q·k) · attn_mult` soft-capped to `cap·tanh(x/cap)`, masked with -1e30 where the key
+//! is in the future or is a pad token, softmax in f32, `o = Σ w·v`, heads flattened in the
+//! original order, then the output projection.
+//!
+//! The cache stores k (after RoPE) and v per layer and batch row, so a decode step costs one
+//! token's projections plus a pass over the cached keys. Keys over the whole cache (including
+//! masked ones) take part in the softmax exactly as in the release, where masked logits are
+//! -1e30 and contribute exact zeros.
+
+use super::gemm::{matmul, BLayout};
+use super::ops::{round1, round_if, rope_head, softmax, Rounding};
+use super::{fetch, ModelDims, ReferenceError, Weights};
+use rayon::prelude::*;
+
+/// Value the release puts on masked logits.
+pub const MASK_VALUE: f32 = -1e30;
+
+/// One layer's cached keys (after RoPE) and values for one batch row, `[len, K, hd]` each.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    /// Keys, position-major.
+    pub k: Vec<f32>,
+    /// Values, position-major.
+    pub v: Vec<f32>,
+}
+
+/// The inputs of one attention call beyond the layer weights.
+pub struct AttnInput<'a> {
+    /// Normalized activations `[rows × new, D]`, row-major by (batch row, position).
+    pub x: &'a [f32],
+    /// Batch rows.
+    pub rows: usize,
+    /// New positions per row in this call.
+    pub new: usize,
+    /// Positions already in the cache (the RoPE offset of the first new token).
+    pub start: usize,
+    /// Per batch row: whether each key position (`start + new` of them) is a real token.
+    pub key_valid: &'a [Vec<bool>],
+}
+
+fn path(layer: usize, what: &str) -> String {
+    format!("transformer/decoder_layer_{layer}/multi_head_attention/{what}/w")
+}
+
+fn project(w: &dyn Weights, layer: usize, what: &str, x: &[f32], m: usize, k: usize, n: usize, r: &Rounding) -> Result<Vec<f32>, ReferenceError> {
+    let p = path(layer, what);
+    let mut wt = fetch(w, &p, None, &[k, n])?;
+    round_if(r.weights, &mut wt);
+    let mut y = matmul(x, m, k, &wt, BLayout::KN, n).ok_or_else(|| ReferenceError::Input(format!("{p}: matmul dims")))?;
+    round_if(r.matmul_out, &mut y);
+    Ok(y)
+}
+
+/// Run attention for layer `layer`, appending the new keys/values to `cache` (one per row).
+/// Returns the output projection `[rows × new, D]`.
+pub fn attention(
+    dims: &ModelDims,
+    r: &Rounding,
+    w: &dyn Weights,
+    layer: usize,
+    inp: &AttnInput<'_>,
+    cache: &mut [KvCache],
+    inv_freq: &[f32],
+) -> Result<Vec<f32>, ReferenceError> {
+    let (d, h, kvh, hd) = (dims.d_model, dims.n_q_heads, dims.n_kv_heads, dims.head_dim);
+    let m = inp.rows * inp.new;
+    if inp.x.len() != m * d || cache.len() != inp.rows || inp.key_valid.len() != inp.rows {
+        return Err(ReferenceError::Input("attention: inconsistent batch".into()));
+    }
+    let mut q = project(w, layer, "query", inp.x, m, d, h * hd, r)?;
+    let mut k = project(w, layer, "key", inp.x, m, d, kvh * hd, r)?;
+    let v = project(w, layer, "value", inp.x, m, d, kvh * hd, r)?;
+    // RoPE at absolute positions, then the release's cast back to the activation dtype.
+    for (i, head) in q.chunks_exact_mut(hd).enumerate() {
+        rope_head(head, inp.start + (i / h) % inp.new, inv_freq);
+    }
+    for (i, head) in k.chunks_exact_mut(hd).enumerate() {
+        rope_head(head, inp.start + (i / kvh) % inp.new, inv_freq);
+    }
+    round_if(r.rope, &mut q);
+    round_if(r.rope, &mut k);
+    let kv_row = inp.new * kvh * hd;
+    for (b, c) in cache.iter_mut().enumerate() {
+        if c.k.len() != inp.start * kvh * hd {
+            return Err(ReferenceError::Input(format!("layer {layer}: cache holds {} values, expected {} positions", c.k.len(), inp.start)));
+        }
+        c.k.extend_from_slice(&k[b * kv_row..(b + 1) * kv_row]);
+        c.v.extend_from_slice(&v[b * kv_row..(b + 1) * kv_row]);
+    }
+    let total = inp.start + inp.new;
+    for kv in inp.key_valid {
+        if kv.len() != total {
+            return Err(ReferenceError::Input("attention: key mask length".into()));
+        }
+    }
+    let group = h / kvh;
+    let cache_ro: &[KvCache] = cache;
+    // One task per (row, new position): all heads of that query.
+    let o: Vec<Vec<f32>> = (0..m)
+        .into_par_iter()
+        .map(|i| {
+            let (b, t) = (i / inp.new, i % inp.new);
+            let qpos = inp.start + t;
+            let (kc, vc, valid) = (&cache_ro[b].k, &cache_ro[b].v, &inp.key_valid[b]);
+            let mut out = vec![0f32; h * hd];
+            let mut logits = vec![0f32; total];
+            for head in 0..h {
+                let kvi = head / group;
+                let qh = &q[(i * h + head) * hd..(i * h + head + 1) * hd];
+                for (s, l) in logits.iter_mut().enumerate() {
+                    if s > qpos || !valid[s] {
+                        *l = MASK_VALUE;
+                        continue;
+                    }
+                    let kh = &kc[(s * kvh + kvi) * hd..(s * kvh + kvi + 1) * hd];
+                    let dot: f32 = qh.iter().zip(kh).map(|(a, b)| a * b).sum();
+                    let x = dot * dims.attn_mult;
+                    *l = dims.attn_cap * (x / dims.attn_cap).tanh();
+                }
+                softmax(&mut logits);
+                let oh = &mut out[head * hd..(head + 1) * hd];
+                for (s, &wgt) in logits.iter().enumerate() {
+                    let wgt = round1(r.attn_weights, wgt);
+                    if wgt == 0.0 {
+                        continue;
+                    }
+                    let vh = &vc[(s * kvh + kvi) * hd..(s * kvh + kvi + 1) * hd];
+                    oh.iter_mut().zip(vh).for_each(|(o, v)| *o += wgt * v);
+                }
+            }
+            round_if(r.attn_out, &mut out);
+            out
+        })
+        .collect();
+    let o: Vec<f32> = o.concat();
+    project(w, layer, "linear", &o, m, h * hd, d, r)
+}
