@@ -17,7 +17,11 @@
 pub mod base;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod model;
+pub mod numpy;
+pub mod pickle;
 pub mod quant;
+pub mod source;
 pub mod cli;
 pub mod npy;
 pub mod reference;

@@ -1,3 +1,4 @@
 //! grokit's one integration test binary: module declarations only.
 mod util;
 mod reference;
+mod source;

@@ -1,0 +1,149 @@
+//! Grok-1 hyper-parameters with the release's own field names (`run.py`/`model.py`), named
+//! constructors for the real model and the test fixtures, and the derived sizes.
+
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters of a Grok-1-architecture model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Vocabulary size (131072).
+    pub vocab_size: u64,
+    /// Model width D (6144).
+    pub emb_size: u64,
+    /// Head dimension (128).
+    pub key_size: u64,
+    /// Query heads (48).
+    pub num_q_heads: u64,
+    /// KV heads (8).
+    pub num_kv_heads: u64,
+    /// Layers (64).
+    pub num_layers: u64,
+    /// Experts per layer (8).
+    pub num_experts: u64,
+    /// Experts used per token (2).
+    pub num_selected_experts: u64,
+    /// Expert FFN width (32768).
+    pub ffn_size: u64,
+    /// RMSNorm epsilon (1e-5).
+    pub rms_norm_eps: f64,
+    /// RoPE base (10000).
+    pub rope_base: f64,
+    /// Attention logit soft-cap (30).
+    pub attn_logit_cap: f64,
+    /// Embedding multiplier (sqrt(6144) = 78.38367176906169).
+    pub embedding_multiplier_scale: f64,
+    /// Output multiplier (1/sqrt(3) = 0.5773502691896257).
+    pub output_multiplier_scale: f64,
+    /// Attention logit multiplier (1/sqrt(128) = 0.08838834764831845).
+    pub attn_output_multiplier: f64,
+    /// Context length (8192).
+    pub max_seq_len: u64,
+    /// Pad id (0).
+    pub pad_token: u32,
+    /// BOS id (1).
+    pub bos_token: u32,
+    /// EOS id (2).
+    pub eos_token: u32,
+    /// UNK id (3).
+    pub unk_token: u32,
+}
+
+/// Grok-1's multipliers (grok1-checkpoint.md §7).
+pub const GROK1_EMBEDDING_MULTIPLIER: f64 = 78.38367176906169;
+/// Output multiplier.
+pub const GROK1_OUTPUT_MULTIPLIER: f64 = 0.5773502691896257;
+/// Attention multiplier.
+pub const GROK1_ATTN_MULTIPLIER: f64 = 0.08838834764831845;
+
+impl Config {
+    /// The released Grok-1 (314B): `run.py`'s configuration.
+    pub fn grok1() -> Config {
+        Config {
+            vocab_size: 131072,
+            emb_size: 6144,
+            key_size: 128,
+            num_q_heads: 48,
+            num_kv_heads: 8,
+            num_layers: 64,
+            num_experts: 8,
+            num_selected_experts: 2,
+            ffn_size: 32768,
+            rms_norm_eps: 1e-5,
+            rope_base: 10000.0,
+            attn_logit_cap: 30.0,
+            embedding_multiplier_scale: GROK1_EMBEDDING_MULTIPLIER,
+            output_multiplier_scale: GROK1_OUTPUT_MULTIPLIER,
+            attn_output_multiplier: GROK1_ATTN_MULTIPLIER,
+            max_seq_len: 8192,
+            pad_token: 0,
+            bos_token: 1,
+            eos_token: 2,
+            unk_token: 3,
+        }
+    }
+
+    /// The 2-layer fixture shipped in `fixtures/tiny` (d=64, 4 q heads, 2 kv heads of 16,
+    /// 8 experts of 128, vocab 512 to fit tiny12's tokenizer). Multipliers stay Grok-1's.
+    pub fn tiny() -> Config {
+        Config { vocab_size: 512, emb_size: 64, key_size: 16, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 128, ..Config::grok1() }
+    }
+
+    /// Grok-1 with only the first `n` layers (for full-size benchmarks).
+    pub fn grok1_layers(n: u64) -> Config {
+        Config { num_layers: n, ..Config::grok1() }
+    }
+
+    /// Query projection width (H × head dim).
+    pub fn q_width(&self) -> u64 {
+        self.num_q_heads * self.key_size
+    }
+    /// KV projection width (K × head dim).
+    pub fn kv_width(&self) -> u64 {
+        self.num_kv_heads * self.key_size
+    }
+    /// True when this is the released geometry (all 64 layers).
+    pub fn is_grok1(&self) -> bool {
+        self.same_geometry(&Config::grok1())
+    }
+    /// True when every size matches `other` (multipliers and ids ignored).
+    pub fn same_geometry(&self, o: &Config) -> bool {
+        (self.vocab_size, self.emb_size, self.key_size, self.num_q_heads, self.num_kv_heads, self.num_layers, self.num_experts, self.ffn_size)
+            == (o.vocab_size, o.emb_size, o.key_size, o.num_q_heads, o.num_kv_heads, o.num_layers, o.num_experts, o.ffn_size)
+    }
+    /// Check internal consistency; returns a list of problems (empty = fine).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, v) in [("vocab_size", self.vocab_size), ("emb_size", self.emb_size), ("key_size", self.key_size), ("num_q_heads", self.num_q_heads), ("num_kv_heads", self.num_kv_heads), ("num_experts", self.num_experts), ("ffn_size", self.ffn_size)] {
+            if v == 0 {
+                p.push(format!("{name} is 0"));
+            }
+        }
+        if self.num_kv_heads != 0 && self.num_q_heads % self.num_kv_heads != 0 {
+            p.push(format!("num_q_heads {} is not a multiple of num_kv_heads {}", self.num_q_heads, self.num_kv_heads));
+        }
+        if self.num_selected_experts == 0 || self.num_selected_experts > self.num_experts {
+            p.push(format!("num_selected_experts {} must be in 1..={}", self.num_selected_experts, self.num_experts));
+        }
+        if self.key_size % 2 != 0 {
+            p.push(format!("key_size {} must be even for RoPE", self.key_size));
+        }
+        p
+    }
+    /// Total parameter count.
+    pub fn param_count(&self) -> u64 {
+        let d = self.emb_size;
+        let per_layer = 3 * self.num_experts * d * self.ffn_size + d * self.q_width() * 2 + 2 * d * self.kv_width() + d * self.num_experts + 4 * d;
+        self.vocab_size * d + d + self.num_layers * per_layer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn grok1_counts() {
+        assert_eq!(Config::grok1().param_count(), 315_684_820_992);
+        assert!(Config::grok1().problems().is_empty());
+        assert!(Config::tiny().problems().is_empty());
+    }
+}
