@@ -6,6 +6,7 @@ use crate::util::shared;
 use grokit::reference::compare::{compare, Thresholds};
 use grokit::reference::{forward, ModelDims, Precision, ReferenceError, Session, WeightTensor, Weights};
 use std::collections::HashMap;
+use grokit::source::grok::{open_options, Checkpoint};
 use tiny12::{tiny12_dims, tiny12_tokens, Tiny12};
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
@@ -18,6 +19,31 @@ fn argmax(r: &[f32]) -> usize {
 
 // ---- golden: tiny12 --------------------------------------------------------------------------
 
+/// tiny12 through the real release reader (`source::grok`), with its inferred config.
+fn open_tiny12(dir: &std::path::Path) -> (Checkpoint, ModelDims) {
+    let ck = Checkpoint::open(dir, &open_options()).expect("open tiny12");
+    let dims = ModelDims::from_config(&ck.config).unwrap();
+    (ck, dims)
+}
+
+#[test]
+fn release_reader_agrees_with_test_loader() {
+    let Some(dir) = shared("reader vs loader").map(|s| s.join("reference/tiny12")) else { return };
+    let (ck, dims) = open_tiny12(&dir);
+    assert_eq!(dims, tiny12_dims(&dir));
+    let tl = Tiny12::load(&dir);
+    assert_eq!(tl.tensors.len(), 146);
+    for (path, t) in &tl.tensors {
+        if t.shape.len() == 3 {
+            for e in 0..t.shape[0] {
+                assert_eq!(ck.get(path, Some(e)).unwrap(), tl.get(path, Some(e)).unwrap(), "{path} expert {e}");
+            }
+        } else {
+            assert_eq!(&ck.get(path, None).unwrap(), t, "{path}");
+        }
+    }
+}
+
 fn golden(name: &str) -> Option<(std::path::PathBuf, grokit::npy::NpyF32)> {
     let dir = shared(name)?.join("reference/tiny12");
     let g = grokit::npy::read(&dir.join(format!("logits_{name}.npy"))).expect("golden npy");
@@ -27,7 +53,7 @@ fn golden(name: &str) -> Option<(std::path::PathBuf, grokit::npy::NpyF32)> {
 #[test]
 fn tiny12_f32_matches_jax_per_row_and_batched() {
     let Some((dir, g)) = golden("f32") else { return };
-    let (w, dims, toks) = (Tiny12::load(&dir), tiny12_dims(&dir), tiny12_tokens(&dir));
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
     let mut worst = 0f32;
     for (b, row) in toks.iter().enumerate() {
@@ -49,7 +75,7 @@ fn tiny12_f32_matches_jax_per_row_and_batched() {
 #[test]
 fn tiny12_bf16_top1_matches_jax() {
     let Some((dir, g)) = golden("bf16") else { return };
-    let (w, dims, toks) = (Tiny12::load(&dir), tiny12_dims(&dir), tiny12_tokens(&dir));
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
     let mut worst = 0f32;
     let mut sum = 0f64;
@@ -75,7 +101,7 @@ fn tiny12_bf16_top1_matches_jax() {
 #[test]
 fn tiny12_kv_cache_equals_full_recompute() {
     let Some(dir) = shared("kv cache").map(|s| s.join("reference/tiny12")) else { return };
-    let (w, dims, toks) = (Tiny12::load(&dir), tiny12_dims(&dir), tiny12_tokens(&dir));
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     for prec in [Precision::F32, Precision::Bf16] {
         let full = forward(&w, &dims, prec, &toks).unwrap();
         let mut s = Session::new(&w, dims.clone(), prec, 2).unwrap();
@@ -142,7 +168,7 @@ impl RandomWeights {
             let data = (0..n).map(|_| offset + scale * lcg(&mut s)).collect();
             m.insert(p, WeightTensor { shape, data });
         };
-        put("language_model/in_out_embed/embeddings".into(), vec![d.vocab, d.d_model], 0.02, 0.0);
+        put("language_model/in_out_embed/embeddings".into(), vec![d.vocab, d.d_model], 1.0, 0.0);
         put("language_model/rms_norm/scale".into(), vec![d.d_model], 0.3, 1.0);
         let (dm, qd, kd) = (d.d_model, d.n_q_heads * d.head_dim, d.n_kv_heads * d.head_dim);
         for l in 0..d.n_layers {
