@@ -189,4 +189,22 @@ mod tests {
             assert_eq!(one, full[i * n..(i + 1) * n]);
         }
     }
+
+    /// Throughput probe on Grok-1 shapes: `cargo test --release gemm_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn gemm_throughput() {
+        let (k, n) = (6144, 6144);
+        let b = vec![0.01f32; k * n];
+        for m in [1usize, 16, 128] {
+            let a = vec![0.5f32; m * k];
+            let t = std::time::Instant::now();
+            let reps = if m == 1 { 10 } else { 3 };
+            for _ in 0..reps {
+                std::hint::black_box(matmul(&a, m, k, &b, BLayout::KN, n));
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            eprintln!("m={m} k={k} n={n}: {:.1} ms, {:.1} GFLOP/s, {:.1} GB/s of f32 weights", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9, (4 * k * n) as f64 / s / 1e9);
+        }
+    }
 }

@@ -2,20 +2,39 @@
 //!
 //! Why an adapter: the reference model only needs "f32 values of this parameter (or of this
 //! expert)", while `source::grok::Checkpoint` knows files, pickles and int8 blocks. Each call
-//! maps the shard, dequantizes exactly (int8 × bf16 is exact in f32) and unmaps, so the model
+//! maps the shard, dequantizes exactly (int8 × bf16 is exact in f32; row blocks in parallel)
+//! and unmaps, so the model
 //! never holds more than the tensor it is using.
 
 use super::{ModelDims, ReferenceError, WeightTensor, Weights};
 use crate::model::Config;
-use crate::source::grok::Checkpoint;
+use crate::source::grok::{dequant_matrix_rows, Checkpoint, SourceError};
+use rayon::prelude::*;
+
+/// Rows dequantized per rayon task.
+const DEQUANT_ROWS: usize = 64;
 
 impl Weights for Checkpoint {
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
         let t = self
             .by_path(path)
             .ok_or_else(|| ReferenceError::Weight { path: path.to_string(), reason: format!("not in checkpoint {}", self.dir.display()) })?;
-        let (shape, data) = self.read_f32(t, expert).map_err(|e| ReferenceError::Weight { path: path.to_string(), reason: e.to_string() })?;
-        Ok(WeightTensor { shape, data })
+        let err = |e: SourceError| ReferenceError::Weight { path: path.to_string(), reason: e.to_string() };
+        if t.scales().is_none() {
+            let (shape, data) = self.read_f32(t, expert).map_err(err)?;
+            return Ok(WeightTensor { shape, data });
+        }
+        // int8: dequantize row blocks in parallel (a Grok-1 expert matrix is 201M values).
+        let map = self.map(t).map_err(err)?;
+        let m = self.matrix(t, &map, expert).map_err(err)?;
+        let mut data = vec![0f32; m.rows * m.cols];
+        if m.cols > 0 {
+            data.par_chunks_mut(DEQUANT_ROWS * m.cols).enumerate().for_each(|(i, chunk)| {
+                let r0 = i * DEQUANT_ROWS;
+                dequant_matrix_rows(&m, r0..r0 + chunk.len() / m.cols, chunk);
+            });
+        }
+        Ok(WeightTensor { shape: vec![m.rows, m.cols], data })
     }
 }
 
