@@ -1,5 +1,6 @@
 //! Reference forward pass: golden logits from the release's own JAX code (tiny12), KV-cache
 //! equivalence, and a naive f64 re-implementation on a random model (runs without ../shared).
+#![allow(clippy::needless_range_loop)]
 mod tiny12;
 
 use crate::util::shared;

@@ -47,7 +47,8 @@ fn path(layer: usize, what: &str) -> String {
     format!("transformer/decoder_layer_{layer}/multi_head_attention/{what}/w")
 }
 
-fn project(w: &dyn Weights, layer: usize, what: &str, x: &[f32], m: usize, k: usize, n: usize, r: &Rounding) -> Result<Vec<f32>, ReferenceError> {
+/// `x[m, k] @ W[k, n]` for projection `what` of `layer`.
+fn project(w: &dyn Weights, r: &Rounding, (layer, what): (usize, &str), x: &[f32], (m, k, n): (usize, usize, usize)) -> Result<Vec<f32>, ReferenceError> {
     let p = path(layer, what);
     let mut wt = fetch(w, &p, None, &[k, n])?;
     round_if(r.weights, &mut wt);
@@ -72,9 +73,9 @@ pub fn attention(
     if inp.x.len() != m * d || cache.len() != inp.rows || inp.key_valid.len() != inp.rows {
         return Err(ReferenceError::Input("attention: inconsistent batch".into()));
     }
-    let mut q = project(w, layer, "query", inp.x, m, d, h * hd, r)?;
-    let mut k = project(w, layer, "key", inp.x, m, d, kvh * hd, r)?;
-    let v = project(w, layer, "value", inp.x, m, d, kvh * hd, r)?;
+    let mut q = project(w, r, (layer, "query"), inp.x, (m, d, h * hd))?;
+    let mut k = project(w, r, (layer, "key"), inp.x, (m, d, kvh * hd))?;
+    let v = project(w, r, (layer, "value"), inp.x, (m, d, kvh * hd))?;
     // RoPE at absolute positions, then the release's cast back to the activation dtype.
     for (i, head) in q.chunks_exact_mut(hd).enumerate() {
         rope_head(head, inp.start + (i / h) % inp.new, inv_freq);
@@ -138,5 +139,5 @@ pub fn attention(
         })
         .collect();
     let o: Vec<f32> = o.concat();
-    project(w, layer, "linear", &o, m, h * hd, d, r)
+    project(w, r, (layer, "linear"), &o, (m, h * hd, d))
 }

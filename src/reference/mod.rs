@@ -148,10 +148,10 @@ impl ModelDims {
         if self.vocab == 0 || self.d_model == 0 || self.n_q_heads == 0 || self.n_kv_heads == 0 || self.ffn == 0 {
             return bad("zero-sized dimension");
         }
-        if self.n_q_heads % self.n_kv_heads != 0 {
+        if !self.n_q_heads.is_multiple_of(self.n_kv_heads) {
             return bad("query heads not a multiple of kv heads");
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim must be even and non-zero");
         }
         if self.top_k == 0 || self.top_k > self.n_experts {
