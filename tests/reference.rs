@@ -126,6 +126,21 @@ fn tiny12_kv_cache_equals_full_recompute() {
 }
 
 #[test]
+fn tiny12_greedy_cached_equals_recompute() {
+    let Some(dir) = shared("greedy").map(|s| s.join("reference/tiny12")) else { return };
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
+    let prompt = &toks[0][..12];
+    let gen = grokit::reference::greedy(&w, &dims, Precision::F32, prompt, 6, None).unwrap();
+    assert_eq!(gen.len(), 6);
+    let mut seq = prompt.to_vec();
+    for &g in &gen {
+        let lo = forward(&w, &dims, Precision::F32, &[seq.clone()]).unwrap();
+        assert_eq!(argmax(lo.at(0, seq.len() - 1).unwrap()) as u32, g);
+        seq.push(g);
+    }
+}
+
+#[test]
 fn npy_writer_is_byte_identical_to_numpy_save() {
     let Some(dir) = shared("npy bytes").map(|s| s.join("reference/tiny12")) else { return };
     for name in ["logits_f32.npy", "logits_bf16.npy"] {

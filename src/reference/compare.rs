@@ -6,6 +6,7 @@
 //! pad positions' logits are whatever the padding produced and no one samples from them.
 
 use super::ReferenceError;
+use crate::npy::NpyF32;
 
 /// Comparison results over the counted positions.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +143,14 @@ pub fn compare(reference: &[f32], test: &[f32], shape: [usize; 3], mask: Option<
     })
 }
 
+/// [`compare`] for two `.npy` arrays of equal shape `[B, T, V]` (e.g. two `--logits-out` files).
+pub fn compare_arrays(reference: &NpyF32, test: &NpyF32, mask: Option<&[bool]>) -> Result<Metrics, ReferenceError> {
+    match (reference.shape.as_slice(), test.shape.as_slice()) {
+        (&[b, t, v], s) if s == reference.shape.as_slice() => compare(&reference.data, &test.data, [b, t, v], mask),
+        _ => Err(ReferenceError::Input(format!("compare: shapes {:?} and {:?} (need equal [B, T, V])", reference.shape, test.shape))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +170,9 @@ mod tests {
         assert!(compare(&a, &b[..5], [1, 2, 3], None).is_err());
         assert!(compare(&a, &b, [1, 2, 3], Some(&[false, false])).is_err());
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        let na = NpyF32 { shape: vec![1, 2, 3], data: a.to_vec() };
+        assert_eq!(compare_arrays(&na, &na, None).unwrap().max_abs, 0.0);
+        let nb = NpyF32 { shape: vec![2, 3], data: a.to_vec() };
+        assert!(compare_arrays(&na, &nb, None).is_err());
     }
 }

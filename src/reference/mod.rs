@@ -34,7 +34,7 @@ pub mod moe;
 pub mod ops;
 pub mod weights;
 
-pub use model::{forward, Session};
+pub use model::{forward, greedy, Logits, Session};
 
 /// Errors of the reference model.
 #[derive(Debug, thiserror::Error)]

@@ -170,3 +170,27 @@ impl<'w> Session<'w> {
 pub fn forward(weights: &dyn Weights, dims: &ModelDims, precision: Precision, tokens: &[Vec<u32>]) -> Result<Logits, ReferenceError> {
     Session::new(weights, dims.clone(), precision, tokens.len())?.prefill(tokens)
 }
+
+/// Greedy decoding of one prompt through the KV cache: the prompt is prefilled, then the
+/// argmax token (ties → lower id) is fed back up to `max_new` times, stopping after `eos`.
+/// Returns the generated tokens (without the prompt).
+pub fn greedy(weights: &dyn Weights, dims: &ModelDims, precision: Precision, prompt: &[u32], max_new: usize, eos: Option<u32>) -> Result<Vec<u32>, ReferenceError> {
+    let mut s = Session::new(weights, dims.clone(), precision, 1)?;
+    let lo = s.prefill(&[prompt.to_vec()])?;
+    let mut next = lo.at(0, lo.seq - 1).map(super::compare::argmax);
+    let mut out = Vec::with_capacity(max_new);
+    while let Some(t) = next {
+        if out.len() == max_new {
+            break;
+        }
+        // vocab ≤ u32::MAX is guaranteed by the token range check on the prompt
+        let t = t as u32;
+        out.push(t);
+        if Some(t) == eos || out.len() == max_new {
+            break;
+        }
+        let lo = s.step(&[t])?;
+        next = lo.at(0, 0).map(super::compare::argmax);
+    }
+    Ok(out)
+}
