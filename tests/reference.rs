@@ -362,3 +362,41 @@ fn random_model_kv_cache_pads_and_bf16() {
     assert!(forward(&w, &d, Precision::F32, &[vec![1, 2], vec![1]]).is_err());
     assert!(forward(&w, &d, Precision::F32, &[]).is_err());
 }
+
+#[test]
+fn random_model_long_sequence_blocks_and_cache() {
+    // 300 positions: crosses the attention query block (128) and sgemm's k block (256).
+    let d = random_dims();
+    let w = RandomWeights::new(&d);
+    let mut s = 9u64;
+    let mut row: Vec<u32> = (0..290).map(|_| 1 + ((lcg(&mut s) + 1.0) * 31.0) as u32).collect();
+    row.extend([0; 10]);
+    let full = forward(&w, &d, Precision::F32, std::slice::from_ref(&row)).unwrap();
+    let n = naive_forward(&w, &d, &row);
+    let err = full.data.iter().zip(&n).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0f64, f64::max);
+    eprintln!("random model, 300 positions: max |Δ| vs naive f64 = {err:e}");
+    assert!(err < 1e-3, "{err}");
+    let mut sess = Session::new(&w, d.clone(), Precision::F32, 1).unwrap();
+    sess.prefill(&[row[..200].to_vec()]).unwrap();
+    for p in 200..row.len() {
+        let st = sess.step(&[row[p]]).unwrap();
+        assert_eq!(st.at(0, 0), full.at(0, p), "pos {p}");
+    }
+}
+
+#[test]
+fn wrong_weight_shape_is_an_error() {
+    struct Bad(RandomWeights);
+    impl Weights for Bad {
+        fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+            let mut t = self.0.get(path, expert)?;
+            if path.ends_with("key/w") {
+                t.shape.reverse();
+            }
+            Ok(t)
+        }
+    }
+    let d = random_dims();
+    let e = forward(&Bad(RandomWeights::new(&d)), &d, Precision::F32, &[vec![1, 2]]).unwrap_err();
+    assert!(matches!(e, ReferenceError::Shape { .. }), "{e}");
+}

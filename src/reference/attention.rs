@@ -13,9 +13,12 @@
 //! -1e30 and contribute exact zeros.
 
 use super::gemm::{matmul, BLayout};
-use super::ops::{round1, round_if, rope_head, softmax, Rounding};
+use super::ops::{round_if, rope_head, softmax, Rounding};
 use super::{fetch, ModelDims, ReferenceError, Weights};
 use rayon::prelude::*;
+
+/// Query positions per attention task (bounds the `[block·group, keys]` logits matrix).
+const Q_BLOCK: usize = 128;
 
 /// Value the release puts on masked logits.
 pub const MASK_VALUE: f32 = -1e30;
@@ -101,43 +104,55 @@ pub fn attention(
     }
     let group = h / kvh;
     let cache_ro: &[KvCache] = cache;
-    // One task per (row, new position): all heads of that query.
-    let o: Vec<Vec<f32>> = (0..m)
-        .into_par_iter()
-        .map(|i| {
-            let (b, t) = (i / inp.new, i % inp.new);
-            let qpos = inp.start + t;
-            let (kc, vc, valid) = (&cache_ro[b].k, &cache_ro[b].v, &inp.key_valid[b]);
-            let mut out = vec![0f32; h * hd];
-            let mut logits = vec![0f32; total];
-            for head in 0..h {
-                let kvi = head / group;
-                let qh = &q[(i * h + head) * hd..(i * h + head + 1) * hd];
-                for (s, l) in logits.iter_mut().enumerate() {
-                    if s > qpos || !valid[s] {
-                        *l = MASK_VALUE;
-                        continue;
-                    }
-                    let kh = &kc[(s * kvh + kvi) * hd..(s * kvh + kvi + 1) * hd];
-                    let dot: f32 = qh.iter().zip(kh).map(|(a, b)| a * b).sum();
-                    let x = dot * dims.attn_mult;
-                    *l = dims.attn_cap * (x / dims.attn_cap).tanh();
+    let nblk = inp.new.div_ceil(Q_BLOCK);
+    let tasks: Vec<(usize, usize, usize)> =
+        (0..inp.rows).flat_map(|b| (0..kvh).flat_map(move |g| (0..nblk).map(move |qb| (b, g, qb * Q_BLOCK)))).collect();
+    // One task per (row, kv head, query block): the group's query heads as one matrix
+    // [positions × group, hd] against that kv head's keys and values.
+    let blocks: Vec<Option<(usize, usize, usize, Vec<f32>)>> = tasks
+        .par_iter()
+        .map(|&(b, g, t0)| {
+            let (c, valid) = (&cache_ro[b], &inp.key_valid[b]);
+            let t1 = (t0 + Q_BLOCK).min(inp.new);
+            let gather = |src: &[f32]| -> Option<Vec<f32>> {
+                let mut out = Vec::with_capacity(total * hd);
+                for s in 0..total {
+                    out.extend_from_slice(src.get((s * kvh + g) * hd..(s * kvh + g + 1) * hd)?);
                 }
-                softmax(&mut logits);
-                let oh = &mut out[head * hd..(head + 1) * hd];
-                for (s, &wgt) in logits.iter().enumerate() {
-                    let wgt = round1(r.attn_weights, wgt);
-                    if wgt == 0.0 {
-                        continue;
-                    }
-                    let vh = &vc[(s * kvh + kvi) * hd..(s * kvh + kvi + 1) * hd];
-                    oh.iter_mut().zip(vh).for_each(|(o, v)| *o += wgt * v);
-                }
+                Some(out)
+            };
+            let (kg, vg) = (gather(&c.k)?, gather(&c.v)?);
+            let rows_q = (t1 - t0) * group;
+            let mut qm = Vec::with_capacity(rows_q * hd);
+            for t in t0..t1 {
+                let i = b * inp.new + t;
+                qm.extend_from_slice(q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?);
             }
-            round_if(r.attn_out, &mut out);
-            out
+            let mut logits = matmul(&qm, rows_q, hd, &kg, BLayout::NK, total)?;
+            for (ri, row) in logits.chunks_exact_mut(total).enumerate() {
+                let qpos = inp.start + t0 + ri / group;
+                for (s, l) in row.iter_mut().enumerate() {
+                    *l = if s > qpos || !valid[s] {
+                        MASK_VALUE
+                    } else {
+                        let x = *l * dims.attn_mult;
+                        dims.attn_cap * (x / dims.attn_cap).tanh()
+                    };
+                }
+                softmax(row);
+                round_if(r.attn_weights, row);
+            }
+            Some((b, g, t0, matmul(&logits, rows_q, total, &vg, BLayout::KN, hd)?))
         })
         .collect();
-    let o: Vec<f32> = o.concat();
+    let mut o = vec![0f32; m * h * hd];
+    for blk in blocks {
+        let (b, g, t0, ob) = blk.ok_or_else(|| ReferenceError::Input(format!("layer {layer}: attention dims")))?;
+        for (ri, orow) in ob.chunks_exact(hd).enumerate() {
+            let (i, head) = (b * inp.new + t0 + ri / group, g * group + ri % group);
+            o[(i * h + head) * hd..(i * h + head + 1) * hd].copy_from_slice(orow);
+        }
+    }
+    round_if(r.attn_out, &mut o);
     project(w, r, (layer, "linear"), &o, (m, h * hd, d))
 }
