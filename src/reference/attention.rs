@@ -109,7 +109,7 @@ pub fn attention(
         (0..inp.rows).flat_map(|b| (0..kvh).flat_map(move |g| (0..nblk).map(move |qb| (b, g, qb * Q_BLOCK)))).collect();
     // One task per (row, kv head, query block): the group's query heads as one matrix
     // [positions × group, hd] against that kv head's keys and values.
-    let blocks: Vec<Option<(usize, usize, usize, Vec<f32>)>> = tasks
+    let blocks: Vec<Option<Vec<f32>>> = tasks
         .par_iter()
         .map(|&(b, g, t0)| {
             let (c, valid) = (&cache_ro[b], &inp.key_valid[b]);
@@ -142,12 +142,12 @@ pub fn attention(
                 softmax(row);
                 round_if(r.attn_weights, row);
             }
-            Some((b, g, t0, matmul(&logits, rows_q, total, &vg, BLayout::KN, hd)?))
+            matmul(&logits, rows_q, total, &vg, BLayout::KN, hd)
         })
         .collect();
     let mut o = vec![0f32; m * h * hd];
-    for blk in blocks {
-        let (b, g, t0, ob) = blk.ok_or_else(|| ReferenceError::Input(format!("layer {layer}: attention dims")))?;
+    for (&(b, g, t0), blk) in tasks.iter().zip(blocks) {
+        let ob = blk.ok_or_else(|| ReferenceError::Input(format!("layer {layer}: attention dims")))?;
         for (ri, orow) in ob.chunks_exact(hd).enumerate() {
             let (i, head) = (b * inp.new + t0 + ri / group, g * group + ri % group);
             o[(i * h + head) * hd..(i * h + head + 1) * hd].copy_from_slice(orow);
