@@ -22,6 +22,7 @@ pub mod numpy;
 pub mod pickle;
 pub mod quant;
 pub mod source;
+pub mod synth;
 pub mod cli;
 pub mod npy;
 pub mod reference;

@@ -2,3 +2,5 @@
 mod util;
 mod reference;
 mod source;
+mod cli;
+mod architecture;

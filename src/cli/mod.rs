@@ -3,6 +3,10 @@
 //! 2 an error (bad input, I/O). A broken pipe on stdout counts as success.
 
 use clap::{Parser, Subcommand};
+
+mod inspect;
+pub mod progress;
+mod synth;
 use std::process::ExitCode;
 
 /// What a subcommand returns when it did not fail.
@@ -26,6 +30,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Show what a checkpoint holds (tensors, config, problems).
+    Inspect(inspect::InspectArgs),
+    /// Write a synthetic checkpoint in the release's exact format.
+    Synth(synth::SynthArgs),
 }
 
 /// Parse, run, and map to an exit code.
@@ -45,10 +53,27 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the previous message
+/// already contains (library errors print their source inline).
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let m = c.to_string();
+        if out.contains(&m) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&m);
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -57,5 +82,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Synth(a) => synth::run(a),
+    }
 }

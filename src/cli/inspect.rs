@@ -1,0 +1,101 @@
+//! `grokit inspect`: what is inside a checkpoint, in a table or as JSON.
+
+use super::progress::human;
+use super::Outcome;
+use anyhow::Context;
+use clap::Args;
+use crate::numpy::Stored;
+use crate::source::grok::{Checkpoint, OpenOptions};
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Show the tensors, configuration and any structural problems of a checkpoint.
+///
+/// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one).
+/// Nothing is executed: pickles are read by an allow-list parser, payloads are not read.
+/// Exit status: 0 when the checkpoint is well-formed, 1 when problems were found, 2 on errors.
+///
+/// Examples:
+///   grokit inspect fixtures/tiny
+///   grokit inspect /data/grok-1 --json | jq '.tensors[0]'
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct InspectArgs {
+    /// Checkpoint directory.
+    pub path: PathBuf,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Head dimension when there is no config.json (default 128 when it divides the widths).
+    #[arg(long)]
+    pub key_size: Option<u64>,
+}
+
+/// Run `inspect`.
+pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
+    let opts = OpenOptions { key_size: a.key_size, ..Default::default() };
+    let ck = Checkpoint::open(&a.path, &opts).with_context(|| format!("reading checkpoint {}", a.path.display()))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let tensors: Vec<_> = ck
+            .tensors
+            .iter()
+            .map(|t| {
+                let w = t.weight();
+                let mut o = json!({
+                    "index": t.spec.index, "file": t.spec.file_name(), "path": t.spec.path,
+                    "layer": t.spec.layer, "gguf_name": t.spec.gguf_name(),
+                    "kind": match t.stored { Stored::Array(_) => "ndarray", Stored::Quantized{..} => "QuantizedWeight8bit" },
+                    "dtype": w.dtype.name(), "shape": w.shape.dims(), "payload_offset": w.data.start,
+                    "payload_len": w.data.end - w.data.start, "file_size": t.file_len,
+                });
+                if let Some(s) = t.scales() {
+                    o["scales_dtype"] = json!(s.dtype.name());
+                    o["scales_shape"] = json!(s.shape.dims());
+                    o["scales_offset"] = json!(s.data.start);
+                    o["scales_len"] = json!(s.data.end - s.data.start);
+                }
+                o
+            })
+            .collect();
+        let v = json!({
+            "format": "grok-1-release", "dir": ck.dir, "files": ck.tensors.len(),
+            "total_bytes": ck.total_bytes(), "config": ck.config, "config_notes": ck.config_notes,
+            "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
+            "tensors": tensors, "problems": ck.problems,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        let c = &ck.config;
+        writeln!(out, "Grok-1 release checkpoint: {}", ck.dir.display())?;
+        writeln!(out, "  files: {}   total: {} ({} bytes)   parameters: {}", ck.tensors.len(), human(ck.total_bytes()), ck.total_bytes(), c.param_count())?;
+        writeln!(
+            out,
+            "  config: vocab {} d_model {} layers {} heads {}q/{}kv x {} experts {} (top {}) ffn {}{}",
+            c.vocab_size, c.emb_size, c.num_layers, c.num_q_heads, c.num_kv_heads, c.key_size, c.num_experts, c.num_selected_experts, c.ffn_size,
+            if c.is_grok1() { "  = Grok-1" } else { "" }
+        )?;
+        for n in &ck.config_notes {
+            writeln!(out, "  ({n})")?;
+        }
+        writeln!(out)?;
+        writeln!(out, "{:<16} {:<58} {:<22} {:<20} {:>14}", "file", "parameter", "weight", "scales", "payload@")?;
+        for t in &ck.tensors {
+            let w = t.weight();
+            let scales = t.scales().map(|s| format!("{}{}", s.dtype, s.shape)).unwrap_or_else(|| "-".into());
+            writeln!(out, "{:<16} {:<58} {:<22} {:<20} {:>14}", t.spec.file_name(), t.spec.path, format!("{}{}", w.dtype, w.shape), scales, w.data.start)?;
+        }
+        writeln!(out)?;
+        if ck.problems.is_empty() {
+            writeln!(out, "no problems found")?;
+        } else {
+            writeln!(out, "{} problem(s):", ck.problems.len())?;
+            for p in &ck.problems {
+                let at = p.offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default();
+                writeln!(out, "  {} ({}){at}: {}", p.file.display(), p.tensor, p.msg)?;
+            }
+        }
+    }
+    Ok(if ck.problems.is_empty() { Outcome::Ok } else { Outcome::Mismatch })
+}

@@ -1,0 +1,162 @@
+//! End-to-end: the binary's subcommands, exit codes and error messages.
+
+use crate::util::{grokit, repo, shared};
+use std::path::Path;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = grokit().args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn files_equal(a: &Path, b: &Path) {
+    let mut names: Vec<_> = std::fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    for n in names {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        if pa.is_dir() {
+            files_equal(&pa, &pb);
+        } else {
+            assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(), "{} differs", pa.display());
+        }
+    }
+}
+
+#[test]
+fn synth_reproduces_the_committed_fixture() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("tiny");
+    let (code, _, err) = run(&["synth", out.to_str().unwrap(), "--preset", "tiny", "--seed", "0", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    files_equal(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), std::fs::read(repo().join("fixtures/tiny/config.json")).unwrap());
+    // A second run into the same place is refused rather than mixing files.
+    let (code, _, err) = run(&["synth", out.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn inspect_fixture_and_json() {
+    let fx = repo().join("fixtures/tiny");
+    let (code, out, err) = run(&["inspect", fx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("files: 26"), "{out}");
+    assert!(out.contains("no problems found"));
+    let (code, out, _) = run(&["inspect", fx.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["files"], 26);
+    assert_eq!(v["config"]["emb_size"], 64);
+    assert_eq!(v["tensors"][2]["path"], "transformer/decoder_layer_0/moe/linear/w");
+    assert_eq!(v["tensors"][2]["scales_shape"], serde_json::json!([8, 1, 128]));
+}
+
+#[test]
+fn inspect_tiny12() {
+    let Some(s) = shared("inspect tiny12") else { return };
+    let (code, out, err) = run(&["inspect", s.join("reference/tiny12").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("files: 146"));
+}
+
+fn copy_fixture(to: &Path) {
+    let src = repo().join("fixtures/tiny");
+    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
+    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
+}
+
+#[test]
+fn missing_and_unexpected_files_are_all_reported() {
+    let d = tempfile::tempdir().unwrap();
+    copy_fixture(d.path());
+    let c = d.path().join("ckpt-0");
+    std::fs::remove_file(c.join("tensor00003_000")).unwrap();
+    std::fs::remove_file(c.join("tensor00020_000")).unwrap();
+    std::fs::write(c.join("tensor00004_001"), b"x").unwrap();
+    let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tensor00003_000") && err.contains("tensor00020_000") && err.contains("tensor00004_001"), "{err}");
+}
+
+#[test]
+fn corrupt_pickle_names_file_and_offset() {
+    let d = tempfile::tempdir().unwrap();
+    copy_fixture(d.path());
+    let f = d.path().join("ckpt-0/tensor00005_000");
+    let mut b = std::fs::read(&f).unwrap();
+    b[50] = 0x69; // INST: not in the allow-list
+    std::fs::write(&f, &b).unwrap();
+    let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tensor00005_000") && err.contains("byte offset 50") && err.contains("0x69"), "{err}");
+    // A forbidden global: rename numpy's module string to `os` + `system` lengths kept.
+    let f = d.path().join("ckpt-0/tensor00001_000");
+    let b = std::fs::read(&f).unwrap();
+    let pos = b.windows(12).position(|w| w == b"_reconstruct").unwrap();
+    let mut b2 = b.clone();
+    b2[pos..pos + 12].copy_from_slice(b"system______");
+    std::fs::write(&f, &b2).unwrap();
+    std::fs::write(d.path().join("ckpt-0/tensor00005_000"), std::fs::read(repo().join("fixtures/tiny/ckpt-0/tensor00005_000")).unwrap()).unwrap();
+    let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("forbidden global numpy.core.multiarray.system______"), "{err}");
+}
+
+#[test]
+fn trailing_bytes_and_truncation() {
+    let d = tempfile::tempdir().unwrap();
+    copy_fixture(d.path());
+    let f = d.path().join("ckpt-0/tensor00007_000");
+    let mut b = std::fs::read(&f).unwrap();
+    b.extend_from_slice(b"junk");
+    std::fs::write(&f, &b).unwrap();
+    let (code, out, _) = run(&["inspect", d.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("4 trailing bytes"), "{out}");
+    b.truncate(b.len() - 200);
+    std::fs::write(&f, &b).unwrap();
+    let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tensor00007_000") && (err.contains("truncated") || err.contains("past the end")), "{err}");
+}
+
+#[test]
+fn sparse_full_release_inspects_as_grok1() {
+    let d = tempfile::tempdir().unwrap();
+    // Make sure this filesystem keeps holes before writing 318 GB of apparent size.
+    let probe = d.path().join("probe");
+    let f = std::fs::File::create(&probe).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&probe).unwrap());
+    if blocks > 1024 {
+        eprintln!("SKIP sparse release: this filesystem does not keep holes");
+        return;
+    }
+    let out = d.path().join("rel");
+    let (code, _, err) = run(&["synth", out.to_str().unwrap(), "--preset", "grok-1", "--sparse", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out_s, err) = run(&["inspect", out.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out_s).unwrap();
+    assert_eq!(v["files"], 770);
+    assert_eq!(v["total_bytes"], 318_239_886_140u64);
+    assert_eq!(v["is_grok1"], true);
+    assert_eq!(v["tensors"][0]["payload_offset"], 151);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, _) = run(&["inspect"]);
+    assert_eq!(code, 2);
+    let (code, _, err) = run(&["inspect", "/nonexistent/dir"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/dir"), "{err}");
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("inspect"));
+}
