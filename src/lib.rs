@@ -28,3 +28,5 @@ pub mod tokenizer;
 pub mod verify;
 pub mod cli;
 pub mod safetensors_io;
+pub mod npy;
+pub mod reference;

@@ -1,5 +1,6 @@
 //! grokit's one integration test binary: module declarations only.
 mod util;
+mod reference;
 mod source;
 mod cli;
 mod architecture;

@@ -1,0 +1,357 @@
+//! `.npy` v1.0 float32 arrays: the interchange format for logits.
+//!
+//! Why our own: golden logits (`logits_f32.npy`) and `--logits-out` dumps must round-trip with
+//! `numpy.load`/`numpy.save` without Python. Only what grokit needs is accepted: format version
+//! 1.0 (or 2.0 when reading), little-endian `<f4`, C order. The header is parsed by a small
+//! bounded parser (at most [`NPY_MAX_HEADER`] bytes, [`NPY_MAX_DIMS`] dims, checked sizes), so
+//! a hostile file can neither allocate from a lie nor run past its end. The writer produces the
+//! exact bytes `numpy.save` produces for a float32 C-order array: the dict in the order
+//! `'descr', 'fortran_order', 'shape'`, a trailing `, ` inside the braces, one-element shapes as
+//! `(n,)`, and space padding so magic + header length + header (incl. the final `\n`) is a
+//! multiple of 64 bytes. `.npy.zst` files (zstd-compressed npy) are read and written through the
+//! `zstd` crate, chosen by the file name.
+
+use crate::base::bytes::ByteCursor;
+use crate::io::{AtomicFile, IoError};
+use std::path::{Path, PathBuf};
+
+/// Largest header accepted (numpy itself refuses headers over 10 000 bytes by default).
+pub const NPY_MAX_HEADER: usize = 10_000;
+/// Most dimensions accepted in a shape.
+pub const NPY_MAX_DIMS: usize = 8;
+/// Largest decompressed `.npy.zst` accepted (16 GiB): a cap on what a compressed file may claim.
+pub const NPY_MAX_ZST_BYTES: u64 = 16 << 30;
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// Errors reading or writing `.npy`.
+#[derive(Debug, thiserror::Error)]
+pub enum NpyError {
+    /// The file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// Not a `.npy` file, or a structurally broken one.
+    #[error("{}: not a valid .npy file at byte {offset}: {reason}", path.display())]
+    Format {
+        /// The file (empty when parsing bytes in memory).
+        path: PathBuf,
+        /// Byte offset of the problem.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A valid `.npy` of a kind grokit does not handle (dtype, order, version).
+    #[error("{}: unsupported .npy: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is unsupported.
+        reason: String,
+    },
+    /// Data length and shape disagree.
+    #[error("{}: shape {shape:?} needs {needed} data bytes, file has {present}", path.display())]
+    Size {
+        /// The file.
+        path: PathBuf,
+        /// Declared shape.
+        shape: Vec<usize>,
+        /// Bytes the shape needs.
+        needed: u64,
+        /// Bytes present.
+        present: u64,
+    },
+    /// zstd (de)compression failed.
+    #[error("{}: zstd: {source}", path.display())]
+    Zstd {
+        /// The file.
+        path: PathBuf,
+        /// The codec error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A float32 C-order array.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyF32 {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// Elements in C order; `data.len()` is the product of `shape`.
+    pub data: Vec<f32>,
+}
+
+fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
+    NpyError::Format { path: path.to_path_buf(), offset, reason: reason.into() }
+}
+
+/// Build the full preamble (magic, version, header length, header) numpy writes for a v1.0
+/// little-endian float32 C-order array of `shape`.
+pub fn header_bytes(shape: &[usize]) -> Vec<u8> {
+    let dims = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // magic(6) + version(2) + u16 length(2) + dict + padding + '\n' ≡ 0 (mod 64)
+    let unpadded = 10 + dict.len() + 1;
+    let pad = (64 - unpadded % 64) % 64;
+    dict.extend(std::iter::repeat_n(' ', pad));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(10 + dict.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    // v1.0 headers are at most 65535 bytes; shapes of <= NPY_MAX_DIMS usize dims stay far below.
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Serialize `arr` exactly as `numpy.save` would.
+pub fn to_bytes(arr: &NpyF32) -> Vec<u8> {
+    let mut out = header_bytes(&arr.shape);
+    crate::base::float::extend_f32_le(&mut out, &arr.data);
+    out
+}
+
+/// Parse `.npy` bytes (`path` is used only in error messages).
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
+    let mut c = ByteCursor::new(bytes);
+    let magic = c.take(6).map_err(|_| fmt_err(path, 0, "shorter than the magic"))?;
+    if magic != MAGIC {
+        return Err(fmt_err(path, 0, "bad magic (expected \\x93NUMPY)"));
+    }
+    let ver = c.array::<2>().map_err(|e| fmt_err(path, e.offset, "truncated version"))?;
+    let hlen = match ver {
+        [1, 0] => usize::from(c.u16_le().map_err(|e| fmt_err(path, e.offset, "truncated header length"))?),
+        [2, 0] => {
+            let n = c.u32_le().map_err(|e| fmt_err(path, e.offset, "truncated header length"))?;
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }
+        _ => {
+            return Err(NpyError::Unsupported { path: path.into(), reason: format!("format version {}.{}", ver[0], ver[1]) })
+        }
+    };
+    if hlen > NPY_MAX_HEADER {
+        return Err(fmt_err(path, c.offset(), format!("header of {hlen} bytes exceeds cap {NPY_MAX_HEADER}")));
+    }
+    let hoff = c.offset();
+    let header = c.take(hlen as u64).map_err(|e| fmt_err(path, e.offset, "truncated header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| fmt_err(path, hoff, "header is not ASCII/UTF-8"))?;
+    let h = parse_header(header).map_err(|r| fmt_err(path, hoff, r))?;
+    if h.descr != "<f4" {
+        return Err(NpyError::Unsupported { path: path.into(), reason: format!("dtype {:?} (only '<f4')", h.descr) });
+    }
+    if h.fortran {
+        return Err(NpyError::Unsupported { path: path.into(), reason: "fortran_order True".into() });
+    }
+    let count = h.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let needed = count.and_then(|n| n.checked_mul(4)).unwrap_or(u64::MAX);
+    let present = c.remaining() as u64;
+    if needed != present {
+        return Err(NpyError::Size { path: path.into(), shape: h.shape, needed, present });
+    }
+    let body = c.take(needed).map_err(|e| fmt_err(path, e.offset, "truncated data"))?;
+    let mut data = vec![0f32; body.len() / 4];
+    crate::base::float::decode_f32_le(body, &mut data);
+    Ok(NpyF32 { shape: h.shape, data })
+}
+
+struct Header {
+    descr: String,
+    fortran: bool,
+    shape: Vec<usize>,
+}
+
+/// Parse numpy's header dict: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`
+/// plus space/newline padding. Keys may come in any order; each must appear exactly once.
+fn parse_header(h: &str) -> Result<Header, String> {
+    let s = h.trim_end_matches([' ', '\n', '\0']).trim();
+    let inner = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).ok_or("header is not a {...} dict")?;
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    let mut rest = inner.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = quoted(rest).ok_or("expected a quoted key")?;
+        let after = after.trim_start().strip_prefix(':').ok_or("expected ':' after key")?.trim_start();
+        let after = match key {
+            "descr" => {
+                let (v, a) = quoted(after).ok_or("descr is not a string")?;
+                set_once(&mut descr, v.to_string(), key)?;
+                a
+            }
+            "fortran_order" => {
+                let (v, a) = if let Some(a) = after.strip_prefix("False") {
+                    (false, a)
+                } else if let Some(a) = after.strip_prefix("True") {
+                    (true, a)
+                } else {
+                    return Err("fortran_order is not True/False".into());
+                };
+                set_once(&mut fortran, v, key)?;
+                a
+            }
+            "shape" => {
+                let (v, a) = parse_shape(after)?;
+                set_once(&mut shape, v, key)?;
+                a
+            }
+            other => return Err(format!("unexpected key {other:?}")),
+        };
+        let after = after.trim_start();
+        rest = match after.strip_prefix(',') {
+            Some(a) => a.trim_start(),
+            None if after.is_empty() => after,
+            None => return Err("expected ',' between entries".into()),
+        };
+    }
+    Ok(Header {
+        descr: descr.ok_or("missing 'descr'")?,
+        fortran: fortran.ok_or("missing 'fortran_order'")?,
+        shape: shape.ok_or("missing 'shape'")?,
+    })
+}
+
+fn set_once<T>(slot: &mut Option<T>, v: T, key: &str) -> Result<(), String> {
+    if slot.replace(v).is_some() {
+        return Err(format!("duplicate key {key:?}"));
+    }
+    Ok(())
+}
+
+/// A `'...'` or `"..."` string without escapes; returns (content, rest).
+fn quoted(s: &str) -> Option<(&str, &str)> {
+    let q = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &s[1..];
+    let end = body.find(q)?;
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// `(d0, d1, ...)` with an optional trailing comma; returns (dims, rest).
+fn parse_shape(s: &str) -> Result<(Vec<usize>, &str), String> {
+    let body = s.strip_prefix('(').ok_or("shape is not a tuple")?;
+    let end = body.find(')').ok_or("unterminated shape tuple")?;
+    let mut dims = Vec::new();
+    for part in body[..end].split(',') {
+        let p = part.trim();
+        if p.is_empty() {
+            continue;
+        }
+        if dims.len() == NPY_MAX_DIMS {
+            return Err(format!("more than {NPY_MAX_DIMS} dims"));
+        }
+        dims.push(p.parse::<usize>().map_err(|_| format!("bad dim {p:?}"))?);
+    }
+    Ok((dims, &body[end + 1..]))
+}
+
+fn is_zst(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "zst")
+}
+
+/// Read a `.npy` (or, by name, `.npy.zst`) float32 array.
+pub fn read(path: &Path) -> Result<NpyF32, NpyError> {
+    let raw = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
+    if is_zst(path) {
+        let dec = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| NpyError::Zstd { path: path.into(), source: e })?;
+        let mut out = Vec::new();
+        use std::io::Read;
+        let n = dec
+            .take(NPY_MAX_ZST_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| NpyError::Zstd { path: path.into(), source: e })?;
+        if n as u64 > NPY_MAX_ZST_BYTES {
+            return Err(fmt_err(path, 0, format!("decompresses to more than {NPY_MAX_ZST_BYTES} bytes")));
+        }
+        from_bytes(&out, path)
+    } else {
+        from_bytes(&raw, path)
+    }
+}
+
+/// Write `arr` to `path` atomically (temp + rename); `.zst` names are zstd-compressed (level 3).
+pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
+    let expect = arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if expect != Some(arr.data.len()) {
+        return Err(NpyError::Size {
+            path: path.into(),
+            shape: arr.shape.clone(),
+            needed: expect.and_then(|n| n.checked_mul(4)).map_or(u64::MAX, |n| n as u64),
+            present: (arr.data.len() as u64).saturating_mul(4),
+        });
+    }
+    let bytes = to_bytes(arr);
+    let payload = if is_zst(path) {
+        zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd { path: path.into(), source: e })?
+    } else {
+        bytes
+    };
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(&payload)?;
+    f.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_matches_numpy() {
+        // numpy.save(np.zeros((2, 42, 512), np.float32)) header, as in tiny12's golden files.
+        let h = header_bytes(&[2, 42, 512]);
+        assert_eq!(h.len(), 128);
+        assert_eq!(&h[..10], b"\x93NUMPY\x01\x00v\x00");
+        assert!(h[10..].starts_with(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 42, 512), }   "));
+        assert_eq!(h[127], b'\n');
+        assert!(header_bytes(&[5]).windows(6).any(|w| w == b"(5,), "));
+        assert!(header_bytes(&[]).windows(4).any(|w| w == b"(), "));
+        for s in [&[][..], &[1], &[3, 4], &[123456789, 2, 3, 4, 5]] {
+            assert_eq!(header_bytes(s).len() % 64, 0);
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_hostile() {
+        let a = NpyF32 { shape: vec![2, 3], data: vec![1.0, -2.5, 0.0, 3.0, 4.0, f32::MIN_POSITIVE] };
+        let b = to_bytes(&a);
+        assert_eq!(from_bytes(&b, Path::new("")).unwrap(), a);
+        // truncated data, extra data, truncated header, bad magic
+        assert!(matches!(from_bytes(&b[..b.len() - 1], Path::new("")), Err(NpyError::Size { .. })));
+        let mut more = b.clone();
+        more.push(0);
+        assert!(from_bytes(&more, Path::new("")).is_err());
+        assert!(from_bytes(&b[..20], Path::new("")).is_err());
+        assert!(from_bytes(b"\x93NUMPX\x01\x00", Path::new("")).is_err());
+        // a shape whose byte size overflows must not allocate
+        let mut evil = b"\x93NUMPY\x01\x00".to_vec();
+        let d = "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4), }\n";
+        evil.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        evil.extend_from_slice(d.as_bytes());
+        assert!(matches!(from_bytes(&evil, Path::new("")), Err(NpyError::Size { .. })));
+        // unsupported dtype / order / duplicate key
+        for d in [
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
+            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '<f4', 'fortran_order': False}",
+        ] {
+            let mut e = b"\x93NUMPY\x01\x00".to_vec();
+            e.extend_from_slice(&(d.len() as u16).to_le_bytes());
+            e.extend_from_slice(d.as_bytes());
+            e.extend_from_slice(&[0; 4]);
+            assert!(from_bytes(&e, Path::new("")).is_err(), "{d}");
+        }
+    }
+
+    #[test]
+    fn file_roundtrip_plain_and_zst() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = NpyF32 { shape: vec![4], data: vec![1.0, 2.0, 3.0, 4.0] };
+        for name in ["a.npy", "a.npy.zst"] {
+            let p = dir.path().join(name);
+            write(&p, &a).unwrap();
+            assert_eq!(read(&p).unwrap(), a);
+        }
+        let bad = NpyF32 { shape: vec![5], data: vec![0.0; 4] };
+        assert!(write(&dir.path().join("b.npy"), &bad).is_err());
+    }
+}

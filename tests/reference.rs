@@ -1,0 +1,402 @@
+//! Reference forward pass: golden logits from the release's own JAX code (tiny12), KV-cache
+//! equivalence, and a naive f64 re-implementation on a random model (runs without ../shared).
+#![allow(clippy::needless_range_loop)]
+mod tiny12;
+
+use crate::util::shared;
+use grokit::reference::compare::{compare, Thresholds};
+use grokit::reference::{forward, ModelDims, Precision, ReferenceError, Session, WeightTensor, Weights};
+use std::collections::HashMap;
+use grokit::source::grok::{open_options, Checkpoint};
+use tiny12::{tiny12_dims, tiny12_tokens, Tiny12};
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
+fn argmax(r: &[f32]) -> usize {
+    grokit::reference::compare::argmax(r)
+}
+
+// ---- golden: tiny12 --------------------------------------------------------------------------
+
+/// tiny12 through the real release reader (`source::grok`), with its inferred config.
+fn open_tiny12(dir: &std::path::Path) -> (Checkpoint, ModelDims) {
+    let ck = Checkpoint::open(dir, &open_options()).expect("open tiny12");
+    let dims = ModelDims::from_config(&ck.config).unwrap();
+    (ck, dims)
+}
+
+#[test]
+fn release_reader_agrees_with_test_loader() {
+    let Some(dir) = shared("reader vs loader").map(|s| s.join("reference/tiny12")) else { return };
+    let (ck, dims) = open_tiny12(&dir);
+    assert_eq!(dims, tiny12_dims(&dir));
+    let tl = Tiny12::load(&dir);
+    assert_eq!(tl.tensors.len(), 146);
+    for (path, t) in &tl.tensors {
+        if t.shape.len() == 3 {
+            for e in 0..t.shape[0] {
+                assert_eq!(ck.get(path, Some(e)).unwrap(), tl.get(path, Some(e)).unwrap(), "{path} expert {e}");
+            }
+        } else {
+            assert_eq!(&ck.get(path, None).unwrap(), t, "{path}");
+        }
+    }
+}
+
+fn golden(name: &str) -> Option<(std::path::PathBuf, grokit::npy::NpyF32)> {
+    let dir = shared(name)?.join("reference/tiny12");
+    let g = grokit::npy::read(&dir.join(format!("logits_{name}.npy"))).expect("golden npy");
+    Some((dir, g))
+}
+
+#[test]
+fn tiny12_f32_matches_jax_per_row_and_batched() {
+    let Some((dir, g)) = golden("f32") else { return };
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
+    let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
+    let mut worst = 0f32;
+    for (b, row) in toks.iter().enumerate() {
+        let lo = forward(&w, &dims, Precision::F32, std::slice::from_ref(row)).unwrap();
+        let d = max_abs(&lo.data, &g.data[b * t * v..(b + 1) * t * v]);
+        eprintln!("tiny12 f32 row {b} (batch of 1): max |Δ| = {d:e} over all {t} positions");
+        worst = worst.max(d);
+    }
+    assert!(worst < 1e-4, "f32 max |Δ| {worst}");
+    let lo = forward(&w, &dims, Precision::F32, &toks).unwrap();
+    let d = max_abs(&lo.data, &g.data);
+    eprintln!("tiny12 f32 padded batch of 2: max |Δ| = {d:e}");
+    assert!(d < 1e-4);
+    let mask: Vec<bool> = toks.iter().flatten().map(|&t| t != 0).collect();
+    let m = compare(&g.data, &lo.data, [2, t, v], Some(&mask)).unwrap();
+    assert!(Thresholds::f32_exact().check(&m).pass, "{m:?}");
+}
+
+#[test]
+fn tiny12_bf16_top1_matches_jax() {
+    let Some((dir, g)) = golden("bf16") else { return };
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
+    let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
+    let mut worst = 0f32;
+    let mut sum = 0f64;
+    for (b, row) in toks.iter().enumerate() {
+        let lo = forward(&w, &dims, Precision::Bf16, std::slice::from_ref(row)).unwrap();
+        let gr = &g.data[b * t * v..(b + 1) * t * v];
+        worst = worst.max(max_abs(&lo.data, gr));
+        sum += lo.data.iter().zip(gr).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>();
+        for p in 0..t {
+            assert_eq!(argmax(&lo.data[p * v..(p + 1) * v]), argmax(&gr[p * v..(p + 1) * v]), "row {b} pos {p}");
+        }
+    }
+    let mean = sum / g.data.len() as f64;
+    eprintln!("tiny12 bf16: max |Δ| = {worst}, mean |Δ| = {mean:.5}, top-1 equal at all positions");
+    assert!(worst <= 0.25 && mean < 0.01, "bf16 max {worst} mean {mean}");
+    let mask: Vec<bool> = toks.iter().flatten().map(|&t| t != 0).collect();
+    let lo = forward(&w, &dims, Precision::Bf16, &toks).unwrap();
+    let m = compare(&g.data, &lo.data, [2, t, v], Some(&mask)).unwrap();
+    eprintln!("tiny12 bf16 padded batch vs golden: {m:?}");
+    assert!(Thresholds::bf16().check(&m).pass, "{m:?}");
+}
+
+#[test]
+fn tiny12_kv_cache_equals_full_recompute() {
+    let Some(dir) = shared("kv cache").map(|s| s.join("reference/tiny12")) else { return };
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
+    for prec in [Precision::F32, Precision::Bf16] {
+        let full = forward(&w, &dims, prec, &toks).unwrap();
+        let mut s = Session::new(&w, dims.clone(), prec, 2).unwrap();
+        let split = 9;
+        let pre: Vec<Vec<u32>> = toks.iter().map(|r| r[..split].to_vec()).collect();
+        let lo = s.prefill(&pre).unwrap();
+        for b in 0..2 {
+            for p in 0..split {
+                assert_eq!(lo.at(b, p), full.at(b, p));
+            }
+        }
+        for p in split..toks[0].len() {
+            let step = s.step(&[toks[0][p], toks[1][p]]).unwrap();
+            for b in 0..2 {
+                let d = max_abs(step.at(b, 0).unwrap(), full.at(b, p).unwrap());
+                assert!(d == 0.0, "{prec:?} row {b} pos {p}: {d}");
+            }
+        }
+        assert_eq!(s.len(), toks[0].len());
+    }
+}
+
+#[test]
+fn tiny12_greedy_cached_equals_recompute() {
+    let Some(dir) = shared("greedy").map(|s| s.join("reference/tiny12")) else { return };
+    let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
+    let prompt = &toks[0][..12];
+    let gen = grokit::reference::greedy(&w, &dims, Precision::F32, prompt, 6, None).unwrap();
+    assert_eq!(gen.len(), 6);
+    let mut seq = prompt.to_vec();
+    for &g in &gen {
+        let lo = forward(&w, &dims, Precision::F32, &[seq.clone()]).unwrap();
+        assert_eq!(argmax(lo.at(0, seq.len() - 1).unwrap()) as u32, g);
+        seq.push(g);
+    }
+}
+
+#[test]
+fn npy_writer_is_byte_identical_to_numpy_save() {
+    let Some(dir) = shared("npy bytes").map(|s| s.join("reference/tiny12")) else { return };
+    for name in ["logits_f32.npy", "logits_bf16.npy"] {
+        let raw = std::fs::read(dir.join(name)).unwrap();
+        let a = grokit::npy::from_bytes(&raw, std::path::Path::new(name)).unwrap();
+        assert_eq!(a.shape, vec![2, 42, 512]);
+        assert!(grokit::npy::to_bytes(&a) == raw, "{name}: re-serialized bytes differ");
+    }
+}
+
+// ---- random model vs a naive f64 implementation ----------------------------------------------
+
+struct RandomWeights(HashMap<String, WeightTensor>);
+
+fn lcg(s: &mut u64) -> f32 {
+    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    ((*s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+fn random_dims() -> ModelDims {
+    ModelDims {
+        vocab: 64,
+        d_model: 32,
+        n_layers: 3,
+        n_q_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+        n_experts: 4,
+        top_k: 2,
+        ffn: 48,
+        ..ModelDims::grok1()
+    }
+}
+
+impl RandomWeights {
+    fn new(d: &ModelDims) -> Self {
+        let mut s = 42u64;
+        let mut m = HashMap::new();
+        let mut put = |p: String, shape: Vec<usize>, scale: f32, offset: f32| {
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| offset + scale * lcg(&mut s)).collect();
+            m.insert(p, WeightTensor { shape, data });
+        };
+        put("language_model/in_out_embed/embeddings".into(), vec![d.vocab, d.d_model], 1.0, 0.0);
+        put("language_model/rms_norm/scale".into(), vec![d.d_model], 0.3, 1.0);
+        let (dm, qd, kd) = (d.d_model, d.n_q_heads * d.head_dim, d.n_kv_heads * d.head_dim);
+        for l in 0..d.n_layers {
+            let p = |x: &str| format!("transformer/decoder_layer_{l}/{x}");
+            put(p("multi_head_attention/query/w"), vec![dm, qd], 0.5, 0.0);
+            put(p("multi_head_attention/key/w"), vec![dm, kd], 0.5, 0.0);
+            put(p("multi_head_attention/value/w"), vec![dm, kd], 0.5, 0.0);
+            put(p("multi_head_attention/linear/w"), vec![qd, dm], 0.3, 0.0);
+            for n in ["rms_norm", "rms_norm_1", "rms_norm_2", "rms_norm_3"] {
+                put(p(&format!("{n}/scale")), vec![dm], 0.3, 1.0);
+            }
+            put(p("router/w"), vec![dm, d.n_experts], 0.5, 0.0);
+            put(p("moe/linear/w"), vec![d.n_experts, dm, d.ffn], 0.3, 0.0);
+            put(p("moe/linear_v/w"), vec![d.n_experts, dm, d.ffn], 0.3, 0.0);
+            put(p("moe/linear_1/w"), vec![d.n_experts, d.ffn, dm], 0.3, 0.0);
+        }
+        RandomWeights(m)
+    }
+    fn t(&self, p: &str) -> &WeightTensor {
+        &self.0[p]
+    }
+}
+
+impl Weights for RandomWeights {
+    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+        let t = self.0.get(path).ok_or_else(|| ReferenceError::Weight { path: path.into(), reason: "missing".into() })?;
+        Ok(match expert {
+            None => t.clone(),
+            Some(e) => {
+                let per: usize = t.shape[1..].iter().product();
+                WeightTensor { shape: t.shape[1..].to_vec(), data: t.data[e * per..(e + 1) * per].to_vec() }
+            }
+        })
+    }
+}
+
+/// The spec's §7 written as plainly as possible, in f64, one row at a time.
+fn naive_forward(w: &RandomWeights, d: &ModelDims, toks: &[u32]) -> Vec<f64> {
+    let (dm, h, kvh, hd, t_len) = (d.d_model, d.n_q_heads, d.n_kv_heads, d.head_dim, toks.len());
+    let mm = |x: &[f64], wt: &[f32], k: usize, n: usize| -> Vec<f64> {
+        (0..n).map(|j| (0..k).map(|p| x[p] * f64::from(wt[p * n + j])).sum()).collect()
+    };
+    let norm = |x: &[f64], s: &[f32]| -> Vec<f64> {
+        let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+        x.iter().zip(s).map(|(v, s)| f64::from(*s) * v / (ms + f64::from(d.rms_eps)).sqrt()).collect()
+    };
+    let rope = |x: &mut [f64], pos: usize| {
+        let half = x.len() / 2;
+        for j in 0..half {
+            let f = 1.0 / f64::from(d.rope_base).powf(2.0 * j as f64 / x.len() as f64);
+            let (s, c) = (pos as f64 * f).sin_cos();
+            let (a, b) = (x[j], x[j + half]);
+            x[j] = a * c - b * s;
+            x[j + half] = b * c + a * s;
+        }
+    };
+    let emb = &w.t("language_model/in_out_embed/embeddings").data;
+    let mut hs: Vec<Vec<f64>> =
+        toks.iter().map(|&t| emb[t as usize * dm..(t as usize + 1) * dm].iter().map(|&x| f64::from(x) * f64::from(d.emb_mult)).collect()).collect();
+    for l in 0..d.n_layers {
+        let p = |x: &str| format!("transformer/decoder_layer_{l}/{x}");
+        let wt = |x: &str| &w.t(&p(x)).data;
+        let xs: Vec<Vec<f64>> = hs.iter().map(|x| norm(x, wt("rms_norm/scale"))).collect();
+        let q: Vec<Vec<f64>> = xs.iter().enumerate().map(|(t, x)| {
+            let mut q = mm(x, wt("multi_head_attention/query/w"), dm, h * hd);
+            q.chunks_mut(hd).for_each(|c| rope(c, t));
+            q
+        }).collect();
+        let k: Vec<Vec<f64>> = xs.iter().enumerate().map(|(t, x)| {
+            let mut k = mm(x, wt("multi_head_attention/key/w"), dm, kvh * hd);
+            k.chunks_mut(hd).for_each(|c| rope(c, t));
+            k
+        }).collect();
+        let v: Vec<Vec<f64>> = xs.iter().map(|x| mm(x, wt("multi_head_attention/value/w"), dm, kvh * hd)).collect();
+        for t in 0..t_len {
+            let mut o = vec![0f64; h * hd];
+            for hh in 0..h {
+                let g = hh / (h / kvh);
+                let mut lg: Vec<f64> = (0..t_len).map(|s| {
+                    if s > t || toks[s] == d.pad_id { return -1e30; }
+                    let dot: f64 = (0..hd).map(|i| q[t][hh * hd + i] * k[s][g * hd + i]).sum();
+                    let x = dot * f64::from(d.attn_mult);
+                    f64::from(d.attn_cap) * (x / f64::from(d.attn_cap)).tanh()
+                }).collect();
+                let mx = lg.iter().copied().fold(f64::MIN, f64::max);
+                lg.iter_mut().for_each(|x| *x = (*x - mx).exp());
+                let sum: f64 = lg.iter().sum();
+                for s in 0..t_len {
+                    for i in 0..hd { o[hh * hd + i] += lg[s] / sum * v[s][g * hd + i]; }
+                }
+            }
+            let a = mm(&o, wt("multi_head_attention/linear/w"), h * hd, dm);
+            let a = norm(&a, wt("rms_norm_1/scale"));
+            hs[t].iter_mut().zip(&a).for_each(|(x, y)| *x += y);
+            let x = norm(&hs[t], wt("rms_norm_2/scale"));
+            let mut pr = mm(&x, wt("router/w"), dm, d.n_experts);
+            let mx = pr.iter().copied().fold(f64::MIN, f64::max);
+            pr.iter_mut().for_each(|x| *x = (*x - mx).exp());
+            let sum: f64 = pr.iter().sum();
+            pr.iter_mut().for_each(|x| *x /= sum);
+            let mut idx: Vec<usize> = (0..d.n_experts).collect();
+            idx.sort_by(|a, b| pr[*b].partial_cmp(&pr[*a]).unwrap().then(a.cmp(b)));
+            let mut y = vec![0f64; dm];
+            for &e in &idx[..d.top_k] {
+                let sl = |n: &str, a: usize, b: usize| wt(n)[e * a * b..(e + 1) * a * b].to_vec();
+                let h1 = mm(&x, &sl("moe/linear/w", dm, d.ffn), dm, d.ffn);
+                let h2 = mm(&x, &sl("moe/linear_v/w", dm, d.ffn), dm, d.ffn);
+                let act: Vec<f64> = h1.iter().zip(&h2).map(|(a, b)| {
+                    0.5 * a * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (a + 0.044715 * a * a * a)).tanh()) * b
+                }).collect();
+                let ye = mm(&act, &sl("moe/linear_1/w", d.ffn, dm), d.ffn, dm);
+                y.iter_mut().zip(&ye).for_each(|(a, b)| *a += pr[e] * b);
+            }
+            let y = norm(&y, wt("rms_norm_3/scale"));
+            hs[t].iter_mut().zip(&y).for_each(|(x, y)| *x += y);
+        }
+    }
+    let fnorm = &w.t("language_model/rms_norm/scale").data;
+    let mut out = Vec::new();
+    for x in &hs {
+        let x = norm(x, fnorm);
+        for tok in 0..d.vocab {
+            let s: f64 = (0..dm).map(|i| x[i] * f64::from(emb[tok * dm + i])).sum();
+            out.push(s * f64::from(d.out_mult));
+        }
+    }
+    out
+}
+
+#[test]
+fn random_model_matches_naive_f64() {
+    let d = random_dims();
+    let w = RandomWeights::new(&d);
+    let rows = vec![vec![5u32, 17, 3, 60, 9, 22, 41, 7], vec![8, 12, 33, 4, 0, 0, 0, 0]];
+    let lo = forward(&w, &d, Precision::F32, &rows).unwrap();
+    let scale = lo.data.iter().fold(0f32, |a, x| a.max(x.abs()));
+    for (b, row) in rows.iter().enumerate() {
+        let n = naive_forward(&w, &d, row);
+        let got = &lo.data[b * row.len() * d.vocab..(b + 1) * row.len() * d.vocab];
+        let err = got.iter().zip(&n).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0f64, f64::max);
+        eprintln!("random model row {b}: max |Δ| vs naive f64 = {err:e} (max |logit| {scale})");
+        assert!(err < 1e-4 * f64::from(scale.max(1.0)), "row {b}: {err}");
+    }
+}
+
+#[test]
+fn random_model_kv_cache_pads_and_bf16() {
+    let d = random_dims();
+    let w = RandomWeights::new(&d);
+    let rows = vec![vec![5u32, 17, 3, 60, 9, 22], vec![8, 12, 33, 0, 0, 0]];
+    for prec in [Precision::F32, Precision::Bf16] {
+        let full = forward(&w, &d, prec, &rows).unwrap();
+        let mut s = Session::new(&w, d.clone(), prec, 2).unwrap();
+        let pre: Vec<Vec<u32>> = rows.iter().map(|r| r[..2].to_vec()).collect();
+        s.prefill(&pre).unwrap();
+        for p in 2..6 {
+            let st = s.step(&[rows[0][p], rows[1][p]]).unwrap();
+            assert_eq!(st.at(0, 0), full.at(0, p));
+            assert_eq!(st.at(1, 0), full.at(1, p));
+        }
+        // a row's logits do not depend on its batch neighbours
+        let alone = forward(&w, &d, prec, &rows[1..]).unwrap();
+        assert_eq!(alone.data, full.data[6 * d.vocab..]);
+    }
+    // pad keys are invisible: changing what follows a pad-terminated prefix as pads changes nothing before
+    let a = forward(&w, &d, Precision::F32, &[vec![8, 12, 33, 0, 0, 0]]).unwrap();
+    let b = forward(&w, &d, Precision::F32, &[vec![8, 12, 33]]).unwrap();
+    assert_eq!(&a.data[..3 * d.vocab], &b.data[..]);
+    // bf16 stays close to f32 on this model
+    let f = forward(&w, &d, Precision::F32, &rows).unwrap();
+    let h = forward(&w, &d, Precision::Bf16, &rows).unwrap();
+    assert!(max_abs(&f.data, &h.data) < 0.1, "{}", max_abs(&f.data, &h.data));
+    // errors, not panics
+    assert!(forward(&w, &d, Precision::F32, &[vec![64]]).is_err());
+    assert!(forward(&w, &d, Precision::F32, &[vec![1, 2], vec![1]]).is_err());
+    assert!(forward(&w, &d, Precision::F32, &[]).is_err());
+}
+
+#[test]
+fn random_model_long_sequence_blocks_and_cache() {
+    // 300 positions: crosses the attention query block (128) and sgemm's k block (256).
+    let d = random_dims();
+    let w = RandomWeights::new(&d);
+    let mut s = 9u64;
+    let mut row: Vec<u32> = (0..290).map(|_| 1 + ((lcg(&mut s) + 1.0) * 31.0) as u32).collect();
+    row.extend([0; 10]);
+    let full = forward(&w, &d, Precision::F32, std::slice::from_ref(&row)).unwrap();
+    let n = naive_forward(&w, &d, &row);
+    let err = full.data.iter().zip(&n).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0f64, f64::max);
+    eprintln!("random model, 300 positions: max |Δ| vs naive f64 = {err:e}");
+    assert!(err < 1e-3, "{err}");
+    let mut sess = Session::new(&w, d.clone(), Precision::F32, 1).unwrap();
+    sess.prefill(&[row[..200].to_vec()]).unwrap();
+    for p in 200..row.len() {
+        let st = sess.step(&[row[p]]).unwrap();
+        assert_eq!(st.at(0, 0), full.at(0, p), "pos {p}");
+    }
+}
+
+#[test]
+fn wrong_weight_shape_is_an_error() {
+    struct Bad(RandomWeights);
+    impl Weights for Bad {
+        fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+            let mut t = self.0.get(path, expert)?;
+            if path.ends_with("key/w") {
+                t.shape.reverse();
+            }
+            Ok(t)
+        }
+    }
+    let d = random_dims();
+    let e = forward(&Bad(RandomWeights::new(&d)), &d, Precision::F32, &[vec![1, 2]]).unwrap_err();
+    assert!(matches!(e, ReferenceError::Shape { .. }), "{e}");
+}
