@@ -26,6 +26,7 @@ pub mod synth;
 pub mod gguf;
 pub mod tokenizer;
 pub mod verify;
+pub mod convert;
 pub mod cli;
 pub mod safetensors_io;
 pub mod npy;

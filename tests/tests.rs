@@ -9,3 +9,4 @@ mod gguf;
 mod safetensors_io;
 mod tokenizer;
 mod verify;
+mod hostile;

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod convert;
 mod inspect;
 pub mod progress;
 mod synth;
@@ -30,6 +31,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Convert a release checkpoint to GGUF or safetensors.
+    Convert(convert::ConvertArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
     /// Write a synthetic checkpoint in the release's exact format.
@@ -83,6 +86,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
     }

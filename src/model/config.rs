@@ -82,10 +82,13 @@ impl Config {
         }
     }
 
-    /// The 2-layer fixture shipped in `fixtures/tiny` (d=64, 4 q heads, 2 kv heads of 16,
-    /// 8 experts of 128, vocab 512 to fit tiny12's tokenizer). Multipliers stay Grok-1's.
+    /// The 2-layer fixture shipped in `fixtures/tiny` (d=64, 4 q heads and 2 kv heads of 64,
+    /// 8 experts of 256, vocab 512 to fit tiny12's tokenizer). Widths are chosen so the 8 row
+    /// blocks of the O and down projections are 32 rows high, as Grok-1's are multiples of 32:
+    /// every int8 block then maps losslessly into Q8_0, like the real release. Multipliers stay
+    /// Grok-1's.
     pub fn tiny() -> Config {
-        Config { vocab_size: 512, emb_size: 64, key_size: 16, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 128, ..Config::grok1() }
+        Config { vocab_size: 512, emb_size: 64, key_size: 64, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 256, ..Config::grok1() }
     }
 
     /// Grok-1 with only the first `n` layers (for full-size benchmarks).

@@ -1,0 +1,201 @@
+//! `convert --to gguf`: the release as llama.cpp's `grok` architecture (output-formats.md §2-4).
+//! Metadata types are the ones llama.cpp's typed getters insist on (u32 hyper-parameters, f32
+//! eps and scales, u32 token ids, f32 scores, i32 token types).
+
+use super::encode::Measure;
+use super::exec::stream_tensor;
+use super::plan::{class_of, gguf_tensors, OutTensor};
+use super::report::{ConvertReport, TensorReport};
+use super::{check_output_path, ConvertError};
+use crate::gguf::{ArrayValue, GgufFileWriter, GgufPlan, TensorPlan, Value};
+use crate::model::{Config, Role};
+use crate::quant::policy::{fit_row, Policy};
+use crate::quant::GgmlType;
+use crate::source::Checkpoint;
+use crate::tokenizer::Tokenizer;
+use std::path::{Path, PathBuf};
+
+/// How tensor types are chosen.
+#[derive(Clone, Debug)]
+pub enum TypeChoice {
+    /// One type for every matrix and the embedding (f32, f16, bf16, q8_0, ...).
+    Uniform(GgmlType),
+    /// A per-class policy (`--quant`).
+    Policy(Policy),
+}
+
+/// Options of a GGUF conversion.
+#[derive(Clone, Debug)]
+pub struct GgufOptions {
+    /// Output file (the first split's name is derived from it).
+    pub out: PathBuf,
+    /// Types.
+    pub types: TypeChoice,
+    /// `tokenizer.model` to embed.
+    pub tokenizer: PathBuf,
+    /// Split when a file would exceed this many bytes.
+    pub split_max: Option<u64>,
+    /// `general.name`.
+    pub name: String,
+    /// `tokenizer.ggml.add_bos_token` (the release's runner adds no BOS).
+    pub add_bos: bool,
+    /// Write only files `k` (0-based) of every `n`.
+    pub shard: Option<(usize, usize)>,
+    /// Keep output files that already exist with their planned size.
+    pub resume: bool,
+    /// Replace existing outputs.
+    pub force: bool,
+    /// Parallel bands.
+    pub jobs: usize,
+    /// Measure quantization errors.
+    pub measure: Measure,
+}
+
+/// llama_ftype of a uniform type (output-formats.md §2.2).
+pub fn ftype_of(t: GgmlType) -> u32 {
+    match t {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 3,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        GgmlType::Q4_K => 15,
+        GgmlType::Q5_K => 17,
+        GgmlType::Q6_K => 18,
+        GgmlType::BF16 => 32,
+        _ => 0,
+    }
+}
+
+fn u32v(x: u64) -> Value {
+    Value::U32(u32::try_from(x).unwrap_or(u32::MAX))
+}
+
+/// The `general.*` and `grok.*` metadata for a config.
+pub fn model_kvs(c: &Config, name: &str, file_type: u32) -> Vec<(String, Value)> {
+    let kv = |k: &str, v: Value| (k.to_string(), v);
+    vec![
+        kv("general.architecture", Value::String("grok".into())),
+        kv("general.type", Value::String("model".into())),
+        kv("general.name", Value::String(name.into())),
+        kv("general.file_type", Value::U32(file_type)),
+        kv("general.quantization_version", Value::U32(2)),
+        kv("grok.vocab_size", u32v(c.vocab_size)),
+        kv("grok.context_length", u32v(c.max_seq_len)),
+        kv("grok.embedding_length", u32v(c.emb_size)),
+        kv("grok.block_count", u32v(c.num_layers)),
+        kv("grok.feed_forward_length", u32v(c.ffn_size)),
+        kv("grok.attention.head_count", u32v(c.num_q_heads)),
+        kv("grok.attention.head_count_kv", u32v(c.num_kv_heads)),
+        kv("grok.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32)),
+        kv("grok.rope.freq_base", Value::F32(c.rope_base as f32)),
+        kv("grok.rope.dimension_count", u32v(c.key_size)),
+        kv("grok.expert_count", u32v(c.num_experts)),
+        kv("grok.expert_used_count", u32v(c.num_selected_experts)),
+        kv("grok.embedding_scale", Value::F32(c.embedding_multiplier_scale as f32)),
+        kv("grok.attention.output_scale", Value::F32(c.attn_output_multiplier as f32)),
+        kv("grok.attn_logit_softcapping", Value::F32(c.attn_logit_cap as f32)),
+        kv("grok.logit_scale", Value::F32(c.output_multiplier_scale as f32)),
+    ]
+}
+
+/// The `tokenizer.ggml.*` metadata from a SentencePiece model.
+pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
+    let kv = |k: &str, v: Value| (k.to_string(), v);
+    let pieces = tok.pieces();
+    vec![
+        kv("tokenizer.ggml.model", Value::String("llama".into())),
+        kv("tokenizer.ggml.pre", Value::String("default".into())),
+        kv("tokenizer.ggml.tokens", Value::Array(ArrayValue::Str(pieces.iter().map(|p| p.piece.clone()).collect()))),
+        kv("tokenizer.ggml.scores", Value::Array(ArrayValue::F32(pieces.iter().map(|p| p.score).collect()))),
+        kv("tokenizer.ggml.token_type", Value::Array(ArrayValue::I32(pieces.iter().map(|p| p.kind.as_i32()).collect()))),
+        kv("tokenizer.ggml.bos_token_id", Value::U32(tok.bos_id().unwrap_or(1))),
+        kv("tokenizer.ggml.eos_token_id", Value::U32(tok.eos_id().unwrap_or(2))),
+        kv("tokenizer.ggml.unknown_token_id", Value::U32(tok.unk_id())),
+        kv("tokenizer.ggml.padding_token_id", Value::U32(tok.pad_id().unwrap_or(0))),
+        kv("tokenizer.ggml.add_bos_token", Value::Bool(add_bos)),
+        kv("tokenizer.ggml.add_eos_token", Value::Bool(false)),
+    ]
+}
+
+/// Plan the tensors of a GGUF conversion.
+pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
+    let n_layers = ck.config.num_layers as usize;
+    let choose = |role: Role, layer: Option<u64>, row: u64| -> (GgmlType, Option<String>) {
+        let c = match types {
+            TypeChoice::Uniform(t) => fit_row(*t, row),
+            TypeChoice::Policy(p) => p.choose(class_of(role), layer.map(|l| l as usize), n_layers, row),
+        };
+        (c.ty, c.fallback_reason)
+    };
+    gguf_tensors(ck, &choose)
+}
+
+/// Convert to GGUF. `progress` receives output bytes as they are written.
+pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<ConvertReport, ConvertError> {
+    if let Some(p) = ck.problems.first() {
+        return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
+    }
+    let tok = Tokenizer::from_file(&o.tokenizer).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", o.tokenizer.display())))?;
+    if tok.pieces().len() as u64 != ck.config.vocab_size {
+        return Err(ConvertError::Refused(format!(
+            "tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer",
+            o.tokenizer.display(),
+            tok.pieces().len(),
+            ck.config.vocab_size
+        )));
+    }
+    let tensors = plan_tensors(ck, &o.types);
+    let file_type = match &o.types {
+        TypeChoice::Uniform(t) => ftype_of(*t),
+        TypeChoice::Policy(p) => p.file_type(),
+    };
+    let mut kvs = model_kvs(&ck.config, &o.name, file_type);
+    kvs.extend(tokenizer_kvs(&tok, o.add_bos));
+    let plan = GgufPlan::new(kvs, tensors.iter().map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), ggml_type_of(t))).collect());
+    let files = plan.split(o.split_max, &o.out).map_err(|e| ConvertError::Plan(e.to_string()))?;
+    let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
+    check_output_path(&ck.dir, &paths, o.force || o.resume)?;
+    let mut report = ConvertReport::default();
+    for (fi, f) in files.iter().enumerate() {
+        if let Some((k, n)) = o.shard {
+            if fi % n != k {
+                continue;
+            }
+        }
+        if o.resume && std::fs::metadata(f.path()).map(|m| m.len() == f.file_len()).unwrap_or(false) {
+            report.skipped.push(f.path().to_path_buf());
+            progress(f.data_len());
+            continue;
+        }
+        let mut w = GgufFileWriter::create(f.clone()).map_err(|e| ConvertError::Plan(e.to_string()))?;
+        for pt in f.tensors() {
+            let t = tensors.iter().find(|t| t.name == pt.name).ok_or_else(|| ConvertError::Plan(format!("{} planned but not found", pt.name)))?;
+            let mut sink = |b: &[u8]| -> Result<(), ConvertError> {
+                w.write_tensor_chunk(b).map_err(|e| ConvertError::Plan(e.to_string()))?;
+                progress(b.len() as u64);
+                Ok(())
+            };
+            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut sink)?;
+            report.tensors.push(TensorReport::new(t, ggml_type_of(t).name(), stats));
+        }
+        let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
+        report.files.push((written.path, written.bytes));
+    }
+    Ok(report)
+}
+
+/// The ggml type an output tensor is stored as.
+pub fn ggml_type_of(t: &OutTensor) -> GgmlType {
+    match &t.encode {
+        super::plan::Encode::Ggml(q) => *q,
+        super::plan::Encode::Float(d) => match d {
+            crate::base::DType::F16 => GgmlType::F16,
+            crate::base::DType::BF16 => GgmlType::BF16,
+            _ => GgmlType::F32,
+        },
+        _ => GgmlType::F32,
+    }
+}

@@ -1,0 +1,81 @@
+//! L3: conversions of the release to GGUF and safetensors. Plan everything first
+//! ([`plan`]), then stream one tensor at a time in bounded bands ([`exec`]).
+
+pub mod band;
+pub mod encode;
+pub mod exec;
+pub mod plan;
+
+use std::path::PathBuf;
+
+/// Why a conversion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// Reading the source failed.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// Writing failed.
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
+    /// A codec refused the data.
+    #[error("tensor {tensor}: {source}")]
+    Quant {
+        /// output tensor
+        tensor: String,
+        /// cause
+        source: crate::quant::QuantError,
+    },
+    /// The plan is inconsistent or cannot be made.
+    #[error("{0}")]
+    Plan(String),
+    /// The request is not allowed (output inside the input, existing output, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// The checkpoint has structural problems.
+    #[error("{dir}: {count} structural problem(s); run `grokit inspect` to list them (first: {first})")]
+    Problems {
+        /// checkpoint dir
+        dir: PathBuf,
+        /// number of problems
+        count: usize,
+        /// the first one
+        first: String,
+    },
+}
+
+pub mod gguf;
+pub mod report;
+pub mod safetensors;
+
+use std::path::Path;
+
+fn canonical_or_parent(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = p.canonicalize() {
+        return Some(c);
+    }
+    let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Some(parent.canonicalize().ok()?.join(p.file_name()?))
+}
+
+/// Refuse outputs that would land inside (or on) the input checkpoint, and existing outputs
+/// unless `allow_existing` (`--force`/`--resume`). Nothing the user had is overwritten silently.
+pub fn check_output_path(input_dir: &Path, outputs: &[&Path], allow_existing: bool) -> Result<(), ConvertError> {
+    let input = input_dir.canonicalize().map_err(|e| crate::io::IoError::new("resolve", input_dir, e))?;
+    let root = input.parent().map(Path::to_path_buf);
+    for o in outputs {
+        let c = canonical_or_parent(o).ok_or_else(|| ConvertError::Refused(format!("{}: the output's directory does not exist", o.display())))?;
+        if c.starts_with(&input) {
+            return Err(ConvertError::Refused(format!("{}: output inside the input checkpoint {} is refused", o.display(), input.display())));
+        }
+        // Files beside ckpt-0 (config.json, tokenizer.model) belong to the input too.
+        if let Some(r) = &root {
+            if c.parent() == Some(r.as_path()) && (r.join("ckpt-0") == input || r.join("ckpt") == input) && c.exists() {
+                return Err(ConvertError::Refused(format!("{}: would overwrite a file of the input checkpoint's directory", o.display())));
+            }
+        }
+        if c.exists() && !allow_existing {
+            return Err(ConvertError::Refused(format!("{}: already exists (use --force to replace it, or --resume to keep finished files)", o.display())));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! The output plan: every tensor an output will hold, in order, with its exact shape, encoding,
+//! byte length and where its rows come from. Built completely before any byte is written, so
+//! writers know every size up front and `--dry-run` can print it.
+
+use crate::base::DType;
+use crate::model::{roles::fill, Config, Role};
+use crate::quant::policy::TensorClass;
+use crate::quant::GgmlType;
+use crate::source::Checkpoint;
+
+/// Where an output tensor's rows come from: one source parameter (or one expert of it),
+/// transposed from the release's [in, out] to [out, in] or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Index into `Checkpoint::tensors` (= release file index).
+    pub tensor: usize,
+    /// Expert, for stacked expert tensors.
+    pub expert: Option<usize>,
+    /// Transpose [in, out] -> [out, in].
+    pub transpose: bool,
+}
+
+/// How the output rows are encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Encode {
+    /// Plain float elements (RNE from the exact f32 values).
+    Float(DType),
+    /// ggml blocks, row by row (Q8_0 from int8 sources copies the release's int8 where possible).
+    Ggml(GgmlType),
+    /// compressed-tensors `weight_packed` (I32 words), symmetric, `bits` 4 or 8, groups of `group`.
+    CtPacked {
+        /// 4 or 8
+        bits: u32,
+        /// group size
+        group: usize,
+    },
+    /// compressed-tensors `weight_scale` (BF16 [out, in / group]).
+    CtScale {
+        /// 4 or 8
+        bits: u32,
+        /// group size
+        group: usize,
+    },
+    /// Fixed bytes (e.g. compressed-tensors `weight_shape`).
+    Bytes(Vec<u8>),
+}
+
+/// One output tensor.
+#[derive(Clone, Debug)]
+pub struct OutTensor {
+    /// Name in the output format.
+    pub name: String,
+    /// Row-major shape in the output.
+    pub shape: Vec<u64>,
+    /// Encoding.
+    pub encode: Encode,
+    /// Sources, concatenated along the first dim (experts).
+    pub pieces: Vec<Piece>,
+    /// Exact encoded size in bytes.
+    pub nbytes: u64,
+    /// Role (for reports and policies).
+    pub role: Role,
+    /// Layer.
+    pub layer: Option<u64>,
+    /// A fallback that was applied (row length not a multiple of the type's block, ...).
+    pub note: Option<String>,
+}
+
+impl OutTensor {
+    /// Elements per output row (the last dim).
+    pub fn row_len(&self) -> u64 {
+        self.shape.last().copied().unwrap_or(1)
+    }
+    /// Number of elements.
+    pub fn elems(&self) -> u64 {
+        self.shape.iter().product()
+    }
+    /// The safetensors dtype the encoded bytes have.
+    pub fn st_dtype(&self) -> DType {
+        match &self.encode {
+            Encode::Float(d) => *d,
+            Encode::CtPacked { .. } | Encode::Bytes(_) => DType::I32,
+            Encode::CtScale { .. } => DType::BF16,
+            Encode::Ggml(_) => DType::U8,
+        }
+    }
+}
+
+/// Encoded byte size of `shape` under `e`; `None` when the row length does not fit the encoding.
+pub fn encoded_bytes(shape: &[u64], e: &Encode) -> Option<u64> {
+    let row = *shape.last()?;
+    let rows: u64 = shape[..shape.len() - 1].iter().product();
+    match e {
+        Encode::Float(d) => rows.checked_mul(row)?.checked_mul(d.size() as u64),
+        Encode::Ggml(t) => rows.checked_mul(t.row_bytes(row)?),
+        // compressed-tensors shapes are the STORED shapes ([out, words] I32, [out, groups] BF16).
+        Encode::CtPacked { .. } => rows.checked_mul(row)?.checked_mul(4),
+        Encode::CtScale { .. } => rows.checked_mul(row)?.checked_mul(2),
+        Encode::Bytes(b) => Some(b.len() as u64),
+    }
+}
+
+/// The quant-policy class of a role.
+pub fn class_of(role: Role) -> TensorClass {
+    match role {
+        Role::Embed => TensorClass::TokenEmbd,
+        Role::AttnQ => TensorClass::AttnQ,
+        Role::AttnK => TensorClass::AttnK,
+        Role::AttnV => TensorClass::AttnV,
+        Role::AttnO => TensorClass::AttnOutput,
+        Role::MoeGate => TensorClass::FfnGateExps,
+        Role::MoeUp => TensorClass::FfnUpExps,
+        Role::MoeDown => TensorClass::FfnDownExps,
+        Role::Router => TensorClass::Router,
+        _ => TensorClass::Norm,
+    }
+}
+
+/// Output shape [out, in] (or the release shape for untransposed tensors) of one piece.
+fn piece_shape(c: &Config, role: Role) -> (Vec<u64>, bool) {
+    let (d, f, e, v) = (c.emb_size, c.ffn_size, c.num_experts, c.vocab_size);
+    match role {
+        Role::Embed => (vec![v, d], false),
+        r if r.is_norm() => (vec![d], false),
+        Role::Router => (vec![e, d], true),
+        Role::AttnQ => (vec![c.q_width(), d], true),
+        Role::AttnK | Role::AttnV => (vec![c.kv_width(), d], true),
+        Role::AttnO => (vec![d, c.q_width()], true),
+        Role::MoeGate | Role::MoeUp => (vec![f, d], true),
+        _ => (vec![d, f], true), // MoeDown
+    }
+}
+
+/// Per-layer output order (GGUF and safetensors): attention, then MoE, norms where they act.
+pub const LAYER_ORDER: &[Role] = &[
+    Role::PreAttnNorm, Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::PostAttnNorm,
+    Role::PreMoeNorm, Role::Router, Role::MoeGate, Role::MoeUp, Role::MoeDown, Role::PostMoeNorm,
+];
+
+/// (role, layer) in output order: embedding, layers 0..n numerically, final norm.
+pub fn output_order(c: &Config) -> Vec<(Role, Option<u64>)> {
+    let mut v = vec![(Role::Embed, None)];
+    for l in 0..c.num_layers {
+        v.extend(LAYER_ORDER.iter().map(|&r| (r, Some(l))));
+    }
+    v.push((Role::FinalNorm, None));
+    v
+}
+
+/// Plan the GGUF tensors: llama.cpp's `grok` names, experts stacked [E, out, in], norms and
+/// router F32, the rest by `choose(role, layer, row_len) -> (type, note)`.
+pub fn gguf_tensors(ck: &Checkpoint, choose: &dyn Fn(Role, Option<u64>, u64) -> (GgmlType, Option<String>)) -> Vec<OutTensor> {
+    let c = &ck.config;
+    let mut out = Vec::new();
+    for (role, layer) in output_order(c) {
+        let Some(t) = ck.tensor(role, layer) else { continue };
+        let info = role.info();
+        let (shape, transpose) = piece_shape(c, role);
+        let (pieces, shape) = if info.experts {
+            let p: Vec<Piece> = (0..c.num_experts as usize).map(|e| Piece { tensor: t.spec.index, expert: Some(e), transpose }).collect();
+            (p, [vec![c.num_experts], shape].concat())
+        } else {
+            (vec![Piece { tensor: t.spec.index, expert: None, transpose }], shape)
+        };
+        let row = *shape.last().unwrap_or(&1);
+        let (ty, note) = if role.is_norm() || role == Role::Router { (GgmlType::F32, None) } else { choose(role, layer, row) };
+        let encode = match ty {
+            GgmlType::F32 => Encode::Float(DType::F32),
+            GgmlType::F16 => Encode::Float(DType::F16),
+            GgmlType::BF16 => Encode::Float(DType::BF16),
+            q => Encode::Ggml(q),
+        };
+        let nbytes = encoded_bytes(&shape, &encode).unwrap_or(0);
+        out.push(OutTensor { name: fill(info.gguf, layer, None), shape, encode, pieces, nbytes, role, layer, note });
+    }
+    out
+}
+
+/// Safetensors naming scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// hpcai-tech / vLLM `Grok1ModelForCausalLM` names.
+    Hf,
+    /// keyfan-style names that llama.cpp's HF converter maps.
+    Jax,
+}
+
+/// What safetensors holds for matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StDtype {
+    /// Plain floats.
+    Float(DType),
+    /// compressed-tensors pack-quantized, symmetric, group 128, `bits` 4 or 8.
+    Ct(u32),
+}
+
+/// compressed-tensors group size.
+pub const CT_GROUP: usize = 128;
+
+/// Plan the safetensors tensors (experts split out, one tensor per expert).
+pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec<OutTensor>, String> {
+    let c = &ck.config;
+    let mut out = Vec::new();
+    for (role, layer) in output_order(c) {
+        let Some(t) = ck.tensor(role, layer) else { continue };
+        let info = role.info();
+        let template = match layout {
+            Layout::Hf => info.hf,
+            Layout::Jax => info.jax,
+        };
+        let (shape, transpose) = piece_shape(c, role);
+        let experts: Vec<Option<usize>> = if info.experts { (0..c.num_experts as usize).map(Some).collect() } else { vec![None] };
+        for e in experts {
+            let name = fill(template, layer, e.map(|x| x as u64));
+            let pieces = vec![Piece { tensor: t.spec.index, expert: e, transpose }];
+            let mk = |name: String, shape: Vec<u64>, encode: Encode, note: Option<String>| {
+                let nbytes = encoded_bytes(&shape, &encode).unwrap_or(0);
+                OutTensor { name, shape, encode, pieces: pieces.clone(), nbytes, role, layer, note }
+            };
+            if role.is_norm() || role == Role::Router {
+                out.push(mk(name, shape.clone(), Encode::Float(DType::F32), None));
+                continue;
+            }
+            match dtype {
+                StDtype::Float(d) => out.push(mk(name, shape.clone(), Encode::Float(d), None)),
+                StDtype::Ct(_) if role == Role::Embed => out.push(mk(name, shape.clone(), Encode::Float(DType::BF16), Some("embedding kept in BF16 (compressed-tensors ignore list)".into()))),
+                StDtype::Ct(bits) => {
+                    let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
+                    let (rows, cols) = (shape[0], shape[1]);
+                    if cols % CT_GROUP as u64 != 0 {
+                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {CT_GROUP}"));
+                    }
+                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group: CT_GROUP }, None));
+                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / CT_GROUP as u64], Encode::CtScale { bits, group: CT_GROUP }, None));
+                    let mut b = Vec::new();
+                    b.extend_from_slice(&(rows as i32).to_le_bytes());
+                    b.extend_from_slice(&(cols as i32).to_le_bytes());
+                    out.push(mk(format!("{base}.weight_shape"), vec![2], Encode::Bytes(b), None));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

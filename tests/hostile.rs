@@ -1,0 +1,75 @@
+//! Hostile inputs: seeded random mutations of real files must give errors, never panics, hangs
+//! or huge allocations. (Coverage-guided fuzzing of the same entry points: tests/fuzz.)
+
+use crate::util::repo;
+use grokit::synth::Rng;
+
+/// Mutate `data` with a few random edits: byte flips, truncation, insertion, length-field bumps.
+pub fn mutate(rng: &mut Rng, data: &[u8]) -> Vec<u8> {
+    let mut v = data.to_vec();
+    let edits = 1 + (rng.next_u64() % 4) as usize;
+    for _ in 0..edits {
+        if v.is_empty() {
+            v.push(0);
+        }
+        let pos = (rng.next_u64() % v.len() as u64) as usize;
+        match rng.next_u64() % 6 {
+            0 => v[pos] = rng.next_u64() as u8,
+            1 => v.truncate(pos),
+            2 => v.insert(pos, rng.next_u64() as u8),
+            3 => v[pos] ^= 0x80,
+            4 => {
+                // Overwrite 4 or 8 bytes with a large little-endian number (a hostile length).
+                let big = [0xffu8, 0xff, 0xff, 0x7f, 0, 0, 0, 0];
+                for (k, b) in big.iter().enumerate() {
+                    if let Some(x) = v.get_mut(pos + k) {
+                        *x = *b;
+                    }
+                }
+            }
+            _ => {
+                let end = (pos + 1 + (rng.next_u64() % 16) as usize).min(v.len());
+                v.drain(pos..end);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn mutated_pickles_never_panic() {
+    let dir = repo().join("fixtures/tiny/ckpt-0");
+    let mut rng = Rng::new(42);
+    let mut errors = 0;
+    let mut total = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        for _ in 0..400 {
+            let m = mutate(&mut rng, &data);
+            total += 1;
+            match grokit::pickle::run(&m, 0) {
+                Ok(p) => {
+                    if grokit::numpy::stored_from_value(&p.value).is_err() {
+                        errors += 1;
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    // Most mutations must be caught; some (payload bytes) are legitimately harmless.
+    assert!(errors > total / 4, "{errors} of {total}");
+}
+
+#[test]
+fn pickle_guard_cases_still_parse() {
+    // Legal edge cases: zero-dim shape, empty payload, BINPUT/BINGET instead of MEMOIZE.
+    let mut out = Vec::new();
+    let mut f = |w: &mut dyn std::io::Write| w.write_all(&[]);
+    grokit::pickle::writer::write_array(&mut out, grokit::pickle::writer::ArraySpec { dtype: grokit::base::DType::F32, shape: &[0, 4], payload: grokit::pickle::writer::Payload { len: 0, write: &mut f } }).unwrap();
+    let p = grokit::pickle::run(&out, 0).unwrap();
+    let s = grokit::numpy::stored_from_value(&p.value).unwrap();
+    assert!(matches!(s, grokit::numpy::Stored::Array(a) if a.shape.dims() == [0, 4]));
+    let p = grokit::pickle::run(b"\x80\x02K\x05q\x00h\x00\x86.", 0).unwrap();
+    assert_eq!(p.value.as_tuple().unwrap().len(), 2);
+}
