@@ -30,7 +30,7 @@ mod golden_tests;
 
 pub use types::GgmlType;
 
-use crate::base::float::{decode_bf16_le, decode_f16_le, decode_f32_le, extend_bf16_le, extend_f16_le, extend_f32_le};
+use crate::base::float::{decode_bf16_le, decode_f16_le, decode_f32_le, extend_f32_le};
 
 /// Errors of the quantization codecs. `what` names the operation and type (e.g.
 /// `"quantize Q4_K"`) so a caller can add the tensor name around it.
@@ -76,6 +76,43 @@ fn enc<const N: usize, const B: usize>(x: &[f32], out: &mut Vec<u8>, f: impl Fn(
     }
 }
 
+/// f32 → bf16 bits, round to nearest even, NaN kept quiet (ggml `ggml_compute_fp32_to_bf16`;
+/// same results as `half`, written inline so the row loop vectorizes).
+#[inline(always)]
+fn bf16_rne(x: f32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        ((b >> 16) | 0x40) as u16
+    } else {
+        (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    }
+}
+
+fn enc_bf16(x: &[f32], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + 2 * x.len(), 0);
+    let (ys, _) = out[start..].as_chunks_mut::<2>();
+    for (y, &v) in ys.iter_mut().zip(x) {
+        *y = bf16_rne(v).to_le_bytes();
+    }
+}
+
+/// f32 → f16 (RNE) through `half`'s slice conversion (F16C when the CPU has it), 256 at a time.
+fn enc_f16(x: &[f32], out: &mut Vec<u8>) {
+    use half::slice::HalfFloatSliceExt;
+    let start = out.len();
+    out.resize(start + 2 * x.len(), 0);
+    let mut tmp = [half::f16::ZERO; 256];
+    for (xc, yc) in x.chunks(256).zip(out[start..].chunks_mut(512)) {
+        let t = &mut tmp[..xc.len()];
+        t.convert_from_f32_slice(xc);
+        let (ys, _) = yc.as_chunks_mut::<2>();
+        for (y, h) in ys.iter_mut().zip(t.iter()) {
+            *y = h.to_bits().to_le_bytes();
+        }
+    }
+}
+
 /// Run `f` over every `B`-byte block of `bytes`, each decoding `N` values into `out`.
 #[inline]
 fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn(&[u8; B], &mut [f32; N])) {
@@ -100,8 +137,8 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), Qu
     use GgmlType as T;
     match ty {
         T::F32 => extend_f32_le(out, x),
-        T::F16 => extend_f16_le(out, x),
-        T::BF16 => extend_bf16_le(out, x),
+        T::F16 => enc_f16(x, out),
+        T::BF16 => enc_bf16(x, out),
         T::Q4_0 => enc(x, out, legacy::q4_0_block),
         T::Q4_1 => enc(x, out, legacy::q4_1_block),
         T::Q5_0 => enc(x, out, legacy::q5_0_block),
