@@ -115,8 +115,9 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
 /// ggml `make_qx_quants` with `rmse_type = 1` and no importance weights (the only form the
 /// reference encoders use): symmetric fit of `N` values to `-nmax..nmax-1` with weights x²,
 /// trying 18 perturbed inverse scales. Levels are stored offset by `nmax` in `l`. Returns the
-/// (signed) scale, 0 for an all-zero group.
-#[inline]
+/// (signed) scale, 0 for an all-zero group. The encoders use the lane-parallel copy in
+/// `k_lanes`; this scalar original stays as the reference it is tested against.
+#[cfg(test)]
 pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [u8; N]) -> f32 {
     let mut max = 0f32;
     let mut amax = 0f32;

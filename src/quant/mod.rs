@@ -18,6 +18,7 @@
 
 pub mod ct;
 pub mod grok;
+mod k_lanes;
 mod k_low;
 mod k_quants;
 mod kutil;
@@ -30,7 +31,7 @@ mod golden_tests;
 
 pub use types::GgmlType;
 
-use crate::base::float::{decode_bf16_le, decode_f16_le, decode_f32_le, extend_f32_le};
+use crate::base::float::{decode_f32_le, extend_f32_le};
 
 /// Errors of the quantization codecs. `what` names the operation and type (e.g.
 /// `"quantize Q4_K"`) so a caller can add the tensor name around it.
@@ -174,8 +175,22 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
     use GgmlType as T;
     match ty {
         T::F32 => decode_f32_le(bytes, out),
-        T::F16 => decode_f16_le(bytes, out),
-        T::BF16 => decode_bf16_le(bytes, out),
+        T::F16 => {
+            use half::slice::HalfFloatSliceExt;
+            let mut tmp = [half::f16::ZERO; 256];
+            for (yc, oc) in bytes.chunks(512).zip(out.chunks_mut(256)) {
+                let t = &mut tmp[..oc.len()];
+                for (h, c) in t.iter_mut().zip(yc.as_chunks::<2>().0) {
+                    *h = half::f16::from_bits(u16::from_le_bytes(*c));
+                }
+                t.convert_to_f32_slice(oc);
+            }
+        }
+        T::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.as_chunks::<2>().0) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes(*c)) << 16);
+            }
+        }
         T::Q4_0 => dec(bytes, out, legacy::q4_0_dequant),
         T::Q4_1 => dec(bytes, out, legacy::q4_1_dequant),
         T::Q5_0 => dec(bytes, out, legacy::q5_0_dequant),
