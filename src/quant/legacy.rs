@@ -75,9 +75,9 @@ fn roundf_i32(v: f32) -> i32 {
     let t = v as i32;
     let frac = v - t as f32;
     if frac >= 0.5 {
-        t + 1
+        t.saturating_add(1)
     } else if frac <= -0.5 {
-        t - 1
+        t.saturating_sub(1)
     } else {
         t
     }
@@ -165,7 +165,7 @@ pub(crate) fn q8_0_block(x: &[f32; QK], y: &mut [u8; 34]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(y, 0, d);
     for j in 0..QK {
-        y[2 + j] = (roundf_i32(x[j] * id) as i8) as u8;
+        y[2 + j] = (roundf_i32(x[j] * id).clamp(-128, 127) as i8) as u8;
     }
 }
 
@@ -182,7 +182,7 @@ pub(crate) fn q8_1_block(x: &[f32; QK], y: &mut [u8; 36]) {
     put_f16(y, 0, d);
     let mut sum: i32 = 0;
     for j in 0..QK {
-        let q = roundf_i32(x[j] * id) as i8;
+        let q = roundf_i32(x[j] * id).clamp(-128, 127) as i8;
         y[4 + j] = q as u8;
         sum += i32::from(q);
     }

@@ -290,7 +290,7 @@ impl Policy {
 /// (integer division; C's `%` on a negative left side cannot occur since the first test
 /// catches i < n/8). For n = 64: layers 0–7, 56–63 and 10, 13, …, 55 → 32 of 64.
 pub fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+    i < n / 8 || i >= n.saturating_mul(7) / 8 || (i - n / 8) % 3 == 2
 }
 
 /// Apply the block-size fallback to a wanted type.
