@@ -11,20 +11,22 @@
 
 use super::kutil::{nearest_int, GROUP_MAX_EPS};
 
-/// `make_qkx2_quants` (n = 32, use_mad = false) for `LANES` sub-blocks at once.
+/// `make_qkx2_quants` (n = `N`) for `LANES` sub-blocks at once.
 /// `x[i][lane]`, `w[i][lane]` are element i of sub-block `lane`; levels go to `l[i][lane]`.
 /// Returns per-lane `(scale, the_min)`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) fn make_qkx2_lanes<const LANES: usize>(
+pub(crate) fn make_qkx2_lanes<const LANES: usize, const N: usize>(
     nmax: i32,
-    x: &[[f32; LANES]; 32],
-    w: &[[f32; LANES]; 32],
-    l: &mut [[u8; LANES]; 32],
+    x: &[[f32; LANES]; N],
+    w: &[[f32; LANES]; N],
+    l: &mut [[u8; LANES]; N],
     rmin: f32,
     rdelta: f32,
     nstep: i32,
+    use_mad: bool,
 ) -> ([f32; LANES], [f32; LANES]) {
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = w[0];
@@ -32,7 +34,7 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize>(
     for k in 0..LANES {
         sum_x[k] = sum_w[k] * x[0][k];
     }
-    for i in 1..32 {
+    for i in 1..N {
         for k in 0..LANES {
             let v = x[i][k];
             if v < min[k] {
@@ -60,15 +62,26 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize>(
         scale[k] = 1.0 / iscale[k];
     }
     let mut best = [0f32; LANES];
-    for i in 0..32 {
+    for i in 0..N {
         for k in 0..LANES {
             let q = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
             l[i][k] = q as u8;
             let diff = scale[k] * q as f32 + min[k] - x[i][k];
-            best[k] += w[i][k] * (diff * diff);
+            best[k] += w[i][k] * err(diff);
         }
     }
-    let mut laux = [[0u8; LANES]; 32];
+    if nstep < 1 {
+        for k in 0..LANES {
+            if done[k] {
+                scale[k] = 0.0;
+                for row in l.iter_mut() {
+                    row[k] = 0;
+                }
+            }
+        }
+        return (scale, min.map(|m| -m));
+    }
+    let mut laux = [[0u8; LANES]; N];
     for is in 0..=nstep {
         let mut sum_l = [0f32; LANES];
         let mut sum_l2 = [0f32; LANES];
@@ -76,7 +89,7 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize>(
         for k in 0..LANES {
             iscale[k] = (rmin + rdelta * is as f32 + nmaxf) / (max[k] - min[k]);
         }
-        for i in 0..32 {
+        for i in 0..N {
             for k in 0..LANES {
                 let q = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
                 laux[i][k] = q as u8;
@@ -103,10 +116,10 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize>(
             tm[k] = m;
         }
         let mut cur = [0f32; LANES];
-        for i in 0..32 {
+        for i in 0..N {
             for k in 0..LANES {
                 let diff = ts[k] * f32::from(laux[i][k]) + tm[k] - x[i][k];
-                cur[k] += w[i][k] * (diff * diff);
+                cur[k] += w[i][k] * err(diff);
             }
         }
         let mut take = [false; LANES];
@@ -121,7 +134,7 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize>(
             }
         }
         if any {
-            for i in 0..32 {
+            for i in 0..N {
                 for k in 0..LANES {
                     if take[k] {
                         l[i][k] = laux[i][k];
@@ -267,7 +280,7 @@ mod tests {
                 }
             }
             let mut lt = [[0u8; 8]; 32];
-            let (sc, mn) = make_qkx2_lanes(15, &xt, &wt, &mut lt, -1.0, 0.1, 20);
+            let (sc, mn) = make_qkx2_lanes(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false);
             for k in 0..8 {
                 let x: [f32; 32] = std::array::from_fn(|i| xt[i][k]);
                 let w: [f32; 32] = std::array::from_fn(|i| wt[i][k]);
@@ -276,6 +289,25 @@ mod tests {
                 let (s, m) = make_qkx2_quants(15, &x, &w, &mut l, &mut la, -1.0, 0.1, 20, false);
                 assert_eq!((s.to_bits(), m.to_bits()), (sc[k].to_bits(), mn[k].to_bits()));
                 assert!((0..32).all(|i| l[i] == lt[i][k]));
+            }
+            let mut x2 = [[0f32; 16]; 16];
+            let mut w2 = [[0f32; 16]; 16];
+            for k in 0..16 {
+                for i in 0..16 {
+                    x2[i][k] = chunk[16 * k + i];
+                    w2[i][k] = chunk[16 * k + i].abs();
+                }
+            }
+            let mut l2 = [[0u8; 16]; 16];
+            let (sc2, mn2) = make_qkx2_lanes(3, &x2, &w2, &mut l2, -0.5, 0.1, 15, true);
+            for k in 0..16 {
+                let x: [f32; 16] = std::array::from_fn(|i| x2[i][k]);
+                let w: [f32; 16] = std::array::from_fn(|i| w2[i][k]);
+                let mut l = [0u8; 16];
+                let mut la = [0u8; 16];
+                let (s, m) = make_qkx2_quants(3, &x, &w, &mut l, &mut la, -0.5, 0.1, 15, true);
+                assert_eq!((s.to_bits(), m.to_bits()), (sc2[k].to_bits(), mn2[k].to_bits()));
+                assert!((0..16).all(|i| l[i] == l2[i][k]));
             }
             let mut xq = [[0f32; 16]; 16];
             for k in 0..16 {

@@ -63,7 +63,7 @@ fn fit_k4(
         }
     }
     let mut lt = [[0u8; 8]; 32];
-    let (scales, mins) = make_qkx2_lanes(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep);
+    let (scales, mins) = make_qkx2_lanes(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
     for i in 0..32 {
         for j in 0..8 {
             l[32 * j + i] = lt[i][j];

@@ -24,8 +24,10 @@ pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 /// ggml `make_qkx2_quants`: asymmetric (scale, min) fit of `N` values to `0..=nmax` by a
 /// weighted least-squares search over `nstep + 1` candidate inverse scales. Writes the levels
 /// to `l` (using `laux` as scratch) and returns `(scale, the_min)` with `the_min = −min ≥ 0`.
+/// The encoders use the lane-parallel copy in `k_lanes`; this scalar original is the reference
+/// it is tested against.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[cfg(test)]
 pub(crate) fn make_qkx2_quants<const N: usize>(
     nmax: i32,
     x: &[f32; N],
