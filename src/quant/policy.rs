@@ -277,7 +277,7 @@ impl Policy {
     }
 
     /// Choose the type for one tensor. `layer` is the block index (None for token_embd),
-    /// `row_len` the GGUF row length (ne[0]).
+    /// `row_len` the GGUF row length (`ne[0]`).
     pub fn choose(&self, class: TensorClass, layer: Option<usize>, n_layers: usize, row_len: u64) -> Choice {
         let Some(slot) = Self::slot(class) else {
             return Choice { ty: GgmlType::F32, fallback_reason: None };
