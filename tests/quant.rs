@@ -104,7 +104,7 @@ fn grok_and_ct_paths() {
     assert_eq!((p.len(), sc.len()), (768, 48));
     ct_dequantize_row(4, 128, &p, &sc, &mut y).unwrap();
     for (k, (a, b)) in x.iter().zip(&y).enumerate() {
-        assert!((a - b).abs() <= sc[k / 128] * 0.5 * 1.05 + 1e-7, "{k}: {a} {b}");
+        assert!((a - b).abs() <= sc[k / 128] * 0.53 + 1e-7, "{k}: {a} {b} scale {}", sc[k / 128]);
     }
 }
 
@@ -117,4 +117,24 @@ fn error_kinds() {
     let mut y = [0f32; 256];
     let e = dequantize_row(GgmlType::Q6_K, &[0; 209], &mut y).unwrap_err();
     assert!(matches!(e, QuantError::LengthMismatch { expected: 210, got: 209, .. }), "{e}");
+}
+
+#[test]
+fn hostile_values_do_not_panic() {
+    let mut x = input(512, 9);
+    x[3] = f32::NAN;
+    x[40] = f32::INFINITY;
+    x[300] = f32::NEG_INFINITY;
+    x[301] = 1e38;
+    x[302] = -1e-45;
+    // A block of tiny subnormals: d = amax/127 underflows and 1/d overflows to inf.
+    for v in &mut x[64..96] {
+        *v = 1e-40;
+    }
+    for ty in TYPES {
+        let mut o = Vec::new();
+        quantize_row(ty, &x, &mut o).unwrap();
+        let mut y = vec![0f32; x.len()];
+        dequantize_row(ty, &o, &mut y).unwrap();
+    }
 }

@@ -14,7 +14,10 @@
 //! scale is rounded to bf16 *before* `q` is computed, and the returned f32 scales are exactly
 //! those bf16 values. What a loader reconstructs, `q·bf16(scale)`, is then the value the
 //! encoder optimised for (otherwise every q would be chosen against a scale the loader never
-//! sees). `x/scale` is computed in f32 (the input rows are f32).
+//! sees). `x/scale` is computed in f32 (the input rows are f32). Rounding is to nearest, as
+//! compressed-tensors does when it computes the scale in a bf16 model's dtype; when it rounds
+//! down (by at most 2^-8 relative) the group's extreme element may clamp, so the worst-case
+//! error is 0.53·scale instead of 0.5·scale.
 //!
 //! The lossless int8 path ([`ct_int8_from_grok`]) keeps the release's int8 values and bf16
 //! scales verbatim: the release's dequantization is `q·s`, compressed-tensors' is `q·scale`, so

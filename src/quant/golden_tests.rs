@@ -163,3 +163,27 @@ fn length_checks() {
     assert!(matches!(dequantize_row(GgmlType::I8, &[0; 32], &mut y), Err(QuantError::Unsupported { .. })));
     assert!(matches!(quantize_row(GgmlType::I32, &[0.0; 32], &mut v), Err(QuantError::Unsupported { .. })));
 }
+
+#[test]
+fn plain_conversions_match_half() {
+    use crate::base::float::{f32_to_bf16_bits, f32_to_f16_bits};
+    let mut s: u32 = 99;
+    let mut xs: Vec<f32> = (0..200_000)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            f32::from_bits(s)
+        })
+        .filter(|v| !v.is_nan())
+        .collect();
+    xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 65504.0, 65520.0, 1e-8, -6.0e-8, 1.0 + 1.0 / 256.0]);
+    for (ty, f) in [(GgmlType::BF16, f32_to_bf16_bits as fn(f32) -> u16), (GgmlType::F16, f32_to_f16_bits)] {
+        let mut b = Vec::new();
+        quantize_row(ty, &xs, &mut b).unwrap();
+        for (i, &v) in xs.iter().enumerate() {
+            assert_eq!(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]), f(v), "{ty} {v:e}");
+        }
+    }
+    let mut b = Vec::new();
+    quantize_row(GgmlType::BF16, &[f32::NAN, -f32::NAN], &mut b).unwrap();
+    assert_eq!(b, [0xc0, 0x7f, 0xc0, 0xff]);
+}

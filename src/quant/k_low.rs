@@ -4,7 +4,8 @@
 // Index loops mirror the C reference one to one (operand order matters for byte equality).
 #![allow(clippy::needless_range_loop)]
 
-use super::kutil::{make_qkx2_quants, nearest_int, GROUP_MAX_EPS};
+use super::k_lanes::make_qkx2_lanes;
+use super::kutil::{nearest_int, GROUP_MAX_EPS};
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
 
 const QK_K: usize = 256;
@@ -24,27 +25,30 @@ fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8]) {
 pub(crate) fn q2_k_block(x: &[f32; QK_K], y: &mut [u8; 84]) {
     let (xs, _) = x.as_chunks::<16>();
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 16];
-    let mut weights = [0f32; 16];
-    let mut scales = [0f32; 16];
-    let mut mins = [0f32; 16];
+    // Sub-block j is lane j (see `k_lanes`).
+    let mut xt = [[0f32; 16]; 16];
+    let mut wt = [[0f32; 16]; 16];
+    for j in 0..16 {
+        for i in 0..16 {
+            xt[i][j] = xs[j][i];
+            wt[i][j] = xs[j][i].abs();
+        }
+    }
+    let mut lt = [[0u8; 16]; 16];
+    let (scales, mins) = make_qkx2_lanes(3, &xt, &wt, &mut lt, -0.5, 0.1, 15, true);
+    for i in 0..16 {
+        for j in 0..16 {
+            l[16 * j + i] = lt[i][j];
+        }
+    }
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
-    {
-        let (ls, _) = l.as_chunks_mut::<16>();
-        for j in 0..16 {
-            for (w, &v) in weights.iter_mut().zip(&xs[j]) {
-                *w = v.abs();
-            }
-            let (s, m) = make_qkx2_quants(3, &xs[j], &weights, &mut ls[j], &mut laux, -0.5, 0.1, 15, true);
-            scales[j] = s;
-            mins[j] = m;
-            if s > max_scale {
-                max_scale = s;
-            }
-            if m > max_min {
-                max_min = m;
-            }
+    for j in 0..16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     let mut sc = [0u8; 16];

@@ -9,9 +9,8 @@
 // Index loops mirror the C reference one to one (operand order matters for byte equality).
 #![allow(clippy::needless_range_loop)]
 
-use super::kutil::{
-    get_scale_min_k4, make_qkx2_quants, make_qx_quants_rmse1, nearest_int, pack_scale_min_k4, GROUP_MAX_EPS,
-};
+use super::k_lanes::{make_qkx2_lanes, make_qx_lanes};
+use super::kutil::{get_scale_min_k4, nearest_int, pack_scale_min_k4, GROUP_MAX_EPS};
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
 
 /// Elements per K-quant super-block.
@@ -39,30 +38,45 @@ fn fit_k4(
     rmin: f32,
     nstep: i32,
 ) -> ([u8; 12], u16, u16) {
-    let mut laux = [0u8; 32];
-    let mut weights = [0f32; 32];
-    let mut scales = [0f32; 8];
-    let mut mins = [0f32; 8];
+    // Sub-block j is lane j (see `k_lanes`): transpose to [element][sub-block].
+    let mut xt = [[0f32; 8]; 32];
+    for j in 0..8 {
+        let xs: &[f32; 32] = sub(x, j);
+        for i in 0..32 {
+            xt[i][j] = xs[i];
+        }
+    }
+    let mut sum_x2 = [0f32; 8];
+    for row in &xt {
+        for j in 0..8 {
+            sum_x2[j] += row[j] * row[j];
+        }
+    }
+    let mut av_x = [0f32; 8];
+    for j in 0..8 {
+        av_x[j] = (sum_x2[j] / 32.0).sqrt();
+    }
+    let mut wt = [[0f32; 8]; 32];
+    for i in 0..32 {
+        for j in 0..8 {
+            wt[i][j] = av_x[j] + xt[i][j].abs();
+        }
+    }
+    let mut lt = [[0u8; 8]; 32];
+    let (scales, mins) = make_qkx2_lanes(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
+    for i in 0..32 {
+        for j in 0..8 {
+            l[32 * j + i] = lt[i][j];
+        }
+    }
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
     for j in 0..8 {
-        let xs: &[f32; 32] = sub(x, j);
-        let mut sum_x2 = 0f32;
-        for &v in xs {
-            sum_x2 += v * v;
+        if scales[j] > max_scale {
+            max_scale = scales[j];
         }
-        let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
-        }
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, sub_mut(l, j), &mut laux, rmin, 0.1, nstep, false);
-        scales[j] = s;
-        mins[j] = m;
-        if s > max_scale {
-            max_scale = s;
-        }
-        if m > max_min {
-            max_min = m;
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
@@ -146,12 +160,23 @@ pub(crate) fn q5_k_block(x: &[f32; QK_K], y: &mut [u8; 176]) {
 /// Q6_K: `ql[128]; qh[64]; scales[16] i8; d f16` (210 bytes).
 pub(crate) fn q6_k_block(x: &[f32; QK_K], y: &mut [u8; 210]) {
     let mut l = [0u8; QK_K];
-    let mut scales = [0f32; 16];
+    let mut xq = [[0f32; 16]; 16];
+    for j in 0..16 {
+        let xs: &[f32; 16] = sub(x, j);
+        for i in 0..16 {
+            xq[i][j] = xs[i];
+        }
+    }
+    let mut lq = [[0u8; 16]; 16];
+    let scales = make_qx_lanes(32, &xq, &mut lq);
+    for i in 0..16 {
+        for j in 0..16 {
+            l[16 * j + i] = lq[i][j];
+        }
+    }
     let mut max_scale = 0f32;
     let mut max_abs_scale = 0f32;
-    for ib in 0..16 {
-        let s = make_qx_quants_rmse1::<16>(32, sub(x, ib), sub_mut(&mut l, ib));
-        scales[ib] = s;
+    for &s in &scales {
         let a = s.abs();
         if a > max_abs_scale {
             max_abs_scale = a;

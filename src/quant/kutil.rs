@@ -24,8 +24,10 @@ pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 /// ggml `make_qkx2_quants`: asymmetric (scale, min) fit of `N` values to `0..=nmax` by a
 /// weighted least-squares search over `nstep + 1` candidate inverse scales. Writes the levels
 /// to `l` (using `laux` as scratch) and returns `(scale, the_min)` with `the_min = −min ≥ 0`.
+/// The encoders use the lane-parallel copy in `k_lanes`; this scalar original is the reference
+/// it is tested against.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[cfg(test)]
 pub(crate) fn make_qkx2_quants<const N: usize>(
     nmax: i32,
     x: &[f32; N],
@@ -115,8 +117,9 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
 /// ggml `make_qx_quants` with `rmse_type = 1` and no importance weights (the only form the
 /// reference encoders use): symmetric fit of `N` values to `-nmax..nmax-1` with weights x²,
 /// trying 18 perturbed inverse scales. Levels are stored offset by `nmax` in `l`. Returns the
-/// (signed) scale, 0 for an all-zero group.
-#[inline]
+/// (signed) scale, 0 for an all-zero group. The encoders use the lane-parallel copy in
+/// `k_lanes`; this scalar original stays as the reference it is tested against.
+#[cfg(test)]
 pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [u8; N]) -> f32 {
     let mut max = 0f32;
     let mut amax = 0f32;

@@ -68,6 +68,21 @@ fn trunc_i32(v: f32) -> i32 {
     v as i32
 }
 
+/// C `roundf` (half away from zero) for |v| < 2^31, without a libm call (baseline x86-64 has
+/// no rounding instruction): `v - trunc(v)` is exact, so the tie test is exact.
+#[inline(always)]
+fn roundf_i32(v: f32) -> i32 {
+    let t = v as i32;
+    let frac = v - t as f32;
+    if frac >= 0.5 {
+        t.saturating_add(1)
+    } else if frac <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
 /// Q4_0: `d f16; qs[16]` (18 bytes).
 pub(crate) fn q4_0_block(x: &[f32; QK], y: &mut [u8; 18]) {
     let max = signed_absmax(x);
@@ -150,7 +165,7 @@ pub(crate) fn q8_0_block(x: &[f32; QK], y: &mut [u8; 34]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(y, 0, d);
     for j in 0..QK {
-        y[2 + j] = ((x[j] * id).round() as i8) as u8;
+        y[2 + j] = (roundf_i32(x[j] * id).clamp(-128, 127) as i8) as u8;
     }
 }
 
@@ -167,7 +182,7 @@ pub(crate) fn q8_1_block(x: &[f32; QK], y: &mut [u8; 36]) {
     put_f16(y, 0, d);
     let mut sum: i32 = 0;
     for j in 0..QK {
-        let q = (x[j] * id).round() as i8;
+        let q = roundf_i32(x[j] * id).clamp(-128, 127) as i8;
         y[4 + j] = q as u8;
         sum += i32::from(q);
     }
@@ -277,6 +292,19 @@ mod tests {
         let mut c = [1u8; 34];
         q8_0_block(&x, &mut c);
         assert!(c.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn roundf_matches_std() {
+        let mut s: u32 = 1;
+        for _ in 0..100_000 {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = ((s >> 8) as f32 / 65536.0 - 128.0) * 1.0001;
+            assert_eq!(roundf_i32(v), v.round() as i32, "{v}");
+        }
+        for v in [0.5f32, -0.5, 1.5, -1.5, 0.49999997, -0.49999997, 126.5, -127.5, 0.0, -0.0] {
+            assert_eq!(roundf_i32(v), v.round() as i32, "{v}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod ct;
 pub mod grok;
+mod k_lanes;
 mod k_low;
 mod k_quants;
 mod kutil;
@@ -30,7 +31,7 @@ mod golden_tests;
 
 pub use types::GgmlType;
 
-use crate::base::float::{decode_bf16_le, decode_f16_le, decode_f32_le, extend_bf16_le, extend_f16_le, extend_f32_le};
+use crate::base::float::{decode_f32_le, extend_f32_le};
 
 /// Errors of the quantization codecs. `what` names the operation and type (e.g.
 /// `"quantize Q4_K"`) so a caller can add the tensor name around it.
@@ -76,6 +77,43 @@ fn enc<const N: usize, const B: usize>(x: &[f32], out: &mut Vec<u8>, f: impl Fn(
     }
 }
 
+/// f32 → bf16 bits, round to nearest even, NaN kept quiet (ggml `ggml_compute_fp32_to_bf16`;
+/// same results as `half`, written inline so the row loop vectorizes).
+#[inline(always)]
+fn bf16_rne(x: f32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        ((b >> 16) | 0x40) as u16
+    } else {
+        (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    }
+}
+
+fn enc_bf16(x: &[f32], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + 2 * x.len(), 0);
+    let (ys, _) = out[start..].as_chunks_mut::<2>();
+    for (y, &v) in ys.iter_mut().zip(x) {
+        *y = bf16_rne(v).to_le_bytes();
+    }
+}
+
+/// f32 → f16 (RNE) through `half`'s slice conversion (F16C when the CPU has it), 256 at a time.
+fn enc_f16(x: &[f32], out: &mut Vec<u8>) {
+    use half::slice::HalfFloatSliceExt;
+    let start = out.len();
+    out.resize(start + 2 * x.len(), 0);
+    let mut tmp = [half::f16::ZERO; 256];
+    for (xc, yc) in x.chunks(256).zip(out[start..].chunks_mut(512)) {
+        let t = &mut tmp[..xc.len()];
+        t.convert_from_f32_slice(xc);
+        let (ys, _) = yc.as_chunks_mut::<2>();
+        for (y, h) in ys.iter_mut().zip(t.iter()) {
+            *y = h.to_bits().to_le_bytes();
+        }
+    }
+}
+
 /// Run `f` over every `B`-byte block of `bytes`, each decoding `N` values into `out`.
 #[inline]
 fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn(&[u8; B], &mut [f32; N])) {
@@ -100,8 +138,8 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), Qu
     use GgmlType as T;
     match ty {
         T::F32 => extend_f32_le(out, x),
-        T::F16 => extend_f16_le(out, x),
-        T::BF16 => extend_bf16_le(out, x),
+        T::F16 => enc_f16(x, out),
+        T::BF16 => enc_bf16(x, out),
         T::Q4_0 => enc(x, out, legacy::q4_0_block),
         T::Q4_1 => enc(x, out, legacy::q4_1_block),
         T::Q5_0 => enc(x, out, legacy::q5_0_block),
@@ -137,8 +175,22 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
     use GgmlType as T;
     match ty {
         T::F32 => decode_f32_le(bytes, out),
-        T::F16 => decode_f16_le(bytes, out),
-        T::BF16 => decode_bf16_le(bytes, out),
+        T::F16 => {
+            use half::slice::HalfFloatSliceExt;
+            let mut tmp = [half::f16::ZERO; 256];
+            for (yc, oc) in bytes.chunks(512).zip(out.chunks_mut(256)) {
+                let t = &mut tmp[..oc.len()];
+                for (h, c) in t.iter_mut().zip(yc.as_chunks::<2>().0) {
+                    *h = half::f16::from_bits(u16::from_le_bytes(*c));
+                }
+                t.convert_to_f32_slice(oc);
+            }
+        }
+        T::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.as_chunks::<2>().0) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes(*c)) << 16);
+            }
+        }
         T::Q4_0 => dec(bytes, out, legacy::q4_0_dequant),
         T::Q4_1 => dec(bytes, out, legacy::q4_1_dequant),
         T::Q5_0 => dec(bytes, out, legacy::q5_0_dequant),

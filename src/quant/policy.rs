@@ -47,6 +47,38 @@ pub enum TensorClass {
     Router,
 }
 
+impl TensorClass {
+    /// Classify a GGUF tensor name (`token_embd.weight`, `blk.N.attn_q.weight`, …) and return
+    /// its layer index. Any `*norm*` tensor is [`TensorClass::Norm`]; `output.weight` (if a
+    /// writer emits one) is treated like the tied embedding. `None` for unknown names.
+    pub fn from_gguf_name(name: &str) -> Option<(TensorClass, Option<usize>)> {
+        let base = name.strip_suffix(".weight").unwrap_or(name);
+        let (layer, rest) = match base.strip_prefix("blk.") {
+            Some(r) => {
+                let (n, rest) = r.split_once('.')?;
+                (Some(n.parse::<usize>().ok()?), rest)
+            }
+            None => (None, base),
+        };
+        if rest.contains("norm") {
+            return Some((TensorClass::Norm, layer));
+        }
+        let class = match (layer.is_some(), rest) {
+            (false, "token_embd" | "output") => TensorClass::TokenEmbd,
+            (true, "attn_q") => TensorClass::AttnQ,
+            (true, "attn_k") => TensorClass::AttnK,
+            (true, "attn_v") => TensorClass::AttnV,
+            (true, "attn_output") => TensorClass::AttnOutput,
+            (true, "ffn_gate_exps") => TensorClass::FfnGateExps,
+            (true, "ffn_up_exps") => TensorClass::FfnUpExps,
+            (true, "ffn_down_exps") => TensorClass::FfnDownExps,
+            (true, "ffn_gate_inp") => TensorClass::Router,
+            _ => return None,
+        };
+        Some((class, layer))
+    }
+}
+
 /// A llama-quantize-like preset.
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +277,7 @@ impl Policy {
     }
 
     /// Choose the type for one tensor. `layer` is the block index (None for token_embd),
-    /// `row_len` the GGUF row length (ne[0]).
+    /// `row_len` the GGUF row length (`ne[0]`).
     pub fn choose(&self, class: TensorClass, layer: Option<usize>, n_layers: usize, row_len: u64) -> Choice {
         let Some(slot) = Self::slot(class) else {
             return Choice { ty: GgmlType::F32, fallback_reason: None };
@@ -290,7 +322,7 @@ impl Policy {
 /// (integer division; C's `%` on a negative left side cannot occur since the first test
 /// catches i < n/8). For n = 64: layers 0–7, 56–63 and 10, 13, …, 55 → 32 of 64.
 pub fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+    i < n / 8 || i >= n.saturating_mul(7) / 8 || (i - n / 8) % 3 == 2
 }
 
 /// Apply the block-size fallback to a wanted type.
@@ -377,6 +409,19 @@ mod tests {
         for bad in ["", "q3_k_m", "experts=q9", "foo=q8_0", "experts=q8_k", "q8_0,q4_0", "embed=i8"] {
             assert!(Policy::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn classify_gguf_names() {
+        assert_eq!(TensorClass::from_gguf_name("token_embd.weight"), Some((C::TokenEmbd, None)));
+        assert_eq!(TensorClass::from_gguf_name("output_norm.weight"), Some((C::Norm, None)));
+        assert_eq!(TensorClass::from_gguf_name("blk.12.attn_k.weight"), Some((C::AttnK, Some(12))));
+        assert_eq!(TensorClass::from_gguf_name("blk.0.attn_output_norm.weight"), Some((C::Norm, Some(0))));
+        assert_eq!(TensorClass::from_gguf_name("blk.63.ffn_down_exps.weight"), Some((C::FfnDownExps, Some(63))));
+        assert_eq!(TensorClass::from_gguf_name("blk.5.ffn_gate_inp.weight"), Some((C::Router, Some(5))));
+        assert_eq!(TensorClass::from_gguf_name("blk.5.layer_output_norm.weight"), Some((C::Norm, Some(5))));
+        assert_eq!(TensorClass::from_gguf_name("blk.x.attn_q.weight"), None);
+        assert_eq!(TensorClass::from_gguf_name("blk.1.ffn_up.weight"), None);
     }
 
     #[test]

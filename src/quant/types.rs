@@ -115,7 +115,7 @@ impl GgmlType {
         }
         (n / be).checked_mul(self.block_bytes())
     }
-    /// Bytes of a tensor with ggml dims `ne` (ne[0] fastest): `None` if ne[0] is not a multiple
+    /// Bytes of a tensor with ggml dims `ne` (`ne[0]` fastest): `None` if `ne[0]` is not a multiple
     /// of the block or the size overflows.
     pub fn tensor_bytes(self, ne: &[u64]) -> Option<u64> {
         let first = ne.first().copied().unwrap_or(1);
