@@ -122,7 +122,7 @@ fn split_set_has_the_same_content_as_one_file() {
     assert_eq!(names[0], format!("grok-00001-of-{:05}.gguf", files.len()));
     write(&files);
     let one = GgufSet::open(&single).unwrap();
-    let set = GgufSet::open(&files[0].path().to_path_buf()).unwrap();
+    let set = GgufSet::open(files[0].path()).unwrap();
     assert_eq!(set.files().len(), files.len());
     assert_eq!(set.tensor_count(), one.tensor_count());
     let meta: Vec<_> = set.kvs().iter().filter(|(k, _)| !k.starts_with("split.")).cloned().collect();
@@ -301,7 +301,7 @@ impl Raw {
         self.u32(ty).u64(offset)
     }
     fn pad(&mut self, align: usize) -> &mut Self {
-        while self.b.len() % align != 0 {
+        while !self.b.len().is_multiple_of(align) {
             self.b.push(0);
         }
         self
