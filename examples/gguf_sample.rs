@@ -50,7 +50,7 @@ fn sample_plan() -> GgufPlan {
         kv("sample.arr_i16", vec![-32768i16, 32767].into()),
         kv("sample.arr_u32", vec![1u32, 4_294_967_295].into()),
         kv("sample.arr_i32", vec![1i32, 2, 3, 4, 6, -1].into()),
-        kv("sample.arr_f32", vec![0.0f32, -0.0, -1.0, -130746.0, 0.5773502691896257].into()),
+        kv("sample.arr_f32", vec![0.0f32, -0.0, -1.0, -130746.0, 0.57735026].into()),
         kv("sample.arr_bool", vec![true, false, true].into()),
         kv("sample.arr_str", vec!["[PAD]".to_string(), "<0x0A>".into(), "▁▁".into(), "".into()].into()),
         kv("sample.arr_u64", vec![0u64, u64::MAX].into()),

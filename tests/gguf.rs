@@ -120,6 +120,8 @@ fn split_set_has_the_same_content_as_one_file() {
     assert!(files.len() >= 3, "{}", files.len());
     let names: Vec<_> = files.iter().map(|f| f.path().file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names[0], format!("grok-00001-of-{:05}.gguf", files.len()));
+    let summary = grokit::gguf::plan_summary(&files);
+    assert!(summary.contains(&names[1]) && summary.contains("blk.0.attn_k.weight"), "{summary}");
     write(&files);
     let one = GgufSet::open(&single).unwrap();
     let set = GgufSet::open(files[0].path()).unwrap();
