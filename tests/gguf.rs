@@ -251,9 +251,20 @@ fn plan_validation_names_the_offender() {
         k("general.alignment", Value::U64(32)),
         k("general.alignment", Value::U32(64)),
         k("a", Value::Array(ArrayValue::F32(vec![]))),
+        k("general.file_type", Value::I32(7)),
+        k("tokenizer.ggml.bos_token_id", Value::I32(1)),
+        k("tokenizer.ggml.scores", vec![0.0f64].into()),
+        k("tokenizer.ggml.token_type", vec![1u32].into()),
     ] {
         assert!(matches!(p.validate(), Err(GgufError::PlanKey { .. })), "{:?}", p.kvs);
     }
+    let grok = |key: &str, v: Value| GgufPlan::new(vec![("general.architecture".into(), "grok".into()), (key.into(), v)], vec![]);
+    let e = grok("grok.block_count", Value::U64(64)).validate().unwrap_err();
+    assert!(e.to_string().contains("UINT32"), "{e}");
+    assert!(grok("grok.attention.layer_norm_rms_epsilon", Value::F64(1e-5)).validate().is_err());
+    assert!(grok("grok.feed_forward_length", vec![32768u32].into()).validate().is_err(), "u32 arrays are rejected");
+    assert!(grok("grok.feed_forward_length", vec![32768i32].into()).validate().is_ok());
+    assert!(grok("llama.block_count", Value::U64(1)).validate().is_ok(), "another arch's keys are free-form");
     let dup = GgufPlan::new(vec![("a".into(), 1u8.into()), ("a".into(), 2u8.into())], vec![]);
     assert!(matches!(dup.validate(), Err(GgufError::PlanKey { .. })));
     let mut p = plan();
