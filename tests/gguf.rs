@@ -499,3 +499,26 @@ fn legal_edge_cases_still_parse() {
     // A valid file still validates after the hostile cases above.
     assert!(valid_raw().parse().is_ok());
 }
+
+#[test]
+fn every_prefix_and_byte_flip_of_a_rich_file_is_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rich.gguf");
+    let files = plan().split(None, &out).unwrap();
+    write(&files);
+    let full = std::fs::read(&out).unwrap();
+    let header = files[0].header_len() as usize;
+    let last = GgufFile::open(&out).unwrap().tensors().last().map(|t| (t.offset + t.nbytes) as usize).unwrap();
+    for cut in 0..full.len() {
+        let r = GgufFile::from_bytes(full[..cut].to_vec(), "rich.gguf");
+        assert_eq!(r.is_ok(), cut >= last, "cut {cut}");
+    }
+    // Flipping any header byte must give Ok or a clean error, never a panic or a huge allocation.
+    for i in 0..header {
+        for v in [0x00u8, 0xFF, 0x80] {
+            let mut b = full.clone();
+            b[i] = v;
+            let _ = GgufFile::from_bytes(b, "flip.gguf");
+        }
+    }
+}
