@@ -120,9 +120,11 @@ fn split_set_has_the_same_content_as_one_file() {
     assert!(files.len() >= 3, "{}", files.len());
     let names: Vec<_> = files.iter().map(|f| f.path().file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names[0], format!("grok-00001-of-{:05}.gguf", files.len()));
+    let summary = grokit::gguf::plan_summary(&files);
+    assert!(summary.contains(&names[1]) && summary.contains("blk.0.attn_k.weight"), "{summary}");
     write(&files);
     let one = GgufSet::open(&single).unwrap();
-    let set = GgufSet::open(&files[0].path().to_path_buf()).unwrap();
+    let set = GgufSet::open(files[0].path()).unwrap();
     assert_eq!(set.files().len(), files.len());
     assert_eq!(set.tensor_count(), one.tensor_count());
     let meta: Vec<_> = set.kvs().iter().filter(|(k, _)| !k.starts_with("split.")).cloned().collect();
@@ -249,9 +251,20 @@ fn plan_validation_names_the_offender() {
         k("general.alignment", Value::U64(32)),
         k("general.alignment", Value::U32(64)),
         k("a", Value::Array(ArrayValue::F32(vec![]))),
+        k("general.file_type", Value::I32(7)),
+        k("tokenizer.ggml.bos_token_id", Value::I32(1)),
+        k("tokenizer.ggml.scores", vec![0.0f64].into()),
+        k("tokenizer.ggml.token_type", vec![1u32].into()),
     ] {
         assert!(matches!(p.validate(), Err(GgufError::PlanKey { .. })), "{:?}", p.kvs);
     }
+    let grok = |key: &str, v: Value| GgufPlan::new(vec![("general.architecture".into(), "grok".into()), (key.into(), v)], vec![]);
+    let e = grok("grok.block_count", Value::U64(64)).validate().unwrap_err();
+    assert!(e.to_string().contains("UINT32"), "{e}");
+    assert!(grok("grok.attention.layer_norm_rms_epsilon", Value::F64(1e-5)).validate().is_err());
+    assert!(grok("grok.feed_forward_length", vec![32768u32].into()).validate().is_err(), "u32 arrays are rejected");
+    assert!(grok("grok.feed_forward_length", vec![32768i32].into()).validate().is_ok());
+    assert!(grok("llama.block_count", Value::U64(1)).validate().is_ok(), "another arch's keys are free-form");
     let dup = GgufPlan::new(vec![("a".into(), 1u8.into()), ("a".into(), 2u8.into())], vec![]);
     assert!(matches!(dup.validate(), Err(GgufError::PlanKey { .. })));
     let mut p = plan();
@@ -301,7 +314,7 @@ impl Raw {
         self.u32(ty).u64(offset)
     }
     fn pad(&mut self, align: usize) -> &mut Self {
-        while self.b.len() % align != 0 {
+        while !self.b.len().is_multiple_of(align) {
             self.b.push(0);
         }
         self
@@ -485,4 +498,27 @@ fn legal_edge_cases_still_parse() {
     assert_eq!(f.tensor_data(&f.tensors()[2]), &[0xAB; 6]);
     // A valid file still validates after the hostile cases above.
     assert!(valid_raw().parse().is_ok());
+}
+
+#[test]
+fn every_prefix_and_byte_flip_of_a_rich_file_is_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rich.gguf");
+    let files = plan().split(None, &out).unwrap();
+    write(&files);
+    let full = std::fs::read(&out).unwrap();
+    let header = files[0].header_len() as usize;
+    let last = GgufFile::open(&out).unwrap().tensors().last().map(|t| (t.offset + t.nbytes) as usize).unwrap();
+    for cut in 0..full.len() {
+        let r = GgufFile::from_bytes(full[..cut].to_vec(), "rich.gguf");
+        assert_eq!(r.is_ok(), cut >= last, "cut {cut}");
+    }
+    // Flipping any header byte must give Ok or a clean error, never a panic or a huge allocation.
+    for i in 0..header {
+        for v in [0x00u8, 0xFF, 0x80] {
+            let mut b = full.clone();
+            b[i] = v;
+            let _ = GgufFile::from_bytes(b, "flip.gguf");
+        }
+    }
 }

@@ -132,6 +132,75 @@ pub mod keys {
     pub const SPLIT_KEYS: [&str; 3] = [SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT];
 }
 
+/// An accepted type for a key llama.cpp reads through a typed getter: the value type and,
+/// for arrays, the element type.
+pub type KeyType = (ValueType, Option<ValueType>);
+
+const U32: KeyType = (ValueType::U32, None);
+const F32: KeyType = (ValueType::F32, None);
+const STR: KeyType = (ValueType::String, None);
+const BOOL: KeyType = (ValueType::Bool, None);
+const I32_ARRAY: KeyType = (ValueType::Array, Some(ValueType::I32));
+
+/// The value types llama.cpp accepts for the keys a Grok conversion writes (output-formats.md
+/// §2.2, §3.2, §4.2): its typed getters throw "key %s has wrong type" or assert otherwise, and
+/// token scores/types are read as raw `float*`/`int*`. `{arch}.` stands for the value of
+/// `general.architecture`. Keys not listed are free-form. [`GgufPlan::validate`] checks these.
+///
+/// [`GgufPlan::validate`]: super::GgufPlan::validate
+pub const KEY_TYPES: &[(&str, &[KeyType])] = &[
+    ("general.architecture", &[STR]),
+    ("general.name", &[STR]),
+    ("general.type", &[STR]),
+    ("general.file_type", &[U32]),
+    ("general.quantization_version", &[U32]),
+    ("general.alignment", &[U32]),
+    ("tokenizer.ggml.model", &[STR]),
+    ("tokenizer.ggml.pre", &[STR]),
+    ("tokenizer.ggml.tokens", &[(ValueType::Array, Some(ValueType::String))]),
+    ("tokenizer.ggml.scores", &[(ValueType::Array, Some(ValueType::F32))]),
+    ("tokenizer.ggml.token_type", &[I32_ARRAY]),
+    ("tokenizer.ggml.bos_token_id", &[U32]),
+    ("tokenizer.ggml.eos_token_id", &[U32]),
+    ("tokenizer.ggml.unknown_token_id", &[U32]),
+    ("tokenizer.ggml.padding_token_id", &[U32]),
+    ("tokenizer.ggml.add_bos_token", &[BOOL]),
+    ("tokenizer.ggml.add_eos_token", &[BOOL]),
+    ("tokenizer.ggml.remove_extra_whitespaces", &[BOOL]),
+    ("{arch}.context_length", &[U32]),
+    ("{arch}.embedding_length", &[U32]),
+    ("{arch}.block_count", &[U32]),
+    ("{arch}.feed_forward_length", &[U32, I32_ARRAY]),
+    ("{arch}.expert_feed_forward_length", &[U32]),
+    ("{arch}.attention.head_count", &[U32, I32_ARRAY]),
+    ("{arch}.attention.head_count_kv", &[U32, I32_ARRAY]),
+    ("{arch}.attention.layer_norm_rms_epsilon", &[F32]),
+    ("{arch}.attention.output_scale", &[F32]),
+    ("{arch}.expert_count", &[U32]),
+    ("{arch}.expert_used_count", &[U32]),
+    ("{arch}.rope.freq_base", &[F32]),
+    ("{arch}.rope.dimension_count", &[U32]),
+    ("{arch}.vocab_size", &[U32]),
+    ("{arch}.embedding_scale", &[F32]),
+    ("{arch}.logit_scale", &[F32]),
+    ("{arch}.attn_logit_softcapping", &[F32]),
+    ("{arch}.final_logit_softcapping", &[F32]),
+    ("{arch}.router_logit_softcapping", &[F32]),
+];
+
+/// The types llama.cpp accepts for `key` (see [`KEY_TYPES`]), given the plan's architecture.
+pub fn expected_key_types(key: &str, arch: Option<&str>) -> Option<&'static [KeyType]> {
+    let rel = arch.and_then(|a| key.strip_prefix(a)).and_then(|r| r.strip_prefix('.'));
+    KEY_TYPES.iter().find_map(|&(k, t)| {
+        let hit = match (k.strip_prefix("{arch}."), rel) {
+            (Some(suffix), Some(r)) => suffix == r,
+            (Some(_), None) => false,
+            (None, _) => k == key,
+        };
+        hit.then_some(t)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +213,9 @@ mod tests {
         }
         assert_eq!(ValueType::from_id(13), None);
         assert_eq!(u32::from_le_bytes(GGUF_MAGIC), 0x4655_4747);
+        assert_eq!(expected_key_types("grok.block_count", Some("grok")), Some(&[U32][..]));
+        assert_eq!(expected_key_types("grok.block_count", Some("llama")), None);
+        assert_eq!(expected_key_types("general.file_type", None), Some(&[U32][..]));
+        assert_eq!(expected_key_types("grok.something_new", Some("grok")), None);
     }
 }

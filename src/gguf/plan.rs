@@ -6,7 +6,7 @@
 //! file list and sizes, and lets independent workers each stream their own shard
 //! (rust-crates.md §3, gguf-py's writer). Layout rules: output-formats.md §2.1–2.3.
 
-use super::constants::{keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
+use super::constants::{expected_key_types, keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
 use super::error::{GgufError, Result};
 use super::value::{encode_str, str_len, ArrayValue, Value};
 use crate::base::limits::{
@@ -106,7 +106,9 @@ impl GgufPlan {
     }
 
     /// Check every rule llama.cpp/ggml enforce on load, so a plan that validates writes files
-    /// they accept: keys non-empty ASCII unique (split keys reserved), strings and arrays within
+    /// they accept: keys non-empty ASCII unique (split keys reserved), keys llama.cpp reads
+    /// with typed getters carry the type it expects (`constants::KEY_TYPES`: u32 hparams and
+    /// token ids, f32 eps/scales, f32 scores, i32 token types), strings and arrays within
     /// ggml's caps, no empty arrays (gguf-py refuses them), `general.alignment` a u32 equal to
     /// `alignment`; tensor names 1..=63 bytes and unique, 1..=4 dims, last numpy dim (ne[0]) a
     /// multiple of the block, element count and byte size without overflow.
@@ -114,9 +116,11 @@ impl GgufPlan {
         if self.alignment == 0 || !self.alignment.is_power_of_two() {
             return Err(GgufError::PlanAlignment { alignment: self.alignment });
         }
+        let arch = self.kvs.iter().find(|(k, _)| k == keys::GENERAL_ARCHITECTURE).and_then(|(_, v)| v.as_str());
         let mut seen = HashSet::new();
         for (k, v) in &self.kvs {
             validate_kv(k, v, self.alignment)?;
+            check_known_type(k, v, arch)?;
             if !seen.insert(k.as_str()) {
                 return Err(key_err(k, "duplicate key"));
             }
@@ -208,6 +212,21 @@ fn validate_kv(k: &str, v: &Value, alignment: u32) -> Result<()> {
         Value::Array(ArrayValue::Str(v)) if v.iter().any(long) => Err(key_err(k, "array string longer than 1 GiB")),
         _ => Ok(()),
     }
+}
+
+fn check_known_type(k: &str, v: &Value, arch: Option<&str>) -> Result<()> {
+    let Some(allowed) = expected_key_types(k, arch) else {
+        return Ok(());
+    };
+    let actual = (v.value_type(), v.as_array().map(ArrayValue::elem_type));
+    if allowed.contains(&actual) {
+        return Ok(());
+    }
+    let names: Vec<String> = allowed
+        .iter()
+        .map(|(t, e)| e.map_or_else(|| t.name().to_string(), |e| format!("ARRAY[{}]", e.name())))
+        .collect();
+    Err(key_err(k, format!("llama.cpp reads it as {}, not {}", names.join(" or "), v.type_name())))
 }
 
 fn validate_tensor(t: &TensorPlan) -> Result<()> {
