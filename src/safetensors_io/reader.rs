@@ -92,6 +92,9 @@ impl StReader {
             weight_map: BTreeMap<String, String>,
         }
         let idx: Index = serde_json::from_slice(map.bytes()).map_err(|e| bad(e.to_string()))?;
+        if idx.weight_map.is_empty() {
+            return Err(bad("empty weight_map".into()));
+        }
         let declared_total_size = idx.metadata.as_ref().and_then(|m| m.get("total_size")).and_then(|v| v.as_u64());
         let mut shard_names: Vec<&String> = idx.weight_map.values().collect();
         shard_names.sort();
