@@ -227,7 +227,7 @@ pub fn plan_shards_with_metadata(
             groups.push(vec![i]);
             continue;
         }
-        // current_size <= max and size <= max, so this sum cannot overflow.
+        // current_size + size <= total_size (already checked), so this sum cannot overflow.
         if current_size + size > max_shard_bytes && !current.is_empty() {
             groups.push(std::mem::take(&mut current));
             current_size = 0;
