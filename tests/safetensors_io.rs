@@ -330,6 +330,10 @@ fn bad_indexes() {
     v["weight_map"]["big"] = "missing.safetensors".into();
     assert!(matches!(try_index(&v), Some(StError::Io(_))));
     assert!(try_index(&good).is_none());
+    // Duplicate keys in weight_map are refused, not silently collapsed.
+    let text = serde_json::to_string(&good).unwrap().replacen("\"weight_map\":{", "\"weight_map\":{\"big\":\"x.safetensors\",", 1);
+    std::fs::write(&idx, text).unwrap();
+    assert!(matches!(StReader::open(d.path()).err(), Some(StError::BadIndex { msg, .. }) if msg.contains("duplicate")));
     std::fs::remove_file(&idx).unwrap();
     assert!(matches!(StReader::open(d.path()).err(), Some(StError::NoModel { .. })));
 }

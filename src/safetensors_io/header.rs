@@ -69,6 +69,32 @@ impl<'de> Deserialize<'de> for Dims {
     }
 }
 
+/// A JSON object of strings to strings that rejects duplicate keys (serde's maps keep the last).
+pub(crate) struct UniqueStrMap(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for UniqueStrMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UniqueStrMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object mapping strings to strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<UniqueStrMap, A::Error> {
+                let mut m = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    if m.contains_key(&k) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(UniqueStrMap(m))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 struct RawHeader {
     metadata: Option<BTreeMap<String, String>>,
     tensors: Vec<(String, RawInfo)>,

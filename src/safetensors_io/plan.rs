@@ -203,6 +203,7 @@ pub fn plan_shards_with_metadata(
     // Validate names and sizes once, in state-dict order.
     let mut seen = HashSet::with_capacity(tensors.len());
     let mut sizes = Vec::with_capacity(tensors.len());
+    let mut kinds = Vec::with_capacity(tensors.len());
     for t in tensors {
         if t.name == METADATA_KEY {
             return Err(StError::BadTensorName(t.name.clone()));
@@ -210,9 +211,10 @@ pub fn plan_shards_with_metadata(
         if !seen.insert(t.name.as_str()) {
             return Err(StError::DuplicateTensor(t.name.clone()));
         }
-        if crate_dtype(t.dtype).is_none() {
+        let Some(kind) = crate_dtype(t.dtype) else {
             return Err(StError::DtypeNotInCrate { tensor: t.name.clone(), dtype: t.dtype.safetensors().into() });
-        }
+        };
+        kinds.push(kind);
         sizes.push(t.byte_len()?);
     }
 
@@ -227,7 +229,7 @@ pub fn plan_shards_with_metadata(
             groups.push(vec![i]);
             continue;
         }
-        // current_size <= max and size <= max, so this sum cannot overflow.
+        // current_size + size <= total_size (already checked), so this sum cannot overflow.
         if current_size + size > max_shard_bytes && !current.is_empty() {
             groups.push(std::mem::take(&mut current));
             current_size = 0;
@@ -244,7 +246,7 @@ pub fn plan_shards_with_metadata(
     let mut weight_map = BTreeMap::new();
     for (k, members) in groups.iter().enumerate() {
         let file_name = if n == 1 { SINGLE_FILE_NAME.to_string() } else { format!("model-{:05}-of-{:05}.safetensors", k + 1, n) };
-        let shard = layout_shard(file_name, tensors, &sizes, members, &metadata)?;
+        let shard = layout_shard(file_name, tensors, &sizes, &kinds, members, &metadata)?;
         for t in &shard.tensors {
             weight_map.insert(t.name.clone(), shard.file_name.clone());
         }
@@ -262,15 +264,13 @@ fn layout_shard(
     file_name: String,
     tensors: &[StTensor],
     sizes: &[u64],
+    kinds: &[safetensors::Dtype],
     members: &[usize],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Shard> {
     let mut order: Vec<usize> = members.to_vec();
-    // Descending crate dtype, then ascending name (both validated above; None never occurs).
-    order.sort_by(|&a, &b| {
-        let (ta, tb) = (&tensors[a], &tensors[b]);
-        crate_dtype(tb.dtype).cmp(&crate_dtype(ta.dtype)).then_with(|| ta.name.cmp(&tb.name))
-    });
+    // Descending crate dtype, then ascending name.
+    order.sort_by(|&a, &b| kinds[b].cmp(&kinds[a]).then_with(|| tensors[a].name.cmp(&tensors[b].name)));
     let mut placed = Vec::with_capacity(order.len());
     let mut offset: u64 = 0;
     for &i in &order {

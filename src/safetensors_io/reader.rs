@@ -8,7 +8,7 @@
 //! is allocated from a declared length: the header is parsed in place from the mapped bytes,
 //! which were capped first.
 
-use super::header::{self, Parsed};
+use super::header::{self, Parsed, UniqueStrMap};
 use super::plan::{INDEX_FILE_NAME, SINGLE_FILE_NAME};
 use super::writer::check_plain_name;
 use super::{Result, StError};
@@ -89,11 +89,15 @@ impl StReader {
         struct Index {
             #[serde(default)]
             metadata: Option<serde_json::Map<String, serde_json::Value>>,
-            weight_map: BTreeMap<String, String>,
+            weight_map: UniqueStrMap,
         }
         let idx: Index = serde_json::from_slice(map.bytes()).map_err(|e| bad(e.to_string()))?;
+        let weight_map = idx.weight_map.0;
+        if weight_map.is_empty() {
+            return Err(bad("empty weight_map".into()));
+        }
         let declared_total_size = idx.metadata.as_ref().and_then(|m| m.get("total_size")).and_then(|v| v.as_u64());
-        let mut shard_names: Vec<&String> = idx.weight_map.values().collect();
+        let mut shard_names: Vec<&String> = weight_map.values().collect();
         shard_names.sort();
         shard_names.dedup();
         if shard_names.len() > ST_MAX_SHARDS {
@@ -105,7 +109,7 @@ impl StReader {
             check_plain_name(name).map_err(|_| bad(format!("shard name `{name}` is not a plain file name")))?;
             let f = load(&dir.join(name))?;
             for e in &f.parsed.entries {
-                match idx.weight_map.get(&e.name) {
+                match weight_map.get(&e.name) {
                     Some(s) if s == *name => {}
                     Some(s) => return Err(bad(format!("tensor `{}` is in {name} but the index maps it to {s}", e.name))),
                     None => return Err(bad(format!("tensor `{}` in {name} is missing from weight_map", e.name))),
@@ -115,7 +119,7 @@ impl StReader {
         }
         let mut r = StReader { files, tensors: Vec::new(), index: Some(index_path.to_path_buf()), declared_total_size };
         r.collect_tensors();
-        for (t, shard) in &idx.weight_map {
+        for (t, shard) in &weight_map {
             if r.entry(t).is_none() {
                 return Err(bad(format!("weight_map names tensor `{t}` in {shard}, which does not hold it")));
             }

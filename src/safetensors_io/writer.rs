@@ -181,6 +181,32 @@ impl ShardWriter {
     }
 }
 
+/// Write a whole plan into `dir`: every shard in order (tensors requested in each shard's
+/// layout order), then `model.safetensors.index.json` when sharded. `produce` is called once
+/// per tensor, after [`ShardWriter::begin_tensor`], and must feed exactly the tensor's bytes
+/// through [`ShardWriter::write_tensor_chunk`] (in as many chunks as it likes). Returns the
+/// written files (shards, then the index) for [`write_sha256sums`], to which the caller may add
+/// its own files (config.json, tokenizer) first.
+pub fn write_plan<E, F>(dir: &Path, plan: &super::ShardPlan, mut produce: F) -> std::result::Result<Vec<Written>, E>
+where
+    E: From<StError>,
+    F: FnMut(&PlannedTensor, &mut ShardWriter) -> std::result::Result<(), E>,
+{
+    let mut out = Vec::with_capacity(plan.shards().len() + 1);
+    for shard in plan.shards() {
+        let mut w = ShardWriter::create(dir, shard)?;
+        for t in shard.tensors() {
+            w.begin_tensor(&t.name)?;
+            produce(t, &mut w)?;
+        }
+        out.push(w.finish()?);
+    }
+    if plan.is_sharded() {
+        out.push(write_small_file(dir, super::plan::INDEX_FILE_NAME, plan.index_json().as_bytes())?);
+    }
+    Ok(out)
+}
+
 /// Write a small file (index JSON, config) atomically and return its size and SHA-256.
 pub fn write_small_file(dir: &Path, name: &str, contents: &[u8]) -> Result<Written> {
     check_plain_name(name)?;
@@ -276,6 +302,27 @@ mod tests {
         let e = w.finish().unwrap_err();
         assert!(matches!(&e, StError::IncompleteTensor { tensor, written: 0, expected: 3, .. } if tensor == "small"), "{e}");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn write_plan_writes_shards_and_index() {
+        let d = tempfile::tempdir().unwrap();
+        let t = vec![StTensor::new("a", DType::F32, vec![4]), StTensor::new("b", DType::I8, vec![20])];
+        let p = plan_shards(&t, 16).unwrap();
+        let files = write_plan(d.path(), &p, |t, w| -> Result<()> {
+            let bytes = vec![t.name.as_bytes()[0]; t.byte_len() as usize];
+            w.write_tensor_chunk(&bytes)
+        })
+        .unwrap();
+        let names: Vec<_> = files.iter().map(Written::file_name).collect();
+        assert_eq!(names, ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
+        // A producer that comes up short fails at the next tensor, naming it.
+        let e = write_plan(d.path(), &p, |_, w| w.write_tensor_chunk(&[0])).unwrap_err();
+        // (`b` is over the budget, so hub-style planning puts it in the first shard.)
+        assert!(matches!(&e, StError::IncompleteTensor { tensor, .. } if tensor == "b"), "{e}");
+        write_sha256sums(d.path(), &files).unwrap();
+        let sums = std::fs::read_to_string(d.path().join("SHA256SUMS")).unwrap();
+        assert_eq!(sums.lines().count(), 3);
     }
 
     #[test]
