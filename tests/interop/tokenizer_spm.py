@@ -126,15 +126,18 @@ def _set(fields, num, value):
     return [f for f in fields if f[0] != num] + [(num, 0, value)]
 
 
-def variant(model_bytes, trainer=None, normalizer=None, retype=None):
-    """Rewrite trainer/normalizer varint fields, and piece types via retype(id, piece, type)."""
+def variant(model_bytes, trainer=None, normalizer=None, retype=None, rename=None):
+    """Rewrite trainer/normalizer varint fields, piece types via retype(id, piece, type), and
+    piece strings via rename {id: new piece}."""
     top, out, pid = _fields(model_bytes), [], 0
     for num, wt, v in top:
-        if num == 1 and retype:
+        if num == 1 and rename and pid in rename:
+            v = _emit([f for f in _fields(v) if f[0] != 1] + [(1, 2, rename[pid].encode())])
+        if num == 1 and (retype or rename):
             pf = _fields(v)
             piece = next((x[2].decode() for x in pf if x[0] == 1), "")
             kind = next((x[2] for x in pf if x[0] == 3), 1)
-            new = retype(pid, piece, kind)
+            new = retype(pid, piece, kind) if retype else kind
             if new != kind:
                 v = _emit(_set(pf, 3, new))
             pid += 1
@@ -164,6 +167,10 @@ def tiny12_variants(base, work):
         "unused_pieces": dict(retype=lambda i, p, k: 5 if normal(i, p, k) and i % 5 == 0 else k),
         "unused_no_byte_fallback": dict(
             trainer={35: 0}, retype=lambda i, p, k: 5 if k == 6 or (normal(i, p, k) and i % 5 == 0) else k),
+        # Pieces that cross digit and word boundaries, with split_digits and split_by_whitespace
+        # on: the library does not pre-split at encode time, so "12" and "e▁t" can be tokens.
+        "cross_pieces": dict(trainer={25: 1, 22: 1}, rename=dict(zip(range(500, 512), [
+            "12", "00", "1a", "e\u2581", "e\u2581t", "23", "s\u2581", "\u25811", "99", "9.", "a1", "0\u2581"]))),
         "user_defined": dict(retype=lambda i, p, k: 4 if normal(i, p, k) and i % 9 == 0 and len(p) > 1 else k),
     }
     out = {}
