@@ -49,6 +49,11 @@ fn tiny12_tokens_json() {
     let Some(sh) = shared("tiny12 tokens.json") else { return };
     let dir = sh.join("reference/tiny12");
     let tok = Tokenizer::from_file(dir.join("tokenizer.model")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("tokenizer.model")).unwrap(),
+        std::fs::read(fixture("tiny12.model")).unwrap(),
+        "fixtures/tokenizer/tiny12.model is a stale copy"
+    );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
     let pad = v["pad_token"].as_u64().unwrap() as u32;
     for (p, row) in v["prompts"].as_array().unwrap().iter().zip(v["tokens"].as_array().unwrap()) {
@@ -64,6 +69,12 @@ fn tiny12_tokens_json() {
 fn grok1_real_tokenizer() {
     let Some(sh) = shared("Grok-1 tokenizer") else { return };
     let path = sh.join("grok1/tokenizer.model");
+    let bytes = std::fs::read(&path).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        grokit::base::hex::encode(&sha2::Sha256::digest(&bytes)),
+        "5c69d7cbad192fa2c9d14e2a77fbfdc11597c68907b043ddb0260e3d28eddd7f"
+    );
     let t0 = std::time::Instant::now();
     let tok = Tokenizer::from_file(&path).unwrap();
     eprintln!("grok1 tokenizer loaded in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
@@ -101,7 +112,6 @@ fn grok1_real_tokenizer() {
     assert_eq!(tok.decode(&ids), text);
 
     // Hostile: truncations at many offsets of the real file must be errors, never panics.
-    let bytes = std::fs::read(&path).unwrap();
     let step = bytes.len() / 97;
     for cut in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
         if cut == 0 {

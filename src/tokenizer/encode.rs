@@ -146,8 +146,9 @@ impl Tokenizer {
         let norm = self.normalize(text);
         let mut ids = Vec::with_capacity(norm.len() / 3 + 1);
         let mut rev = RevMerge::new();
+        let mut prev_unk = false;
         for (start, len) in self.bpe(&norm, &mut rev) {
-            self.resegment_into(&norm[start..start + len], &rev, &mut ids);
+            self.resegment_into(&norm[start..start + len], &rev, &mut ids, &mut prev_unk);
         }
         ids
     }
@@ -236,7 +237,7 @@ impl Tokenizer {
     /// Map one final symbol to ids: unused pieces are split back into the two symbols the
     /// library last recorded for them (recursively), unknown symbols become byte pieces when
     /// byte fallback is on.
-    fn resegment_into(&self, w: &[u8], rev: &RevMerge<'_>, ids: &mut Vec<u32>) {
+    fn resegment_into(&self, w: &[u8], rev: &RevMerge<'_>, ids: &mut Vec<u32>, prev_unk: &mut bool) {
         let mut stack = vec![w];
         while let Some(w) = stack.pop() {
             let id = self.lookup(w);
@@ -245,16 +246,26 @@ impl Tokenizer {
                     stack.push(b);
                     stack.push(a);
                 }
-                _ => self.push_id(id, w, ids),
+                _ => self.push_id(id, w, ids, prev_unk),
             }
         }
     }
 
-    fn push_id(&self, id: u32, w: &[u8], ids: &mut Vec<u32>) {
-        if self.kind(id) == Some(PieceKind::Unknown) && self.model.trainer.byte_fallback {
+    /// Emit one piece id the way `SentencePieceProcessor::Encode` does: an unknown piece
+    /// becomes its UTF-8 bytes as `<0xNN>` pieces when byte fallback is on; otherwise a run of
+    /// consecutive unknown pieces collapses into one unk id. An UNUSED piece that could not be
+    /// re-segmented (a single character) counts as unknown: verified against the library.
+    fn push_id(&self, id: u32, w: &[u8], ids: &mut Vec<u32>, prev_unk: &mut bool) {
+        let (id, is_unk) = match self.kind(id) {
+            Some(PieceKind::Unknown) => (id, true),
+            Some(PieceKind::Unused) => (self.unk, true),
+            _ => (id, false),
+        };
+        if is_unk && self.model.trainer.byte_fallback {
             ids.extend(w.iter().map(|&b| self.byte_ids[usize::from(b)]));
-        } else {
+        } else if !(is_unk && *prev_unk) {
             ids.push(id);
         }
+        *prev_unk = is_unk;
     }
 }

@@ -62,6 +62,8 @@ fn merges_by_score_and_keeps_user_defined_atomic() {
     assert_eq!(t.encode_pieces("ab<sep>c"), ["▁ab", "<sep>", "c"]);
     // Unknown character without byte fallback -> unk.
     assert_eq!(t.encode("x"), [4, 0]);
+    // ...and a run of unknown characters collapses into one unk, as the library does.
+    assert_eq!(t.encode("axyéb"), [4, 5, 0, 6]);
     assert_eq!(t.encode(""), Vec::<u32>::new());
     assert_eq!(t.decode(&t.encode("abc ab")), "abc ab");
     assert_eq!(t.decode(&[1, 0, 2]), " \u{2047} ");
@@ -113,6 +115,11 @@ fn unused_pieces_are_resegmented() {
     // "ab" merges (as the library does) but is emitted as its parts; "▁ab" still forms.
     assert_eq!(t.encode_pieces("abc"), ["▁ab", "c"]);
     assert_eq!(t.encode_pieces("<sep>ab"), ["▁", "<sep>", "a", "b"]);
+    // A single unused character cannot be split: it is treated as unknown.
+    let mut p = base_pieces();
+    p[5].2 = 5; // "a" unused
+    let t = tok(&p, &[], &[(4, 0)]);
+    assert_eq!(t.encode_pieces("aac"), ["▁", "<unk>", "c"]);
 }
 
 #[test]
