@@ -379,3 +379,37 @@ fn unsorted_keys_tolerated_with_warning() {
     assert_eq!(t.infohash.to_vec(), Sha1::digest(info).to_vec());
     assert_eq!(t.warnings.len(), 1);
 }
+
+#[test]
+fn torrent_field_errors_and_unreadable_file() {
+    let one = |len: i64, plen: i64, npieces: usize| {
+        bytes(&B::D(vec![(
+            "info",
+            B::D(vec![("length", B::I(len)), ("name", s("f")), ("piece length", B::I(plen)), ("pieces", B::S(vec![7; 20 * npieces]))]),
+        )]))
+    };
+    assert!(Torrent::parse(&one(32, 16, 2)).is_ok());
+    assert!(Torrent::parse(&one(33, 16, 2)).is_err(), "piece count must match the length");
+    assert!(Torrent::parse(&one(32, 0, 2)).is_err(), "zero piece length");
+    assert!(Torrent::parse(&one(0, 16, 0)).is_ok(), "empty payload, no pieces");
+    // a torrent file whose on-disk path is a directory: unreadable, its pieces missing
+    let d = tempfile::tempdir().unwrap();
+    let x = data(40, 5);
+    let files: Vec<(Vec<&str>, &[u8])> = vec![(vec!["x"], &x), (vec!["y"], &x)];
+    let (tb, _) = multi("n", &files, 16);
+    std::fs::write(d.path().join("x"), &x).unwrap();
+    std::fs::create_dir(d.path().join("y")).unwrap();
+    let t = Torrent::parse(&tb).unwrap();
+    let r = verify::check_torrent(d.path(), &t, &small(), &verify::no_progress);
+    assert!(matches!(r.files[1].state, FileState::Unreadable(_)), "{:?}", r.files[1].state);
+    assert_eq!(r.missing_pieces, vec![2..5]); // 40..80 starts inside piece 2 (32..48)
+    assert_eq!(r.files[0].verified_bytes, 32);
+}
+
+#[test]
+fn manifest_caps() {
+    let long = format!("{}  {}\n", "0".repeat(64), "x".repeat(20_000));
+    assert!(Manifest::parse(long.as_bytes(), "m").is_err());
+    let bin = b"\xff\xfe garbage without structure\n";
+    assert!(Manifest::parse(bin, "m").is_err());
+}

@@ -351,6 +351,7 @@ mod tests {
         assert!(parse(b"d1:bi1e1:ai2ee").unwrap().noncanonical);
         assert!(matches!(parse(b"d1:ai1e1:ai2ee"), Err(BencodeError::DuplicateKey { .. })));
         assert!(matches!(parse(b"d1:bi1e1:ci1e1:bi2ee"), Err(BencodeError::DuplicateKey { .. })));
+        assert!(matches!(parse(b"d1:ci1e1:ai1e1:bi1e1:ci2ee"), Err(BencodeError::DuplicateKey { .. })));
         assert!(matches!(parse(b"di1ei2ee"), Err(BencodeError::NonStringKey { .. })));
     }
 

@@ -37,7 +37,7 @@ pub enum ManifestError {
     /// A line is not in any accepted form.
     #[error("{source_name}:{line}: {why}")]
     Malformed {
-        /// The manifest's name (file path or "<memory>").
+        /// The manifest's name (its file path, or whatever the caller of `Manifest::parse` gave).
         source_name: String,
         /// 1-based line number.
         line: usize,
@@ -431,7 +431,7 @@ mod tests {
         let m = Manifest::parse(text.as_bytes(), "m").unwrap();
         let names: Vec<_> = m.entries.iter().map(|e| e.path.to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["plain name", "bin", "back\\slash\nnl", "tag (x)", "t\\b"]);
-        assert_eq!(m.entries[1].binary, true);
+        assert!(m.entries[1].binary);
         assert_eq!(m.entries[3].line, 4);
         assert_eq!(m.entries[4].line, 7);
         let again = Manifest::parse(&m.to_gnu_bytes(), "again").unwrap();
