@@ -4,3 +4,8 @@ mod reference;
 mod source;
 mod cli;
 mod architecture;
+mod quant;
+mod gguf;
+mod safetensors_io;
+mod tokenizer;
+mod verify;

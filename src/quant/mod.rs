@@ -1,8 +1,162 @@
 //! L1 quantization codecs: ggml block types and compressed-tensors packing.
 //!
-//! `types` holds the ONE table of ggml tensor types (id, name, block geometry) that the GGUF
-//! reader/writer and the codecs share.
+//! Why this module exists: a GGUF file is only as good as its bytes. The encoders here are
+//! ports of ggml's *reference* encoders (`quantize_row_*_ref`), bit for bit, so grokit's Q8_0
+//! or Q4_K_M file equals what `llama-quantize` (x86-64, no FMA contraction, no imatrix) would
+//! write from the same f32 rows; the golden SHA-256 vectors of output-formats.md §5.6 pin that.
+//!
+//! Layout:
+//! - `types`: the ONE ggml type table (id, name, block geometry) shared with the GGUF code.
+//! - `legacy`: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (Q8_1); `k_quants`: Q4_K Q5_K Q6_K Q8_K; `k_low`:
+//!   Q2_K Q3_K; `kutil`: the shared K-quant fitting helpers.
+//! - `grok`: the lossless int8 → Q8_0 transcode of the release's own int8 weights (§5.7).
+//! - `ct`: compressed-tensors `pack-quantized` int4/int8 (§7.1/§7.4).
+//! - `policy`: which type each tensor gets (`--quant` strings, llama-quantize-like presets).
+//!
+//! The row API is allocation-free per block and single-threaded: callers parallelize over rows
+//! (rayon), each with its own output buffer.
 
+pub mod ct;
+pub mod grok;
+mod k_low;
+mod k_quants;
+mod kutil;
+mod legacy;
+pub mod policy;
 pub mod types;
 
+#[cfg(test)]
+mod golden_tests;
+
 pub use types::GgmlType;
+
+use crate::base::float::{decode_bf16_le, decode_f16_le, decode_f32_le, extend_bf16_le, extend_f16_le, extend_f32_le};
+
+/// Errors of the quantization codecs. `what` names the operation and type (e.g.
+/// `"quantize Q4_K"`) so a caller can add the tensor name around it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    /// A byte or element count does not match what the type's geometry requires.
+    #[error("{what}: length mismatch: expected {expected}, got {got}")]
+    LengthMismatch {
+        /// Operation and type.
+        what: String,
+        /// Required length.
+        expected: u64,
+        /// Length supplied.
+        got: u64,
+    },
+    /// A row length is not a multiple of the block (or group) size.
+    #[error("{what}: {len} elements is not a multiple of the {block}-element block")]
+    NotBlockAligned {
+        /// Operation and type.
+        what: String,
+        /// Row length supplied.
+        len: u64,
+        /// Block size required.
+        block: u64,
+    },
+    /// The type or parameter is not implemented by grokit.
+    #[error("{what}: unsupported")]
+    Unsupported {
+        /// Operation and type (or parameter).
+        what: String,
+    },
+}
+
+/// Run `f` over every `N`-element block of `x`, each writing `B` bytes appended to `out`.
+#[inline]
+fn enc<const N: usize, const B: usize>(x: &[f32], out: &mut Vec<u8>, f: impl Fn(&[f32; N], &mut [u8; B])) {
+    let (xs, _) = x.as_chunks::<N>();
+    let start = out.len();
+    out.resize(start + xs.len() * B, 0);
+    let (ys, _) = out[start..].as_chunks_mut::<B>();
+    for (xb, yb) in xs.iter().zip(ys) {
+        f(xb, yb);
+    }
+}
+
+/// Run `f` over every `B`-byte block of `bytes`, each decoding `N` values into `out`.
+#[inline]
+fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn(&[u8; B], &mut [f32; N])) {
+    let (ys, _) = bytes.as_chunks::<B>();
+    let (xs, _) = out.as_chunks_mut::<N>();
+    for (yb, xb) in ys.iter().zip(xs) {
+        f(yb, xb);
+    }
+}
+
+/// Quantize one row (or any run of whole blocks) `x` to ggml type `ty`, appending the encoded
+/// bytes to `out`. `x.len()` must be a multiple of the type's block. F32/F16/BF16 are accepted
+/// too (little-endian; F16/BF16 round to nearest even).
+///
+/// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K,
+/// Q6_K, Q8_K. The bytes equal ggml's `quantize_row_*_ref` on an x86-64 build.
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantError> {
+    let block = ty.block_elems();
+    if !(x.len() as u64).is_multiple_of(block) {
+        return Err(QuantError::NotBlockAligned { what: format!("quantize {ty}"), len: x.len() as u64, block });
+    }
+    use GgmlType as T;
+    match ty {
+        T::F32 => extend_f32_le(out, x),
+        T::F16 => extend_f16_le(out, x),
+        T::BF16 => extend_bf16_le(out, x),
+        T::Q4_0 => enc(x, out, legacy::q4_0_block),
+        T::Q4_1 => enc(x, out, legacy::q4_1_block),
+        T::Q5_0 => enc(x, out, legacy::q5_0_block),
+        T::Q5_1 => enc(x, out, legacy::q5_1_block),
+        T::Q8_0 => enc(x, out, legacy::q8_0_block),
+        T::Q8_1 => enc(x, out, legacy::q8_1_block),
+        T::Q2_K => enc(x, out, k_low::q2_k_block),
+        T::Q3_K => enc(x, out, k_low::q3_k_block),
+        T::Q4_K => enc(x, out, k_quants::q4_k_block),
+        T::Q5_K => enc(x, out, k_quants::q5_k_block),
+        T::Q6_K => enc(x, out, k_quants::q6_k_block),
+        T::Q8_K => enc(x, out, k_quants::q8_k_block),
+        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
+            return Err(QuantError::Unsupported { what: format!("quantize {ty}") })
+        }
+    }
+    Ok(())
+}
+
+/// Decode `bytes` of ggml type `ty` into `out` (one value per element). `out.len()` must be a
+/// multiple of the block and `bytes.len()` exactly the encoded size of `out.len()` elements.
+pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+    let block = ty.block_elems();
+    let n = out.len() as u64;
+    let what = || format!("dequantize {ty}");
+    if !n.is_multiple_of(block) {
+        return Err(QuantError::NotBlockAligned { what: what(), len: n, block });
+    }
+    let expected = ty.row_bytes(n).ok_or_else(|| QuantError::NotBlockAligned { what: what(), len: n, block })?;
+    if bytes.len() as u64 != expected {
+        return Err(QuantError::LengthMismatch { what: what(), expected, got: bytes.len() as u64 });
+    }
+    use GgmlType as T;
+    match ty {
+        T::F32 => decode_f32_le(bytes, out),
+        T::F16 => decode_f16_le(bytes, out),
+        T::BF16 => decode_bf16_le(bytes, out),
+        T::Q4_0 => dec(bytes, out, legacy::q4_0_dequant),
+        T::Q4_1 => dec(bytes, out, legacy::q4_1_dequant),
+        T::Q5_0 => dec(bytes, out, legacy::q5_0_dequant),
+        T::Q5_1 => dec(bytes, out, legacy::q5_1_dequant),
+        T::Q8_0 => dec(bytes, out, legacy::q8_0_dequant),
+        T::Q8_1 => dec(bytes, out, legacy::q8_1_dequant),
+        T::Q2_K => dec(bytes, out, k_low::q2_k_dequant),
+        T::Q3_K => dec(bytes, out, k_low::q3_k_dequant),
+        T::Q4_K => dec(bytes, out, k_quants::q4_k_dequant),
+        T::Q5_K => dec(bytes, out, k_quants::q5_k_dequant),
+        T::Q6_K => dec(bytes, out, k_quants::q6_k_dequant),
+        T::Q8_K => dec(bytes, out, k_quants::q8_k_dequant),
+        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => return Err(QuantError::Unsupported { what: what() }),
+    }
+    Ok(())
+}
+
+/// True if [`quantize_row`] and [`dequantize_row`] implement `ty`.
+pub fn is_supported(ty: GgmlType) -> bool {
+    !matches!(ty, GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64)
+}

@@ -1,0 +1,148 @@
+//! GGUF constants, written once: the magic, the version grokit writes, the default alignment,
+//! the metadata value-type table, and the key names grokit itself reads or writes.
+//!
+//! Why one table for value types: the id, the name printed in errors and the fixed encoded size
+//! are needed by the encoder, the decoder and the error messages; keeping them in one row each
+//! means they cannot drift (candle's reader/writer id matches drifted; house-style.md §3).
+//! Source: output-formats.md §2.1 (ggml `docs/gguf.md`, `include/gguf.h`).
+
+/// The four magic bytes at offset 0 (`GGUF`, u32 0x46554747 read little-endian).
+pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+/// The version grokit writes (`GGUF_VERSION`).
+pub const GGUF_VERSION: u32 = 3;
+/// Oldest version the reader accepts: v1 used u32 counts and is not supported by ggml either;
+/// v2 has the same layout as v3.
+pub const GGUF_MIN_READ_VERSION: u32 = 2;
+/// Alignment of the data section and of every tensor when `general.alignment` is absent
+/// (`GGUF_DEFAULT_ALIGNMENT`).
+pub const GGUF_DEFAULT_ALIGNMENT: u32 = 32;
+
+/// A metadata value type (the u32 stored after each key and at the head of each array).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum ValueType {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+    String,
+    Array,
+    U64,
+    I64,
+    F64,
+}
+
+/// One row of the value-type table.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueTypeInfo {
+    /// The type.
+    pub ty: ValueType,
+    /// The id stored in the file (`enum gguf_type`).
+    pub id: u32,
+    /// gguf-py's name (`GGUFValueType`), used in messages and in the interop JSON.
+    pub name: &'static str,
+    /// Encoded size of one value, or `None` for the variable-size string and array.
+    pub fixed_size: Option<u64>,
+}
+
+/// The value-type table (`enum gguf_type`, ids 0..=12).
+pub const VALUE_TYPES: &[ValueTypeInfo] = &[
+    ValueTypeInfo { ty: ValueType::U8, id: 0, name: "UINT8", fixed_size: Some(1) },
+    ValueTypeInfo { ty: ValueType::I8, id: 1, name: "INT8", fixed_size: Some(1) },
+    ValueTypeInfo { ty: ValueType::U16, id: 2, name: "UINT16", fixed_size: Some(2) },
+    ValueTypeInfo { ty: ValueType::I16, id: 3, name: "INT16", fixed_size: Some(2) },
+    ValueTypeInfo { ty: ValueType::U32, id: 4, name: "UINT32", fixed_size: Some(4) },
+    ValueTypeInfo { ty: ValueType::I32, id: 5, name: "INT32", fixed_size: Some(4) },
+    ValueTypeInfo { ty: ValueType::F32, id: 6, name: "FLOAT32", fixed_size: Some(4) },
+    ValueTypeInfo { ty: ValueType::Bool, id: 7, name: "BOOL", fixed_size: Some(1) },
+    ValueTypeInfo { ty: ValueType::String, id: 8, name: "STRING", fixed_size: None },
+    ValueTypeInfo { ty: ValueType::Array, id: 9, name: "ARRAY", fixed_size: None },
+    ValueTypeInfo { ty: ValueType::U64, id: 10, name: "UINT64", fixed_size: Some(8) },
+    ValueTypeInfo { ty: ValueType::I64, id: 11, name: "INT64", fixed_size: Some(8) },
+    ValueTypeInfo { ty: ValueType::F64, id: 12, name: "FLOAT64", fixed_size: Some(8) },
+];
+
+/// Bytes of the u64 length that precedes every GGUF string.
+pub const STRING_LEN_BYTES: u64 = 8;
+
+impl ValueType {
+    /// This type's row.
+    pub fn info(self) -> &'static ValueTypeInfo {
+        // Every variant has a row (pinned by the unit test); the fallback is unreachable.
+        VALUE_TYPES.iter().find(|r| r.ty == self).unwrap_or(&VALUE_TYPES[0])
+    }
+    /// The id stored in files.
+    pub fn id(self) -> u32 {
+        self.info().id
+    }
+    /// gguf-py's name (`UINT32`, `STRING`, ...).
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// Fixed encoded size, `None` for string and array.
+    pub fn fixed_size(self) -> Option<u64> {
+        self.info().fixed_size
+    }
+    /// Smallest encoded size of one value of this type (a string is at least its u64 length;
+    /// an array at least its u32 type and u64 count). Used to bound declared counts.
+    pub fn min_size(self) -> u64 {
+        match self {
+            ValueType::String => STRING_LEN_BYTES,
+            ValueType::Array => 4 + 8,
+            t => t.fixed_size().unwrap_or(1),
+        }
+    }
+    /// Look up by id.
+    pub fn from_id(id: u32) -> Option<ValueType> {
+        VALUE_TYPES.iter().find(|r| r.id == id).map(|r| r.ty)
+    }
+}
+
+impl std::fmt::Display for ValueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `general.*` keys (output-formats.md §2.2).
+pub mod keys {
+    /// string: model architecture (`grok`).
+    pub const GENERAL_ARCHITECTURE: &str = "general.architecture";
+    /// string: model name.
+    pub const GENERAL_NAME: &str = "general.name";
+    /// string: `model`.
+    pub const GENERAL_TYPE: &str = "general.type";
+    /// u32: llama_ftype.
+    pub const GENERAL_FILE_TYPE: &str = "general.file_type";
+    /// u32: `GGML_QNT_VERSION` (2).
+    pub const GENERAL_QUANTIZATION_VERSION: &str = "general.quantization_version";
+    /// u32: data alignment; must be a non-zero power of two.
+    pub const GENERAL_ALIGNMENT: &str = "general.alignment";
+    /// u16 in every shard: 0-based shard index (output-formats.md §2.3).
+    pub const SPLIT_NO: &str = "split.no";
+    /// u16 in every shard: number of shards.
+    pub const SPLIT_COUNT: &str = "split.count";
+    /// i32 in every shard: total tensors across all shards.
+    pub const SPLIT_TENSORS_COUNT: &str = "split.tensors.count";
+    /// Keys the split machinery owns: a plan may not set them itself.
+    pub const SPLIT_KEYS: [&str; 3] = [SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn table_is_complete_and_consistent() {
+        for (i, r) in VALUE_TYPES.iter().enumerate() {
+            assert_eq!(r.id as usize, i);
+            assert_eq!(ValueType::from_id(r.id), Some(r.ty));
+            assert_eq!(r.ty.info().id, r.id);
+        }
+        assert_eq!(ValueType::from_id(13), None);
+        assert_eq!(u32::from_le_bytes(GGUF_MAGIC), 0x4655_4747);
+    }
+}
