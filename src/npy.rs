@@ -84,25 +84,40 @@ fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
     NpyError::Format { path: path.to_path_buf(), offset, reason: reason.into() }
 }
 
-/// Build the full preamble (magic, version, header length, header) numpy writes for a v1.0
-/// little-endian float32 C-order array of `shape`.
+/// Build the full preamble (magic, version, header length, header) numpy writes for a
+/// little-endian float32 C-order array of `shape`: format 1.0, or 2.0 (u32 length) when the
+/// header would not fit in 1.0's u16, as `numpy.save` decides.
 pub fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
-    // magic(6) + version(2) + u16 length(2) + dict + padding + '\n' ≡ 0 (mod 64)
-    let unpadded = 10 + dict.len() + 1;
-    let pad = (64 - unpadded % 64) % 64;
-    dict.extend(std::iter::repeat_n(' ', pad));
-    dict.push('\n');
-    let mut out = Vec::with_capacity(10 + dict.len());
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // magic(6) + version(2) + length(2 or 4) + dict + padding + '\n' ≡ 0 (mod 64)
+    let padded = |prefix: usize| {
+        let unpadded = prefix + dict.len() + 1;
+        let mut h = dict.clone();
+        h.extend(std::iter::repeat_n(' ', (64 - unpadded % 64) % 64));
+        h.push('\n');
+        h
+    };
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    // v1.0 headers are at most 65535 bytes; shapes of <= NPY_MAX_DIMS usize dims stay far below.
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
+    let h = padded(10);
+    match u16::try_from(h.len()) {
+        Ok(n) => {
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(h.as_bytes());
+        }
+        Err(_) => {
+            let h = padded(12);
+            out.extend_from_slice(&[2, 0]);
+            // a shape string over 4 GiB cannot be built in memory in the first place
+            out.extend_from_slice(&u32::try_from(h.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(h.as_bytes());
+        }
+    }
     out
 }
 
@@ -307,6 +322,8 @@ mod tests {
         for s in [&[][..], &[1], &[3, 4], &[123456789, 2, 3, 4, 5]] {
             assert_eq!(header_bytes(s).len() % 64, 0);
         }
+        let huge = header_bytes(&vec![1; 30_000]);
+        assert_eq!((&huge[6..8], huge.len() % 64), (&[2u8, 0][..], 0));
     }
 
     #[test]

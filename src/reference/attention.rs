@@ -10,7 +10,9 @@
 //! The cache stores k (after RoPE) and v per layer and batch row, so a decode step costs one
 //! token's projections plus a pass over the cached keys. Keys over the whole cache (including
 //! masked ones) take part in the softmax exactly as in the release, where masked logits are
-//! -1e30 and contribute exact zeros.
+//! -1e30 and contribute exact zeros. One edge case differs: a query with NO visible key (a row
+//! that starts with pad tokens) gets a uniform softmax over all keys present, which is the
+//! whole row in a full forward (as in the release) but only the keys so far in a cached step.
 
 use super::gemm::{matmul, BLayout};
 use super::ops::{round_if, rope_head, softmax, Rounding};

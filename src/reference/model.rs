@@ -40,6 +40,12 @@ impl Logits {
     }
 }
 
+impl From<Logits> for crate::npy::NpyF32 {
+    fn from(l: Logits) -> Self {
+        crate::npy::NpyF32 { shape: l.shape(), data: l.data }
+    }
+}
+
 /// Embedding path (tied input/output matrix, `[V, D]`).
 pub const EMBED: &str = "language_model/in_out_embed/embeddings";
 /// Final norm path.

@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("precision {other:?}: f32 or bf16"),
             };
             let lo = forward(&ck, &dims, p, &rows)?;
-            npy::write(Path::new(out), &NpyF32 { shape: lo.shape(), data: lo.data })?;
+            npy::write(Path::new(out), &NpyF32::from(lo))?;
         }
         ["roundtrip", input, out] => {
             let a = npy::read(Path::new(input))?;
