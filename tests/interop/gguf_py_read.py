@@ -233,7 +233,10 @@ def main():
     ap.add_argument("--shared", help="shared reference dir (unused)")
     ap.add_argument("--work", required=True)
     ap.add_argument("--sample-bin")
+    ap.add_argument("--examples", help="directory of prebuilt example binaries (CI)")
     args = ap.parse_args()
+    if not args.sample_bin and args.examples:
+        args.sample_bin = os.path.join(args.examples, "gguf_sample")
     try:
         import gguf
         import numpy as np

@@ -70,7 +70,10 @@ def main():
     ap.add_argument("--shared", help="../shared (unused)")
     ap.add_argument("--work", required=True)
     ap.add_argument("--quant-dump", help="prebuilt examples/quant_dump binary")
+    ap.add_argument("--examples", help="directory of prebuilt example binaries (CI)")
     a = ap.parse_args()
+    if not a.quant_dump and a.examples:
+        a.quant_dump = os.path.join(a.examples, "quant_dump")
     os.makedirs(a.work, exist_ok=True)
 
     try:

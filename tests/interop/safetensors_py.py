@@ -276,7 +276,10 @@ def main():
     ap.add_argument("--shared")
     ap.add_argument("--work", required=True)
     ap.add_argument("--st-sample", help="prebuilt examples/st_sample binary (default: cargo build)")
+    ap.add_argument("--examples", help="directory of prebuilt example binaries (CI)")
     args = ap.parse_args()
+    if not args.st_sample and args.examples:
+        args.st_sample = os.path.join(args.examples, "st_sample")
     work = Path(args.work) / "safetensors_py"
     work.mkdir(parents=True, exist_ok=True)
     exe = build_example(args)

@@ -11,6 +11,7 @@ decode(encode(s)) must give s back (when s has no literal U+2581), and random id
 (byte pieces in any order, control and unk ids) must decode identically.
 Prints `N passed, M failed` last; exits non-zero on any failure.
 """
+import os
 import argparse
 import json
 import random
@@ -209,6 +210,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--examples", help="directory of prebuilt example binaries (CI)")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

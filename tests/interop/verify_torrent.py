@@ -15,6 +15,7 @@ not given), and check
   * truncating a file makes pieces missing (not bad).
 Prints a final line "N passed, M failed" and exits non-zero on any failure.
 """
+import os
 import argparse, hashlib, json, os, random, shutil, subprocess, sys
 
 PASSED = FAILED = 0
@@ -148,7 +149,10 @@ def main():
     ap.add_argument("--shared")
     ap.add_argument("--work", required=True)
     ap.add_argument("--example")
+    ap.add_argument("--examples", help="directory of prebuilt example binaries (CI)")
     args = ap.parse_args()
+    if not args.example and args.examples:
+        args.example = os.path.join(args.examples, "verify_sample")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     example = args.example
     if not example:
