@@ -147,6 +147,9 @@ fn sparse_full_release_inspects_as_grok1() {
     assert_eq!(v["total_bytes"], 318_239_886_140u64);
     assert_eq!(v["is_grok1"], true);
     assert_eq!(v["tensors"][0]["payload_offset"], 151);
+    let (code, out_s, err) = run(&["verify", out.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0, "{out_s}{err}");
+    assert!(out_s.contains("exact release sizes"), "{out_s}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod convert;
 mod inspect;
 pub mod progress;
 mod synth;
+mod verify;
 use std::process::ExitCode;
 
 /// What a subcommand returns when it did not fail.
@@ -37,6 +38,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a synthetic checkpoint in the release's exact format.
     Synth(synth::SynthArgs),
+    /// Verify a release: structure, SHA-256 manifest, torrent pieces.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parse, run, and map to an exit code.
@@ -89,5 +92,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }
