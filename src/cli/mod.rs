@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod forward;
 mod inspect;
 pub mod progress;
 mod synth;
@@ -34,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Convert a release checkpoint to GGUF or safetensors.
     Convert(convert::ConvertArgs),
+    /// Run Grok-1's forward pass on CPU (release, GGUF or safetensors).
+    Forward(forward::ForwardArgs),
+    /// Compare two models (or logits files) on the same tokens.
+    Compare(forward::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
     /// Write a synthetic checkpoint in the release's exact format.
@@ -91,6 +96,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Forward(a) => forward::run_forward(a),
+        Command::Compare(a) => forward::run_compare(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
     }

@@ -197,6 +197,14 @@ pub enum StDtype {
 /// compressed-tensors group size.
 pub const CT_GROUP: usize = 128;
 
+/// The group size compressed-tensors output uses for this model: 128 (W4A16/W8A16, what vLLM's
+/// MoE kernels expect) when every matrix's input width is a multiple of 128, as in Grok-1;
+/// otherwise `None`, meaning one scale per output channel (strategy "channel").
+pub fn ct_group(c: &Config) -> Option<usize> {
+    let g = CT_GROUP as u64;
+    (c.emb_size % g == 0 && c.q_width() % g == 0 && c.ffn_size % g == 0).then_some(CT_GROUP)
+}
+
 /// Plan the safetensors tensors (experts split out, one tensor per expert).
 pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec<OutTensor>, String> {
     let c = &ck.config;
@@ -227,11 +235,12 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
                 StDtype::Ct(bits) => {
                     let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
                     let (rows, cols) = (shape[0], shape[1]);
-                    if cols % CT_GROUP as u64 != 0 {
-                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {CT_GROUP}"));
+                    let group = ct_group(c).unwrap_or(cols as usize);
+                    if group == 0 || cols % group as u64 != 0 {
+                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {group}"));
                     }
-                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group: CT_GROUP }, None));
-                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / CT_GROUP as u64], Encode::CtScale { bits, group: CT_GROUP }, None));
+                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group }, None));
+                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / group as u64], Encode::CtScale { bits, group }, None));
                     let mut b = Vec::new();
                     b.extend_from_slice(&(rows as i32).to_le_bytes());
                     b.extend_from_slice(&(cols as i32).to_le_bytes());
