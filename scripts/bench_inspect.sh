@@ -12,7 +12,7 @@ DIR=${BENCH_DIR:-/tmp/grokit-bench}/sparse
 rm -rf "$DIR"; mkdir -p "$DIR"
 trap 'rm -rf "$DIR"' EXIT
 run_timed "synth --sparse (770 files)" "$G" synth "$DIR/rel" --preset grok-1 --sparse -q
-echo "files: $(ls "$DIR/rel/ckpt-0" | wc -l), apparent size $(find "$DIR/rel/ckpt-0" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}') bytes, allocated $(du -s --block-size=1 "$DIR/rel/ckpt-0" | cut -f1) bytes"
+echo "files: $(ls "$DIR/rel/ckpt-0" | wc -l), apparent size $(find "$DIR/rel/ckpt-0" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}') bytes, allocated $(du -s --block-size=1 "$DIR/rel/ckpt-0" | cut -f1) bytes"
 for i in $(seq 1 $REPS); do
   run_timed "inspect #$i" "$G" inspect "$DIR/rel" --json
   run_timed "verify (structure) #$i" "$G" verify "$DIR/rel" -q
