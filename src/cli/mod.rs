@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod convert;
 mod inspect;
 pub mod progress;
+mod quantize;
 mod synth;
 use std::process::ExitCode;
 
@@ -35,6 +36,12 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
+    /// Requantize a GGUF (file or split set) into another GGUF, like llama-quantize.
+    ///
+    /// Examples:
+    ///   grokit quantize grok-1-f32.gguf -o grok-1-q4_k_m.gguf --preset q4_k_m
+    ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
+    Quantize(quantize::QuantizeArgs),
     /// Write a synthetic checkpoint in the release's exact format.
     Synth(synth::SynthArgs),
 }
@@ -88,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
     }
 }
