@@ -6,7 +6,7 @@ use super::Outcome;
 use crate::convert::requant::{plan_requant, requantize, Action, RequantOptions, RequantReport};
 use crate::gguf::GgufSet;
 use crate::quant::policy::Policy;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,7 +83,8 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
         (None, None) => bail!("pass --preset or --quant"),
     };
     let policy = Policy::parse(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let set = GgufSet::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    // GGUF errors name the file (and byte offset) themselves.
+    let set = GgufSet::open(&a.input)?;
     let plan = plan_requant(&set, &policy, a.allow_requantize)?;
     if a.dry_run {
         let mut out = std::io::stdout().lock();
@@ -100,6 +101,7 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
         jobs: a.jobs.unwrap_or_else(rayon::current_num_threads).max(1),
         force: a.force,
         measure: !a.no_error_stats,
+        chunk_elems: 0,
     };
     let started = std::time::Instant::now();
     let p = Progress::new("quantize", plan.out_bytes(), a.quiet || a.json);

@@ -274,6 +274,9 @@ pub struct RequantOptions {
     pub force: bool,
     /// Measure RMS / max error of lossy tensors (one extra decode per chunk).
     pub measure: bool,
+    /// Elements per chunk (0 = [`CHUNK_ELEMS`]); rounded to whole blocks. The output does not
+    /// depend on it; tests use small values to exercise chunk boundaries.
+    pub chunk_elems: usize,
 }
 
 /// Error statistics against the decoded input values.
@@ -480,7 +483,8 @@ fn stream_tensor(
     if !elems.is_multiple_of(unit) {
         return Err(qerr(QuantError::NotBlockAligned { what: format!("{tin} → {tout}"), len: elems, block: unit }));
     }
-    let per = (CHUNK_ELEMS as u64 / unit).max(1) * unit;
+    let chunk = if o.chunk_elems == 0 { CHUNK_ELEMS } else { o.chunk_elems };
+    let per = (chunk as u64 / unit).max(1) * unit;
     let n_chunks = elems.div_ceil(per);
     let chunk_ids: Vec<u64> = (0..n_chunks).collect();
     let measure = o.measure;
