@@ -8,6 +8,7 @@ mod convert;
 mod forward;
 mod inspect;
 pub mod progress;
+mod quantize;
 mod synth;
 mod verify;
 use std::process::ExitCode;
@@ -41,6 +42,12 @@ pub enum Command {
     Compare(forward::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
+    /// Requantize a GGUF (file or split set) into another GGUF, like llama-quantize.
+    ///
+    /// Examples:
+    ///   grokit quantize grok-1-f32.gguf -o grok-1-q4_k_m.gguf --preset q4_k_m
+    ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
+    Quantize(quantize::QuantizeArgs),
     /// Write a synthetic checkpoint in the release's exact format.
     Synth(synth::SynthArgs),
     /// Verify a release: structure, SHA-256 manifest, torrent pieces.
@@ -98,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run_forward(a),
         Command::Compare(a) => forward::run_compare(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
     }

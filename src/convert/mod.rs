@@ -5,6 +5,7 @@ pub mod band;
 pub mod encode;
 pub mod exec;
 pub mod plan;
+pub mod requant;
 
 use std::path::PathBuf;
 
