@@ -48,7 +48,7 @@ fn inspect_fixture_and_json() {
     assert_eq!(v["files"], 26);
     assert_eq!(v["config"]["emb_size"], 64);
     assert_eq!(v["tensors"][2]["path"], "transformer/decoder_layer_0/moe/linear/w");
-    assert_eq!(v["tensors"][2]["scales_shape"], serde_json::json!([8, 1, 256]));
+    assert_eq!(v["tensors"][2]["scales"]["shape"], serde_json::json!([8, 1, 344]));
 }
 
 #[test]

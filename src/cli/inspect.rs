@@ -43,24 +43,19 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             .iter()
             .map(|t| {
                 let w = t.weight();
-                let mut o = json!({
-                    "index": t.spec.index, "file": t.spec.file_name(), "path": t.spec.path,
+                let scales = t.scales().map(|s| json!({"dtype": s.dtype.name(), "shape": s.shape.dims(), "offset": s.data.start, "bytes": s.data.end - s.data.start}));
+                let o = json!({
+                    "index": t.spec.index, "file": t.spec.file_name(), "name": t.spec.path,
                     "layer": t.spec.layer, "gguf_name": t.spec.gguf_name(),
                     "kind": match t.stored { Stored::Array(_) => "ndarray", Stored::Quantized{..} => "QuantizedWeight8bit" },
-                    "dtype": w.dtype.name(), "shape": w.shape.dims(), "payload_offset": w.data.start,
-                    "payload_len": w.data.end - w.data.start, "file_size": t.file_len,
+                    "dtype": w.dtype.name(), "shape": w.shape.dims(), "offset": w.data.start,
+                    "bytes": t.payload_bytes(), "file_size": t.file_len, "scales": scales,
                 });
-                if let Some(s) = t.scales() {
-                    o["scales_dtype"] = json!(s.dtype.name());
-                    o["scales_shape"] = json!(s.shape.dims());
-                    o["scales_offset"] = json!(s.data.start);
-                    o["scales_len"] = json!(s.data.end - s.data.start);
-                }
                 o
             })
             .collect();
         let v = json!({
-            "format": "grok-1-release", "dir": ck.dir, "files": ck.tensors.len(),
+            "format": "grok-ckpt", "dir": ck.dir, "files": ck.tensors.len(),
             "total_bytes": ck.total_bytes(), "config": ck.config, "config_notes": ck.config_notes,
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
             "tensors": tensors, "problems": ck.problems,
