@@ -36,7 +36,7 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
-    /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize.
+    /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
     ///
     /// Every tensor is decoded to f32 and encoded with ggml's reference quantizers (bit for bit),
     /// streaming in bounded memory. Metadata is copied; `general.file_type` and split keys are set
