@@ -293,3 +293,24 @@ fn json_report() {
     let text = ok(&["quantize", s(&f32_path), "-o", s(&out), "--preset", "q8_0", "--report", "--force", "-q"]);
     assert!(text.contains("total: 26 tensors"), "{text}");
 }
+
+#[test]
+fn bf16_and_f16_inputs_and_partial_policies() {
+    let d = tempfile::tempdir().unwrap();
+    for ty in ["bf16", "f16"] {
+        let input = convert(d.path(), &format!("{ty}.gguf"), &["--type", ty]);
+        let out = d.path().join(format!("{ty}-q4_0.gguf"));
+        quantize(&input, &out, &["--preset", "q4_0"]);
+        let (f, q) = (GgufFile::open(&input).unwrap(), GgufFile::open(&out).unwrap());
+        assert!(check_against_f32(&f, &q) >= 15, "{ty}");
+    }
+    // Without a preset, classes the --quant string does not list keep their input type.
+    let f32_path = convert(d.path(), "f32.gguf", &["--type", "f32"]);
+    let out = d.path().join("experts.gguf");
+    quantize(&f32_path, &out, &["--quant", "experts=q4_0"]);
+    let q = GgufFile::open(&out).unwrap();
+    assert_eq!(q.tensor("blk.0.ffn_gate_exps.weight").unwrap().ty, GgmlType::Q4_0);
+    assert_eq!(q.tensor("blk.0.attn_q.weight").unwrap().ty, GgmlType::F32);
+    assert_eq!(q.tensor("token_embd.weight").unwrap().ty, GgmlType::F32);
+    assert_eq!(q.get("general.file_type"), Some(&Value::U32(2)));
+}
