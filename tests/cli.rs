@@ -47,7 +47,7 @@ fn inspect_fixture_and_json() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["files"], 26);
     assert_eq!(v["config"]["emb_size"], 64);
-    assert_eq!(v["tensors"][2]["path"], "transformer/decoder_layer_0/moe/linear/w");
+    assert_eq!(v["tensors"][2]["name"], "transformer/decoder_layer_0/moe/linear/w");
     assert_eq!(v["tensors"][2]["scales"]["shape"], serde_json::json!([8, 1, 344]));
 }
 
@@ -146,7 +146,7 @@ fn sparse_full_release_inspects_as_grok1() {
     assert_eq!(v["files"], 770);
     assert_eq!(v["total_bytes"], 318_239_886_140u64);
     assert_eq!(v["is_grok1"], true);
-    assert_eq!(v["tensors"][0]["payload_offset"], 151);
+    assert_eq!(v["tensors"][0]["offset"], 151);
     let (code, out_s, err) = run(&["verify", out.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0, "{out_s}{err}");
     assert!(out_s.contains("exact release sizes"), "{out_s}");

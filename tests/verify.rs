@@ -423,6 +423,7 @@ fn copy_fixture(to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
     }
+    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
 }
 
 fn run_cli(args: &[&str]) -> (i32, String, String) {
