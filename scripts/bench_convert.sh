@@ -18,13 +18,15 @@ G=$PWD/target/release/grokit
 DIR=${BENCH_DIR:-/tmp/grokit-bench}/convert
 rm -rf "$DIR"; mkdir -p "$DIR"
 trap 'rm -rf "$DIR"' EXIT
-if [[ $QUICK == 1 ]]; then
+if [[ -n "${BENCH_INPUT:-}" ]]; then
+  ln -s "$(realpath "$BENCH_INPUT")" "$DIR/in"   # reuse an existing `synth` output
+elif [[ $QUICK == 1 ]]; then
   $G synth "$DIR/in" --preset tiny --layers 24 -q
 else
   $G synth "$DIR/in" --preset grok-1 --layers 2 -q
 fi
-cp fixtures/tiny/tokenizer.model "$DIR/in/" 2>/dev/null || true
-IN_BYTES=$(du -sb "$DIR/in/ckpt-0" | cut -f1)
+[[ -e "$DIR/in/tokenizer.model" ]] || cp fixtures/tiny/tokenizer.model "$DIR/in/" 2>/dev/null || true
+IN_BYTES=$(du -sbL "$DIR/in/ckpt-0" | cut -f1)
 echo "input: $IN_BYTES bytes in $(ls "$DIR/in/ckpt-0" | wc -l) files; $(nproc) cores; $(date -u +%FT%TZ)"
 # The real vocabulary is 131072 pieces: use the real tokenizer when ../shared has it.
 TOK=fixtures/tiny/tokenizer.model
