@@ -4,7 +4,7 @@
 
 use super::encode::Measure;
 use super::exec::stream_tensor;
-use super::plan::{st_tensors, Layout, OutTensor, StDtype, CT_GROUP};
+use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
 use crate::base::DType;
@@ -220,7 +220,7 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
             "quantization_status": "compressed",
             "config_groups": {"group_0": {
                 "targets": ["Linear"],
-                "weights": {"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": CT_GROUP, "dynamic": false, "actorder": null, "observer": "minmax"},
+                "weights": {"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": ct_group(c), "dynamic": false, "actorder": null, "observer": "minmax"},
                 "input_activations": null,
                 "output_activations": null
             }},
