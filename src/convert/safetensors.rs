@@ -72,7 +72,8 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
     }
     let (tensors, sp) = plan(ck, o)?;
     std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
-    let paths: Vec<PathBuf> = sp.shards().iter().map(|s| o.out_dir.join(s.file_name())).collect();
+    // With --shard, other workers' shards may already exist in the shared output: check only ours.
+    let paths: Vec<PathBuf> = sp.shards().iter().enumerate().filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k)).map(|(_, s)| o.out_dir.join(s.file_name())).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
     let mut report = ConvertReport::default();
