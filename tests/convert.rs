@@ -300,6 +300,30 @@ fn gguf_f32_bf16_f16_q8_0_fixture() {
     gguf_case(&fx, &["--type", "q8_0"], Some(GgmlType::Q8_0), 7);
 }
 
+/// The fixture's int8 goes into Q8_0 and compressed-tensors int8 100% losslessly (the report).
+#[test]
+fn fixture_int8_is_100_percent_lossless() {
+    let d = tempfile::tempdir().unwrap();
+    for (to, out, extra) in [("gguf", d.path().join("m.gguf"), ["--type", "q8_0"]), ("safetensors", d.path().join("st"), ["--dtype", "int8"])] {
+        let (code, stdout, err) = run(&["convert", fixture().to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap(), extra[0], extra[1], "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let ts = v["report"]["tensors"].as_array().unwrap();
+        let mut lossless = 0;
+        for t in ts {
+            let name = t["name"].as_str().unwrap();
+            let from_int8 = !(name.contains("embd") || name.contains("embed") || name.contains("norm") || name.contains("gate_inp") || name.contains("gate.weight"));
+            if from_int8 && !name.ends_with("weight_shape") {
+                assert_eq!(t["requantized_blocks"], 0, "{to}: {name}");
+                assert!(t["lossless_blocks"].as_u64().unwrap() > 0, "{to}: {name}");
+                assert_eq!(t["max_abs"], 0.0, "{to}: {name}");
+                lossless += 1;
+            }
+        }
+        assert!(lossless >= 14, "{to}: {lossless}");
+    }
+}
+
 #[test]
 fn gguf_q4_k_m_fixture() {
     gguf_case(&fixture(), &["--quant", "q4_k_m"], None, 15);

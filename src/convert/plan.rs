@@ -262,3 +262,18 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_group_is_128_for_grok1_and_divides_small_geometries() {
+        assert_eq!(ct_group(&Config::grok1()), 128);
+        // Fixture: widths 64/256, row blocks of down and o_proj 256/8 = 32.
+        assert_eq!(ct_group(&Config::tiny()), 32);
+        // tiny12: d = 96, q width 96, o_proj blocks of 96/8 = 12 rows.
+        let t12 = Config { emb_size: 96, key_size: 16, num_q_heads: 6, num_kv_heads: 2, ffn_size: 512, ..Config::tiny() };
+        assert_eq!(ct_group(&t12), 4);
+    }
+}

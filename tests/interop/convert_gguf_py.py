@@ -111,7 +111,10 @@ def cases(a):
 
 
 def run_convert(a, ck, args):
-    subprocess.run([a.grokit, "convert", ck, "--force", "-q"] + args, check=True)
+    r = subprocess.run([a.grokit, "convert", ck, "--force", "-q"] + args, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stdout + r.stderr)
+        raise SystemExit(f"grokit convert {args} failed with exit code {r.returncode}")
 
 
 def bits_equal(x, y):
