@@ -534,6 +534,13 @@ fn refusals_exit_2_with_a_message() {
     let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", cp.join("ckpt-0/st").to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the input"), "{err}");
+    // safetensors into the checkpoint's own directory would replace its config.json.
+    let cfg_before = std::fs::read(cp.join("config.json")).unwrap();
+    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", c, "-q"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("input checkpoint"), "{err}");
+    assert_eq!(std::fs::read(cp.join("config.json")).unwrap(), cfg_before);
+    assert!(!cp.join("model.safetensors").exists());
     // Existing output without --force.
     let out = d.path().join("exists.gguf");
     std::fs::write(&out, b"mine").unwrap();

@@ -275,6 +275,7 @@ fn safetensors_bf16_both_layouts_fixture() {
     st_case(&fx, Lay::Hf, "bf16", "5G");
     st_case(&fx, Lay::Jax, "bf16", "200K");
     st_case(&fx, Lay::Hf, "f32", "200K");
+    st_case(&fx, Lay::Jax, "f16", "5G");
 }
 
 #[test]

@@ -49,6 +49,17 @@ fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), C
     Ok((tensors, sp))
 }
 
+/// The index, config and tokenizer files written beside the shards.
+const SIDE_FILES: &[&str] = &["model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "SHA256SUMS"];
+
+/// Side files are rewritten on every run, but never over the input checkpoint's own
+/// `config.json` / `tokenizer.model` (`-o` = the checkpoint's directory).
+fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> {
+    let side: Vec<PathBuf> = SIDE_FILES.iter().map(|n| o.out_dir.join(n)).collect();
+    let refs: Vec<&Path> = side.iter().map(PathBuf::as_path).collect();
+    check_output_path(&ck.dir, &refs, true)
+}
+
 fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     let mut f = std::fs::File::open(path).map_err(|e| crate::io::IoError::new("open", path, e))?;
     let mut h = Sha256::new();
@@ -76,6 +87,7 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
     let paths: Vec<PathBuf> = sp.shards().iter().enumerate().filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k)).map(|(_, s)| o.out_dir.join(s.file_name())).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
+    check_side_files(ck, o)?;
     let mut report = ConvertReport::default();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
@@ -121,6 +133,7 @@ pub fn planned_bytes(ck: &Checkpoint, o: &StOptions) -> Result<u64, ConvertError
 /// and hashed.
 pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>, ConvertError> {
     let (_, sp) = plan(ck, o)?;
+    check_side_files(ck, o)?;
     let mut all = Vec::new();
     for s in sp.shards() {
         let p = o.out_dir.join(s.file_name());
