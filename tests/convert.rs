@@ -560,6 +560,11 @@ fn refusals_exit_2_with_a_message() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("511") && err.contains("512"), "{err}");
     assert!(!o2.exists());
+    let o3 = d.path().join("v_st");
+    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", o3.to_str().unwrap(), "--tokenizer", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("511") && err.contains("512"), "{err}");
+    assert!(!o3.join("model.safetensors").exists());
     // --dry-run writes nothing and prints the plan.
     for (to, o) in [("gguf", d.path().join("dry.gguf")), ("safetensors", d.path().join("dry_st"))] {
         let (code, stdout, err) = run(&["convert", c, "--to", to, "-o", o.to_str().unwrap(), "--dry-run"]);

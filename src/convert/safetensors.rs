@@ -60,6 +60,16 @@ fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> 
     check_output_path(&ck.dir, &refs, true)
 }
 
+/// Load the tokenizer to copy, refusing one whose vocabulary does not match the checkpoint
+/// (as the GGUF path does).
+fn load_tokenizer(ck: &Checkpoint, tp: &Path) -> Result<Tokenizer, ConvertError> {
+    let tok = Tokenizer::from_file(tp).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
+    if tok.pieces().len() as u64 != ck.config.vocab_size {
+        return Err(ConvertError::Refused(format!("tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer", tp.display(), tok.pieces().len(), ck.config.vocab_size)));
+    }
+    Ok(tok)
+}
+
 fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     let mut f = std::fs::File::open(path).map_err(|e| crate::io::IoError::new("open", path, e))?;
     let mut h = Sha256::new();
@@ -88,6 +98,9 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
     check_side_files(ck, o)?;
+    if let Some(tp) = &o.tokenizer {
+        load_tokenizer(ck, tp)?;
+    }
     let mut report = ConvertReport::default();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
@@ -150,7 +163,7 @@ pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>
     all.push(small("config.json", pretty(&hf_config(&ck.config, o.layout, o.dtype)))?);
     all.push(small("generation_config.json", pretty(&json!({"_from_model_config": true, "bos_token_id": ck.config.bos_token, "eos_token_id": ck.config.eos_token, "pad_token_id": ck.config.pad_token})))?);
     if let Some(tp) = &o.tokenizer {
-        let tok = Tokenizer::from_file(tp).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
+        let tok = load_tokenizer(ck, tp)?;
         let bytes = std::fs::read(tp).map_err(|e| crate::io::IoError::new("read", tp, e))?;
         all.push(write_small_file(&o.out_dir, "tokenizer.model", &bytes).map_err(|e| ConvertError::Plan(e.to_string()))?);
         let piece = |id: Option<u32>, dflt: &str| id.and_then(|i| tok.id_to_piece(i)).map(str::to_string).unwrap_or_else(|| dflt.to_string());
