@@ -10,7 +10,8 @@ axis=-2)`, last two axes transposed except for the embedding, experts stacked):
   the f32 embedding within the Q8_0 bound;
 - q4_k_m: gguf-py's dequantize within a relative RMS bound.
 Metadata: architecture, u32 hyper-parameters, f32 scales, tokenizer arrays (checked against
-sentencepiece), special token ids, with their GGUF value types.
+sentencepiece), special token ids, with their GGUF value types. A `--split-max-size 300K` set
+read shard by shard equals the single file (split.no/count u16, split.tensors.count i32).
 """
 import dataclasses
 import json
@@ -213,6 +214,35 @@ def check_tensors(c, r, rel, cfg, kind, label):
                 c.check(ty == Q.Q8_0, f"{label}: {name} is {ty.name}, not Q8_0")
 
 
+def check_split(c, a, ck, label):
+    """A split set read shard by shard by gguf-py equals the single file."""
+    import gguf
+    from gguf import GGUFReader
+    T = gguf.GGUFValueType
+    d = os.path.join(a.work, f"split_{label}")
+    os.makedirs(d, exist_ok=True)
+    run_convert(a, ck, ["--to", "gguf", "--type", "q8_0", "--split-max-size", "300K", "-o", os.path.join(d, "m.gguf")])
+    single = GGUFReader(os.path.join(a.work, f"conv_{label}_q8_0.gguf"))
+    files = sorted(f for f in os.listdir(d) if f.endswith(".gguf"))
+    n = len(files)
+    c.check(n >= 2 and files == [f"m-{i + 1:05d}-of-{n:05d}.gguf" for i in range(n)], f"{label}: split names {files}")
+    got = {}
+    for i, f in enumerate(files):
+        r = GGUFReader(os.path.join(d, f))
+        for k, ty, want in [("split.no", T.UINT16, i), ("split.count", T.UINT16, n), ("split.tensors.count", T.INT32, len(single.tensors))]:
+            fl = r.fields.get(k)
+            c.check(fl is not None and fl.types == [ty] and fl.contents() == want, f"{label}: {f} {k}")
+        c.check((i == 0) == ("general.architecture" in r.fields), f"{label}: {f} metadata only in shard 1")
+        for t in r.tensors:
+            got[t.name] = (t.tensor_type, np.asarray(t.data).tobytes())
+    c.check(list(got) == [t.name for t in single.tensors], f"{label}: split tensor order")
+    for t in single.tensors:
+        c.check(got.get(t.name) == (t.tensor_type, np.asarray(t.data).tobytes()), f"{label}: split {t.name} differs")
+    skip = ("split.", "GGUF.")
+    kv = lambda r: {k: (f.types, f.contents()) for k, f in r.fields.items() if not k.startswith(skip)}  # noqa: E731
+    c.check(kv(GGUFReader(os.path.join(d, files[0]))) == kv(single), f"{label}: split metadata differs")
+
+
 def main():
     from gguf import GGUFReader
     a = args()
@@ -227,6 +257,7 @@ def main():
             r = GGUFReader(out)
             check_metadata(c, r, cfg, ck, label)
             check_tensors(c, r, rel, cfg, kind, label)
+        check_split(c, a, ck, label0)
     c.finish()
 
 
