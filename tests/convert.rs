@@ -426,6 +426,13 @@ fn gguf_resume_rewrites_only_missing_files() {
         assert_eq!(std::fs::metadata(s.join(&f)).unwrap().modified().unwrap(), m, "{f} was rewritten");
     }
     assert_dirs_identical(&r, &s);
+    // Same sizes, another plan (f16 instead of bf16): --resume must rewrite every file.
+    let f16 = d.path().join("f16");
+    std::fs::create_dir_all(&f16).unwrap();
+    convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "-o", f16.join("m.gguf").to_str().unwrap(), "-q"]);
+    let err = convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "--resume", "-o", s.join("m.gguf").to_str().unwrap()]);
+    assert_eq!(err.matches("kept ").count(), 0, "{err}");
+    assert_dirs_identical(&f16, &s);
 }
 
 /// SIGKILL the binary at increasing delays: a final-named file is always complete, and

@@ -335,6 +335,16 @@ fn safetensors_deterministic_workers_and_resume() {
     let after: Vec<_> = shards.iter().filter(|f| **f != victim).map(|f| std::fs::metadata(s.join(f)).unwrap().modified().unwrap()).collect();
     assert_eq!(before, after, "kept shards were rewritten");
     assert_dirs_identical(&a, &s);
+    // Same sizes, another plan (f16 instead of bf16): --resume rewrites every shard.
+    let f16 = d.path().join("f16");
+    convert(&fx, &st_args(f16.to_str().unwrap(), &["--dtype", "f16"]));
+    let mut a3 = st_args(s.to_str().unwrap(), &["--resume", "--dtype", "f16"]);
+    a3.retain(|x| *x != "-q");
+    let err = convert(&fx, &a3);
+    assert_eq!(err.matches("kept ").count(), 0, "{err}");
+    assert_dirs_identical(&f16, &s);
+    convert(&fx, &st_args(s.to_str().unwrap(), &["--force"]));
+    assert_dirs_identical(&a, &s);
     // --finish with a missing shard is refused.
     std::fs::remove_file(s.join(&victim)).unwrap();
     let (code, _, err) = super::run(&["convert", fx.to_str().unwrap(), "--to", "safetensors", "-o", s.to_str().unwrap(), "--shard-size", "200K", "--finish"]);

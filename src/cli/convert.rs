@@ -92,7 +92,7 @@ pub struct ConvertArgs {
     /// safetensors shard size (decimal units, like huggingface_hub).
     #[arg(long, default_value = "5G")]
     pub shard_size: String,
-    /// Keep output files that already exist with their planned size; write the rest.
+    /// Keep output files that already exist with their planned size and header; write the rest.
     #[arg(long)]
     pub resume: bool,
     /// Replace existing output files.

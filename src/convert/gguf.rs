@@ -166,7 +166,7 @@ pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + 
                 continue;
             }
         }
-        if o.resume && std::fs::metadata(f.path()).map(|m| m.len() == f.file_len()).unwrap_or(false) {
+        if o.resume && super::complete_as_planned(f.path(), f.file_len(), &f.header_bytes()) {
             report.skipped.push(f.path().to_path_buf());
             progress(f.data_len());
             continue;

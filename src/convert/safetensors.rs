@@ -109,7 +109,7 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
             }
         }
         let path = o.out_dir.join(shard.file_name());
-        if o.resume && std::fs::metadata(&path).map(|m| m.len() == shard.file_size()).unwrap_or(false) {
+        if o.resume && super::complete_as_planned(&path, shard.file_size(), shard.header()) {
             report.skipped.push(path);
             progress(shard.data_len());
             continue;
