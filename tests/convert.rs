@@ -538,9 +538,10 @@ fn refusals_exit_2_with_a_message() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the input"), "{err}");
     assert!(!inside.exists());
-    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", cp.join("ckpt-0/st").to_str().unwrap()]);
+    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", cp.join("ckpt-0/st/deeper").to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the input"), "{err}");
+    assert!(!cp.join("ckpt-0/st").exists(), "a refused run created a directory inside the input");
     // safetensors into the checkpoint's own directory would replace its config.json.
     let cfg_before = std::fs::read(cp.join("config.json")).unwrap();
     let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", c, "-q"]);

@@ -92,6 +92,19 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
     }
     let (tensors, sp) = plan(ck, o)?;
+    // Refuse before creating any directory: the nearest existing ancestor of the output
+    // directory must not lie inside the input (a refused run leaves the input untouched).
+    let mut existing = o.out_dir.as_path();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    check_output_path(&ck.dir, &[existing], true)?;
     std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
     // With --shard, other workers' shards may already exist in the shared output: check only ours.
     let paths: Vec<PathBuf> = sp.shards().iter().enumerate().filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k)).map(|(_, s)| o.out_dir.join(s.file_name())).collect();
