@@ -11,3 +11,4 @@ mod tokenizer;
 mod verify;
 mod hostile;
 mod quantize;
+mod convert;
