@@ -95,6 +95,9 @@ pub struct Checkpoint {
     pub tensors: Vec<Tensor>,
     /// Structural problems found.
     pub problems: Vec<Problem>,
+    /// Departures from Grok-1's architecture rules (8 experts, square attention output, the FFN
+    /// width rule): reported, but they do not stop a conversion.
+    pub warnings: Vec<Problem>,
 }
 
 fn parse_one(index: usize, path: &Path) -> Result<(usize, PathBuf, u64, Stored, u64), SourceError> {
@@ -179,16 +182,14 @@ impl Checkpoint {
             debug_assert_eq!(index, spec.index);
             tensors.push(Tensor { spec, file, file_len, stored, pickle_end });
         }
-        let mut ck = Checkpoint { dir, config, config_notes, tensors, problems: Vec::new() };
+        let warnings = config.rule_violations().into_iter().map(|msg| Problem { file: dir.clone(), tensor: "(architecture)".into(), offset: None, msg }).collect();
+        let mut ck = Checkpoint { dir, config, config_notes, tensors, problems: Vec::new(), warnings };
         ck.problems = ck.check();
         Ok(ck)
     }
 
     fn check(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        for v in self.config.rule_violations() {
-            out.push(Problem { file: self.dir.clone(), tensor: "(architecture)".into(), offset: None, msg: v });
-        }
         for t in &self.tensors {
             let mut p = |offset: Option<u64>, msg: String| out.push(Problem { file: t.file.clone(), tensor: t.spec.path.clone(), offset, msg });
             let info = t.spec.role.info();
