@@ -10,3 +10,4 @@ mod safetensors_io;
 mod tokenizer;
 mod verify;
 mod hostile;
+mod faults;

@@ -71,10 +71,12 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
     }
     let (tensors, sp) = plan(ck, o)?;
-    std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
-    let paths: Vec<PathBuf> = sp.shards().iter().map(|s| o.out_dir.join(s.file_name())).collect();
+    // Check every file this run writes (shards and the small files) before creating anything.
+    let mut paths: Vec<PathBuf> = sp.shards().iter().map(|s| o.out_dir.join(s.file_name())).collect();
+    paths.extend(small_file_paths(o, &sp));
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
+    std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
     let mut report = ConvertReport::default();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
@@ -120,6 +122,8 @@ pub fn planned_bytes(ck: &Checkpoint, o: &StOptions) -> Result<u64, ConvertError
 /// and hashed.
 pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>, ConvertError> {
     let (_, sp) = plan(ck, o)?;
+    let small_paths = small_file_paths(o, &sp);
+    check_output_path(&ck.dir, &small_paths.iter().map(PathBuf::as_path).collect::<Vec<_>>(), true)?;
     let mut all = Vec::new();
     for s in sp.shards() {
         let p = o.out_dir.join(s.file_name());
@@ -150,6 +154,18 @@ pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>
     let sums = write_sha256sums(&o.out_dir, &all).map_err(|e| ConvertError::Plan(e.to_string()))?;
     all.push(sums);
     Ok(all)
+}
+
+/// The small files [`finish_safetensors`] writes beside the shards.
+fn small_file_paths(o: &StOptions, sp: &ShardPlan) -> Vec<PathBuf> {
+    let mut names = vec!["config.json", "generation_config.json", "SHA256SUMS"];
+    if sp.is_sharded() {
+        names.push("model.safetensors.index.json");
+    }
+    if o.tokenizer.is_some() {
+        names.extend(["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"]);
+    }
+    names.into_iter().map(|n| o.out_dir.join(n)).collect()
 }
 
 fn pretty(v: &Json) -> String {

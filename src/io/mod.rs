@@ -1,9 +1,10 @@
 //! Layer 0 file I/O: memory maps of inputs (the only `unsafe` in grokit's I/O) and atomic
 //! outputs (temp file, then rename), so a crash never leaves a half-written file under its
-//! final name.
+//! final name. (`ignore_file_size_signal` is the one other `unsafe` call: a signal disposition.)
 
 pub mod atomic;
 pub mod mmap;
+pub mod signal;
 
 use std::path::PathBuf;
 
@@ -27,5 +28,6 @@ impl IoError {
     }
 }
 
+pub use signal::ignore_file_size_signal;
 pub use atomic::AtomicFile;
 pub use mmap::MappedFile;
