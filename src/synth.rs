@@ -231,12 +231,18 @@ pub fn synth(out: &Path, opts: &SynthOptions, progress: &(dyn Fn(u64, &str) + Sy
             let n = if opts.sparse {
                 let tmp = crate::io::atomic::temp_path_for(&path);
                 let f = std::fs::File::create(&tmp).map_err(|e| IoError::new("create", &tmp, e))?;
-                let mut hw = HoleWriter { inner: io::BufWriter::with_capacity(1 << 16, f) };
-                let n = write_param(&mut hw, spec, opts.seed, true).map_err(|e| IoError::new("write", &tmp, e))?;
-                let f = hw.inner.into_inner().map_err(|e| IoError::new("write", &tmp, e.into_error()))?;
-                f.set_len(n).map_err(|e| IoError::new("truncate", &tmp, e))?;
-                std::fs::rename(&tmp, &path).map_err(|e| IoError::new("rename", &path, e))?;
-                n
+                let written = (|| {
+                    let mut hw = HoleWriter { inner: io::BufWriter::with_capacity(1 << 16, f) };
+                    let n = write_param(&mut hw, spec, opts.seed, true).map_err(|e| IoError::new("write", &tmp, e))?;
+                    let f = hw.inner.into_inner().map_err(|e| IoError::new("write", &tmp, e.into_error()))?;
+                    f.set_len(n).map_err(|e| IoError::new("truncate", &tmp, e))?;
+                    std::fs::rename(&tmp, &path).map_err(|e| IoError::new("rename", &path, e))?;
+                    Ok::<u64, IoError>(n)
+                })();
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp); // no half-written temporary left behind
+                }
+                written?
             } else {
                 let mut f = AtomicFile::create(&path)?;
                 let n = write_param(&mut f, spec, opts.seed, false).map_err(|e| IoError::new("write", &path, e))?;

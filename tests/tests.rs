@@ -12,3 +12,4 @@ mod verify;
 mod hostile;
 mod quantize;
 mod convert;
+mod faults;

@@ -113,3 +113,7 @@ pub const VERIFY_MAX_BLOCK: usize = 256 << 20;
 pub const VERIFY_MAX_BUFFERS: usize = 16;
 /// Most hashing threads.
 pub const VERIFY_MAX_THREADS: usize = 256;
+// ---- checkpoint side files (robustness pass) ----------------------------------------------
+
+/// Largest `config.json` read beside a checkpoint (the release's is under 1 KB).
+pub const CKPT_MAX_CONFIG_BYTES: u64 = 1 << 20;

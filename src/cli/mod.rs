@@ -73,6 +73,7 @@ pub enum Command {
 
 /// Parse, run, and map to an exit code.
 pub fn main() -> ExitCode {
+    crate::io::ignore_file_size_signal();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

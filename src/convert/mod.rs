@@ -50,27 +50,45 @@ pub mod safetensors;
 
 use std::path::Path;
 
+/// The absolute, symlink-resolved form of `p`, which need not exist yet: its deepest existing
+/// ancestor is canonicalized and the rest appended (`..` in the missing part is refused).
 fn canonical_or_parent(p: &Path) -> Option<PathBuf> {
     if let Ok(c) = p.canonicalize() {
         return Some(c);
     }
-    let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    let mut rest = Vec::new();
+    let mut cur = p;
+    loop {
+        let name = cur.file_name()?;
+        rest.push(name);
+        let parent = cur.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Ok(c) = parent.canonicalize() {
+            return Some(rest.iter().rev().fold(c, |acc, n| acc.join(n)));
+        }
+        cur = parent;
+    }
 }
 
-/// Refuse outputs that would land inside (or on) the input checkpoint, and existing outputs
-/// unless `allow_existing` (`--force`/`--resume`). Nothing the user had is overwritten silently.
+/// Names a checkpoint reader takes from beside the shard directory (`config.json`,
+/// `tokenizer.model`): outputs may not replace them.
+const INPUT_SIDE_FILES: [&str; 2] = ["config.json", "tokenizer.model"];
+
+/// Refuse outputs that would land inside (or on) the input checkpoint or replace a file it is
+/// read with, and existing outputs unless `allow_existing` (`--force`/`--resume`). Nothing the
+/// user had is overwritten silently. Works before the output directory exists.
 pub fn check_output_path(input_dir: &Path, outputs: &[&Path], allow_existing: bool) -> Result<(), ConvertError> {
     let input = input_dir.canonicalize().map_err(|e| crate::io::IoError::new("resolve", input_dir, e))?;
     let root = input.parent().map(Path::to_path_buf);
     for o in outputs {
-        let c = canonical_or_parent(o).ok_or_else(|| ConvertError::Refused(format!("{}: the output's directory does not exist", o.display())))?;
+        let c = canonical_or_parent(o).ok_or_else(|| ConvertError::Refused(format!("{}: cannot resolve the output path", o.display())))?;
         if c.starts_with(&input) {
             return Err(ConvertError::Refused(format!("{}: output inside the input checkpoint {} is refused", o.display(), input.display())));
         }
         // Files beside ckpt-0 (config.json, tokenizer.model) belong to the input too.
         if let Some(r) = &root {
-            if c.parent() == Some(r.as_path()) && (r.join("ckpt-0") == input || r.join("ckpt") == input) && c.exists() {
+            let beside = c.parent() == Some(r.as_path()) && c.exists();
+            let named_side = c.file_name().and_then(|n| n.to_str()).is_some_and(|n| INPUT_SIDE_FILES.contains(&n));
+            if beside && (named_side || r.join("ckpt-0") == input || r.join("ckpt") == input) {
                 return Err(ConvertError::Refused(format!("{}: would overwrite a file of the input checkpoint's directory", o.display())));
             }
         }

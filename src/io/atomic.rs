@@ -20,8 +20,11 @@ pub struct AtomicFile {
 /// The temp name used for `path`: `.<name>.grokit-tmp` in the same directory (same filesystem,
 /// so the rename is atomic).
 pub fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.grokit-tmp"))
+    // Built as an OsString so a non-UTF-8 final name keeps its exact bytes in the temp name.
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".grokit-tmp");
+    path.with_file_name(name)
 }
 
 impl AtomicFile {
@@ -66,14 +69,24 @@ impl AtomicFile {
         Ok(())
     }
 
-    /// Flush, fsync and rename to the final name.
+    /// Flush, fsync and rename to the final name. On failure (a full disk usually surfaces
+    /// here, when the buffer is flushed) the temporary is removed.
     pub fn commit(mut self) -> Result<PathBuf, IoError> {
         let out = self.out.take().ok_or_else(|| IoError::new("commit", &self.tmp_path, std::io::Error::other("already closed")))?;
-        let f = out.into_inner().map_err(|e| IoError::new("write", &self.tmp_path, e.into_error()))?;
-        f.sync_all().map_err(|e| IoError::new("fsync", &self.tmp_path, e))?;
-        drop(f);
-        fs::rename(&self.tmp_path, &self.final_path).map_err(|e| IoError::new("rename", &self.final_path, e))?;
-        Ok(self.final_path.clone())
+        let done = (|| {
+            let f = out.into_inner().map_err(|e| IoError::new("write", &self.tmp_path, e.into_error()))?;
+            f.sync_all().map_err(|e| IoError::new("fsync", &self.tmp_path, e))?;
+            drop(f);
+            fs::rename(&self.tmp_path, &self.final_path).map_err(|e| IoError::new("rename", &self.final_path, e))
+        })();
+        match done {
+            Ok(()) => Ok(self.final_path.clone()),
+            Err(e) => {
+                // `out` is gone, so Drop would not clean up: do it here.
+                let _ = fs::remove_file(&self.tmp_path);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -126,5 +139,19 @@ mod tests {
         f.write_zeros(3).unwrap();
         f.commit().unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"whole\0\0\0");
+    }
+
+    #[test]
+    fn failed_commit_removes_the_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        // Renaming onto a non-empty directory fails after the flush and fsync succeeded.
+        let p = d.path().join("out");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("keep"), b"x").unwrap();
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.write_all(b"data").unwrap();
+        assert!(f.commit().is_err());
+        assert!(!temp_path_for(&p).exists());
+        assert!(p.join("keep").exists());
     }
 }

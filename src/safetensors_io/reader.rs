@@ -216,6 +216,25 @@ impl StReader {
     }
 }
 
+/// Parse and validate one safetensors file held in memory (header, layout, coverage), as
+/// [`StReader::open_file`] does for a mapped file; `path` is only used in errors. Lets fuzzers
+/// and tools check bytes that are not on disk.
+pub fn entries_from_bytes(bytes: &[u8], path: &Path) -> Result<Vec<TensorEntry>> {
+    let parsed = header::parse(path, bytes)?;
+    Ok(parsed
+        .entries
+        .iter()
+        .map(|e| TensorEntry {
+            name: e.name.clone(),
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+            file: path.to_path_buf(),
+            data_offsets: (e.begin, e.end),
+            file_offset: parsed.data_start.saturating_add(e.begin),
+        })
+        .collect())
+}
+
 fn load(path: &Path) -> Result<StFile> {
     let map = MappedFile::open(path)?;
     let parsed = header::parse(path, map.bytes())?;

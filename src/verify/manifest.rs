@@ -95,7 +95,10 @@ impl Manifest {
         if len > VERIFY_MANIFEST_MAX_BYTES {
             return Err(ManifestError::TooBig { source_name: name, what: "manifest size", cap: VERIFY_MANIFEST_MAX_BYTES });
         }
-        let bytes = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
+        // Bounded read: the file may grow after the stat, or be a FIFO/device reporting 0.
+        let Some(bytes) = crate::io::read_capped(path, VERIFY_MANIFEST_MAX_BYTES)? else {
+            return Err(ManifestError::TooBig { source_name: name, what: "manifest size", cap: VERIFY_MANIFEST_MAX_BYTES });
+        };
         Manifest::parse(&bytes, &name)
     }
 

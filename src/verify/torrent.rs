@@ -108,7 +108,8 @@ impl Torrent {
         if size > TORRENT_MAX_BYTES {
             return Err(TorrentError::TooBig { size, cap: TORRENT_MAX_BYTES });
         }
-        let bytes = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
+        // Bounded read: the file may grow after the stat, or be a FIFO/device reporting 0.
+        let bytes = crate::io::read_capped(path, TORRENT_MAX_BYTES)?.ok_or(TorrentError::TooBig { size: TORRENT_MAX_BYTES + 1, cap: TORRENT_MAX_BYTES })?;
         Torrent::parse(&bytes)
     }
 

@@ -156,10 +156,9 @@ fn read_config_json(dir: &Path, explicit: Option<&Path>) -> Result<Option<(PathB
             }
             continue;
         }
-        let text = std::fs::read(&c).map_err(|e| crate::io::IoError::new("read", &c, e))?;
-        if text.len() > 1 << 20 {
+        let Some(text) = crate::io::read_capped(&c, crate::base::limits::CKPT_MAX_CONFIG_BYTES)? else {
             return Err(SourceError::Config { dir: dir.to_path_buf(), msg: format!("{}: larger than 1 MiB", c.display()) });
-        }
+        };
         let v: Json = serde_json::from_slice(&text).map_err(|e| SourceError::Config { dir: dir.to_path_buf(), msg: format!("{}: {e}", c.display()) })?;
         return match v {
             Json::Object(m) => Ok(Some((c, m))),
