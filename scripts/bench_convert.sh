@@ -34,7 +34,7 @@ TOK=fixtures/tiny/tokenizer.model
 cat "$DIR"/in/ckpt-0/* > /dev/null
 run_timed "cp -r + sync" sh -c "cp -r '$DIR/in/ckpt-0' '$DIR/cp' && sync"
 rm -rf "$DIR/cp"
-conv() { local name=$1; shift; run_timed "$name" "$G" convert "$DIR/in" -q --no-error-stats --tokenizer "$TOK" "$@"; du -sb "$DIR/out" | awk '{printf "    output %d bytes (%.2fx the input)\n", $1, $1/'"$IN_BYTES"'}'; rm -rf "$DIR/out"; cat "$DIR"/in/ckpt-0/* > /dev/null; }
+conv() { local name=$1; shift; run_timed "$name" "$G" convert "$DIR/in" -q --no-error-stats --tokenizer "$TOK" "$@"; du -sb "$DIR/out" | awk '{printf "    output %.0f bytes (%.2fx the input)\n", $1, $1/'"$IN_BYTES"'}'; rm -rf "$DIR/out"; cat "$DIR"/in/ckpt-0/* > /dev/null; }
 mkdir -p "$DIR/out"; conv "gguf bf16" --to gguf -o "$DIR/out/m.gguf" --type bf16
 mkdir -p "$DIR/out"; conv "gguf q8_0 (lossless int8)" --to gguf -o "$DIR/out/m.gguf" --type q8_0
 conv "safetensors bf16" --to safetensors -o "$DIR/out"

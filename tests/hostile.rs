@@ -110,16 +110,6 @@ fn hostile_wrong_dtype_is_a_problem_in_a_checkpoint() {
     let s = parse("wrong_dtype").unwrap();
     assert!(matches!(&s, grokit::numpy::Stored::Array(a) if a.dtype == grokit::base::DType::F64));
     // ... and the checkpoint reports it against the slot that must be f32, naming the file.
-#[test]
-fn side_files_are_read_with_a_bound_even_from_devices() {
-    // `/dev/zero` reports length 0 to stat; a stat-then-read would never finish.
-    let zero = std::path::Path::new("/dev/zero");
-    if zero.exists() {
-        assert!(matches!(grokit::verify::Torrent::read(zero), Err(grokit::verify::TorrentError::TooBig { .. })));
-        assert!(grokit::verify::Manifest::read(zero).is_err());
-        assert_eq!(grokit::io::read_capped(zero, 10).unwrap(), None);
-    }
-    // A config.json over its cap (sparse, so the test writes almost nothing) is refused.
     let d = tempfile::tempdir().unwrap();
     let c = d.path().join("ckpt-0");
     std::fs::create_dir(&c).unwrap();
@@ -166,6 +156,25 @@ fn random_bytes_never_panic() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn side_files_are_read_with_a_bound_even_from_devices() {
+    // `/dev/zero` reports length 0 to stat; a stat-then-read would never finish.
+    let zero = std::path::Path::new("/dev/zero");
+    if zero.exists() {
+        assert!(matches!(grokit::verify::Torrent::read(zero), Err(grokit::verify::TorrentError::TooBig { .. })));
+        assert!(grokit::verify::Manifest::read(zero).is_err());
+        assert_eq!(grokit::io::read_capped(zero, 10).unwrap(), None);
+    }
+    // A config.json over its cap (sparse, so the test writes almost nothing) is refused.
+    let d = tempfile::tempdir().unwrap();
+    let c = d.path().join("ckpt-0");
+    std::fs::create_dir(&c).unwrap();
+    for e in std::fs::read_dir(repo().join("fixtures/tiny/ckpt-0")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), c.join(e.file_name())).unwrap();
     }
     let f = std::fs::File::create(d.path().join("config.json")).unwrap();
     f.set_len(grokit::base::limits::CKPT_MAX_CONFIG_BYTES + 1).unwrap();

@@ -210,6 +210,27 @@ fn fill_int8_f32_only(m: &Matrix<'_>, transpose: bool, first: usize, n: usize, l
     }
 }
 
+/// The int8 values of output rows `first..first + n` of a transposed int8 matrix (release columns),
+/// row-major [n, m.rows], into `out` (reused). Cache-blocked over release rows.
+pub fn gather_int8_transposed(m: &Matrix<'_>, first: usize, n: usize, out: &mut Vec<i8>) {
+    let len = m.rows;
+    out.resize(n * len, 0);
+    out.truncate(n * len);
+    const TILE: usize = 64;
+    let mut i0 = 0;
+    while i0 < m.rows {
+        let i1 = (i0 + TILE).min(m.rows);
+        for r in 0..n {
+            let j = first + r;
+            let o = &mut out[r * len..(r + 1) * len];
+            for i in i0..i1 {
+                o[i] = m.weight[i * m.cols + j] as i8;
+            }
+        }
+        i0 = i1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,10 @@ impl Stats {
             (self.sse / self.n as f64).sqrt()
         }
     }
+    /// Add the errors of `got` against `exact`.
+    pub fn add_errors(&mut self, exact: &[f32], got: &[f32]) {
+        self.compare(exact, got)
+    }
     fn compare(&mut self, exact: &[f32], got: &[f32]) {
         for (&a, &b) in exact.iter().zip(got) {
             let d = (a - b).abs();

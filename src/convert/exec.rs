@@ -75,7 +75,12 @@ fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure
     let keep_int8 = matches!(t.encode, Encode::Ggml(crate::quant::GgmlType::Q8_0) | Encode::CtPacked { bits: 8, .. } | Encode::CtScale { bits: 8, .. });
     if src_t.spec.role.is_matrix() {
         let om = ck.matrix_owned(src_t, piece.expert)?;
-        let src = Src::Int8(om.view());
+        let m = om.view();
+        // Grok-1's scale blocks are multiples of 32 rows: Q8_0 blocks copy the int8 directly.
+        if piece.transpose && t.encode == Encode::Ggml(crate::quant::GgmlType::Q8_0) && m.rows % 32 == 0 && m.block_height() % 32 == 0 {
+            return run_q8_direct(t, &m, measure, bands, stats, send);
+        }
+        let src = Src::Int8(m);
         return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
     }
     let a = src_t.weight();
@@ -103,6 +108,70 @@ fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure
             return Ok(false);
         }
         first += n;
+    }
+    Ok(true)
+}
+
+/// Q8_0 straight from the release's int8 for a transposed matrix whose scale blocks are
+/// multiples of 32 rows: each 32-block shares one scale, so it is copied (`d = f16(scale)`,
+/// `qs = q`) unless the scale is not an exact f16 or a value is -128, in which case that block
+/// alone is quantized from its exact values. No f32 band is built.
+fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+    use crate::quant::{self, GgmlType};
+    let (n_rows, len) = (m.cols, m.rows);
+    let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
+    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
+    for group in starts.chunks(bands.len()) {
+        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
+            .par_iter()
+            .zip(bands.par_iter_mut())
+            .map(|(&first, band)| {
+                let n = per_band.min(n_rows - first);
+                super::band::gather_int8_transposed(m, first, n, &mut band.q);
+                let mut out = Vec::with_capacity(n * len / 32 * 34);
+                let mut st = Stats::default();
+                let mut xb = [0f32; 32];
+                for r in 0..n {
+                    let j = first + r;
+                    for (k, qb) in band.q[r * len..(r + 1) * len].chunks_exact(32).enumerate() {
+                        let sbits = m.scale_bits(32 * k, j);
+                        if quant::grok::q8_0_block_from_int8(qb, sbits, &mut out) {
+                            st.lossless += 1;
+                            if measure == Measure::Errors {
+                                st.n += 32; // exact: zero error
+                            }
+                            continue;
+                        }
+                        let s = crate::base::float::bf16_bits_to_f32(sbits);
+                        for (x, &q) in xb.iter_mut().zip(qb) {
+                            *x = f32::from(q) * s;
+                        }
+                        let at = out.len();
+                        quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;
+                        st.requantized += 1;
+                        if measure == Measure::Errors {
+                            let mut y = [0f32; 32];
+                            quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;
+                            st.add_errors(&xb, &y);
+                        }
+                    }
+                }
+                Ok((out, st))
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        for r in encoded {
+            let (b, st) = r?;
+            stats.add(&st);
+            if bytes.is_empty() {
+                bytes = b;
+            } else {
+                bytes.extend_from_slice(&b);
+            }
+        }
+        if !send(bytes) {
+            return Ok(false);
+        }
     }
     Ok(true)
 }
