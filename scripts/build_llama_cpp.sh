@@ -5,7 +5,7 @@
 #   bin/llama-quantize       llama.cpp's requantizer (the benchmark's reference)
 #   bin/grokit-llama-logits  tests/interop/llama_logits.c linked against libllama: prints
 #                            llama.cpp's logits for given token ids (our own small driver)
-#   lib/                     libllama.so, libggml*.so
+#   build/bin/               libllama.so, libggml*.so (and the build tree's tools)
 #   src/                     the unpacked sdist; .complete marks a finished build
 # Idempotent: a cache with .complete for the same version and driver source is reused.
 # Usage: scripts/build_llama_cpp.sh            (prints the cache dir on its last line)
@@ -27,7 +27,7 @@ if [ -f "$DIR/.complete" ] && [ "$(cat "$DIR/.complete")" = "$VERSION $driver_ha
 fi
 
 start=$(date +%s)
-mkdir -p "$DIR/bin" "$DIR/lib"
+mkdir -p "$DIR/bin"
 
 # 1. the sdist. Only llama-cpp-python itself is forced to source: with `--no-binary :all:`
 #    pip would also build its build backend's own dependencies (cmake, ninja) from source just
@@ -76,21 +76,16 @@ say "building llama, llama-quantize with -j$JOBS (log: $DIR/cmake-build.log)"
 cmake --build "$BUILD" --config Release -j "$JOBS" --target llama llama-quantize \
   >"$DIR/cmake-build.log" 2>&1 || { tail -40 "$DIR/cmake-build.log" >&2; exit 1; }
 
-# 5. collect libraries and the tool
-find "$BUILD" -name 'lib*.so*' \( -type f -o -type l \) -exec cp -a {} "$DIR/lib/" \;
-cp "$(find "$BUILD" -name llama-quantize -type f -perm -u+x | head -1)" "$DIR/bin/llama-quantize"
-# llama-quantize finds its libs through its build-tree RPATH; give it the lib dir as well.
-cat > "$DIR/bin/llama-quantize.sh" <<WRAP
-#!/bin/sh
-LD_LIBRARY_PATH="$DIR/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$DIR/bin/llama-quantize" "\$@"
-WRAP
-chmod +x "$DIR/bin/llama-quantize.sh"
+# 5. the tool: a link into the build tree (it finds its shared libraries there via its RPATH)
+LIB="$BUILD/bin"
+[ -x "$LIB/llama-quantize" ] || { say "llama-quantize missing after the build"; exit 1; }
+ln -sf "$LIB/llama-quantize" "$DIR/bin/llama-quantize"
 
 # 6. our logits driver
 say "compiling $(basename "$DRIVER")"
 cc -O2 -std=c11 -o "$DIR/bin/grokit-llama-logits" "$DRIVER" \
-  -I"$SRC/include" -I"$SRC/ggml/include" -L"$DIR/lib" -lllama -lggml -lggml-base \
-  -Wl,-rpath,"$DIR/lib" -lm
+  -I"$SRC/include" -I"$SRC/ggml/include" -L"$LIB" -lllama -lggml -lggml-base \
+  -Wl,-rpath,"$LIB" -lm
 
 commit=$(grep -m1 -oE 'llama\.cpp@[0-9a-f]{7,40}' "$DIR/src/llama_cpp_python-$VERSION/CHANGELOG.md" || true)
 echo "$VERSION $driver_hash" > "$DIR/.complete"

@@ -23,7 +23,6 @@ int main(int argc, char **argv) {
 
     llama_backend_init();
     struct llama_model_params mp = llama_model_default_params();
-    mp.use_mmap = true;
     struct llama_model *model = llama_model_load_from_file(model_path, mp);
     if (!model) { fprintf(stderr, "error: could not load %s\n", model_path); return 1; }
     const struct llama_vocab *vocab = llama_model_get_vocab(model);
