@@ -56,8 +56,8 @@ INPUTS=()
 if [ "$MODE" = quick ]; then
   "$GROKIT" convert "$ROOT/fixtures/tiny" --to gguf --type f32 -o "$WORK/fixture-f32.gguf" >/dev/null 2>&1
   INPUTS+=("$WORK/fixture-f32.gguf")
-  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-d512-f32.gguf" --d 512 --ff 256 --heads 4 --kv-heads 2
-  INPUTS+=("$WORK/synth-d512-f32.gguf")
+  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-d1024-f32.gguf" --d 1024 --ff 512 --heads 8 --kv-heads 2
+  INPUTS+=("$WORK/synth-d1024-f32.gguf")
 else
   "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-grok1rows-f32.gguf" --d 6144 --ff 1024 --heads 48 --kv-heads 8
   INPUTS+=("$WORK/synth-grok1rows-f32.gguf")
