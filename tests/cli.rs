@@ -47,8 +47,8 @@ fn inspect_fixture_and_json() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["files"], 26);
     assert_eq!(v["config"]["emb_size"], 64);
-    assert_eq!(v["tensors"][2]["path"], "transformer/decoder_layer_0/moe/linear/w");
-    assert_eq!(v["tensors"][2]["scales_shape"], serde_json::json!([8, 1, 256]));
+    assert_eq!(v["tensors"][2]["name"], "transformer/decoder_layer_0/moe/linear/w");
+    assert_eq!(v["tensors"][2]["scales"]["shape"], serde_json::json!([8, 1, 344]));
 }
 
 #[test]
@@ -146,7 +146,10 @@ fn sparse_full_release_inspects_as_grok1() {
     assert_eq!(v["files"], 770);
     assert_eq!(v["total_bytes"], 318_239_886_140u64);
     assert_eq!(v["is_grok1"], true);
-    assert_eq!(v["tensors"][0]["payload_offset"], 151);
+    assert_eq!(v["tensors"][0]["offset"], 151);
+    let (code, out_s, err) = run(&["verify", out.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0, "{out_s}{err}");
+    assert!(out_s.contains("exact release sizes"), "{out_s}");
 }
 
 #[test]
@@ -159,4 +162,55 @@ fn usage_errors_exit_2() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("inspect"));
+}
+
+#[test]
+fn forward_and_compare() {
+    let fx = repo().join("fixtures/tiny");
+    let f = fx.to_str().unwrap();
+    let (code, out, err) = run(&["forward", f, "--prompt", "The answer to life", "--top-k", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("next-token candidates"), "{out}");
+    let d = tempfile::tempdir().unwrap();
+    let npy = d.path().join("l.npy");
+    let (code, out, err) = run(&["forward", f, "--tokens", "5,6,7,300", "--json", "--logits-out", npy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rows"][0]["position"], 3);
+    let arr = grokit::npy::read(&npy).unwrap();
+    assert_eq!(arr.shape, vec![1, 4, 512]);
+    // An f32 GGUF holds exactly the release's values: identical logits.
+    let g = d.path().join("f.gguf");
+    let (code, _, err) = run(&["convert", f, "--to", "gguf", "-o", g.to_str().unwrap(), "--type", "f32", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["compare", f, g.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "f32", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["max_abs"], 0.0);
+    // int4 safetensors: passes the 4-bit thresholds, fails the f32 ones (exit 1).
+    let s = d.path().join("st4");
+    let (code, _, err) = run(&["convert", f, "--to", "safetensors", "-o", s.to_str().unwrap(), "--dtype", "int4", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["compare", f, s.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "q4"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = run(&["compare", f, s.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "f32"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"));
+    // Bad input: a token outside the vocabulary.
+    let (code, _, err) = run(&["forward", f, "--tokens", "999999"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("outside the vocabulary"), "{err}");
+}
+
+#[test]
+fn forward_tiny12_matches_golden_logits() {
+    let Some(s) = shared("forward tiny12") else { return };
+    let t = s.join("reference/tiny12");
+    let d = tempfile::tempdir().unwrap();
+    let npy = d.path().join("l.npy.zst");
+    let tokens = t.join("tokens.json");
+    let (code, _, err) = run(&["forward", t.to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--logits-out", npy.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["compare", npy.to_str().unwrap(), t.join("logits_f32.npy").to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--thresholds", "f32", "--max-abs", "1e-4", "--json"]);
+    assert_eq!(code, 0, "{out}");
 }

@@ -73,3 +73,88 @@ fn pickle_guard_cases_still_parse() {
     let p = grokit::pickle::run(b"\x80\x02K\x05q\x00h\x00\x86.", 0).unwrap();
     assert_eq!(p.value.as_tuple().unwrap().len(), 2);
 }
+
+// ---- the committed hostile files (fixtures/hostile, made by fixtures/gen/make_fixtures.py) ----
+
+use grokit::pickle::PickleErrorKind;
+
+fn hostile(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("fixtures/hostile").join(name)).unwrap()
+}
+
+fn parse(name: &str) -> Result<grokit::numpy::Stored, String> {
+    let b = hostile(name);
+    let p = grokit::pickle::run(&b, 0).map_err(|e| format!("pickle: {e}"))?;
+    grokit::numpy::stored_from_value(&p.value).map_err(|e| format!("numpy: {e}"))
+}
+
+#[test]
+fn hostile_truncated_shard() {
+    let e = grokit::pickle::run(&hostile("truncated_shard"), 0).unwrap_err();
+    assert!(matches!(e.kind, PickleErrorKind::Truncated { .. } | PickleErrorKind::BadFrame { .. } | PickleErrorKind::NoStop), "{e}");
+}
+
+#[test]
+fn hostile_forbidden_global_is_never_called() {
+    let e = grokit::pickle::run(&hostile("forbidden_global"), 0).unwrap_err();
+    match &e.kind {
+        PickleErrorKind::ForbiddenGlobal { module, name } => assert_eq!((module.as_str(), name.as_str()), ("posix", "system")),
+        k => panic!("{k:?}"),
+    }
+    assert!(e.to_string().contains("byte offset"), "{e}");
+}
+
+#[test]
+fn hostile_wrong_dtype_is_a_problem_in_a_checkpoint() {
+    // Parses as an array (f64 is a numpy dtype grokit knows) ...
+    let s = parse("wrong_dtype").unwrap();
+    assert!(matches!(&s, grokit::numpy::Stored::Array(a) if a.dtype == grokit::base::DType::F64));
+    // ... and the checkpoint reports it against the slot that must be f32, naming the file.
+    let d = tempfile::tempdir().unwrap();
+    let c = d.path().join("ckpt-0");
+    std::fs::create_dir(&c).unwrap();
+    for e in std::fs::read_dir(repo().join("fixtures/tiny/ckpt-0")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), c.join(e.file_name())).unwrap();
+    }
+    std::fs::copy(repo().join("fixtures/tiny/config.json"), d.path().join("config.json")).unwrap();
+    std::fs::write(c.join("tensor00001_000"), hostile("wrong_dtype")).unwrap();
+    let ck = grokit::source::grok::Checkpoint::open(d.path(), &Default::default()).unwrap();
+    let p = ck.problems.iter().find(|p| p.file.ends_with("tensor00001_000")).expect("a problem for file 1");
+    assert!(p.msg.contains("dtype f64"), "{}", p.msg);
+}
+
+#[test]
+fn hostile_payload_mismatch() {
+    let e = parse("payload_mismatch").unwrap_err();
+    assert!(e.contains("payload is 256 bytes but shape [65] of f32 needs 260"), "{e}");
+}
+
+#[test]
+fn hostile_absurd_length_is_refused_before_allocating() {
+    let e = grokit::pickle::run(&hostile("absurd_length"), 0).unwrap_err();
+    assert!(matches!(e.kind, PickleErrorKind::Truncated { needed, .. } if needed == 1 << 62), "{e}");
+    assert_eq!(e.offset, 2);
+}
+
+#[test]
+fn hostile_guard_the_good_file_parses() {
+    assert!(parse("good_norm").is_ok());
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng::new(7);
+    for len in [0usize, 1, 2, 3, 10, 100, 1000] {
+        for _ in 0..300 {
+            let v: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let mut w = vec![0x80, 4];
+            w.extend_from_slice(&v);
+            for data in [&v, &w] {
+                if let Ok(p) = grokit::pickle::run(data, 0) {
+                    let _ = grokit::numpy::stored_from_value(&p.value);
+                }
+            }
+        }
+    }
+}

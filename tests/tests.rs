@@ -10,3 +10,5 @@ mod safetensors_io;
 mod tokenizer;
 mod verify;
 mod hostile;
+mod quantize;
+mod convert;

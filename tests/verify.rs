@@ -413,3 +413,76 @@ fn manifest_caps() {
     let bin = b"\xff\xfe garbage without structure\n";
     assert!(Manifest::parse(bin, "m").is_err());
 }
+
+// ---- the `grokit verify` command end to end -------------------------------------------------
+
+fn copy_fixture(to: &Path) {
+    let src = crate::util::repo().join("fixtures/tiny");
+    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
+    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
+}
+
+fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let o = crate::util::grokit().args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn cli_manifest_and_torrent() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("grok-1");
+    copy_fixture(&root);
+    let r = root.to_str().unwrap();
+    // Structure only.
+    let (code, out, err) = run_cli(&["verify", r, "-q"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no problems"));
+    // Manifest round trip; sha256sum -c accepts it when installed.
+    let m = d.path().join("m.sha256");
+    let (code, _, err) = run_cli(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    if std::process::Command::new("sha256sum").arg("--version").output().is_ok() {
+        let st = std::process::Command::new("sha256sum").arg("-c").arg("--quiet").arg(&m).current_dir(&root).status().unwrap();
+        assert!(st.success());
+    } else {
+        eprintln!("SKIP sha256sum -c: sha256sum not installed");
+    }
+    let (code, _, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0);
+    // A torrent over the same files, named differently from the directory on disk.
+    let mut names: Vec<String> = std::fs::read_dir(root.join("ckpt-0")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let datas: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(root.join("ckpt-0").join(n)).unwrap()).collect();
+    let files: Vec<(Vec<&str>, &[u8])> = names.iter().zip(&datas).map(|(n, dd)| (vec!["ckpt-0", n.as_str()], dd.as_slice())).collect();
+    let (tb, info) = multi("grok-1-release", &files, 16384);
+    let tp = d.path().join("t.torrent");
+    std::fs::write(&tp, &tb).unwrap();
+    let want = grokit::base::hex::encode(&Sha1::digest(&info));
+    let (code, out, err) = run_cli(&["verify", r, "--torrent", tp.to_str().unwrap(), "--torrent-root", r, "-q"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&want), "{out}");
+    // Corrupt one byte and remove one file: everything is reported, exit 1.
+    let f = root.join("ckpt-0/tensor00004_000");
+    let mut b = std::fs::read(&f).unwrap();
+    b[5000] ^= 1;
+    std::fs::write(&f, &b).unwrap();
+    std::fs::remove_file(root.join("ckpt-0/tensor00020_000")).unwrap();
+    let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--torrent", tp.to_str().unwrap(), "--torrent-root", r, "-q"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("missing: tensor00020_000"), "{out}");
+    assert!(out.contains("MISMATCH ckpt-0/tensor00004_000"), "{out}");
+    assert!(out.contains("MISSING  ckpt-0/tensor00020_000"), "{out}");
+    assert!(out.contains("BAD piece") && out.contains("tensor00004_000"), "{out}");
+    let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["manifest"]["missing"][0], "ckpt-0/tensor00020_000");
+    // Errors exit 2.
+    let (code, _, err) = run_cli(&["verify", r, "--manifest", "/nonexistent.sha256"]);
+    assert_eq!(code, 2, "{err}");
+}

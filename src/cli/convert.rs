@@ -44,7 +44,8 @@ pub enum LayoutArg {
 ///
 /// safetensors: `--dtype bf16` (default) is bit-identical to the weights the release computes
 /// with; `int8` is lossless compressed-tensors (pack-quantized, group 128); `int4` is
-/// compressed-tensors W4A16 group 128.
+/// compressed-tensors W4A16 group 128. (Small checkpoints whose widths or scale blocks 128 does
+/// not divide get the largest power-of-two group that does, e.g. 32 for fixtures/tiny.)
 ///
 /// Outputs are written to temporary names and renamed when complete; an interrupted run leaves
 /// no partial file, and `--resume` keeps the finished ones.
@@ -92,7 +93,7 @@ pub struct ConvertArgs {
     /// safetensors shard size (decimal units, like huggingface_hub).
     #[arg(long, default_value = "5G")]
     pub shard_size: String,
-    /// Keep output files that already exist with their planned size; write the rest.
+    /// Keep output files that already exist with their planned size and header; write the rest.
     #[arg(long)]
     pub resume: bool,
     /// Replace existing output files.

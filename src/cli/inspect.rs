@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 /// Show the tensors, configuration and any structural problems of a checkpoint.
 ///
-/// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one).
+/// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one), a GGUF file
+/// (the first file of a split set), or a safetensors file/directory.
 /// Nothing is executed: pickles are read by an allow-list parser, payloads are not read.
 /// Exit status: 0 when the checkpoint is well-formed, 1 when problems were found, 2 on errors.
 ///
@@ -32,8 +33,89 @@ pub struct InspectArgs {
     pub key_size: Option<u64>,
 }
 
+fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
+    use crate::gguf::{ArrayValue, Value};
+    match v {
+        Value::U8(x) => json!(x),
+        Value::I8(x) => json!(x),
+        Value::U16(x) => json!(x),
+        Value::I16(x) => json!(x),
+        Value::U32(x) => json!(x),
+        Value::I32(x) => json!(x),
+        Value::F32(x) => json!(x),
+        Value::Bool(x) => json!(x),
+        Value::String(x) => json!(x),
+        Value::U64(x) => json!(x),
+        Value::I64(x) => json!(x),
+        Value::F64(x) => json!(x),
+        Value::Array(a) => {
+            let n = match a {
+                ArrayValue::U8(v) => v.len(),
+                ArrayValue::I8(v) => v.len(),
+                ArrayValue::U16(v) => v.len(),
+                ArrayValue::I16(v) => v.len(),
+                ArrayValue::U32(v) => v.len(),
+                ArrayValue::I32(v) => v.len(),
+                ArrayValue::F32(v) => v.len(),
+                ArrayValue::Bool(v) => v.len(),
+                ArrayValue::Str(v) => v.len(),
+                ArrayValue::U64(v) => v.len(),
+                ArrayValue::I64(v) => v.len(),
+                ArrayValue::F64(v) => v.len(),
+            };
+            json!({"type": v.type_name(), "len": n})
+        }
+    }
+}
+
+fn inspect_gguf(a: &InspectArgs) -> anyhow::Result<Outcome> {
+    let set = crate::gguf::GgufSet::open(&a.path).with_context(|| format!("reading GGUF {}", a.path.display()))?;
+    let mut out = std::io::stdout().lock();
+    let tensors: Vec<_> = set.tensors().map(|(f, t)| json!({"name": t.name, "type": t.ty.name(), "shape": t.shape, "ne": t.ne, "bytes": t.nbytes, "offset": t.offset, "file": f.path()})).collect();
+    let total: u64 = set.tensors().map(|(_, t)| t.nbytes).sum();
+    if a.json {
+        let kvs: serde_json::Map<String, serde_json::Value> = set.kvs().iter().map(|(k, v)| (k.clone(), json!({"type": v.type_name(), "value": value_json(v)}))).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}))?)?;
+        return Ok(Outcome::Ok);
+    }
+    writeln!(out, "GGUF: {} file(s), {} tensors, {} of tensor data", set.files().len(), set.tensor_count(), human(total))?;
+    for (k, v) in set.kvs() {
+        writeln!(out, "  {k:<45} {:<12} {}", v.type_name(), value_json(v))?;
+    }
+    writeln!(out)?;
+    for (_, t) in set.tensors() {
+        writeln!(out, "{:<40} {:<6} {:<24} {:>14} @{}", t.name, t.ty.name(), format!("{:?}", t.shape), t.nbytes, t.offset)?;
+    }
+    writeln!(out, "\nno problems found")?;
+    Ok(Outcome::Ok)
+}
+
+fn inspect_safetensors(a: &InspectArgs) -> anyhow::Result<Outcome> {
+    let r = crate::safetensors_io::StReader::open(&a.path).with_context(|| format!("reading safetensors {}", a.path.display()))?;
+    let mut out = std::io::stdout().lock();
+    let total = r.total_size();
+    if a.json {
+        let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": t.file, "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}))?)?;
+        return Ok(Outcome::Ok);
+    }
+    writeln!(out, "safetensors: {} file(s), {} tensors, {} of tensor data", r.files().count(), r.len(), human(total))?;
+    for t in r.tensors() {
+        writeln!(out, "{:<64} {:<5} {:<22} {:>14}", t.name, t.dtype.safetensors(), format!("{:?}", t.shape), t.data_offsets.1 - t.data_offsets.0)?;
+    }
+    writeln!(out, "\nno problems found")?;
+    Ok(Outcome::Ok)
+}
+
 /// Run `inspect`.
 pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
+    let ext = a.path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if a.path.is_file() && ext == "gguf" {
+        return inspect_gguf(&a);
+    }
+    if (a.path.is_file() && ext == "safetensors") || (a.path.is_dir() && (a.path.join("model.safetensors").exists() || a.path.join("model.safetensors.index.json").exists())) || (a.path.is_file() && a.path.to_string_lossy().ends_with(".safetensors.index.json")) {
+        return inspect_safetensors(&a);
+    }
     let opts = OpenOptions { key_size: a.key_size, ..Default::default() };
     let ck = Checkpoint::open(&a.path, &opts).with_context(|| format!("reading checkpoint {}", a.path.display()))?;
     let mut out = std::io::stdout().lock();
@@ -43,24 +125,19 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             .iter()
             .map(|t| {
                 let w = t.weight();
-                let mut o = json!({
-                    "index": t.spec.index, "file": t.spec.file_name(), "path": t.spec.path,
+                let scales = t.scales().map(|s| json!({"dtype": s.dtype.name(), "shape": s.shape.dims(), "offset": s.data.start, "bytes": s.data.end - s.data.start}));
+                let o = json!({
+                    "index": t.spec.index, "file": t.spec.file_name(), "name": t.spec.path,
                     "layer": t.spec.layer, "gguf_name": t.spec.gguf_name(),
                     "kind": match t.stored { Stored::Array(_) => "ndarray", Stored::Quantized{..} => "QuantizedWeight8bit" },
-                    "dtype": w.dtype.name(), "shape": w.shape.dims(), "payload_offset": w.data.start,
-                    "payload_len": w.data.end - w.data.start, "file_size": t.file_len,
+                    "dtype": w.dtype.name(), "shape": w.shape.dims(), "offset": w.data.start,
+                    "bytes": t.payload_bytes(), "file_size": t.file_len, "scales": scales,
                 });
-                if let Some(s) = t.scales() {
-                    o["scales_dtype"] = json!(s.dtype.name());
-                    o["scales_shape"] = json!(s.shape.dims());
-                    o["scales_offset"] = json!(s.data.start);
-                    o["scales_len"] = json!(s.data.end - s.data.start);
-                }
                 o
             })
             .collect();
         let v = json!({
-            "format": "grok-1-release", "dir": ck.dir, "files": ck.tensors.len(),
+            "format": "grok-ckpt", "dir": ck.dir, "files": ck.tensors.len(),
             "total_bytes": ck.total_bytes(), "config": ck.config, "config_notes": ck.config_notes,
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
             "tensors": tensors, "problems": ck.problems,

@@ -5,9 +5,12 @@
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod forward;
 mod inspect;
 pub mod progress;
+mod quantize;
 mod synth;
+mod verify;
 use std::process::ExitCode;
 
 /// What a subcommand returns when it did not fail.
@@ -33,10 +36,39 @@ pub struct Cli {
 pub enum Command {
     /// Convert a release checkpoint to GGUF or safetensors.
     Convert(convert::ConvertArgs),
+    /// Run Grok-1's forward pass on CPU (release, GGUF or safetensors).
+    Forward(forward::ForwardArgs),
+    /// Compare two models (or logits files) on the same tokens.
+    Compare(forward::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
+    /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
+    ///
+    /// Every tensor is decoded to f32 and encoded with ggml's reference quantizers (bit for bit),
+    /// streaming in bounded memory. Metadata is copied; `general.file_type` and split keys are set
+    /// anew. Norms, the router and 1-D tensors stay F32; a tensor already in its target type is
+    /// copied verbatim. Quantizing an already block-quantized tensor to another block type needs
+    /// `--allow-requantize` (quality suffers: quantize from an F32/BF16 file instead).
+    ///
+    /// `--preset` takes llama-quantize's mixtures (q4_k_m gives attn_k/v Q8_0, attn_output Q5_K,
+    /// ffn_down Q6_K on half the layers, token_embd Q6_K); `--quant` takes a preset and/or
+    /// class=type items (see docs/quantization.md); classes it does not list keep their type.
+    ///
+    /// From an F32 GGUF made by `grokit convert --type f32`, `--preset X` writes the same
+    /// metadata and tensors as `grokit convert --quant X`, except Q8_0 matrices: convert copies
+    /// those losslessly from the release's int8, quantize re-derives them from f32 (ggml's Q8_0).
+    ///
+    /// Examples:
+    ///   grokit quantize grok-1-f32.gguf -o grok-1-q4_k_m.gguf --preset q4_k_m
+    ///   grokit quantize grok-1-bf16-00001-of-00012.gguf -o grok-1-q8_0.gguf --preset q8_0 --split-max-size 50G
+    ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
+    ///   grokit quantize grok-1-q8_0.gguf -o grok-1-q4_0.gguf --preset q4_0 --allow-requantize
+    #[command(verbatim_doc_comment)]
+    Quantize(quantize::QuantizeArgs),
     /// Write a synthetic checkpoint in the release's exact format.
     Synth(synth::SynthArgs),
+    /// Verify a release: structure, SHA-256 manifest, torrent pieces.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parse, run, and map to an exit code.
@@ -88,6 +120,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Forward(a) => forward::run_forward(a),
+        Command::Compare(a) => forward::run_compare(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

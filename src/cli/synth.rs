@@ -23,13 +23,39 @@ pub enum Preset {
 ///
 /// Examples:
 ///   grokit synth /tmp/tiny --preset tiny
+///   grokit synth -o /tmp/wide --preset tiny --d-model 96 --q-heads 6 --head-dim 16 --vocab 131072
 ///   grokit synth /data/grok2l --preset grok-1 --layers 2      # 13 GB, real tensor sizes
 ///   grokit synth /data/sparse --preset grok-1 --sparse        # all 770 files, 318 GB apparent, holes
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct SynthArgs {
     /// Output directory (ckpt-0/ and config.json are created inside it).
-    pub out: PathBuf,
+    #[arg(required_unless_present = "out_flag")]
+    pub out: Option<PathBuf>,
+    /// Output directory (same as the positional argument).
+    #[arg(short = 'o', long = "out", conflicts_with = "out")]
+    pub out_flag: Option<PathBuf>,
+    /// Model width (default: the preset's).
+    #[arg(long)]
+    pub d_model: Option<u64>,
+    /// Query heads (default: the preset's).
+    #[arg(long)]
+    pub q_heads: Option<u64>,
+    /// KV heads (default: the preset's).
+    #[arg(long)]
+    pub kv_heads: Option<u64>,
+    /// Head dimension (default: the preset's).
+    #[arg(long)]
+    pub head_dim: Option<u64>,
+    /// Vocabulary size (default: the preset's).
+    #[arg(long)]
+    pub vocab: Option<u64>,
+    /// Experts per layer (default 8).
+    #[arg(long)]
+    pub experts: Option<u64>,
+    /// Expert FFN width (default: Grok-1's rule from --d-model).
+    #[arg(long)]
+    pub ffn: Option<u64>,
     /// Geometry.
     #[arg(long, value_enum, default_value = "tiny")]
     pub preset: Preset,
@@ -54,22 +80,38 @@ pub fn run(a: SynthArgs) -> anyhow::Result<Outcome> {
         Preset::Grok1 => Config::grok1(),
     };
     if let Some(n) = a.layers {
-        anyhow::ensure!(n >= 1 && n <= 4096, "--layers must be between 1 and 4096");
+        anyhow::ensure!((1..=4096).contains(&n), "--layers must be between 1 and 4096");
         config.num_layers = n;
+    }
+    let out = a.out.clone().or(a.out_flag.clone()).ok_or_else(|| anyhow::anyhow!("give the output directory"))?;
+    if let Some(d) = a.d_model {
+        config.emb_size = d;
+        config.ffn_size = Config::ffn_rule(d);
+    }
+    for (v, slot) in [(a.q_heads, &mut config.num_q_heads), (a.kv_heads, &mut config.num_kv_heads), (a.head_dim, &mut config.key_size), (a.vocab, &mut config.vocab_size), (a.experts, &mut config.num_experts), (a.ffn, &mut config.ffn_size)] {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    }
+    let problems = config.problems();
+    anyhow::ensure!(problems.is_empty(), "inconsistent geometry: {}", problems.join("; "));
+    anyhow::ensure!(config.num_q_heads * config.key_size % 8 == 0 && config.ffn_size % 8 == 0, "the O and down projections have 8 scale row blocks: q_heads x head_dim and the ffn width must be multiples of 8");
+    for v in config.rule_violations() {
+        eprintln!("warning: {v} (inspect will report it)");
     }
     let table = ParamTable::new(&config);
     let total: u64 = table.params.iter().map(|p| expected_file_size(p, &config)).sum();
-    let avail = fs_available(&a.out);
+    let avail = fs_available(&out);
     if !a.sparse {
         if let Some(avail) = avail {
-            anyhow::ensure!(avail > total, "{} needs {} but only {} is free there", a.out.display(), human(total), human(avail));
+            anyhow::ensure!(avail > total, "{} needs {} but only {} is free there", out.display(), human(total), human(avail));
         }
     }
     let p = Progress::new("synth", total, a.quiet);
-    let written = synth(&a.out, &SynthOptions { config: config.clone(), seed: a.seed, sparse: a.sparse }, &|n, _| p.inc(n)).with_context(|| format!("writing {}", a.out.display()))?;
+    let written = synth(&out, &SynthOptions { config: config.clone(), seed: a.seed, sparse: a.sparse }, &|n, _| p.inc(n)).with_context(|| format!("writing {}", out.display()))?;
     p.finish();
     if !a.quiet {
-        eprintln!("wrote {} files, {} ({}), in {:.1} s to {}", table.len(), human(written), if a.sparse { "sparse" } else { "dense" }, p.elapsed(), a.out.join("ckpt-0").display());
+        eprintln!("wrote {} files, {} ({}), in {:.1} s to {}", table.len(), human(written), if a.sparse { "sparse" } else { "dense" }, p.elapsed(), out.join("ckpt-0").display());
     }
     Ok(Outcome::Ok)
 }

@@ -85,16 +85,28 @@ pub fn band_rows(src: &Src<'_>, transpose: bool) -> usize {
     (BAND_BYTES / 4 / len).clamp(1, src.out_rows(transpose).max(1))
 }
 
-/// Fill `band` with output rows `first..first + n` of `src` (transposed or not).
+/// Fill `band` with output rows `first..first + n` of `src` (transposed or not), keeping the
+/// original int8 values and scales too (for lossless encoders).
 pub fn fill_band(src: &Src<'_>, transpose: bool, first: usize, n: usize, band: &mut Band) {
+    fill_band_with(src, transpose, first, n, band, true)
+}
+
+/// Like [`fill_band`]; with `keep_int8` false only the exact f32 values are produced (faster).
+/// Buffers are reused across calls, so a worker allocates its band once.
+pub fn fill_band_with(src: &Src<'_>, transpose: bool, first: usize, n: usize, band: &mut Band, keep_int8: bool) {
     let len = src.out_cols(transpose);
     band.first = first;
     band.n = n;
     band.len = len;
-    band.f32.clear();
+    // Every element below is overwritten: resize without clearing first to avoid re-zeroing.
     band.f32.resize(n * len, 0.0);
+    band.f32.truncate(n * len);
     band.q.clear();
     band.scale.clear();
+    if let (Src::Int8(m), false) = (src, keep_int8) {
+        fill_int8_f32_only(m, transpose, first, n, len, &mut band.f32);
+        return;
+    }
     match (src, transpose) {
         (Src::F32 { bytes, cols, .. }, false) => {
             decode_f32_le(&bytes[first * cols * 4..(first + n) * cols * 4], &mut band.f32);
@@ -156,6 +168,48 @@ pub fn fill_band(src: &Src<'_>, transpose: bool, first: usize, n: usize, band: &
     }
 }
 
+/// Exact f32 values only, from int8 × bf16 scales: one multiply per element, the scale row
+/// decoded once per output row and block.
+fn fill_int8_f32_only(m: &Matrix<'_>, transpose: bool, first: usize, n: usize, len: usize, out: &mut [f32]) {
+    let bh = m.block_height().max(1);
+    if !transpose {
+        for r in 0..n {
+            m.row(first + r, &mut out[r * len..(r + 1) * len]);
+        }
+        return;
+    }
+    // out[r][i] = q[i][first + r] * s[i / bh][first + r]
+    let mut sc = vec![0f32; m.blocks.max(1) * n];
+    for b in 0..m.blocks {
+        for r in 0..n {
+            sc[r * m.blocks + b] = crate::base::float::bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
+        }
+    }
+    const TILE: usize = 64;
+    let mut i0 = 0;
+    while i0 < m.rows {
+        let i1 = (i0 + TILE).min(m.rows);
+        let b = i0 / bh;
+        // A tile never straddles a scale block when bh is a multiple of TILE; otherwise per row.
+        let same_block = (i1 - 1) / bh == b;
+        for r in 0..n {
+            let j = first + r;
+            let o = &mut out[r * len..(r + 1) * len];
+            if same_block {
+                let s = sc[r * m.blocks + b];
+                for i in i0..i1 {
+                    o[i] = f32::from(m.weight[i * m.cols + j] as i8) * s;
+                }
+            } else {
+                for i in i0..i1 {
+                    o[i] = f32::from(m.weight[i * m.cols + j] as i8) * sc[r * m.blocks + i / bh];
+                }
+            }
+        }
+        i0 = i1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,9 +230,15 @@ mod tests {
                 assert_eq!(b.q[r * rows + i], m.q(i, j));
             }
         }
+        let want = b.f32.clone();
+        let mut c = Band::default();
+        fill_band_with(&src, true, 1, 3, &mut c, false);
+        assert_eq!(c.f32, want);
         fill_band(&src, false, 2, 2, &mut b);
         let mut row = vec![0f32; cols];
         m.row(3, &mut row);
         assert_eq!(&b.f32[cols..2 * cols], &row[..]);
+        fill_band_with(&src, false, 2, 2, &mut c, false);
+        assert_eq!(c.f32, b.f32);
     }
 }

@@ -156,7 +156,8 @@ pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + 
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
     let plan = GgufPlan::new(kvs, tensors.iter().map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), ggml_type_of(t))).collect());
     let files = plan.split(o.split_max, &o.out).map_err(|e| ConvertError::Plan(e.to_string()))?;
-    let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
+    // With --shard, other workers' files may already exist in the shared output: check only ours.
+    let paths: Vec<&Path> = files.iter().enumerate().filter(|(fi, _)| o.shard.is_none_or(|(k, n)| fi % n == k)).map(|(_, f)| f.path()).collect();
     check_output_path(&ck.dir, &paths, o.force || o.resume)?;
     let mut report = ConvertReport::default();
     for (fi, f) in files.iter().enumerate() {
@@ -165,7 +166,7 @@ pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + 
                 continue;
             }
         }
-        if o.resume && std::fs::metadata(f.path()).map(|m| m.len() == f.file_len()).unwrap_or(false) {
+        if o.resume && super::complete_as_planned(f.path(), f.file_len(), &f.header_bytes()) {
             report.skipped.push(f.path().to_path_buf());
             progress(f.data_len());
             continue;

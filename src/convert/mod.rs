@@ -5,6 +5,7 @@ pub mod band;
 pub mod encode;
 pub mod exec;
 pub mod plan;
+pub mod requant;
 
 use std::path::PathBuf;
 
@@ -78,4 +79,18 @@ pub fn check_output_path(input_dir: &Path, outputs: &[&Path], allow_existing: bo
         }
     }
     Ok(())
+}
+
+/// `--resume`'s test for a finished output: `path` has exactly `len` bytes and starts with the
+/// planned `header` (same tensors, types and metadata). Why the header and not only the size:
+/// a file of another plan can have the same size (bf16 vs f16, another `general.name` of the
+/// same length) and must be rewritten, not kept.
+pub fn complete_as_planned(path: &Path, len: u64, header: &[u8]) -> bool {
+    use std::io::Read;
+    if std::fs::metadata(path).map(|m| m.len() != len).unwrap_or(true) {
+        return false;
+    }
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let mut buf = vec![0u8; header.len()];
+    f.read_exact(&mut buf).is_ok() && buf == header
 }

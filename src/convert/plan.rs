@@ -194,12 +194,32 @@ pub enum StDtype {
     Ct(u32),
 }
 
-/// compressed-tensors group size.
+/// compressed-tensors group size (W4A16 / W8A16 presets; divides every Grok-1 input width).
 pub const CT_GROUP: usize = 128;
+
+/// The compressed-tensors group size for a checkpoint: [`CT_GROUP`] when it divides every matrix
+/// input width and every release scale block (Grok-1), otherwise the largest power of two that
+/// does. Why: `config_groups` holds ONE group size, and small checkpoints (the fixture, d = 64;
+/// xAI's tiny12, d = 96) would otherwise be refused; dividing the scale blocks keeps int8 lossless.
+pub fn ct_group(c: &Config) -> usize {
+    let mut g = CT_GROUP as u64;
+    for role in [Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::MoeGate, Role::MoeUp, Role::MoeDown] {
+        let width = piece_shape(c, role).0.get(1).copied().unwrap_or(0);
+        let b = role.info().scale_blocks.max(1);
+        let block = if width % b == 0 { width / b } else { width };
+        for n in [width, block] {
+            while g > 1 && n % g != 0 {
+                g /= 2;
+            }
+        }
+    }
+    g as usize
+}
 
 /// Plan the safetensors tensors (experts split out, one tensor per expert).
 pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec<OutTensor>, String> {
     let c = &ck.config;
+    let group = ct_group(c);
     let mut out = Vec::new();
     for (role, layer) in output_order(c) {
         let Some(t) = ck.tensor(role, layer) else { continue };
@@ -227,11 +247,11 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
                 StDtype::Ct(bits) => {
                     let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
                     let (rows, cols) = (shape[0], shape[1]);
-                    if cols % CT_GROUP as u64 != 0 {
-                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {CT_GROUP}"));
+                    if cols % group as u64 != 0 {
+                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {group}"));
                     }
-                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group: CT_GROUP }, None));
-                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / CT_GROUP as u64], Encode::CtScale { bits, group: CT_GROUP }, None));
+                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group }, None));
+                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / group as u64], Encode::CtScale { bits, group }, None));
                     let mut b = Vec::new();
                     b.extend_from_slice(&(rows as i32).to_le_bytes());
                     b.extend_from_slice(&(cols as i32).to_le_bytes());
@@ -241,4 +261,19 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_group_is_128_for_grok1_and_divides_small_geometries() {
+        assert_eq!(ct_group(&Config::grok1()), 128);
+        // Fixture: widths 64/256, row blocks of down and o_proj 256/8 = 32.
+        assert_eq!(ct_group(&Config::tiny()), 32);
+        // tiny12: d = 96, q width 96, o_proj blocks of 96/8 = 12 rows.
+        let t12 = Config { emb_size: 96, key_size: 16, num_q_heads: 6, num_kv_heads: 2, ffn_size: 512, ..Config::tiny() };
+        assert_eq!(ct_group(&t12), 4);
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::encode::Measure;
 use super::exec::stream_tensor;
-use super::plan::{st_tensors, Layout, OutTensor, StDtype, CT_GROUP};
+use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
 use crate::base::DType;
@@ -49,6 +49,27 @@ fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), C
     Ok((tensors, sp))
 }
 
+/// The index, config and tokenizer files written beside the shards.
+const SIDE_FILES: &[&str] = &["model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "SHA256SUMS"];
+
+/// Side files are rewritten on every run, but never over the input checkpoint's own
+/// `config.json` / `tokenizer.model` (`-o` = the checkpoint's directory).
+fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> {
+    let side: Vec<PathBuf> = SIDE_FILES.iter().map(|n| o.out_dir.join(n)).collect();
+    let refs: Vec<&Path> = side.iter().map(PathBuf::as_path).collect();
+    check_output_path(&ck.dir, &refs, true)
+}
+
+/// Load the tokenizer to copy, refusing one whose vocabulary does not match the checkpoint
+/// (as the GGUF path does).
+fn load_tokenizer(ck: &Checkpoint, tp: &Path) -> Result<Tokenizer, ConvertError> {
+    let tok = Tokenizer::from_file(tp).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
+    if tok.pieces().len() as u64 != ck.config.vocab_size {
+        return Err(ConvertError::Refused(format!("tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer", tp.display(), tok.pieces().len(), ck.config.vocab_size)));
+    }
+    Ok(tok)
+}
+
 fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     let mut f = std::fs::File::open(path).map_err(|e| crate::io::IoError::new("open", path, e))?;
     let mut h = Sha256::new();
@@ -71,10 +92,28 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
     }
     let (tensors, sp) = plan(ck, o)?;
+    // Refuse before creating any directory: the nearest existing ancestor of the output
+    // directory must not lie inside the input (a refused run leaves the input untouched).
+    let mut existing = o.out_dir.as_path();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    check_output_path(&ck.dir, &[existing], true)?;
     std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
-    let paths: Vec<PathBuf> = sp.shards().iter().map(|s| o.out_dir.join(s.file_name())).collect();
+    // With --shard, other workers' shards may already exist in the shared output: check only ours.
+    let paths: Vec<PathBuf> = sp.shards().iter().enumerate().filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k)).map(|(_, s)| o.out_dir.join(s.file_name())).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
+    check_side_files(ck, o)?;
+    if let Some(tp) = &o.tokenizer {
+        load_tokenizer(ck, tp)?;
+    }
     let mut report = ConvertReport::default();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
@@ -83,7 +122,7 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
             }
         }
         let path = o.out_dir.join(shard.file_name());
-        if o.resume && std::fs::metadata(&path).map(|m| m.len() == shard.file_size()).unwrap_or(false) {
+        if o.resume && super::complete_as_planned(&path, shard.file_size(), shard.header()) {
             report.skipped.push(path);
             progress(shard.data_len());
             continue;
@@ -120,6 +159,7 @@ pub fn planned_bytes(ck: &Checkpoint, o: &StOptions) -> Result<u64, ConvertError
 /// and hashed.
 pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>, ConvertError> {
     let (_, sp) = plan(ck, o)?;
+    check_side_files(ck, o)?;
     let mut all = Vec::new();
     for s in sp.shards() {
         let p = o.out_dir.join(s.file_name());
@@ -136,7 +176,7 @@ pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>
     all.push(small("config.json", pretty(&hf_config(&ck.config, o.layout, o.dtype)))?);
     all.push(small("generation_config.json", pretty(&json!({"_from_model_config": true, "bos_token_id": ck.config.bos_token, "eos_token_id": ck.config.eos_token, "pad_token_id": ck.config.pad_token})))?);
     if let Some(tp) = &o.tokenizer {
-        let tok = Tokenizer::from_file(tp).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
+        let tok = load_tokenizer(ck, tp)?;
         let bytes = std::fs::read(tp).map_err(|e| crate::io::IoError::new("read", tp, e))?;
         all.push(write_small_file(&o.out_dir, "tokenizer.model", &bytes).map_err(|e| ConvertError::Plan(e.to_string()))?);
         let piece = |id: Option<u32>, dflt: &str| id.and_then(|i| tok.id_to_piece(i)).map(str::to_string).unwrap_or_else(|| dflt.to_string());
@@ -220,7 +260,7 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
             "quantization_status": "compressed",
             "config_groups": {"group_0": {
                 "targets": ["Linear"],
-                "weights": {"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": CT_GROUP, "dynamic": false, "actorder": null, "observer": "minmax"},
+                "weights": {"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": ct_group(c), "dynamic": false, "actorder": null, "observer": "minmax"},
                 "input_activations": null,
                 "output_activations": null
             }},

@@ -158,6 +158,18 @@ impl GgufFile {
         let range = usize::try_from(t.offset).ok().zip(usize::try_from(t.offset.saturating_add(t.nbytes)).ok());
         range.and_then(|(a, b)| self.bytes().get(a..b)).unwrap_or(&[])
     }
+    /// Drop the resident pages of the absolute byte range `[start, start + len)` once it has
+    /// been consumed (a no-op for files parsed from memory), so streaming a large file keeps
+    /// peak RSS independent of its size. Pages are re-read from the file if touched again.
+    pub fn release(&self, start: u64, len: u64) {
+        if let (Source::Mapped(m), Ok(s), Ok(l)) = (&self.source, usize::try_from(start), usize::try_from(len)) {
+            m.release(s, l);
+        }
+    }
+    /// [`GgufFile::release`] for one tensor's data.
+    pub fn release_tensor(&self, t: &TensorInfo) {
+        self.release(t.offset, t.nbytes);
+    }
     /// A typed key grokit interprets: `Ok(None)` if absent, an error naming the key and its
     /// offset if present with another type.
     pub fn typed(&self, key: &str, expected: ValueType) -> Result<Option<&Value>> {

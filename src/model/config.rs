@@ -82,13 +82,11 @@ impl Config {
         }
     }
 
-    /// The 2-layer fixture shipped in `fixtures/tiny` (d=64, 4 q heads and 2 kv heads of 64,
-    /// 8 experts of 256, vocab 512 to fit tiny12's tokenizer). Widths are chosen so the 8 row
-    /// blocks of the O and down projections are 32 rows high, as Grok-1's are multiples of 32:
-    /// every int8 block then maps losslessly into Q8_0, like the real release. Multipliers stay
-    /// Grok-1's.
+    /// The 2-layer fixture shipped in `fixtures/tiny`: d_model 64, 4 query and 2 KV heads of 16
+    /// (a square attention output, like Grok-1), 8 experts of width 344 (Grok-1's widening rule
+    /// for d_model 64), vocab 512 to fit tiny12's tokenizer. Multipliers stay Grok-1's.
     pub fn tiny() -> Config {
-        Config { vocab_size: 512, emb_size: 64, key_size: 64, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 256, ..Config::grok1() }
+        Config { vocab_size: 512, emb_size: 64, key_size: 16, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 344, ..Config::grok1() }
     }
 
     /// Grok-1 with only the first `n` layers (for full-size benchmarks).
@@ -132,6 +130,28 @@ impl Config {
         }
         p
     }
+    /// The expert FFN width Grok-1's `ffn_size(emb_size, widening_factor=8)` gives
+    /// (model.py: `int(8 · D) · 2 // 3`, rounded up to a multiple of 8).
+    pub fn ffn_rule(emb_size: u64) -> u64 {
+        let f = 8 * emb_size * 2 / 3;
+        f + (8 - f % 8) % 8
+    }
+    /// Where this geometry departs from Grok-1's architecture rules (8 experts, GQA, a square
+    /// attention output `H · head_dim = D`, the FFN width rule). Empty for the release and for
+    /// xAI's tiny12.
+    pub fn rule_violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.num_experts != 8 {
+            v.push(format!("{} experts (Grok-1's architecture has 8)", self.num_experts));
+        }
+        if self.q_width() != self.emb_size {
+            v.push(format!("attention output is not square: {} query heads x {} = {} but d_model is {}", self.num_q_heads, self.key_size, self.q_width(), self.emb_size));
+        }
+        if self.ffn_size != Config::ffn_rule(self.emb_size) {
+            v.push(format!("ffn size {} does not follow the widening rule (d_model {} gives {})", self.ffn_size, self.emb_size, Config::ffn_rule(self.emb_size)));
+        }
+        v
+    }
     /// Total parameter count.
     pub fn param_count(&self) -> u64 {
         let d = self.emb_size;
@@ -148,5 +168,8 @@ mod tests {
         assert_eq!(Config::grok1().param_count(), 315_684_820_992);
         assert!(Config::grok1().problems().is_empty());
         assert!(Config::tiny().problems().is_empty());
+        assert!(Config::grok1().rule_violations().is_empty());
+        assert_eq!(Config::ffn_rule(96), 512);
+        assert_eq!(Config::ffn_rule(6144), 32768);
     }
 }

@@ -117,3 +117,34 @@ pub fn fill(template: &str, layer: Option<u64>, expert: Option<u64>) -> String {
     }
     s
 }
+
+/// The role and layer of a release path such as `transformer/decoder_layer_12/router/w`.
+pub fn parse_path(path: &str) -> Option<(Role, Option<u64>)> {
+    for r in ROLES {
+        match r.path.split_once("{L}") {
+            None if r.path == path => return Some((r.role, None)),
+            None => {}
+            Some((pre, post)) => {
+                if let Some(rest) = path.strip_prefix(pre).and_then(|x| x.strip_suffix(post)) {
+                    if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) && (rest == "0" || !rest.starts_with('0')) {
+                        return Some((r.role, rest.parse().ok()));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn parse_paths() {
+        assert_eq!(parse_path("transformer/decoder_layer_12/router/w"), Some((Role::Router, Some(12))));
+        assert_eq!(parse_path("language_model/in_out_embed/embeddings"), Some((Role::Embed, None)));
+        assert_eq!(parse_path("transformer/decoder_layer_0/rms_norm_1/scale"), Some((Role::PostAttnNorm, Some(0))));
+        assert_eq!(parse_path("transformer/decoder_layer_01/router/w"), None);
+        assert_eq!(parse_path("transformer/decoder_layer_x/router/w"), None);
+    }
+}

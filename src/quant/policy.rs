@@ -233,6 +233,13 @@ impl Policy {
         self.preset
     }
 
+    /// The type a `key=type` item names for `class`, if one does (`None` for classes left to
+    /// the preset or, without a preset, not listed). `grokit quantize` keeps unlisted tensors
+    /// in their input type instead of the BF16 default of [`Policy::choose`].
+    pub fn explicit_type(&self, class: TensorClass) -> Option<GgmlType> {
+        Self::slot(class).and_then(|s| self.overrides.get(s).copied().flatten()).map(|(t, _)| t)
+    }
+
     fn slot(class: TensorClass) -> Option<usize> {
         Some(match class {
             TensorClass::TokenEmbd => OVR_EMBED,

@@ -32,6 +32,7 @@ pub mod gemm;
 pub mod model;
 pub mod moe;
 pub mod ops;
+pub mod sources;
 pub mod weights;
 
 pub use model::{forward, greedy, Logits, Session};

@@ -3,7 +3,7 @@
 //! dequantized values. Files are mapped on demand and payloads are used in place.
 
 mod dequant;
-mod layout;
+pub mod layout;
 mod reader;
 
 pub use dequant::{dequant_block_rows, dequant_matrix_rows, Matrix};

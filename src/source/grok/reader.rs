@@ -186,6 +186,9 @@ impl Checkpoint {
 
     fn check(&self) -> Vec<Problem> {
         let mut out = Vec::new();
+        for v in self.config.rule_violations() {
+            out.push(Problem { file: self.dir.clone(), tensor: "(architecture)".into(), offset: None, msg: v });
+        }
         for t in &self.tensors {
             let mut p = |offset: Option<u64>, msg: String| out.push(Problem { file: t.file.clone(), tensor: t.spec.path.clone(), offset, msg });
             let info = t.spec.role.info();
