@@ -9,9 +9,10 @@ checkpoint shared/reference/tiny12 with `grokit convert --to gguf` at f32, bf16,
 run they only mask keys) through tests/interop/llama_logits.c, and compares with the release's
 own logits (logits_f32.npy) at every real position. Tolerances: f32 max|d| <= 2e-3 (llama.cpp's
 GELU goes through an f16 table), top-1 identical for f32/bf16/q8_0; q4_k_m reports agreement and
-mean KL(ref || llama.cpp) and only has to stay sane. Also: the repo fixture (fixtures/tiny) loads
-and gives finite logits, and, when the forward_npy example is built, they match grokit's own
-reference forward pass.
+mean KL(ref || llama.cpp) and only has to stay sane. Also the repo fixture (fixtures/tiny) must
+load and give finite logits, matching grokit's reference forward pass when the forward_npy
+example is built. (llama.cpp's grok graph makes attn_q n_embd x n_embd, so it can only run
+geometries with q_heads * head_dim == d_model: Grok-1, tiny12 and the fixture all are.)
 """
 import json
 import os
@@ -165,35 +166,43 @@ else:
             # that the model is still the same model.
             check(f"{tag} top-1 agreement >= 50%", rate >= 0.5, f"{100 * rate:.1f}%")
 
-# --- the repo's fixture ---------------------------------------------------------------------
-fx = os.path.join(repo, "fixtures", "tiny")
-gguf = os.path.join(a.work, "fixture-f32.gguf")
-ok = convert(fx, gguf, ["--type", "f32"])
-check("grokit convert fixtures/tiny f32", ok)
-if ok:
+# --- the repo's fixture ------------------------------------------------------------------------
+def sanity_run(ckpt, tag, tokenizer=None):
+    """Convert ckpt to F32 GGUF, run it in llama.cpp, check finite logits and, when the
+    forward_npy example is built, compare with grokit's reference forward pass."""
+    gguf = os.path.join(a.work, f"{tag}-f32.gguf")
+    ok = convert(ckpt, gguf, ["--type", "f32"], tokenizer)
+    check(f"grokit convert {tag} f32", ok)
+    if not ok:
+        return
     toks = [(7 * i + 5) % 500 + 4 for i in range(24)]
-    lo, log = llama_logits(gguf, toks, "fixture")
-    check("llama.cpp loads and runs fixtures/tiny", lo is not None)
-    if lo is not None:
-        info = model_info(log)
-        print("llama.cpp on fixture-f32.gguf: " + "; ".join(f"{k} = {v}" for k, v in info.items()))
-        check("fixture logits finite", bool(np.isfinite(lo).all()), str(lo.shape))
-        fwd = os.path.join(a.examples, "forward_npy")
-        if os.access(fwd, os.X_OK):
-            tj = os.path.join(a.work, "fixture-tokens.json")
-            json.dump({"tokens": [toks]}, open(tj, "w"))
-            npy = os.path.join(a.work, "fixture-grokit.npy")
-            r = subprocess.run([fwd, "forward", fx, tj, "f32", npy], capture_output=True, text=True)
-            if r.returncode == 0:
-                ref = np.load(npy)[0]
-                d = float(np.abs(ref - lo).max())
-                rate = float((ref.argmax(-1) == lo.argmax(-1)).mean())
-                print(f"fixture: llama.cpp vs grokit's reference forward: max|d| {d:.3g}, "
-                      f"top-1 agreement {100 * rate:.1f}%")
-                check("fixture llama.cpp ~ grokit forward (max|d| <= 5e-3)", d <= 5e-3, f"{d:.3g}")
-            else:
-                print(f"SKIP fixture cross-check: forward_npy failed: {r.stderr.strip()[:200]}")
-        else:
-            print(f"SKIP fixture cross-check: {fwd} not built")
+    lo, log = llama_logits(gguf, toks, tag)
+    check(f"llama.cpp loads and runs {tag}", lo is not None)
+    if lo is None:
+        return
+    info = model_info(log)
+    print(f"llama.cpp on {tag}-f32.gguf: " + "; ".join(f"{k} = {v}" for k, v in info.items()))
+    check(f"{tag} logits finite", bool(np.isfinite(lo).all()), str(lo.shape))
+    fwd = os.path.join(a.examples, "forward_npy")
+    if not os.access(fwd, os.X_OK):
+        print(f"SKIP {tag} cross-check: {fwd} not built")
+        return
+    tj = os.path.join(a.work, f"{tag}-tokens.json")
+    json.dump({"tokens": [toks]}, open(tj, "w"))
+    npy = os.path.join(a.work, f"{tag}-grokit.npy")
+    r = subprocess.run([fwd, "forward", ckpt, tj, "f32", npy], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"SKIP {tag} cross-check: forward_npy failed: {r.stderr.strip()[:200]}")
+        return
+    ref = np.load(npy)[0]
+    d = float(np.abs(ref - lo).max())
+    rate = float((ref.argmax(-1) == lo.argmax(-1)).mean())
+    print(f"{tag}: llama.cpp vs grokit's reference forward: max|d| {d:.3g}, "
+          f"top-1 agreement {100 * rate:.1f}%")
+    check(f"{tag}: llama.cpp ~ grokit forward (max|d| <= 5e-3)", d <= 5e-3, f"{d:.3g}")
+
+
+fx = os.path.join(repo, "fixtures", "tiny")
+sanity_run(fx, "fixture")
 
 C.finish()
