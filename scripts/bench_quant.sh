@@ -42,10 +42,16 @@ LQ="$LDIR/bin/llama-quantize"
 [ -x "$LQ" ] || { echo "bench_quant: llama-quantize not built in $LDIR"; exit 1; }
 
 HAVE_GROKIT_Q=1
-if ! "$GROKIT" quantize --help >/dev/null 2>&1; then
+GQ_FLAGS=()
+if ! QHELP=$("$GROKIT" quantize --help 2>&1); then
   HAVE_GROKIT_Q=0
   echo "bench_quant: SKIP grokit's side: this grokit has no 'quantize' command yet" \
        "(expected: grokit quantize IN.gguf -o OUT.gguf --preset P); timing llama-quantize only"
+else
+  # same work as llama-quantize: NTHREADS workers, no error statistics, no progress bar
+  case "$QHELP" in *--jobs*) GQ_FLAGS+=(--jobs "$NTHREADS") ;; esac
+  case "$QHELP" in *--no-error-stats*) GQ_FLAGS+=(--no-error-stats) ;; esac
+  case "$QHELP" in *--quiet*) GQ_FLAGS+=(--quiet) ;; esac
 fi
 
 WORK=$(mktemp -d /tmp/grokit-bench-quant.XXXXXX)
@@ -108,7 +114,7 @@ for IN in "${INPUTS[@]}"; do
     read -r ls lk < <(measure "$WORK/t-l")
     gs="-"; gm="-"; tr="-"; mr="-"; ident="(grokit quantize missing)"
     if [ $HAVE_GROKIT_Q = 1 ]; then
-      if RAYON_NUM_THREADS=$NTHREADS /usr/bin/time -v -o "$WORK/t-g" "$GROKIT" quantize "$IN" -o "$OG" --preset "$P" \
+      if RAYON_NUM_THREADS=$NTHREADS /usr/bin/time -v -o "$WORK/t-g" "$GROKIT" quantize "$IN" -o "$OG" --preset "$P" ${GQ_FLAGS[@]+"${GQ_FLAGS[@]}"} \
            >"$WORK/log-g" 2>&1; then
         read -r gs gk < <(measure "$WORK/t-g")
         gm=$(( gk / 1024 ))
@@ -126,7 +132,7 @@ for IN in "${INPUTS[@]}"; do
   done
 done
 echo
-echo "mode $MODE, $NTHREADS threads, llama.cpp from $LDIR; ratios are grokit / llama.cpp (lower is better for grokit)"
+echo "mode $MODE, $NTHREADS threads (grokit flags: ${GQ_FLAGS[*]:-none}), llama.cpp from $LDIR; ratios are grokit / llama.cpp (lower is better for grokit)"
 if [ $mismatch -gt 0 ]; then
   echo "bench_quant: $mismatch preset/input pairs where grokit's output differs from llama-quantize's"
   [ "${BENCH_STRICT:-0}" = 1 ] && exit 1
