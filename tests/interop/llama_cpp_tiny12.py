@@ -9,7 +9,9 @@ checkpoint shared/reference/tiny12 with `grokit convert --to gguf` at f32, bf16,
 run they only mask keys) through tests/interop/llama_logits.c, and compares with the release's
 own logits (logits_f32.npy) at every real position. Tolerances: f32 max|d| <= 2e-3 (llama.cpp's
 GELU goes through an f16 table), top-1 identical for f32/bf16/q8_0; q4_k_m reports agreement and
-mean KL(ref || llama.cpp) and only has to stay sane. Also the repo fixture (fixtures/tiny) must
+mean KL(ref || llama.cpp) and only has to stay sane. llama-quantize of the F32 GGUF must pick
+grokit's tensor types for q8_0/q4_k_m, with identical bytes outside Q8_0 (grokit's Q8_0 is the
+release's int8, copied losslessly). Also the repo fixture (fixtures/tiny) must
 load and give finite logits, matching grokit's reference forward pass when the forward_npy
 example is built. (llama.cpp's grok graph makes attn_q n_embd x n_embd, so it can only run
 geometries with q_heads * head_dim == d_model: Grok-1, tiny12 and the fixture all are.)
@@ -170,6 +172,33 @@ else:
             # 4-bit weights on a 96-wide model: only require llama.cpp and grokit to agree
             # that the model is still the same model.
             check(f"{tag} top-1 agreement >= 50%", rate >= 0.5, f"{100 * rate:.1f}%")
+
+# --- grokit's quantized conversions against llama-quantize of the F32 conversion --------------
+LQ = os.path.join(LDIR, "bin", "llama-quantize")
+f32 = os.path.join(a.work, "tiny12-f32.gguf")
+if os.path.isdir(tiny) and os.path.exists(f32) and os.access(LQ, os.X_OK):
+    import gguf as gguf_py
+    for tag in ("q8_0", "q4_k_m"):
+        mine = os.path.join(a.work, f"tiny12-{tag}.gguf")
+        ref = os.path.join(a.work, f"tiny12-{tag}-llama-quantize.gguf")
+        r = subprocess.run([LQ, f32, ref, tag.upper(), THREADS], capture_output=True, text=True)
+        if r.returncode != 0 or not os.path.exists(mine):
+            check(f"llama-quantize tiny12-f32 -> {tag}", False, r.stderr.strip()[-200:])
+            continue
+        ta = {t.name: t for t in gguf_py.GGUFReader(ref).tensors}
+        tb = {t.name: t for t in gguf_py.GGUFReader(mine).tensors}
+        types = [n for n in ta if n not in tb or ta[n].tensor_type != tb[n].tensor_type]
+        same = [n for n in ta if n not in types and ta[n].data.tobytes() == tb[n].data.tobytes()]
+        other = [n for n in ta if n not in types and n not in same]
+        # grokit writes Q8_0 straight from the release's int8 (lossless, output-formats §5.7);
+        # llama-quantize re-derives Q8_0 from the f32 values, so only those may differ.
+        not_q8 = [n for n in other if ta[n].tensor_type.name != "Q8_0"]
+        print(f"tiny12 {tag}: grokit convert vs llama-quantize of the f32 GGUF: {len(ta)} tensors, "
+              f"{len(types)} with another type, {len(same)} byte-identical, {len(other)} Q8_0 "
+              f"tensors that differ (grokit's lossless int8 copy)")
+        check(f"{tag}: grokit picks llama-quantize's type for every tensor", not types and len(ta) == len(tb),
+              ", ".join(types[:3]))
+        check(f"{tag}: every non-Q8_0 tensor byte-identical to llama-quantize", not not_q8, ", ".join(not_q8[:3]))
 
 # --- the repo's fixture ------------------------------------------------------------------------
 def sanity_run(ckpt, tag, tokenizer=None):
