@@ -18,6 +18,22 @@ pub fn fixture() -> PathBuf {
     repo().join("fixtures/tiny")
 }
 
+/// A small checkpoint whose scale blocks are multiples of 32 rows, like Grok-1's (O: 256/8,
+/// down: 512/8), so every int8 block maps losslessly into Q8_0 and compressed-tensors groups of
+/// 128. Synthesized once per test run (it departs from the FFN width rule, which is a warning).
+pub fn lossless_geometry() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let d = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("ck");
+        let o = grokit().args(["synth", "-o", out.to_str().unwrap(), "--d-model", "256", "--q-heads", "4", "--kv-heads", "2", "--head-dim", "64", "--ffn", "512", "--vocab", "512", "-q"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::copy(fixture().join("tokenizer.model"), out.join("tokenizer.model")).unwrap();
+        d
+    });
+    d.path().join("ck")
+}
+
 pub fn tiny12() -> Option<PathBuf> {
     let s = shared("convert tiny12")?;
     let p = s.join("reference/tiny12");
@@ -300,12 +316,13 @@ fn gguf_f32_bf16_f16_q8_0_fixture() {
     gguf_case(&fx, &["--type", "q8_0"], Some(GgmlType::Q8_0), 7);
 }
 
-/// The fixture's int8 goes into Q8_0 and compressed-tensors int8 100% losslessly (the report).
+/// Int8 with Grok-1-like scale blocks goes into Q8_0 and compressed-tensors int8 100% losslessly
+/// (the report).
 #[test]
 fn fixture_int8_is_100_percent_lossless() {
     let d = tempfile::tempdir().unwrap();
     for (to, out, extra) in [("gguf", d.path().join("m.gguf"), ["--type", "q8_0"]), ("safetensors", d.path().join("st"), ["--dtype", "int8"])] {
-        let (code, stdout, err) = run(&["convert", fixture().to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap(), extra[0], extra[1], "--json"]);
+        let (code, stdout, err) = run(&["convert", lossless_geometry().to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap(), extra[0], extra[1], "--json"]);
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         let ts = v["report"]["tensors"].as_array().unwrap();
@@ -431,7 +448,8 @@ fn gguf_resume_rewrites_only_missing_files() {
     std::fs::create_dir_all(&f16).unwrap();
     convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "-o", f16.join("m.gguf").to_str().unwrap(), "-q"]);
     let err = convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "--resume", "-o", s.join("m.gguf").to_str().unwrap()]);
-    assert_eq!(err.matches("kept ").count(), 0, "{err}");
+    // Only a split holding nothing but F32 tensors (norms) is the same under both plans.
+    assert!(err.matches("wrote ").count() >= files.len() - 1, "{err}");
     assert_dirs_identical(&f16, &s);
 }
 

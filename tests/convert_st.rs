@@ -280,7 +280,8 @@ fn safetensors_bf16_both_layouts_fixture() {
 
 #[test]
 fn safetensors_int8_lossless_and_int4_fixture() {
-    let fx = fixture();
+    // Grok-1-like scale blocks (multiples of 128 rows): groups of 128, int8 lossless.
+    let fx = super::lossless_geometry();
     st_case(&fx, Lay::Hf, "int8", "5G");
     st_case(&fx, Lay::Jax, "int8", "200K");
     st_case(&fx, Lay::Hf, "int4", "200K");

@@ -97,3 +97,25 @@ fn grok1_sizes_match_the_release_table() {
     }
     assert_eq!(n, 770);
 }
+
+/// A shard truncated after the checkpoint was opened (another process, a sync tool) is an error
+/// naming the file, not a SIGBUS: payloads are read with pread, and sizes are re-checked.
+#[test]
+fn truncated_after_open_is_an_error_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let src = crate::util::repo().join("fixtures/tiny");
+    std::fs::create_dir_all(d.path().join("ckpt-0")).unwrap();
+    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.path().join("ckpt-0").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(src.join("config.json"), d.path().join("config.json")).unwrap();
+    let ck = Checkpoint::open(d.path(), &OpenOptions::default()).unwrap();
+    let t = &ck.tensors[2];
+    let f = std::fs::OpenOptions::new().write(true).open(&t.file).unwrap();
+    f.set_len(t.file_len / 2).unwrap();
+    let e = ck.read_f32(t, Some(0)).unwrap_err().to_string();
+    assert!(e.contains("tensor00002_000") && e.contains("changed size"), "{e}");
+    let e = ck.matrix_owned(t, Some(1)).unwrap_err().to_string();
+    assert!(e.contains("changed size"), "{e}");
+}

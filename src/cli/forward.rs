@@ -3,7 +3,7 @@
 
 use super::Outcome;
 use crate::npy::{self, NpyF32};
-use crate::reference::compare::{argmax, compare_arrays, Thresholds};
+use crate::reference::compare::{compare_arrays, per_row, Thresholds};
 use crate::reference::sources::Model;
 use crate::reference::{forward, greedy, ModelDims, Precision};
 use crate::source::grok::OpenOptions;
@@ -272,9 +272,27 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         th.min_top1 = x;
     }
     let v = th.check(&m);
+    let rows_m = match &rows {
+        Some(r) => per_row(&ra, &rb, r, 0)?,
+        None => Vec::new(),
+    };
+    let max_kl = rows_m.iter().map(|r| r.max_kl).fold(0f64, f64::max);
+    let total_ppl = |f: fn(&crate::reference::compare::RowMetrics) -> f64| {
+        let (mut s, mut n) = (0f64, 0usize);
+        for r in &rows_m {
+            let k = rows.as_ref().map(|rr| rr[r.row].iter().filter(|&&t| t != 0).count().saturating_sub(1)).unwrap_or(0);
+            if k > 0 && f(r).is_finite() {
+                s += f(r).ln() * k as f64;
+                n += k;
+            }
+        }
+        if n == 0 { f64::NAN } else { (s / n as f64).exp() }
+    };
+    let (ppl_a, ppl_b) = (total_ppl(|r| r.ppl_a), total_ppl(|r| r.ppl_b));
     let mut out = std::io::stdout().lock();
     if a.json {
-        let j = json!({"a": a.a, "b": a.b, "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "top1_agreement": m.top1_agreement,
+        let j = json!({"a": a.a, "b": a.b, "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "max_kl": max_kl, "top1_agreement": m.top1_agreement,
+            "perplexity_a": ppl_a, "perplexity_b": ppl_b, "per_prompt": rows_m,
             "thresholds": {"max_abs": th.max_abs, "rms": th.rms, "mean_kl": th.mean_kl, "min_top1": th.min_top1}, "pass": v.pass, "failures": v.failures});
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
     } else {
@@ -283,11 +301,17 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         writeln!(out, "rms dlogit:         {:.6e}  (limit {:.3e})", m.rms, th.rms)?;
         writeln!(out, "mean KL(A||B):      {:.6e}  (limit {:.3e})", m.mean_kl, th.mean_kl)?;
         writeln!(out, "top-1 agreement:    {:.4}  (minimum {:.4})", m.top1_agreement, th.min_top1)?;
+        if !rows_m.is_empty() {
+            writeln!(out, "max KL(A||B):       {max_kl:.6e}")?;
+            writeln!(out, "perplexity:         A {ppl_a:.4}  B {ppl_b:.4}")?;
+            for r in &rows_m {
+                writeln!(out, "  prompt {}: {} positions, mean KL {:.3e}, max KL {:.3e}, top-1 {:.3}, max |d| {:.3e}, ppl A {:.4} B {:.4}", r.row, r.positions, r.mean_kl, r.max_kl, r.top1_agreement, r.max_abs, r.ppl_a, r.ppl_b)?;
+            }
+        }
         for f in &v.failures {
             writeln!(out, "FAIL: {f}")?;
         }
         writeln!(out, "{}", if v.pass { "PASS" } else { "FAIL" })?;
     }
-    let _ = argmax;
     Ok(if v.pass { Outcome::Ok } else { Outcome::Mismatch })
 }

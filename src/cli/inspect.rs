@@ -140,7 +140,7 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             "format": "grok-ckpt", "dir": ck.dir, "files": ck.tensors.len(),
             "total_bytes": ck.total_bytes(), "config": ck.config, "config_notes": ck.config_notes,
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
-            "tensors": tensors, "problems": ck.problems,
+            "tensors": tensors, "problems": ck.problems, "warnings": ck.warnings,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
@@ -164,6 +164,9 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             writeln!(out, "{:<16} {:<58} {:<22} {:<20} {:>14}", t.spec.file_name(), t.spec.path, format!("{}{}", w.dtype, w.shape), scales, w.data.start)?;
         }
         writeln!(out)?;
+        for w in &ck.warnings {
+            writeln!(out, "warning: {}", w.msg)?;
+        }
         if ck.problems.is_empty() {
             writeln!(out, "no problems found")?;
         } else {

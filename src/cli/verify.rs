@@ -70,7 +70,7 @@ fn structure(ckpt: &Path) -> anyhow::Result<(Json, bool, Option<Checkpoint>)> {
             let ok = ck.problems.is_empty();
             let v = json!({
                 "ok": ok, "dir": ck.dir, "files": ck.tensors.len(), "bytes": ck.total_bytes(),
-                "is_grok1": ck.config.is_grok1(), "problems": ck.problems,
+                "is_grok1": ck.config.is_grok1(), "problems": ck.problems, "warnings": ck.warnings,
             });
             Ok((v, ok, Some(ck)))
         }

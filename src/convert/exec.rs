@@ -1,16 +1,19 @@
-//! The streaming executor: for one output tensor, map its source file(s), cut the output rows
-//! into bands, compute up to `jobs` bands in parallel (rayon), and hand the encoded bytes to a
-//! writer thread strictly in order, so computing the next bands overlaps writing the last ones.
-//! Memory: `jobs` reusable bands (each about `BAND_BYTES` of f32, plus int8 and scales when a
-//! lossless encoder needs them) and at most two groups of encoded bytes in flight, plus the
-//! mapped pages of the current source file, which are released when the tensor is done — so the
-//! peak does not depend on the checkpoint's size.
+//! The streaming executor: for one output tensor, read its source (one expert matrix, or a group
+//! of embedding rows) with `pread`, cut the output rows into bands, compute up to `jobs` bands in
+//! parallel (rayon), and hand the encoded bytes to a writer thread strictly in order, so computing
+//! the next bands overlaps writing the last ones.
+//!
+//! Memory bound (independent of the checkpoint's size): one source matrix (at most 201 MB of
+//! int8 for Grok-1's expert matrices, or `jobs` bands' worth of embedding rows), `jobs` reusable
+//! bands (about `BAND_BYTES` of f32 each, plus int8 and scales when a lossless encoder needs
+//! them), and at most three groups of encoded bytes in flight (two queued, one being written):
+//! about 400 MB for Grok-1 with 2 jobs. Reading with `pread` instead of a map also means a
+//! source file truncated by another process is an error, never a SIGBUS.
 
 use super::band::{band_rows, fill_band_with, Band, Src};
 use super::encode::{encode_band, Measure, Stats};
 use super::plan::{Encode, OutTensor, Piece};
 use super::ConvertError;
-use crate::io::MappedFile;
 use crate::source::Checkpoint;
 use rayon::prelude::*;
 use std::sync::mpsc::sync_channel;
@@ -50,55 +53,71 @@ pub fn stream_tensor(ck: &Checkpoint, t: &OutTensor, measure: Measure, jobs: usi
 }
 
 fn produce(ck: &Checkpoint, t: &OutTensor, measure: Measure, jobs: usize, stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<(), ConvertError> {
-    let mut current: Option<(usize, MappedFile)> = None;
     let mut bands: Vec<Band> = (0..jobs.max(1)).map(|_| Band::default()).collect();
     for piece in &t.pieces {
-        let need_map = current.as_ref().map(|(i, _)| *i != piece.tensor).unwrap_or(true);
-        if need_map {
-            if let Some((_, m)) = current.take() {
-                m.release(0, m.len() as usize);
-            }
-            let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| ConvertError::Plan(format!("{}: source index {} out of range", t.name, piece.tensor)))?;
-            current = Some((piece.tensor, ck.map(src_t)?));
-        }
-        let Some((_, map)) = current.as_ref() else { continue };
-        if !produce_piece(ck, t, piece, map, measure, &mut bands, stats, send)? {
+        if !produce_piece(ck, t, piece, measure, &mut bands, stats, send)? {
             break; // the writer stopped; its error is reported by the caller
         }
-    }
-    if let Some((_, m)) = current.take() {
-        m.release(0, m.len() as usize);
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, map: &MappedFile, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
-    let src_t = &ck.tensors[piece.tensor];
-    let src = if src_t.spec.role.is_matrix() {
-        Src::Int8(ck.matrix(src_t, map, piece.expert)?)
-    } else {
-        let bytes = ck.f32_bytes(src_t, map)?;
-        let dims = src_t.weight().shape.dims();
-        let (rows, cols) = match dims {
-            [n] => (1, *n as usize),
-            [r, c] => (*r as usize, *c as usize),
-            _ => return Err(ConvertError::Plan(format!("{}: unexpected source shape {dims:?}", t.name))),
-        };
-        Src::F32 { bytes, rows, cols }
-    };
+/// f32 sources larger than this are read a group of bands at a time (the 3.2 GB embedding);
+/// smaller ones (norms, routers) at once.
+const WHOLE_F32_BYTES: u64 = 64 << 20;
+
+/// One piece: source data is read with `pread` (never through a map), so a file truncated by
+/// another process mid-read is an error, not a SIGBUS; memory holds at most one int8 expert
+/// matrix (201 MB for Grok-1) or one group of embedding rows.
+fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+    let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| ConvertError::Plan(format!("{}: source index {} out of range", t.name, piece.tensor)))?;
     // Only the lossless encoders need the original int8 values and scales.
     let keep_int8 = matches!(t.encode, Encode::Ggml(crate::quant::GgmlType::Q8_0) | Encode::CtPacked { bits: 8, .. } | Encode::CtScale { bits: 8, .. });
-    let n_rows = src.out_rows(piece.transpose);
-    let per_band = band_rows(&src, piece.transpose).max(1);
-    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
+    if src_t.spec.role.is_matrix() {
+        let om = ck.matrix_owned(src_t, piece.expert)?;
+        let src = Src::Int8(om.view());
+        return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
+    }
+    let a = src_t.weight();
+    let dims = a.shape.dims();
+    let (rows, cols) = match dims {
+        [n] => (1usize, *n as usize),
+        [r, c] => (*r as usize, *c as usize),
+        _ => return Err(ConvertError::Plan(format!("{}: unexpected source shape {dims:?}", t.name))),
+    };
+    let total = (a.data.end - a.data.start) as usize;
+    if piece.transpose || (total as u64) <= WHOLE_F32_BYTES {
+        let bytes = ck.read_at(src_t, a.data.start, total)?;
+        let src = Src::F32 { bytes: &bytes, rows, cols };
+        return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
+    }
+    // Large and not transposed (the embedding): read one group of bands' rows at a time.
+    let probe = Src::F32 { bytes: &[], rows, cols };
+    let per_group = band_rows(&probe, false).max(1) * bands.len();
+    let mut first = 0;
+    while first < rows {
+        let n = per_group.min(rows - first);
+        let bytes = ck.read_at(src_t, a.data.start + (first * cols * 4) as u64, n * cols * 4)?;
+        let src = Src::F32 { bytes: &bytes, rows: n, cols };
+        if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, send)? {
+            return Ok(false);
+        }
+        first += n;
+    }
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_bands(t: &OutTensor, src: &Src<'_>, transpose: bool, from: usize, n_rows: usize, keep_int8: bool, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+    let per_band = band_rows(src, transpose).max(1);
+    let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
     for group in starts.chunks(bands.len()) {
         let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
             .par_iter()
             .zip(bands.par_iter_mut())
             .map(|(&first, band)| {
                 let n = per_band.min(n_rows - first);
-                fill_band_with(&src, piece.transpose, first, n, band, keep_int8);
+                fill_band_with(src, transpose, first, n, band, keep_int8);
                 let mut out = Vec::new();
                 let mut st = Stats::default();
                 encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;

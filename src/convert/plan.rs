@@ -197,29 +197,37 @@ pub enum StDtype {
 /// compressed-tensors group size (W4A16 / W8A16 presets; divides every Grok-1 input width).
 pub const CT_GROUP: usize = 128;
 
-/// The compressed-tensors group size for a checkpoint: [`CT_GROUP`] when it divides every matrix
-/// input width and every release scale block (Grok-1), otherwise the largest power of two that
-/// does. Why: `config_groups` holds ONE group size, and small checkpoints (the fixture, d = 64;
-/// xAI's tiny12, d = 96) would otherwise be refused; dividing the scale blocks keeps int8 lossless.
-pub fn ct_group(c: &Config) -> usize {
-    let mut g = CT_GROUP as u64;
-    for role in [Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::MoeGate, Role::MoeUp, Role::MoeDown] {
-        let width = piece_shape(c, role).0.get(1).copied().unwrap_or(0);
-        let b = role.info().scale_blocks.max(1);
-        let block = if width % b == 0 { width / b } else { width };
-        for n in [width, block] {
-            while g > 1 && n % g != 0 {
-                g /= 2;
+/// The compressed-tensors group size for a checkpoint. `config_groups` holds ONE group size:
+/// - [`CT_GROUP`] (128) when it divides every matrix input width and every release scale block,
+///   as in Grok-1 (int8 then keeps every release value and scale: lossless);
+/// - otherwise the largest power of two, at least 4, dividing every width and every scale block,
+///   so int8 stays lossless (xAI's tiny12, whose o_proj blocks are 12 rows: 4);
+/// - `None` when there is none (the fixture's 344-wide down projection has 43-row blocks): one
+///   scale per output channel (strategy "channel"), lossless only for single-block matrices.
+pub fn ct_group(c: &Config) -> Option<usize> {
+    let roles = [Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::MoeGate, Role::MoeUp, Role::MoeDown];
+    let largest = |with_blocks: bool| {
+        let mut g = CT_GROUP as u64;
+        for role in roles {
+            let width = piece_shape(c, role).0.get(1).copied().unwrap_or(0);
+            let b = role.info().scale_blocks.max(1);
+            let block = if width % b == 0 { width / b } else { width };
+            let ns: &[u64] = if with_blocks { &[width, block] } else { &[width] };
+            for &n in ns {
+                while g > 1 && n % g != 0 {
+                    g /= 2;
+                }
             }
         }
-    }
-    g as usize
+        g
+    };
+    Some(largest(true)).filter(|&g| g >= 4).map(|g| g as usize)
 }
 
 /// Plan the safetensors tensors (experts split out, one tensor per expert).
 pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec<OutTensor>, String> {
     let c = &ck.config;
-    let group = ct_group(c);
+    let ct = ct_group(c);
     let mut out = Vec::new();
     for (role, layer) in output_order(c) {
         let Some(t) = ck.tensor(role, layer) else { continue };
@@ -247,7 +255,8 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
                 StDtype::Ct(bits) => {
                     let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
                     let (rows, cols) = (shape[0], shape[1]);
-                    if cols % group as u64 != 0 {
+                    let group = ct.unwrap_or(cols as usize);
+                    if group == 0 || cols % group as u64 != 0 {
                         return Err(format!("{name}: input width {cols} is not a multiple of the group size {group}"));
                     }
                     out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group }, None));
@@ -269,11 +278,11 @@ mod tests {
 
     #[test]
     fn ct_group_is_128_for_grok1_and_divides_small_geometries() {
-        assert_eq!(ct_group(&Config::grok1()), 128);
-        // Fixture: widths 64/256, row blocks of down and o_proj 256/8 = 32.
-        assert_eq!(ct_group(&Config::tiny()), 32);
-        // tiny12: d = 96, q width 96, o_proj blocks of 96/8 = 12 rows.
+        assert_eq!(ct_group(&Config::grok1()), Some(128));
+        // Fixture: the down projection's input width 344 is not a multiple of 32: per channel.
+        assert_eq!(ct_group(&Config::tiny()), None);
+        // tiny12: d = 96, q width 96, ffn 512 (o_proj blocks of 12 rows): groups of 4.
         let t12 = Config { emb_size: 96, key_size: 16, num_q_heads: 6, num_kv_heads: 2, ffn_size: 512, ..Config::tiny() };
-        assert_eq!(ct_group(&t12), 4);
+        assert_eq!(ct_group(&t12), Some(4));
     }
 }

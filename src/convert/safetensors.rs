@@ -260,7 +260,10 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
             "quantization_status": "compressed",
             "config_groups": {"group_0": {
                 "targets": ["Linear"],
-                "weights": {"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": ct_group(c), "dynamic": false, "actorder": null, "observer": "minmax"},
+                "weights": match ct_group(c) {
+                    Some(g) => json!({"num_bits": bits, "type": "int", "symmetric": true, "strategy": "group", "group_size": g, "dynamic": false, "actorder": null, "observer": "minmax"}),
+                    None => json!({"num_bits": bits, "type": "int", "symmetric": true, "strategy": "channel", "group_size": null, "dynamic": false, "actorder": null, "observer": "minmax"}),
+                },
                 "input_activations": null,
                 "output_activations": null
             }},

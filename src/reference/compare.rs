@@ -176,3 +176,77 @@ mod tests {
         assert!(compare_arrays(&na, &nb, None).is_err());
     }
 }
+
+/// Per-prompt numbers for `grokit compare`: KL (mean and max), top-1, max |Δ|, and each model's
+/// perplexity on the prompt's own next tokens.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RowMetrics {
+    /// Prompt (row) index.
+    pub row: usize,
+    /// Real (non-pad) positions.
+    pub positions: usize,
+    /// Mean KL(A‖B) over the positions.
+    pub mean_kl: f64,
+    /// Largest KL(A‖B) at any position.
+    pub max_kl: f64,
+    /// Top-1 agreement.
+    pub top1_agreement: f64,
+    /// Largest |Δlogit|.
+    pub max_abs: f32,
+    /// Perplexity of A on the prompt's next tokens (NaN when the prompt has one token).
+    pub ppl_a: f64,
+    /// Perplexity of B.
+    pub ppl_b: f64,
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z = row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
+    row.iter().map(|&x| x as f64 - z).collect()
+}
+
+/// Per-row metrics of two `[B, T, V]` logits arrays for token rows right-padded with `pad`.
+pub fn per_row(a: &NpyF32, b: &NpyF32, rows: &[Vec<u32>], pad: u32) -> Result<Vec<RowMetrics>, ReferenceError> {
+    let (bn, t, v) = match (a.shape.as_slice(), b.shape.as_slice()) {
+        (&[bn, t, v], s) if s == a.shape.as_slice() && rows.len() == bn && rows.iter().all(|r| r.len() == t) && v > 0 => (bn, t, v),
+        _ => return Err(ReferenceError::Input(format!("compare: shapes {:?} / {:?} do not fit {} rows", a.shape, b.shape, rows.len()))),
+    };
+    let mut out = Vec::with_capacity(bn);
+    for (r, toks) in rows.iter().enumerate() {
+        let (mut kl_sum, mut kl_max, mut agree, mut n, mut max_abs) = (0f64, 0f64, 0usize, 0usize, 0f32);
+        let (mut nll_a, mut nll_b, mut nn) = (0f64, 0f64, 0usize);
+        for pos in 0..t {
+            if toks[pos] == pad {
+                continue;
+            }
+            let off = (r * t + pos) * v;
+            let (ra, rb) = (&a.data[off..off + v], &b.data[off..off + v]);
+            let (la, lb) = (log_softmax(ra), log_softmax(rb));
+            let kl: f64 = la.iter().zip(&lb).map(|(&x, &y)| x.exp() * (x - y)).sum();
+            kl_sum += kl;
+            kl_max = kl_max.max(kl);
+            agree += usize::from(argmax(ra) == argmax(rb));
+            max_abs = ra.iter().zip(rb).fold(max_abs, |m, (x, y)| m.max((x - y).abs()));
+            n += 1;
+            if let Some(&next) = toks.get(pos + 1) {
+                if next != pad && (next as usize) < v {
+                    nll_a -= la[next as usize];
+                    nll_b -= lb[next as usize];
+                    nn += 1;
+                }
+            }
+        }
+        let ppl = |s: f64| if nn == 0 { f64::NAN } else { (s / nn as f64).exp() };
+        out.push(RowMetrics {
+            row: r,
+            positions: n,
+            mean_kl: if n == 0 { 0.0 } else { kl_sum / n as f64 },
+            max_kl: kl_max,
+            top1_agreement: if n == 0 { 1.0 } else { agree as f64 / n as f64 },
+            max_abs,
+            ppl_a: ppl(nll_a),
+            ppl_b: ppl(nll_b),
+        });
+    }
+    Ok(out)
+}

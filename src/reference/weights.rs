@@ -25,8 +25,9 @@ impl Weights for Checkpoint {
             return Ok(WeightTensor { shape, data });
         }
         // int8: dequantize row blocks in parallel (a Grok-1 expert matrix is 201M values).
-        let map = self.map(t).map_err(err)?;
-        let m = self.matrix(t, &map, expert).map_err(err)?;
+        // pread, not a map: a file truncated while being read is an error, not a SIGBUS.
+        let om = self.matrix_owned(t, expert).map_err(err)?;
+        let m = om.view();
         let mut data = vec![0f32; m.rows * m.cols];
         if m.cols > 0 {
             data.par_chunks_mut(DEQUANT_ROWS * m.cols).enumerate().for_each(|(i, chunk)| {

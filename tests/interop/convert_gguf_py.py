@@ -205,13 +205,13 @@ def check_tensors(c, r, rel, cfg, kind, label):
                 c.check(np.array_equal(got_b[lossless].view(np.uint32), blocks[lossless].view(np.uint32)), f"{label}: {name} Q8_0 not lossless in single-scale blocks")
                 bound = 0.6 * np.abs(blocks).max(axis=1, keepdims=True) / 127.0
                 c.check(bool(np.all(np.abs(got_b - blocks) <= bound)), f"{label}: {name} Q8_0 error above bound")
-                if label.startswith("fixture") and is_q(obj):
-                    c.check(bool(lossless.all()), f"{label}: {name}: the fixture should be 100% lossless")
             else:
                 rel_rms = float(np.sqrt(np.mean((deq - want) ** 2) / max(np.mean(want ** 2), 1e-30)))
                 c.check(rel_rms < 0.15, f"{label}: {name} {ty.name} relative RMS {rel_rms:.4f}")
             if kind == "q8_0":
-                c.check(ty == Q.Q8_0, f"{label}: {name} is {ty.name}, not Q8_0")
+                # Rows that are not a multiple of 32 (the fixture's 344-wide down) fall back to F16.
+                want_ty = Q.Q8_0 if want.shape[-1] % 32 == 0 else Q.F16
+                c.check(ty == want_ty, f"{label}: {name} is {ty.name}, not {want_ty.name}")
 
 
 def check_split(c, a, ck, label):

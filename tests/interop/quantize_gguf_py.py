@@ -22,7 +22,7 @@ from common import Checks, args  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q6_k": 18}
 # Max |error| per block as a fraction of the block's max |value| (see tests/quantize.rs).
-BOUNDS = {"F32": 0.0, "Q8_0": 1 / 254, "Q4_0": 1.01 / 8, "Q5_0": 1.01 / 16, "Q5_1": 1.01 / 15,
+BOUNDS = {"F32": 0.0, "F16": 1 / 2048, "BF16": 1 / 256, "Q8_0": 1 / 254, "Q4_0": 1.01 / 8, "Q5_0": 1.01 / 16, "Q5_1": 1.01 / 15,
           "Q4_1": 1.01 / 7.5, "Q4_K": 1 / 6, "Q5_K": 1 / 12, "Q6_K": 1 / 40}
 ENCODABLE = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}
 

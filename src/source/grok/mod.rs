@@ -8,7 +8,7 @@ mod reader;
 
 pub use dequant::{dequant_block_rows, dequant_matrix_rows, Matrix};
 pub use layout::{discover, CkptFiles};
-pub use reader::{expected_file_size, open_options, Checkpoint, OpenOptions, Problem, Tensor};
+pub use reader::{expected_file_size, open_options, Checkpoint, OpenOptions, OwnedMatrix, Problem, Tensor};
 
 use std::path::PathBuf;
 

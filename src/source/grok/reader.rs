@@ -95,6 +95,9 @@ pub struct Checkpoint {
     pub tensors: Vec<Tensor>,
     /// Structural problems found.
     pub problems: Vec<Problem>,
+    /// Departures from Grok-1's architecture rules (8 experts, square attention output, the FFN
+    /// width rule): reported, but they do not stop a conversion.
+    pub warnings: Vec<Problem>,
 }
 
 fn parse_one(index: usize, path: &Path) -> Result<(usize, PathBuf, u64, Stored, u64), SourceError> {
@@ -179,16 +182,14 @@ impl Checkpoint {
             debug_assert_eq!(index, spec.index);
             tensors.push(Tensor { spec, file, file_len, stored, pickle_end });
         }
-        let mut ck = Checkpoint { dir, config, config_notes, tensors, problems: Vec::new() };
+        let warnings = config.rule_violations().into_iter().map(|msg| Problem { file: dir.clone(), tensor: "(architecture)".into(), offset: None, msg }).collect();
+        let mut ck = Checkpoint { dir, config, config_notes, tensors, problems: Vec::new(), warnings };
         ck.problems = ck.check();
         Ok(ck)
     }
 
     fn check(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        for v in self.config.rule_violations() {
-            out.push(Problem { file: self.dir.clone(), tensor: "(architecture)".into(), offset: None, msg: v });
-        }
         for t in &self.tensors {
             let mut p = |offset: Option<u64>, msg: String| out.push(Problem { file: t.file.clone(), tensor: t.spec.path.clone(), offset, msg });
             let info = t.spec.role.info();
@@ -287,6 +288,50 @@ impl Checkpoint {
         Ok(Matrix { weight: w, scales: s, rows, cols, blocks })
     }
 
+    /// Read `len` bytes at `offset` of a tensor's file with `pread`, not through a map: if the
+    /// file shrinks while grokit reads it (another process truncating it), this is an error
+    /// naming the file and offset, never a SIGBUS.
+    pub fn read_at(&self, t: &Tensor, offset: u64, len: usize) -> Result<Vec<u8>, SourceError> {
+        use std::os::unix::fs::FileExt;
+        let end = offset.checked_add(len as u64).filter(|&e| e <= t.file_len).ok_or_else(|| self.err(t, format!("read of {len} bytes at byte offset {offset} is past the end of the file")))?;
+        let f = std::fs::File::open(&t.file).map_err(|e| crate::io::IoError::new("open", &t.file, e))?;
+        let now = f.metadata().map_err(|e| crate::io::IoError::new("stat", &t.file, e))?.len();
+        if now != t.file_len {
+            return Err(self.err(t, format!("file changed size since it was opened ({} -> {now} bytes)", t.file_len)));
+        }
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof { "the file shrank while being read".to_string() } else { e.to_string() };
+            self.err(t, format!("reading {len} bytes at byte offset {offset} (to {end}): {why}"))
+        })?;
+        Ok(buf)
+    }
+
+    /// The int8 matrix of one expert (or a 2-D tensor) read into memory with `pread`
+    /// ([`Checkpoint::read_at`]): at most one Grok-1 expert matrix (201 MB) at a time.
+    pub fn matrix_owned(&self, t: &Tensor, expert: Option<usize>) -> Result<OwnedMatrix, SourceError> {
+        let (weight, scales) = match &t.stored {
+            Stored::Quantized { weight, scales } => (weight, scales),
+            Stored::Array(_) => return Err(self.err(t, "not an int8 tensor".into())),
+        };
+        let blocks = scale_blocks(weight, scales).map_err(|m| self.err(t, m))?;
+        let d = weight.shape.dims();
+        let (rows, cols) = match d {
+            [r, c] | [_, r, c] => (*r as usize, *c as usize),
+            _ => return Err(self.err(t, format!("weight shape {} is not 2-D or 3-D", weight.shape))),
+        };
+        let e = match (d.len(), expert) {
+            (3, Some(e)) if (e as u64) < d[0] => e,
+            (2, None) => 0,
+            (3, _) => return Err(self.err(t, format!("expert index {expert:?} out of range 0..{}", d[0]))),
+            _ => return Err(self.err(t, "expert index given for a 2-D tensor".into())),
+        };
+        let (w_len, s_len) = (rows * cols, blocks * cols * 2);
+        let w = self.read_at(t, weight.data.start + (e * w_len) as u64, w_len)?;
+        let s = self.read_at(t, scales.data.start + (e * s_len) as u64, s_len)?;
+        Ok(OwnedMatrix { weight: w, scales: s, rows, cols, blocks })
+    }
+
     /// The f32 payload of a plain tensor in a mapped file.
     pub fn f32_bytes<'m>(&self, t: &Tensor, map: &'m MappedFile) -> Result<&'m [u8], SourceError> {
         match &t.stored {
@@ -298,23 +343,47 @@ impl Checkpoint {
     /// Exact f32 values of a parameter (or of one expert), in the release orientation.
     /// Allocates the result: for whole-model streaming use [`Checkpoint::matrix`] per row range.
     pub fn read_f32(&self, t: &Tensor, expert: Option<usize>) -> Result<(Vec<usize>, Vec<f32>), SourceError> {
-        let map = self.map(t)?;
         match &t.stored {
             Stored::Array(a) => {
                 if expert.is_some() {
                     return Err(self.err(t, "expert index given for a plain tensor".into()));
                 }
-                let b = self.f32_bytes(t, &map)?;
+                if a.dtype != DType::F32 {
+                    return Err(self.err(t, format!("dtype {} (expected f32)", a.dtype)));
+                }
+                let b = self.read_at(t, a.data.start, (a.data.end - a.data.start) as usize)?;
                 let mut v = vec![0f32; b.len() / 4];
-                decode_f32_le(b, &mut v);
+                decode_f32_le(&b, &mut v);
                 Ok((a.shape.dims().iter().map(|&d| d as usize).collect(), v))
             }
-            Stored::Quantized { weight, .. } => {
-                let _ = weight;
-                let m = self.matrix(t, &map, expert)?;
+            Stored::Quantized { .. } => {
+                let om = self.matrix_owned(t, expert)?;
+                let m = om.view();
                 Ok((vec![m.rows, m.cols], super::dequant::dequant_block_rows(&m)))
             }
         }
+    }
+}
+
+/// An int8 matrix held in memory (see [`Checkpoint::matrix_owned`]).
+#[derive(Clone, Debug)]
+pub struct OwnedMatrix {
+    /// int8 payload.
+    pub weight: Vec<u8>,
+    /// bf16 scales payload.
+    pub scales: Vec<u8>,
+    /// Rows (input dim).
+    pub rows: usize,
+    /// Columns (output dim).
+    pub cols: usize,
+    /// Scale row blocks.
+    pub blocks: usize,
+}
+
+impl OwnedMatrix {
+    /// A borrowed view for the dequantization helpers.
+    pub fn view(&self) -> Matrix<'_> {
+        Matrix { weight: &self.weight, scales: &self.scales, rows: self.rows, cols: self.cols, blocks: self.blocks }
     }
 }
 
