@@ -11,7 +11,7 @@
 # fsyncs each file before renaming it). Outputs are deleted between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/bench_lib.sh
+source scripts/common.sh
 QUICK=0; [[ "${1:-}" == "--quick" ]] && QUICK=1
 cargo build --release --quiet
 G=$PWD/target/release/grokit

@@ -5,7 +5,7 @@
 #   --quick: the tiny fixture.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/bench_lib.sh
+source scripts/common.sh
 cargo build --release --quiet
 G=$PWD/target/release/grokit
 if [[ "${1:-}" == "--quick" ]]; then

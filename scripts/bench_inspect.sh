@@ -4,7 +4,7 @@
 # Goal: under 2 s each. Usage: scripts/bench_inspect.sh [--quick]  (quick: 1 repetition)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/bench_lib.sh
+source scripts/common.sh
 REPS=5; [[ "${1:-}" == "--quick" ]] && REPS=1
 cargo build --release --quiet
 G=$PWD/target/release/grokit
