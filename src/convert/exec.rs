@@ -80,6 +80,12 @@ fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure
         if piece.transpose && t.encode == Encode::Ggml(crate::quant::GgmlType::Q8_0) && m.rows % 32 == 0 && m.block_height() % 32 == 0 {
             return run_q8_direct(t, &m, measure, bands, stats, send);
         }
+        // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
+        if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
+            if piece.transpose && group > 0 && m.rows % group == 0 && m.block_height() % group == 0 {
+                return run_ct8_direct(t, &m, group, measure, bands, stats, send);
+            }
+        }
         let src = Src::Int8(m);
         return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
     }
@@ -162,6 +168,64 @@ fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Me
         let mut bytes = Vec::new();
         for r in encoded {
             let (b, st) = r?;
+            stats.add(&st);
+            if bytes.is_empty() {
+                bytes = b;
+            } else {
+                bytes.extend_from_slice(&b);
+            }
+        }
+        if !send(bytes) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// compressed-tensors int8 straight from the release: `weight_packed` holds `q + 128` four to a
+/// word (first element in the lowest bits), `weight_scale` the release's bf16 scale of each
+/// group. Lossless by construction; no f32 band is built.
+fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usize, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+    let (n_rows, len) = (m.cols, m.rows);
+    let packed = matches!(t.encode, Encode::CtPacked { .. });
+    let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
+    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
+    for grp in starts.chunks(bands.len()) {
+        let encoded: Vec<(Vec<u8>, Stats)> = grp
+            .par_iter()
+            .zip(bands.par_iter_mut())
+            .map(|(&first, band)| {
+                let n = per_band.min(n_rows - first);
+                let mut st = Stats::default();
+                let groups = (len / group) as u64;
+                let mut out = Vec::with_capacity(if packed { n * len } else { n * (len / group) * 2 });
+                if packed {
+                    super::band::gather_int8_transposed(m, first, n, &mut band.q);
+                    for r in 0..n {
+                        for w in band.q[r * len..(r + 1) * len].chunks(4) {
+                            let mut word = 0u32;
+                            for (k, &q) in w.iter().enumerate() {
+                                word |= u32::from((i32::from(q) + 128) as u8) << (8 * k);
+                            }
+                            out.extend_from_slice(&word.to_le_bytes());
+                        }
+                    }
+                } else {
+                    for r in 0..n {
+                        for g in 0..len / group {
+                            out.extend_from_slice(&m.scale_bits(g * group, first + r).to_le_bytes());
+                        }
+                    }
+                }
+                st.lossless += groups * n as u64;
+                if measure == Measure::Errors && packed {
+                    st.n += (n * len) as u64; // exact: zero error
+                }
+                (out, st)
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        for (b, st) in encoded {
             stats.add(&st);
             if bytes.is_empty() {
                 bytes = b;

@@ -115,6 +115,7 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         load_tokenizer(ck, tp)?;
     }
     let mut report = ConvertReport::default();
+    let mut fresh: Vec<Written> = Vec::new();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
             if si % n != k {
@@ -142,9 +143,10 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         }
         let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
         report.files.push((written.path.clone(), written.bytes));
+        fresh.push(written);
     }
     if o.shard.is_none() {
-        finish_safetensors(ck, o)?;
+        finish_with(ck, o, &fresh)?;
     }
     Ok(report)
 }
@@ -158,6 +160,12 @@ pub fn planned_bytes(ck: &Checkpoint, o: &StOptions) -> Result<u64, ConvertError
 /// (`convert --finish` after `--shard K/N` workers). Shards are checked for their planned size
 /// and hashed.
 pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>, ConvertError> {
+    finish_with(ck, o, &[])
+}
+
+/// [`finish_safetensors`], reusing the SHA-256 of shards this process just wrote (hashed while
+/// writing) instead of reading them again.
+fn finish_with(ck: &Checkpoint, o: &StOptions, known: &[Written]) -> Result<Vec<Written>, ConvertError> {
     let (_, sp) = plan(ck, o)?;
     check_side_files(ck, o)?;
     let mut all = Vec::new();
@@ -167,7 +175,10 @@ pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>
         if len != s.file_size() {
             return Err(ConvertError::Refused(format!("{}: {len} bytes but the plan says {}; rerun the worker that owns it", p.display(), s.file_size())));
         }
-        all.push(hash_file(&p)?);
+        match known.iter().find(|w| w.path == p && w.bytes == len) {
+            Some(w) => all.push(w.clone()),
+            None => all.push(hash_file(&p)?),
+        }
     }
     let small = |name: &str, text: String| -> Result<Written, ConvertError> { write_small_file(&o.out_dir, name, text.as_bytes()).map_err(|e| ConvertError::Plan(e.to_string())) };
     if sp.is_sharded() {
