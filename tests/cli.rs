@@ -214,3 +214,42 @@ fn forward_tiny12_matches_golden_logits() {
     let (code, out, _) = run(&["compare", npy.to_str().unwrap(), t.join("logits_f32.npy").to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--thresholds", "f32", "--max-abs", "1e-4", "--json"]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// The release's golden logits reached through grokit's own conversions of tiny12: the f32 GGUF
+/// reproduces the f32 goldens to float noise; bf16/q8_0/int8 conversions (their embedding is
+/// rounded to bf16 or Q8_0) keep every top-1 and stay within 0.35 of both goldens.
+#[test]
+fn forward_goldens_through_conversions() {
+    let Some(s) = shared("goldens through conversions") else { return };
+    let t = s.join("reference/tiny12");
+    let tokens = t.join("tokens.json");
+    let d = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("f32.gguf", &["--to", "gguf", "--type", "f32"], "exact"),
+        ("bf16.gguf", &["--to", "gguf", "--type", "bf16"], "close"),
+        ("q8_0.gguf", &["--to", "gguf", "--type", "q8_0"], "close"),
+        ("st-bf16", &["--to", "safetensors", "--dtype", "bf16"], "close"),
+        ("st-int8", &["--to", "safetensors", "--dtype", "int8"], "close"),
+    ];
+    for (name, args, kind) in cases {
+        let out = d.path().join(name);
+        let mut a = vec!["convert", t.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"];
+        a.extend_from_slice(args);
+        let (code, _, err) = run(&a);
+        assert_eq!(code, 0, "{name}: {err}");
+        for (prec, golden) in [("f32", "logits_f32.npy"), ("bf16", "logits_bf16.npy")] {
+            let (code, o, err) = run(&["compare", out.to_str().unwrap(), t.join(golden).to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--precision", prec, "--thresholds", "bf16", "--json"]);
+            assert!(code == 0 || code == 1, "{name} {prec}: {err}");
+            let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+            let (max_abs, top1) = (v["max_abs"].as_f64().unwrap(), v["top1_agreement"].as_f64().unwrap());
+            eprintln!("{name} --precision {prec} vs {golden}: max |d| {max_abs:.3e}, top-1 {top1}, mean KL {}", v["mean_kl"]);
+            assert_eq!(top1, 1.0, "{name} {prec}");
+            let limit = match (kind, prec) {
+                ("exact", "f32") => 1e-3,
+                ("exact", _) => 0.15,
+                _ => 0.35,
+            };
+            assert!(max_abs <= limit, "{name} {prec}: {max_abs} > {limit}");
+        }
+    }
+}

@@ -258,7 +258,51 @@ def main():
             check_metadata(c, r, cfg, ck, label)
             check_tensors(c, r, rel, cfg, kind, label)
         check_split(c, a, ck, label0)
+    check_real_tokenizer(c, a)
     c.finish()
+
+
+def check_real_tokenizer(c, a):
+    """A synthetic checkpoint with Grok-1's real 131072-token vocabulary, converted with the real
+    tokenizer.model: gguf-py reads back exactly the SentencePiece model's pieces, scores (bit
+    patterns, including -0.0 at id 325), types and special ids."""
+    import gguf
+    import sentencepiece as spm
+    from gguf import GGUFReader
+    tok = os.path.join(a.shared, "grok1", "tokenizer.model")
+    if not os.path.isfile(tok):
+        print(f"SKIP real tokenizer: {tok} not found")
+        return
+    ck = os.path.join(a.work, "synth_vocab131072")
+    if not os.path.isdir(ck):
+        subprocess.run([a.grokit, "synth", "-o", ck, "--preset", "tiny", "--vocab", "131072", "-q"], check=True)
+    out = os.path.join(a.work, "vocab131072.gguf")
+    run_convert(a, ck, ["--to", "gguf", "-o", out, "--type", "bf16", "--tokenizer", tok])
+    r = GGUFReader(out)
+    sp = spm.SentencePieceProcessor(model_file=tok)
+    n = sp.get_piece_size()
+    c.check(n == 131072, f"real tokenizer has {n} pieces")
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()
+    c.check(tokens == [sp.id_to_piece(i) for i in range(n)], "real tokenizer: pieces")
+    scores = np.asarray(r.fields["tokenizer.ggml.scores"].contents(), dtype=np.float32)
+    want = np.asarray([sp.get_score(i) for i in range(n)], dtype=np.float32)
+    c.check(np.array_equal(scores.view(np.uint32), want.view(np.uint32)), "real tokenizer: score bit patterns")
+    types = r.fields["tokenizer.ggml.token_type"].contents()
+    def kind(i):
+        if sp.is_control(i):
+            return 3
+        if sp.is_unknown(i):
+            return 2
+        if sp.is_byte(i):
+            return 6
+        if sp.is_unused(i):
+            return 5
+        return 1
+    # user-defined pieces (4..68) are type 4; sentencepiece's Python API has no is_user_defined
+    want_t = [4 if 4 <= i <= 68 else kind(i) for i in range(n)]
+    c.check(list(types) == want_t, "real tokenizer: token types")
+    for k, v in [("tokenizer.ggml.bos_token_id", sp.bos_id()), ("tokenizer.ggml.eos_token_id", sp.eos_id()), ("tokenizer.ggml.unknown_token_id", sp.unk_id()), ("tokenizer.ggml.padding_token_id", sp.pad_id())]:
+        c.check(r.fields[k].contents() == v, f"real tokenizer: {k} = {r.fields[k].contents()} (sentencepiece {v})")
 
 
 if __name__ == "__main__":
