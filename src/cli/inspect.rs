@@ -34,7 +34,7 @@ pub struct InspectArgs {
 }
 
 fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
-    use crate::gguf::{ArrayValue, Value};
+    use crate::gguf::Value;
     match v {
         Value::U8(x) => json!(x),
         Value::I8(x) => json!(x),
@@ -49,20 +49,7 @@ fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
         Value::I64(x) => json!(x),
         Value::F64(x) => json!(x),
         Value::Array(a) => {
-            let n = match a {
-                ArrayValue::U8(v) => v.len(),
-                ArrayValue::I8(v) => v.len(),
-                ArrayValue::U16(v) => v.len(),
-                ArrayValue::I16(v) => v.len(),
-                ArrayValue::U32(v) => v.len(),
-                ArrayValue::I32(v) => v.len(),
-                ArrayValue::F32(v) => v.len(),
-                ArrayValue::Bool(v) => v.len(),
-                ArrayValue::Str(v) => v.len(),
-                ArrayValue::U64(v) => v.len(),
-                ArrayValue::I64(v) => v.len(),
-                ArrayValue::F64(v) => v.len(),
-            };
+            let n = a.len();
             json!({"type": v.type_name(), "len": n})
         }
     }

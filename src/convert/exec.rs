@@ -165,17 +165,7 @@ fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Me
                 Ok((out, st))
             })
             .collect();
-        let mut bytes = Vec::new();
-        for r in encoded {
-            let (b, st) = r?;
-            stats.add(&st);
-            if bytes.is_empty() {
-                bytes = b;
-            } else {
-                bytes.extend_from_slice(&b);
-            }
-        }
-        if !send(bytes) {
+        if !send_group(encoded, stats, send)? {
             return Ok(false);
         }
     }
@@ -224,20 +214,27 @@ fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usi
                 (out, st)
             })
             .collect();
-        let mut bytes = Vec::new();
-        for (b, st) in encoded {
-            stats.add(&st);
-            if bytes.is_empty() {
-                bytes = b;
-            } else {
-                bytes.extend_from_slice(&b);
-            }
-        }
-        if !send(bytes) {
+        if !send_group(encoded.into_iter().map(Ok).collect(), stats, send)? {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// Concatenate a group's encoded bands (in order), add their stats, and queue the bytes for the
+/// writer thread; false when the writer has stopped.
+fn send_group(encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>, stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+    let mut bytes = Vec::new();
+    for r in encoded {
+        let (b, st) = r?;
+        stats.add(&st);
+        if bytes.is_empty() {
+            bytes = b;
+        } else {
+            bytes.extend_from_slice(&b);
+        }
+    }
+    Ok(send(bytes))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,17 +254,7 @@ fn run_bands(t: &OutTensor, src: &Src<'_>, transpose: bool, from: usize, n_rows:
                 Ok((out, st))
             })
             .collect();
-        let mut bytes = Vec::new();
-        for r in encoded {
-            let (b, st) = r?;
-            stats.add(&st);
-            if bytes.is_empty() {
-                bytes = b;
-            } else {
-                bytes.extend_from_slice(&b);
-            }
-        }
-        if !send(bytes) {
+        if !send_group(encoded, stats, send)? {
             return Ok(false);
         }
     }

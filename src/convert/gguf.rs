@@ -53,20 +53,7 @@ pub struct GgufOptions {
 
 /// llama_ftype of a uniform type (output-formats.md §2.2).
 pub fn ftype_of(t: GgmlType) -> u32 {
-    match t {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q4_K => 15,
-        GgmlType::Q5_K => 17,
-        GgmlType::Q6_K => 18,
-        GgmlType::BF16 => 32,
-        _ => 0,
-    }
+    t.mostly_ftype()
 }
 
 fn u32v(x: u64) -> Value {

@@ -306,22 +306,7 @@ impl Policy {
                 return p.ftype();
             }
         }
-        let ty = self.choose(TensorClass::FfnUpExps, Some(0), 1, 32768).ty;
-        match ty {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q8_0 => 7,
-            GgmlType::Q5_0 => 8,
-            GgmlType::Q5_1 => 9,
-            GgmlType::Q2_K => 10,
-            GgmlType::Q3_K => 12,
-            GgmlType::Q4_K => 15,
-            GgmlType::Q5_K => 17,
-            GgmlType::Q6_K => 18,
-            _ => 32, // BF16 (and nothing else reaches here)
-        }
+        self.choose(TensorClass::FfnUpExps, Some(0), 1, 32768).ty.mostly_ftype()
     }
 }
 

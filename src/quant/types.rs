@@ -122,6 +122,25 @@ impl GgmlType {
         let row = self.row_bytes(first)?;
         ne.iter().skip(1).try_fold(row, |a, &d| a.checked_mul(d))
     }
+    /// The llama_ftype (`general.file_type`) of a file whose large tensors are mostly this type
+    /// (llama.h `enum llama_ftype`, output-formats.md §2.2). The one place this mapping lives.
+    pub fn mostly_ftype(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q8_0 => 7,
+            GgmlType::Q5_0 => 8,
+            GgmlType::Q5_1 => 9,
+            GgmlType::Q2_K => 10,
+            GgmlType::Q3_K => 12,
+            GgmlType::Q4_K => 15,
+            GgmlType::Q5_K => 17,
+            GgmlType::Q6_K => 18,
+            _ => 32, // BF16; no other type is chosen for whole files
+        }
+    }
     /// Bits per weight.
     pub fn bits_per_weight(self) -> f64 {
         self.block_bytes() as f64 * 8.0 / self.block_elems() as f64

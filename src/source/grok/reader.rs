@@ -260,6 +260,16 @@ impl Checkpoint {
 
     /// The int8 matrix of one expert (or the whole 2-D tensor when `expert` is None) in a mapped file.
     pub fn matrix<'m>(&self, t: &Tensor, map: &'m MappedFile, expert: Option<usize>) -> Result<Matrix<'m>, SourceError> {
+        let g = self.geometry(t, expert)?;
+        let bytes = map.bytes();
+        let (w_start, s_start) = (g.weight_offset as usize, g.scales_offset as usize);
+        let w = bytes.get(w_start..w_start + g.weight_len).ok_or_else(|| self.err(t, format!("weight payload at byte offset {w_start} runs past the end of the file")))?;
+        let s = bytes.get(s_start..s_start + g.scales_len).ok_or_else(|| self.err(t, format!("scales payload at byte offset {s_start} runs past the end of the file")))?;
+        Ok(Matrix { weight: w, scales: s, rows: g.rows, cols: g.cols, blocks: g.blocks })
+    }
+
+    /// Where one expert's (or a 2-D tensor's) int8 weight and scales lie in the file.
+    fn geometry(&self, t: &Tensor, expert: Option<usize>) -> Result<Geometry, SourceError> {
         let (weight, scales) = match &t.stored {
             Stored::Quantized { weight, scales } => (weight, scales),
             Stored::Array(_) => return Err(self.err(t, "not an int8 tensor".into())),
@@ -270,21 +280,22 @@ impl Checkpoint {
             [r, c] | [_, r, c] => (*r as usize, *c as usize),
             _ => return Err(self.err(t, format!("weight shape {} is not 2-D or 3-D", weight.shape))),
         };
-        let (e, n_e) = match (d.len(), expert) {
-            (3, Some(e)) if (e as u64) < d[0] => (e, d[0] as usize),
-            (2, None) => (0, 1),
+        let e = match (d.len(), expert) {
+            (3, Some(e)) if (e as u64) < d[0] => e,
+            (2, None) => 0,
             (3, _) => return Err(self.err(t, format!("expert index {expert:?} out of range 0..{}", d[0]))),
             _ => return Err(self.err(t, "expert index given for a 2-D tensor".into())),
         };
-        let _ = n_e;
-        let bytes = map.bytes();
-        let w_len = rows * cols;
-        let s_len = blocks * cols * 2;
-        let w_start = weight.data.start as usize + e * w_len;
-        let s_start = scales.data.start as usize + e * s_len;
-        let w = bytes.get(w_start..w_start + w_len).ok_or_else(|| self.err(t, format!("weight payload at byte offset {w_start} runs past the end of the file")))?;
-        let s = bytes.get(s_start..s_start + s_len).ok_or_else(|| self.err(t, format!("scales payload at byte offset {s_start} runs past the end of the file")))?;
-        Ok(Matrix { weight: w, scales: s, rows, cols, blocks })
+        let (weight_len, scales_len) = (rows * cols, blocks * cols * 2);
+        Ok(Geometry {
+            rows,
+            cols,
+            blocks,
+            weight_offset: weight.data.start + (e * weight_len) as u64,
+            weight_len,
+            scales_offset: scales.data.start + (e * scales_len) as u64,
+            scales_len,
+        })
     }
 
     /// Read `len` bytes at `offset` of a tensor's file with `pread`, not through a map: if the
@@ -309,26 +320,10 @@ impl Checkpoint {
     /// The int8 matrix of one expert (or a 2-D tensor) read into memory with `pread`
     /// ([`Checkpoint::read_at`]): at most one Grok-1 expert matrix (201 MB) at a time.
     pub fn matrix_owned(&self, t: &Tensor, expert: Option<usize>) -> Result<OwnedMatrix, SourceError> {
-        let (weight, scales) = match &t.stored {
-            Stored::Quantized { weight, scales } => (weight, scales),
-            Stored::Array(_) => return Err(self.err(t, "not an int8 tensor".into())),
-        };
-        let blocks = scale_blocks(weight, scales).map_err(|m| self.err(t, m))?;
-        let d = weight.shape.dims();
-        let (rows, cols) = match d {
-            [r, c] | [_, r, c] => (*r as usize, *c as usize),
-            _ => return Err(self.err(t, format!("weight shape {} is not 2-D or 3-D", weight.shape))),
-        };
-        let e = match (d.len(), expert) {
-            (3, Some(e)) if (e as u64) < d[0] => e,
-            (2, None) => 0,
-            (3, _) => return Err(self.err(t, format!("expert index {expert:?} out of range 0..{}", d[0]))),
-            _ => return Err(self.err(t, "expert index given for a 2-D tensor".into())),
-        };
-        let (w_len, s_len) = (rows * cols, blocks * cols * 2);
-        let w = self.read_at(t, weight.data.start + (e * w_len) as u64, w_len)?;
-        let s = self.read_at(t, scales.data.start + (e * s_len) as u64, s_len)?;
-        Ok(OwnedMatrix { weight: w, scales: s, rows, cols, blocks })
+        let g = self.geometry(t, expert)?;
+        let w = self.read_at(t, g.weight_offset, g.weight_len)?;
+        let s = self.read_at(t, g.scales_offset, g.scales_len)?;
+        Ok(OwnedMatrix { weight: w, scales: s, rows: g.rows, cols: g.cols, blocks: g.blocks })
     }
 
     /// The f32 payload of a plain tensor in a mapped file.
@@ -362,6 +357,17 @@ impl Checkpoint {
             }
         }
     }
+}
+
+/// Where an int8 matrix lies in its file.
+struct Geometry {
+    rows: usize,
+    cols: usize,
+    blocks: usize,
+    weight_offset: u64,
+    weight_len: usize,
+    scales_offset: u64,
+    scales_len: usize,
 }
 
 /// An int8 matrix held in memory (see [`Checkpoint::matrix_owned`]).
