@@ -253,3 +253,35 @@ fn forward_goldens_through_conversions() {
         }
     }
 }
+
+/// `--resume` keeps a safetensors shard only when its size, header AND recorded SHA-256 match:
+/// a shard corrupted in place (same size) is rewritten.
+#[test]
+fn safetensors_resume_checks_the_recorded_hash() {
+    let fx = repo().join("fixtures/tiny");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("st");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["convert", fx.to_str().unwrap(), "--to", "safetensors", "-o", out.to_str().unwrap(), "--shard-size", "300K"];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let go = |extra: &[&str]| {
+        let a = args(extra);
+        let r: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&r)
+    };
+    let (code, _, err) = go(&["-q"]);
+    assert_eq!(code, 0, "{err}");
+    let shard = out.join("model-00002-of-00009.safetensors");
+    let good = std::fs::read(&shard).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 10] ^= 0xff;
+    std::fs::write(&shard, &bad).unwrap();
+    let (code, _, err) = go(&["--resume"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("wrote") && err.contains("model-00002-of-00009.safetensors"), "{err}");
+    assert_eq!(err.matches("kept ").count(), 8, "{err}");
+    assert!(std::fs::read(&shard).unwrap() == good);
+}

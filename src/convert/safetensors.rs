@@ -86,6 +86,32 @@ fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     Ok(Written { path: path.to_path_buf(), bytes: n, sha256: crate::base::hex::encode(&h.finalize()) })
 }
 
+/// The hidden record of a shard's SHA-256 (`.NAME.sha256`, sha256sum format), written when the
+/// shard is complete so `--resume` can check a kept shard's size AND content.
+fn record_path(shard: &Path) -> PathBuf {
+    let name = shard.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    shard.with_file_name(format!(".{name}.sha256"))
+}
+
+fn record(w: &Written) -> Result<(), ConvertError> {
+    let line = format!("{}  {}\n", w.sha256, w.file_name());
+    crate::io::atomic::write_file(&record_path(&w.path), line.as_bytes())?;
+    Ok(())
+}
+
+/// The shard's `Written` if a record exists and the file still hashes to it.
+fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
+    // The record of an unfinished run, else the finished run's SHA256SUMS line.
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sums = path.with_file_name("SHA256SUMS");
+    let line = std::fs::read_to_string(record_path(path))
+        .ok()
+        .or_else(|| std::fs::read_to_string(&sums).ok().and_then(|t| t.lines().find(|l| l.ends_with(&format!("  {name}"))).map(str::to_string)));
+    let Some(want) = line.as_deref().and_then(|t| t.split_whitespace().next()).map(str::to_string) else { return Ok(None) };
+    let w = hash_file(path)?;
+    Ok((w.sha256 == want).then_some(w))
+}
+
 /// Convert to safetensors. Without `--shard`, also writes the index, configs and SHA256SUMS.
 pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<ConvertReport, ConvertError> {
     if let Some(p) = ck.problems.first() {
@@ -124,9 +150,13 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         }
         let path = o.out_dir.join(shard.file_name());
         if o.resume && super::complete_as_planned(&path, shard.file_size(), shard.header()) {
-            report.skipped.push(path);
-            progress(shard.data_len());
-            continue;
+            // Keep it only if its content still has the hash recorded when it was written.
+            if let Some(w) = recorded_and_matching(&path)? {
+                report.skipped.push(path);
+                fresh.push(w);
+                progress(shard.data_len());
+                continue;
+            }
         }
         let mut w = ShardWriter::create(&o.out_dir, shard).map_err(|e| ConvertError::Plan(e.to_string()))?;
         let layout: Vec<String> = w.layout().iter().map(|t| t.name.clone()).collect();
@@ -142,6 +172,7 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
             report.tensors.push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
         }
         let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
+        record(&written)?;
         report.files.push((written.path.clone(), written.bytes));
         fresh.push(written);
     }
@@ -199,6 +230,10 @@ fn finish_with(ck: &Checkpoint, o: &StOptions, known: &[Written]) -> Result<Vec<
         all.push(small("special_tokens_map.json", pretty(&json!({"bos_token": bos, "eos_token": eos, "unk_token": unk, "pad_token": pad})))?);
     }
     let sums = write_sha256sums(&o.out_dir, &all).map_err(|e| ConvertError::Plan(e.to_string()))?;
+    // SHA256SUMS now holds every shard's hash: the per-shard resume records are redundant.
+    for s in sp.shards() {
+        let _ = std::fs::remove_file(record_path(&o.out_dir.join(s.file_name())));
+    }
     all.push(sums);
     Ok(all)
 }
