@@ -78,7 +78,7 @@ fn fill_int8(rng: &mut Rng, out: &mut [u8]) {
         for (k, o) in chunk.iter_mut().enumerate() {
             let b = r >> (32 * k);
             let s = (b & 0xff) + ((b >> 8) & 0xff) + ((b >> 16) & 0xff) + ((b >> 24) & 0xff);
-            let v = (s as i64 - 510) * 127 / 510 / 1; // [-127, 127]
+            let v = (s as i64 - 510) * 127 / 510; // [-127, 127]
             *o = (v.clamp(-127, 127) as i8) as u8;
         }
     }
@@ -175,6 +175,9 @@ fn scales_payload(spec: &ParamSpec, seed: u64) -> impl FnMut(&mut dyn Write) -> 
     }
 }
 
+/// A payload writer closure.
+type PayloadFn<'a> = dyn FnMut(&mut dyn Write) -> io::Result<()> + 'a;
+
 /// Write one parameter's file to `w`.
 pub fn write_param(w: &mut dyn Write, spec: &ParamSpec, seed: u64, sparse: bool) -> io::Result<u64> {
     let n: u64 = spec.shape.iter().product();
@@ -191,7 +194,7 @@ pub fn write_param(w: &mut dyn Write, spec: &ParamSpec, seed: u64, sparse: bool)
             let (mut gw, mut gs) = (int8_payload(spec, seed), scales_payload(spec, seed));
             let mut hw = |w: &mut dyn Write| zeros(w, n);
             let mut hs = |w: &mut dyn Write| zeros(w, sl);
-            let (ww, sw): (&mut dyn FnMut(&mut dyn Write) -> io::Result<()>, &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) = if sparse { (&mut hw, &mut hs) } else { (&mut gw, &mut gs) };
+            let (ww, sw): (&mut PayloadFn<'_>, &mut PayloadFn<'_>) = if sparse { (&mut hw, &mut hs) } else { (&mut gw, &mut gs) };
             write_quantized(w, ArraySpec { dtype: DType::I8, shape: &spec.shape, payload: Payload { len: n, write: ww } }, ArraySpec { dtype: DType::BF16, shape: ss, payload: Payload { len: sl, write: sw } })
         }
     }

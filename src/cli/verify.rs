@@ -109,7 +109,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
         let m = Manifest::read(mp).with_context(|| format!("reading manifest {}", mp.display()))?;
         let total: u64 = m.entries.iter().filter_map(|e| std::fs::metadata(root.join(&e.path)).ok()).map(|x| x.len()).sum();
         let p = Progress::new("checking", total, quiet);
-        let r = verify::check_manifest(&root, &m, &CheckOptions { hash: opts.clone(), find_extra: false, ignore: vec![] }, &|n| p.inc(n));
+        let r = verify::check_manifest(&root, &m, &CheckOptions { hash: opts, find_extra: false, ignore: vec![] }, &|n| p.inc(n));
         p.finish();
         ok &= r.is_clean();
         lines.push(format!(

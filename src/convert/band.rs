@@ -6,6 +6,8 @@
 //! mapped int8 (or f32) payload, with the exact f32 value of every element and, for int8
 //! sources, the original int8 and scale so lossless encoders can copy them. A band is bounded
 //! (`BAND_BYTES`), so memory does not grow with the tensor.
+// The transposes index by row on purpose: the strided source reads are the point of the tiles.
+#![allow(clippy::needless_range_loop)]
 
 use crate::base::float::decode_f32_le;
 use crate::source::grok::Matrix;

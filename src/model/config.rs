@@ -119,13 +119,13 @@ impl Config {
                 p.push(format!("{name} is 0"));
             }
         }
-        if self.num_kv_heads != 0 && self.num_q_heads % self.num_kv_heads != 0 {
+        if self.num_kv_heads != 0 && !self.num_q_heads.is_multiple_of(self.num_kv_heads) {
             p.push(format!("num_q_heads {} is not a multiple of num_kv_heads {}", self.num_q_heads, self.num_kv_heads));
         }
         if self.num_selected_experts == 0 || self.num_selected_experts > self.num_experts {
             p.push(format!("num_selected_experts {} must be in 1..={}", self.num_selected_experts, self.num_experts));
         }
-        if self.key_size % 2 != 0 {
+        if !self.key_size.is_multiple_of(2) {
             p.push(format!("key_size {} must be even for RoPE", self.key_size));
         }
         p

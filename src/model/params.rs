@@ -102,7 +102,7 @@ impl ParamTable {
     }
     /// Number of layers for a file count (None if not 2 + 12k).
     pub fn layers_for_files(n: usize) -> Option<u64> {
-        (n >= 2 && (n - 2) % SLOTS_PER_LAYER == 0).then(|| ((n - 2) / SLOTS_PER_LAYER) as u64)
+        (n >= 2 && (n - 2).is_multiple_of(SLOTS_PER_LAYER)).then(|| ((n - 2) / SLOTS_PER_LAYER) as u64)
     }
 }
 

@@ -152,7 +152,7 @@ impl<'a> Machine<'a> {
         self.push(make(Rc::new((a, b))), 1 + da.max(db))
     }
     fn set_items(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(K::Type("an even number of items for SETITEMS")));
         }
         let (d, dd) = self.pop()?;

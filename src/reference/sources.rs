@@ -216,7 +216,7 @@ impl StWeights {
         let st = self.reader.tensor(&sn).ok_or_else(|| werr(path, format!("no {sn}")))?;
         let words = pt.shape.get(1).copied().unwrap_or(0) as usize;
         let groups = st.shape.get(1).copied().unwrap_or(0) as usize;
-        if rows == 0 || cols == 0 || words == 0 || groups == 0 || cols % groups != 0 {
+        if rows == 0 || cols == 0 || words == 0 || groups == 0 || !cols.is_multiple_of(groups) {
             return Err(werr(path, format!("inconsistent compressed-tensors shapes for {base}")));
         }
         let bits = (32 * words / cols) as u32;

@@ -144,7 +144,10 @@ pub fn expected_file_size(spec: &ParamSpec, config: &Config) -> u64 {
     r.unwrap_or(0)
 }
 
-fn read_config_json(dir: &Path, explicit: Option<&Path>) -> Result<Option<(PathBuf, serde_json::Map<String, Json>)>, SourceError> {
+/// A `config.json` found beside the checkpoint: its path and top-level object.
+type ConfigJson = (PathBuf, serde_json::Map<String, Json>);
+
+fn read_config_json(dir: &Path, explicit: Option<&Path>) -> Result<Option<ConfigJson>, SourceError> {
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_path_buf()],
         None => [Some(dir.join("config.json")), dir.parent().map(|p| p.join("config.json"))].into_iter().flatten().collect(),
