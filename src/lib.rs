@@ -9,7 +9,8 @@
 //! - L3 orchestration and the reference model: `convert`, `reference`.
 //! - L4 `cli`, the binary's front end.
 //!
-//! `unsafe` appears only where files are mapped (`io::mmap`).
+//! `unsafe` appears in three small, documented places: `io::mmap` (read-only maps of inputs),
+//! `io::signal` (ignoring SIGXFSZ) and `reference::gemm` (matrixmultiply's sgemm).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
