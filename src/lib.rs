@@ -16,19 +16,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod base;
+pub mod cli;
+pub mod convert;
+pub mod gguf;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod model;
+pub mod npy;
 pub mod numpy;
 pub mod pickle;
 pub mod quant;
+pub mod reference;
+pub mod safetensors_io;
 pub mod source;
 pub mod synth;
-pub mod gguf;
 pub mod tokenizer;
 pub mod verify;
-pub mod convert;
-pub mod cli;
-pub mod safetensors_io;
-pub mod npy;
-pub mod reference;

@@ -81,7 +81,11 @@ pub struct NpyF32 {
 }
 
 fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
-    NpyError::Format { path: path.to_path_buf(), offset, reason: reason.into() }
+    NpyError::Format {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
 }
 
 /// Build the full preamble (magic, version, header length, header) numpy writes for a
@@ -90,7 +94,14 @@ fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
 pub fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
     // magic(6) + version(2) + length(2 or 4) + dict + padding + '\n' ≡ 0 (mod 64)
@@ -131,44 +142,82 @@ pub fn to_bytes(arr: &NpyF32) -> Vec<u8> {
 /// Parse `.npy` bytes (`path` is used only in error messages).
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
     let mut c = ByteCursor::new(bytes);
-    let magic = c.take(6).map_err(|_| fmt_err(path, 0, "shorter than the magic"))?;
+    let magic = c
+        .take(6)
+        .map_err(|_| fmt_err(path, 0, "shorter than the magic"))?;
     if magic != MAGIC {
         return Err(fmt_err(path, 0, "bad magic (expected \\x93NUMPY)"));
     }
-    let ver = c.array::<2>().map_err(|e| fmt_err(path, e.offset, "truncated version"))?;
+    let ver = c
+        .array::<2>()
+        .map_err(|e| fmt_err(path, e.offset, "truncated version"))?;
     let hlen = match ver {
-        [1, 0] => usize::from(c.u16_le().map_err(|e| fmt_err(path, e.offset, "truncated header length"))?),
+        [1, 0] => usize::from(
+            c.u16_le()
+                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?,
+        ),
         [2, 0] => {
-            let n = c.u32_le().map_err(|e| fmt_err(path, e.offset, "truncated header length"))?;
+            let n = c
+                .u32_le()
+                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?;
             usize::try_from(n).unwrap_or(usize::MAX)
         }
         _ => {
-            return Err(NpyError::Unsupported { path: path.into(), reason: format!("format version {}.{}", ver[0], ver[1]) })
+            return Err(NpyError::Unsupported {
+                path: path.into(),
+                reason: format!("format version {}.{}", ver[0], ver[1]),
+            })
         }
     };
     if hlen > NPY_MAX_HEADER {
-        return Err(fmt_err(path, c.offset(), format!("header of {hlen} bytes exceeds cap {NPY_MAX_HEADER}")));
+        return Err(fmt_err(
+            path,
+            c.offset(),
+            format!("header of {hlen} bytes exceeds cap {NPY_MAX_HEADER}"),
+        ));
     }
     let hoff = c.offset();
-    let header = c.take(hlen as u64).map_err(|e| fmt_err(path, e.offset, "truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| fmt_err(path, hoff, "header is not ASCII/UTF-8"))?;
+    let header = c
+        .take(hlen as u64)
+        .map_err(|e| fmt_err(path, e.offset, "truncated header"))?;
+    let header = std::str::from_utf8(header)
+        .map_err(|_| fmt_err(path, hoff, "header is not ASCII/UTF-8"))?;
     let h = parse_header(header).map_err(|r| fmt_err(path, hoff, r))?;
     if h.descr != "<f4" {
-        return Err(NpyError::Unsupported { path: path.into(), reason: format!("dtype {:?} (only '<f4')", h.descr) });
+        return Err(NpyError::Unsupported {
+            path: path.into(),
+            reason: format!("dtype {:?} (only '<f4')", h.descr),
+        });
     }
     if h.fortran {
-        return Err(NpyError::Unsupported { path: path.into(), reason: "fortran_order True".into() });
+        return Err(NpyError::Unsupported {
+            path: path.into(),
+            reason: "fortran_order True".into(),
+        });
     }
-    let count = h.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let count = h
+        .shape
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
     let needed = count.and_then(|n| n.checked_mul(4)).unwrap_or(u64::MAX);
     let present = c.remaining() as u64;
     if needed != present {
-        return Err(NpyError::Size { path: path.into(), shape: h.shape, needed, present });
+        return Err(NpyError::Size {
+            path: path.into(),
+            shape: h.shape,
+            needed,
+            present,
+        });
     }
-    let body = c.take(needed).map_err(|e| fmt_err(path, e.offset, "truncated data"))?;
+    let body = c
+        .take(needed)
+        .map_err(|e| fmt_err(path, e.offset, "truncated data"))?;
     let mut data = vec![0f32; body.len() / 4];
     crate::base::float::decode_f32_le(body, &mut data);
-    Ok(NpyF32 { shape: h.shape, data })
+    Ok(NpyF32 {
+        shape: h.shape,
+        data,
+    })
 }
 
 struct Header {
@@ -181,12 +230,19 @@ struct Header {
 /// plus space/newline padding. Keys may come in any order; each must appear exactly once.
 fn parse_header(h: &str) -> Result<Header, String> {
     let s = h.trim_end_matches([' ', '\n', '\0']).trim();
-    let inner = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).ok_or("header is not a {...} dict")?;
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .ok_or("header is not a {...} dict")?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     let mut rest = inner.trim_start();
     while !rest.is_empty() {
         let (key, after) = quoted(rest).ok_or("expected a quoted key")?;
-        let after = after.trim_start().strip_prefix(':').ok_or("expected ':' after key")?.trim_start();
+        let after = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or("expected ':' after key")?
+            .trim_start();
         let after = match key {
             "descr" => {
                 let (v, a) = quoted(after).ok_or("descr is not a string")?;
@@ -266,15 +322,25 @@ fn is_zst(path: &Path) -> bool {
 pub fn read(path: &Path) -> Result<NpyF32, NpyError> {
     let raw = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
     if is_zst(path) {
-        let dec = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| NpyError::Zstd { path: path.into(), source: e })?;
+        let dec = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| NpyError::Zstd {
+            path: path.into(),
+            source: e,
+        })?;
         let mut out = Vec::new();
         use std::io::Read;
         let n = dec
             .take(NPY_MAX_ZST_BYTES + 1)
             .read_to_end(&mut out)
-            .map_err(|e| NpyError::Zstd { path: path.into(), source: e })?;
+            .map_err(|e| NpyError::Zstd {
+                path: path.into(),
+                source: e,
+            })?;
         if n as u64 > NPY_MAX_ZST_BYTES {
-            return Err(fmt_err(path, 0, format!("decompresses to more than {NPY_MAX_ZST_BYTES} bytes")));
+            return Err(fmt_err(
+                path,
+                0,
+                format!("decompresses to more than {NPY_MAX_ZST_BYTES} bytes"),
+            ));
         }
         from_bytes(&out, path)
     } else {
@@ -289,13 +355,18 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
         return Err(NpyError::Size {
             path: path.into(),
             shape: arr.shape.clone(),
-            needed: expect.and_then(|n| n.checked_mul(4)).map_or(u64::MAX, |n| n as u64),
+            needed: expect
+                .and_then(|n| n.checked_mul(4))
+                .map_or(u64::MAX, |n| n as u64),
             present: (arr.data.len() as u64).saturating_mul(4),
         });
     }
     let bytes = to_bytes(arr);
     let payload = if is_zst(path) {
-        zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd { path: path.into(), source: e })?
+        zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd {
+            path: path.into(),
+            source: e,
+        })?
     } else {
         bytes
     };
@@ -315,7 +386,8 @@ mod tests {
         let h = header_bytes(&[2, 42, 512]);
         assert_eq!(h.len(), 128);
         assert_eq!(&h[..10], b"\x93NUMPY\x01\x00v\x00");
-        assert!(h[10..].starts_with(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 42, 512), }   "));
+        assert!(h[10..]
+            .starts_with(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 42, 512), }   "));
         assert_eq!(h[127], b'\n');
         assert!(header_bytes(&[5]).windows(6).any(|w| w == b"(5,), "));
         assert!(header_bytes(&[]).windows(4).any(|w| w == b"(), "));
@@ -328,11 +400,17 @@ mod tests {
 
     #[test]
     fn roundtrip_and_hostile() {
-        let a = NpyF32 { shape: vec![2, 3], data: vec![1.0, -2.5, 0.0, 3.0, 4.0, f32::MIN_POSITIVE] };
+        let a = NpyF32 {
+            shape: vec![2, 3],
+            data: vec![1.0, -2.5, 0.0, 3.0, 4.0, f32::MIN_POSITIVE],
+        };
         let b = to_bytes(&a);
         assert_eq!(from_bytes(&b, Path::new("")).unwrap(), a);
         // truncated data, extra data, truncated header, bad magic
-        assert!(matches!(from_bytes(&b[..b.len() - 1], Path::new("")), Err(NpyError::Size { .. })));
+        assert!(matches!(
+            from_bytes(&b[..b.len() - 1], Path::new("")),
+            Err(NpyError::Size { .. })
+        ));
         let mut more = b.clone();
         more.push(0);
         assert!(from_bytes(&more, Path::new("")).is_err());
@@ -343,7 +421,10 @@ mod tests {
         let d = "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4), }\n";
         evil.extend_from_slice(&(d.len() as u16).to_le_bytes());
         evil.extend_from_slice(d.as_bytes());
-        assert!(matches!(from_bytes(&evil, Path::new("")), Err(NpyError::Size { .. })));
+        assert!(matches!(
+            from_bytes(&evil, Path::new("")),
+            Err(NpyError::Size { .. })
+        ));
         // unsupported dtype / order / duplicate key
         for d in [
             "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
@@ -362,13 +443,19 @@ mod tests {
     #[test]
     fn file_roundtrip_plain_and_zst() {
         let dir = tempfile::tempdir().unwrap();
-        let a = NpyF32 { shape: vec![4], data: vec![1.0, 2.0, 3.0, 4.0] };
+        let a = NpyF32 {
+            shape: vec![4],
+            data: vec![1.0, 2.0, 3.0, 4.0],
+        };
         for name in ["a.npy", "a.npy.zst"] {
             let p = dir.path().join(name);
             write(&p, &a).unwrap();
             assert_eq!(read(&p).unwrap(), a);
         }
-        let bad = NpyF32 { shape: vec![5], data: vec![0.0; 4] };
+        let bad = NpyF32 {
+            shape: vec![5],
+            data: vec![0.0; 4],
+        };
         assert!(write(&dir.path().join("b.npy"), &bad).is_err());
     }
 }

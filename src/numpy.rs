@@ -86,12 +86,23 @@ pub fn stored_from_value(v: &Value) -> Result<Stored, NumpyError> {
                 Value::Dict(d) => d,
                 _ => return Err(bad("QuantizedWeight8bit state is not a dict")),
             };
-            let field = |name: &str| entries.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v);
+            let field = |name: &str| {
+                entries
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(name))
+                    .map(|(_, v)| v)
+            };
             if entries.len() != 2 {
-                return Err(bad("QuantizedWeight8bit state must have exactly `weight` and `scales`"));
+                return Err(bad(
+                    "QuantizedWeight8bit state must have exactly `weight` and `scales`",
+                ));
             }
-            let weight = array_from_value(field("weight").ok_or(bad("QuantizedWeight8bit has no `weight`"))?)?;
-            let scales = array_from_value(field("scales").ok_or(bad("QuantizedWeight8bit has no `scales`"))?)?;
+            let weight = array_from_value(
+                field("weight").ok_or(bad("QuantizedWeight8bit has no `weight`"))?,
+            )?;
+            let scales = array_from_value(
+                field("scales").ok_or(bad("QuantizedWeight8bit has no `scales`"))?,
+            )?;
             return Ok(Stored::Quantized { weight, scales });
         }
     }
@@ -105,18 +116,24 @@ pub fn array_from_value(v: &Value) -> Result<ArrayRef, NumpyError> {
         Value::Build(p) => (&p.0, &p.1),
         _ => return Err(bad("expected BUILD of an ndarray")),
     };
-    let (func, args) = pair(obj).filter(|_| matches!(obj, Value::Reduce(_))).ok_or(bad("expected _reconstruct(...)"))?;
+    let (func, args) = pair(obj)
+        .filter(|_| matches!(obj, Value::Reduce(_)))
+        .ok_or(bad("expected _reconstruct(...)"))?;
     if *func != Value::Global(Global::NumpyReconstruct) {
         return Err(bad("array not made by numpy _reconstruct"));
     }
-    let args = args.as_tuple().ok_or(bad("_reconstruct args not a tuple"))?;
+    let args = args
+        .as_tuple()
+        .ok_or(bad("_reconstruct args not a tuple"))?;
     match args {
         [Value::Global(Global::NumpyNdarray), _, Value::Bytes(_)] => {}
         _ => return Err(bad("_reconstruct args are not (ndarray, (0,), b'b')")),
     }
     let st = state.as_tuple().ok_or(bad("array state not a tuple"))?;
     let (shape_v, dtype_v, fortran, data) = match st {
-        [ver, shape, dtype, fortran, data] if ver.as_int() == Some(1) => (shape, dtype, fortran, data),
+        [ver, shape, dtype, fortran, data] if ver.as_int() == Some(1) => {
+            (shape, dtype, fortran, data)
+        }
         _ => return Err(bad("array state is not (1, shape, dtype, fortran, data)")),
     };
     if fortran.as_bool() != Some(false) {
@@ -124,7 +141,10 @@ pub fn array_from_value(v: &Value) -> Result<ArrayRef, NumpyError> {
     }
     let dims = shape_v.as_tuple().ok_or(bad("shape is not a tuple"))?;
     if dims.len() > NUMPY_MAX_DIMS {
-        return Err(NumpyError::Shape(format!("{} dims (cap {NUMPY_MAX_DIMS})", dims.len())));
+        return Err(NumpyError::Shape(format!(
+            "{} dims (cap {NUMPY_MAX_DIMS})",
+            dims.len()
+        )));
     }
     let mut shape = Vec::with_capacity(dims.len());
     for d in dims {
@@ -137,10 +157,17 @@ pub fn array_from_value(v: &Value) -> Result<ArrayRef, NumpyError> {
         Value::Bytes(r) => r.clone(),
         _ => return Err(bad("array data is not bytes")),
     };
-    let expected = shape.byte_len(dtype.size()).map_err(|e| NumpyError::Shape(e.to_string()))?;
+    let expected = shape
+        .byte_len(dtype.size())
+        .map_err(|e| NumpyError::Shape(e.to_string()))?;
     let actual = data.end - data.start;
     if expected != actual {
-        return Err(NumpyError::PayloadLength { shape: shape.to_string(), dtype: dtype.to_string(), expected, actual });
+        return Err(NumpyError::PayloadLength {
+            shape: shape.to_string(),
+            dtype: dtype.to_string(),
+            expected,
+            actual,
+        });
     }
     Ok(ArrayRef { dtype, shape, data })
 }
@@ -163,10 +190,17 @@ fn dtype_from_value(v: &Value) -> Result<DType, NumpyError> {
     let dtype = match first {
         Value::Global(Global::Bfloat16) => DType::BF16,
         Value::Str(s) => DType::from_numpy(s).ok_or_else(|| NumpyError::Dtype(s.to_string()))?,
-        _ => return Err(bad("dtype descriptor is neither a string nor ml_dtypes.bfloat16")),
+        _ => {
+            return Err(bad(
+                "dtype descriptor is neither a string nor ml_dtypes.bfloat16",
+            ))
+        }
     };
     let st = state.as_tuple().ok_or(bad("dtype state not a tuple"))?;
-    let order = st.get(1).and_then(Value::as_str).ok_or(bad("dtype state has no byte order"))?;
+    let order = st
+        .get(1)
+        .and_then(Value::as_str)
+        .ok_or(bad("dtype state has no byte order"))?;
     match order {
         "<" | "|" | "=" => {}
         ">" => return Err(NumpyError::Layout("big-endian data")),
@@ -183,6 +217,13 @@ mod tests {
         let a = crate::pickle::vm::tests::example_a();
         let p = crate::pickle::run(&a, 0).unwrap();
         let s = stored_from_value(&p.value).unwrap();
-        assert_eq!(s, Stored::Array(ArrayRef { dtype: DType::F32, shape: Shape::new(vec![2, 3]), data: 144..168 }));
+        assert_eq!(
+            s,
+            Stored::Array(ArrayRef {
+                dtype: DType::F32,
+                shape: Shape::new(vec![2, 3]),
+                data: 144..168
+            })
+        );
     }
 }

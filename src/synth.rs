@@ -158,13 +158,20 @@ fn int8_payload(spec: &ParamSpec, seed: u64) -> impl FnMut(&mut dyn Write) -> io
     }
 }
 
-fn scales_payload(spec: &ParamSpec, seed: u64) -> impl FnMut(&mut dyn Write) -> io::Result<()> + '_ {
+fn scales_payload(
+    spec: &ParamSpec,
+    seed: u64,
+) -> impl FnMut(&mut dyn Write) -> io::Result<()> + '_ {
     move |w: &mut dyn Write| {
         let mut rng = rng_for(seed, spec, 2);
         let ss = spec.scales_shape.as_deref().unwrap_or(&[]);
         let n: u64 = ss.iter().product();
         // The input dim is dim -2 of the weight.
-        let fan_in = spec.shape.get(spec.shape.len().saturating_sub(2)).copied().unwrap_or(1) as f32;
+        let fan_in = spec
+            .shape
+            .get(spec.shape.len().saturating_sub(2))
+            .copied()
+            .unwrap_or(1) as f32;
         let base = 1.0 / (40.0 * fan_in.sqrt());
         let mut buf = Vec::with_capacity(n as usize * 2);
         for _ in 0..n {
@@ -179,23 +186,52 @@ fn scales_payload(spec: &ParamSpec, seed: u64) -> impl FnMut(&mut dyn Write) -> 
 type PayloadFn<'a> = dyn FnMut(&mut dyn Write) -> io::Result<()> + 'a;
 
 /// Write one parameter's file to `w`.
-pub fn write_param(w: &mut dyn Write, spec: &ParamSpec, seed: u64, sparse: bool) -> io::Result<u64> {
+pub fn write_param(
+    w: &mut dyn Write,
+    spec: &ParamSpec,
+    seed: u64,
+    sparse: bool,
+) -> io::Result<u64> {
     let n: u64 = spec.shape.iter().product();
     match &spec.scales_shape {
         None => {
             let len = n * 4;
             let mut gen = f32_payload(spec, seed);
             let mut hole = |w: &mut dyn Write| zeros(w, len);
-            let write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()> = if sparse { &mut hole } else { &mut gen };
-            write_array(w, ArraySpec { dtype: DType::F32, shape: &spec.shape, payload: Payload { len, write } })
+            let write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()> =
+                if sparse { &mut hole } else { &mut gen };
+            write_array(
+                w,
+                ArraySpec {
+                    dtype: DType::F32,
+                    shape: &spec.shape,
+                    payload: Payload { len, write },
+                },
+            )
         }
         Some(ss) => {
             let sl = ss.iter().product::<u64>() * 2;
             let (mut gw, mut gs) = (int8_payload(spec, seed), scales_payload(spec, seed));
             let mut hw = |w: &mut dyn Write| zeros(w, n);
             let mut hs = |w: &mut dyn Write| zeros(w, sl);
-            let (ww, sw): (&mut PayloadFn<'_>, &mut PayloadFn<'_>) = if sparse { (&mut hw, &mut hs) } else { (&mut gw, &mut gs) };
-            write_quantized(w, ArraySpec { dtype: DType::I8, shape: &spec.shape, payload: Payload { len: n, write: ww } }, ArraySpec { dtype: DType::BF16, shape: ss, payload: Payload { len: sl, write: sw } })
+            let (ww, sw): (&mut PayloadFn<'_>, &mut PayloadFn<'_>) = if sparse {
+                (&mut hw, &mut hs)
+            } else {
+                (&mut gw, &mut gs)
+            };
+            write_quantized(
+                w,
+                ArraySpec {
+                    dtype: DType::I8,
+                    shape: &spec.shape,
+                    payload: Payload { len: n, write: ww },
+                },
+                ArraySpec {
+                    dtype: DType::BF16,
+                    shape: ss,
+                    payload: Payload { len: sl, write: sw },
+                },
+            )
         }
     }
 }
@@ -217,9 +253,17 @@ pub fn config_json(c: &Config) -> String {
 
 /// Write a whole checkpoint under `out` (`out/ckpt-0/...`, `out/config.json`). `progress` gets
 /// each file's bytes as it completes. Files are written atomically; returns total bytes.
-pub fn synth(out: &Path, opts: &SynthOptions, progress: &(dyn Fn(u64, &str) + Sync)) -> Result<u64, SynthError> {
+pub fn synth(
+    out: &Path,
+    opts: &SynthOptions,
+    progress: &(dyn Fn(u64, &str) + Sync),
+) -> Result<u64, SynthError> {
     let dir = out.join("ckpt-0");
-    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         return Err(SynthError::Exists(dir));
     }
     std::fs::create_dir_all(&dir).map_err(|e| IoError::new("create", &dir, e))?;
@@ -235,10 +279,17 @@ pub fn synth(out: &Path, opts: &SynthOptions, progress: &(dyn Fn(u64, &str) + Sy
                 let tmp = crate::io::atomic::temp_path_for(&path);
                 let f = std::fs::File::create(&tmp).map_err(|e| IoError::new("create", &tmp, e))?;
                 let written = (|| {
-                    let mut hw = HoleWriter { inner: io::BufWriter::with_capacity(1 << 16, f) };
-                    let n = write_param(&mut hw, spec, opts.seed, true).map_err(|e| IoError::new("write", &tmp, e))?;
-                    let f = hw.inner.into_inner().map_err(|e| IoError::new("write", &tmp, e.into_error()))?;
-                    f.set_len(n).map_err(|e| IoError::new("truncate", &tmp, e))?;
+                    let mut hw = HoleWriter {
+                        inner: io::BufWriter::with_capacity(1 << 16, f),
+                    };
+                    let n = write_param(&mut hw, spec, opts.seed, true)
+                        .map_err(|e| IoError::new("write", &tmp, e))?;
+                    let f = hw
+                        .inner
+                        .into_inner()
+                        .map_err(|e| IoError::new("write", &tmp, e.into_error()))?;
+                    f.set_len(n)
+                        .map_err(|e| IoError::new("truncate", &tmp, e))?;
                     std::fs::rename(&tmp, &path).map_err(|e| IoError::new("rename", &path, e))?;
                     Ok::<u64, IoError>(n)
                 })();
@@ -248,7 +299,8 @@ pub fn synth(out: &Path, opts: &SynthOptions, progress: &(dyn Fn(u64, &str) + Sy
                 written?
             } else {
                 let mut f = AtomicFile::create(&path)?;
-                let n = write_param(&mut f, spec, opts.seed, false).map_err(|e| IoError::new("write", &path, e))?;
+                let n = write_param(&mut f, spec, opts.seed, false)
+                    .map_err(|e| IoError::new("write", &path, e))?;
                 f.commit()?;
                 n
             };
@@ -256,7 +308,10 @@ pub fn synth(out: &Path, opts: &SynthOptions, progress: &(dyn Fn(u64, &str) + Sy
             Ok(n)
         })
         .collect::<Result<_, _>>()?;
-    crate::io::atomic::write_file(&out.join("config.json"), config_json(&opts.config).as_bytes())?;
+    crate::io::atomic::write_file(
+        &out.join("config.json"),
+        config_json(&opts.config).as_bytes(),
+    )?;
     Ok(sizes.iter().sum())
 }
 

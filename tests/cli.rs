@@ -5,18 +5,29 @@ use std::path::Path;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let o = grokit().args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn files_equal(a: &Path, b: &Path) {
-    let mut names: Vec<_> = std::fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     for n in names {
         let (pa, pb) = (a.join(&n), b.join(&n));
         if pa.is_dir() {
             files_equal(&pa, &pb);
         } else {
-            assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(), "{} differs", pa.display());
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "{} differs",
+                pa.display()
+            );
         }
     }
 }
@@ -25,10 +36,21 @@ fn files_equal(a: &Path, b: &Path) {
 fn synth_reproduces_the_committed_fixture() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("tiny");
-    let (code, _, err) = run(&["synth", out.to_str().unwrap(), "--preset", "tiny", "--seed", "0", "-q"]);
+    let (code, _, err) = run(&[
+        "synth",
+        out.to_str().unwrap(),
+        "--preset",
+        "tiny",
+        "--seed",
+        "0",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
     files_equal(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
-    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), std::fs::read(repo().join("fixtures/tiny/config.json")).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(repo().join("fixtures/tiny/config.json")).unwrap()
+    );
     // A second run into the same place is refused rather than mixing files.
     let (code, _, err) = run(&["synth", out.to_str().unwrap(), "-q"]);
     assert_eq!(code, 2);
@@ -47,13 +69,21 @@ fn inspect_fixture_and_json() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["files"], 26);
     assert_eq!(v["config"]["emb_size"], 64);
-    assert_eq!(v["tensors"][2]["name"], "transformer/decoder_layer_0/moe/linear/w");
-    assert_eq!(v["tensors"][2]["scales"]["shape"], serde_json::json!([8, 1, 344]));
+    assert_eq!(
+        v["tensors"][2]["name"],
+        "transformer/decoder_layer_0/moe/linear/w"
+    );
+    assert_eq!(
+        v["tensors"][2]["scales"]["shape"],
+        serde_json::json!([8, 1, 344])
+    );
 }
 
 #[test]
 fn inspect_tiny12() {
-    let Some(s) = shared("inspect tiny12") else { return };
+    let Some(s) = shared("inspect tiny12") else {
+        return;
+    };
     let (code, out, err) = run(&["inspect", s.join("reference/tiny12").to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("files: 146"));
@@ -79,7 +109,12 @@ fn missing_and_unexpected_files_are_all_reported() {
     std::fs::write(c.join("tensor00004_001"), b"x").unwrap();
     let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("tensor00003_000") && err.contains("tensor00020_000") && err.contains("tensor00004_001"), "{err}");
+    assert!(
+        err.contains("tensor00003_000")
+            && err.contains("tensor00020_000")
+            && err.contains("tensor00004_001"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,7 +127,10 @@ fn corrupt_pickle_names_file_and_offset() {
     std::fs::write(&f, &b).unwrap();
     let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("tensor00005_000") && err.contains("byte offset 50") && err.contains("0x69"), "{err}");
+    assert!(
+        err.contains("tensor00005_000") && err.contains("byte offset 50") && err.contains("0x69"),
+        "{err}"
+    );
     // A forbidden global: rename numpy's module string to `os` + `system` lengths kept.
     let f = d.path().join("ckpt-0/tensor00001_000");
     let b = std::fs::read(&f).unwrap();
@@ -100,10 +138,17 @@ fn corrupt_pickle_names_file_and_offset() {
     let mut b2 = b.clone();
     b2[pos..pos + 12].copy_from_slice(b"system______");
     std::fs::write(&f, &b2).unwrap();
-    std::fs::write(d.path().join("ckpt-0/tensor00005_000"), std::fs::read(repo().join("fixtures/tiny/ckpt-0/tensor00005_000")).unwrap()).unwrap();
+    std::fs::write(
+        d.path().join("ckpt-0/tensor00005_000"),
+        std::fs::read(repo().join("fixtures/tiny/ckpt-0/tensor00005_000")).unwrap(),
+    )
+    .unwrap();
     let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("forbidden global numpy.core.multiarray.system______"), "{err}");
+    assert!(
+        err.contains("forbidden global numpy.core.multiarray.system______"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -121,7 +166,11 @@ fn trailing_bytes_and_truncation() {
     std::fs::write(&f, &b).unwrap();
     let (code, _, err) = run(&["inspect", d.path().to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("tensor00007_000") && (err.contains("truncated") || err.contains("past the end")), "{err}");
+    assert!(
+        err.contains("tensor00007_000")
+            && (err.contains("truncated") || err.contains("past the end")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,7 +187,14 @@ fn sparse_full_release_inspects_as_grok1() {
         return;
     }
     let out = d.path().join("rel");
-    let (code, _, err) = run(&["synth", out.to_str().unwrap(), "--preset", "grok-1", "--sparse", "-q"]);
+    let (code, _, err) = run(&[
+        "synth",
+        out.to_str().unwrap(),
+        "--preset",
+        "grok-1",
+        "--sparse",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, out_s, err) = run(&["inspect", out.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -168,12 +224,27 @@ fn usage_errors_exit_2() {
 fn forward_and_compare() {
     let fx = repo().join("fixtures/tiny");
     let f = fx.to_str().unwrap();
-    let (code, out, err) = run(&["forward", f, "--prompt", "The answer to life", "--top-k", "3"]);
+    let (code, out, err) = run(&[
+        "forward",
+        f,
+        "--prompt",
+        "The answer to life",
+        "--top-k",
+        "3",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("next-token candidates"), "{out}");
     let d = tempfile::tempdir().unwrap();
     let npy = d.path().join("l.npy");
-    let (code, out, err) = run(&["forward", f, "--tokens", "5,6,7,300", "--json", "--logits-out", npy.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "forward",
+        f,
+        "--tokens",
+        "5,6,7,300",
+        "--json",
+        "--logits-out",
+        npy.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"][0]["position"], 3);
@@ -181,19 +252,64 @@ fn forward_and_compare() {
     assert_eq!(arr.shape, vec![1, 4, 512]);
     // An f32 GGUF holds exactly the release's values: identical logits.
     let g = d.path().join("f.gguf");
-    let (code, _, err) = run(&["convert", f, "--to", "gguf", "-o", g.to_str().unwrap(), "--type", "f32", "-q"]);
+    let (code, _, err) = run(&[
+        "convert",
+        f,
+        "--to",
+        "gguf",
+        "-o",
+        g.to_str().unwrap(),
+        "--type",
+        "f32",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&["compare", f, g.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "f32", "--json"]);
+    let (code, out, _) = run(&[
+        "compare",
+        f,
+        g.to_str().unwrap(),
+        "--tokens",
+        "5,6,7,300,12,99",
+        "--thresholds",
+        "f32",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["max_abs"], 0.0);
     // int4 safetensors: passes the 4-bit thresholds, fails the f32 ones (exit 1).
     let s = d.path().join("st4");
-    let (code, _, err) = run(&["convert", f, "--to", "safetensors", "-o", s.to_str().unwrap(), "--dtype", "int4", "-q"]);
+    let (code, _, err) = run(&[
+        "convert",
+        f,
+        "--to",
+        "safetensors",
+        "-o",
+        s.to_str().unwrap(),
+        "--dtype",
+        "int4",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&["compare", f, s.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "q4"]);
+    let (code, out, _) = run(&[
+        "compare",
+        f,
+        s.to_str().unwrap(),
+        "--tokens",
+        "5,6,7,300,12,99",
+        "--thresholds",
+        "q4",
+    ]);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = run(&["compare", f, s.to_str().unwrap(), "--tokens", "5,6,7,300,12,99", "--thresholds", "f32"]);
+    let (code, out, _) = run(&[
+        "compare",
+        f,
+        s.to_str().unwrap(),
+        "--tokens",
+        "5,6,7,300,12,99",
+        "--thresholds",
+        "f32",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL"));
     // Bad input: a token outside the vocabulary.
@@ -204,14 +320,35 @@ fn forward_and_compare() {
 
 #[test]
 fn forward_tiny12_matches_golden_logits() {
-    let Some(s) = shared("forward tiny12") else { return };
+    let Some(s) = shared("forward tiny12") else {
+        return;
+    };
     let t = s.join("reference/tiny12");
     let d = tempfile::tempdir().unwrap();
     let npy = d.path().join("l.npy.zst");
     let tokens = t.join("tokens.json");
-    let (code, _, err) = run(&["forward", t.to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--logits-out", npy.to_str().unwrap(), "--json"]);
+    let (code, _, err) = run(&[
+        "forward",
+        t.to_str().unwrap(),
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+        "--logits-out",
+        npy.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&["compare", npy.to_str().unwrap(), t.join("logits_f32.npy").to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--thresholds", "f32", "--max-abs", "1e-4", "--json"]);
+    let (code, out, _) = run(&[
+        "compare",
+        npy.to_str().unwrap(),
+        t.join("logits_f32.npy").to_str().unwrap(),
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+        "--thresholds",
+        "f32",
+        "--max-abs",
+        "1e-4",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -220,7 +357,9 @@ fn forward_tiny12_matches_golden_logits() {
 /// rounded to bf16 or Q8_0) keep every top-1 and stay within 0.35 of both goldens.
 #[test]
 fn forward_goldens_through_conversions() {
-    let Some(s) = shared("goldens through conversions") else { return };
+    let Some(s) = shared("goldens through conversions") else {
+        return;
+    };
     let t = s.join("reference/tiny12");
     let tokens = t.join("tokens.json");
     let d = tempfile::tempdir().unwrap();
@@ -228,20 +367,48 @@ fn forward_goldens_through_conversions() {
         ("f32.gguf", &["--to", "gguf", "--type", "f32"], "exact"),
         ("bf16.gguf", &["--to", "gguf", "--type", "bf16"], "close"),
         ("q8_0.gguf", &["--to", "gguf", "--type", "q8_0"], "close"),
-        ("st-bf16", &["--to", "safetensors", "--dtype", "bf16"], "close"),
-        ("st-int8", &["--to", "safetensors", "--dtype", "int8"], "close"),
+        (
+            "st-bf16",
+            &["--to", "safetensors", "--dtype", "bf16"],
+            "close",
+        ),
+        (
+            "st-int8",
+            &["--to", "safetensors", "--dtype", "int8"],
+            "close",
+        ),
     ];
     for (name, args, kind) in cases {
         let out = d.path().join(name);
-        let mut a = vec!["convert", t.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"];
+        let mut a = vec![
+            "convert",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ];
         a.extend_from_slice(args);
         let (code, _, err) = run(&a);
         assert_eq!(code, 0, "{name}: {err}");
         for (prec, golden) in [("f32", "logits_f32.npy"), ("bf16", "logits_bf16.npy")] {
-            let (code, o, err) = run(&["compare", out.to_str().unwrap(), t.join(golden).to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--precision", prec, "--thresholds", "bf16", "--json"]);
+            let (code, o, err) = run(&[
+                "compare",
+                out.to_str().unwrap(),
+                t.join(golden).to_str().unwrap(),
+                "--tokens-file",
+                tokens.to_str().unwrap(),
+                "--precision",
+                prec,
+                "--thresholds",
+                "bf16",
+                "--json",
+            ]);
             assert!(code == 0 || code == 1, "{name} {prec}: {err}");
             let v: serde_json::Value = serde_json::from_str(&o).unwrap();
-            let (max_abs, top1) = (v["max_abs"].as_f64().unwrap(), v["top1_agreement"].as_f64().unwrap());
+            let (max_abs, top1) = (
+                v["max_abs"].as_f64().unwrap(),
+                v["top1_agreement"].as_f64().unwrap(),
+            );
             eprintln!("{name} --precision {prec} vs {golden}: max |d| {max_abs:.3e}, top-1 {top1}, mean KL {}", v["mean_kl"]);
             assert_eq!(top1, 1.0, "{name} {prec}");
             let limit = match (kind, prec) {
@@ -262,7 +429,16 @@ fn safetensors_resume_checks_the_recorded_hash() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("st");
     let args = |extra: &[&str]| {
-        let mut a = vec!["convert", fx.to_str().unwrap(), "--to", "safetensors", "-o", out.to_str().unwrap(), "--shard-size", "300K"];
+        let mut a = vec![
+            "convert",
+            fx.to_str().unwrap(),
+            "--to",
+            "safetensors",
+            "-o",
+            out.to_str().unwrap(),
+            "--shard-size",
+            "300K",
+        ];
         a.extend_from_slice(extra);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
@@ -281,7 +457,10 @@ fn safetensors_resume_checks_the_recorded_hash() {
     std::fs::write(&shard, &bad).unwrap();
     let (code, _, err) = go(&["--resume"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("wrote") && err.contains("model-00002-of-00009.safetensors"), "{err}");
+    assert!(
+        err.contains("wrote") && err.contains("model-00002-of-00009.safetensors"),
+        "{err}"
+    );
     assert_eq!(err.matches("kept ").count(), 8, "{err}");
     assert!(std::fs::read(&shard).unwrap() == good);
 }

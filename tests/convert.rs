@@ -26,9 +26,33 @@ pub fn lossless_geometry() -> PathBuf {
     let d = DIR.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("ck");
-        let o = grokit().args(["synth", "-o", out.to_str().unwrap(), "--d-model", "256", "--q-heads", "4", "--kv-heads", "2", "--head-dim", "64", "--ffn", "512", "--vocab", "512", "-q"]).output().unwrap();
+        let o = grokit()
+            .args([
+                "synth",
+                "-o",
+                out.to_str().unwrap(),
+                "--d-model",
+                "256",
+                "--q-heads",
+                "4",
+                "--kv-heads",
+                "2",
+                "--head-dim",
+                "64",
+                "--ffn",
+                "512",
+                "--vocab",
+                "512",
+                "-q",
+            ])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::copy(fixture().join("tokenizer.model"), out.join("tokenizer.model")).unwrap();
+        std::fs::copy(
+            fixture().join("tokenizer.model"),
+            out.join("tokenizer.model"),
+        )
+        .unwrap();
         d
     });
     d.path().join("ck")
@@ -48,7 +72,11 @@ pub fn tiny12() -> Option<PathBuf> {
 /// Run grokit, returning (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
     let o = grokit().args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// `grokit convert CKPT ARGS... -q` that must succeed; returns stderr.
@@ -67,8 +95,15 @@ pub fn open(ck: &Path) -> Checkpoint {
 /// Exact values of a release parameter (one expert of stacked ones) in OUTPUT orientation:
 /// matrices and the router transposed to [out, in]; embedding and norms as stored.
 /// Returns (rows, cols, values).
-pub fn exact(ck: &Checkpoint, role: Role, layer: Option<u64>, expert: Option<usize>) -> (usize, usize, Vec<f32>) {
-    let t = ck.tensor(role, layer).unwrap_or_else(|| panic!("{role:?} {layer:?} missing"));
+pub fn exact(
+    ck: &Checkpoint,
+    role: Role,
+    layer: Option<u64>,
+    expert: Option<usize>,
+) -> (usize, usize, Vec<f32>) {
+    let t = ck
+        .tensor(role, layer)
+        .unwrap_or_else(|| panic!("{role:?} {layer:?} missing"));
     let (dims, v) = ck.read_f32(t, expert).unwrap();
     match dims[..] {
         [n] => (1, n, v),
@@ -88,7 +123,16 @@ pub fn exact(ck: &Checkpoint, role: Role, layer: Option<u64>, expert: Option<usi
 
 /// Files in a directory, sorted, with their bytes.
 pub fn dir_bytes(d: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect();
+    let mut v: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
     v.sort();
     v
 }
@@ -98,7 +142,12 @@ pub fn assert_dirs_identical(a: &Path, b: &Path) {
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&x), names(&y), "{} vs {}", a.display(), b.display());
     for ((n, p), (_, q)) in x.iter().zip(&y) {
-        assert!(p == q, "{n} differs between {} and {}", a.display(), b.display());
+        assert!(
+            p == q,
+            "{n} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -114,12 +163,25 @@ struct Geo {
 
 fn geo(ck: &Checkpoint) -> Geo {
     let c = &ck.config;
-    Geo { d: c.emb_size, f: c.ffn_size, e: c.num_experts, v: c.vocab_size, q: c.num_q_heads * c.key_size, kv: c.num_kv_heads * c.key_size, layers: c.num_layers }
+    Geo {
+        d: c.emb_size,
+        f: c.ffn_size,
+        e: c.num_experts,
+        v: c.vocab_size,
+        q: c.num_q_heads * c.key_size,
+        kv: c.num_kv_heads * c.key_size,
+        layers: c.num_layers,
+    }
 }
 
 /// llama.cpp's `grok` tensors in file order: (name, ne, role, layer), written by hand.
 fn gguf_expected(g: &Geo) -> Vec<(String, Vec<u64>, Role, Option<u64>)> {
-    let mut v = vec![("token_embd.weight".to_string(), vec![g.d, g.v], Role::Embed, None)];
+    let mut v = vec![(
+        "token_embd.weight".to_string(),
+        vec![g.d, g.v],
+        Role::Embed,
+        None,
+    )];
     for l in 0..g.layers {
         let per: [(&str, Vec<u64>, Role); 12] = [
             ("attn_norm", vec![g.d], Role::PreAttnNorm),
@@ -139,7 +201,12 @@ fn gguf_expected(g: &Geo) -> Vec<(String, Vec<u64>, Role, Option<u64>)> {
             v.push((format!("blk.{l}.{n}.weight"), ne, r, Some(l)));
         }
     }
-    v.push(("output_norm.weight".into(), vec![g.d], Role::FinalNorm, None));
+    v.push((
+        "output_norm.weight".into(),
+        vec![g.d],
+        Role::FinalNorm,
+        None,
+    ));
     v
 }
 
@@ -155,12 +222,21 @@ enum Expect {
 
 /// Decode every tensor of `set` and compare with the release. Returns the number of values
 /// compared.
-fn check_gguf_values(ck: &Checkpoint, get: &dyn Fn(&str) -> (GgmlType, Vec<u8>), uniform: Option<GgmlType>) -> usize {
+fn check_gguf_values(
+    ck: &Checkpoint,
+    get: &dyn Fn(&str) -> (GgmlType, Vec<u8>),
+    uniform: Option<GgmlType>,
+) -> usize {
     let g = geo(ck);
     let mut n = 0;
     for (name, _, role, layer) in gguf_expected(&g) {
         let (ty, data) = get(&name);
-        let experts: Vec<Option<usize>> = if matches!(role, Role::MoeGate | Role::MoeUp | Role::MoeDown) { (0..g.e as usize).map(Some).collect() } else { vec![None] };
+        let experts: Vec<Option<usize>> =
+            if matches!(role, Role::MoeGate | Role::MoeUp | Role::MoeDown) {
+                (0..g.e as usize).map(Some).collect()
+            } else {
+                vec![None]
+            };
         let mut off = 0usize;
         let (mut sse, mut ssx) = (0f64, 0f64);
         for e in experts {
@@ -173,7 +249,11 @@ fn check_gguf_values(ck: &Checkpoint, get: &dyn Fn(&str) -> (GgmlType, Vec<u8>),
                 let w = &want[r * cols..(r + 1) * cols];
                 let int8_src = !matches!(role, Role::Embed | Role::Router) && !role.is_norm();
                 // Rows of one release scale block along the input (the row of a Q8_0 block).
-                let bh = if matches!(role, Role::AttnO | Role::MoeDown) { cols / 8 } else { cols };
+                let bh = if matches!(role, Role::AttnO | Role::MoeDown) {
+                    cols / 8
+                } else {
+                    cols
+                };
                 for (k, (&a, &b)) in w.iter().zip(&got).enumerate() {
                     let one_scale = (k / 32 * 32) / bh == (k / 32 * 32 + 31).min(cols - 1) / bh;
                     let mode = match ty {
@@ -234,7 +314,10 @@ fn expect_f32(f: &GgufFile, k: &str) -> f32 {
 /// Metadata keys, their types and values.
 fn check_gguf_metadata(f: &GgufFile, ck: &Checkpoint, tok: &Path, file_type: u32) {
     let c = &ck.config;
-    assert_eq!(f.get("general.architecture"), Some(&Value::String("grok".into())));
+    assert_eq!(
+        f.get("general.architecture"),
+        Some(&Value::String("grok".into()))
+    );
     assert_eq!(expect_u32(f, "general.file_type"), file_type);
     expect_u32(f, "general.quantization_version");
     for (k, want) in [
@@ -270,13 +353,28 @@ fn check_gguf_metadata(f: &GgufFile, ck: &Checkpoint, tok: &Path, file_type: u32
         }
         x => panic!("tokens: {x:?}"),
     }
-    assert!(matches!(f.get("tokenizer.ggml.scores"), Some(Value::Array(ArrayValue::F32(s))) if s.len() == v));
-    assert!(matches!(f.get("tokenizer.ggml.token_type"), Some(Value::Array(ArrayValue::I32(s))) if s.len() == v));
-    assert_eq!(f.get("tokenizer.ggml.model"), Some(&Value::String("llama".into())));
-    for (k, want) in [("tokenizer.ggml.bos_token_id", 1), ("tokenizer.ggml.eos_token_id", 2), ("tokenizer.ggml.unknown_token_id", 3), ("tokenizer.ggml.padding_token_id", 0)] {
+    assert!(
+        matches!(f.get("tokenizer.ggml.scores"), Some(Value::Array(ArrayValue::F32(s))) if s.len() == v)
+    );
+    assert!(
+        matches!(f.get("tokenizer.ggml.token_type"), Some(Value::Array(ArrayValue::I32(s))) if s.len() == v)
+    );
+    assert_eq!(
+        f.get("tokenizer.ggml.model"),
+        Some(&Value::String("llama".into()))
+    );
+    for (k, want) in [
+        ("tokenizer.ggml.bos_token_id", 1),
+        ("tokenizer.ggml.eos_token_id", 2),
+        ("tokenizer.ggml.unknown_token_id", 3),
+        ("tokenizer.ggml.padding_token_id", 0),
+    ] {
         assert_eq!(expect_u32(f, k), want, "{k}");
     }
-    assert_eq!(f.get("tokenizer.ggml.add_bos_token"), Some(&Value::Bool(false)));
+    assert_eq!(
+        f.get("tokenizer.ggml.add_bos_token"),
+        Some(&Value::Bool(false))
+    );
 }
 
 /// Convert `ck` to one GGUF file and check names, shapes, types, metadata and values.
@@ -321,15 +419,32 @@ fn gguf_f32_bf16_f16_q8_0_fixture() {
 #[test]
 fn fixture_int8_is_100_percent_lossless() {
     let d = tempfile::tempdir().unwrap();
-    for (to, out, extra) in [("gguf", d.path().join("m.gguf"), ["--type", "q8_0"]), ("safetensors", d.path().join("st"), ["--dtype", "int8"])] {
-        let (code, stdout, err) = run(&["convert", lossless_geometry().to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap(), extra[0], extra[1], "--json"]);
+    for (to, out, extra) in [
+        ("gguf", d.path().join("m.gguf"), ["--type", "q8_0"]),
+        ("safetensors", d.path().join("st"), ["--dtype", "int8"]),
+    ] {
+        let (code, stdout, err) = run(&[
+            "convert",
+            lossless_geometry().to_str().unwrap(),
+            "--to",
+            to,
+            "-o",
+            out.to_str().unwrap(),
+            extra[0],
+            extra[1],
+            "--json",
+        ]);
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         let ts = v["report"]["tensors"].as_array().unwrap();
         let mut lossless = 0;
         for t in ts {
             let name = t["name"].as_str().unwrap();
-            let from_int8 = !(name.contains("embd") || name.contains("embed") || name.contains("norm") || name.contains("gate_inp") || name.contains("gate.weight"));
+            let from_int8 = !(name.contains("embd")
+                || name.contains("embed")
+                || name.contains("norm")
+                || name.contains("gate_inp")
+                || name.contains("gate.weight"));
             if from_int8 && !name.ends_with("weight_shape") {
                 assert_eq!(t["requantized_blocks"], 0, "{to}: {name}");
                 assert!(t["lossless_blocks"].as_u64().unwrap() > 0, "{to}: {name}");
@@ -352,7 +467,19 @@ fn gguf_fixture_has_26_tensors_with_770_style_names() {
     let want = gguf_expected(&geo(&ck));
     assert_eq!(want.len(), 26);
     // The full release: 2 + 64 * 12 = 770.
-    assert_eq!(gguf_expected(&Geo { d: 6144, f: 32768, e: 8, v: 131072, q: 6144, kv: 1024, layers: 64 }).len(), 770);
+    assert_eq!(
+        gguf_expected(&Geo {
+            d: 6144,
+            f: 32768,
+            e: 8,
+            v: 131072,
+            q: 6144,
+            kv: 1024,
+            layers: 64
+        })
+        .len(),
+        770
+    );
 }
 
 #[test]
@@ -372,12 +499,36 @@ fn gguf_deterministic_and_split_equals_single() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     for dir in [&a, &b] {
-        convert(&fx, &["--to", "gguf", "--type", "q8_0", "-o", dir.join("m.gguf").to_str().unwrap(), "-q"]);
+        convert(
+            &fx,
+            &[
+                "--to",
+                "gguf",
+                "--type",
+                "q8_0",
+                "-o",
+                dir.join("m.gguf").to_str().unwrap(),
+                "-q",
+            ],
+        );
     }
     assert_dirs_identical(&a, &b);
     let s = d.path().join("split");
     std::fs::create_dir_all(&s).unwrap();
-    convert(&fx, &["--to", "gguf", "--type", "q8_0", "--split-max-size", "300K", "-o", s.join("m.gguf").to_str().unwrap(), "-q"]);
+    convert(
+        &fx,
+        &[
+            "--to",
+            "gguf",
+            "--type",
+            "q8_0",
+            "--split-max-size",
+            "300K",
+            "-o",
+            s.join("m.gguf").to_str().unwrap(),
+            "-q",
+        ],
+    );
     let files: Vec<String> = dir_bytes(&s).into_iter().map(|x| x.0).collect();
     let n = files.len();
     assert!(n >= 3, "{files:?}");
@@ -387,9 +538,16 @@ fn gguf_deterministic_and_split_equals_single() {
         assert_eq!(f.get("split.no"), Some(&Value::U16(i as u16)));
         assert_eq!(f.get("split.count"), Some(&Value::U16(n as u16)));
         assert_eq!(f.get("split.tensors.count"), Some(&Value::I32(26)));
-        assert!(f.data_start() + f.tensors().iter().map(|t| t.nbytes).sum::<u64>() <= 300_000 || f.tensors().len() == 1, "{name} too big");
+        assert!(
+            f.data_start() + f.tensors().iter().map(|t| t.nbytes).sum::<u64>() <= 300_000
+                || f.tensors().len() == 1,
+            "{name} too big"
+        );
         if i > 0 {
-            assert!(f.get("general.architecture").is_none(), "metadata only in shard 1");
+            assert!(
+                f.get("general.architecture").is_none(),
+                "metadata only in shard 1"
+            );
         }
     }
     let set = GgufSet::open(&s.join(&files[0])).unwrap();
@@ -401,16 +559,40 @@ fn gguf_deterministic_and_split_equals_single() {
     for t in single.tensors() {
         let (_, st) = set.tensor(&t.name).unwrap();
         assert_eq!((&st.ne, st.ty), (&t.ne, t.ty));
-        assert!(set.tensor_data(&t.name).unwrap() == single.tensor_data(t), "{}", t.name);
+        assert!(
+            set.tensor_data(&t.name).unwrap() == single.tensor_data(t),
+            "{}",
+            t.name
+        );
     }
-    let kv_of = |kvs: &[(String, Value)]| kvs.iter().filter(|(k, _)| !k.starts_with("split.")).cloned().collect::<Vec<_>>();
+    let kv_of = |kvs: &[(String, Value)]| {
+        kvs.iter()
+            .filter(|(k, _)| !k.starts_with("split."))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(kv_of(set.kvs()), kv_of(single.kvs()));
     // Work split: three workers write the same set.
     let w = d.path().join("workers");
     std::fs::create_dir_all(&w).unwrap();
     for k in 0..3 {
         let sh = format!("{k}/3");
-        convert(&fx, &["--to", "gguf", "--type", "q8_0", "--split-max-size", "300K", "--shard", &sh, "-o", w.join("m.gguf").to_str().unwrap(), "-q"]);
+        convert(
+            &fx,
+            &[
+                "--to",
+                "gguf",
+                "--type",
+                "q8_0",
+                "--split-max-size",
+                "300K",
+                "--shard",
+                &sh,
+                "-o",
+                w.join("m.gguf").to_str().unwrap(),
+                "-q",
+            ],
+        );
     }
     assert_dirs_identical(&s, &w);
 }
@@ -423,31 +605,111 @@ fn gguf_resume_rewrites_only_missing_files() {
     let (r, s) = (d.path().join("ref"), d.path().join("run"));
     for dir in [&r, &s] {
         std::fs::create_dir_all(dir).unwrap();
-        convert(&fx, &["--to", "gguf", "--type", "bf16", "--split-max-size", "300K", "-o", dir.join("m.gguf").to_str().unwrap(), "-q"]);
+        convert(
+            &fx,
+            &[
+                "--to",
+                "gguf",
+                "--type",
+                "bf16",
+                "--split-max-size",
+                "300K",
+                "-o",
+                dir.join("m.gguf").to_str().unwrap(),
+                "-q",
+            ],
+        );
     }
     let files: Vec<String> = dir_bytes(&s).into_iter().map(|x| x.0).collect();
     let victim = files[1].clone();
     std::fs::remove_file(s.join(&victim)).unwrap();
-    std::fs::write(s.join(format!(".{victim}.grokit-tmp")), b"half-written garbage").unwrap();
-    let mtimes: Vec<_> = files.iter().filter(|f| **f != victim).map(|f| (f.clone(), std::fs::metadata(s.join(f)).unwrap().modified().unwrap())).collect();
+    std::fs::write(
+        s.join(format!(".{victim}.grokit-tmp")),
+        b"half-written garbage",
+    )
+    .unwrap();
+    let mtimes: Vec<_> = files
+        .iter()
+        .filter(|f| **f != victim)
+        .map(|f| {
+            (
+                f.clone(),
+                std::fs::metadata(s.join(f)).unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Without --resume or --force the existing files are refused.
-    let (code, _, err) = run(&["convert", fx.to_str().unwrap(), "--to", "gguf", "--type", "bf16", "--split-max-size", "300K", "-o", s.join("m.gguf").to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "convert",
+        fx.to_str().unwrap(),
+        "--to",
+        "gguf",
+        "--type",
+        "bf16",
+        "--split-max-size",
+        "300K",
+        "-o",
+        s.join("m.gguf").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already exists"), "{err}");
-    let err = convert(&fx, &["--to", "gguf", "--type", "bf16", "--split-max-size", "300K", "--resume", "-o", s.join("m.gguf").to_str().unwrap()]);
+    let err = convert(
+        &fx,
+        &[
+            "--to",
+            "gguf",
+            "--type",
+            "bf16",
+            "--split-max-size",
+            "300K",
+            "--resume",
+            "-o",
+            s.join("m.gguf").to_str().unwrap(),
+        ],
+    );
     assert_eq!(err.matches("kept ").count(), files.len() - 1, "{err}");
     assert_eq!(err.matches("wrote ").count(), 1, "{err}");
     assert!(err.contains(&victim), "{err}");
     for (f, m) in mtimes {
-        assert_eq!(std::fs::metadata(s.join(&f)).unwrap().modified().unwrap(), m, "{f} was rewritten");
+        assert_eq!(
+            std::fs::metadata(s.join(&f)).unwrap().modified().unwrap(),
+            m,
+            "{f} was rewritten"
+        );
     }
     assert_dirs_identical(&r, &s);
     // Same sizes, another plan (f16 instead of bf16): --resume must rewrite every file.
     let f16 = d.path().join("f16");
     std::fs::create_dir_all(&f16).unwrap();
-    convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "-o", f16.join("m.gguf").to_str().unwrap(), "-q"]);
-    let err = convert(&fx, &["--to", "gguf", "--type", "f16", "--split-max-size", "300K", "--resume", "-o", s.join("m.gguf").to_str().unwrap()]);
+    convert(
+        &fx,
+        &[
+            "--to",
+            "gguf",
+            "--type",
+            "f16",
+            "--split-max-size",
+            "300K",
+            "-o",
+            f16.join("m.gguf").to_str().unwrap(),
+            "-q",
+        ],
+    );
+    let err = convert(
+        &fx,
+        &[
+            "--to",
+            "gguf",
+            "--type",
+            "f16",
+            "--split-max-size",
+            "300K",
+            "--resume",
+            "-o",
+            s.join("m.gguf").to_str().unwrap(),
+        ],
+    );
     // Only a split holding nothing but F32 tensors (norms) is the same under both plans.
     assert!(err.matches("wrote ").count() >= files.len() - 1, "{err}");
     assert_dirs_identical(&f16, &s);
@@ -463,7 +725,25 @@ fn gguf_killed_runs_leave_only_complete_files() {
     let r = d.path().join("ref");
     std::fs::create_dir_all(&r).unwrap();
     let args = |out: &Path| -> Vec<String> {
-        ["convert", src.to_str().unwrap(), "--to", "gguf", "--type", "f32", "--split-max-size", "150K", "--jobs", "1", "-q", "--no-error-stats", "-o", out.join("m.gguf").to_str().unwrap()].iter().map(|s| s.to_string()).collect()
+        [
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "gguf",
+            "--type",
+            "f32",
+            "--split-max-size",
+            "150K",
+            "--jobs",
+            "1",
+            "-q",
+            "--no-error-stats",
+            "-o",
+            out.join("m.gguf").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let st = grokit().args(args(&r)).status().unwrap();
     assert!(st.success());
@@ -478,14 +758,21 @@ fn gguf_killed_runs_leave_only_complete_files() {
         let _ = child.kill(); // SIGKILL on unix
         let _ = child.wait();
         let present = dir_bytes(&s);
-        let finals: Vec<_> = present.iter().filter(|(n, _)| !n.ends_with(".grokit-tmp")).collect();
+        let finals: Vec<_> = present
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".grokit-tmp"))
+            .collect();
         finals_seen.push(finals.len());
         if finals.len() < n_ref {
             partial_runs += 1;
         }
         for (n, bytes) in &finals {
-            GgufFile::open(&s.join(n)).unwrap_or_else(|e| panic!("{n} after kill at {delay_ms} ms: {e}"));
-            assert!(*bytes == std::fs::read(r.join(n)).unwrap(), "{n} differs after kill");
+            GgufFile::open(&s.join(n))
+                .unwrap_or_else(|e| panic!("{n} after kill at {delay_ms} ms: {e}"));
+            assert!(
+                *bytes == std::fs::read(r.join(n)).unwrap(),
+                "{n} differs after kill"
+            );
         }
         let mut a = args(&s);
         a.push("--resume".into());
@@ -493,7 +780,10 @@ fn gguf_killed_runs_leave_only_complete_files() {
         assert_dirs_identical(&r, &s);
     }
     eprintln!("kill test: {partial_runs} of 8 runs interrupted; final files present after each kill: {finals_seen:?} of {n_ref}");
-    assert!(partial_runs > 0, "no kill landed before the end: the test did not exercise an interruption");
+    assert!(
+        partial_runs > 0,
+        "no kill landed before the end: the test did not exercise an interruption"
+    );
 }
 
 fn copy_fixture(to: &Path) {
@@ -556,10 +846,20 @@ fn refusals_exit_2_with_a_message() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the input"), "{err}");
     assert!(!inside.exists());
-    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", cp.join("ckpt-0/st/deeper").to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "convert",
+        c,
+        "--to",
+        "safetensors",
+        "-o",
+        cp.join("ckpt-0/st/deeper").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the input"), "{err}");
-    assert!(!cp.join("ckpt-0/st").exists(), "a refused run created a directory inside the input");
+    assert!(
+        !cp.join("ckpt-0/st").exists(),
+        "a refused run created a directory inside the input"
+    );
     // safetensors into the checkpoint's own directory would replace its config.json.
     let cfg_before = std::fs::read(cp.join("config.json")).unwrap();
     let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", c, "-q"]);
@@ -574,32 +874,88 @@ fn refusals_exit_2_with_a_message() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"mine");
-    let (code, _, err) = run(&["convert", c, "--to", "gguf", "-o", out.to_str().unwrap(), "--force", "-q"]);
+    let (code, _, err) = run(&[
+        "convert",
+        c,
+        "--to",
+        "gguf",
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(GgufFile::open(&out).is_ok());
     // Tokenizer with the wrong vocabulary size.
     let bad = d.path().join("bad.model");
-    std::fs::write(&bad, drop_last_piece(&std::fs::read(fixture().join("tokenizer.model")).unwrap())).unwrap();
-    assert_eq!(grokit::tokenizer::Tokenizer::from_file(&bad).unwrap().pieces().len(), 511);
+    std::fs::write(
+        &bad,
+        drop_last_piece(&std::fs::read(fixture().join("tokenizer.model")).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        grokit::tokenizer::Tokenizer::from_file(&bad)
+            .unwrap()
+            .pieces()
+            .len(),
+        511
+    );
     let o2 = d.path().join("v.gguf");
-    let (code, _, err) = run(&["convert", c, "--to", "gguf", "-o", o2.to_str().unwrap(), "--tokenizer", bad.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "convert",
+        c,
+        "--to",
+        "gguf",
+        "-o",
+        o2.to_str().unwrap(),
+        "--tokenizer",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("511") && err.contains("512"), "{err}");
     assert!(!o2.exists());
     let o3 = d.path().join("v_st");
-    let (code, _, err) = run(&["convert", c, "--to", "safetensors", "-o", o3.to_str().unwrap(), "--tokenizer", bad.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "convert",
+        c,
+        "--to",
+        "safetensors",
+        "-o",
+        o3.to_str().unwrap(),
+        "--tokenizer",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("511") && err.contains("512"), "{err}");
     assert!(!o3.join("model.safetensors").exists());
     // --dry-run writes nothing and prints the plan.
-    for (to, o) in [("gguf", d.path().join("dry.gguf")), ("safetensors", d.path().join("dry_st"))] {
-        let (code, stdout, err) = run(&["convert", c, "--to", to, "-o", o.to_str().unwrap(), "--dry-run"]);
+    for (to, o) in [
+        ("gguf", d.path().join("dry.gguf")),
+        ("safetensors", d.path().join("dry_st")),
+    ] {
+        let (code, stdout, err) = run(&[
+            "convert",
+            c,
+            "--to",
+            to,
+            "-o",
+            o.to_str().unwrap(),
+            "--dry-run",
+        ]);
         assert_eq!(code, 0, "{err}");
         assert!(!o.exists(), "dry run wrote {}", o.display());
         assert!(stdout.contains("total tensor bytes"), "{stdout}");
-        let needle = if to == "gguf" { "blk.1.ffn_down_exps.weight" } else { "model.layers.1.moe_block.experts.7.linear_1.weight" };
+        let needle = if to == "gguf" {
+            "blk.1.ffn_down_exps.weight"
+        } else {
+            "model.layers.1.moe_block.experts.7.linear_1.weight"
+        };
         assert!(stdout.contains(needle), "{stdout}");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("grokit-tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("grokit-tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

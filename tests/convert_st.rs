@@ -40,10 +40,16 @@ fn name(l: Lay, role: Role, layer: Option<u64>, e: Option<usize>) -> String {
         Lay::Jax => match role {
             Role::Embed => "transformer.in_out_embed.weight".into(),
             Role::FinalNorm => "transformer.rms_norm.weight".into(),
-            Role::AttnQ => format!("transformer.decoder_layer.{n}.multi_head_attention.query.weight"),
+            Role::AttnQ => {
+                format!("transformer.decoder_layer.{n}.multi_head_attention.query.weight")
+            }
             Role::AttnK => format!("transformer.decoder_layer.{n}.multi_head_attention.key.weight"),
-            Role::AttnV => format!("transformer.decoder_layer.{n}.multi_head_attention.value.weight"),
-            Role::AttnO => format!("transformer.decoder_layer.{n}.multi_head_attention.linear.weight"),
+            Role::AttnV => {
+                format!("transformer.decoder_layer.{n}.multi_head_attention.value.weight")
+            }
+            Role::AttnO => {
+                format!("transformer.decoder_layer.{n}.multi_head_attention.linear.weight")
+            }
             Role::PreAttnNorm => format!("transformer.decoder_layer.{n}.rms_norm.weight"),
             Role::PostAttnNorm => format!("transformer.decoder_layer.{n}.rms_norm_1.weight"),
             Role::PreMoeNorm => format!("transformer.decoder_layer.{n}.rms_norm_2.weight"),
@@ -61,7 +67,17 @@ fn params(ck: &Checkpoint) -> Vec<(Role, Option<u64>, Option<usize>)> {
     let c = &ck.config;
     let mut v = vec![(Role::Embed, None, None), (Role::FinalNorm, None, None)];
     for l in 0..c.num_layers {
-        for r in [Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::PreAttnNorm, Role::PostAttnNorm, Role::PreMoeNorm, Role::PostMoeNorm, Role::Router] {
+        for r in [
+            Role::AttnQ,
+            Role::AttnK,
+            Role::AttnV,
+            Role::AttnO,
+            Role::PreAttnNorm,
+            Role::PostAttnNorm,
+            Role::PreMoeNorm,
+            Role::PostMoeNorm,
+            Role::Router,
+        ] {
             v.push((r, Some(l), None));
         }
         for r in [Role::MoeGate, Role::MoeUp, Role::MoeDown] {
@@ -74,13 +90,19 @@ fn params(ck: &Checkpoint) -> Vec<(Role, Option<u64>, Option<usize>)> {
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 fn u16s(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    b.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 fn words(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 fn json(p: &Path) -> Json {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
@@ -89,13 +111,22 @@ fn json(p: &Path) -> Json {
 /// The safetensors crate agrees with StReader on every tensor of every shard.
 fn check_with_safetensors_crate(dir: &Path, r: &StReader) -> usize {
     let mut n = 0;
-    for (f, _) in dir_bytes(dir).into_iter().filter(|(f, _)| f.ends_with(".safetensors")) {
+    for (f, _) in dir_bytes(dir)
+        .into_iter()
+        .filter(|(f, _)| f.ends_with(".safetensors"))
+    {
         let bytes = std::fs::read(dir.join(&f)).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for nm in st.names() {
             let v = st.tensor(nm).unwrap();
-            let e = r.tensor(nm).unwrap_or_else(|| panic!("{nm} not in StReader"));
-            assert_eq!(v.shape().iter().map(|&x| x as u64).collect::<Vec<_>>(), e.shape, "{nm}");
+            let e = r
+                .tensor(nm)
+                .unwrap_or_else(|| panic!("{nm} not in StReader"));
+            assert_eq!(
+                v.shape().iter().map(|&x| x as u64).collect::<Vec<_>>(),
+                e.shape,
+                "{nm}"
+            );
             assert_eq!(format!("{:?}", v.dtype()), e.dtype.safetensors(), "{nm}");
             assert!(v.data() == r.tensor_bytes(nm).unwrap(), "{nm}");
             n += 1;
@@ -115,7 +146,11 @@ fn check_sums(dir: &Path) {
         assert_eq!(h, got, "{f}");
         listed.push(f.to_string());
     }
-    let mut all: Vec<String> = dir_bytes(dir).into_iter().map(|x| x.0).filter(|f| f != "SHA256SUMS").collect();
+    let mut all: Vec<String> = dir_bytes(dir)
+        .into_iter()
+        .map(|x| x.0)
+        .filter(|f| f != "SHA256SUMS")
+        .collect();
     all.sort();
     listed.sort();
     assert_eq!(listed, all);
@@ -126,12 +161,31 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("st");
     let lay_s = if lay == Lay::Hf { "hf" } else { "jax" };
-    convert(ck_dir, &["--to", "safetensors", "-o", out.to_str().unwrap(), "--layout", lay_s, "--dtype", dtype, "--shard-size", shard_size, "-q"]);
+    convert(
+        ck_dir,
+        &[
+            "--to",
+            "safetensors",
+            "-o",
+            out.to_str().unwrap(),
+            "--layout",
+            lay_s,
+            "--dtype",
+            dtype,
+            "--shard-size",
+            shard_size,
+            "-q",
+        ],
+    );
     let ck = open(ck_dir);
     let r = StReader::open(&out).unwrap();
     let cfg = json(&out.join("config.json"));
     let c = &ck.config;
-    let arch = if lay == Lay::Hf { "Grok1ModelForCausalLM" } else { "GrokForCausalLM" };
+    let arch = if lay == Lay::Hf {
+        "Grok1ModelForCausalLM"
+    } else {
+        "GrokForCausalLM"
+    };
     assert_eq!(cfg["architectures"], serde_json::json!([arch]));
     assert_eq!(cfg["num_experts"], c.num_experts);
     assert_eq!(cfg["num_local_experts"], c.num_experts);
@@ -141,9 +195,22 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
     assert_eq!(cfg["tie_word_embeddings"], true);
     assert_eq!(cfg["embedding_multiplier_scale"], 78.38367176906169);
     let gen = json(&out.join("generation_config.json"));
-    assert_eq!((gen["bos_token_id"].as_u64(), gen["eos_token_id"].as_u64(), gen["pad_token_id"].as_u64()), (Some(1), Some(2), Some(0)));
-    assert_eq!(std::fs::read(out.join("tokenizer.model")).unwrap(), std::fs::read(ck_dir.join("tokenizer.model")).unwrap());
-    assert!(out.join("tokenizer_config.json").is_file() && out.join("special_tokens_map.json").is_file());
+    assert_eq!(
+        (
+            gen["bos_token_id"].as_u64(),
+            gen["eos_token_id"].as_u64(),
+            gen["pad_token_id"].as_u64()
+        ),
+        (Some(1), Some(2), Some(0))
+    );
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.model")).unwrap(),
+        std::fs::read(ck_dir.join("tokenizer.model")).unwrap()
+    );
+    assert!(
+        out.join("tokenizer_config.json").is_file()
+            && out.join("special_tokens_map.json").is_file()
+    );
     check_sums(&out);
     let bits = match dtype {
         "int8" => Some(8u32),
@@ -156,12 +223,31 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
             assert_eq!(q["quant_method"], "compressed-tensors");
             assert_eq!(q["format"], "pack-quantized");
             let w = &q["config_groups"]["group_0"]["weights"];
-            assert_eq!((w["num_bits"].as_u64(), w["symmetric"].as_bool(), w["strategy"].as_str()), (Some(u64::from(b)), Some(true), Some("group")));
-            let ignore: Vec<&str> = q["ignore"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+            assert_eq!(
+                (
+                    w["num_bits"].as_u64(),
+                    w["symmetric"].as_bool(),
+                    w["strategy"].as_str()
+                ),
+                (Some(u64::from(b)), Some(true), Some("group"))
+            );
+            let ignore: Vec<&str> = q["ignore"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect();
             assert!(ignore.contains(&"lm_head"));
-            assert!(ignore.contains(&name(lay, Role::Embed, None, None).trim_end_matches(".weight")));
+            assert!(
+                ignore.contains(&name(lay, Role::Embed, None, None).trim_end_matches(".weight"))
+            );
             for l in 0..c.num_layers {
-                assert!(ignore.contains(&name(lay, Role::Router, Some(l), None).trim_end_matches(".weight")), "{ignore:?}");
+                assert!(
+                    ignore.contains(
+                        &name(lay, Role::Router, Some(l), None).trim_end_matches(".weight")
+                    ),
+                    "{ignore:?}"
+                );
             }
             let g = w["group_size"].as_u64().unwrap() as usize;
             assert!(g >= 1 && (c.emb_size as usize).is_multiple_of(g));
@@ -179,7 +265,12 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         assert_eq!(wm.len(), r.len());
         let mut total = 0u64;
         for e in r.tensors() {
-            assert_eq!(wm[&e.name].as_str().unwrap(), e.file.file_name().unwrap().to_str().unwrap(), "{}", e.name);
+            assert_eq!(
+                wm[&e.name].as_str().unwrap(),
+                e.file.file_name().unwrap().to_str().unwrap(),
+                "{}",
+                e.name
+            );
             total += e.data_offsets.1 - e.data_offsets.0;
         }
         assert_eq!(idx["metadata"]["total_size"].as_u64(), Some(total));
@@ -200,9 +291,19 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         let keep_f32 = role.is_norm() || role == Role::Router;
         if keep_f32 || bits.is_none() || role == Role::Embed {
             let t = r.tensor(&nm).unwrap_or_else(|| panic!("{nm} missing"));
-            let dt = if keep_f32 { DType::F32 } else if bits.is_some() { DType::BF16 } else { float };
+            let dt = if keep_f32 {
+                DType::F32
+            } else if bits.is_some() {
+                DType::BF16
+            } else {
+                float
+            };
             assert_eq!(t.dtype, dt, "{nm}");
-            let shape: Vec<u64> = if role.is_norm() { vec![cols as u64] } else { vec![rows as u64, cols as u64] };
+            let shape: Vec<u64> = if role.is_norm() {
+                vec![cols as u64]
+            } else {
+                vec![rows as u64, cols as u64]
+            };
             assert_eq!(t.shape, shape, "{nm}");
             let b = r.tensor_bytes(&nm).unwrap();
             let got_bits: Vec<u32> = match dt {
@@ -227,15 +328,25 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         let bits = bits.unwrap_or(8);
         let base = nm.trim_end_matches(".weight");
         let per = (32 / bits) as usize;
-        let p = r.tensor(&format!("{base}.weight_packed")).unwrap_or_else(|| panic!("{base}.weight_packed"));
+        let p = r
+            .tensor(&format!("{base}.weight_packed"))
+            .unwrap_or_else(|| panic!("{base}.weight_packed"));
         let s = r.tensor(&format!("{base}.weight_scale")).unwrap();
         let sh = r.tensor(&format!("{base}.weight_shape")).unwrap();
         assert!(r.tensor(&nm).is_none(), "{nm} should only exist packed");
-        assert_eq!((p.dtype, s.dtype, sh.dtype), (DType::I32, DType::BF16, DType::I32));
+        assert_eq!(
+            (p.dtype, s.dtype, sh.dtype),
+            (DType::I32, DType::BF16, DType::I32)
+        );
         assert_eq!(p.shape, vec![rows as u64, cols.div_ceil(per) as u64]);
         assert_eq!(s.shape, vec![rows as u64, (cols / group) as u64]);
         assert_eq!(sh.shape, vec![2]);
-        let shape_v: Vec<i32> = r.tensor_bytes(&sh.name).unwrap().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let shape_v: Vec<i32> = r
+            .tensor_bytes(&sh.name)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         assert_eq!(shape_v, vec![rows as i32, cols as i32]);
         let pw = words(r.tensor_bytes(&p.name).unwrap());
         let sc = u16s(r.tensor_bytes(&s.name).unwrap());
@@ -257,7 +368,10 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
                     let sf = half::bf16::from_bits(sbits).to_f32();
                     let x = want[j * cols + i];
                     assert!((-8..=7).contains(&q));
-                    assert!((x - q as f32 * sf).abs() <= 0.53 * sf + 1e-30, "{base} int4 [{j}, {i}]: {x} vs {q}*{sf}");
+                    assert!(
+                        (x - q as f32 * sf).abs() <= 0.53 * sf + 1e-30,
+                        "{base} int4 [{j}, {i}]: {x} vs {q}*{sf}"
+                    );
                 }
             }
         }
@@ -265,7 +379,10 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         n_values += rows * cols;
     }
     assert_eq!(n_tensors, r.len(), "unexpected extra tensors");
-    eprintln!("{}: safetensors {dtype} {lay_s}: {n_tensors} tensors, {n_values} values checked", ck_dir.display());
+    eprintln!(
+        "{}: safetensors {dtype} {lay_s}: {n_tensors} tensors, {n_values} values checked",
+        ck_dir.display()
+    );
     n_values
 }
 
@@ -298,7 +415,15 @@ fn safetensors_tiny12() {
 }
 
 fn st_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--to", "safetensors", "-o", out, "--shard-size", "200K", "-q"];
+    let mut v = vec![
+        "--to",
+        "safetensors",
+        "-o",
+        out,
+        "--shard-size",
+        "200K",
+        "-q",
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -307,7 +432,12 @@ fn st_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 fn safetensors_deterministic_workers_and_resume() {
     let fx = fixture();
     let d = tempfile::tempdir().unwrap();
-    let (a, b, w, s) = (d.path().join("a"), d.path().join("b"), d.path().join("w"), d.path().join("s"));
+    let (a, b, w, s) = (
+        d.path().join("a"),
+        d.path().join("b"),
+        d.path().join("w"),
+        d.path().join("s"),
+    );
     convert(&fx, &st_args(a.to_str().unwrap(), &[]));
     convert(&fx, &st_args(b.to_str().unwrap(), &[]));
     assert!(dir_bytes(&a).len() > 6);
@@ -317,23 +447,42 @@ fn safetensors_deterministic_workers_and_resume() {
         let sh = format!("{k}/3");
         convert(&fx, &st_args(w.to_str().unwrap(), &["--shard", &sh]));
     }
-    assert!(!w.join("SHA256SUMS").exists(), "workers must not write the index/sums");
+    assert!(
+        !w.join("SHA256SUMS").exists(),
+        "workers must not write the index/sums"
+    );
     convert(&fx, &st_args(w.to_str().unwrap(), &["--finish"]));
     assert_dirs_identical(&a, &w);
     // Resume: one shard deleted, a stale temp present.
     convert(&fx, &st_args(s.to_str().unwrap(), &[]));
-    let shards: Vec<String> = dir_bytes(&s).into_iter().map(|x| x.0).filter(|n| n.ends_with(".safetensors")).collect();
+    let shards: Vec<String> = dir_bytes(&s)
+        .into_iter()
+        .map(|x| x.0)
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
     let victim = shards[2].clone();
     std::fs::remove_file(s.join(&victim)).unwrap();
     std::fs::write(s.join(format!(".{victim}.grokit-tmp")), b"stale").unwrap();
-    let before: Vec<_> = shards.iter().filter(|f| **f != victim).map(|f| std::fs::metadata(s.join(f)).unwrap().modified().unwrap()).collect();
+    let before: Vec<_> = shards
+        .iter()
+        .filter(|f| **f != victim)
+        .map(|f| std::fs::metadata(s.join(f)).unwrap().modified().unwrap())
+        .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let mut a2 = st_args(s.to_str().unwrap(), &["--resume"]);
     a2.retain(|x| *x != "-q");
     let err = convert(&fx, &a2);
     assert_eq!(err.matches("kept ").count(), shards.len() - 1, "{err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("wrote ")).count(), 1, "{err}");
-    let after: Vec<_> = shards.iter().filter(|f| **f != victim).map(|f| std::fs::metadata(s.join(f)).unwrap().modified().unwrap()).collect();
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("wrote ")).count(),
+        1,
+        "{err}"
+    );
+    let after: Vec<_> = shards
+        .iter()
+        .filter(|f| **f != victim)
+        .map(|f| std::fs::metadata(s.join(f)).unwrap().modified().unwrap())
+        .collect();
     assert_eq!(before, after, "kept shards were rewritten");
     assert_dirs_identical(&a, &s);
     // Same sizes, another plan (f16 instead of bf16): --resume rewrites every shard.
@@ -348,6 +497,16 @@ fn safetensors_deterministic_workers_and_resume() {
     assert_dirs_identical(&a, &s);
     // --finish with a missing shard is refused.
     std::fs::remove_file(s.join(&victim)).unwrap();
-    let (code, _, err) = super::run(&["convert", fx.to_str().unwrap(), "--to", "safetensors", "-o", s.to_str().unwrap(), "--shard-size", "200K", "--finish"]);
+    let (code, _, err) = super::run(&[
+        "convert",
+        fx.to_str().unwrap(),
+        "--to",
+        "safetensors",
+        "-o",
+        s.to_str().unwrap(),
+        "--shard-size",
+        "200K",
+        "--finish",
+    ]);
     assert_eq!(code, 2, "{err}");
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 fn run(args: &[&OsStr]) -> (i32, String) {
     let o = grokit().args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn os(s: &str) -> &OsStr {
@@ -49,20 +52,39 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".grokit-tmp")).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".grokit-tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A synthetic checkpoint big enough (about 20 MB, 40 layers) that converting it with one job
 /// takes long enough to interrupt.
 fn big_checkpoint(dir: &Path) -> PathBuf {
     let p = dir.join("big");
-    let (code, err) = run(&[os("synth"), p.as_os_str(), os("--preset"), os("tiny"), os("--layers"), os("40"), os("-q")]);
+    let (code, err) = run(&[
+        os("synth"),
+        p.as_os_str(),
+        os("--preset"),
+        os("tiny"),
+        os("--layers"),
+        os("40"),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     p
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
 }
 
 /// A mount that is undone on drop.
@@ -79,7 +101,10 @@ impl Mount {
         match o {
             Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
             Ok(o) => {
-                eprintln!("SKIP {why}: mount not permitted: {}", String::from_utf8_lossy(&o.stderr).trim());
+                eprintln!(
+                    "SKIP {why}: mount not permitted: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
                 None
             }
             Err(e) => {
@@ -101,16 +126,40 @@ fn killed_conversion_leaves_nothing_and_resume_completes_identically() {
     let d = tempfile::tempdir().unwrap();
     let ck = big_checkpoint(d.path());
     let reference = d.path().join("ref");
-    let (code, err) = run(&[os("convert"), ck.as_os_str(), os("--to"), os("safetensors"), os("-o"), reference.as_os_str(), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        ck.as_os_str(),
+        os("--to"),
+        os("safetensors"),
+        os("-o"),
+        reference.as_os_str(),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     let out = d.path().join("out");
     let fin = out.join("model.safetensors");
     let tmp = out.join(".model.safetensors.grokit-tmp");
-    let mut child = grokit().args([os("convert"), ck.as_os_str(), os("--to"), os("safetensors"), os("-o"), out.as_os_str(), os("--jobs"), os("1"), os("-q")]).spawn().unwrap();
+    let mut child = grokit()
+        .args([
+            os("convert"),
+            ck.as_os_str(),
+            os("--to"),
+            os("safetensors"),
+            os("-o"),
+            out.as_os_str(),
+            os("--jobs"),
+            os("1"),
+            os("-q"),
+        ])
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     let mut killed = false;
     while start.elapsed() < Duration::from_secs(60) {
-        if std::fs::metadata(&tmp).map(|m| m.len() > 0).unwrap_or(false) {
+        if std::fs::metadata(&tmp)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
             child.kill().unwrap(); // SIGKILL
             killed = true;
             break;
@@ -125,14 +174,29 @@ fn killed_conversion_leaves_nothing_and_resume_completes_identically() {
         eprintln!("SKIP kill test: the conversion finished before its temporary was seen");
         return;
     }
-    assert!(!fin.exists(), "a killed run left a file under its final name");
+    assert!(
+        !fin.exists(),
+        "a killed run left a file under its final name"
+    );
     assert!(!out.join("SHA256SUMS").exists());
     // --resume (a plain rerun works too: nothing finished exists) completes it byte for byte.
-    let (code, err) = run(&[os("convert"), ck.as_os_str(), os("--to"), os("safetensors"), os("-o"), out.as_os_str(), os("--resume"), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        ck.as_os_str(),
+        os("--to"),
+        os("safetensors"),
+        os("-o"),
+        out.as_os_str(),
+        os("--resume"),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(temporaries(&out).is_empty());
     for f in ["model.safetensors", "config.json", "SHA256SUMS"] {
-        assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(reference.join(f)).unwrap(), "{f} differs after resume");
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(reference.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
     }
 }
 
@@ -146,12 +210,30 @@ fn file_size_limit_is_an_error_not_a_signal() {
         .arg("-c")
         .arg("ulimit -f 64 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_grokit"))
-        .args([os("convert"), ck.as_os_str(), os("--to"), os("gguf"), os("--type"), os("f32"), os("-o"), out.as_os_str(), os("-q")])
+        .args([
+            os("convert"),
+            ck.as_os_str(),
+            os("--to"),
+            os("gguf"),
+            os("--type"),
+            os("f32"),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "killed by a signal? {:?} {err}", o.status);
-    assert!(err.contains("o.gguf") && err.contains("File too large"), "{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "killed by a signal? {:?} {err}",
+        o.status
+    );
+    assert!(
+        err.contains("o.gguf") && err.contains("File too large"),
+        "{err}"
+    );
     assert!(!out.exists());
     assert!(temporaries(d.path()).is_empty(), "temporary left behind");
 }
@@ -163,12 +245,39 @@ fn full_disk_is_a_clean_error() {
     let input = d.path().join("in");
     let before = snapshot(&input);
     let mnt = d.path().join("small");
-    let Some(_m) = Mount::new(&["-t", "tmpfs", "-o", "size=200k", "tmpfs"], &mnt, "full disk") else { return };
-    for (to, out) in [("gguf", mnt.join("o.gguf")), ("safetensors", mnt.join("st"))] {
-        let (code, err) = run(&[os("convert"), input.as_os_str(), os("--to"), os(to), os("--type"), os("f32"), os("--dtype"), os("f32"), os("-o"), out.as_os_str(), os("-q")]);
+    let Some(_m) = Mount::new(
+        &["-t", "tmpfs", "-o", "size=200k", "tmpfs"],
+        &mnt,
+        "full disk",
+    ) else {
+        return;
+    };
+    for (to, out) in [
+        ("gguf", mnt.join("o.gguf")),
+        ("safetensors", mnt.join("st")),
+    ] {
+        let (code, err) = run(&[
+            os("convert"),
+            input.as_os_str(),
+            os("--to"),
+            os(to),
+            os("--type"),
+            os("f32"),
+            os("--dtype"),
+            os("f32"),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ]);
         assert_eq!(code, 2, "{to}: {err}");
-        assert!(err.contains("No space left on device") && err.contains(&mnt.display().to_string()), "{to}: {err}");
-        assert!(temporaries(&mnt).is_empty() && temporaries(&mnt.join("st")).is_empty(), "{to}: temporaries left");
+        assert!(
+            err.contains("No space left on device") && err.contains(&mnt.display().to_string()),
+            "{to}: {err}"
+        );
+        assert!(
+            temporaries(&mnt).is_empty() && temporaries(&mnt.join("st")).is_empty(),
+            "{to}: temporaries left"
+        );
         assert!(!mnt.join("o.gguf").exists() && !mnt.join("st/model.safetensors").exists());
     }
     assert!(snapshot(&input) == before, "input changed");
@@ -191,24 +300,50 @@ fn outputs_inside_or_over_the_input_are_refused() {
         ("safetensors", d.path().to_path_buf(), true), // would replace config.json beside ckpt-0
     ];
     for (to, out, force) in cases {
-        let mut args = vec![os("convert"), d.path().as_os_str(), os("--to"), os(to), os("-o"), out.as_os_str(), os("-q")];
+        let mut args = vec![
+            os("convert"),
+            d.path().as_os_str(),
+            os("--to"),
+            os(to),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ];
         if force {
             args.push(os("--force"));
         }
         let (code, err) = run(&args);
         assert_eq!(code, 2, "{} accepted: {err}", out.display());
-        assert!(err.contains("refused") || err.contains("would overwrite"), "{err}");
+        assert!(
+            err.contains("refused") || err.contains("would overwrite"),
+            "{err}"
+        );
     }
     // Nothing created or changed (no stray directories from a refused run either).
     assert!(snapshot(d.path()) == before, "input changed");
     assert!(!c.join("new").exists() && !c.join("sub").exists());
     // A symlink pointing into the input is seen through.
-    let link = d.path().join("..").join(format!("{}-link.gguf", d.path().file_name().unwrap().to_string_lossy()));
+    let link = d.path().join("..").join(format!(
+        "{}-link.gguf",
+        d.path().file_name().unwrap().to_string_lossy()
+    ));
     std::os::unix::fs::symlink(c.join("tensor00001_000"), &link).unwrap();
-    let (code, err) = run(&[os("convert"), d.path().as_os_str(), os("--to"), os("gguf"), os("-o"), link.as_os_str(), os("--force"), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        d.path().as_os_str(),
+        os("--to"),
+        os("gguf"),
+        os("-o"),
+        link.as_os_str(),
+        os("--force"),
+        os("-q"),
+    ]);
     let _ = std::fs::remove_file(&link);
     assert_eq!(code, 2, "{err}");
-    assert!(snapshot(d.path()) == before, "input changed through a symlink");
+    assert!(
+        snapshot(d.path()) == before,
+        "input changed through a symlink"
+    );
 }
 
 #[test]
@@ -218,7 +353,11 @@ fn unwritable_output_directory() {
     let _m;
     if is_root() {
         // Root ignores mode bits: use a read-only tmpfs instead of chmod 555.
-        match Mount::new(&["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"], &ro, "unwritable output dir") {
+        match Mount::new(
+            &["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"],
+            &ro,
+            "unwritable output dir",
+        ) {
             Some(m) => _m = m,
             None => return,
         }
@@ -228,9 +367,21 @@ fn unwritable_output_directory() {
     }
     let ck = repo().join("fixtures/tiny");
     for (to, out) in [("gguf", ro.join("o.gguf")), ("safetensors", ro.join("st"))] {
-        let (code, err) = run(&[os("convert"), ck.as_os_str(), os("--to"), os(to), os("-o"), out.as_os_str(), os("-q")]);
+        let (code, err) = run(&[
+            os("convert"),
+            ck.as_os_str(),
+            os("--to"),
+            os(to),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ]);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains(&ro.display().to_string()) && (err.contains("Read-only") || err.contains("Permission denied")), "{err}");
+        assert!(
+            err.contains(&ro.display().to_string())
+                && (err.contains("Read-only") || err.contains("Permission denied")),
+            "{err}"
+        );
     }
 }
 
@@ -245,13 +396,24 @@ fn symlink_loops() {
     let (code, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
     assert_eq!(code, 0, "loop entries beside the shards are ignored: {err}");
     let out = d.path().join("a.gguf");
-    let (code, err) = run(&[os("convert"), d.path().join("a").as_os_str(), os("--to"), os("gguf"), os("-o"), out.as_os_str(), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        d.path().join("a").as_os_str(),
+        os("--to"),
+        os("gguf"),
+        os("-o"),
+        out.as_os_str(),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     // A loop named like a shard is an error naming it.
     std::os::unix::fs::symlink("tensor00026_000", c.join("tensor00026_000")).unwrap();
     let (code, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("tensor00026_000") || err.contains("tensor00027_000"), "{err}");
+    assert!(
+        err.contains("tensor00026_000") || err.contains("tensor00027_000"),
+        "{err}"
+    );
     // ckpt-0 itself a loop.
     let b = d.path().join("b");
     std::fs::create_dir(&b).unwrap();
@@ -268,19 +430,45 @@ fn non_utf8_names() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join(OsStr::from_bytes(b"ck\xff\xfe-dir"));
     copy_fixture(&root);
-    std::fs::write(root.join("ckpt-0").join(OsStr::from_bytes(b"notes-\xff.txt")), b"x").unwrap();
+    std::fs::write(
+        root.join("ckpt-0")
+            .join(OsStr::from_bytes(b"notes-\xff.txt")),
+        b"x",
+    )
+    .unwrap();
     let (code, err) = run(&[os("inspect"), root.as_os_str()]);
     assert_eq!(code, 0, "{err}");
     let out = d.path().join(OsStr::from_bytes(b"out-\xe9.gguf"));
-    let (code, err) = run(&[os("convert"), root.as_os_str(), os("--to"), os("gguf"), os("-o"), out.as_os_str(), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        root.as_os_str(),
+        os("--to"),
+        os("gguf"),
+        os("-o"),
+        out.as_os_str(),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.exists() && temporaries(d.path()).is_empty());
     let st = d.path().join(OsStr::from_bytes(b"st-\xff"));
-    let (code, err) = run(&[os("convert"), root.as_os_str(), os("--to"), os("safetensors"), os("-o"), st.as_os_str(), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        root.as_os_str(),
+        os("--to"),
+        os("safetensors"),
+        os("-o"),
+        st.as_os_str(),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(st.join("model.safetensors").exists());
     // A non-UTF-8 name that looks like a shard is reported, not a panic.
-    std::fs::write(root.join("ckpt-0").join(OsStr::from_bytes(b"tensor\xff_000")), b"x").unwrap();
+    std::fs::write(
+        root.join("ckpt-0")
+            .join(OsStr::from_bytes(b"tensor\xff_000")),
+        b"x",
+    )
+    .unwrap();
     let (code, err) = run(&[os("inspect"), root.as_os_str()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tensor"), "{err}");
@@ -297,7 +485,10 @@ fn shard_changing_size_after_open_is_an_error() {
     bytes.extend_from_slice(b"more");
     std::fs::write(&t.file, &bytes).unwrap();
     let e = ck.map(t).unwrap_err().to_string();
-    assert!(e.contains("changed size") && e.contains("tensor00003_000"), "{e}");
+    assert!(
+        e.contains("changed size") && e.contains("tensor00003_000"),
+        "{e}"
+    );
     bytes.truncate(bytes.len() - 100);
     std::fs::write(&t.file, &bytes).unwrap();
     assert!(ck.read_f32(t, Some(0)).is_err());
@@ -310,15 +501,35 @@ fn checkpoint_on_a_read_only_filesystem_converts() {
     let d = tempfile::tempdir().unwrap();
     copy_fixture(&d.path().join("src"));
     let ro = d.path().join("ro");
-    let Some(_bind) = Mount::new(&["--bind", d.path().join("src").to_str().unwrap()], &ro, "read-only input") else { return };
-    let st = Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&ro).status();
+    let Some(_bind) = Mount::new(
+        &["--bind", d.path().join("src").to_str().unwrap()],
+        &ro,
+        "read-only input",
+    ) else {
+        return;
+    };
+    let st = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&ro)
+        .status();
     if !st.is_ok_and(|s| s.success()) {
         eprintln!("SKIP read-only input: remount ro not permitted");
         return;
     }
-    assert!(std::fs::write(ro.join("probe"), b"x").is_err(), "bind mount is not read-only");
+    assert!(
+        std::fs::write(ro.join("probe"), b"x").is_err(),
+        "bind mount is not read-only"
+    );
     let out = d.path().join("o.gguf");
-    let (code, err) = run(&[os("convert"), ro.as_os_str(), os("--to"), os("gguf"), os("-o"), out.as_os_str(), os("-q")]);
+    let (code, err) = run(&[
+        os("convert"),
+        ro.as_os_str(),
+        os("--to"),
+        os("gguf"),
+        os("-o"),
+        out.as_os_str(),
+        os("-q"),
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, err) = run(&[os("inspect"), ro.as_os_str()]);
     assert_eq!(code, 0, "{err}");
@@ -330,8 +541,28 @@ fn exit_codes_of_every_subcommand() {
     let fx = repo().join("fixtures/tiny");
     let s = d.path().join("s");
     // synth: 0 success, 2 error (existing output).
-    assert_eq!(run(&[os("synth"), s.as_os_str(), os("--preset"), os("tiny"), os("-q")]).0, 0);
-    assert_eq!(run(&[os("synth"), s.as_os_str(), os("--preset"), os("tiny"), os("-q")]).0, 2);
+    assert_eq!(
+        run(&[
+            os("synth"),
+            s.as_os_str(),
+            os("--preset"),
+            os("tiny"),
+            os("-q")
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        run(&[
+            os("synth"),
+            s.as_os_str(),
+            os("--preset"),
+            os("tiny"),
+            os("-q")
+        ])
+        .0,
+        2
+    );
     // inspect: 0, 1 (a structural mismatch: trailing bytes), 2 (unreadable).
     assert_eq!(run(&[os("inspect"), fx.as_os_str()]).0, 0);
     let f = s.join("ckpt-0/tensor00002_000");
@@ -339,14 +570,77 @@ fn exit_codes_of_every_subcommand() {
     b.extend_from_slice(b"junk");
     std::fs::write(&f, &b).unwrap();
     assert_eq!(run(&[os("inspect"), s.as_os_str()]).0, 1);
-    assert_eq!(run(&[os("inspect"), d.path().join("none").as_os_str()]).0, 2);
+    assert_eq!(
+        run(&[os("inspect"), d.path().join("none").as_os_str()]).0,
+        2
+    );
     // convert: 0, 2 (a checkpoint with problems is refused; a bad option; a bad path).
     let o = d.path().join("o.gguf");
-    assert_eq!(run(&[os("convert"), fx.as_os_str(), os("--to"), os("gguf"), os("-o"), o.as_os_str(), os("-q")]).0, 0);
-    assert_eq!(run(&[os("convert"), fx.as_os_str(), os("--to"), os("gguf"), os("-o"), o.as_os_str(), os("--dry-run")]).0, 0);
-    assert_eq!(run(&[os("convert"), s.as_os_str(), os("--to"), os("gguf"), os("-o"), d.path().join("p.gguf").as_os_str(), os("-q")]).0, 2);
-    assert_eq!(run(&[os("convert"), fx.as_os_str(), os("--to"), os("gguf"), os("-o"), o.as_os_str(), os("-q")]).0, 2, "existing output without --force");
-    assert_eq!(run(&[os("convert"), fx.as_os_str(), os("--to"), os("nope"), os("-o"), o.as_os_str()]).0, 2);
+    assert_eq!(
+        run(&[
+            os("convert"),
+            fx.as_os_str(),
+            os("--to"),
+            os("gguf"),
+            os("-o"),
+            o.as_os_str(),
+            os("-q")
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        run(&[
+            os("convert"),
+            fx.as_os_str(),
+            os("--to"),
+            os("gguf"),
+            os("-o"),
+            o.as_os_str(),
+            os("--dry-run")
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        run(&[
+            os("convert"),
+            s.as_os_str(),
+            os("--to"),
+            os("gguf"),
+            os("-o"),
+            d.path().join("p.gguf").as_os_str(),
+            os("-q")
+        ])
+        .0,
+        2
+    );
+    assert_eq!(
+        run(&[
+            os("convert"),
+            fx.as_os_str(),
+            os("--to"),
+            os("gguf"),
+            os("-o"),
+            o.as_os_str(),
+            os("-q")
+        ])
+        .0,
+        2,
+        "existing output without --force"
+    );
+    assert_eq!(
+        run(&[
+            os("convert"),
+            fx.as_os_str(),
+            os("--to"),
+            os("nope"),
+            os("-o"),
+            o.as_os_str()
+        ])
+        .0,
+        2
+    );
     assert_eq!(run(&[os("frobnicate")]).0, 2);
     assert_eq!(run(&[os("--version")]).0, 0);
 }

@@ -35,7 +35,10 @@ fn every_value() -> Vec<(String, Value)> {
         kv("a.i32", vec![1i32, 2, 3, 6].into()),
         kv("a.f32", vec![0.0f32, -0.0, -1.0, 3.5e-38].into()),
         kv("a.bool", vec![true, false, true].into()),
-        kv("a.str", vec!["[PAD]".to_string(), String::new(), "▁▁".to_string()].into()),
+        kv(
+            "a.str",
+            vec!["[PAD]".to_string(), String::new(), "▁▁".to_string()].into(),
+        ),
         kv("a.u64", vec![u64::MAX, 0].into()),
         kv("a.i64", vec![i64::MIN, 5].into()),
         kv("a.f64", vec![f64::MIN_POSITIVE, -2.0].into()),
@@ -48,14 +51,20 @@ fn tensors() -> Vec<TensorPlan> {
         TensorPlan::new("output_norm.weight", vec![5u64], GgmlType::F32),
         TensorPlan::new("blk.0.attn_q.weight", vec![2u64, 3, 4], GgmlType::F16),
         TensorPlan::new("blk.0.attn_k.weight", vec![1u64, 7], GgmlType::BF16),
-        TensorPlan::new("blk.0.ffn_up_exps.weight", vec![2u64, 1, 2, 256], GgmlType::Q4_K),
+        TensorPlan::new(
+            "blk.0.ffn_up_exps.weight",
+            vec![2u64, 1, 2, 256],
+            GgmlType::Q4_K,
+        ),
         TensorPlan::new("blk.0.i32", vec![3u64], GgmlType::I32),
     ]
 }
 
 /// Deterministic bytes for a tensor (a cheap LCG seeded by its name).
 fn data_for(name: &str, n: u64) -> Vec<u8> {
-    let mut s: u32 = name.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+    let mut s: u32 = name.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
     (0..n)
         .map(|_| {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
@@ -98,7 +107,10 @@ fn round_trip_every_value_type_and_tensor_type() {
     assert_eq!(f.get("t.u16"), Some(&Value::U16(65535)));
     assert_eq!(f.tensors().len(), tensors().len());
     for (t, p) in f.tensors().iter().zip(tensors()) {
-        assert_eq!((t.name.as_str(), &t.shape, t.ty), (p.name.as_str(), &p.shape, p.ty));
+        assert_eq!(
+            (t.name.as_str(), &t.shape, t.ty),
+            (p.name.as_str(), &p.shape, p.ty)
+        );
         assert_eq!(t.ne, p.ne());
         assert_eq!(t.nbytes, p.nbytes().unwrap());
         assert_eq!(t.offset % 32, 0);
@@ -118,16 +130,27 @@ fn split_set_has_the_same_content_as_one_file() {
     let out = dir.path().join("grok.gguf");
     let files = plan().split(Some(150), &out).unwrap();
     assert!(files.len() >= 3, "{}", files.len());
-    let names: Vec<_> = files.iter().map(|f| f.path().file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.path().file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names[0], format!("grok-00001-of-{:05}.gguf", files.len()));
     let summary = grokit::gguf::plan_summary(&files);
-    assert!(summary.contains(&names[1]) && summary.contains("blk.0.attn_k.weight"), "{summary}");
+    assert!(
+        summary.contains(&names[1]) && summary.contains("blk.0.attn_k.weight"),
+        "{summary}"
+    );
     write(&files);
     let one = GgufSet::open(&single).unwrap();
     let set = GgufSet::open(files[0].path()).unwrap();
     assert_eq!(set.files().len(), files.len());
     assert_eq!(set.tensor_count(), one.tensor_count());
-    let meta: Vec<_> = set.kvs().iter().filter(|(k, _)| !k.starts_with("split.")).cloned().collect();
+    let meta: Vec<_> = set
+        .kvs()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("split."))
+        .cloned()
+        .collect();
     assert_eq!(meta, one.kvs());
     for (i, f) in set.files().iter().enumerate() {
         assert_eq!(f.get("split.no"), Some(&Value::U16(i as u16)));
@@ -139,14 +162,25 @@ fn split_set_has_the_same_content_as_one_file() {
         assert_eq!(f.tensors().first().map(|t| t.rel_offset), Some(0));
     }
     for (_, t) in one.tensors() {
-        assert_eq!(set.tensor_data(&t.name), one.tensor_data(&t.name), "{}", t.name);
+        assert_eq!(
+            set.tensor_data(&t.name),
+            one.tensor_data(&t.name),
+            "{}",
+            t.name
+        );
         assert_eq!(set.tensor(&t.name).unwrap().1.shape, t.shape);
     }
     // llama.cpp only opens a set from shard 1; a missing shard is named.
-    assert!(matches!(GgufSet::open(files[1].path()), Err(GgufError::BadSplit { .. })));
+    assert!(matches!(
+        GgufSet::open(files[1].path()),
+        Err(GgufError::BadSplit { .. })
+    ));
     std::fs::remove_file(files[2].path()).unwrap();
     let e = GgufSet::open(files[0].path()).unwrap_err();
-    assert!(matches!(&e, GgufError::BadSplit { reason, .. } if reason.contains("missing")), "{e}");
+    assert!(
+        matches!(&e, GgufError::BadSplit { reason, .. } if reason.contains("missing")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -201,23 +235,41 @@ fn golden_header_for_a_tiny_plan() {
 fn writer_refuses_wrong_byte_counts_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.gguf");
-    let p = GgufPlan::new(vec![], vec![TensorPlan::new("x", vec![4u64], GgmlType::F32), TensorPlan::new("y", vec![1u64], GgmlType::F32)]);
+    let p = GgufPlan::new(
+        vec![],
+        vec![
+            TensorPlan::new("x", vec![4u64], GgmlType::F32),
+            TensorPlan::new("y", vec![1u64], GgmlType::F32),
+        ],
+    );
     let f = p.split(None, &out).unwrap().remove(0);
     let mut w = GgufFileWriter::create(f.clone()).unwrap();
     let e = w.write_tensor_chunk(&[0; 17]).unwrap_err();
-    assert!(matches!(&e, GgufError::ChunkOverflow { name, expected: 16, got: 17, .. } if name == "x"), "{e}");
+    assert!(
+        matches!(&e, GgufError::ChunkOverflow { name, expected: 16, got: 17, .. } if name == "x"),
+        "{e}"
+    );
     w.write_tensor_chunk(&[1; 10]).unwrap();
     let e = w.write_tensor(&[1; 2]).unwrap_err();
-    assert!(matches!(&e, GgufError::TensorIncomplete { name, .. } if name == "x"), "{e}");
+    assert!(
+        matches!(&e, GgufError::TensorIncomplete { name, .. } if name == "x"),
+        "{e}"
+    );
     w.write_tensor_chunk(&[1; 6]).unwrap();
     assert_eq!(w.current_tensor().map(|t| t.name.as_str()), Some("y"));
     let e = w.finish().unwrap_err();
-    assert!(matches!(&e, GgufError::TensorIncomplete { name, expected: 4, got: 0, .. } if name == "y"), "{e}");
+    assert!(
+        matches!(&e, GgufError::TensorIncomplete { name, expected: 4, got: 0, .. } if name == "y"),
+        "{e}"
+    );
     assert!(!out.exists());
     let mut w = GgufFileWriter::create(f).unwrap();
     w.write_tensor(&[1; 16]).unwrap();
     w.write_tensor(&[2; 4]).unwrap();
-    assert!(matches!(w.write_tensor_chunk(&[0]), Err(GgufError::NoTensorPending { len: 1, .. })));
+    assert!(matches!(
+        w.write_tensor_chunk(&[0]),
+        Err(GgufError::NoTensorPending { len: 1, .. })
+    ));
     w.finish().unwrap();
     assert!(GgufFile::open(&out).is_ok());
 }
@@ -226,7 +278,9 @@ fn writer_refuses_wrong_byte_counts_and_leaves_no_file() {
 
 #[test]
 fn plan_validation_names_the_offender() {
-    let t = |name: &str, shape: Vec<u64>, ty| GgufPlan::new(vec![], vec![TensorPlan::new(name, shape, ty)]);
+    let t = |name: &str, shape: Vec<u64>, ty| {
+        GgufPlan::new(vec![], vec![TensorPlan::new(name, shape, ty)])
+    };
     let long = "x".repeat(64);
     let cases = [
         t(&long, vec![1], GgmlType::F32),
@@ -237,11 +291,29 @@ fn plan_validation_names_the_offender() {
         t("huge", vec![u64::MAX, 2], GgmlType::F32),
     ];
     for p in cases {
-        assert!(matches!(p.validate(), Err(GgufError::PlanTensor { .. })), "{:?}", p.tensors);
+        assert!(
+            matches!(p.validate(), Err(GgufError::PlanTensor { .. })),
+            "{:?}",
+            p.tensors
+        );
     }
-    let dup = GgufPlan::new(vec![], vec![TensorPlan::new("a", vec![1u64], GgmlType::F32); 2]);
-    assert!(matches!(dup.validate(), Err(GgufError::PlanTensor { reason, .. }) if reason.contains("duplicate")));
-    assert!(GgufPlan::new(vec![], vec![TensorPlan::new("x".repeat(63), vec![1u64, 1, 1, 32], GgmlType::Q8_0)]).validate().is_ok());
+    let dup = GgufPlan::new(
+        vec![],
+        vec![TensorPlan::new("a", vec![1u64], GgmlType::F32); 2],
+    );
+    assert!(
+        matches!(dup.validate(), Err(GgufError::PlanTensor { reason, .. }) if reason.contains("duplicate"))
+    );
+    assert!(GgufPlan::new(
+        vec![],
+        vec![TensorPlan::new(
+            "x".repeat(63),
+            vec![1u64, 1, 1, 32],
+            GgmlType::Q8_0
+        )]
+    )
+    .validate()
+    .is_ok());
 
     let k = |key: &str, v: Value| GgufPlan::new(vec![(key.into(), v)], vec![]);
     for p in [
@@ -256,20 +328,54 @@ fn plan_validation_names_the_offender() {
         k("tokenizer.ggml.scores", vec![0.0f64].into()),
         k("tokenizer.ggml.token_type", vec![1u32].into()),
     ] {
-        assert!(matches!(p.validate(), Err(GgufError::PlanKey { .. })), "{:?}", p.kvs);
+        assert!(
+            matches!(p.validate(), Err(GgufError::PlanKey { .. })),
+            "{:?}",
+            p.kvs
+        );
     }
-    let grok = |key: &str, v: Value| GgufPlan::new(vec![("general.architecture".into(), "grok".into()), (key.into(), v)], vec![]);
-    let e = grok("grok.block_count", Value::U64(64)).validate().unwrap_err();
+    let grok = |key: &str, v: Value| {
+        GgufPlan::new(
+            vec![
+                ("general.architecture".into(), "grok".into()),
+                (key.into(), v),
+            ],
+            vec![],
+        )
+    };
+    let e = grok("grok.block_count", Value::U64(64))
+        .validate()
+        .unwrap_err();
     assert!(e.to_string().contains("UINT32"), "{e}");
-    assert!(grok("grok.attention.layer_norm_rms_epsilon", Value::F64(1e-5)).validate().is_err());
-    assert!(grok("grok.feed_forward_length", vec![32768u32].into()).validate().is_err(), "u32 arrays are rejected");
-    assert!(grok("grok.feed_forward_length", vec![32768i32].into()).validate().is_ok());
-    assert!(grok("llama.block_count", Value::U64(1)).validate().is_ok(), "another arch's keys are free-form");
-    let dup = GgufPlan::new(vec![("a".into(), 1u8.into()), ("a".into(), 2u8.into())], vec![]);
+    assert!(
+        grok("grok.attention.layer_norm_rms_epsilon", Value::F64(1e-5))
+            .validate()
+            .is_err()
+    );
+    assert!(
+        grok("grok.feed_forward_length", vec![32768u32].into())
+            .validate()
+            .is_err(),
+        "u32 arrays are rejected"
+    );
+    assert!(grok("grok.feed_forward_length", vec![32768i32].into())
+        .validate()
+        .is_ok());
+    assert!(
+        grok("llama.block_count", Value::U64(1)).validate().is_ok(),
+        "another arch's keys are free-form"
+    );
+    let dup = GgufPlan::new(
+        vec![("a".into(), 1u8.into()), ("a".into(), 2u8.into())],
+        vec![],
+    );
     assert!(matches!(dup.validate(), Err(GgufError::PlanKey { .. })));
     let mut p = plan();
     p.alignment = 48;
-    assert!(matches!(p.validate(), Err(GgufError::PlanAlignment { alignment: 48 })));
+    assert!(matches!(
+        p.validate(),
+        Err(GgufError::PlanAlignment { alignment: 48 })
+    ));
 }
 
 // ---- hostile inputs, built byte by byte ---------------------------------------------------
@@ -331,8 +437,17 @@ impl Raw {
 /// Two F32 tensors of 4 and 1 elements, data padded, one string KV.
 fn valid_raw() -> Raw {
     let mut r = Raw::header(3, 2, 1);
-    r.kv("general.architecture", 8, &[4, 0, 0, 0, 0, 0, 0, 0, b'g', b'r', b'o', b'k']);
-    r.info("a", &[4], 0, 0).info("b", &[1], 0, 32).pad(32).data(16).pad(32).data(4);
+    r.kv(
+        "general.architecture",
+        8,
+        &[4, 0, 0, 0, 0, 0, 0, 0, b'g', b'r', b'o', b'k'],
+    );
+    r.info("a", &[4], 0, 0)
+        .info("b", &[1], 0, 32)
+        .pad(32)
+        .data(16)
+        .pad(32)
+        .data(4);
     r
 }
 
@@ -363,7 +478,10 @@ fn truncation_at_every_byte_errors_without_panicking() {
             "cut {cut}: {e}"
         );
         let msg = e.to_string();
-        assert!(msg.contains("x.gguf") && msg.contains("byte") || msg.contains("not within"), "{msg}");
+        assert!(
+            msg.contains("x.gguf") && msg.contains("byte") || msg.contains("not within"),
+            "{msg}"
+        );
     }
 }
 
@@ -382,8 +500,14 @@ fn hostile_lengths_and_counts_are_refused_before_allocation() {
     let mut r = Raw::header(3, 0, 1);
     r.str(b"k").u32(9).u32(8).u64(1 << 31); // strings: more than the cap and the bytes
     assert_err!(r, GgufError::CountTooLarge { .. });
-    assert_err!(Raw::header(3, 0, u64::MAX), GgufError::CountTooLarge { offset: 16, .. });
-    assert_err!(Raw::header(3, 1 << 40, 0), GgufError::CountTooLarge { offset: 8, .. });
+    assert_err!(
+        Raw::header(3, 0, u64::MAX),
+        GgufError::CountTooLarge { offset: 16, .. }
+    );
+    assert_err!(
+        Raw::header(3, 1 << 40, 0),
+        GgufError::CountTooLarge { offset: 8, .. }
+    );
 }
 
 #[test]
@@ -399,7 +523,11 @@ fn wrong_magic_and_versions() {
     }
     let mut r = valid_raw();
     r.b[4..8].copy_from_slice(&2u32.to_le_bytes());
-    assert_eq!(r.parse().unwrap().version(), 2, "v2 has the v3 layout and stays readable");
+    assert_eq!(
+        r.parse().unwrap().version(),
+        2,
+        "v2 has the v3 layout and stays readable"
+    );
 }
 
 #[test]
@@ -410,10 +538,19 @@ fn bad_values() {
         r
     };
     assert_err!(one(13, &[0]), GgufError::BadValueType { id: 13, .. });
-    assert_err!(one(9, &[9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]), GgufError::NestedArray { .. });
-    assert_err!(one(9, &[77, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]), GgufError::BadValueType { id: 77, .. });
+    assert_err!(
+        one(9, &[9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
+        GgufError::NestedArray { .. }
+    );
+    assert_err!(
+        one(9, &[77, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
+        GgufError::BadValueType { id: 77, .. }
+    );
     assert_err!(one(7, &[2]), GgufError::BadBool { byte: 2, .. });
-    assert_err!(one(8, &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe]), GgufError::BadUtf8 { .. });
+    assert_err!(
+        one(8, &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe]),
+        GgufError::BadUtf8 { .. }
+    );
     let mut r = Raw::header(3, 0, 2);
     r.kv("k", 0, &[1]).kv("k", 0, &[2]);
     assert_err!(r, GgufError::DuplicateKey { offset: 38, .. });
@@ -427,15 +564,30 @@ fn bad_tensor_infos() {
         r.info(name, ne, ty, 0).pad(32).data(1 << 12);
         r
     };
-    assert_err!(t(&"n".repeat(64), &[1], 0), GgufError::BadTensorInfo { offset: 24, .. });
-    assert_err!(t("five", &[1, 1, 1, 1, 1], 0), GgufError::BadTensorInfo { .. });
+    assert_err!(
+        t(&"n".repeat(64), &[1], 0),
+        GgufError::BadTensorInfo { offset: 24, .. }
+    );
+    assert_err!(
+        t("five", &[1, 1, 1, 1, 1], 0),
+        GgufError::BadTensorInfo { .. }
+    );
     assert_err!(t("neg", &[u64::MAX], 0), GgufError::BadTensorInfo { .. });
-    assert_err!(t("big", &[1 << 40, 1 << 40], 0), GgufError::BadTensorInfo { .. });
+    assert_err!(
+        t("big", &[1 << 40, 1 << 40], 0),
+        GgufError::BadTensorInfo { .. }
+    );
     assert_err!(t("q8", &[33], 8), GgufError::BadTensorInfo { .. });
-    assert_err!(t("ty", &[1], 31), GgufError::UnknownTensorType { id: 31, .. });
+    assert_err!(
+        t("ty", &[1], 31),
+        GgufError::UnknownTensorType { id: 31, .. }
+    );
     assert_err!(t("ty", &[1], 4), GgufError::UnknownTensorType { id: 4, .. });
     let mut r = Raw::header(3, 2, 0);
-    r.info("same", &[1], 0, 0).info("same", &[1], 0, 32).pad(32).data(64);
+    r.info("same", &[1], 0, 0)
+        .info("same", &[1], 0, 32)
+        .pad(32)
+        .data(64);
     let e = assert_err!(r, GgufError::DuplicateTensor { .. });
     assert!(e.to_string().contains("'same'"));
 }
@@ -444,14 +596,31 @@ fn bad_tensor_infos() {
 fn offsets_and_bounds_follow_ggml() {
     let two = |off_b: u64| {
         let mut r = Raw::header(3, 2, 0);
-        r.info("a", &[4], 0, 0).info("b", &[1], 0, off_b).pad(32).data(96);
+        r.info("a", &[4], 0, 0)
+            .info("b", &[1], 0, off_b)
+            .pad(32)
+            .data(96);
         r
     };
     assert!(two(32).parse().is_ok());
     let e = assert_err!(two(16), GgufError::MisalignedOffset { found: 16, .. });
     assert!(e.to_string().contains("'b'"), "{e}");
-    assert_err!(two(64), GgufError::UnexpectedOffset { found: 64, expected: 32, .. });
-    assert_err!(two(0), GgufError::UnexpectedOffset { found: 0, expected: 32, .. });
+    assert_err!(
+        two(64),
+        GgufError::UnexpectedOffset {
+            found: 64,
+            expected: 32,
+            ..
+        }
+    );
+    assert_err!(
+        two(0),
+        GgufError::UnexpectedOffset {
+            found: 0,
+            expected: 32,
+            ..
+        }
+    );
     let mut r = Raw::header(3, 1, 0);
     r.info("a", &[4], 0, 0).pad(32).data(15);
     let e = assert_err!(r, GgufError::DataOutOfBounds { .. });
@@ -468,12 +637,24 @@ fn alignment_key_rules() {
         r.kv("general.alignment", ty, v);
         r
     };
-    assert_err!(with_align(10, &64u64.to_le_bytes()), GgufError::WrongKeyType { .. });
-    assert_err!(with_align(4, &0u32.to_le_bytes()), GgufError::BadAlignment { value: 0, .. });
-    assert_err!(with_align(4, &48u32.to_le_bytes()), GgufError::BadAlignment { value: 48, .. });
+    assert_err!(
+        with_align(10, &64u64.to_le_bytes()),
+        GgufError::WrongKeyType { .. }
+    );
+    assert_err!(
+        with_align(4, &0u32.to_le_bytes()),
+        GgufError::BadAlignment { value: 0, .. }
+    );
+    assert_err!(
+        with_align(4, &48u32.to_le_bytes()),
+        GgufError::BadAlignment { value: 48, .. }
+    );
     let mut r = Raw::header(3, 2, 1);
     r.kv("general.alignment", 4, &64u32.to_le_bytes());
-    r.info("a", &[4], 0, 0).info("b", &[1], 0, 64).pad(64).data(68);
+    r.info("a", &[4], 0, 0)
+        .info("b", &[1], 0, 64)
+        .pad(64)
+        .data(68);
     let f = r.parse().unwrap();
     assert_eq!(f.alignment(), 64);
     assert_eq!(f.tensors()[1].offset, f.data_start() + 64);
@@ -487,8 +668,16 @@ fn legal_edge_cases_still_parse() {
     // Empty strings, empty key, an empty array (ggml reads them), 0 dims, a zero-size tensor,
     // no trailing padding after the last tensor.
     let mut r = Raw::header(3, 3, 3);
-    r.kv("s", 8, &[0; 8]).kv("", 8, &[0; 8]).kv("arr", 9, &[6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    r.info("", &[], 0, 0).info("zero", &[0, 5], 0, 32).info("last", &[3], 1, 32).pad(32).data(4).pad(32).data(6);
+    r.kv("s", 8, &[0; 8])
+        .kv("", 8, &[0; 8])
+        .kv("arr", 9, &[6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    r.info("", &[], 0, 0)
+        .info("zero", &[0, 5], 0, 32)
+        .info("last", &[3], 1, 32)
+        .pad(32)
+        .data(4)
+        .pad(32)
+        .data(6);
     let f = r.parse().unwrap();
     assert_eq!(f.get("s"), Some(&Value::String(String::new())));
     assert_eq!(f.get("arr"), Some(&Value::Array(ArrayValue::F32(vec![]))));
@@ -508,7 +697,12 @@ fn every_prefix_and_byte_flip_of_a_rich_file_is_handled() {
     write(&files);
     let full = std::fs::read(&out).unwrap();
     let header = files[0].header_len() as usize;
-    let last = GgufFile::open(&out).unwrap().tensors().last().map(|t| (t.offset + t.nbytes) as usize).unwrap();
+    let last = GgufFile::open(&out)
+        .unwrap()
+        .tensors()
+        .last()
+        .map(|t| (t.offset + t.nbytes) as usize)
+        .unwrap();
     for cut in 0..full.len() {
         let r = GgufFile::from_bytes(full[..cut].to_vec(), "rich.gguf");
         assert_eq!(r.is_ok(), cut >= last, "cut {cut}");

@@ -66,7 +66,18 @@ fn pickle_guard_cases_still_parse() {
     // Legal edge cases: zero-dim shape, empty payload, BINPUT/BINGET instead of MEMOIZE.
     let mut out = Vec::new();
     let mut f = |w: &mut dyn std::io::Write| w.write_all(&[]);
-    grokit::pickle::writer::write_array(&mut out, grokit::pickle::writer::ArraySpec { dtype: grokit::base::DType::F32, shape: &[0, 4], payload: grokit::pickle::writer::Payload { len: 0, write: &mut f } }).unwrap();
+    grokit::pickle::writer::write_array(
+        &mut out,
+        grokit::pickle::writer::ArraySpec {
+            dtype: grokit::base::DType::F32,
+            shape: &[0, 4],
+            payload: grokit::pickle::writer::Payload {
+                len: 0,
+                write: &mut f,
+            },
+        },
+    )
+    .unwrap();
     let p = grokit::pickle::run(&out, 0).unwrap();
     let s = grokit::numpy::stored_from_value(&p.value).unwrap();
     assert!(matches!(s, grokit::numpy::Stored::Array(a) if a.shape.dims() == [0, 4]));
@@ -91,14 +102,24 @@ fn parse(name: &str) -> Result<grokit::numpy::Stored, String> {
 #[test]
 fn hostile_truncated_shard() {
     let e = grokit::pickle::run(&hostile("truncated_shard"), 0).unwrap_err();
-    assert!(matches!(e.kind, PickleErrorKind::Truncated { .. } | PickleErrorKind::BadFrame { .. } | PickleErrorKind::NoStop), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            PickleErrorKind::Truncated { .. }
+                | PickleErrorKind::BadFrame { .. }
+                | PickleErrorKind::NoStop
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn hostile_forbidden_global_is_never_called() {
     let e = grokit::pickle::run(&hostile("forbidden_global"), 0).unwrap_err();
     match &e.kind {
-        PickleErrorKind::ForbiddenGlobal { module, name } => assert_eq!((module.as_str(), name.as_str()), ("posix", "system")),
+        PickleErrorKind::ForbiddenGlobal { module, name } => {
+            assert_eq!((module.as_str(), name.as_str()), ("posix", "system"))
+        }
         k => panic!("{k:?}"),
     }
     assert!(e.to_string().contains("byte offset"), "{e}");
@@ -117,23 +138,37 @@ fn hostile_wrong_dtype_is_a_problem_in_a_checkpoint() {
         let e = e.unwrap();
         std::fs::copy(e.path(), c.join(e.file_name())).unwrap();
     }
-    std::fs::copy(repo().join("fixtures/tiny/config.json"), d.path().join("config.json")).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/tiny/config.json"),
+        d.path().join("config.json"),
+    )
+    .unwrap();
     std::fs::write(c.join("tensor00001_000"), hostile("wrong_dtype")).unwrap();
     let ck = grokit::source::grok::Checkpoint::open(d.path(), &Default::default()).unwrap();
-    let p = ck.problems.iter().find(|p| p.file.ends_with("tensor00001_000")).expect("a problem for file 1");
+    let p = ck
+        .problems
+        .iter()
+        .find(|p| p.file.ends_with("tensor00001_000"))
+        .expect("a problem for file 1");
     assert!(p.msg.contains("dtype f64"), "{}", p.msg);
 }
 
 #[test]
 fn hostile_payload_mismatch() {
     let e = parse("payload_mismatch").unwrap_err();
-    assert!(e.contains("payload is 256 bytes but shape [65] of f32 needs 260"), "{e}");
+    assert!(
+        e.contains("payload is 256 bytes but shape [65] of f32 needs 260"),
+        "{e}"
+    );
 }
 
 #[test]
 fn hostile_absurd_length_is_refused_before_allocating() {
     let e = grokit::pickle::run(&hostile("absurd_length"), 0).unwrap_err();
-    assert!(matches!(e.kind, PickleErrorKind::Truncated { needed, .. } if needed == 1 << 62), "{e}");
+    assert!(
+        matches!(e.kind, PickleErrorKind::Truncated { needed, .. } if needed == 1 << 62),
+        "{e}"
+    );
     assert_eq!(e.offset, 2);
 }
 
@@ -164,7 +199,10 @@ fn side_files_are_read_with_a_bound_even_from_devices() {
     // `/dev/zero` reports length 0 to stat; a stat-then-read would never finish.
     let zero = std::path::Path::new("/dev/zero");
     if zero.exists() {
-        assert!(matches!(grokit::verify::Torrent::read(zero), Err(grokit::verify::TorrentError::TooBig { .. })));
+        assert!(matches!(
+            grokit::verify::Torrent::read(zero),
+            Err(grokit::verify::TorrentError::TooBig { .. })
+        ));
         assert!(grokit::verify::Manifest::read(zero).is_err());
         assert_eq!(grokit::io::read_capped(zero, 10).unwrap(), None);
     }
@@ -177,7 +215,13 @@ fn side_files_are_read_with_a_bound_even_from_devices() {
         std::fs::copy(e.path(), c.join(e.file_name())).unwrap();
     }
     let f = std::fs::File::create(d.path().join("config.json")).unwrap();
-    f.set_len(grokit::base::limits::CKPT_MAX_CONFIG_BYTES + 1).unwrap();
-    let e = grokit::source::Checkpoint::open(d.path(), &Default::default()).unwrap_err().to_string();
-    assert!(e.contains("config.json") && e.contains("larger than"), "{e}");
+    f.set_len(grokit::base::limits::CKPT_MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    let e = grokit::source::Checkpoint::open(d.path(), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("config.json") && e.contains("larger than"),
+        "{e}"
+    );
 }

@@ -42,7 +42,11 @@ fn rows_are_independent_and_parallel_is_deterministic() {
     for ty in TYPES {
         let mut whole = Vec::new();
         quantize_row(ty, &x, &mut whole).unwrap();
-        assert_eq!(whole.len() as u64, ty.row_bytes(x.len() as u64).unwrap(), "{ty}");
+        assert_eq!(
+            whole.len() as u64,
+            ty.row_bytes(x.len() as u64).unwrap(),
+            "{ty}"
+        );
         let parts: Vec<Vec<u8>> = x
             .par_chunks(row)
             .map(|r| {
@@ -54,7 +58,13 @@ fn rows_are_independent_and_parallel_is_deterministic() {
         assert_eq!(parts.concat(), whole, "{ty}");
         let mut y = vec![0f32; x.len()];
         dequantize_row(ty, &whole, &mut y).unwrap();
-        let rms = (x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+        let rms = (x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / x.len() as f64)
+            .sqrt();
         assert!(rms < 0.2, "{ty} rms {rms}");
     }
 }
@@ -72,7 +82,11 @@ fn appends_to_existing_output() {
 fn policy_drives_codec() {
     let p = Policy::parse("q4_k_m").unwrap();
     let x = input(6144, 11);
-    for (class, layer) in [(TensorClass::AttnK, Some(0)), (TensorClass::FfnDownExps, Some(9)), (TensorClass::TokenEmbd, None)] {
+    for (class, layer) in [
+        (TensorClass::AttnK, Some(0)),
+        (TensorClass::FfnDownExps, Some(9)),
+        (TensorClass::TokenEmbd, None),
+    ] {
         let c = p.choose(class, layer, 64, x.len() as u64);
         assert!(c.fallback_reason.is_none());
         let mut o = Vec::new();
@@ -104,7 +118,11 @@ fn grok_and_ct_paths() {
     assert_eq!((p.len(), sc.len()), (768, 48));
     ct_dequantize_row(4, 128, &p, &sc, &mut y).unwrap();
     for (k, (a, b)) in x.iter().zip(&y).enumerate() {
-        assert!((a - b).abs() <= sc[k / 128] * 0.53 + 1e-7, "{k}: {a} {b} scale {}", sc[k / 128]);
+        assert!(
+            (a - b).abs() <= sc[k / 128] * 0.53 + 1e-7,
+            "{k}: {a} {b} scale {}",
+            sc[k / 128]
+        );
     }
 }
 
@@ -112,11 +130,31 @@ fn grok_and_ct_paths() {
 fn error_kinds() {
     let mut o = Vec::new();
     let e = quantize_row(GgmlType::Q6_K, &[0.0; 300], &mut o).unwrap_err();
-    assert!(matches!(e, QuantError::NotBlockAligned { len: 300, block: 256, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            QuantError::NotBlockAligned {
+                len: 300,
+                block: 256,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("Q6_K"));
     let mut y = [0f32; 256];
     let e = dequantize_row(GgmlType::Q6_K, &[0; 209], &mut y).unwrap_err();
-    assert!(matches!(e, QuantError::LengthMismatch { expected: 210, got: 209, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            QuantError::LengthMismatch {
+                expected: 210,
+                got: 209,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]

@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let o = grokit().args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn ok(args: &[&str]) -> String {
@@ -86,14 +90,28 @@ fn check_against_f32(f: &GgufFile, q: &GgufFile) -> usize {
     let mut quantized = 0;
     for t in q.tensors() {
         let x = f32s(f, &t.name);
-        assert_eq!(q.tensor_data(t), &encode(t.ty, &x)[..], "{} ({}) is not ggml's encoding", t.name, t.ty);
+        assert_eq!(
+            q.tensor_data(t),
+            &encode(t.ty, &x)[..],
+            "{} ({}) is not ggml's encoding",
+            t.name,
+            t.ty
+        );
         let y = f32s(q, &t.name);
         let be = t.ty.block_elems().max(32) as usize;
         for (xb, yb) in x.chunks(be).zip(y.chunks(be)) {
             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let err = xb.iter().zip(yb).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let err = xb
+                .iter()
+                .zip(yb)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             // + amax/1024: the f16 rounding of the block scale, times up to 127 steps.
-            assert!(err <= bound(t.ty) * amax + amax / 1024.0 + 1e-7, "{} ({}): error {err} for block max {amax}", t.name, t.ty);
+            assert!(
+                err <= bound(t.ty) * amax + amax / 1024.0 + 1e-7,
+                "{} ({}): error {err} for block max {amax}",
+                t.name,
+                t.ty
+            );
         }
         quantized += usize::from(t.ty.is_quantized());
     }
@@ -107,22 +125,51 @@ fn quantized_tensors_are_ggml_encodings_within_codec_bounds() {
     let f = GgufFile::open(&f32_path).unwrap();
     // The fixture's 64-wide rows make K types fall back (Q6_K -> Q8_0, Q4_K -> Q5_0), and its
     // 344-wide down projection (not a multiple of 32) falls back to F16.
-    for (preset, ftype, expert_ty) in [("q8_0", 7, GgmlType::Q8_0), ("q4_0", 2, GgmlType::Q4_0), ("q6_k", 18, GgmlType::Q8_0), ("q4_k_m", 15, GgmlType::Q5_0)] {
+    for (preset, ftype, expert_ty) in [
+        ("q8_0", 7, GgmlType::Q8_0),
+        ("q4_0", 2, GgmlType::Q4_0),
+        ("q6_k", 18, GgmlType::Q8_0),
+        ("q4_k_m", 15, GgmlType::Q5_0),
+    ] {
         let out = d.path().join(format!("{preset}.gguf"));
         quantize(&f32_path, &out, &["--preset", preset]);
         let q = GgufFile::open(&out).unwrap();
         assert!(check_against_f32(&f, &q) >= 13, "{preset}");
-        assert_eq!(q.get("general.file_type"), Some(&Value::U32(ftype)), "{preset}");
+        assert_eq!(
+            q.get("general.file_type"),
+            Some(&Value::U32(ftype)),
+            "{preset}"
+        );
         assert_eq!(q.get("general.quantization_version"), Some(&Value::U32(2)));
         assert_eq!(q.get("general.name"), f.get("general.name"));
-        assert_eq!(q.get("tokenizer.ggml.tokens"), f.get("tokenizer.ggml.tokens"));
+        assert_eq!(
+            q.get("tokenizer.ggml.tokens"),
+            f.get("tokenizer.ggml.tokens")
+        );
         assert_eq!(q.kvs().len(), f.kvs().len());
-        assert_eq!(q.tensor("blk.0.ffn_gate_exps.weight").unwrap().ty, expert_ty, "{preset}");
-        assert_eq!(q.tensor("blk.0.ffn_down_exps.weight").unwrap().ty, GgmlType::F16, "{preset}");
-        assert_eq!(q.tensor("blk.0.attn_norm.weight").unwrap().ty, GgmlType::F32);
-        assert_eq!(q.tensor("blk.0.ffn_gate_inp.weight").unwrap().ty, GgmlType::F32);
+        assert_eq!(
+            q.tensor("blk.0.ffn_gate_exps.weight").unwrap().ty,
+            expert_ty,
+            "{preset}"
+        );
+        assert_eq!(
+            q.tensor("blk.0.ffn_down_exps.weight").unwrap().ty,
+            GgmlType::F16,
+            "{preset}"
+        );
+        assert_eq!(
+            q.tensor("blk.0.attn_norm.weight").unwrap().ty,
+            GgmlType::F32
+        );
+        assert_eq!(
+            q.tensor("blk.0.ffn_gate_inp.weight").unwrap().ty,
+            GgmlType::F32
+        );
         let order: Vec<_> = q.tensors().iter().map(|t| &t.name).collect();
-        assert_eq!(order, f.tensors().iter().map(|t| &t.name).collect::<Vec<_>>());
+        assert_eq!(
+            order,
+            f.tensors().iter().map(|t| &t.name).collect::<Vec<_>>()
+        );
     }
     // q4_k_m's rules on the fixture: attn_k/v Q8_0; attn_output Q5_K, which falls back to Q5_1
     // on 64-element rows; Q4_K falls back to Q5_0.
@@ -141,24 +188,43 @@ fn quantize_of_f32_equals_convert_except_int8_q8_0() {
     for preset in ["q4_0", "q6_k", "q4_k_m", "q5_k_m", "q8_0"] {
         let a = d.path().join(format!("quantize-{preset}.gguf"));
         quantize(&f32_path, &a, &["--preset", preset]);
-        let b = convert(d.path(), &format!("convert-{preset}.gguf"), &["--quant", preset]);
+        let b = convert(
+            d.path(),
+            &format!("convert-{preset}.gguf"),
+            &["--quant", preset],
+        );
         let (qa, qb) = (GgufFile::open(&a).unwrap(), GgufFile::open(&b).unwrap());
         assert_eq!(qa.kvs(), qb.kvs(), "{preset}: metadata");
         let mut differing = 0;
         for (ta, tb) in qa.tensors().iter().zip(qb.tensors()) {
-            assert_eq!((&ta.name, ta.ty, &ta.shape), (&tb.name, tb.ty, &tb.shape), "{preset}");
+            assert_eq!(
+                (&ta.name, ta.ty, &ta.shape),
+                (&tb.name, tb.ty, &tb.shape),
+                "{preset}"
+            );
             if qa.tensor_data(ta) == qb.tensor_data(tb) {
                 continue;
             }
             differing += 1;
             // Only Q8_0 matrices convert copied from int8 may differ, and convert's copy is exact.
             assert_eq!(ta.ty, GgmlType::Q8_0, "{preset}: {} differs", ta.name);
-            assert_ne!(ta.name, "token_embd.weight", "{preset}: the embedding is not int8 in the release");
-            assert_eq!(f32s(&qb, &tb.name), f32s(&f, &tb.name), "{preset}: convert's Q8_0 of {} is lossless", tb.name);
+            assert_ne!(
+                ta.name, "token_embd.weight",
+                "{preset}: the embedding is not int8 in the release"
+            );
+            assert_eq!(
+                f32s(&qb, &tb.name),
+                f32s(&f, &tb.name),
+                "{preset}: convert's Q8_0 of {} is lossless",
+                tb.name
+            );
         }
         // q6_k and q8_0 also give Q8_0 experts (fallback / preset); the others only attn_k/v.
         if !matches!(preset, "q6_k" | "q8_0") {
-            assert!(differing <= 4, "{preset}: {differing} tensors differ (only attn_k/attn_v may)");
+            assert!(
+                differing <= 4,
+                "{preset}: {differing} tensors differ (only attn_k/attn_v may)"
+            );
         }
     }
     // A policy without Q8_0 matrices: the whole files are identical.
@@ -166,7 +232,10 @@ fn quantize_of_f32_equals_convert_except_int8_q8_0() {
     let a = d.path().join("quantize-mixed.gguf");
     quantize(&f32_path, &a, &["--quant", spec]);
     let b = convert(d.path(), "convert-mixed.gguf", &["--quant", spec]);
-    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "quantize --quant {spec} != convert --quant {spec}");
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "quantize --quant {spec} != convert --quant {spec}"
+    );
 }
 
 #[test]
@@ -179,9 +248,19 @@ fn chunking_and_jobs_do_not_change_the_bytes() {
     let plan = plan_requant(&set, &Policy::parse("q4_k_m").unwrap(), false).unwrap();
     for (chunk, jobs) in [(256, 3), (4096, 2), (1000, 1)] {
         let out = d.path().join(format!("lib-{chunk}.gguf"));
-        let o = RequantOptions { out: out.clone(), split_max: None, jobs, force: false, measure: true, chunk_elems: chunk };
+        let o = RequantOptions {
+            out: out.clone(),
+            split_max: None,
+            jobs,
+            force: false,
+            measure: true,
+            chunk_elems: chunk,
+        };
         let r = requantize(&set, &plan, &o, &|_| {}).unwrap();
-        assert!(std::fs::read(&out).unwrap() == std::fs::read(&cli).unwrap(), "chunk {chunk}, jobs {jobs}");
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(&cli).unwrap(),
+            "chunk {chunk}, jobs {jobs}"
+        );
         assert_eq!(r.totals.tensors, 26);
         assert!(r.totals.rms > 0.0 && r.totals.max_abs > 0.0);
     }
@@ -189,7 +268,10 @@ fn chunking_and_jobs_do_not_change_the_bytes() {
 
 fn first_shard(dir: &Path, prefix: &str) -> PathBuf {
     let want = format!("{prefix}-00001-of-");
-    let found = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&want));
+    let found = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&want));
     found.unwrap_or_else(|| panic!("no {want}* in {}", dir.display()))
 }
 
@@ -199,17 +281,30 @@ fn split_outputs_and_split_inputs() {
     let f32_path = convert(d.path(), "f32.gguf", &["--type", "f32"]);
     let single = d.path().join("single.gguf");
     quantize(&f32_path, &single, &["--preset", "q4_0"]);
-    quantize(&f32_path, &d.path().join("split.gguf"), &["--preset", "q4_0", "--split-max-size", "200K"]);
+    quantize(
+        &f32_path,
+        &d.path().join("split.gguf"),
+        &["--preset", "q4_0", "--split-max-size", "200K"],
+    );
     let first = first_shard(d.path(), "split");
     let set = GgufSet::open(&first).unwrap();
     assert!(set.files().len() >= 3);
     assert_eq!(set.get("general.file_type"), Some(&Value::U32(2)));
     let one = GgufFile::open(&single).unwrap();
     for t in one.tensors() {
-        assert_eq!(set.tensor_data(&t.name), Some(one.tensor_data(t)), "{}", t.name);
+        assert_eq!(
+            set.tensor_data(&t.name),
+            Some(one.tensor_data(t)),
+            "{}",
+            t.name
+        );
     }
     // A split input (shards of the f32 conversion) gives the same single file.
-    convert(d.path(), "f32s.gguf", &["--type", "f32", "--split-max-size", "1M"]);
+    convert(
+        d.path(),
+        "f32s.gguf",
+        &["--type", "f32", "--split-max-size", "1M"],
+    );
     let split_in = first_shard(d.path(), "f32s");
     assert!(GgufSet::open(&split_in).unwrap().files().len() >= 3);
     let again = d.path().join("from-split.gguf");
@@ -226,9 +321,22 @@ fn double_quantization_needs_the_flag_and_same_type_is_copied() {
     let q6 = d.path().join("q6_k.gguf");
     let (code, _, err) = run(&["quantize", s(&q4), "-o", s(&q6), "--preset", "q6_k"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--allow-requantize") && err.contains("already Q4_0") && err.contains("q4_0.gguf"), "{err}");
+    assert!(
+        err.contains("--allow-requantize")
+            && err.contains("already Q4_0")
+            && err.contains("q4_0.gguf"),
+        "{err}"
+    );
     assert!(!q6.exists());
-    let (code, _, err) = run(&["quantize", s(&q4), "-o", s(&q6), "--preset", "q6_k", "--allow-requantize"]);
+    let (code, _, err) = run(&[
+        "quantize",
+        s(&q4),
+        "-o",
+        s(&q6),
+        "--preset",
+        "q6_k",
+        "--allow-requantize",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning: blk.0.ffn_gate_exps.weight: row length 64 is not a multiple of Q6_K's 256-element block; using Q8_0; requantizing Q4_0 → Q8_0"), "{err}");
     // Same preset again: every tensor already has its type, so the file is copied unchanged.
@@ -249,14 +357,33 @@ fn reruns_are_identical_and_outputs_are_protected() {
     let (code, _, err) = run(&["quantize", s(&f32_path), "-o", s(&out), "--preset", "q6_k"]);
     assert_eq!(code, 2);
     assert!(err.contains("already exists"), "{err}");
-    quantize(&f32_path, &out, &["--preset", "q6_k", "--force", "--jobs", "1"]);
+    quantize(
+        &f32_path,
+        &out,
+        &["--preset", "q6_k", "--force", "--jobs", "1"],
+    );
     assert!(std::fs::read(&out).unwrap() == first, "rerun differs");
-    let (code, _, err) = run(&["quantize", s(&f32_path), "-o", s(&f32_path), "--preset", "q6_k", "--force"]);
+    let (code, _, err) = run(&[
+        "quantize",
+        s(&f32_path),
+        "-o",
+        s(&f32_path),
+        "--preset",
+        "q6_k",
+        "--force",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("replace an input"), "{err}");
     let (code, _, err) = run(&["quantize", s(&f32_path), "-o", s(&out)]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = run(&["quantize", s(&f32_path), "-o", s(&out), "--quant", "experts=q9"]);
+    let (code, _, err) = run(&[
+        "quantize",
+        s(&f32_path),
+        "-o",
+        s(&out),
+        "--quant",
+        "experts=q9",
+    ]);
     assert_eq!(code, 2, "{err}");
 }
 
@@ -266,7 +393,11 @@ fn hostile_inputs_exit_2_naming_the_file() {
     let f32_path = convert(d.path(), "f32.gguf", &["--type", "f32"]);
     let bytes = std::fs::read(&f32_path).unwrap();
     let out = d.path().join("out.gguf");
-    for (name, data) in [("truncated.gguf", &bytes[..bytes.len() / 2]), ("header-only.gguf", &bytes[..200]), ("junk.gguf", &b"GGUF\x03\0\0\0junk"[..])] {
+    for (name, data) in [
+        ("truncated.gguf", &bytes[..bytes.len() / 2]),
+        ("header-only.gguf", &bytes[..200]),
+        ("junk.gguf", &b"GGUF\x03\0\0\0junk"[..]),
+    ] {
         let p = d.path().join(name);
         std::fs::write(&p, data).unwrap();
         let (code, _, err) = run(&["quantize", s(&p), "-o", s(&out), "--preset", "q8_0"]);
@@ -274,7 +405,14 @@ fn hostile_inputs_exit_2_naming_the_file() {
         assert!(err.contains(name), "{name}: {err}");
         assert!(!out.exists());
     }
-    let (code, _, err) = run(&["quantize", s(&d.path().join("missing.gguf")), "-o", s(&out), "--preset", "q8_0"]);
+    let (code, _, err) = run(&[
+        "quantize",
+        s(&d.path().join("missing.gguf")),
+        "-o",
+        s(&out),
+        "--preset",
+        "q8_0",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("missing.gguf"), "{err}");
 }
@@ -292,10 +430,32 @@ fn json_report() {
     assert_eq!(r["totals"]["copied"], 11);
     assert_eq!(r["totals"]["encoded"], 15);
     assert_eq!(r["files"][0][1], std::fs::metadata(&out).unwrap().len());
-    let t = r["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "blk.0.attn_k.weight").unwrap();
-    assert_eq!((t["in_type"].as_str(), t["ty"].as_str(), t["action"].as_str()), (Some("f32"), Some("q8_0"), Some("encode")));
+    let t = r["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "blk.0.attn_k.weight")
+        .unwrap();
+    assert_eq!(
+        (
+            t["in_type"].as_str(),
+            t["ty"].as_str(),
+            t["action"].as_str()
+        ),
+        (Some("f32"), Some("q8_0"), Some("encode"))
+    );
     assert!(t["rms"].as_f64().unwrap() > 0.0 && t["bpw"].as_f64().unwrap() == 8.5);
-    let text = ok(&["quantize", s(&f32_path), "-o", s(&out), "--preset", "q8_0", "--report", "--force", "-q"]);
+    let text = ok(&[
+        "quantize",
+        s(&f32_path),
+        "-o",
+        s(&out),
+        "--preset",
+        "q8_0",
+        "--report",
+        "--force",
+        "-q",
+    ]);
     assert!(text.contains("total: 26 tensors"), "{text}");
 }
 
@@ -306,7 +466,10 @@ fn bf16_and_f16_inputs_and_partial_policies() {
         let input = convert(d.path(), &format!("{ty}.gguf"), &["--type", ty]);
         let out = d.path().join(format!("{ty}-q4_0.gguf"));
         quantize(&input, &out, &["--preset", "q4_0"]);
-        let (f, q) = (GgufFile::open(&input).unwrap(), GgufFile::open(&out).unwrap());
+        let (f, q) = (
+            GgufFile::open(&input).unwrap(),
+            GgufFile::open(&out).unwrap(),
+        );
         assert!(check_against_f32(&f, &q) >= 13, "{ty}");
     }
     // Without a preset, classes the --quant string does not list keep their input type.
@@ -314,7 +477,10 @@ fn bf16_and_f16_inputs_and_partial_policies() {
     let out = d.path().join("experts.gguf");
     quantize(&f32_path, &out, &["--quant", "experts=q4_0"]);
     let q = GgufFile::open(&out).unwrap();
-    assert_eq!(q.tensor("blk.0.ffn_gate_exps.weight").unwrap().ty, GgmlType::Q4_0);
+    assert_eq!(
+        q.tensor("blk.0.ffn_gate_exps.weight").unwrap().ty,
+        GgmlType::Q4_0
+    );
     assert_eq!(q.tensor("blk.0.attn_q.weight").unwrap().ty, GgmlType::F32);
     assert_eq!(q.tensor("token_embd.weight").unwrap().ty, GgmlType::F32);
     assert_eq!(q.get("general.file_type"), Some(&Value::U32(2)));

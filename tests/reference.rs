@@ -6,13 +6,18 @@ mod tiny12;
 use crate::util::shared;
 use grokit::reference::compare::{compare, Thresholds};
 use grokit::reference::ops::Rounding;
-use grokit::reference::{forward, ModelDims, Precision, ReferenceError, Session, WeightTensor, Weights};
-use std::collections::HashMap;
+use grokit::reference::{
+    forward, ModelDims, Precision, ReferenceError, Session, WeightTensor, Weights,
+};
 use grokit::source::grok::{open_options, Checkpoint};
+use std::collections::HashMap;
 use tiny12::{tiny12_dims, tiny12_tokens, Tiny12};
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
 
 fn argmax(r: &[f32]) -> usize {
@@ -30,7 +35,9 @@ fn open_tiny12(dir: &std::path::Path) -> (Checkpoint, ModelDims) {
 
 #[test]
 fn release_reader_agrees_with_test_loader() {
-    let Some(dir) = shared("reader vs loader").map(|s| s.join("reference/tiny12")) else { return };
+    let Some(dir) = shared("reader vs loader").map(|s| s.join("reference/tiny12")) else {
+        return;
+    };
     let (ck, dims) = open_tiny12(&dir);
     assert_eq!(dims, tiny12_dims(&dir));
     let tl = Tiny12::load(&dir);
@@ -38,7 +45,11 @@ fn release_reader_agrees_with_test_loader() {
     for (path, t) in &tl.tensors {
         if t.shape.len() == 3 {
             for e in 0..t.shape[0] {
-                assert_eq!(ck.get(path, Some(e)).unwrap(), tl.get(path, Some(e)).unwrap(), "{path} expert {e}");
+                assert_eq!(
+                    ck.get(path, Some(e)).unwrap(),
+                    tl.get(path, Some(e)).unwrap(),
+                    "{path} expert {e}"
+                );
             }
         } else {
             assert_eq!(&ck.get(path, None).unwrap(), t, "{path}");
@@ -54,7 +65,9 @@ fn golden(name: &str) -> Option<(std::path::PathBuf, grokit::npy::NpyF32)> {
 
 #[test]
 fn tiny12_f32_matches_jax_per_row_and_batched() {
-    let Some((dir, g)) = golden("f32") else { return };
+    let Some((dir, g)) = golden("f32") else {
+        return;
+    };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
     let mut worst = 0f32;
@@ -76,7 +89,9 @@ fn tiny12_f32_matches_jax_per_row_and_batched() {
 
 #[test]
 fn tiny12_bf16_top1_matches_jax() {
-    let Some((dir, g)) = golden("bf16") else { return };
+    let Some((dir, g)) = golden("bf16") else {
+        return;
+    };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     let [_, t, v] = [g.shape[0], g.shape[1], g.shape[2]];
     let mut worst = 0f32;
@@ -85,9 +100,18 @@ fn tiny12_bf16_top1_matches_jax() {
         let lo = forward(&w, &dims, Precision::Bf16, std::slice::from_ref(row)).unwrap();
         let gr = &g.data[b * t * v..(b + 1) * t * v];
         worst = worst.max(max_abs(&lo.data, gr));
-        sum += lo.data.iter().zip(gr).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>();
+        sum += lo
+            .data
+            .iter()
+            .zip(gr)
+            .map(|(x, y)| f64::from((x - y).abs()))
+            .sum::<f64>();
         for p in 0..t {
-            assert_eq!(argmax(&lo.data[p * v..(p + 1) * v]), argmax(&gr[p * v..(p + 1) * v]), "row {b} pos {p}");
+            assert_eq!(
+                argmax(&lo.data[p * v..(p + 1) * v]),
+                argmax(&gr[p * v..(p + 1) * v]),
+                "row {b} pos {p}"
+            );
         }
     }
     let mean = sum / g.data.len() as f64;
@@ -97,13 +121,27 @@ fn tiny12_bf16_top1_matches_jax() {
     let mean_with = |r: Rounding| {
         let mut s = 0f64;
         for (b, row) in toks.iter().enumerate() {
-            let lo = Session::with_rounding(&w, dims.clone(), r, 1).unwrap().prefill(std::slice::from_ref(row)).unwrap();
-            s += lo.data.iter().zip(&g.data[b * t * v..(b + 1) * t * v]).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>();
+            let lo = Session::with_rounding(&w, dims.clone(), r, 1)
+                .unwrap()
+                .prefill(std::slice::from_ref(row))
+                .unwrap();
+            s += lo
+                .data
+                .iter()
+                .zip(&g.data[b * t * v..(b + 1) * t * v])
+                .map(|(x, y)| f64::from((x - y).abs()))
+                .sum::<f64>();
         }
         s / g.data.len() as f64
     };
     let plan = Rounding::for_precision(Precision::Bf16);
-    let (f32_mean, res_mean) = (mean_with(Rounding::default()), mean_with(Rounding { residual: true, ..plan }));
+    let (f32_mean, res_mean) = (
+        mean_with(Rounding::default()),
+        mean_with(Rounding {
+            residual: true,
+            ..plan
+        }),
+    );
     eprintln!("tiny12 bf16 mean |Δ|: plan {mean:.5}, pure f32 {f32_mean:.5}, plan + bf16 residual {res_mean:.5}");
     assert!(mean < f32_mean && mean < res_mean);
     let mask: Vec<bool> = toks.iter().flatten().map(|&t| t != 0).collect();
@@ -115,7 +153,9 @@ fn tiny12_bf16_top1_matches_jax() {
 
 #[test]
 fn tiny12_kv_cache_equals_full_recompute() {
-    let Some(dir) = shared("kv cache").map(|s| s.join("reference/tiny12")) else { return };
+    let Some(dir) = shared("kv cache").map(|s| s.join("reference/tiny12")) else {
+        return;
+    };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     for prec in [Precision::F32, Precision::Bf16] {
         let full = forward(&w, &dims, prec, &toks).unwrap();
@@ -141,7 +181,9 @@ fn tiny12_kv_cache_equals_full_recompute() {
 
 #[test]
 fn tiny12_greedy_cached_equals_recompute() {
-    let Some(dir) = shared("greedy").map(|s| s.join("reference/tiny12")) else { return };
+    let Some(dir) = shared("greedy").map(|s| s.join("reference/tiny12")) else {
+        return;
+    };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
     let prompt = &toks[0][..12];
     let gen = grokit::reference::greedy(&w, &dims, Precision::F32, prompt, 6, None).unwrap();
@@ -156,12 +198,17 @@ fn tiny12_greedy_cached_equals_recompute() {
 
 #[test]
 fn npy_writer_is_byte_identical_to_numpy_save() {
-    let Some(dir) = shared("npy bytes").map(|s| s.join("reference/tiny12")) else { return };
+    let Some(dir) = shared("npy bytes").map(|s| s.join("reference/tiny12")) else {
+        return;
+    };
     for name in ["logits_f32.npy", "logits_bf16.npy"] {
         let raw = std::fs::read(dir.join(name)).unwrap();
         let a = grokit::npy::from_bytes(&raw, std::path::Path::new(name)).unwrap();
         assert_eq!(a.shape, vec![2, 42, 512]);
-        assert!(grokit::npy::to_bytes(&a) == raw, "{name}: re-serialized bytes differ");
+        assert!(
+            grokit::npy::to_bytes(&a) == raw,
+            "{name}: re-serialized bytes differ"
+        );
     }
 }
 
@@ -170,7 +217,9 @@ fn npy_writer_is_byte_identical_to_numpy_save() {
 struct RandomWeights(HashMap<String, WeightTensor>);
 
 fn lcg(s: &mut u64) -> f32 {
-    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *s = s
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     ((*s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
@@ -198,9 +247,23 @@ impl RandomWeights {
             let data = (0..n).map(|_| offset + scale * lcg(&mut s)).collect();
             m.insert(p, WeightTensor { shape, data });
         };
-        put("language_model/in_out_embed/embeddings".into(), vec![d.vocab, d.d_model], 1.0, 0.0);
-        put("language_model/rms_norm/scale".into(), vec![d.d_model], 0.3, 1.0);
-        let (dm, qd, kd) = (d.d_model, d.n_q_heads * d.head_dim, d.n_kv_heads * d.head_dim);
+        put(
+            "language_model/in_out_embed/embeddings".into(),
+            vec![d.vocab, d.d_model],
+            1.0,
+            0.0,
+        );
+        put(
+            "language_model/rms_norm/scale".into(),
+            vec![d.d_model],
+            0.3,
+            1.0,
+        );
+        let (dm, qd, kd) = (
+            d.d_model,
+            d.n_q_heads * d.head_dim,
+            d.n_kv_heads * d.head_dim,
+        );
         for l in 0..d.n_layers {
             let p = |x: &str| format!("transformer/decoder_layer_{l}/{x}");
             put(p("multi_head_attention/query/w"), vec![dm, qd], 0.5, 0.0);
@@ -224,12 +287,18 @@ impl RandomWeights {
 
 impl Weights for RandomWeights {
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
-        let t = self.0.get(path).ok_or_else(|| ReferenceError::Weight { path: path.into(), reason: "missing".into() })?;
+        let t = self.0.get(path).ok_or_else(|| ReferenceError::Weight {
+            path: path.into(),
+            reason: "missing".into(),
+        })?;
         Ok(match expert {
             None => t.clone(),
             Some(e) => {
                 let per: usize = t.shape[1..].iter().product();
-                WeightTensor { shape: t.shape[1..].to_vec(), data: t.data[e * per..(e + 1) * per].to_vec() }
+                WeightTensor {
+                    shape: t.shape[1..].to_vec(),
+                    data: t.data[e * per..(e + 1) * per].to_vec(),
+                }
             }
         })
     }
@@ -239,11 +308,16 @@ impl Weights for RandomWeights {
 fn naive_forward(w: &RandomWeights, d: &ModelDims, toks: &[u32]) -> Vec<f64> {
     let (dm, h, kvh, hd, t_len) = (d.d_model, d.n_q_heads, d.n_kv_heads, d.head_dim, toks.len());
     let mm = |x: &[f64], wt: &[f32], k: usize, n: usize| -> Vec<f64> {
-        (0..n).map(|j| (0..k).map(|p| x[p] * f64::from(wt[p * n + j])).sum()).collect()
+        (0..n)
+            .map(|j| (0..k).map(|p| x[p] * f64::from(wt[p * n + j])).sum())
+            .collect()
     };
     let norm = |x: &[f64], s: &[f32]| -> Vec<f64> {
         let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-        x.iter().zip(s).map(|(v, s)| f64::from(*s) * v / (ms + f64::from(d.rms_eps)).sqrt()).collect()
+        x.iter()
+            .zip(s)
+            .map(|(v, s)| f64::from(*s) * v / (ms + f64::from(d.rms_eps)).sqrt())
+            .collect()
     };
     let rope = |x: &mut [f64], pos: usize| {
         let half = x.len() / 2;
@@ -256,38 +330,62 @@ fn naive_forward(w: &RandomWeights, d: &ModelDims, toks: &[u32]) -> Vec<f64> {
         }
     };
     let emb = &w.t("language_model/in_out_embed/embeddings").data;
-    let mut hs: Vec<Vec<f64>> =
-        toks.iter().map(|&t| emb[t as usize * dm..(t as usize + 1) * dm].iter().map(|&x| f64::from(x) * f64::from(d.emb_mult)).collect()).collect();
+    let mut hs: Vec<Vec<f64>> = toks
+        .iter()
+        .map(|&t| {
+            emb[t as usize * dm..(t as usize + 1) * dm]
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(d.emb_mult))
+                .collect()
+        })
+        .collect();
     for l in 0..d.n_layers {
         let p = |x: &str| format!("transformer/decoder_layer_{l}/{x}");
         let wt = |x: &str| &w.t(&p(x)).data;
         let xs: Vec<Vec<f64>> = hs.iter().map(|x| norm(x, wt("rms_norm/scale"))).collect();
-        let q: Vec<Vec<f64>> = xs.iter().enumerate().map(|(t, x)| {
-            let mut q = mm(x, wt("multi_head_attention/query/w"), dm, h * hd);
-            q.chunks_mut(hd).for_each(|c| rope(c, t));
-            q
-        }).collect();
-        let k: Vec<Vec<f64>> = xs.iter().enumerate().map(|(t, x)| {
-            let mut k = mm(x, wt("multi_head_attention/key/w"), dm, kvh * hd);
-            k.chunks_mut(hd).for_each(|c| rope(c, t));
-            k
-        }).collect();
-        let v: Vec<Vec<f64>> = xs.iter().map(|x| mm(x, wt("multi_head_attention/value/w"), dm, kvh * hd)).collect();
+        let q: Vec<Vec<f64>> = xs
+            .iter()
+            .enumerate()
+            .map(|(t, x)| {
+                let mut q = mm(x, wt("multi_head_attention/query/w"), dm, h * hd);
+                q.chunks_mut(hd).for_each(|c| rope(c, t));
+                q
+            })
+            .collect();
+        let k: Vec<Vec<f64>> = xs
+            .iter()
+            .enumerate()
+            .map(|(t, x)| {
+                let mut k = mm(x, wt("multi_head_attention/key/w"), dm, kvh * hd);
+                k.chunks_mut(hd).for_each(|c| rope(c, t));
+                k
+            })
+            .collect();
+        let v: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| mm(x, wt("multi_head_attention/value/w"), dm, kvh * hd))
+            .collect();
         for t in 0..t_len {
             let mut o = vec![0f64; h * hd];
             for hh in 0..h {
                 let g = hh / (h / kvh);
-                let mut lg: Vec<f64> = (0..t_len).map(|s| {
-                    if s > t || toks[s] == d.pad_id { return -1e30; }
-                    let dot: f64 = (0..hd).map(|i| q[t][hh * hd + i] * k[s][g * hd + i]).sum();
-                    let x = dot * f64::from(d.attn_mult);
-                    f64::from(d.attn_cap) * (x / f64::from(d.attn_cap)).tanh()
-                }).collect();
+                let mut lg: Vec<f64> = (0..t_len)
+                    .map(|s| {
+                        if s > t || toks[s] == d.pad_id {
+                            return -1e30;
+                        }
+                        let dot: f64 = (0..hd).map(|i| q[t][hh * hd + i] * k[s][g * hd + i]).sum();
+                        let x = dot * f64::from(d.attn_mult);
+                        f64::from(d.attn_cap) * (x / f64::from(d.attn_cap)).tanh()
+                    })
+                    .collect();
                 let mx = lg.iter().copied().fold(f64::MIN, f64::max);
                 lg.iter_mut().for_each(|x| *x = (*x - mx).exp());
                 let sum: f64 = lg.iter().sum();
                 for s in 0..t_len {
-                    for i in 0..hd { o[hh * hd + i] += lg[s] / sum * v[s][g * hd + i]; }
+                    for i in 0..hd {
+                        o[hh * hd + i] += lg[s] / sum * v[s][g * hd + i];
+                    }
                 }
             }
             let a = mm(&o, wt("multi_head_attention/linear/w"), h * hd, dm);
@@ -306,9 +404,18 @@ fn naive_forward(w: &RandomWeights, d: &ModelDims, toks: &[u32]) -> Vec<f64> {
                 let sl = |n: &str, a: usize, b: usize| wt(n)[e * a * b..(e + 1) * a * b].to_vec();
                 let h1 = mm(&x, &sl("moe/linear/w", dm, d.ffn), dm, d.ffn);
                 let h2 = mm(&x, &sl("moe/linear_v/w", dm, d.ffn), dm, d.ffn);
-                let act: Vec<f64> = h1.iter().zip(&h2).map(|(a, b)| {
-                    0.5 * a * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (a + 0.044715 * a * a * a)).tanh()) * b
-                }).collect();
+                let act: Vec<f64> = h1
+                    .iter()
+                    .zip(&h2)
+                    .map(|(a, b)| {
+                        0.5 * a
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt()
+                                    * (a + 0.044715 * a * a * a))
+                                    .tanh())
+                            * b
+                    })
+                    .collect();
                 let ye = mm(&act, &sl("moe/linear_1/w", d.ffn, dm), d.ffn, dm);
                 y.iter_mut().zip(&ye).for_each(|(a, b)| *a += pr[e] * b);
             }
@@ -332,13 +439,20 @@ fn naive_forward(w: &RandomWeights, d: &ModelDims, toks: &[u32]) -> Vec<f64> {
 fn random_model_matches_naive_f64() {
     let d = random_dims();
     let w = RandomWeights::new(&d);
-    let rows = vec![vec![5u32, 17, 3, 60, 9, 22, 41, 7], vec![8, 12, 33, 4, 0, 0, 0, 0]];
+    let rows = vec![
+        vec![5u32, 17, 3, 60, 9, 22, 41, 7],
+        vec![8, 12, 33, 4, 0, 0, 0, 0],
+    ];
     let lo = forward(&w, &d, Precision::F32, &rows).unwrap();
     let scale = lo.data.iter().fold(0f32, |a, x| a.max(x.abs()));
     for (b, row) in rows.iter().enumerate() {
         let n = naive_forward(&w, &d, row);
         let got = &lo.data[b * row.len() * d.vocab..(b + 1) * row.len() * d.vocab];
-        let err = got.iter().zip(&n).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0f64, f64::max);
+        let err = got
+            .iter()
+            .zip(&n)
+            .map(|(x, y)| (f64::from(*x) - y).abs())
+            .fold(0f64, f64::max);
         eprintln!("random model row {b}: max |Δ| vs naive f64 = {err:e} (max |logit| {scale})");
         assert!(err < 1e-4 * f64::from(scale.max(1.0)), "row {b}: {err}");
     }
@@ -370,7 +484,11 @@ fn random_model_kv_cache_pads_and_bf16() {
     // bf16 stays close to f32 on this model
     let f = forward(&w, &d, Precision::F32, &rows).unwrap();
     let h = forward(&w, &d, Precision::Bf16, &rows).unwrap();
-    assert!(max_abs(&f.data, &h.data) < 0.1, "{}", max_abs(&f.data, &h.data));
+    assert!(
+        max_abs(&f.data, &h.data) < 0.1,
+        "{}",
+        max_abs(&f.data, &h.data)
+    );
     // errors, not panics
     assert!(forward(&w, &d, Precision::F32, &[vec![64]]).is_err());
     assert!(forward(&w, &d, Precision::F32, &[vec![1, 2], vec![1]]).is_err());
@@ -383,11 +501,18 @@ fn random_model_long_sequence_blocks_and_cache() {
     let d = random_dims();
     let w = RandomWeights::new(&d);
     let mut s = 9u64;
-    let mut row: Vec<u32> = (0..290).map(|_| 1 + ((lcg(&mut s) + 1.0) * 31.0) as u32).collect();
+    let mut row: Vec<u32> = (0..290)
+        .map(|_| 1 + ((lcg(&mut s) + 1.0) * 31.0) as u32)
+        .collect();
     row.extend([0; 10]);
     let full = forward(&w, &d, Precision::F32, std::slice::from_ref(&row)).unwrap();
     let n = naive_forward(&w, &d, &row);
-    let err = full.data.iter().zip(&n).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0f64, f64::max);
+    let err = full
+        .data
+        .iter()
+        .zip(&n)
+        .map(|(x, y)| (f64::from(*x) - y).abs())
+        .fold(0f64, f64::max);
     eprintln!("random model, 300 positions: max |Δ| vs naive f64 = {err:e}");
     assert!(err < 1e-3, "{err}");
     let mut sess = Session::new(&w, d.clone(), Precision::F32, 1).unwrap();
@@ -411,7 +536,13 @@ fn wrong_weight_shape_is_an_error() {
         }
     }
     let d = random_dims();
-    let e = forward(&Bad(RandomWeights::new(&d)), &d, Precision::F32, &[vec![1, 2]]).unwrap_err();
+    let e = forward(
+        &Bad(RandomWeights::new(&d)),
+        &d,
+        Precision::F32,
+        &[vec![1, 2]],
+    )
+    .unwrap_err();
     assert!(matches!(e, ReferenceError::Shape { .. }), "{e}");
 }
 
@@ -434,26 +565,54 @@ fn grok1_one_layer_timing() {
                 ("linear_1", Some(_)) => vec![d.ffn, d.d_model],
                 _ => vec![d.d_model],
             };
-            let shape = if path.ends_with("embeddings") { vec![1024, d.d_model] } else { shape };
-            let data = self.0.get(&shape).cloned().unwrap_or_else(|| vec![1.0; shape.iter().product()]);
+            let shape = if path.ends_with("embeddings") {
+                vec![1024, d.d_model]
+            } else {
+                shape
+            };
+            let data = self
+                .0
+                .get(&shape)
+                .cloned()
+                .unwrap_or_else(|| vec![1.0; shape.iter().product()]);
             Ok(WeightTensor { shape, data })
         }
     }
-    let d = ModelDims { vocab: 1024, n_layers: 1, ..ModelDims::grok1() };
+    let d = ModelDims {
+        vocab: 1024,
+        n_layers: 1,
+        ..ModelDims::grok1()
+    };
     let mut s = 1u64;
     let mut m = HashMap::new();
-    for shape in [vec![1024, d.d_model], vec![d.d_model, d.d_model], vec![d.d_model, 1024], vec![d.d_model, 8], vec![d.d_model, d.ffn], vec![d.ffn, d.d_model]] {
+    for shape in [
+        vec![1024, d.d_model],
+        vec![d.d_model, d.d_model],
+        vec![d.d_model, 1024],
+        vec![d.d_model, 8],
+        vec![d.d_model, d.ffn],
+        vec![d.ffn, d.d_model],
+    ] {
         let n: usize = shape.iter().product();
         let sc = 1.0 / (shape[0] as f32).sqrt();
-        m.insert(shape, (0..n).map(|_| sc * lcg(&mut s)).collect::<Vec<f32>>());
+        m.insert(
+            shape,
+            (0..n).map(|_| sc * lcg(&mut s)).collect::<Vec<f32>>(),
+        );
     }
     let w = Synth(m);
     let prompt: Vec<u32> = (1..=16).collect();
     let mut sess = Session::new(&w, d.clone(), Precision::F32, 1).unwrap();
     let t = std::time::Instant::now();
     sess.prefill(&[prompt]).unwrap();
-    eprintln!("one Grok-1 layer, prefill of 16 tokens: {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "one Grok-1 layer, prefill of 16 tokens: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = std::time::Instant::now();
     sess.step(&[17]).unwrap();
-    eprintln!("one Grok-1 layer, one cached decode step: {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "one Grok-1 layer, one cached decode step: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -3,15 +3,23 @@
 
 use grokit::base::DType;
 use grokit::safetensors_io::plan::INDEX_FILE_NAME;
-use grokit::safetensors_io::{plan_shards, write_sha256sums, write_small_file, ShardPlan, ShardWriter, StError, StReader, StTensor, Written};
+use grokit::safetensors_io::{
+    plan_shards, write_sha256sums, write_small_file, ShardPlan, ShardWriter, StError, StReader,
+    StTensor, Written,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Deterministic test bytes for a tensor.
 fn data_for(t: &StTensor) -> Vec<u8> {
     let n = t.byte_len().unwrap() as usize;
-    let seed = t.name.bytes().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
-    (0..n).map(|i| (seed.wrapping_add(i as u32).wrapping_mul(2654435761) >> 24) as u8).collect()
+    let seed = t
+        .name
+        .bytes()
+        .fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    (0..n)
+        .map(|i| (seed.wrapping_add(i as u32).wrapping_mul(2654435761) >> 24) as u8)
+        .collect()
 }
 
 fn sample() -> Vec<StTensor> {
@@ -19,7 +27,11 @@ fn sample() -> Vec<StTensor> {
         StTensor::new("model.embed_tokens.weight", DType::BF16, vec![16, 8]),
         StTensor::new("model.norm.weight", DType::F32, vec![8]),
         StTensor::new("model.layers.0.attn.q_proj.weight", DType::BF16, vec![8, 8]),
-        StTensor::new("model.layers.0.moe_block.gate.weight", DType::F32, vec![4, 8]),
+        StTensor::new(
+            "model.layers.0.moe_block.gate.weight",
+            DType::F32,
+            vec![4, 8],
+        ),
         StTensor::new("model.layers.0.q.weight_packed", DType::I32, vec![8, 1]),
         StTensor::new("model.layers.0.q.weight_scale", DType::F16, vec![8, 1]),
         StTensor::new("model.layers.0.q8", DType::I8, vec![7, 3]),
@@ -70,13 +82,24 @@ fn sharded_round_trip_through_reader_and_crate() {
         assert_eq!(r.declared_total_size(), Some(plan.total_size()));
         assert_eq!(r.total_size(), plan.total_size());
         for i in 0..plan.shards().len() {
-            assert_eq!(r.file_metadata(i).unwrap(), &BTreeMap::from([("format".to_string(), "pt".to_string())]));
+            assert_eq!(
+                r.file_metadata(i).unwrap(),
+                &BTreeMap::from([("format".to_string(), "pt".to_string())])
+            );
         }
         for t in &tensors {
             let e = r.tensor(&t.name).unwrap();
             assert_eq!((e.dtype, &e.shape), (t.dtype, &t.shape), "{}", t.name);
-            assert_eq!(e.file.file_name().unwrap().to_str().unwrap(), plan.weight_map()[&t.name]);
-            assert_eq!(e.file_offset % t.dtype.size() as u64, 0, "{} misaligned", t.name);
+            assert_eq!(
+                e.file.file_name().unwrap().to_str().unwrap(),
+                plan.weight_map()[&t.name]
+            );
+            assert_eq!(
+                e.file_offset % t.dtype.size() as u64,
+                0,
+                "{} misaligned",
+                t.name
+            );
             assert_eq!(r.tensor_bytes(&t.name).unwrap(), data_for(t), "{}", t.name);
         }
         assert!(matches!(r.tensor_bytes("nope"), Err(StError::NotFound(_))));
@@ -88,13 +111,30 @@ fn sharded_round_trip_through_reader_and_crate() {
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.len(), shard.tensors().len());
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        assert_eq!(meta.metadata().as_ref().unwrap().get("format").map(String::as_str), Some("pt"));
-        assert_eq!(meta.offset_keys(), shard.tensors().iter().map(|t| t.name.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            meta.metadata()
+                .as_ref()
+                .unwrap()
+                .get("format")
+                .map(String::as_str),
+            Some("pt")
+        );
+        assert_eq!(
+            meta.offset_keys(),
+            shard
+                .tensors()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        );
         for p in shard.tensors() {
             let t = tensors.iter().find(|t| t.name == p.name).unwrap();
             let v = st.tensor(&p.name).unwrap();
             assert_eq!(v.dtype().to_string(), t.dtype.safetensors());
-            assert_eq!(v.shape().iter().map(|&x| x as u64).collect::<Vec<_>>(), t.shape);
+            assert_eq!(
+                v.shape().iter().map(|&x| x as u64).collect::<Vec<_>>(),
+                t.shape
+            );
             assert_eq!(v.data(), data_for(t).as_slice());
         }
     }
@@ -125,7 +165,10 @@ fn single_file_is_byte_identical_to_crate_serialize() {
         .map(|(t, b)| {
             let dt = grokit::safetensors_io::plan::crate_dtype(t.dtype).unwrap();
             let shape = t.shape.iter().map(|&x| x as usize).collect();
-            (t.name.clone(), safetensors::tensor::TensorView::new(dt, shape, b).unwrap())
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(dt, shape, b).unwrap(),
+            )
         })
         .collect();
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -144,11 +187,18 @@ fn reruns_are_byte_identical() {
     let plan = plan_shards(&tensors, 200).unwrap();
     write_set(a.path(), &tensors, &plan);
     write_set(b.path(), &tensors, &plan_shards(&tensors, 200).unwrap());
-    let mut names: Vec<_> = std::fs::read_dir(a.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(a.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names.len(), plan.shards().len() + 2);
     for n in names {
-        assert_eq!(std::fs::read(a.path().join(&n)).unwrap(), std::fs::read(b.path().join(&n)).unwrap(), "{n:?}");
+        assert_eq!(
+            std::fs::read(a.path().join(&n)).unwrap(),
+            std::fs::read(b.path().join(&n)).unwrap(),
+            "{n:?}"
+        );
     }
 }
 
@@ -160,11 +210,16 @@ fn dropped_writer_leaves_no_file() {
     {
         let mut w = ShardWriter::create(d.path(), &plan.shards()[0]).unwrap();
         let first = w.layout()[0].clone();
-        w.write_tensor_chunk(&vec![0; first.byte_len() as usize]).unwrap();
+        w.write_tensor_chunk(&vec![0; first.byte_len() as usize])
+            .unwrap();
         // Dropped here without finish().
     }
     assert!(!d.path().join("model.safetensors").exists());
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "temp file left behind");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "temp file left behind"
+    );
 }
 
 // ---- hostile files ------------------------------------------------------------------------
@@ -214,7 +269,12 @@ fn truncated_at_every_byte() {
 #[test]
 fn huge_header_lengths() {
     let mut f = craft(GOOD, &[0; 11]);
-    for (n, want_too_large) in [(u64::MAX, true), (100_000_001, true), (100_000_000, false), (4096, false)] {
+    for (n, want_too_large) in [
+        (u64::MAX, true),
+        (100_000_001, true),
+        (100_000_000, false),
+        (4096, false),
+    ] {
         f[..8].copy_from_slice(&n.to_le_bytes());
         match open_bytes(&f) {
             Err(StError::HeaderTooLarge { len, .. }) if want_too_large => assert_eq!(len, n),
@@ -226,21 +286,69 @@ fn huge_header_lengths() {
 
 #[test]
 fn layout_defects_have_distinct_kinds() {
-    let t = |a: &str, b: &str| format!(r#"{{"a":{{"dtype":"F32","shape":[2],"data_offsets":{a}}},"b":{{"dtype":"F32","shape":[2],"data_offsets":{b}}}}}"#);
-    let overlap = open_bytes(&craft(&t("[0,8]", "[4,12]"), &[0; 12])).err().unwrap();
-    assert!(matches!(&overlap, StError::Overlap { tensor, begin: 4, expected: 8, .. } if tensor == "b"), "{overlap}");
-    let gap = open_bytes(&craft(&t("[0,8]", "[12,20]"), &[0; 20])).err().unwrap();
-    assert!(matches!(&gap, StError::Gap { tensor, begin: 12, expected: 8, .. } if tensor == "b"), "{gap}");
-    let late = open_bytes(&craft(&t("[4,12]", "[12,20]"), &[0; 20])).err().unwrap();
-    assert!(matches!(&late, StError::Gap { tensor, begin: 4, expected: 0, .. } if tensor == "a"), "{late}");
-    let size = open_bytes(&craft(&t("[0,8]", "[8,12]"), &[0; 12])).err().unwrap();
-    assert!(matches!(&size, StError::SizeMismatch { tensor, expected: 8, .. } if tensor == "b"), "{size}");
-    let backwards = open_bytes(&craft(&t("[0,8]", "[16,8]"), &[0; 16])).err().unwrap();
-    assert!(matches!(backwards, StError::SizeMismatch { .. }), "{backwards}");
-    let trailing = open_bytes(&craft(&t("[0,8]", "[8,16]"), &[0; 17])).err().unwrap();
-    assert!(matches!(trailing, StError::TrailingBytes { extra: 1, .. }), "{trailing}");
-    let overflow = open_bytes(&craft(r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,8]}}"#, &[0; 8])).err().unwrap();
-    assert!(matches!(overflow, StError::SizeMismatch { expected: u64::MAX, .. }), "{overflow}");
+    let t = |a: &str, b: &str| {
+        format!(
+            r#"{{"a":{{"dtype":"F32","shape":[2],"data_offsets":{a}}},"b":{{"dtype":"F32","shape":[2],"data_offsets":{b}}}}}"#
+        )
+    };
+    let overlap = open_bytes(&craft(&t("[0,8]", "[4,12]"), &[0; 12]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&overlap, StError::Overlap { tensor, begin: 4, expected: 8, .. } if tensor == "b"),
+        "{overlap}"
+    );
+    let gap = open_bytes(&craft(&t("[0,8]", "[12,20]"), &[0; 20]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&gap, StError::Gap { tensor, begin: 12, expected: 8, .. } if tensor == "b"),
+        "{gap}"
+    );
+    let late = open_bytes(&craft(&t("[4,12]", "[12,20]"), &[0; 20]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&late, StError::Gap { tensor, begin: 4, expected: 0, .. } if tensor == "a"),
+        "{late}"
+    );
+    let size = open_bytes(&craft(&t("[0,8]", "[8,12]"), &[0; 12]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&size, StError::SizeMismatch { tensor, expected: 8, .. } if tensor == "b"),
+        "{size}"
+    );
+    let backwards = open_bytes(&craft(&t("[0,8]", "[16,8]"), &[0; 16]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(backwards, StError::SizeMismatch { .. }),
+        "{backwards}"
+    );
+    let trailing = open_bytes(&craft(&t("[0,8]", "[8,16]"), &[0; 17]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(trailing, StError::TrailingBytes { extra: 1, .. }),
+        "{trailing}"
+    );
+    let overflow = open_bytes(&craft(
+        r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,8]}}"#,
+        &[0; 8],
+    ))
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            overflow,
+            StError::SizeMismatch {
+                expected: u64::MAX,
+                ..
+            }
+        ),
+        "{overflow}"
+    );
 }
 
 #[test]
@@ -249,7 +357,10 @@ fn header_content_defects() {
     let mut f = craft(GOOD, &[0; 11]);
     f[20] = 0xff;
     let e = open_bytes(&f).err().unwrap();
-    assert!(matches!(e, StError::HeaderNotUtf8 { offset: 20, .. }), "{e}");
+    assert!(
+        matches!(e, StError::HeaderNotUtf8 { offset: 20, .. }),
+        "{e}"
+    );
     let json = |h: &str| open_bytes(&craft(h, &[])).err().unwrap();
     for bad in [
         "[1,2]",
@@ -263,16 +374,28 @@ fn header_content_defects() {
         let e = json(bad);
         assert!(matches!(e, StError::HeaderJson { .. }), "{bad}: {e}");
     }
-    let dims = format!(r#"{{"a":{{"dtype":"U8","shape":[{}],"data_offsets":[0,1]}}}}"#, vec!["1"; 65].join(","));
-    assert!(matches!(open_bytes(&craft(&dims, &[0])).err().unwrap(), StError::HeaderJson { msg, .. } if msg.contains("dims")));
+    let dims = format!(
+        r#"{{"a":{{"dtype":"U8","shape":[{}],"data_offsets":[0,1]}}}}"#,
+        vec!["1"; 65].join(",")
+    );
+    assert!(
+        matches!(open_bytes(&craft(&dims, &[0])).err().unwrap(), StError::HeaderJson { msg, .. } if msg.contains("dims"))
+    );
     // Unknown or unsupported dtypes: a clear error, not a panic.
     for dt in ["F8_E4M3", "BOOL", "U64", "Q4_K"] {
         let h = format!(r#"{{"t":{{"dtype":"{dt}","shape":[1],"data_offsets":[0,1]}}}}"#);
         let e = open_bytes(&craft(&h, &[0])).err().unwrap();
-        assert!(matches!(&e, StError::UnsupportedDtype { tensor, dtype, .. } if tensor == "t" && dtype == dt), "{dt}: {e}");
+        assert!(
+            matches!(&e, StError::UnsupportedDtype { tensor, dtype, .. } if tensor == "t" && dtype == dt),
+            "{dt}: {e}"
+        );
     }
     // Accepted edge cases: no metadata, null metadata, no tensors, leading whitespace.
-    for ok in [r#"{}"#, r#"{"__metadata__":null}"#, r#"  {"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}"#] {
+    for ok in [
+        r#"{}"#,
+        r#"{"__metadata__":null}"#,
+        r#"  {"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}"#,
+    ] {
         let data: &[u8] = if ok.contains("\"a\"") { &[9] } else { &[] };
         let r = open_bytes(&craft(ok, data)).unwrap();
         assert!(r.metadata().is_none());
@@ -307,7 +430,8 @@ fn bad_indexes() {
     let plan = plan_shards(&tensors, 300).unwrap();
     write_set(d.path(), &tensors, &plan);
     let idx = d.path().join(INDEX_FILE_NAME);
-    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
     let try_index = |v: &serde_json::Value| {
         std::fs::write(&idx, serde_json::to_string(v).unwrap()).unwrap();
         StReader::open(d.path()).err()
@@ -331,9 +455,18 @@ fn bad_indexes() {
     assert!(matches!(try_index(&v), Some(StError::Io(_))));
     assert!(try_index(&good).is_none());
     // Duplicate keys in weight_map are refused, not silently collapsed.
-    let text = serde_json::to_string(&good).unwrap().replacen("\"weight_map\":{", "\"weight_map\":{\"big\":\"x.safetensors\",", 1);
+    let text = serde_json::to_string(&good).unwrap().replacen(
+        "\"weight_map\":{",
+        "\"weight_map\":{\"big\":\"x.safetensors\",",
+        1,
+    );
     std::fs::write(&idx, text).unwrap();
-    assert!(matches!(StReader::open(d.path()).err(), Some(StError::BadIndex { msg, .. }) if msg.contains("duplicate")));
+    assert!(
+        matches!(StReader::open(d.path()).err(), Some(StError::BadIndex { msg, .. }) if msg.contains("duplicate"))
+    );
     std::fs::remove_file(&idx).unwrap();
-    assert!(matches!(StReader::open(d.path()).err(), Some(StError::NoModel { .. })));
+    assert!(matches!(
+        StReader::open(d.path()).err(),
+        Some(StError::NoModel { .. })
+    ));
 }

@@ -1,15 +1,15 @@
 //! grokit's one integration test binary: module declarations only.
-mod util;
-mod reference;
-mod source;
-mod cli;
 mod architecture;
-mod quant;
-mod gguf;
-mod safetensors_io;
-mod tokenizer;
-mod verify;
-mod hostile;
-mod quantize;
+mod cli;
 mod convert;
 mod faults;
+mod gguf;
+mod hostile;
+mod quant;
+mod quantize;
+mod reference;
+mod safetensors_io;
+mod source;
+mod tokenizer;
+mod util;
+mod verify;

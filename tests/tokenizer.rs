@@ -26,11 +26,19 @@ fn check_cases(tok: &Tokenizer, cases: &Path) -> usize {
         }
         let decoded = v["decoded"].as_str().unwrap();
         if tok.decode(&want) != decoded {
-            failures.push(format!("decode {want:?}: got {:?}, want {decoded:?}", tok.decode(&want)));
+            failures.push(format!(
+                "decode {want:?}: got {:?}, want {decoded:?}",
+                tok.decode(&want)
+            ));
         }
         n += 1;
     }
-    assert!(failures.is_empty(), "{} of {n} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     n
 }
 
@@ -38,7 +46,10 @@ fn check_cases(tok: &Tokenizer, cases: &Path) -> usize {
 fn tiny12_fixture_matches_library() {
     let tok = Tokenizer::from_file(fixture("tiny12.model")).unwrap();
     assert_eq!(tok.len(), 512);
-    assert_eq!((tok.pad_id(), tok.bos_id(), tok.eos_id(), tok.unk_id()), (Some(0), Some(1), Some(2), 3));
+    assert_eq!(
+        (tok.pad_id(), tok.bos_id(), tok.eos_id(), tok.unk_id()),
+        (Some(0), Some(1), Some(2), 3)
+    );
     let n = check_cases(&tok, &fixture("tiny12_cases.jsonl"));
     assert!(n >= 100, "only {n} cases");
     eprintln!("tiny12: {n} library cases match");
@@ -46,7 +57,9 @@ fn tiny12_fixture_matches_library() {
 
 #[test]
 fn tiny12_tokens_json() {
-    let Some(sh) = shared("tiny12 tokens.json") else { return };
+    let Some(sh) = shared("tiny12 tokens.json") else {
+        return;
+    };
     let dir = sh.join("reference/tiny12");
     let tok = Tokenizer::from_file(dir.join("tokenizer.model")).unwrap();
     assert_eq!(
@@ -54,9 +67,15 @@ fn tiny12_tokens_json() {
         std::fs::read(fixture("tiny12.model")).unwrap(),
         "fixtures/tokenizer/tiny12.model is a stale copy"
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
     let pad = v["pad_token"].as_u64().unwrap() as u32;
-    for (p, row) in v["prompts"].as_array().unwrap().iter().zip(v["tokens"].as_array().unwrap()) {
+    for (p, row) in v["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(v["tokens"].as_array().unwrap())
+    {
         let mut want: Vec<u32> = serde_json::from_value(row.clone()).unwrap();
         while want.last() == Some(&pad) {
             want.pop();
@@ -67,7 +86,9 @@ fn tiny12_tokens_json() {
 
 #[test]
 fn grok1_real_tokenizer() {
-    let Some(sh) = shared("Grok-1 tokenizer") else { return };
+    let Some(sh) = shared("Grok-1 tokenizer") else {
+        return;
+    };
     let path = sh.join("grok1/tokenizer.model");
     let bytes = std::fs::read(&path).unwrap();
     use sha2::Digest;
@@ -77,16 +98,29 @@ fn grok1_real_tokenizer() {
     );
     let t0 = std::time::Instant::now();
     let tok = Tokenizer::from_file(&path).unwrap();
-    eprintln!("grok1 tokenizer loaded in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "grok1 tokenizer loaded in {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     assert_eq!(tok.len(), 131_072);
-    assert_eq!((tok.pad_id(), tok.bos_id(), tok.eos_id(), tok.unk_id()), (Some(0), Some(1), Some(2), 3));
+    assert_eq!(
+        (tok.pad_id(), tok.bos_id(), tok.eos_id(), tok.unk_id()),
+        (Some(0), Some(1), Some(2), 3)
+    );
     let m = tok.model();
     assert!(m.trainer.byte_fallback && m.trainer.split_digits);
     assert_eq!(m.normalizer.name, "identity");
     assert!(m.normalizer.add_dummy_prefix && !m.normalizer.remove_extra_whitespaces);
     let count = |k| tok.pieces().iter().filter(|p| p.kind == k).count();
     assert_eq!(
-        [PieceKind::Normal, PieceKind::Byte, PieceKind::UserDefined, PieceKind::Control, PieceKind::Unknown].map(count),
+        [
+            PieceKind::Normal,
+            PieceKind::Byte,
+            PieceKind::UserDefined,
+            PieceKind::Control,
+            PieceKind::Unknown
+        ]
+        .map(count),
         [130_747, 256, 65, 3, 1]
     );
     assert_eq!(tok.id_to_piece(79), Some("<0x0A>"));
@@ -96,18 +130,30 @@ fn grok1_real_tokenizer() {
     assert_eq!(tok.piece_to_id("[UNK]"), 3);
     assert_eq!(tok.piece_to_id("no such piece"), 3);
     let golden = "The answer to life the universe and everything is of course";
-    assert_eq!(tok.encode(golden), [422, 3033, 356, 1180, 333, 9072, 360, 2175, 391, 359, 1805]);
+    assert_eq!(
+        tok.encode(golden),
+        [422, 3033, 356, 1180, 333, 9072, 360, 2175, 391, 359, 1805]
+    );
     assert_eq!(tok.decode(&tok.encode(golden)), golden);
     let n = check_cases(&tok, &fixture("grok1_cases.jsonl"));
     assert!(n >= 200, "only {n} cases");
     eprintln!("grok1: {n} library cases match");
 
     // Speed: a few KB of mixed text must encode quickly even unoptimized.
-    let text: String = std::fs::read_to_string(fixture("grok1_cases.jsonl")).unwrap().chars().take(20_000).collect();
+    let text: String = std::fs::read_to_string(fixture("grok1_cases.jsonl"))
+        .unwrap()
+        .chars()
+        .take(20_000)
+        .collect();
     let t = std::time::Instant::now();
     let ids = tok.encode(&text);
     let dt = t.elapsed().as_secs_f64();
-    eprintln!("grok1: encoded {} bytes -> {} ids in {:.1} ms", text.len(), ids.len(), dt * 1e3);
+    eprintln!(
+        "grok1: encoded {} bytes -> {} ids in {:.1} ms",
+        text.len(),
+        ids.len(),
+        dt * 1e3
+    );
     assert!(dt < 2.0);
     assert_eq!(tok.decode(&ids), text);
 
@@ -117,7 +163,10 @@ fn grok1_real_tokenizer() {
         if cut == 0 {
             continue;
         }
-        assert!(Tokenizer::from_bytes(&bytes[..cut], &path).is_err(), "cut at {cut} loaded");
+        assert!(
+            Tokenizer::from_bytes(&bytes[..cut], &path).is_err(),
+            "cut at {cut} loaded"
+        );
     }
 }
 
@@ -142,10 +191,14 @@ fn hostile_models_error_without_panicking() {
     // Huge declared length right at the start (field 1, length-delimited).
     let mut huge = vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f];
     huge.extend_from_slice(&good);
-    let e = Tokenizer::from_bytes(&huge, "huge.model").unwrap_err().to_string();
+    let e = Tokenizer::from_bytes(&huge, "huge.model")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("offset 1") && e.contains("exceeds"), "{e}");
     // Wrong wire type for pieces (field 1 as varint).
-    let e = Tokenizer::from_bytes(&[0x08, 0x01], "wire.model").unwrap_err().to_string();
+    let e = Tokenizer::from_bytes(&[0x08, 0x01], "wire.model")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expected length-delimited"), "{e}");
     // Random byte corruption: anything may happen except a panic.
     let mut s = 0x9e37_79b9_7f4a_7c15u64;

@@ -9,7 +9,9 @@ pub fn repo() -> PathBuf {
 
 /// `../shared` beside the checkout, if present; otherwise prints why the caller skips.
 pub fn shared(what: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("GROKIT_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    let p = std::env::var_os("GROKIT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
     if p.join("README.md").exists() {
         Some(p)
     } else {

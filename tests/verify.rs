@@ -1,6 +1,8 @@
 //! Integration tests for `grokit::verify`: manifests (incl. byte-for-byte `sha256sum`
 //! compatibility when it is installed) and torrents built here by a tiny bencode writer.
-use grokit::verify::{self, bencode, CheckOptions, FileState, HashOptions, Manifest, Torrent, TorrentError};
+use grokit::verify::{
+    self, bencode, CheckOptions, FileState, HashOptions, Manifest, Torrent, TorrentError,
+};
 use sha1::{Digest, Sha1};
 use std::path::{Path, PathBuf};
 
@@ -47,20 +49,34 @@ fn bytes(b: &B) -> Vec<u8> {
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32 % 31) as u8 ^ seed).collect()
+    (0..n)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2654435761)
+                .rotate_left(seed as u32 % 31) as u8
+                ^ seed
+        })
+        .collect()
 }
 
 /// Piece hashes over the concatenation of `files`.
 fn pieces(files: &[&[u8]], plen: usize) -> Vec<u8> {
     let all: Vec<u8> = files.concat();
-    all.chunks(plen).flat_map(|c| Sha1::digest(c).to_vec()).collect()
+    all.chunks(plen)
+        .flat_map(|c| Sha1::digest(c).to_vec())
+        .collect()
 }
 
 /// A multi-file torrent over `files` (path components, data), returning (bytes, info bytes).
 fn multi(name: &str, files: &[(Vec<&str>, &[u8])], plen: usize) -> (Vec<u8>, Vec<u8>) {
     let list = files
         .iter()
-        .map(|(p, d)| B::D(vec![("length", B::I(d.len() as i64)), ("path", B::L(p.iter().map(s).collect()))]))
+        .map(|(p, d)| {
+            B::D(vec![
+                ("length", B::I(d.len() as i64)),
+                ("path", B::L(p.iter().map(s).collect())),
+            ])
+        })
         .collect();
     let datas: Vec<&[u8]> = files.iter().map(|(_, d)| *d).collect();
     let info = B::D(vec![
@@ -70,7 +86,11 @@ fn multi(name: &str, files: &[(Vec<&str>, &[u8])], plen: usize) -> (Vec<u8>, Vec
         ("pieces", B::S(pieces(&datas, plen))),
     ]);
     let info_bytes = bytes(&info);
-    let t = B::D(vec![("announce", s("http://tracker.invalid/a")), ("comment", s("test")), ("info", info)]);
+    let t = B::D(vec![
+        ("announce", s("http://tracker.invalid/a")),
+        ("comment", s("test")),
+        ("info", info),
+    ]);
     (bytes(&t), info_bytes)
 }
 
@@ -84,7 +104,11 @@ fn write_tree(root: &Path, files: &[(Vec<&str>, &[u8])]) {
 }
 
 fn small() -> HashOptions {
-    HashOptions { threads: 2, block_size: 4096, buffers: 2 }
+    HashOptions {
+        threads: 2,
+        block_size: 4096,
+        buffers: 2,
+    }
 }
 
 // ---- manifests ------------------------------------------------------------------------------
@@ -96,7 +120,11 @@ fn manifest_round_trip_and_sha256sum_compat() {
     for (i, n) in names.iter().enumerate() {
         let p = d.path().join(n);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, data(if *n == "empty" { 0 } else { 10_000 + i * 777 }, i as u8)).unwrap();
+        std::fs::write(
+            &p,
+            data(if *n == "empty" { 0 } else { 10_000 + i * 777 }, i as u8),
+        )
+        .unwrap();
     }
     let files: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
     let m = verify::write_manifest(d.path(), &files, &small(), &verify::no_progress).unwrap();
@@ -106,23 +134,56 @@ fn manifest_round_trip_and_sha256sum_compat() {
     for (a, b) in m.entries.iter().zip(&back.entries) {
         assert_eq!((&a.path, a.sha256), (&b.path, b.sha256));
     }
-    let r = verify::check_manifest(d.path(), &back, &CheckOptions::default(), &verify::no_progress);
+    let r = verify::check_manifest(
+        d.path(),
+        &back,
+        &CheckOptions::default(),
+        &verify::no_progress,
+    );
     assert!(r.is_clean(), "{r:?}");
 
-    let have = std::process::Command::new("sha256sum").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have = std::process::Command::new("sha256sum")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !have {
         eprintln!("SKIP sha256sum byte-for-byte comparison: sha256sum not on PATH");
         return;
     }
-    let out = std::process::Command::new("sha256sum").current_dir(d.path()).args(names).output().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .current_dir(d.path())
+        .args(names)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&text), String::from_utf8_lossy(&out.stdout), "plain format differs from sha256sum");
-    let out = std::process::Command::new("sha256sum").current_dir(d.path()).arg("--tag").args(names).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&m.to_tagged_bytes()), String::from_utf8_lossy(&out.stdout), "tagged format differs");
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        String::from_utf8_lossy(&out.stdout),
+        "plain format differs from sha256sum"
+    );
+    let out = std::process::Command::new("sha256sum")
+        .current_dir(d.path())
+        .arg("--tag")
+        .args(names)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&m.to_tagged_bytes()),
+        String::from_utf8_lossy(&out.stdout),
+        "tagged format differs"
+    );
     let mf = d.path().join("SHA256SUMS");
     m.write(&mf).unwrap();
-    let chk = std::process::Command::new("sha256sum").current_dir(d.path()).args(["-c", "--strict", "SHA256SUMS"]).output().unwrap();
-    assert!(chk.status.success(), "sha256sum -c rejected our manifest: {}", String::from_utf8_lossy(&chk.stdout));
+    let chk = std::process::Command::new("sha256sum")
+        .current_dir(d.path())
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .output()
+        .unwrap();
+    assert!(
+        chk.status.success(),
+        "sha256sum -c rejected our manifest: {}",
+        String::from_utf8_lossy(&chk.stdout)
+    );
 }
 
 #[test]
@@ -139,10 +200,18 @@ fn manifest_reports_everything_together() {
     let hx = grokit::base::hex::encode;
     let text = format!(
         "{}  good\n{}  bad\n{}  absent\n{}  ../outside\n{} *dir\n",
-        hx(&good.sha256), hx(&zero), hx(&zero), hx(&zero), hx(&zero)
+        hx(&good.sha256),
+        hx(&zero),
+        hx(&zero),
+        hx(&zero),
+        hx(&zero)
     );
     let m = Manifest::parse(text.as_bytes(), "SUMS").unwrap();
-    let opts = CheckOptions { hash: small(), find_extra: true, ignore: vec![PathBuf::from("./dir/SUMS")] };
+    let opts = CheckOptions {
+        hash: small(),
+        find_extra: true,
+        ignore: vec![PathBuf::from("./dir/SUMS")],
+    };
     let seen = std::sync::atomic::AtomicU64::new(0);
     let r = verify::check_manifest(d.path(), &m, &opts, &|n| {
         seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -153,8 +222,14 @@ fn manifest_reports_everything_together() {
     assert_eq!(r.mismatched[0].expected, zero);
     assert_eq!(r.missing, vec![PathBuf::from("absent")]);
     let unread: Vec<_> = r.unreadable.iter().map(|(p, _)| p.clone()).collect();
-    assert_eq!(unread, vec![PathBuf::from("../outside"), PathBuf::from("dir")]);
-    assert_eq!(r.extra, vec![PathBuf::from("dir/extra2"), PathBuf::from("extra1")]);
+    assert_eq!(
+        unread,
+        vec![PathBuf::from("../outside"), PathBuf::from("dir")]
+    );
+    assert_eq!(
+        r.extra,
+        vec![PathBuf::from("dir/extra2"), PathBuf::from("extra1")]
+    );
     assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 10_000);
     assert!(!r.is_clean());
 }
@@ -182,7 +257,12 @@ fn single_file_torrent_and_infohash() {
     let r = verify::check_torrent(d.path(), &t, &small(), &verify::no_progress);
     assert!(r.is_complete(), "{r:?}");
     std::fs::rename(d.path().join("model.bin"), d.path().join("renamed")).unwrap();
-    let r = verify::check_torrent(&d.path().join("renamed"), &t, &small(), &verify::no_progress);
+    let r = verify::check_torrent(
+        &d.path().join("renamed"),
+        &t,
+        &small(),
+        &verify::no_progress,
+    );
     assert!(r.is_complete());
     assert_eq!(r.bytes_hashed, 100_000);
 }
@@ -205,7 +285,10 @@ fn multi_file_spanning_flip_truncate_missing() {
     assert_eq!(t.name, "grok-1");
     assert_eq!(t.total_length, 38_001);
     assert_eq!(t.pieces.len(), 10);
-    assert_eq!(t.infohash_hex(), grokit::base::hex::encode(&Sha1::digest(&info_bytes)));
+    assert_eq!(
+        t.infohash_hex(),
+        grokit::base::hex::encode(&Sha1::digest(&info_bytes))
+    );
     assert_eq!(t.files_of_piece(2), vec![0, 1]); // 8192..12288 spans a.bin|b.bin
     assert_eq!(t.files_of_piece(3), vec![1, 3]); // 12288..16384 spans b.bin|(empty)|c.bin
 
@@ -220,7 +303,13 @@ fn multi_file_spanning_flip_truncate_missing() {
     let r = verify::check_torrent(&root, &t, &small(), &verify::no_progress);
     assert_eq!(r.bad_pieces.len(), 1);
     assert_eq!(r.bad_pieces[0].index, 3);
-    assert_eq!(r.bad_pieces[0].files, vec![PathBuf::from("sub/b.bin"), PathBuf::from("sub/deeper/c.bin")]);
+    assert_eq!(
+        r.bad_pieces[0].files,
+        vec![
+            PathBuf::from("sub/b.bin"),
+            PathBuf::from("sub/deeper/c.bin")
+        ]
+    );
     assert!(r.missing_pieces.is_empty());
     assert_eq!(r.good_pieces, 9);
     // b.bin: 10_000..13_000; good piece 2 covers 10_000..12_288 -> 2_288 bytes.
@@ -255,10 +344,19 @@ fn padding_files_are_virtual_zeros() {
     let zeros = vec![0u8; 24];
     let list = B::L(vec![
         B::D(vec![("length", B::I(1000)), ("path", B::L(vec![s("a")]))]),
-        B::D(vec![("attr", s("p")), ("length", B::I(24)), ("path", B::L(vec![s(".pad"), s("24")]))]),
+        B::D(vec![
+            ("attr", s("p")),
+            ("length", B::I(24)),
+            ("path", B::L(vec![s(".pad"), s("24")])),
+        ]),
         B::D(vec![("length", B::I(2000)), ("path", B::L(vec![s("b")]))]),
     ]);
-    let info = B::D(vec![("files", list), ("name", s("x")), ("piece length", B::I(1024)), ("pieces", B::S(pieces(&[&a, &zeros, &b], 1024)))]);
+    let info = B::D(vec![
+        ("files", list),
+        ("name", s("x")),
+        ("piece length", B::I(1024)),
+        ("pieces", B::S(pieces(&[&a, &zeros, &b], 1024))),
+    ]);
     let t = Torrent::parse(&bytes(&B::D(vec![("info", info)]))).unwrap();
     std::fs::write(d.path().join("a"), &a).unwrap();
     std::fs::write(d.path().join("b"), &b).unwrap();
@@ -280,8 +378,20 @@ fn parallel_many_pieces_match_serial() {
     f[200_000] ^= 0x80;
     std::fs::write(d.path().join("a"), f).unwrap();
     for threads in [1, 2, 4] {
-        let r = verify::check_torrent(d.path(), &t, &HashOptions { threads, block_size: 5000, buffers: 3 }, &verify::no_progress);
-        assert_eq!(r.bad_pieces.iter().map(|b| b.index).collect::<Vec<_>>(), vec![200_000 / 16384]);
+        let r = verify::check_torrent(
+            d.path(),
+            &t,
+            &HashOptions {
+                threads,
+                block_size: 5000,
+                buffers: 3,
+            },
+            &verify::no_progress,
+        );
+        assert_eq!(
+            r.bad_pieces.iter().map(|b| b.index).collect::<Vec<_>>(),
+            vec![200_000 / 16384]
+        );
         assert_eq!(r.good_pieces, r.pieces - 1);
     }
 }
@@ -291,7 +401,12 @@ fn parallel_many_pieces_match_serial() {
 fn info_with(files: B) -> Vec<u8> {
     bytes(&B::D(vec![(
         "info",
-        B::D(vec![("files", files), ("name", s("n")), ("piece length", B::I(16)), ("pieces", B::S(vec![0; 20]))]),
+        B::D(vec![
+            ("files", files),
+            ("name", s("n")),
+            ("piece length", B::I(16)),
+            ("pieces", B::S(vec![0; 20])),
+        ]),
     )]))
 }
 
@@ -299,7 +414,12 @@ fn info_with(files: B) -> Vec<u8> {
 fn v2_and_hybrid_refused() {
     let v2 = bytes(&B::D(vec![(
         "info",
-        B::D(vec![("file tree", B::D(vec![])), ("meta version", B::I(2)), ("name", s("n")), ("piece length", B::I(16384))]),
+        B::D(vec![
+            ("file tree", B::D(vec![])),
+            ("meta version", B::I(2)),
+            ("name", s("n")),
+            ("piece length", B::I(16384)),
+        ]),
     )]));
     let e = Torrent::parse(&v2).unwrap_err();
     assert!(matches!(e, TorrentError::V2 { .. }), "{e}");
@@ -315,21 +435,52 @@ fn v2_and_hybrid_refused() {
             ("pieces", B::S(vec![0; 20])),
         ]),
     )]));
-    assert!(matches!(Torrent::parse(&hybrid), Err(TorrentError::V2 { .. })));
+    assert!(matches!(
+        Torrent::parse(&hybrid),
+        Err(TorrentError::V2 { .. })
+    ));
 }
 
 #[test]
 fn hostile_paths_refused() {
-    for comps in [vec!["..", "etc", "passwd"], vec!["/etc"], vec!["a/b"], vec![""], vec!["."], vec!["a\0b"], vec!["a\\..\\b"]] {
-        let f = B::L(vec![B::D(vec![("length", B::I(16)), ("path", B::L(comps.iter().map(s).collect()))])]);
+    for comps in [
+        vec!["..", "etc", "passwd"],
+        vec!["/etc"],
+        vec!["a/b"],
+        vec![""],
+        vec!["."],
+        vec!["a\0b"],
+        vec!["a\\..\\b"],
+    ] {
+        let f = B::L(vec![B::D(vec![
+            ("length", B::I(16)),
+            ("path", B::L(comps.iter().map(s).collect())),
+        ])]);
         let e = Torrent::parse(&info_with(f)).unwrap_err();
-        assert!(matches!(e, TorrentError::UnsafePath { .. }), "{comps:?}: {e}");
+        assert!(
+            matches!(e, TorrentError::UnsafePath { .. }),
+            "{comps:?}: {e}"
+        );
     }
-    let f = B::L(vec![B::D(vec![("length", B::I(16)), ("path", B::L(vec![]))])]);
+    let f = B::L(vec![B::D(vec![
+        ("length", B::I(16)),
+        ("path", B::L(vec![])),
+    ])]);
     assert!(Torrent::parse(&info_with(f)).is_err());
     // name is a path component too (it names the file of a single-file torrent).
-    let t = bytes(&B::D(vec![("info", B::D(vec![("length", B::I(1)), ("name", s("..")), ("piece length", B::I(16)), ("pieces", B::S(vec![0; 20]))]))]));
-    assert!(matches!(Torrent::parse(&t), Err(TorrentError::UnsafePath { .. })));
+    let t = bytes(&B::D(vec![(
+        "info",
+        B::D(vec![
+            ("length", B::I(1)),
+            ("name", s("..")),
+            ("piece length", B::I(16)),
+            ("pieces", B::S(vec![0; 20])),
+        ]),
+    )]));
+    assert!(matches!(
+        Torrent::parse(&t),
+        Err(TorrentError::UnsafePath { .. })
+    ));
 }
 
 #[test]
@@ -340,17 +491,31 @@ fn hostile_bencode_errors_not_panics() {
     }
     assert!(bencode::parse(&deep).is_err());
     assert!(Torrent::parse(b"d4:info99999999999:xe").is_err());
-    assert!(Torrent::parse(b"d4:infod6:lengthi-5e4:name1:x12:piece lengthi16e6:pieces0:ee").is_err());
+    assert!(
+        Torrent::parse(b"d4:infod6:lengthi-5e4:name1:x12:piece lengthi16e6:pieces0:ee").is_err()
+    );
     assert!(Torrent::parse(b"d4:infod6:lengthi99999999999999999999e4:name1:xee").is_err());
     // wrong piece count, lengths overflowing u64 in sum
     let f = B::L(vec![
-        B::D(vec![("length", B::I(i64::MAX)), ("path", B::L(vec![s("a")]))]),
-        B::D(vec![("length", B::I(i64::MAX)), ("path", B::L(vec![s("b")]))]),
-        B::D(vec![("length", B::I(i64::MAX)), ("path", B::L(vec![s("c")]))]),
+        B::D(vec![
+            ("length", B::I(i64::MAX)),
+            ("path", B::L(vec![s("a")])),
+        ]),
+        B::D(vec![
+            ("length", B::I(i64::MAX)),
+            ("path", B::L(vec![s("b")])),
+        ]),
+        B::D(vec![
+            ("length", B::I(i64::MAX)),
+            ("path", B::L(vec![s("c")])),
+        ]),
     ]);
     assert!(Torrent::parse(&info_with(f)).is_err());
     // truncated at every byte
-    let files: Vec<(Vec<&str>, &[u8])> = vec![(vec!["a"], b"hello world, this is data"), (vec!["d", "b"], b"more")];
+    let files: Vec<(Vec<&str>, &[u8])> = vec![
+        (vec!["a"], b"hello world, this is data"),
+        (vec!["d", "b"], b"more"),
+    ];
     let (tb, _) = multi("x", &files, 16);
     assert!(Torrent::parse(&tb).is_ok());
     for n in 0..tb.len() {
@@ -385,13 +550,24 @@ fn torrent_field_errors_and_unreadable_file() {
     let one = |len: i64, plen: i64, npieces: usize| {
         bytes(&B::D(vec![(
             "info",
-            B::D(vec![("length", B::I(len)), ("name", s("f")), ("piece length", B::I(plen)), ("pieces", B::S(vec![7; 20 * npieces]))]),
+            B::D(vec![
+                ("length", B::I(len)),
+                ("name", s("f")),
+                ("piece length", B::I(plen)),
+                ("pieces", B::S(vec![7; 20 * npieces])),
+            ]),
         )]))
     };
     assert!(Torrent::parse(&one(32, 16, 2)).is_ok());
-    assert!(Torrent::parse(&one(33, 16, 2)).is_err(), "piece count must match the length");
+    assert!(
+        Torrent::parse(&one(33, 16, 2)).is_err(),
+        "piece count must match the length"
+    );
     assert!(Torrent::parse(&one(32, 0, 2)).is_err(), "zero piece length");
-    assert!(Torrent::parse(&one(0, 16, 0)).is_ok(), "empty payload, no pieces");
+    assert!(
+        Torrent::parse(&one(0, 16, 0)).is_ok(),
+        "empty payload, no pieces"
+    );
     // a torrent file whose on-disk path is a directory: unreadable, its pieces missing
     let d = tempfile::tempdir().unwrap();
     let x = data(40, 5);
@@ -401,7 +577,11 @@ fn torrent_field_errors_and_unreadable_file() {
     std::fs::create_dir(d.path().join("y")).unwrap();
     let t = Torrent::parse(&tb).unwrap();
     let r = verify::check_torrent(d.path(), &t, &small(), &verify::no_progress);
-    assert!(matches!(r.files[1].state, FileState::Unreadable(_)), "{:?}", r.files[1].state);
+    assert!(
+        matches!(r.files[1].state, FileState::Unreadable(_)),
+        "{:?}",
+        r.files[1].state
+    );
     assert_eq!(r.missing_pieces, vec![2..5]); // 40..80 starts inside piece 2 (32..48)
     assert_eq!(r.files[0].verified_bytes, 32);
 }
@@ -428,7 +608,11 @@ fn copy_fixture(to: &Path) {
 
 fn run_cli(args: &[&str]) -> (i32, String, String) {
     let o = crate::util::grokit().args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -445,8 +629,18 @@ fn cli_manifest_and_torrent() {
     let m = d.path().join("m.sha256");
     let (code, _, err) = run_cli(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0, "{err}");
-    if std::process::Command::new("sha256sum").arg("--version").output().is_ok() {
-        let st = std::process::Command::new("sha256sum").arg("-c").arg("--quiet").arg(&m).current_dir(&root).status().unwrap();
+    if std::process::Command::new("sha256sum")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let st = std::process::Command::new("sha256sum")
+            .arg("-c")
+            .arg("--quiet")
+            .arg(&m)
+            .current_dir(&root)
+            .status()
+            .unwrap();
         assert!(st.success());
     } else {
         eprintln!("SKIP sha256sum -c: sha256sum not installed");
@@ -454,15 +648,33 @@ fn cli_manifest_and_torrent() {
     let (code, _, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0);
     // A torrent over the same files, named differently from the directory on disk.
-    let mut names: Vec<String> = std::fs::read_dir(root.join("ckpt-0")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(root.join("ckpt-0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    let datas: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(root.join("ckpt-0").join(n)).unwrap()).collect();
-    let files: Vec<(Vec<&str>, &[u8])> = names.iter().zip(&datas).map(|(n, dd)| (vec!["ckpt-0", n.as_str()], dd.as_slice())).collect();
+    let datas: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(root.join("ckpt-0").join(n)).unwrap())
+        .collect();
+    let files: Vec<(Vec<&str>, &[u8])> = names
+        .iter()
+        .zip(&datas)
+        .map(|(n, dd)| (vec!["ckpt-0", n.as_str()], dd.as_slice()))
+        .collect();
     let (tb, info) = multi("grok-1-release", &files, 16384);
     let tp = d.path().join("t.torrent");
     std::fs::write(&tp, &tb).unwrap();
     let want = grokit::base::hex::encode(&Sha1::digest(&info));
-    let (code, out, err) = run_cli(&["verify", r, "--torrent", tp.to_str().unwrap(), "--torrent-root", r, "-q"]);
+    let (code, out, err) = run_cli(&[
+        "verify",
+        r,
+        "--torrent",
+        tp.to_str().unwrap(),
+        "--torrent-root",
+        r,
+        "-q",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&want), "{out}");
     // Corrupt one byte and remove one file: everything is reported, exit 1.
@@ -471,12 +683,25 @@ fn cli_manifest_and_torrent() {
     b[5000] ^= 1;
     std::fs::write(&f, &b).unwrap();
     std::fs::remove_file(root.join("ckpt-0/tensor00020_000")).unwrap();
-    let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--torrent", tp.to_str().unwrap(), "--torrent-root", r, "-q"]);
+    let (code, out, _) = run_cli(&[
+        "verify",
+        r,
+        "--manifest",
+        m.to_str().unwrap(),
+        "--torrent",
+        tp.to_str().unwrap(),
+        "--torrent-root",
+        r,
+        "-q",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("missing: tensor00020_000"), "{out}");
     assert!(out.contains("MISMATCH ckpt-0/tensor00004_000"), "{out}");
     assert!(out.contains("MISSING  ckpt-0/tensor00020_000"), "{out}");
-    assert!(out.contains("BAD piece") && out.contains("tensor00004_000"), "{out}");
+    assert!(
+        out.contains("BAD piece") && out.contains("tensor00004_000"),
+        "{out}"
+    );
     let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -26,7 +26,11 @@ pub struct ByteCursor<'a> {
 impl<'a> ByteCursor<'a> {
     /// A cursor at the start of `data`.
     pub fn new(data: &'a [u8]) -> Self {
-        ByteCursor { data, pos: 0, base: 0 }
+        ByteCursor {
+            data,
+            pos: 0,
+            base: 0,
+        }
     }
     /// A cursor whose offsets are reported relative to `base`.
     pub fn with_base(data: &'a [u8], base: u64) -> Self {
@@ -55,7 +59,11 @@ impl<'a> ByteCursor<'a> {
     /// Move to `pos` (must be within the buffer).
     pub fn seek(&mut self, pos: usize) -> Result<(), CursorError> {
         if pos > self.data.len() {
-            return Err(CursorError { offset: self.base + pos as u64, needed: 0, available: 0 });
+            return Err(CursorError {
+                offset: self.base + pos as u64,
+                needed: 0,
+                available: 0,
+            });
         }
         self.pos = pos;
         Ok(())
@@ -64,7 +72,11 @@ impl<'a> ByteCursor<'a> {
     pub fn take(&mut self, n: u64) -> Result<&'a [u8], CursorError> {
         let avail = self.remaining() as u64;
         if n > avail {
-            return Err(CursorError { offset: self.offset(), needed: n, available: avail });
+            return Err(CursorError {
+                offset: self.offset(),
+                needed: n,
+                available: avail,
+            });
         }
         let n = n as usize;
         let s = &self.data[self.pos..self.pos + n];
@@ -124,7 +136,11 @@ impl<'a> ByteCursor<'a> {
                 return Ok(v);
             }
         }
-        Err(CursorError { offset: self.offset(), needed: 1, available: 0 })
+        Err(CursorError {
+            offset: self.offset(),
+            needed: 1,
+            available: 0,
+        })
     }
 }
 
@@ -138,7 +154,14 @@ mod tests {
         assert_eq!(c.u32_le().unwrap(), 1);
         assert_eq!(c.offset(), 104);
         let e = c.u16_le().unwrap_err();
-        assert_eq!(e, CursorError { offset: 104, needed: 2, available: 1 });
+        assert_eq!(
+            e,
+            CursorError {
+                offset: 104,
+                needed: 2,
+                available: 1
+            }
+        );
         assert!(c.take(u64::MAX).is_err());
         assert_eq!(c.u8().unwrap(), 0xff);
         assert!(c.is_empty());

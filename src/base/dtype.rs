@@ -50,23 +50,96 @@ pub struct DTypeInfo {
 
 /// The dtype table: the single source of truth for names, sizes and format ids.
 pub const DTYPES: &[DTypeInfo] = &[
-    DTypeInfo { dtype: DType::F32, name: "f32", size: 4, safetensors: "F32", ggml: Some(0), numpy: &["f4", "<f4", "float32"] },
-    DTypeInfo { dtype: DType::F16, name: "f16", size: 2, safetensors: "F16", ggml: Some(1), numpy: &["f2", "<f2", "float16"] },
-    DTypeInfo { dtype: DType::BF16, name: "bf16", size: 2, safetensors: "BF16", ggml: Some(30), numpy: &[] },
-    DTypeInfo { dtype: DType::I8, name: "i8", size: 1, safetensors: "I8", ggml: Some(24), numpy: &["i1", "|i1", "int8"] },
-    DTypeInfo { dtype: DType::U8, name: "u8", size: 1, safetensors: "U8", ggml: None, numpy: &["u1", "|u1", "uint8"] },
-    DTypeInfo { dtype: DType::I16, name: "i16", size: 2, safetensors: "I16", ggml: Some(25), numpy: &["i2", "<i2", "int16"] },
-    DTypeInfo { dtype: DType::I32, name: "i32", size: 4, safetensors: "I32", ggml: Some(26), numpy: &["i4", "<i4", "int32"] },
-    DTypeInfo { dtype: DType::U32, name: "u32", size: 4, safetensors: "U32", ggml: None, numpy: &["u4", "<u4", "uint32"] },
-    DTypeInfo { dtype: DType::I64, name: "i64", size: 8, safetensors: "I64", ggml: Some(27), numpy: &["i8", "<i8", "int64"] },
-    DTypeInfo { dtype: DType::F64, name: "f64", size: 8, safetensors: "F64", ggml: Some(28), numpy: &["f8", "<f8", "float64"] },
+    DTypeInfo {
+        dtype: DType::F32,
+        name: "f32",
+        size: 4,
+        safetensors: "F32",
+        ggml: Some(0),
+        numpy: &["f4", "<f4", "float32"],
+    },
+    DTypeInfo {
+        dtype: DType::F16,
+        name: "f16",
+        size: 2,
+        safetensors: "F16",
+        ggml: Some(1),
+        numpy: &["f2", "<f2", "float16"],
+    },
+    DTypeInfo {
+        dtype: DType::BF16,
+        name: "bf16",
+        size: 2,
+        safetensors: "BF16",
+        ggml: Some(30),
+        numpy: &[],
+    },
+    DTypeInfo {
+        dtype: DType::I8,
+        name: "i8",
+        size: 1,
+        safetensors: "I8",
+        ggml: Some(24),
+        numpy: &["i1", "|i1", "int8"],
+    },
+    DTypeInfo {
+        dtype: DType::U8,
+        name: "u8",
+        size: 1,
+        safetensors: "U8",
+        ggml: None,
+        numpy: &["u1", "|u1", "uint8"],
+    },
+    DTypeInfo {
+        dtype: DType::I16,
+        name: "i16",
+        size: 2,
+        safetensors: "I16",
+        ggml: Some(25),
+        numpy: &["i2", "<i2", "int16"],
+    },
+    DTypeInfo {
+        dtype: DType::I32,
+        name: "i32",
+        size: 4,
+        safetensors: "I32",
+        ggml: Some(26),
+        numpy: &["i4", "<i4", "int32"],
+    },
+    DTypeInfo {
+        dtype: DType::U32,
+        name: "u32",
+        size: 4,
+        safetensors: "U32",
+        ggml: None,
+        numpy: &["u4", "<u4", "uint32"],
+    },
+    DTypeInfo {
+        dtype: DType::I64,
+        name: "i64",
+        size: 8,
+        safetensors: "I64",
+        ggml: Some(27),
+        numpy: &["i8", "<i8", "int64"],
+    },
+    DTypeInfo {
+        dtype: DType::F64,
+        name: "f64",
+        size: 8,
+        safetensors: "F64",
+        ggml: Some(28),
+        numpy: &["f8", "<f8", "float64"],
+    },
 ];
 
 impl DType {
     /// This type's row of [`DTYPES`].
     pub fn info(self) -> &'static DTypeInfo {
         // The table has one row per variant; `all_variants_have_rows` pins that.
-        DTYPES.iter().find(|r| r.dtype == self).unwrap_or(&DTYPES[0])
+        DTYPES
+            .iter()
+            .find(|r| r.dtype == self)
+            .unwrap_or(&DTYPES[0])
     }
     /// Element size in bytes.
     pub fn size(self) -> usize {
@@ -86,7 +159,10 @@ impl DType {
     }
     /// Look a type up by a numpy descriptor string.
     pub fn from_numpy(s: &str) -> Option<DType> {
-        DTYPES.iter().find(|r| r.numpy.contains(&s)).map(|r| r.dtype)
+        DTYPES
+            .iter()
+            .find(|r| r.numpy.contains(&s))
+            .map(|r| r.dtype)
     }
     /// Look a type up by its short name.
     pub fn from_name(s: &str) -> Option<DType> {
@@ -110,7 +186,18 @@ mod tests {
 
     #[test]
     fn all_variants_have_rows() {
-        for d in [DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::I16, DType::I32, DType::U32, DType::I64, DType::F64] {
+        for d in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::I8,
+            DType::U8,
+            DType::I16,
+            DType::I32,
+            DType::U32,
+            DType::I64,
+            DType::F64,
+        ] {
             assert_eq!(d.info().dtype, d);
             assert_eq!(DType::from_name(d.name()), Some(d));
             assert_eq!(DType::from_safetensors(d.safetensors()), Some(d));

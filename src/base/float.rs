@@ -114,7 +114,16 @@ mod tests {
                 assert_eq!(got, want, "{f:e} ({x:#x})");
             }
         }
-        for f in [f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, f32::MIN_POSITIVE, 1e-45] {
+        for f in [
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            1e-45,
+        ] {
             assert_eq!(f32_to_bf16_bits(f), bf16::from_f32(f).to_bits(), "{f:e}");
         }
         let mut v = Vec::new();

@@ -25,7 +25,9 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
             _ => None,
         }
     };
-    b.chunks_exact(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
+    b.chunks_exact(2)
+        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
 }
 
 #[cfg(test)]

@@ -32,18 +32,26 @@ impl Shape {
     }
     /// Product of the dims, checked.
     pub fn elem_count(&self) -> Result<u64, ShapeError> {
-        self.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| self.err("element count"))
+        self.0
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.err("element count"))
     }
     /// Bytes at `elem_size` bytes an element, checked.
     pub fn byte_len(&self, elem_size: usize) -> Result<u64, ShapeError> {
-        self.elem_count()?.checked_mul(elem_size as u64).ok_or_else(|| self.err("byte length"))
+        self.elem_count()?
+            .checked_mul(elem_size as u64)
+            .ok_or_else(|| self.err("byte length"))
     }
     /// The same dims in reverse order (ggml's `ne` order).
     pub fn reversed(&self) -> Shape {
         Shape(self.0.iter().rev().copied().collect())
     }
     fn err(&self, what: &'static str) -> ShapeError {
-        ShapeError { shape: self.to_string(), what }
+        ShapeError {
+            shape: self.to_string(),
+            what,
+        }
     }
 }
 
@@ -71,7 +79,10 @@ mod tests {
     use super::*;
     #[test]
     fn overflow_is_error() {
-        assert_eq!(Shape::new(vec![131072, 6144]).byte_len(4).unwrap(), 3_221_225_472);
+        assert_eq!(
+            Shape::new(vec![131072, 6144]).byte_len(4).unwrap(),
+            3_221_225_472
+        );
         assert!(Shape::new(vec![u64::MAX, 2]).elem_count().is_err());
         assert!(Shape::new(vec![u64::MAX / 2, 1]).byte_len(4).is_err());
         assert_eq!(Shape::new(vec![]).elem_count().unwrap(), 1);

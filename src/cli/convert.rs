@@ -7,7 +7,9 @@ use crate::convert::encode::Measure;
 use crate::convert::gguf::{convert_gguf, plan_tensors, GgufOptions, TypeChoice};
 use crate::convert::plan::{Layout, StDtype};
 use crate::convert::report::ConvertReport;
-use crate::convert::safetensors::{convert_safetensors, finish_safetensors, planned_bytes, StOptions};
+use crate::convert::safetensors::{
+    convert_safetensors, finish_safetensors, planned_bytes, StOptions,
+};
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
@@ -139,7 +141,9 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         Some('T') => (&t[..t.len() - 1], 1e12),
         _ => (t, 1.0),
     };
-    let v: f64 = num.trim().parse().with_context(|| format!("size {s:?}: expected a number with an optional K/M/G/T suffix"))?;
+    let v: f64 = num.trim().parse().with_context(|| {
+        format!("size {s:?}: expected a number with an optional K/M/G/T suffix")
+    })?;
     anyhow::ensure!(v > 0.0, "size {s:?} must be positive");
     Ok((v * mult) as u64)
 }
@@ -155,22 +159,43 @@ fn find_tokenizer(ck: &Checkpoint, explicit: &Option<PathBuf>) -> Option<PathBuf
     if let Some(p) = explicit {
         return Some(p.clone());
     }
-    [Some(ck.dir.join("tokenizer.model")), ck.dir.parent().map(|p| p.join("tokenizer.model"))].into_iter().flatten().find(|p| p.is_file())
+    [
+        Some(ck.dir.join("tokenizer.model")),
+        ck.dir.parent().map(|p| p.join("tokenizer.model")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
 }
 
 /// Run `convert`.
 pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
-    let ck = Checkpoint::open(&a.ckpt, &OpenOptions { key_size: a.key_size, ..Default::default() }).with_context(|| format!("reading checkpoint {}", a.ckpt.display()))?;
+    let ck = Checkpoint::open(
+        &a.ckpt,
+        &OpenOptions {
+            key_size: a.key_size,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("reading checkpoint {}", a.ckpt.display()))?;
     let jobs = a.jobs.unwrap_or_else(rayon::current_num_threads).max(1);
-    let measure = if a.no_error_stats { Measure::No } else { Measure::Errors };
+    let measure = if a.no_error_stats {
+        Measure::No
+    } else {
+        Measure::Errors
+    };
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let tokenizer = find_tokenizer(&ck, &a.tokenizer);
     let started = std::time::Instant::now();
     let report: ConvertReport = match a.to {
         To::Gguf => {
             let types = match &a.quant {
-                Some(q) => TypeChoice::Policy(Policy::parse(q).map_err(|e| anyhow::anyhow!("--quant {q}: {e}"))?),
-                None => TypeChoice::Uniform(GgmlType::from_name(&a.r#type).context("unknown --type")?),
+                Some(q) => TypeChoice::Policy(
+                    Policy::parse(q).map_err(|e| anyhow::anyhow!("--quant {q}: {e}"))?,
+                ),
+                None => {
+                    TypeChoice::Uniform(GgmlType::from_name(&a.r#type).context("unknown --type")?)
+                }
             };
             let Some(tokenizer) = tokenizer else {
                 bail!("no tokenizer.model beside {}: pass --tokenizer FILE (GGUF files carry the vocabulary)", ck.dir.display());
@@ -190,17 +215,31 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
             };
             let tensors = plan_tensors(&ck, &types);
             if a.dry_run {
-                print_plan(tensors.iter().map(|t| (t.name.as_str(), &t.shape[..], crate::convert::gguf::ggml_type_of(t).to_string(), t.nbytes, t.note.as_deref())))?;
+                print_plan(tensors.iter().map(|t| {
+                    (
+                        t.name.as_str(),
+                        &t.shape[..],
+                        crate::convert::gguf::ggml_type_of(t).to_string(),
+                        t.nbytes,
+                        t.note.as_deref(),
+                    )
+                }))?;
                 return Ok(Outcome::Ok);
             }
             if a.finish {
-                eprintln!("GGUF outputs need no finishing step: each split is complete when renamed");
+                eprintln!(
+                    "GGUF outputs need no finishing step: each split is complete when renamed"
+                );
                 return Ok(Outcome::Ok);
             }
             let total: u64 = tensors.iter().map(|t| t.nbytes).sum();
             let p = Progress::new("convert", total, a.quiet || a.json);
             for t in tensors.iter().filter(|t| t.note.is_some()) {
-                p.println(&format!("warning: {}: {}", t.name, t.note.as_deref().unwrap_or("")));
+                p.println(&format!(
+                    "warning: {}: {}",
+                    t.name,
+                    t.note.as_deref().unwrap_or("")
+                ));
             }
             let r = convert_gguf(&ck, &o, &|n| p.inc(n))?;
             p.finish();
@@ -228,14 +267,27 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
                 measure,
             };
             if a.dry_run {
-                let tensors = crate::convert::plan::st_tensors(&ck, o.layout, o.dtype).map_err(|e| anyhow::anyhow!(e))?;
-                print_plan(tensors.iter().map(|t| (t.name.as_str(), &t.shape[..], t.st_dtype().safetensors().to_string(), t.nbytes, t.note.as_deref())))?;
+                let tensors = crate::convert::plan::st_tensors(&ck, o.layout, o.dtype)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                print_plan(tensors.iter().map(|t| {
+                    (
+                        t.name.as_str(),
+                        &t.shape[..],
+                        t.st_dtype().safetensors().to_string(),
+                        t.nbytes,
+                        t.note.as_deref(),
+                    )
+                }))?;
                 return Ok(Outcome::Ok);
             }
             if a.finish {
                 let w = finish_safetensors(&ck, &o)?;
                 if !a.quiet {
-                    eprintln!("checked {} shard(s) and wrote the index, configs and SHA256SUMS in {}", w.len(), a.out.display());
+                    eprintln!(
+                        "checked {} shard(s) and wrote the index, configs and SHA256SUMS in {}",
+                        w.len(),
+                        a.out.display()
+                    );
                 }
                 return Ok(Outcome::Ok);
             }
@@ -251,12 +303,19 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn print_plan<'a>(rows: impl Iterator<Item = (&'a str, &'a [u64], String, u64, Option<&'a str>)>) -> anyhow::Result<()> {
+fn print_plan<'a>(
+    rows: impl Iterator<Item = (&'a str, &'a [u64], String, u64, Option<&'a str>)>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut total = 0;
     for (name, shape, ty, bytes, note) in rows {
         total += bytes;
-        writeln!(out, "{name:<60} {:<22} {ty:<6} {bytes:>14}{}", format!("{shape:?}"), note.map(|n| format!("  ({n})")).unwrap_or_default())?;
+        writeln!(
+            out,
+            "{name:<60} {:<22} {ty:<6} {bytes:>14}{}",
+            format!("{shape:?}"),
+            note.map(|n| format!("  ({n})")).unwrap_or_default()
+        )?;
     }
     writeln!(out, "total tensor bytes: {total} ({})", human(total))?;
     Ok(())
@@ -270,11 +329,23 @@ fn render(a: &ConvertArgs, r: &ConvertReport, secs: f64, out_path: &Path) -> any
         return Ok(());
     }
     if a.report {
-        writeln!(out, "{:<48} {:<6} {:>13} {:>6} {:>11} {:>11} {:>9}", "tensor", "type", "bytes", "bpw", "rms err", "max err", "lossless")?;
+        writeln!(
+            out,
+            "{:<48} {:<6} {:>13} {:>6} {:>11} {:>11} {:>9}",
+            "tensor", "type", "bytes", "bpw", "rms err", "max err", "lossless"
+        )?;
         for t in &r.tensors {
             let total = t.lossless_blocks + t.requantized_blocks;
-            let ll = if total == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * t.lossless_blocks as f64 / total as f64) };
-            writeln!(out, "{:<48} {:<6} {:>13} {:>6.2} {:>11.3e} {:>11.3e} {:>9}", t.name, t.ty, t.bytes, t.bpw, t.rms, t.max_abs, ll)?;
+            let ll = if total == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}%", 100.0 * t.lossless_blocks as f64 / total as f64)
+            };
+            writeln!(
+                out,
+                "{:<48} {:<6} {:>13} {:>6.2} {:>11.3e} {:>11.3e} {:>9}",
+                t.name, t.ty, t.bytes, t.bpw, t.rms, t.max_abs, ll
+            )?;
         }
     }
     let bytes: u64 = r.files.iter().map(|f| f.1).sum();
@@ -285,7 +356,13 @@ fn render(a: &ConvertArgs, r: &ConvertReport, secs: f64, out_path: &Path) -> any
         for p in &r.skipped {
             eprintln!("kept {} (already complete)", p.display());
         }
-        eprintln!("{} tensors, {} in {:.1} s ({:.0} MB/s)", r.tensors.len(), human(bytes), secs, bytes as f64 / 1e6 / secs.max(1e-9));
+        eprintln!(
+            "{} tensors, {} in {:.1} s ({:.0} MB/s)",
+            r.tensors.len(),
+            human(bytes),
+            secs,
+            bytes as f64 / 1e6 / secs.max(1e-9)
+        );
     }
     Ok(())
 }

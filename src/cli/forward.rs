@@ -92,36 +92,78 @@ fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.clone());
     }
-    let base = if model.is_dir() { model.to_path_buf() } else { model.parent().map(Path::to_path_buf).unwrap_or_default() };
-    [base.join("tokenizer.model"), base.join("../tokenizer.model"), base.join("ckpt-0/../tokenizer.model")].into_iter().find(|p| p.is_file())
+    let base = if model.is_dir() {
+        model.to_path_buf()
+    } else {
+        model.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    [
+        base.join("tokenizer.model"),
+        base.join("../tokenizer.model"),
+        base.join("ckpt-0/../tokenizer.model"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 /// Token rows from the arguments (and the tokenizer, when one was found).
-pub fn token_rows(model: &Path, a: &TokenArgs) -> anyhow::Result<(Vec<Vec<u32>>, Option<Tokenizer>)> {
+pub fn token_rows(
+    model: &Path,
+    a: &TokenArgs,
+) -> anyhow::Result<(Vec<Vec<u32>>, Option<Tokenizer>)> {
     let tok = match find_tokenizer(model, &a.tokenizer) {
-        Some(p) => Some(Tokenizer::from_file(&p).with_context(|| format!("reading tokenizer {}", p.display()))?),
+        Some(p) => Some(
+            Tokenizer::from_file(&p)
+                .with_context(|| format!("reading tokenizer {}", p.display()))?,
+        ),
         None => None,
     };
     let rows = if let Some(text) = &a.prompt {
-        let Some(t) = &tok else { bail!("--prompt needs a tokenizer.model: none beside {}; pass --tokenizer", model.display()) };
+        let Some(t) = &tok else {
+            bail!(
+                "--prompt needs a tokenizer.model: none beside {}; pass --tokenizer",
+                model.display()
+            )
+        };
         vec![t.encode(text)]
     } else if let Some(s) = &a.tokens {
-        vec![s.split(',').map(|x| x.trim().parse::<u32>().with_context(|| format!("--tokens: {x:?} is not a token id"))).collect::<anyhow::Result<Vec<_>>>()?]
+        vec![s
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<u32>()
+                    .with_context(|| format!("--tokens: {x:?} is not a token id"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?]
     } else if let Some(f) = &a.tokens_file {
         let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         anyhow::ensure!(text.len() < 64 << 20, "{}: larger than 64 MiB", f.display());
-        let v: serde_json::Value = serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", f.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", f.display()))?;
         let rows = v.get("tokens").cloned().unwrap_or(v);
-        serde_json::from_value::<Vec<Vec<u32>>>(rows).with_context(|| format!("{}: expected {{\"tokens\": [[ids...], ...]}} or [[ids...], ...]", f.display()))?
+        serde_json::from_value::<Vec<Vec<u32>>>(rows).with_context(|| {
+            format!(
+                "{}: expected {{\"tokens\": [[ids...], ...]}} or [[ids...], ...]",
+                f.display()
+            )
+        })?
     } else {
         bail!("give --prompt, --tokens or --tokens-file");
     };
-    anyhow::ensure!(!rows.is_empty() && rows.iter().all(|r| !r.is_empty()), "no tokens");
+    anyhow::ensure!(
+        !rows.is_empty() && rows.iter().all(|r| !r.is_empty()),
+        "no tokens"
+    );
     let t = rows.iter().map(Vec::len).max().unwrap_or(0);
-    Ok((rows.into_iter().map(|mut r| {
-        r.resize(t, 0);
-        r
-    }).collect(), tok))
+    Ok((
+        rows.into_iter()
+            .map(|mut r| {
+                r.resize(t, 0);
+                r
+            })
+            .collect(),
+        tok,
+    ))
 }
 
 fn softmax_top(row: &[f32], k: usize) -> Vec<(usize, f32, f64)> {
@@ -129,28 +171,59 @@ fn softmax_top(row: &[f32], k: usize) -> Vec<(usize, f32, f64)> {
     let z: f64 = row.iter().map(|&x| f64::from(x - m).exp()).sum();
     let mut idx: Vec<usize> = (0..row.len()).collect();
     idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k).map(|i| (i, row[i], f64::from(row[i] - m).exp() / z)).collect()
+    idx.into_iter()
+        .take(k)
+        .map(|i| (i, row[i], f64::from(row[i] - m).exp() / z))
+        .collect()
 }
 
 /// Run `forward`.
 pub fn run_forward(a: ForwardArgs) -> anyhow::Result<Outcome> {
-    let model = Model::open(&a.model, &OpenOptions { key_size: a.input.key_size, ..Default::default() }).with_context(|| format!("opening {}", a.model.display()))?;
+    let model = Model::open(
+        &a.model,
+        &OpenOptions {
+            key_size: a.input.key_size,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", a.model.display()))?;
     let dims = ModelDims::from_config(model.config())?;
     let (rows, tok) = token_rows(&a.model, &a.input)?;
     for r in &rows {
         if let Some(bad) = r.iter().find(|&&t| t as usize >= dims.vocab) {
-            bail!("token id {bad} is outside the vocabulary (0..{})", dims.vocab);
+            bail!(
+                "token id {bad} is outside the vocabulary (0..{})",
+                dims.vocab
+            );
         }
     }
-    let piece = |id: usize| tok.as_ref().and_then(|t| t.id_to_piece(id as u32)).unwrap_or("").to_string();
+    let piece = |id: usize| {
+        tok.as_ref()
+            .and_then(|t| t.id_to_piece(id as u32))
+            .unwrap_or("")
+            .to_string()
+    };
     let mut out = std::io::stdout().lock();
     if let Some(n) = a.generate {
         anyhow::ensure!(rows.len() == 1, "--generate takes one row");
         let prompt: Vec<u32> = rows[0].iter().copied().take_while(|&t| t != 0).collect();
-        let gen = greedy(model.weights(), &dims, a.precision.into(), &prompt, n, Some(model.config().eos_token))?;
+        let gen = greedy(
+            model.weights(),
+            &dims,
+            a.precision.into(),
+            &prompt,
+            n,
+            Some(model.config().eos_token),
+        )?;
         let text = tok.as_ref().map(|t| t.decode(&gen)).unwrap_or_default();
         if a.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&json!({"prompt": prompt, "generated": gen, "text": text}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"prompt": prompt, "generated": gen, "text": text})
+                )?
+            )?;
         } else {
             writeln!(out, "generated ids: {gen:?}")?;
             if tok.is_some() {
@@ -162,20 +235,38 @@ pub fn run_forward(a: ForwardArgs) -> anyhow::Result<Outcome> {
     let lo = forward(model.weights(), &dims, a.precision.into(), &rows)?;
     let mut rows_json = Vec::new();
     for (b, r) in rows.iter().enumerate() {
-        let last = r.iter().rposition(|&t| t != dims.pad_id).unwrap_or(r.len() - 1);
+        let last = r
+            .iter()
+            .rposition(|&t| t != dims.pad_id)
+            .unwrap_or(r.len() - 1);
         let logits = lo.at(b, last).context("missing logits")?;
         let top = softmax_top(logits, a.top_k);
         if a.json {
             rows_json.push(json!({"row": b, "position": last, "top": top.iter().map(|(i, l, p)| json!({"id": i, "piece": piece(*i), "logit": l, "prob": p})).collect::<Vec<_>>()}));
         } else {
-            writeln!(out, "row {b}, position {last}: next-token candidates ({}, {:?})", model.kind(), a.precision)?;
+            writeln!(
+                out,
+                "row {b}, position {last}: next-token candidates ({}, {:?})",
+                model.kind(),
+                a.precision
+            )?;
             for (i, l, p) in top {
-                writeln!(out, "  {i:>7} {:<20} logit {l:>10.4} prob {p:.5}", format!("{:?}", piece(i)))?;
+                writeln!(
+                    out,
+                    "  {i:>7} {:<20} logit {l:>10.4} prob {p:.5}",
+                    format!("{:?}", piece(i))
+                )?;
             }
         }
     }
     if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"model": a.model, "format": model.kind(), "rows": rows_json}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"model": a.model, "format": model.kind(), "rows": rows_json})
+            )?
+        )?;
     }
     if let Some(p) = &a.logits_out {
         npy::write(p, &NpyF32::from(lo)).with_context(|| format!("writing {}", p.display()))?;
@@ -242,19 +333,42 @@ fn logits_of(p: &Path, a: &CompareArgs, rows: &Option<Vec<Vec<u32>>>) -> anyhow:
     if is_npy(p) {
         return npy::read(p).with_context(|| format!("reading {}", p.display()));
     }
-    let model = Model::open(p, &OpenOptions { key_size: a.input.key_size, ..Default::default() }).with_context(|| format!("opening {}", p.display()))?;
+    let model = Model::open(
+        p,
+        &OpenOptions {
+            key_size: a.input.key_size,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", p.display()))?;
     let dims = ModelDims::from_config(model.config())?;
-    let rows = rows.as_ref().context("comparing models needs --prompt, --tokens or --tokens-file")?;
-    Ok(NpyF32::from(forward(model.weights(), &dims, a.precision.into(), rows)?))
+    let rows = rows
+        .as_ref()
+        .context("comparing models needs --prompt, --tokens or --tokens-file")?;
+    Ok(NpyF32::from(forward(
+        model.weights(),
+        &dims,
+        a.precision.into(),
+        rows,
+    )?))
 }
 
 /// Run `compare`.
 pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
-    let has_tokens = a.input.prompt.is_some() || a.input.tokens.is_some() || a.input.tokens_file.is_some();
-    let rows = if has_tokens { Some(token_rows(&a.a, &a.input)?.0) } else { None };
+    let has_tokens =
+        a.input.prompt.is_some() || a.input.tokens.is_some() || a.input.tokens_file.is_some();
+    let rows = if has_tokens {
+        Some(token_rows(&a.a, &a.input)?.0)
+    } else {
+        None
+    };
     let ra = logits_of(&a.a, &a, &rows)?;
     let rb = logits_of(&a.b, &a, &rows)?;
-    let mask: Option<Vec<bool>> = rows.as_ref().map(|r| r.iter().flat_map(|row| row.iter().map(|&t| t != 0)).collect());
+    let mask: Option<Vec<bool>> = rows.as_ref().map(|r| {
+        r.iter()
+            .flat_map(|row| row.iter().map(|&t| t != 0))
+            .collect()
+    });
     let m = compare_arrays(&ra, &rb, mask.as_deref())?;
     let mut th = match a.thresholds {
         ThresholdArg::F32 => Thresholds::f32_exact(),
@@ -280,13 +394,26 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
     let total_ppl = |f: fn(&crate::reference::compare::RowMetrics) -> f64| {
         let (mut s, mut n) = (0f64, 0usize);
         for r in &rows_m {
-            let k = rows.as_ref().map(|rr| rr[r.row].iter().filter(|&&t| t != 0).count().saturating_sub(1)).unwrap_or(0);
+            let k = rows
+                .as_ref()
+                .map(|rr| {
+                    rr[r.row]
+                        .iter()
+                        .filter(|&&t| t != 0)
+                        .count()
+                        .saturating_sub(1)
+                })
+                .unwrap_or(0);
             if k > 0 && f(r).is_finite() {
                 s += f(r).ln() * k as f64;
                 n += k;
             }
         }
-        if n == 0 { f64::NAN } else { (s / n as f64).exp() }
+        if n == 0 {
+            f64::NAN
+        } else {
+            (s / n as f64).exp()
+        }
     };
     let (ppl_a, ppl_b) = (total_ppl(|r| r.ppl_a), total_ppl(|r| r.ppl_b));
     let mut out = std::io::stdout().lock();
@@ -297,10 +424,26 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
     } else {
         writeln!(out, "positions compared: {}", m.positions)?;
-        writeln!(out, "max |dlogit|:       {:.6e}  (limit {:.3e})", m.max_abs, th.max_abs)?;
-        writeln!(out, "rms dlogit:         {:.6e}  (limit {:.3e})", m.rms, th.rms)?;
-        writeln!(out, "mean KL(A||B):      {:.6e}  (limit {:.3e})", m.mean_kl, th.mean_kl)?;
-        writeln!(out, "top-1 agreement:    {:.4}  (minimum {:.4})", m.top1_agreement, th.min_top1)?;
+        writeln!(
+            out,
+            "max |dlogit|:       {:.6e}  (limit {:.3e})",
+            m.max_abs, th.max_abs
+        )?;
+        writeln!(
+            out,
+            "rms dlogit:         {:.6e}  (limit {:.3e})",
+            m.rms, th.rms
+        )?;
+        writeln!(
+            out,
+            "mean KL(A||B):      {:.6e}  (limit {:.3e})",
+            m.mean_kl, th.mean_kl
+        )?;
+        writeln!(
+            out,
+            "top-1 agreement:    {:.4}  (minimum {:.4})",
+            m.top1_agreement, th.min_top1
+        )?;
         if !rows_m.is_empty() {
             writeln!(out, "max KL(A||B):       {max_kl:.6e}")?;
             writeln!(out, "perplexity:         A {ppl_a:.4}  B {ppl_b:.4}")?;
@@ -313,5 +456,9 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         }
         writeln!(out, "{}", if v.pass { "PASS" } else { "FAIL" })?;
     }
-    Ok(if v.pass { Outcome::Ok } else { Outcome::Mismatch })
+    Ok(if v.pass {
+        Outcome::Ok
+    } else {
+        Outcome::Mismatch
+    })
 }

@@ -2,10 +2,10 @@
 
 use super::progress::human;
 use super::Outcome;
-use anyhow::Context;
-use clap::Args;
 use crate::numpy::Stored;
 use crate::source::grok::{Checkpoint, OpenOptions};
+use anyhow::Context;
+use clap::Args;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,39 +56,89 @@ fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
 }
 
 fn inspect_gguf(a: &InspectArgs) -> anyhow::Result<Outcome> {
-    let set = crate::gguf::GgufSet::open(&a.path).with_context(|| format!("reading GGUF {}", a.path.display()))?;
+    let set = crate::gguf::GgufSet::open(&a.path)
+        .with_context(|| format!("reading GGUF {}", a.path.display()))?;
     let mut out = std::io::stdout().lock();
     let tensors: Vec<_> = set.tensors().map(|(f, t)| json!({"name": t.name, "type": t.ty.name(), "shape": t.shape, "ne": t.ne, "bytes": t.nbytes, "offset": t.offset, "file": f.path()})).collect();
     let total: u64 = set.tensors().map(|(_, t)| t.nbytes).sum();
     if a.json {
-        let kvs: serde_json::Map<String, serde_json::Value> = set.kvs().iter().map(|(k, v)| (k.clone(), json!({"type": v.type_name(), "value": value_json(v)}))).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}))?)?;
+        let kvs: serde_json::Map<String, serde_json::Value> = set
+            .kvs()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!({"type": v.type_name(), "value": value_json(v)}),
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []})
+            )?
+        )?;
         return Ok(Outcome::Ok);
     }
-    writeln!(out, "GGUF: {} file(s), {} tensors, {} of tensor data", set.files().len(), set.tensor_count(), human(total))?;
+    writeln!(
+        out,
+        "GGUF: {} file(s), {} tensors, {} of tensor data",
+        set.files().len(),
+        set.tensor_count(),
+        human(total)
+    )?;
     for (k, v) in set.kvs() {
         writeln!(out, "  {k:<45} {:<12} {}", v.type_name(), value_json(v))?;
     }
     writeln!(out)?;
     for (_, t) in set.tensors() {
-        writeln!(out, "{:<40} {:<6} {:<24} {:>14} @{}", t.name, t.ty.name(), format!("{:?}", t.shape), t.nbytes, t.offset)?;
+        writeln!(
+            out,
+            "{:<40} {:<6} {:<24} {:>14} @{}",
+            t.name,
+            t.ty.name(),
+            format!("{:?}", t.shape),
+            t.nbytes,
+            t.offset
+        )?;
     }
     writeln!(out, "\nno problems found")?;
     Ok(Outcome::Ok)
 }
 
 fn inspect_safetensors(a: &InspectArgs) -> anyhow::Result<Outcome> {
-    let r = crate::safetensors_io::StReader::open(&a.path).with_context(|| format!("reading safetensors {}", a.path.display()))?;
+    let r = crate::safetensors_io::StReader::open(&a.path)
+        .with_context(|| format!("reading safetensors {}", a.path.display()))?;
     let mut out = std::io::stdout().lock();
     let total = r.total_size();
     if a.json {
         let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": t.file, "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []})
+            )?
+        )?;
         return Ok(Outcome::Ok);
     }
-    writeln!(out, "safetensors: {} file(s), {} tensors, {} of tensor data", r.files().count(), r.len(), human(total))?;
+    writeln!(
+        out,
+        "safetensors: {} file(s), {} tensors, {} of tensor data",
+        r.files().count(),
+        r.len(),
+        human(total)
+    )?;
     for t in r.tensors() {
-        writeln!(out, "{:<64} {:<5} {:<22} {:>14}", t.name, t.dtype.safetensors(), format!("{:?}", t.shape), t.data_offsets.1 - t.data_offsets.0)?;
+        writeln!(
+            out,
+            "{:<64} {:<5} {:<22} {:>14}",
+            t.name,
+            t.dtype.safetensors(),
+            format!("{:?}", t.shape),
+            t.data_offsets.1 - t.data_offsets.0
+        )?;
     }
     writeln!(out, "\nno problems found")?;
     Ok(Outcome::Ok)
@@ -100,11 +150,23 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
     if a.path.is_file() && ext == "gguf" {
         return inspect_gguf(&a);
     }
-    if (a.path.is_file() && ext == "safetensors") || (a.path.is_dir() && (a.path.join("model.safetensors").exists() || a.path.join("model.safetensors.index.json").exists())) || (a.path.is_file() && a.path.to_string_lossy().ends_with(".safetensors.index.json")) {
+    if (a.path.is_file() && ext == "safetensors")
+        || (a.path.is_dir()
+            && (a.path.join("model.safetensors").exists()
+                || a.path.join("model.safetensors.index.json").exists()))
+        || (a.path.is_file()
+            && a.path
+                .to_string_lossy()
+                .ends_with(".safetensors.index.json"))
+    {
         return inspect_safetensors(&a);
     }
-    let opts = OpenOptions { key_size: a.key_size, ..Default::default() };
-    let ck = Checkpoint::open(&a.path, &opts).with_context(|| format!("reading checkpoint {}", a.path.display()))?;
+    let opts = OpenOptions {
+        key_size: a.key_size,
+        ..Default::default()
+    };
+    let ck = Checkpoint::open(&a.path, &opts)
+        .with_context(|| format!("reading checkpoint {}", a.path.display()))?;
     let mut out = std::io::stdout().lock();
     if a.json {
         let tensors: Vec<_> = ck
@@ -133,7 +195,14 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
     } else {
         let c = &ck.config;
         writeln!(out, "Grok-1 release checkpoint: {}", ck.dir.display())?;
-        writeln!(out, "  files: {}   total: {} ({} bytes)   parameters: {}", ck.tensors.len(), human(ck.total_bytes()), ck.total_bytes(), c.param_count())?;
+        writeln!(
+            out,
+            "  files: {}   total: {} ({} bytes)   parameters: {}",
+            ck.tensors.len(),
+            human(ck.total_bytes()),
+            ck.total_bytes(),
+            c.param_count()
+        )?;
         writeln!(
             out,
             "  config: vocab {} d_model {} layers {} heads {}q/{}kv x {} experts {} (top {}) ffn {}{}",
@@ -144,11 +213,26 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             writeln!(out, "  ({n})")?;
         }
         writeln!(out)?;
-        writeln!(out, "{:<16} {:<58} {:<22} {:<20} {:>14}", "file", "parameter", "weight", "scales", "payload@")?;
+        writeln!(
+            out,
+            "{:<16} {:<58} {:<22} {:<20} {:>14}",
+            "file", "parameter", "weight", "scales", "payload@"
+        )?;
         for t in &ck.tensors {
             let w = t.weight();
-            let scales = t.scales().map(|s| format!("{}{}", s.dtype, s.shape)).unwrap_or_else(|| "-".into());
-            writeln!(out, "{:<16} {:<58} {:<22} {:<20} {:>14}", t.spec.file_name(), t.spec.path, format!("{}{}", w.dtype, w.shape), scales, w.data.start)?;
+            let scales = t
+                .scales()
+                .map(|s| format!("{}{}", s.dtype, s.shape))
+                .unwrap_or_else(|| "-".into());
+            writeln!(
+                out,
+                "{:<16} {:<58} {:<22} {:<20} {:>14}",
+                t.spec.file_name(),
+                t.spec.path,
+                format!("{}{}", w.dtype, w.shape),
+                scales,
+                w.data.start
+            )?;
         }
         writeln!(out)?;
         for w in &ck.warnings {
@@ -159,10 +243,17 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
         } else {
             writeln!(out, "{} problem(s):", ck.problems.len())?;
             for p in &ck.problems {
-                let at = p.offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default();
+                let at = p
+                    .offset
+                    .map(|o| format!(" at byte offset {o}"))
+                    .unwrap_or_default();
                 writeln!(out, "  {} ({}){at}: {}", p.file.display(), p.tensor, p.msg)?;
             }
         }
     }
-    Ok(if ck.problems.is_empty() { Outcome::Ok } else { Outcome::Mismatch })
+    Ok(if ck.problems.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Mismatch
+    })
 }

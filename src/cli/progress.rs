@@ -23,13 +23,27 @@ impl Progress {
     pub fn new(label: &str, total: u64, quiet: bool) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let bar = (!quiet && tty).then(|| {
-            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
-            b.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+            let b =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
             b.set_message(label.to_string());
             b
         });
         let plain = (!quiet && !tty).then(|| Mutex::new(Instant::now()));
-        Progress { bar, plain, done: AtomicU64::new(0), total, label: label.to_string(), start: Instant::now() }
+        Progress {
+            bar,
+            plain,
+            done: AtomicU64::new(0),
+            total,
+            label: label.to_string(),
+            start: Instant::now(),
+        }
     }
     /// Add `n` bytes of progress.
     pub fn inc(&self, n: u64) {
@@ -41,8 +55,19 @@ impl Progress {
             if let Ok(mut last) = p.lock() {
                 if last.elapsed() >= Duration::from_secs(10) {
                     *last = Instant::now();
-                    let pct = if self.total > 0 { 100.0 * done as f64 / self.total as f64 } else { 100.0 };
-                    eprintln!("{}: {:.1}% ({} of {} bytes, {:.0} MB/s)", self.label, pct, done, self.total, done as f64 / 1e6 / self.start.elapsed().as_secs_f64().max(1e-9));
+                    let pct = if self.total > 0 {
+                        100.0 * done as f64 / self.total as f64
+                    } else {
+                        100.0
+                    };
+                    eprintln!(
+                        "{}: {:.1}% ({} of {} bytes, {:.0} MB/s)",
+                        self.label,
+                        pct,
+                        done,
+                        self.total,
+                        done as f64 / 1e6 / self.start.elapsed().as_secs_f64().max(1e-9)
+                    );
                 }
             }
         }

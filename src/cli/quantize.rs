@@ -68,10 +68,28 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
     if a.dry_run {
         let mut out = std::io::stdout().lock();
         for t in &plan.tensors {
-            let note = t.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
-            writeln!(out, "{:<48} {:<22} {:<5} -> {:<5} {:>14}{note}", t.name, format!("{:?}", t.shape), t.in_ty.name(), t.out_ty.name(), t.out_bytes)?;
+            let note = t
+                .note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{:<48} {:<22} {:<5} -> {:<5} {:>14}{note}",
+                t.name,
+                format!("{:?}", t.shape),
+                t.in_ty.name(),
+                t.out_ty.name(),
+                t.out_bytes
+            )?;
         }
-        writeln!(out, "general.file_type {}; total tensor bytes: {} ({})", plan.file_type, plan.out_bytes(), human(plan.out_bytes()))?;
+        writeln!(
+            out,
+            "general.file_type {}; total tensor bytes: {} ({})",
+            plan.file_type,
+            plan.out_bytes(),
+            human(plan.out_bytes())
+        )?;
         return Ok(Outcome::Ok);
     }
     let o = RequantOptions {
@@ -86,8 +104,16 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
     let p = Progress::new("quantize", plan.out_bytes(), a.quiet || a.json);
     if !a.quiet {
         for t in plan.tensors.iter().filter(|t| t.note.is_some()) {
-            let kind = if t.action == Action::Requantize { "warning" } else { "note" };
-            p.println(&format!("{kind}: {}: {}", t.name, t.note.as_deref().unwrap_or("")));
+            let kind = if t.action == Action::Requantize {
+                "warning"
+            } else {
+                "note"
+            };
+            p.println(&format!(
+                "{kind}: {}: {}",
+                t.name,
+                t.note.as_deref().unwrap_or("")
+            ));
         }
     }
     let r = requantize(&set, &plan, &o, &|n| p.inc(n))?;
@@ -99,19 +125,28 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
 fn render(a: &QuantizeArgs, r: &RequantReport, secs: f64) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = serde_json::json!({"input": a.input, "output": a.out, "seconds": secs, "report": r});
+        let v =
+            serde_json::json!({"input": a.input, "output": a.out, "seconds": secs, "report": r});
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     if a.report {
-        writeln!(out, "{:<44} {:<5} {:<5} {:>12} {:>6} {:>11} {:>11} action", "tensor", "in", "out", "bytes", "bpw", "rms err", "max err")?;
+        writeln!(
+            out,
+            "{:<44} {:<5} {:<5} {:>12} {:>6} {:>11} {:>11} action",
+            "tensor", "in", "out", "bytes", "bpw", "rms err", "max err"
+        )?;
         for t in &r.tensors {
             let action = match t.action {
                 Action::Copy => "copy",
                 Action::Encode => "encode",
                 Action::Requantize => "requantize",
             };
-            writeln!(out, "{:<44} {:<5} {:<5} {:>12} {:>6.2} {:>11.3e} {:>11.3e} {action}", t.name, t.in_type, t.ty, t.bytes, t.bpw, t.rms, t.max_abs)?;
+            writeln!(
+                out,
+                "{:<44} {:<5} {:<5} {:>12} {:>6.2} {:>11.3e} {:>11.3e} {action}",
+                t.name, t.in_type, t.ty, t.bytes, t.bpw, t.rms, t.max_abs
+            )?;
         }
         let tt = &r.totals;
         writeln!(
@@ -125,7 +160,13 @@ fn render(a: &QuantizeArgs, r: &RequantReport, secs: f64) -> anyhow::Result<()> 
         for (p, n) in &r.files {
             eprintln!("wrote {} ({})", p.display(), human(*n));
         }
-        eprintln!("{} tensors, {} in {:.1} s ({:.0} MB/s)", r.tensors.len(), human(bytes), secs, bytes as f64 / 1e6 / secs.max(1e-9));
+        eprintln!(
+            "{} tensors, {} in {:.1} s ({:.0} MB/s)",
+            r.tensors.len(),
+            human(bytes),
+            secs,
+            bytes as f64 / 1e6 / secs.max(1e-9)
+        );
     }
     Ok(())
 }

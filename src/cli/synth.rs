@@ -2,11 +2,11 @@
 
 use super::progress::{human, Progress};
 use super::Outcome;
-use anyhow::Context;
-use clap::{Args, ValueEnum};
 use crate::model::{Config, ParamTable};
 use crate::source::grok::expected_file_size;
 use crate::synth::{synth, SynthOptions};
+use anyhow::Context;
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
 /// Model geometries `synth` can write.
@@ -80,38 +80,82 @@ pub fn run(a: SynthArgs) -> anyhow::Result<Outcome> {
         Preset::Grok1 => Config::grok1(),
     };
     if let Some(n) = a.layers {
-        anyhow::ensure!((1..=4096).contains(&n), "--layers must be between 1 and 4096");
+        anyhow::ensure!(
+            (1..=4096).contains(&n),
+            "--layers must be between 1 and 4096"
+        );
         config.num_layers = n;
     }
-    let out = a.out.clone().or(a.out_flag.clone()).ok_or_else(|| anyhow::anyhow!("give the output directory"))?;
+    let out = a
+        .out
+        .clone()
+        .or(a.out_flag.clone())
+        .ok_or_else(|| anyhow::anyhow!("give the output directory"))?;
     if let Some(d) = a.d_model {
         config.emb_size = d;
         config.ffn_size = Config::ffn_rule(d);
     }
-    for (v, slot) in [(a.q_heads, &mut config.num_q_heads), (a.kv_heads, &mut config.num_kv_heads), (a.head_dim, &mut config.key_size), (a.vocab, &mut config.vocab_size), (a.experts, &mut config.num_experts), (a.ffn, &mut config.ffn_size)] {
+    for (v, slot) in [
+        (a.q_heads, &mut config.num_q_heads),
+        (a.kv_heads, &mut config.num_kv_heads),
+        (a.head_dim, &mut config.key_size),
+        (a.vocab, &mut config.vocab_size),
+        (a.experts, &mut config.num_experts),
+        (a.ffn, &mut config.ffn_size),
+    ] {
         if let Some(v) = v {
             *slot = v;
         }
     }
     let problems = config.problems();
-    anyhow::ensure!(problems.is_empty(), "inconsistent geometry: {}", problems.join("; "));
+    anyhow::ensure!(
+        problems.is_empty(),
+        "inconsistent geometry: {}",
+        problems.join("; ")
+    );
     anyhow::ensure!(config.num_q_heads * config.key_size % 8 == 0 && config.ffn_size % 8 == 0, "the O and down projections have 8 scale row blocks: q_heads x head_dim and the ffn width must be multiples of 8");
     for v in config.rule_violations() {
         eprintln!("warning: {v} (inspect will report it)");
     }
     let table = ParamTable::new(&config);
-    let total: u64 = table.params.iter().map(|p| expected_file_size(p, &config)).sum();
+    let total: u64 = table
+        .params
+        .iter()
+        .map(|p| expected_file_size(p, &config))
+        .sum();
     let avail = fs_available(&out);
     if !a.sparse {
         if let Some(avail) = avail {
-            anyhow::ensure!(avail > total, "{} needs {} but only {} is free there", out.display(), human(total), human(avail));
+            anyhow::ensure!(
+                avail > total,
+                "{} needs {} but only {} is free there",
+                out.display(),
+                human(total),
+                human(avail)
+            );
         }
     }
     let p = Progress::new("synth", total, a.quiet);
-    let written = synth(&out, &SynthOptions { config: config.clone(), seed: a.seed, sparse: a.sparse }, &|n, _| p.inc(n)).with_context(|| format!("writing {}", out.display()))?;
+    let written = synth(
+        &out,
+        &SynthOptions {
+            config: config.clone(),
+            seed: a.seed,
+            sparse: a.sparse,
+        },
+        &|n, _| p.inc(n),
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
     p.finish();
     if !a.quiet {
-        eprintln!("wrote {} files, {} ({}), in {:.1} s to {}", table.len(), human(written), if a.sparse { "sparse" } else { "dense" }, p.elapsed(), out.join("ckpt-0").display());
+        eprintln!(
+            "wrote {} files, {} ({}), in {:.1} s to {}",
+            table.len(),
+            human(written),
+            if a.sparse { "sparse" } else { "dense" },
+            p.elapsed(),
+            out.join("ckpt-0").display()
+        );
     }
     Ok(Outcome::Ok)
 }
@@ -122,6 +166,16 @@ fn fs_available(p: &std::path::Path) -> Option<u64> {
     while !d.exists() {
         d = d.parent()?.to_path_buf();
     }
-    let out = std::process::Command::new("df").arg("-B1").arg("--output=avail").arg(&d).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse().ok()
+    let out = std::process::Command::new("df")
+        .arg("-B1")
+        .arg("--output=avail")
+        .arg(&d)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
 }

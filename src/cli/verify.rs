@@ -74,50 +74,109 @@ fn structure(ckpt: &Path) -> anyhow::Result<(Json, bool, Option<Checkpoint>)> {
             });
             Ok((v, ok, Some(ck)))
         }
-        Err(e @ (SourceError::NotACheckpoint { .. } | SourceError::Io(_))) => Err(e).with_context(|| format!("reading {}", ckpt.display())),
-        Err(SourceError::Files { dir, missing, unexpected }) => Ok((json!({"ok": false, "dir": dir, "missing": missing, "unexpected": unexpected}), false, None)),
+        Err(e @ (SourceError::NotACheckpoint { .. } | SourceError::Io(_))) => {
+            Err(e).with_context(|| format!("reading {}", ckpt.display()))
+        }
+        Err(SourceError::Files {
+            dir,
+            missing,
+            unexpected,
+        }) => Ok((
+            json!({"ok": false, "dir": dir, "missing": missing, "unexpected": unexpected}),
+            false,
+            None,
+        )),
         Err(e) => Ok((json!({"ok": false, "error": e.to_string()}), false, None)),
     }
 }
 
 /// Run `verify`.
 pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
-    let opts = HashOptions { threads: a.jobs.unwrap_or(0), ..HashOptions::default() };
+    let opts = HashOptions {
+        threads: a.jobs.unwrap_or(0),
+        ..HashOptions::default()
+    };
     let (st, mut ok, ck) = structure(&a.ckpt)?;
     let dir = match &ck {
         Some(c) => c.dir.clone(),
         None => crate::source::grok::layout::find_dir(&a.ckpt).map_err(anyhow::Error::from)?,
     };
-    let root = a.root.clone().unwrap_or_else(|| dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+    let root = a.root.clone().unwrap_or_else(|| {
+        dir.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
     let mut report = json!({"structure": st});
     let quiet = a.quiet || a.json;
     let mut lines: Vec<String> = Vec::new();
     render_structure(&report["structure"], &mut lines);
 
     if let Some(out) = &a.write_manifest {
-        let files = discover(&a.ckpt).map(|f| f.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>()).unwrap_or_default();
-        let rel: Vec<PathBuf> = files.iter().filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf)).collect();
-        let total: u64 = files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let files = discover(&a.ckpt)
+            .map(|f| f.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let rel: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+            .collect();
+        let total: u64 = files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
         let p = Progress::new("hashing", total, quiet);
-        let m = verify::write_manifest(&root, &rel, &opts, &|n| p.inc(n)).with_context(|| "hashing the shards")?;
+        let m = verify::write_manifest(&root, &rel, &opts, &|n| p.inc(n))
+            .with_context(|| "hashing the shards")?;
         p.finish();
-        m.write(out).with_context(|| format!("writing {}", out.display()))?;
-        lines.push(format!("manifest: wrote {} entries to {} ({:.1} s, {:.0} MB/s)", m.entries.len(), out.display(), p.elapsed(), total as f64 / 1e6 / p.elapsed().max(1e-9)));
-        report["write_manifest"] = json!({"path": out, "entries": m.entries.len(), "seconds": p.elapsed()});
+        m.write(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+        lines.push(format!(
+            "manifest: wrote {} entries to {} ({:.1} s, {:.0} MB/s)",
+            m.entries.len(),
+            out.display(),
+            p.elapsed(),
+            total as f64 / 1e6 / p.elapsed().max(1e-9)
+        ));
+        report["write_manifest"] =
+            json!({"path": out, "entries": m.entries.len(), "seconds": p.elapsed()});
     }
     if let Some(mp) = &a.manifest {
         let m = Manifest::read(mp).with_context(|| format!("reading manifest {}", mp.display()))?;
-        let total: u64 = m.entries.iter().filter_map(|e| std::fs::metadata(root.join(&e.path)).ok()).map(|x| x.len()).sum();
+        let total: u64 = m
+            .entries
+            .iter()
+            .filter_map(|e| std::fs::metadata(root.join(&e.path)).ok())
+            .map(|x| x.len())
+            .sum();
         let p = Progress::new("checking", total, quiet);
-        let r = verify::check_manifest(&root, &m, &CheckOptions { hash: opts, find_extra: false, ignore: vec![] }, &|n| p.inc(n));
+        let r = verify::check_manifest(
+            &root,
+            &m,
+            &CheckOptions {
+                hash: opts,
+                find_extra: false,
+                ignore: vec![],
+            },
+            &|n| p.inc(n),
+        );
         p.finish();
         ok &= r.is_clean();
         lines.push(format!(
             "manifest: {} ok, {} mismatched, {} missing, {} unreadable ({} hashed in {:.1} s)",
-            r.ok.len(), r.mismatched.len(), r.missing.len(), r.unreadable.len(), human(r.bytes_hashed), p.elapsed()
+            r.ok.len(),
+            r.mismatched.len(),
+            r.missing.len(),
+            r.unreadable.len(),
+            human(r.bytes_hashed),
+            p.elapsed()
         ));
         for x in &r.mismatched {
-            lines.push(format!("  MISMATCH {}: expected {} got {}", x.path.display(), hex::encode(&x.expected), hex::encode(&x.actual)));
+            lines.push(format!(
+                "  MISMATCH {}: expected {} got {}",
+                x.path.display(),
+                hex::encode(&x.expected),
+                hex::encode(&x.actual)
+            ));
         }
         for x in &r.missing {
             lines.push(format!("  MISSING  {}", x.display()));
@@ -140,13 +199,43 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
         p.finish();
         ok &= r.is_complete();
         let official = r.infohash == verify::GROK1_INFOHASH;
-        lines.push(format!("torrent: infohash {}{}", r.infohash, if official { " (the official Grok-1 release)" } else { " (not the official Grok-1 infohash)" }));
-        lines.push(format!("torrent: {} of {} pieces good, {} bad, {} missing", r.good_pieces, r.pieces, r.bad_pieces.len(), r.missing_pieces.iter().map(|x| x.end - x.start).sum::<u64>()));
+        lines.push(format!(
+            "torrent: infohash {}{}",
+            r.infohash,
+            if official {
+                " (the official Grok-1 release)"
+            } else {
+                " (not the official Grok-1 infohash)"
+            }
+        ));
+        lines.push(format!(
+            "torrent: {} of {} pieces good, {} bad, {} missing",
+            r.good_pieces,
+            r.pieces,
+            r.bad_pieces.len(),
+            r.missing_pieces
+                .iter()
+                .map(|x| x.end - x.start)
+                .sum::<u64>()
+        ));
         for b in &r.bad_pieces {
-            lines.push(format!("  BAD piece {} in {}", b.index, b.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")));
+            lines.push(format!(
+                "  BAD piece {} in {}",
+                b.index,
+                b.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         for f in r.files.iter().filter(|f| f.verified_fraction < 1.0) {
-            lines.push(format!("  {}: {:?}, {:.1}% verified", f.path.display(), f.state, 100.0 * f.verified_fraction));
+            lines.push(format!(
+                "  {}: {:?}, {:.1}% verified",
+                f.path.display(),
+                f.state,
+                100.0 * f.verified_fraction
+            ));
         }
         report["torrent"] = json!({
             "ok": r.is_complete(), "infohash": r.infohash, "official_grok1": official, "name": r.name,
@@ -165,21 +254,44 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
         for l in &lines {
             writeln!(out, "{l}")?;
         }
-        writeln!(out, "{}", if ok { "OK: everything verified" } else { "FAILED: see above" })?;
+        writeln!(
+            out,
+            "{}",
+            if ok {
+                "OK: everything verified"
+            } else {
+                "FAILED: see above"
+            }
+        )?;
     }
     Ok(if ok { Outcome::Ok } else { Outcome::Mismatch })
 }
 
 fn render_structure(s: &Json, lines: &mut Vec<String>) {
     if s["ok"] == json!(true) {
-        lines.push(format!("structure: {} files, {} bytes, no problems{}", s["files"], s["bytes"], if s["is_grok1"] == json!(true) { " (Grok-1 geometry, exact release sizes)" } else { "" }));
+        lines.push(format!(
+            "structure: {} files, {} bytes, no problems{}",
+            s["files"],
+            s["bytes"],
+            if s["is_grok1"] == json!(true) {
+                " (Grok-1 geometry, exact release sizes)"
+            } else {
+                ""
+            }
+        ));
         return;
     }
     lines.push("structure: FAILED".into());
     for k in ["missing", "unexpected"] {
         if let Some(v) = s[k].as_array() {
             if !v.is_empty() {
-                lines.push(format!("  {k}: {}", v.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", ")));
+                lines.push(format!(
+                    "  {k}: {}",
+                    v.iter()
+                        .filter_map(Json::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
     }
@@ -188,8 +300,16 @@ fn render_structure(s: &Json, lines: &mut Vec<String>) {
     }
     if let Some(ps) = s["problems"].as_array() {
         for p in ps {
-            let at = p["offset"].as_u64().map(|o| format!(" at byte offset {o}")).unwrap_or_default();
-            lines.push(format!("  {} ({}){at}: {}", p["file"].as_str().unwrap_or(""), p["tensor"].as_str().unwrap_or(""), p["msg"].as_str().unwrap_or("")));
+            let at = p["offset"]
+                .as_u64()
+                .map(|o| format!(" at byte offset {o}"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "  {} ({}){at}: {}",
+                p["file"].as_str().unwrap_or(""),
+                p["tensor"].as_str().unwrap_or(""),
+                p["msg"].as_str().unwrap_or("")
+            ));
         }
     }
 }

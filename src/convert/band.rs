@@ -95,7 +95,14 @@ pub fn fill_band(src: &Src<'_>, transpose: bool, first: usize, n: usize, band: &
 
 /// Like [`fill_band`]; with `keep_int8` false only the exact f32 values are produced (faster).
 /// Buffers are reused across calls, so a worker allocates its band once.
-pub fn fill_band_with(src: &Src<'_>, transpose: bool, first: usize, n: usize, band: &mut Band, keep_int8: bool) {
+pub fn fill_band_with(
+    src: &Src<'_>,
+    transpose: bool,
+    first: usize,
+    n: usize,
+    band: &mut Band,
+    keep_int8: bool,
+) {
     let len = src.out_cols(transpose);
     band.first = first;
     band.n = n;
@@ -111,7 +118,10 @@ pub fn fill_band_with(src: &Src<'_>, transpose: bool, first: usize, n: usize, ba
     }
     match (src, transpose) {
         (Src::F32 { bytes, cols, .. }, false) => {
-            decode_f32_le(&bytes[first * cols * 4..(first + n) * cols * 4], &mut band.f32);
+            decode_f32_le(
+                &bytes[first * cols * 4..(first + n) * cols * 4],
+                &mut band.f32,
+            );
         }
         (Src::F32 { bytes, rows, cols }, true) => {
             // out[r][i] = src[i][first + r]
@@ -172,7 +182,14 @@ pub fn fill_band_with(src: &Src<'_>, transpose: bool, first: usize, n: usize, ba
 
 /// Exact f32 values only, from int8 × bf16 scales: one multiply per element, the scale row
 /// decoded once per output row and block.
-fn fill_int8_f32_only(m: &Matrix<'_>, transpose: bool, first: usize, n: usize, len: usize, out: &mut [f32]) {
+fn fill_int8_f32_only(
+    m: &Matrix<'_>,
+    transpose: bool,
+    first: usize,
+    n: usize,
+    len: usize,
+    out: &mut [f32],
+) {
     let bh = m.block_height().max(1);
     if !transpose {
         for r in 0..n {
@@ -184,7 +201,8 @@ fn fill_int8_f32_only(m: &Matrix<'_>, transpose: bool, first: usize, n: usize, l
     let mut sc = vec![0f32; m.blocks.max(1) * n];
     for b in 0..m.blocks {
         for r in 0..n {
-            sc[r * m.blocks + b] = crate::base::float::bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
+            sc[r * m.blocks + b] =
+                crate::base::float::bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
         }
     }
     const TILE: usize = 64;
@@ -239,16 +257,27 @@ mod tests {
     #[test]
     fn transpose_matches_definition() {
         let (rows, cols, blocks) = (16usize, 5usize, 4usize);
-        let w: Vec<u8> = (0..rows * cols).map(|k| ((k as i32 % 251) - 125) as i8 as u8).collect();
-        let s: Vec<u8> = (0..blocks * cols).flat_map(|k| crate::base::float::f32_to_bf16_bits(0.5 + k as f32 / 64.0).to_le_bytes()).collect();
-        let m = Matrix { weight: &w, scales: &s, rows, cols, blocks };
+        let w: Vec<u8> = (0..rows * cols)
+            .map(|k| ((k as i32 % 251) - 125) as i8 as u8)
+            .collect();
+        let s: Vec<u8> = (0..blocks * cols)
+            .flat_map(|k| crate::base::float::f32_to_bf16_bits(0.5 + k as f32 / 64.0).to_le_bytes())
+            .collect();
+        let m = Matrix {
+            weight: &w,
+            scales: &s,
+            rows,
+            cols,
+            blocks,
+        };
         let src = Src::Int8(m);
         let mut b = Band::default();
         fill_band(&src, true, 1, 3, &mut b);
         for r in 0..3 {
             for i in 0..rows {
                 let j = 1 + r;
-                let want = f32::from(m.q(i, j)) * crate::base::float::bf16_bits_to_f32(m.scale_bits(i, j));
+                let want =
+                    f32::from(m.q(i, j)) * crate::base::float::bf16_bits_to_f32(m.scale_bits(i, j));
                 assert_eq!(b.f32[r * rows + i], want);
                 assert_eq!(b.q[r * rows + i], m.q(i, j));
             }

@@ -70,7 +70,13 @@ fn uniform(s: &[u16]) -> bool {
 }
 
 /// Append the encoding of every row of `band` to `out`.
-pub fn encode_band(band: &Band, e: &Encode, measure: Measure, out: &mut Vec<u8>, stats: &mut Stats) -> Result<(), QuantError> {
+pub fn encode_band(
+    band: &Band,
+    e: &Encode,
+    measure: Measure,
+    out: &mut Vec<u8>,
+    stats: &mut Stats,
+) -> Result<(), QuantError> {
     let len = band.len;
     let has_q = !band.q.is_empty();
     let mut scratch = Vec::new();
@@ -78,7 +84,14 @@ pub fn encode_band(band: &Band, e: &Encode, measure: Measure, out: &mut Vec<u8>,
     let mut scales: Vec<f32> = Vec::new();
     for r in 0..band.n {
         let x = &band.f32[r * len..(r + 1) * len];
-        let (q, s) = if has_q { (&band.q[r * len..(r + 1) * len], &band.scale[r * len..(r + 1) * len]) } else { (&[][..], &[][..]) };
+        let (q, s) = if has_q {
+            (
+                &band.q[r * len..(r + 1) * len],
+                &band.scale[r * len..(r + 1) * len],
+            )
+        } else {
+            (&[][..], &[][..])
+        };
         match e {
             Encode::Float(DType::F32) => extend_f32_le(out, x),
             Encode::Float(DType::BF16) => {
@@ -93,11 +106,17 @@ pub fn encode_band(band: &Band, e: &Encode, measure: Measure, out: &mut Vec<u8>,
                 extend_f16_le(out, x);
                 if measure == Measure::Errors {
                     scratch.clear();
-                    scratch.extend(x.iter().map(|&v| crate::base::float::f16_bits_to_f32(crate::base::float::f32_to_f16_bits(v))));
+                    scratch.extend(x.iter().map(|&v| {
+                        crate::base::float::f16_bits_to_f32(crate::base::float::f32_to_f16_bits(v))
+                    }));
                     stats.compare(x, &scratch);
                 }
             }
-            Encode::Float(d) => return Err(QuantError::Unsupported { what: format!("{d} output") }),
+            Encode::Float(d) => {
+                return Err(QuantError::Unsupported {
+                    what: format!("{d} output"),
+                })
+            }
             Encode::Ggml(ty) => {
                 let start = out.len();
                 if *ty == GgmlType::Q8_0 && has_q {
@@ -125,7 +144,10 @@ pub fn encode_band(band: &Band, e: &Encode, measure: Measure, out: &mut Vec<u8>,
                 scales.clear();
                 let lossless = *bits == 8 && has_q && s.chunks(*group).all(uniform);
                 if lossless {
-                    let gs: Vec<f32> = s.chunks(*group).map(|c| crate::base::float::bf16_bits_to_f32(c[0])).collect();
+                    let gs: Vec<f32> = s
+                        .chunks(*group)
+                        .map(|c| crate::base::float::bf16_bits_to_f32(c[0]))
+                        .collect();
                     quant::ct::ct_int8_from_grok(q, &gs, *group, &mut words, &mut scales)?;
                     stats.lossless += (len / group) as u64;
                 } else {

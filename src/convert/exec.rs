@@ -22,7 +22,13 @@ use std::sync::mpsc::sync_channel;
 pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), ConvertError> + Send + 'a;
 
 /// Stream the encoded bytes of `t` into `sink`, returning error statistics.
-pub fn stream_tensor(ck: &Checkpoint, t: &OutTensor, measure: Measure, jobs: usize, sink: &mut Sink<'_>) -> Result<Stats, ConvertError> {
+pub fn stream_tensor(
+    ck: &Checkpoint,
+    t: &OutTensor,
+    measure: Measure,
+    jobs: usize,
+    sink: &mut Sink<'_>,
+) -> Result<Stats, ConvertError> {
     let mut stats = Stats::default();
     if let Encode::Bytes(b) = &t.encode {
         sink(b)?;
@@ -38,21 +44,35 @@ pub fn stream_tensor(ck: &Checkpoint, t: &OutTensor, measure: Measure, jobs: usi
             }
             Ok(n)
         });
-        let produced = produce(ck, t, measure, jobs, &mut stats, &|buf| tx.send(buf).is_ok());
+        let produced = produce(ck, t, measure, jobs, &mut stats, &|buf| {
+            tx.send(buf).is_ok()
+        });
         drop(tx);
-        let written = writer.join().map_err(|_| ConvertError::Plan(format!("{}: writer thread panicked", t.name)))?;
+        let written = writer
+            .join()
+            .map_err(|_| ConvertError::Plan(format!("{}: writer thread panicked", t.name)))?;
         // A writer error explains a producer stop; report it first.
         let written = written?;
         produced?;
         Ok::<u64, ConvertError>(written)
     })?;
     if result != t.nbytes {
-        return Err(ConvertError::Plan(format!("{}: encoded {result} bytes but the plan says {}", t.name, t.nbytes)));
+        return Err(ConvertError::Plan(format!(
+            "{}: encoded {result} bytes but the plan says {}",
+            t.name, t.nbytes
+        )));
     }
     Ok(stats)
 }
 
-fn produce(ck: &Checkpoint, t: &OutTensor, measure: Measure, jobs: usize, stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<(), ConvertError> {
+fn produce(
+    ck: &Checkpoint,
+    t: &OutTensor,
+    measure: Measure,
+    jobs: usize,
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<(), ConvertError> {
     let mut bands: Vec<Band> = (0..jobs.max(1)).map(|_| Band::default()).collect();
     for piece in &t.pieces {
         if !produce_piece(ck, t, piece, measure, &mut bands, stats, send)? {
@@ -69,47 +89,113 @@ const WHOLE_F32_BYTES: u64 = 64 << 20;
 /// One piece: source data is read with `pread` (never through a map), so a file truncated by
 /// another process mid-read is an error, not a SIGBUS; memory holds at most one int8 expert
 /// matrix (201 MB for Grok-1) or one group of embedding rows.
-fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
-    let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| ConvertError::Plan(format!("{}: source index {} out of range", t.name, piece.tensor)))?;
+fn produce_piece(
+    ck: &Checkpoint,
+    t: &OutTensor,
+    piece: &Piece,
+    measure: Measure,
+    bands: &mut [Band],
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<bool, ConvertError> {
+    let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| {
+        ConvertError::Plan(format!(
+            "{}: source index {} out of range",
+            t.name, piece.tensor
+        ))
+    })?;
     // Only the lossless encoders need the original int8 values and scales.
-    let keep_int8 = matches!(t.encode, Encode::Ggml(crate::quant::GgmlType::Q8_0) | Encode::CtPacked { bits: 8, .. } | Encode::CtScale { bits: 8, .. });
+    let keep_int8 = matches!(
+        t.encode,
+        Encode::Ggml(crate::quant::GgmlType::Q8_0)
+            | Encode::CtPacked { bits: 8, .. }
+            | Encode::CtScale { bits: 8, .. }
+    );
     if src_t.spec.role.is_matrix() {
         let om = ck.matrix_owned(src_t, piece.expert)?;
         let m = om.view();
         // Grok-1's scale blocks are multiples of 32 rows: Q8_0 blocks copy the int8 directly.
-        if piece.transpose && t.encode == Encode::Ggml(crate::quant::GgmlType::Q8_0) && m.rows % 32 == 0 && m.block_height() % 32 == 0 {
+        if piece.transpose
+            && t.encode == Encode::Ggml(crate::quant::GgmlType::Q8_0)
+            && m.rows % 32 == 0
+            && m.block_height() % 32 == 0
+        {
             return run_q8_direct(t, &m, measure, bands, stats, send);
         }
         // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
         if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
-            if piece.transpose && group > 0 && m.rows % group == 0 && m.block_height() % group == 0 {
+            if piece.transpose && group > 0 && m.rows % group == 0 && m.block_height() % group == 0
+            {
                 return run_ct8_direct(t, &m, group, measure, bands, stats, send);
             }
         }
         let src = Src::Int8(m);
-        return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
+        return run_bands(
+            t,
+            &src,
+            piece.transpose,
+            0,
+            src.out_rows(piece.transpose),
+            keep_int8,
+            measure,
+            bands,
+            stats,
+            send,
+        );
     }
     let a = src_t.weight();
     let dims = a.shape.dims();
     let (rows, cols) = match dims {
         [n] => (1usize, *n as usize),
         [r, c] => (*r as usize, *c as usize),
-        _ => return Err(ConvertError::Plan(format!("{}: unexpected source shape {dims:?}", t.name))),
+        _ => {
+            return Err(ConvertError::Plan(format!(
+                "{}: unexpected source shape {dims:?}",
+                t.name
+            )))
+        }
     };
     let total = (a.data.end - a.data.start) as usize;
     if piece.transpose || (total as u64) <= WHOLE_F32_BYTES {
         let bytes = ck.read_at(src_t, a.data.start, total)?;
-        let src = Src::F32 { bytes: &bytes, rows, cols };
-        return run_bands(t, &src, piece.transpose, 0, src.out_rows(piece.transpose), keep_int8, measure, bands, stats, send);
+        let src = Src::F32 {
+            bytes: &bytes,
+            rows,
+            cols,
+        };
+        return run_bands(
+            t,
+            &src,
+            piece.transpose,
+            0,
+            src.out_rows(piece.transpose),
+            keep_int8,
+            measure,
+            bands,
+            stats,
+            send,
+        );
     }
     // Large and not transposed (the embedding): read one group of bands' rows at a time.
-    let probe = Src::F32 { bytes: &[], rows, cols };
+    let probe = Src::F32 {
+        bytes: &[],
+        rows,
+        cols,
+    };
     let per_group = band_rows(&probe, false).max(1) * bands.len();
     let mut first = 0;
     while first < rows {
         let n = per_group.min(rows - first);
-        let bytes = ck.read_at(src_t, a.data.start + (first * cols * 4) as u64, n * cols * 4)?;
-        let src = Src::F32 { bytes: &bytes, rows: n, cols };
+        let bytes = ck.read_at(
+            src_t,
+            a.data.start + (first * cols * 4) as u64,
+            n * cols * 4,
+        )?;
+        let src = Src::F32 {
+            bytes: &bytes,
+            rows: n,
+            cols,
+        };
         if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, send)? {
             return Ok(false);
         }
@@ -122,7 +208,14 @@ fn produce_piece(ck: &Checkpoint, t: &OutTensor, piece: &Piece, measure: Measure
 /// multiples of 32 rows: each 32-block shares one scale, so it is copied (`d = f16(scale)`,
 /// `qs = q`) unless the scale is not an exact f16 or a value is -128, in which case that block
 /// alone is quantized from its exact values. No f32 band is built.
-fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+fn run_q8_direct(
+    t: &OutTensor,
+    m: &crate::source::grok::Matrix<'_>,
+    measure: Measure,
+    bands: &mut [Band],
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<bool, ConvertError> {
     use crate::quant::{self, GgmlType};
     let (n_rows, len) = (m.cols, m.rows);
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
@@ -153,11 +246,21 @@ fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Me
                             *x = f32::from(q) * s;
                         }
                         let at = out.len();
-                        quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;
+                        quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| {
+                            ConvertError::Quant {
+                                tensor: t.name.clone(),
+                                source: e,
+                            }
+                        })?;
                         st.requantized += 1;
                         if measure == Measure::Errors {
                             let mut y = [0f32; 32];
-                            quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;
+                            quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(
+                                |e| ConvertError::Quant {
+                                    tensor: t.name.clone(),
+                                    source: e,
+                                },
+                            )?;
                             st.add_errors(&xb, &y);
                         }
                     }
@@ -175,7 +278,15 @@ fn run_q8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, measure: Me
 /// compressed-tensors int8 straight from the release: `weight_packed` holds `q + 128` four to a
 /// word (first element in the lowest bits), `weight_scale` the release's bf16 scale of each
 /// group. Lossless by construction; no f32 band is built.
-fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usize, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+fn run_ct8_direct(
+    t: &OutTensor,
+    m: &crate::source::grok::Matrix<'_>,
+    group: usize,
+    measure: Measure,
+    bands: &mut [Band],
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<bool, ConvertError> {
     let (n_rows, len) = (m.cols, m.rows);
     let packed = matches!(t.encode, Encode::CtPacked { .. });
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
@@ -188,7 +299,11 @@ fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usi
                 let n = per_band.min(n_rows - first);
                 let mut st = Stats::default();
                 let groups = (len / group) as u64;
-                let mut out = Vec::with_capacity(if packed { n * len } else { n * (len / group) * 2 });
+                let mut out = Vec::with_capacity(if packed {
+                    n * len
+                } else {
+                    n * (len / group) * 2
+                });
                 if packed {
                     super::band::gather_int8_transposed(m, first, n, &mut band.q);
                     for r in 0..n {
@@ -203,7 +318,9 @@ fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usi
                 } else {
                     for r in 0..n {
                         for g in 0..len / group {
-                            out.extend_from_slice(&m.scale_bits(g * group, first + r).to_le_bytes());
+                            out.extend_from_slice(
+                                &m.scale_bits(g * group, first + r).to_le_bytes(),
+                            );
                         }
                     }
                 }
@@ -223,7 +340,11 @@ fn run_ct8_direct(t: &OutTensor, m: &crate::source::grok::Matrix<'_>, group: usi
 
 /// Concatenate a group's encoded bands (in order), add their stats, and queue the bytes for the
 /// writer thread; false when the writer has stopped.
-fn send_group(encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>, stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+fn send_group(
+    encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>,
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<bool, ConvertError> {
     let mut bytes = Vec::new();
     for r in encoded {
         let (b, st) = r?;
@@ -238,7 +359,18 @@ fn send_group(encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>, stats: &mut 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_bands(t: &OutTensor, src: &Src<'_>, transpose: bool, from: usize, n_rows: usize, keep_int8: bool, measure: Measure, bands: &mut [Band], stats: &mut Stats, send: &dyn Fn(Vec<u8>) -> bool) -> Result<bool, ConvertError> {
+fn run_bands(
+    t: &OutTensor,
+    src: &Src<'_>,
+    transpose: bool,
+    from: usize,
+    n_rows: usize,
+    keep_int8: bool,
+    measure: Measure,
+    bands: &mut [Band],
+    stats: &mut Stats,
+    send: &dyn Fn(Vec<u8>) -> bool,
+) -> Result<bool, ConvertError> {
     let per_band = band_rows(src, transpose).max(1);
     let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
     for group in starts.chunks(bands.len()) {
@@ -250,7 +382,12 @@ fn run_bands(t: &OutTensor, src: &Src<'_>, transpose: bool, from: usize, n_rows:
                 fill_band_with(src, transpose, first, n, band, keep_int8);
                 let mut out = Vec::new();
                 let mut st = Stats::default();
-                encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| ConvertError::Quant { tensor: t.name.clone(), source: e })?;
+                encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
+                    ConvertError::Quant {
+                        tensor: t.name.clone(),
+                        source: e,
+                    }
+                })?;
                 Ok((out, st))
             })
             .collect();

@@ -76,15 +76,30 @@ pub fn model_kvs(c: &Config, name: &str, file_type: u32) -> Vec<(String, Value)>
         kv("grok.feed_forward_length", u32v(c.ffn_size)),
         kv("grok.attention.head_count", u32v(c.num_q_heads)),
         kv("grok.attention.head_count_kv", u32v(c.num_kv_heads)),
-        kv("grok.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32)),
+        kv(
+            "grok.attention.layer_norm_rms_epsilon",
+            Value::F32(c.rms_norm_eps as f32),
+        ),
         kv("grok.rope.freq_base", Value::F32(c.rope_base as f32)),
         kv("grok.rope.dimension_count", u32v(c.key_size)),
         kv("grok.expert_count", u32v(c.num_experts)),
         kv("grok.expert_used_count", u32v(c.num_selected_experts)),
-        kv("grok.embedding_scale", Value::F32(c.embedding_multiplier_scale as f32)),
-        kv("grok.attention.output_scale", Value::F32(c.attn_output_multiplier as f32)),
-        kv("grok.attn_logit_softcapping", Value::F32(c.attn_logit_cap as f32)),
-        kv("grok.logit_scale", Value::F32(c.output_multiplier_scale as f32)),
+        kv(
+            "grok.embedding_scale",
+            Value::F32(c.embedding_multiplier_scale as f32),
+        ),
+        kv(
+            "grok.attention.output_scale",
+            Value::F32(c.attn_output_multiplier as f32),
+        ),
+        kv(
+            "grok.attn_logit_softcapping",
+            Value::F32(c.attn_logit_cap as f32),
+        ),
+        kv(
+            "grok.logit_scale",
+            Value::F32(c.output_multiplier_scale as f32),
+        ),
     ]
 }
 
@@ -95,13 +110,35 @@ pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
     vec![
         kv("tokenizer.ggml.model", Value::String("llama".into())),
         kv("tokenizer.ggml.pre", Value::String("default".into())),
-        kv("tokenizer.ggml.tokens", Value::Array(ArrayValue::Str(pieces.iter().map(|p| p.piece.clone()).collect()))),
-        kv("tokenizer.ggml.scores", Value::Array(ArrayValue::F32(pieces.iter().map(|p| p.score).collect()))),
-        kv("tokenizer.ggml.token_type", Value::Array(ArrayValue::I32(pieces.iter().map(|p| p.kind.as_i32()).collect()))),
-        kv("tokenizer.ggml.bos_token_id", Value::U32(tok.bos_id().unwrap_or(1))),
-        kv("tokenizer.ggml.eos_token_id", Value::U32(tok.eos_id().unwrap_or(2))),
+        kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(ArrayValue::Str(
+                pieces.iter().map(|p| p.piece.clone()).collect(),
+            )),
+        ),
+        kv(
+            "tokenizer.ggml.scores",
+            Value::Array(ArrayValue::F32(pieces.iter().map(|p| p.score).collect())),
+        ),
+        kv(
+            "tokenizer.ggml.token_type",
+            Value::Array(ArrayValue::I32(
+                pieces.iter().map(|p| p.kind.as_i32()).collect(),
+            )),
+        ),
+        kv(
+            "tokenizer.ggml.bos_token_id",
+            Value::U32(tok.bos_id().unwrap_or(1)),
+        ),
+        kv(
+            "tokenizer.ggml.eos_token_id",
+            Value::U32(tok.eos_id().unwrap_or(2)),
+        ),
         kv("tokenizer.ggml.unknown_token_id", Value::U32(tok.unk_id())),
-        kv("tokenizer.ggml.padding_token_id", Value::U32(tok.pad_id().unwrap_or(0))),
+        kv(
+            "tokenizer.ggml.padding_token_id",
+            Value::U32(tok.pad_id().unwrap_or(0)),
+        ),
         kv("tokenizer.ggml.add_bos_token", Value::Bool(add_bos)),
         kv("tokenizer.ggml.add_eos_token", Value::Bool(false)),
     ]
@@ -113,7 +150,9 @@ pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
     let choose = |role: Role, layer: Option<u64>, row: u64| -> (GgmlType, Option<String>) {
         let c = match types {
             TypeChoice::Uniform(t) => fit_row(*t, row),
-            TypeChoice::Policy(p) => p.choose(class_of(role), layer.map(|l| l as usize), n_layers, row),
+            TypeChoice::Policy(p) => {
+                p.choose(class_of(role), layer.map(|l| l as usize), n_layers, row)
+            }
         };
         (c.ty, c.fallback_reason)
     };
@@ -121,11 +160,20 @@ pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
 }
 
 /// Convert to GGUF. `progress` receives output bytes as they are written.
-pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<ConvertReport, ConvertError> {
+pub fn convert_gguf(
+    ck: &Checkpoint,
+    o: &GgufOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertReport, ConvertError> {
     if let Some(p) = ck.problems.first() {
-        return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
+        return Err(ConvertError::Problems {
+            dir: ck.dir.clone(),
+            count: ck.problems.len(),
+            first: format!("{}: {}", p.tensor, p.msg),
+        });
     }
-    let tok = Tokenizer::from_file(&o.tokenizer).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", o.tokenizer.display())))?;
+    let tok = Tokenizer::from_file(&o.tokenizer)
+        .map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", o.tokenizer.display())))?;
     if tok.pieces().len() as u64 != ck.config.vocab_size {
         return Err(ConvertError::Refused(format!(
             "tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer",
@@ -141,10 +189,23 @@ pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + 
     };
     let mut kvs = model_kvs(&ck.config, &o.name, file_type);
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
-    let plan = GgufPlan::new(kvs, tensors.iter().map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), ggml_type_of(t))).collect());
-    let files = plan.split(o.split_max, &o.out).map_err(|e| ConvertError::Plan(e.to_string()))?;
+    let plan = GgufPlan::new(
+        kvs,
+        tensors
+            .iter()
+            .map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), ggml_type_of(t)))
+            .collect(),
+    );
+    let files = plan
+        .split(o.split_max, &o.out)
+        .map_err(|e| ConvertError::Plan(e.to_string()))?;
     // With --shard, other workers' files may already exist in the shared output: check only ours.
-    let paths: Vec<&Path> = files.iter().enumerate().filter(|(fi, _)| o.shard.is_none_or(|(k, n)| fi % n == k)).map(|(_, f)| f.path()).collect();
+    let paths: Vec<&Path> = files
+        .iter()
+        .enumerate()
+        .filter(|(fi, _)| o.shard.is_none_or(|(k, n)| fi % n == k))
+        .map(|(_, f)| f.path())
+        .collect();
     check_output_path(&ck.dir, &paths, o.force || o.resume)?;
     let mut report = ConvertReport::default();
     for (fi, f) in files.iter().enumerate() {
@@ -158,16 +219,23 @@ pub fn convert_gguf(ck: &Checkpoint, o: &GgufOptions, progress: &(dyn Fn(u64) + 
             progress(f.data_len());
             continue;
         }
-        let mut w = GgufFileWriter::create(f.clone()).map_err(|e| ConvertError::Plan(e.to_string()))?;
+        let mut w =
+            GgufFileWriter::create(f.clone()).map_err(|e| ConvertError::Plan(e.to_string()))?;
         for pt in f.tensors() {
-            let t = tensors.iter().find(|t| t.name == pt.name).ok_or_else(|| ConvertError::Plan(format!("{} planned but not found", pt.name)))?;
+            let t = tensors
+                .iter()
+                .find(|t| t.name == pt.name)
+                .ok_or_else(|| ConvertError::Plan(format!("{} planned but not found", pt.name)))?;
             let mut sink = |b: &[u8]| -> Result<(), ConvertError> {
-                w.write_tensor_chunk(b).map_err(|e| ConvertError::Plan(e.to_string()))?;
+                w.write_tensor_chunk(b)
+                    .map_err(|e| ConvertError::Plan(e.to_string()))?;
                 progress(b.len() as u64);
                 Ok(())
             };
             let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut sink)?;
-            report.tensors.push(TensorReport::new(t, ggml_type_of(t).name(), stats));
+            report
+                .tensors
+                .push(TensorReport::new(t, ggml_type_of(t).name(), stats));
         }
         let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
         report.files.push((written.path, written.bytes));

@@ -33,7 +33,9 @@ pub enum ConvertError {
     #[error("{0}")]
     Refused(String),
     /// The checkpoint has structural problems.
-    #[error("{dir}: {count} structural problem(s); run `grokit inspect` to list them (first: {first})")]
+    #[error(
+        "{dir}: {count} structural problem(s); run `grokit inspect` to list them (first: {first})"
+    )]
     Problems {
         /// checkpoint dir
         dir: PathBuf,
@@ -61,7 +63,10 @@ fn canonical_or_parent(p: &Path) -> Option<PathBuf> {
     loop {
         let name = cur.file_name()?;
         rest.push(name);
-        let parent = cur.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = cur
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if let Ok(c) = parent.canonicalize() {
             return Some(rest.iter().rev().fold(c, |acc, n| acc.join(n)));
         }
@@ -76,20 +81,38 @@ const INPUT_SIDE_FILES: [&str; 2] = ["config.json", "tokenizer.model"];
 /// Refuse outputs that would land inside (or on) the input checkpoint or replace a file it is
 /// read with, and existing outputs unless `allow_existing` (`--force`/`--resume`). Nothing the
 /// user had is overwritten silently. Works before the output directory exists.
-pub fn check_output_path(input_dir: &Path, outputs: &[&Path], allow_existing: bool) -> Result<(), ConvertError> {
-    let input = input_dir.canonicalize().map_err(|e| crate::io::IoError::new("resolve", input_dir, e))?;
+pub fn check_output_path(
+    input_dir: &Path,
+    outputs: &[&Path],
+    allow_existing: bool,
+) -> Result<(), ConvertError> {
+    let input = input_dir
+        .canonicalize()
+        .map_err(|e| crate::io::IoError::new("resolve", input_dir, e))?;
     let root = input.parent().map(Path::to_path_buf);
     for o in outputs {
-        let c = canonical_or_parent(o).ok_or_else(|| ConvertError::Refused(format!("{}: cannot resolve the output path", o.display())))?;
+        let c = canonical_or_parent(o).ok_or_else(|| {
+            ConvertError::Refused(format!("{}: cannot resolve the output path", o.display()))
+        })?;
         if c.starts_with(&input) {
-            return Err(ConvertError::Refused(format!("{}: output inside the input checkpoint {} is refused", o.display(), input.display())));
+            return Err(ConvertError::Refused(format!(
+                "{}: output inside the input checkpoint {} is refused",
+                o.display(),
+                input.display()
+            )));
         }
         // Files beside ckpt-0 (config.json, tokenizer.model) belong to the input too.
         if let Some(r) = &root {
             let beside = c.parent() == Some(r.as_path()) && c.exists();
-            let named_side = c.file_name().and_then(|n| n.to_str()).is_some_and(|n| INPUT_SIDE_FILES.contains(&n));
+            let named_side = c
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| INPUT_SIDE_FILES.contains(&n));
             if beside && (named_side || r.join("ckpt-0") == input || r.join("ckpt") == input) {
-                return Err(ConvertError::Refused(format!("{}: would overwrite a file of the input checkpoint's directory", o.display())));
+                return Err(ConvertError::Refused(format!(
+                    "{}: would overwrite a file of the input checkpoint's directory",
+                    o.display()
+                )));
             }
         }
         if c.exists() && !allow_existing {
@@ -105,10 +128,15 @@ pub fn check_output_path(input_dir: &Path, outputs: &[&Path], allow_existing: bo
 /// same length) and must be rewritten, not kept.
 pub fn complete_as_planned(path: &Path, len: u64, header: &[u8]) -> bool {
     use std::io::Read;
-    if std::fs::metadata(path).map(|m| m.len() != len).unwrap_or(true) {
+    if std::fs::metadata(path)
+        .map(|m| m.len() != len)
+        .unwrap_or(true)
+    {
         return false;
     }
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
     let mut buf = vec![0u8; header.len()];
     f.read_exact(&mut buf).is_ok() && buf == header
 }

@@ -133,8 +133,18 @@ fn piece_shape(c: &Config, role: Role) -> (Vec<u64>, bool) {
 
 /// Per-layer output order (GGUF and safetensors): attention, then MoE, norms where they act.
 pub const LAYER_ORDER: &[Role] = &[
-    Role::PreAttnNorm, Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::PostAttnNorm,
-    Role::PreMoeNorm, Role::Router, Role::MoeGate, Role::MoeUp, Role::MoeDown, Role::PostMoeNorm,
+    Role::PreAttnNorm,
+    Role::AttnQ,
+    Role::AttnK,
+    Role::AttnV,
+    Role::AttnO,
+    Role::PostAttnNorm,
+    Role::PreMoeNorm,
+    Role::Router,
+    Role::MoeGate,
+    Role::MoeUp,
+    Role::MoeDown,
+    Role::PostMoeNorm,
 ];
 
 /// (role, layer) in output order: embedding, layers 0..n numerically, final norm.
@@ -149,21 +159,43 @@ pub fn output_order(c: &Config) -> Vec<(Role, Option<u64>)> {
 
 /// Plan the GGUF tensors: llama.cpp's `grok` names, experts stacked [E, out, in], norms and
 /// router F32, the rest by `choose(role, layer, row_len) -> (type, note)`.
-pub fn gguf_tensors(ck: &Checkpoint, choose: &dyn Fn(Role, Option<u64>, u64) -> (GgmlType, Option<String>)) -> Vec<OutTensor> {
+pub fn gguf_tensors(
+    ck: &Checkpoint,
+    choose: &dyn Fn(Role, Option<u64>, u64) -> (GgmlType, Option<String>),
+) -> Vec<OutTensor> {
     let c = &ck.config;
     let mut out = Vec::new();
     for (role, layer) in output_order(c) {
-        let Some(t) = ck.tensor(role, layer) else { continue };
+        let Some(t) = ck.tensor(role, layer) else {
+            continue;
+        };
         let info = role.info();
         let (shape, transpose) = piece_shape(c, role);
         let (pieces, shape) = if info.experts {
-            let p: Vec<Piece> = (0..c.num_experts as usize).map(|e| Piece { tensor: t.spec.index, expert: Some(e), transpose }).collect();
+            let p: Vec<Piece> = (0..c.num_experts as usize)
+                .map(|e| Piece {
+                    tensor: t.spec.index,
+                    expert: Some(e),
+                    transpose,
+                })
+                .collect();
             (p, [vec![c.num_experts], shape].concat())
         } else {
-            (vec![Piece { tensor: t.spec.index, expert: None, transpose }], shape)
+            (
+                vec![Piece {
+                    tensor: t.spec.index,
+                    expert: None,
+                    transpose,
+                }],
+                shape,
+            )
         };
         let row = *shape.last().unwrap_or(&1);
-        let (ty, note) = if role.is_norm() || role == Role::Router { (GgmlType::F32, None) } else { choose(role, layer, row) };
+        let (ty, note) = if role.is_norm() || role == Role::Router {
+            (GgmlType::F32, None)
+        } else {
+            choose(role, layer, row)
+        };
         let encode = match ty {
             GgmlType::F32 => Encode::Float(DType::F32),
             GgmlType::F16 => Encode::Float(DType::F16),
@@ -171,7 +203,16 @@ pub fn gguf_tensors(ck: &Checkpoint, choose: &dyn Fn(Role, Option<u64>, u64) -> 
             q => Encode::Ggml(q),
         };
         let nbytes = encoded_bytes(&shape, &encode).unwrap_or(0);
-        out.push(OutTensor { name: fill(info.gguf, layer, None), shape, encode, pieces, nbytes, role, layer, note });
+        out.push(OutTensor {
+            name: fill(info.gguf, layer, None),
+            shape,
+            encode,
+            pieces,
+            nbytes,
+            role,
+            layer,
+            note,
+        });
     }
     out
 }
@@ -205,14 +246,26 @@ pub const CT_GROUP: usize = 128;
 /// - `None` when there is none (the fixture's 344-wide down projection has 43-row blocks): one
 ///   scale per output channel (strategy "channel"), lossless only for single-block matrices.
 pub fn ct_group(c: &Config) -> Option<usize> {
-    let roles = [Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::MoeGate, Role::MoeUp, Role::MoeDown];
+    let roles = [
+        Role::AttnQ,
+        Role::AttnK,
+        Role::AttnV,
+        Role::AttnO,
+        Role::MoeGate,
+        Role::MoeUp,
+        Role::MoeDown,
+    ];
     let largest = |with_blocks: bool| {
         let mut g = CT_GROUP as u64;
         for role in roles {
             let width = piece_shape(c, role).0.get(1).copied().unwrap_or(0);
             let b = role.info().scale_blocks.max(1);
             let block = if width % b == 0 { width / b } else { width };
-            let ns: &[u64] = if with_blocks { &[width, block] } else { &[width] };
+            let ns: &[u64] = if with_blocks {
+                &[width, block]
+            } else {
+                &[width]
+            };
             for &n in ns {
                 while g > 1 && n % g != 0 {
                     g /= 2;
@@ -225,25 +278,48 @@ pub fn ct_group(c: &Config) -> Option<usize> {
 }
 
 /// Plan the safetensors tensors (experts split out, one tensor per expert).
-pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec<OutTensor>, String> {
+pub fn st_tensors(
+    ck: &Checkpoint,
+    layout: Layout,
+    dtype: StDtype,
+) -> Result<Vec<OutTensor>, String> {
     let c = &ck.config;
     let ct = ct_group(c);
     let mut out = Vec::new();
     for (role, layer) in output_order(c) {
-        let Some(t) = ck.tensor(role, layer) else { continue };
+        let Some(t) = ck.tensor(role, layer) else {
+            continue;
+        };
         let info = role.info();
         let template = match layout {
             Layout::Hf => info.hf,
             Layout::Jax => info.jax,
         };
         let (shape, transpose) = piece_shape(c, role);
-        let experts: Vec<Option<usize>> = if info.experts { (0..c.num_experts as usize).map(Some).collect() } else { vec![None] };
+        let experts: Vec<Option<usize>> = if info.experts {
+            (0..c.num_experts as usize).map(Some).collect()
+        } else {
+            vec![None]
+        };
         for e in experts {
             let name = fill(template, layer, e.map(|x| x as u64));
-            let pieces = vec![Piece { tensor: t.spec.index, expert: e, transpose }];
+            let pieces = vec![Piece {
+                tensor: t.spec.index,
+                expert: e,
+                transpose,
+            }];
             let mk = |name: String, shape: Vec<u64>, encode: Encode, note: Option<String>| {
                 let nbytes = encoded_bytes(&shape, &encode).unwrap_or(0);
-                OutTensor { name, shape, encode, pieces: pieces.clone(), nbytes, role, layer, note }
+                OutTensor {
+                    name,
+                    shape,
+                    encode,
+                    pieces: pieces.clone(),
+                    nbytes,
+                    role,
+                    layer,
+                    note,
+                }
             };
             if role.is_norm() || role == Role::Router {
                 out.push(mk(name, shape.clone(), Encode::Float(DType::F32), None));
@@ -251,7 +327,12 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
             }
             match dtype {
                 StDtype::Float(d) => out.push(mk(name, shape.clone(), Encode::Float(d), None)),
-                StDtype::Ct(_) if role == Role::Embed => out.push(mk(name, shape.clone(), Encode::Float(DType::BF16), Some("embedding kept in BF16 (compressed-tensors ignore list)".into()))),
+                StDtype::Ct(_) if role == Role::Embed => out.push(mk(
+                    name,
+                    shape.clone(),
+                    Encode::Float(DType::BF16),
+                    Some("embedding kept in BF16 (compressed-tensors ignore list)".into()),
+                )),
                 StDtype::Ct(bits) => {
                     let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
                     let (rows, cols) = (shape[0], shape[1]);
@@ -259,12 +340,27 @@ pub fn st_tensors(ck: &Checkpoint, layout: Layout, dtype: StDtype) -> Result<Vec
                     if group == 0 || cols % group as u64 != 0 {
                         return Err(format!("{name}: input width {cols} is not a multiple of the group size {group}"));
                     }
-                    out.push(mk(format!("{base}.weight_packed"), vec![rows, cols.div_ceil(32 / u64::from(bits))], Encode::CtPacked { bits, group }, None));
-                    out.push(mk(format!("{base}.weight_scale"), vec![rows, cols / group as u64], Encode::CtScale { bits, group }, None));
+                    out.push(mk(
+                        format!("{base}.weight_packed"),
+                        vec![rows, cols.div_ceil(32 / u64::from(bits))],
+                        Encode::CtPacked { bits, group },
+                        None,
+                    ));
+                    out.push(mk(
+                        format!("{base}.weight_scale"),
+                        vec![rows, cols / group as u64],
+                        Encode::CtScale { bits, group },
+                        None,
+                    ));
                     let mut b = Vec::new();
                     b.extend_from_slice(&(rows as i32).to_le_bytes());
                     b.extend_from_slice(&(cols as i32).to_le_bytes());
-                    out.push(mk(format!("{base}.weight_shape"), vec![2], Encode::Bytes(b), None));
+                    out.push(mk(
+                        format!("{base}.weight_shape"),
+                        vec![2],
+                        Encode::Bytes(b),
+                        None,
+                    ));
                 }
             }
         }
@@ -282,7 +378,14 @@ mod tests {
         // Fixture: the down projection's input width 344 is not a multiple of 32: per channel.
         assert_eq!(ct_group(&Config::tiny()), None);
         // tiny12: d = 96, q width 96, ffn 512 (o_proj blocks of 12 rows): groups of 4.
-        let t12 = Config { emb_size: 96, key_size: 16, num_q_heads: 6, num_kv_heads: 2, ffn_size: 512, ..Config::tiny() };
+        let t12 = Config {
+            emb_size: 96,
+            key_size: 16,
+            num_q_heads: 6,
+            num_kv_heads: 2,
+            ffn_size: 512,
+            ..Config::tiny()
+        };
         assert_eq!(ct_group(&t12), Some(4));
     }
 }

@@ -24,7 +24,9 @@
 
 use super::canonical_or_parent;
 use crate::gguf::constants::keys;
-use crate::gguf::{GgufError, GgufFile, GgufFileWriter, GgufPlan, GgufSet, TensorInfo, TensorPlan, Value};
+use crate::gguf::{
+    GgufError, GgufFile, GgufFileWriter, GgufPlan, GgufSet, TensorInfo, TensorPlan, Value,
+};
 use crate::quant::policy::{Policy, TensorClass};
 use crate::quant::{self, GgmlType, QuantError};
 use rayon::prelude::*;
@@ -133,8 +135,16 @@ impl RequantPlan {
     }
     /// The GGUF plan (metadata and tensors) this requantization writes.
     pub fn gguf_plan(&self) -> GgufPlan {
-        let tensors = self.tensors.iter().map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), t.out_ty)).collect();
-        GgufPlan { kvs: self.kvs.clone(), tensors, alignment: self.alignment }
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), t.out_ty))
+            .collect();
+        GgufPlan {
+            kvs: self.kvs.clone(),
+            tensors,
+            alignment: self.alignment,
+        }
     }
 }
 
@@ -144,13 +154,18 @@ pub fn ftype_for(ty: GgmlType) -> u32 {
 }
 
 fn block_count(set: &GgufSet) -> usize {
-    let arch = set.get(keys::GENERAL_ARCHITECTURE).and_then(Value::as_str).unwrap_or("grok");
-    let declared = set.get(&format!("{arch}.block_count")).and_then(|v| match v {
-        Value::U32(x) => usize::try_from(*x).ok(),
-        Value::U64(x) => usize::try_from(*x).ok(),
-        Value::I32(x) => usize::try_from(*x).ok(),
-        _ => None,
-    });
+    let arch = set
+        .get(keys::GENERAL_ARCHITECTURE)
+        .and_then(Value::as_str)
+        .unwrap_or("grok");
+    let declared = set
+        .get(&format!("{arch}.block_count"))
+        .and_then(|v| match v {
+            Value::U32(x) => usize::try_from(*x).ok(),
+            Value::U64(x) => usize::try_from(*x).ok(),
+            Value::I32(x) => usize::try_from(*x).ok(),
+            _ => None,
+        });
     declared.unwrap_or_else(|| {
         set.tensors()
             .filter_map(|(_, t)| TensorClass::from_gguf_name(&t.name).and_then(|(_, l)| l))
@@ -162,12 +177,21 @@ fn block_count(set: &GgufSet) -> usize {
 /// The output type of one tensor and why it differs from the policy's plain answer, if it does.
 /// 1-D tensors stay F32; names the policy does not know keep their type; without a preset,
 /// classes the `--quant` string does not list keep their type too.
-pub fn choose_type(policy: &Policy, name: &str, ne: &[u64], in_ty: GgmlType, n_layers: usize) -> (GgmlType, Option<String>) {
+pub fn choose_type(
+    policy: &Policy,
+    name: &str,
+    ne: &[u64],
+    in_ty: GgmlType,
+    n_layers: usize,
+) -> (GgmlType, Option<String>) {
     if ne.len() <= 1 {
         return (GgmlType::F32, None);
     }
     let Some((class, layer)) = TensorClass::from_gguf_name(name) else {
-        return (in_ty, Some(format!("not a tensor the policy knows; kept as {in_ty}")));
+        return (
+            in_ty,
+            Some(format!("not a tensor the policy knows; kept as {in_ty}")),
+        );
     };
     let listed = policy.preset_of().is_some() || policy.explicit_type(class).is_some();
     if !listed && !matches!(class, TensorClass::Norm | TensorClass::Router) {
@@ -180,7 +204,11 @@ pub fn choose_type(policy: &Policy, name: &str, ne: &[u64], in_ty: GgmlType, n_l
 /// Decide every tensor's type and the output metadata. Fails (naming the file and tensor) on
 /// the first block-quantized tensor that would be quantized to another block type when
 /// `allow_requantize` is false, and on a type change of a tensor grokit cannot decode.
-pub fn plan_requant(set: &GgufSet, policy: &Policy, allow_requantize: bool) -> Result<RequantPlan, RequantError> {
+pub fn plan_requant(
+    set: &GgufSet,
+    policy: &Policy,
+    allow_requantize: bool,
+) -> Result<RequantPlan, RequantError> {
     let n_layers = block_count(set);
     let mut tensors = Vec::with_capacity(set.tensor_count());
     for (f, t) in set.tensors() {
@@ -196,18 +224,40 @@ pub fn plan_requant(set: &GgufSet, policy: &Policy, allow_requantize: bool) -> R
             )));
         } else if t.ty.is_quantized() && out_ty.is_quantized() {
             if !allow_requantize {
-                return Err(RequantError::Requantize { path: f.path().to_path_buf(), tensor: t.name.clone(), from: t.ty, to: out_ty });
+                return Err(RequantError::Requantize {
+                    path: f.path().to_path_buf(),
+                    tensor: t.name.clone(),
+                    from: t.ty,
+                    to: out_ty,
+                });
             }
-            let w = format!("requantizing {} → {out_ty}: quality is worse than quantizing from F32/BF16", t.ty);
+            let w = format!(
+                "requantizing {} → {out_ty}: quality is worse than quantizing from F32/BF16",
+                t.ty
+            );
             note = Some(note.map_or(w.clone(), |n| format!("{n}; {w}")));
             Action::Requantize
         } else {
             Action::Encode
         };
         let out_bytes = out_ty.tensor_bytes(&t.ne).ok_or_else(|| {
-            RequantError::Refused(format!("{}: tensor '{}': {out_ty} does not fit ne {:?}", f.path().display(), t.name, t.ne))
+            RequantError::Refused(format!(
+                "{}: tensor '{}': {out_ty} does not fit ne {:?}",
+                f.path().display(),
+                t.name,
+                t.ne
+            ))
         })?;
-        tensors.push(RequantTensor { name: t.name.clone(), shape: t.shape.clone(), in_ty: t.ty, out_ty, action, in_bytes: t.nbytes, out_bytes, note });
+        tensors.push(RequantTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            in_ty: t.ty,
+            out_ty,
+            action,
+            in_bytes: t.nbytes,
+            out_bytes,
+            note,
+        });
     }
     // The file type: the preset's; for an ad-hoc string, the experts' type (most of the weights).
     let file_type = if policy.preset_of().is_some() {
@@ -215,7 +265,12 @@ pub fn plan_requant(set: &GgufSet, policy: &Policy, allow_requantize: bool) -> R
     } else {
         tensors
             .iter()
-            .find(|t| matches!(TensorClass::from_gguf_name(&t.name), Some((TensorClass::FfnUpExps, _))))
+            .find(|t| {
+                matches!(
+                    TensorClass::from_gguf_name(&t.name),
+                    Some((TensorClass::FfnUpExps, _))
+                )
+            })
             .map_or_else(|| policy.file_type(), |t| ftype_for(t.out_ty))
     };
     let mut kvs = Vec::with_capacity(set.kvs().len() + 2);
@@ -243,8 +298,17 @@ pub fn plan_requant(set: &GgufSet, policy: &Policy, allow_requantize: bool) -> R
     if !qv {
         kvs.push((keys::GENERAL_QUANTIZATION_VERSION.into(), Value::U32(2)));
     }
-    let alignment = set.files().first().map_or(crate::gguf::GGUF_DEFAULT_ALIGNMENT, GgufFile::alignment);
-    Ok(RequantPlan { kvs, alignment, file_type, n_layers, tensors })
+    let alignment = set
+        .files()
+        .first()
+        .map_or(crate::gguf::GGUF_DEFAULT_ALIGNMENT, GgufFile::alignment);
+    Ok(RequantPlan {
+        kvs,
+        alignment,
+        file_type,
+        n_layers,
+        tensors,
+    })
 }
 
 /// Options of [`requantize`].
@@ -374,32 +438,58 @@ pub struct RequantReport {
 
 /// Refuse outputs that are an input file, and existing outputs unless `force`.
 fn check_outputs(inputs: &[PathBuf], outputs: &[&Path], force: bool) -> Result<(), RequantError> {
-    let ins: Vec<PathBuf> = inputs.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let ins: Vec<PathBuf> = inputs
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
     for o in outputs {
-        let c = canonical_or_parent(o).ok_or_else(|| RequantError::Refused(format!("{}: the output's directory does not exist", o.display())))?;
+        let c = canonical_or_parent(o).ok_or_else(|| {
+            RequantError::Refused(format!(
+                "{}: the output's directory does not exist",
+                o.display()
+            ))
+        })?;
         if ins.contains(&c) {
-            return Err(RequantError::Refused(format!("{}: the output would replace an input file", o.display())));
+            return Err(RequantError::Refused(format!(
+                "{}: the output would replace an input file",
+                o.display()
+            )));
         }
         if c.exists() && !force {
-            return Err(RequantError::Refused(format!("{}: already exists (use --force to replace it)", o.display())));
+            return Err(RequantError::Refused(format!(
+                "{}: already exists (use --force to replace it)",
+                o.display()
+            )));
         }
     }
     Ok(())
 }
 
 /// Write the plan's output. `progress` receives output bytes as they are written.
-pub fn requantize(set: &GgufSet, plan: &RequantPlan, o: &RequantOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<RequantReport, RequantError> {
+pub fn requantize(
+    set: &GgufSet,
+    plan: &RequantPlan,
+    o: &RequantOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<RequantReport, RequantError> {
     let files = plan.gguf_plan().split(o.split_max, &o.out)?;
     let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
     check_outputs(&set.paths(), &paths, o.force)?;
-    let mut report = RequantReport { file_type: plan.file_type, ..Default::default() };
+    let mut report = RequantReport {
+        file_type: plan.file_type,
+        ..Default::default()
+    };
     let mut next = plan.tensors.iter();
     let mut total = ErrStats::default();
     for f in &files {
         let mut w = GgufFileWriter::create(f.clone())?;
         for pt in f.tensors() {
-            let t = next.next().filter(|t| t.name == pt.name).ok_or_else(|| RequantError::Refused(format!("{}: planned out of order", pt.name)))?;
-            let (file, info) = set.tensor(&t.name).ok_or_else(|| RequantError::Refused(format!("{}: not in the input", t.name)))?;
+            let t = next.next().filter(|t| t.name == pt.name).ok_or_else(|| {
+                RequantError::Refused(format!("{}: planned out of order", pt.name))
+            })?;
+            let (file, info) = set
+                .tensor(&t.name)
+                .ok_or_else(|| RequantError::Refused(format!("{}: not in the input", t.name)))?;
             let mut sink = |b: &[u8]| -> Result<(), RequantError> {
                 w.write_tensor_chunk(b)?;
                 progress(b.len() as u64);
@@ -433,9 +523,21 @@ pub fn requantize(set: &GgufSet, plan: &RequantPlan, o: &RequantOptions, progres
     tt.bpw = tt.out_bytes as f64 * 8.0 / tt.elements.max(1) as f64;
     tt.rms = total.rms();
     tt.max_abs = total.max_abs;
-    tt.copied = plan.tensors.iter().filter(|t| t.action == Action::Copy).count();
-    tt.encoded = plan.tensors.iter().filter(|t| t.action == Action::Encode).count();
-    tt.requantized = plan.tensors.iter().filter(|t| t.action == Action::Requantize).count();
+    tt.copied = plan
+        .tensors
+        .iter()
+        .filter(|t| t.action == Action::Copy)
+        .count();
+    tt.encoded = plan
+        .tensors
+        .iter()
+        .filter(|t| t.action == Action::Encode)
+        .count();
+    tt.requantized = plan
+        .tensors
+        .iter()
+        .filter(|t| t.action == Action::Requantize)
+        .count();
     Ok(report)
 }
 
@@ -448,10 +550,18 @@ fn stream_tensor(
     sink: &mut dyn FnMut(&[u8]) -> Result<(), RequantError>,
 ) -> Result<ErrStats, RequantError> {
     let data = file.tensor_data(info);
-    let qerr = |source: QuantError| RequantError::Quant { path: file.path().to_path_buf(), tensor: t.name.clone(), source };
+    let qerr = |source: QuantError| RequantError::Quant {
+        path: file.path().to_path_buf(),
+        tensor: t.name.clone(),
+        source,
+    };
     if data.len() as u64 != info.nbytes {
         let got = data.len() as u64;
-        return Err(qerr(QuantError::LengthMismatch { what: "tensor data".into(), expected: info.nbytes, got }));
+        return Err(qerr(QuantError::LengthMismatch {
+            what: "tensor data".into(),
+            expected: info.nbytes,
+            got,
+        }));
     }
     if t.action == Action::Copy {
         let mut done = 0u64;
@@ -467,9 +577,17 @@ fn stream_tensor(
     let unit = tin.block_elems().max(tout.block_elems()).max(1);
     let elems = t.elems();
     if !elems.is_multiple_of(unit) {
-        return Err(qerr(QuantError::NotBlockAligned { what: format!("{tin} → {tout}"), len: elems, block: unit }));
+        return Err(qerr(QuantError::NotBlockAligned {
+            what: format!("{tin} → {tout}"),
+            len: elems,
+            block: unit,
+        }));
     }
-    let chunk = if o.chunk_elems == 0 { CHUNK_ELEMS } else { o.chunk_elems };
+    let chunk = if o.chunk_elems == 0 {
+        CHUNK_ELEMS
+    } else {
+        o.chunk_elems
+    };
     let per = (chunk as u64 / unit).max(1) * unit;
     let n_chunks = elems.div_ceil(per);
     let chunk_ids: Vec<u64> = (0..n_chunks).collect();
@@ -481,7 +599,13 @@ fn stream_tensor(
             .map(|&ci| {
                 let e0 = ci * per;
                 let n = per.min(elems - e0);
-                let bad = || qerr(QuantError::LengthMismatch { what: format!("chunk of {tin}"), expected: n, got: 0 });
+                let bad = || {
+                    qerr(QuantError::LengthMismatch {
+                        what: format!("chunk of {tin}"),
+                        expected: n,
+                        got: 0,
+                    })
+                };
                 let b0 = tin.row_bytes(e0).ok_or_else(bad)?;
                 let nb = tin.row_bytes(n).ok_or_else(bad)?;
                 let src = usize::try_from(b0)
@@ -492,7 +616,9 @@ fn stream_tensor(
                 let n = usize::try_from(n).map_err(|_| bad())?;
                 let mut x = vec![0f32; n];
                 quant::dequantize_row(tin, src, &mut x).map_err(qerr)?;
-                let mut out = Vec::with_capacity(usize::try_from(tout.row_bytes(n as u64).unwrap_or(0)).unwrap_or(0));
+                let mut out = Vec::with_capacity(
+                    usize::try_from(tout.row_bytes(n as u64).unwrap_or(0)).unwrap_or(0),
+                );
                 quant::quantize_row(tout, &x, &mut out).map_err(qerr)?;
                 let mut st = ErrStats::default();
                 if measure && tout != GgmlType::F32 {
@@ -528,18 +654,39 @@ mod tests {
     #[test]
     fn types_follow_the_policy_with_quantize_rules() {
         let p = Policy::parse("q4_0").unwrap();
-        assert_eq!(choose_type(&p, "blk.0.attn_k.weight", &[64, 128], G::F32, 2).0, G::Q8_0);
-        assert_eq!(choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::F32, 2).0, G::Q4_0);
-        assert_eq!(choose_type(&p, "blk.0.attn_norm.weight", &[64], G::F16, 2).0, G::F32);
-        assert_eq!(choose_type(&p, "blk.0.ffn_gate_inp.weight", &[64, 8], G::F32, 2).0, G::F32);
+        assert_eq!(
+            choose_type(&p, "blk.0.attn_k.weight", &[64, 128], G::F32, 2).0,
+            G::Q8_0
+        );
+        assert_eq!(
+            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::F32, 2).0,
+            G::Q4_0
+        );
+        assert_eq!(
+            choose_type(&p, "blk.0.attn_norm.weight", &[64], G::F16, 2).0,
+            G::F32
+        );
+        assert_eq!(
+            choose_type(&p, "blk.0.ffn_gate_inp.weight", &[64, 8], G::F32, 2).0,
+            G::F32
+        );
         let (ty, note) = choose_type(&p, "rope_freqs.weight", &[64, 2], G::F16, 2);
         assert_eq!(ty, G::F16);
         assert!(note.is_some());
         // Without a preset, unlisted classes keep their input type.
         let p = Policy::parse("experts=q4_k").unwrap();
-        assert_eq!(choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::Q8_0, 2).0, G::Q8_0);
-        assert_eq!(choose_type(&p, "blk.0.ffn_up_exps.weight", &[256, 64, 8], G::F32, 2).0, G::Q4_K);
-        assert_eq!(choose_type(&p, "blk.0.ffn_norm.weight", &[64, 1], G::F16, 2).0, G::F32);
+        assert_eq!(
+            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::Q8_0, 2).0,
+            G::Q8_0
+        );
+        assert_eq!(
+            choose_type(&p, "blk.0.ffn_up_exps.weight", &[256, 64, 8], G::F32, 2).0,
+            G::Q4_K
+        );
+        assert_eq!(
+            choose_type(&p, "blk.0.ffn_norm.weight", &[64, 1], G::F16, 2).0,
+            G::F32
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
 use crate::base::DType;
 use crate::model::{roles::fill, Config, Role};
-use crate::safetensors_io::{plan_shards, write_sha256sums, write_small_file, ShardPlan, ShardWriter, StTensor, Written};
+use crate::safetensors_io::{
+    plan_shards, write_sha256sums, write_small_file, ShardPlan, ShardWriter, StTensor, Written,
+};
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
 use serde_json::{json, Value as Json};
@@ -44,13 +46,24 @@ pub struct StOptions {
 
 fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), ConvertError> {
     let tensors = st_tensors(ck, o.layout, o.dtype).map_err(ConvertError::Plan)?;
-    let st: Vec<StTensor> = tensors.iter().map(|t| StTensor::new(t.name.clone(), t.st_dtype(), t.shape.clone())).collect();
+    let st: Vec<StTensor> = tensors
+        .iter()
+        .map(|t| StTensor::new(t.name.clone(), t.st_dtype(), t.shape.clone()))
+        .collect();
     let sp = plan_shards(&st, o.shard_size).map_err(|e| ConvertError::Plan(e.to_string()))?;
     Ok((tensors, sp))
 }
 
 /// The index, config and tokenizer files written beside the shards.
-const SIDE_FILES: &[&str] = &["model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "SHA256SUMS"];
+const SIDE_FILES: &[&str] = &[
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "SHA256SUMS",
+];
 
 /// Side files are rewritten on every run, but never over the input checkpoint's own
 /// `config.json` / `tokenizer.model` (`-o` = the checkpoint's directory).
@@ -63,7 +76,8 @@ fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> 
 /// Load the tokenizer to copy, refusing one whose vocabulary does not match the checkpoint
 /// (as the GGUF path does).
 fn load_tokenizer(ck: &Checkpoint, tp: &Path) -> Result<Tokenizer, ConvertError> {
-    let tok = Tokenizer::from_file(tp).map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
+    let tok = Tokenizer::from_file(tp)
+        .map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
     if tok.pieces().len() as u64 != ck.config.vocab_size {
         return Err(ConvertError::Refused(format!("tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer", tp.display(), tok.pieces().len(), ck.config.vocab_size)));
     }
@@ -76,20 +90,29 @@ fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     let mut buf = vec![0u8; 8 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(|e| crate::io::IoError::new("read", path, e))?;
+        let k = f
+            .read(&mut buf)
+            .map_err(|e| crate::io::IoError::new("read", path, e))?;
         if k == 0 {
             break;
         }
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok(Written { path: path.to_path_buf(), bytes: n, sha256: crate::base::hex::encode(&h.finalize()) })
+    Ok(Written {
+        path: path.to_path_buf(),
+        bytes: n,
+        sha256: crate::base::hex::encode(&h.finalize()),
+    })
 }
 
 /// The hidden record of a shard's SHA-256 (`.NAME.sha256`, sha256sum format), written when the
 /// shard is complete so `--resume` can check a kept shard's size AND content.
 fn record_path(shard: &Path) -> PathBuf {
-    let name = shard.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = shard
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     shard.with_file_name(format!(".{name}.sha256"))
 }
 
@@ -102,20 +125,41 @@ fn record(w: &Written) -> Result<(), ConvertError> {
 /// The shard's `Written` if a record exists and the file still hashes to it.
 fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
     // The record of an unfinished run, else the finished run's SHA256SUMS line.
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let sums = path.with_file_name("SHA256SUMS");
-    let line = std::fs::read_to_string(record_path(path))
-        .ok()
-        .or_else(|| std::fs::read_to_string(&sums).ok().and_then(|t| t.lines().find(|l| l.ends_with(&format!("  {name}"))).map(str::to_string)));
-    let Some(want) = line.as_deref().and_then(|t| t.split_whitespace().next()).map(str::to_string) else { return Ok(None) };
+    let line = std::fs::read_to_string(record_path(path)).ok().or_else(|| {
+        std::fs::read_to_string(&sums).ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.ends_with(&format!("  {name}")))
+                .map(str::to_string)
+        })
+    });
+    let Some(want) = line
+        .as_deref()
+        .and_then(|t| t.split_whitespace().next())
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
     let w = hash_file(path)?;
     Ok((w.sha256 == want).then_some(w))
 }
 
 /// Convert to safetensors. Without `--shard`, also writes the index, configs and SHA256SUMS.
-pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<ConvertReport, ConvertError> {
+pub fn convert_safetensors(
+    ck: &Checkpoint,
+    o: &StOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertReport, ConvertError> {
     if let Some(p) = ck.problems.first() {
-        return Err(ConvertError::Problems { dir: ck.dir.clone(), count: ck.problems.len(), first: format!("{}: {}", p.tensor, p.msg) });
+        return Err(ConvertError::Problems {
+            dir: ck.dir.clone(),
+            count: ck.problems.len(),
+            first: format!("{}: {}", p.tensor, p.msg),
+        });
     }
     let (tensors, sp) = plan(ck, o)?;
     // Refuse before creating any directory: the nearest existing ancestor of the output
@@ -131,9 +175,16 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
         }
     }
     check_output_path(&ck.dir, &[existing], true)?;
-    std::fs::create_dir_all(&o.out_dir).map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
+    std::fs::create_dir_all(&o.out_dir)
+        .map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
     // With --shard, other workers' shards may already exist in the shared output: check only ours.
-    let paths: Vec<PathBuf> = sp.shards().iter().enumerate().filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k)).map(|(_, s)| o.out_dir.join(s.file_name())).collect();
+    let paths: Vec<PathBuf> = sp
+        .shards()
+        .iter()
+        .enumerate()
+        .filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k))
+        .map(|(_, s)| o.out_dir.join(s.file_name()))
+        .collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_output_path(&ck.dir, &refs, o.force || o.resume)?;
     check_side_files(ck, o)?;
@@ -158,18 +209,26 @@ pub fn convert_safetensors(ck: &Checkpoint, o: &StOptions, progress: &(dyn Fn(u6
                 continue;
             }
         }
-        let mut w = ShardWriter::create(&o.out_dir, shard).map_err(|e| ConvertError::Plan(e.to_string()))?;
+        let mut w = ShardWriter::create(&o.out_dir, shard)
+            .map_err(|e| ConvertError::Plan(e.to_string()))?;
         let layout: Vec<String> = w.layout().iter().map(|t| t.name.clone()).collect();
         for name in layout {
-            let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| ConvertError::Plan(format!("{name} planned but not found")))?;
-            w.begin_tensor(&name).map_err(|e| ConvertError::Plan(e.to_string()))?;
+            let t = tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| ConvertError::Plan(format!("{name} planned but not found")))?;
+            w.begin_tensor(&name)
+                .map_err(|e| ConvertError::Plan(e.to_string()))?;
             let mut sink = |b: &[u8]| -> Result<(), ConvertError> {
-                w.write_tensor_chunk(b).map_err(|e| ConvertError::Plan(e.to_string()))?;
+                w.write_tensor_chunk(b)
+                    .map_err(|e| ConvertError::Plan(e.to_string()))?;
                 progress(b.len() as u64);
                 Ok(())
             };
             let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut sink)?;
-            report.tensors.push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
+            report
+                .tensors
+                .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
         }
         let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
         record(&written)?;
@@ -196,38 +255,71 @@ pub fn finish_safetensors(ck: &Checkpoint, o: &StOptions) -> Result<Vec<Written>
 
 /// [`finish_safetensors`], reusing the SHA-256 of shards this process just wrote (hashed while
 /// writing) instead of reading them again.
-fn finish_with(ck: &Checkpoint, o: &StOptions, known: &[Written]) -> Result<Vec<Written>, ConvertError> {
+fn finish_with(
+    ck: &Checkpoint,
+    o: &StOptions,
+    known: &[Written],
+) -> Result<Vec<Written>, ConvertError> {
     let (_, sp) = plan(ck, o)?;
     check_side_files(ck, o)?;
     let mut all = Vec::new();
     for s in sp.shards() {
         let p = o.out_dir.join(s.file_name());
-        let len = std::fs::metadata(&p).map(|m| m.len()).map_err(|e| crate::io::IoError::new("stat", &p, e))?;
+        let len = std::fs::metadata(&p)
+            .map(|m| m.len())
+            .map_err(|e| crate::io::IoError::new("stat", &p, e))?;
         if len != s.file_size() {
-            return Err(ConvertError::Refused(format!("{}: {len} bytes but the plan says {}; rerun the worker that owns it", p.display(), s.file_size())));
+            return Err(ConvertError::Refused(format!(
+                "{}: {len} bytes but the plan says {}; rerun the worker that owns it",
+                p.display(),
+                s.file_size()
+            )));
         }
         match known.iter().find(|w| w.path == p && w.bytes == len) {
             Some(w) => all.push(w.clone()),
             None => all.push(hash_file(&p)?),
         }
     }
-    let small = |name: &str, text: String| -> Result<Written, ConvertError> { write_small_file(&o.out_dir, name, text.as_bytes()).map_err(|e| ConvertError::Plan(e.to_string())) };
+    let small = |name: &str, text: String| -> Result<Written, ConvertError> {
+        write_small_file(&o.out_dir, name, text.as_bytes())
+            .map_err(|e| ConvertError::Plan(e.to_string()))
+    };
     if sp.is_sharded() {
         all.push(small("model.safetensors.index.json", sp.index_json())?);
     }
-    all.push(small("config.json", pretty(&hf_config(&ck.config, o.layout, o.dtype)))?);
+    all.push(small(
+        "config.json",
+        pretty(&hf_config(&ck.config, o.layout, o.dtype)),
+    )?);
     all.push(small("generation_config.json", pretty(&json!({"_from_model_config": true, "bos_token_id": ck.config.bos_token, "eos_token_id": ck.config.eos_token, "pad_token_id": ck.config.pad_token})))?);
     if let Some(tp) = &o.tokenizer {
         let tok = load_tokenizer(ck, tp)?;
         let bytes = std::fs::read(tp).map_err(|e| crate::io::IoError::new("read", tp, e))?;
-        all.push(write_small_file(&o.out_dir, "tokenizer.model", &bytes).map_err(|e| ConvertError::Plan(e.to_string()))?);
-        let piece = |id: Option<u32>, dflt: &str| id.and_then(|i| tok.id_to_piece(i)).map(str::to_string).unwrap_or_else(|| dflt.to_string());
-        let (bos, eos, unk, pad) = (piece(tok.bos_id(), "[BOS]"), piece(tok.eos_id(), "[EOS]"), piece(Some(tok.unk_id()), "[UNK]"), piece(tok.pad_id(), "[PAD]"));
+        all.push(
+            write_small_file(&o.out_dir, "tokenizer.model", &bytes)
+                .map_err(|e| ConvertError::Plan(e.to_string()))?,
+        );
+        let piece = |id: Option<u32>, dflt: &str| {
+            id.and_then(|i| tok.id_to_piece(i))
+                .map(str::to_string)
+                .unwrap_or_else(|| dflt.to_string())
+        };
+        let (bos, eos, unk, pad) = (
+            piece(tok.bos_id(), "[BOS]"),
+            piece(tok.eos_id(), "[EOS]"),
+            piece(Some(tok.unk_id()), "[UNK]"),
+            piece(tok.pad_id(), "[PAD]"),
+        );
         all.push(small(
             "tokenizer_config.json",
             pretty(&json!({"tokenizer_class": "LlamaTokenizer", "add_bos_token": false, "add_eos_token": false, "bos_token": bos, "eos_token": eos, "unk_token": unk, "pad_token": pad, "model_max_length": ck.config.max_seq_len, "clean_up_tokenization_spaces": false, "legacy": true})),
         )?);
-        all.push(small("special_tokens_map.json", pretty(&json!({"bos_token": bos, "eos_token": eos, "unk_token": unk, "pad_token": pad})))?);
+        all.push(small(
+            "special_tokens_map.json",
+            pretty(
+                &json!({"bos_token": bos, "eos_token": eos, "unk_token": unk, "pad_token": pad}),
+            ),
+        )?);
     }
     let sums = write_sha256sums(&o.out_dir, &all).map_err(|e| ConvertError::Plan(e.to_string()))?;
     // SHA256SUMS now holds every shard's hash: the per-shard resume records are redundant.
@@ -290,7 +382,10 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
             Layout::Hf => info_e.hf,
             Layout::Jax => info_e.jax,
         };
-        let mut ignore = vec![Json::from("lm_head"), Json::from(embed.strip_suffix(".weight").unwrap_or(embed))];
+        let mut ignore = vec![
+            Json::from("lm_head"),
+            Json::from(embed.strip_suffix(".weight").unwrap_or(embed)),
+        ];
         for l in 0..c.num_layers {
             let info = Role::Router.info();
             let t = match layout {

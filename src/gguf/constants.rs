@@ -51,19 +51,84 @@ pub struct ValueTypeInfo {
 
 /// The value-type table (`enum gguf_type`, ids 0..=12).
 pub const VALUE_TYPES: &[ValueTypeInfo] = &[
-    ValueTypeInfo { ty: ValueType::U8, id: 0, name: "UINT8", fixed_size: Some(1) },
-    ValueTypeInfo { ty: ValueType::I8, id: 1, name: "INT8", fixed_size: Some(1) },
-    ValueTypeInfo { ty: ValueType::U16, id: 2, name: "UINT16", fixed_size: Some(2) },
-    ValueTypeInfo { ty: ValueType::I16, id: 3, name: "INT16", fixed_size: Some(2) },
-    ValueTypeInfo { ty: ValueType::U32, id: 4, name: "UINT32", fixed_size: Some(4) },
-    ValueTypeInfo { ty: ValueType::I32, id: 5, name: "INT32", fixed_size: Some(4) },
-    ValueTypeInfo { ty: ValueType::F32, id: 6, name: "FLOAT32", fixed_size: Some(4) },
-    ValueTypeInfo { ty: ValueType::Bool, id: 7, name: "BOOL", fixed_size: Some(1) },
-    ValueTypeInfo { ty: ValueType::String, id: 8, name: "STRING", fixed_size: None },
-    ValueTypeInfo { ty: ValueType::Array, id: 9, name: "ARRAY", fixed_size: None },
-    ValueTypeInfo { ty: ValueType::U64, id: 10, name: "UINT64", fixed_size: Some(8) },
-    ValueTypeInfo { ty: ValueType::I64, id: 11, name: "INT64", fixed_size: Some(8) },
-    ValueTypeInfo { ty: ValueType::F64, id: 12, name: "FLOAT64", fixed_size: Some(8) },
+    ValueTypeInfo {
+        ty: ValueType::U8,
+        id: 0,
+        name: "UINT8",
+        fixed_size: Some(1),
+    },
+    ValueTypeInfo {
+        ty: ValueType::I8,
+        id: 1,
+        name: "INT8",
+        fixed_size: Some(1),
+    },
+    ValueTypeInfo {
+        ty: ValueType::U16,
+        id: 2,
+        name: "UINT16",
+        fixed_size: Some(2),
+    },
+    ValueTypeInfo {
+        ty: ValueType::I16,
+        id: 3,
+        name: "INT16",
+        fixed_size: Some(2),
+    },
+    ValueTypeInfo {
+        ty: ValueType::U32,
+        id: 4,
+        name: "UINT32",
+        fixed_size: Some(4),
+    },
+    ValueTypeInfo {
+        ty: ValueType::I32,
+        id: 5,
+        name: "INT32",
+        fixed_size: Some(4),
+    },
+    ValueTypeInfo {
+        ty: ValueType::F32,
+        id: 6,
+        name: "FLOAT32",
+        fixed_size: Some(4),
+    },
+    ValueTypeInfo {
+        ty: ValueType::Bool,
+        id: 7,
+        name: "BOOL",
+        fixed_size: Some(1),
+    },
+    ValueTypeInfo {
+        ty: ValueType::String,
+        id: 8,
+        name: "STRING",
+        fixed_size: None,
+    },
+    ValueTypeInfo {
+        ty: ValueType::Array,
+        id: 9,
+        name: "ARRAY",
+        fixed_size: None,
+    },
+    ValueTypeInfo {
+        ty: ValueType::U64,
+        id: 10,
+        name: "UINT64",
+        fixed_size: Some(8),
+    },
+    ValueTypeInfo {
+        ty: ValueType::I64,
+        id: 11,
+        name: "INT64",
+        fixed_size: Some(8),
+    },
+    ValueTypeInfo {
+        ty: ValueType::F64,
+        id: 12,
+        name: "FLOAT64",
+        fixed_size: Some(8),
+    },
 ];
 
 /// Bytes of the u64 length that precedes every GGUF string.
@@ -73,7 +138,10 @@ impl ValueType {
     /// This type's row.
     pub fn info(self) -> &'static ValueTypeInfo {
         // Every variant has a row (pinned by the unit test); the fallback is unreachable.
-        VALUE_TYPES.iter().find(|r| r.ty == self).unwrap_or(&VALUE_TYPES[0])
+        VALUE_TYPES
+            .iter()
+            .find(|r| r.ty == self)
+            .unwrap_or(&VALUE_TYPES[0])
     }
     /// The id stored in files.
     pub fn id(self) -> u32 {
@@ -157,8 +225,14 @@ pub const KEY_TYPES: &[(&str, &[KeyType])] = &[
     ("general.alignment", &[U32]),
     ("tokenizer.ggml.model", &[STR]),
     ("tokenizer.ggml.pre", &[STR]),
-    ("tokenizer.ggml.tokens", &[(ValueType::Array, Some(ValueType::String))]),
-    ("tokenizer.ggml.scores", &[(ValueType::Array, Some(ValueType::F32))]),
+    (
+        "tokenizer.ggml.tokens",
+        &[(ValueType::Array, Some(ValueType::String))],
+    ),
+    (
+        "tokenizer.ggml.scores",
+        &[(ValueType::Array, Some(ValueType::F32))],
+    ),
     ("tokenizer.ggml.token_type", &[I32_ARRAY]),
     ("tokenizer.ggml.bos_token_id", &[U32]),
     ("tokenizer.ggml.eos_token_id", &[U32]),
@@ -190,7 +264,9 @@ pub const KEY_TYPES: &[(&str, &[KeyType])] = &[
 
 /// The types llama.cpp accepts for `key` (see [`KEY_TYPES`]), given the plan's architecture.
 pub fn expected_key_types(key: &str, arch: Option<&str>) -> Option<&'static [KeyType]> {
-    let rel = arch.and_then(|a| key.strip_prefix(a)).and_then(|r| r.strip_prefix('.'));
+    let rel = arch
+        .and_then(|a| key.strip_prefix(a))
+        .and_then(|r| r.strip_prefix('.'));
     KEY_TYPES.iter().find_map(|&(k, t)| {
         let hit = match (k.strip_prefix("{arch}."), rel) {
             (Some(suffix), Some(r)) => suffix == r,
@@ -213,9 +289,15 @@ mod tests {
         }
         assert_eq!(ValueType::from_id(13), None);
         assert_eq!(u32::from_le_bytes(GGUF_MAGIC), 0x4655_4747);
-        assert_eq!(expected_key_types("grok.block_count", Some("grok")), Some(&[U32][..]));
+        assert_eq!(
+            expected_key_types("grok.block_count", Some("grok")),
+            Some(&[U32][..])
+        );
         assert_eq!(expected_key_types("grok.block_count", Some("llama")), None);
-        assert_eq!(expected_key_types("general.file_type", None), Some(&[U32][..]));
+        assert_eq!(
+            expected_key_types("general.file_type", None),
+            Some(&[U32][..])
+        );
         assert_eq!(expected_key_types("grok.something_new", Some("grok")), None);
     }
 }

@@ -16,60 +16,147 @@ pub enum GgufError {
     // ---- reader: structure -------------------------------------------------------------
     /// The file ended inside a field.
     #[error("{}: truncated at byte {offset} reading {what}: needed {needed} bytes, {available} left", path.display())]
-    Truncated { path: PathBuf, what: String, offset: u64, needed: u64, available: u64 },
+    Truncated {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+        needed: u64,
+        available: u64,
+    },
     /// The first four bytes are not `GGUF`.
     #[error("{}: not a GGUF file: magic {found:02x?} at byte 0", path.display())]
     BadMagic { path: PathBuf, found: Vec<u8> },
     /// Version 0, 1 or > 3 (or a byte-swapped version).
     #[error("{}: unsupported GGUF version {version} at byte 4{note}", path.display())]
-    UnsupportedVersion { path: PathBuf, version: u32, note: &'static str },
+    UnsupportedVersion {
+        path: PathBuf,
+        version: u32,
+        note: &'static str,
+    },
     /// A declared count (KVs, tensors, array elements) exceeds its cap or the bytes present.
     #[error("{}: {what} at byte {offset} declares {count}, more than the {limit} possible ({why})", path.display())]
-    CountTooLarge { path: PathBuf, what: String, offset: u64, count: u64, limit: u64, why: &'static str },
+    CountTooLarge {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+        count: u64,
+        limit: u64,
+        why: &'static str,
+    },
     /// A declared string length exceeds 1 GiB or the bytes present.
     #[error("{}: {what} at byte {offset}: string of {len} bytes exceeds the {limit} possible", path.display())]
-    StringTooLong { path: PathBuf, what: String, offset: u64, len: u64, limit: u64 },
+    StringTooLong {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+        len: u64,
+        limit: u64,
+    },
     /// A string is not UTF-8.
     #[error("{}: {what} at byte {offset}: string is not valid UTF-8", path.display())]
-    BadUtf8 { path: PathBuf, what: String, offset: u64 },
+    BadUtf8 {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+    },
     /// A value type id outside 0..=12.
     #[error("{}: {what} at byte {offset}: unknown value type id {id}", path.display())]
-    BadValueType { path: PathBuf, what: String, offset: u64, id: u32 },
+    BadValueType {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+        id: u32,
+    },
     /// An array whose element type is ARRAY (ggml rejects these).
     #[error("{}: {what} at byte {offset}: array of arrays (ggml rejects nested arrays)", path.display())]
-    NestedArray { path: PathBuf, what: String, offset: u64 },
+    NestedArray {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+    },
     /// A bool byte other than 0 or 1.
     #[error("{}: {what} at byte {offset}: bool byte {byte} is neither 0 nor 1", path.display())]
-    BadBool { path: PathBuf, what: String, offset: u64, byte: u8 },
+    BadBool {
+        path: PathBuf,
+        what: String,
+        offset: u64,
+        byte: u8,
+    },
     /// A key that appears twice.
     #[error("{}: duplicate key '{key}' at byte {offset}", path.display())]
-    DuplicateKey { path: PathBuf, key: String, offset: u64 },
+    DuplicateKey {
+        path: PathBuf,
+        key: String,
+        offset: u64,
+    },
     /// A key grokit interprets (alignment, split keys) has the wrong value type.
     #[error("{}: key '{key}' at byte {offset} has type {found}, expected {expected}", path.display())]
-    WrongKeyType { path: PathBuf, key: String, offset: u64, found: String, expected: &'static str },
+    WrongKeyType {
+        path: PathBuf,
+        key: String,
+        offset: u64,
+        found: String,
+        expected: &'static str,
+    },
     /// `general.alignment` is zero or not a power of two.
     #[error("{}: general.alignment = {value} at byte {offset} is not a non-zero power of two", path.display())]
-    BadAlignment { path: PathBuf, value: u32, offset: u64 },
+    BadAlignment {
+        path: PathBuf,
+        value: u32,
+        offset: u64,
+    },
 
     // ---- reader: tensor infos and data --------------------------------------------------
     /// A tensor info that breaks a rule (name length, n_dims, ne range, block multiple, size).
     #[error("{}: tensor '{name}' (info at byte {offset}): {reason}", path.display())]
-    BadTensorInfo { path: PathBuf, name: String, offset: u64, reason: String },
+    BadTensorInfo {
+        path: PathBuf,
+        name: String,
+        offset: u64,
+        reason: String,
+    },
     /// A ggml type id grokit does not know.
     #[error("{}: tensor '{name}' (info at byte {offset}): unknown ggml type id {id}", path.display())]
-    UnknownTensorType { path: PathBuf, name: String, offset: u64, id: u32 },
+    UnknownTensorType {
+        path: PathBuf,
+        name: String,
+        offset: u64,
+        id: u32,
+    },
     /// Two tensors with one name (in one file or across a split set).
     #[error("{}: duplicate tensor name '{name}' (info at byte {offset})", path.display())]
-    DuplicateTensor { path: PathBuf, name: String, offset: u64 },
+    DuplicateTensor {
+        path: PathBuf,
+        name: String,
+        offset: u64,
+    },
     /// A data offset that is not a multiple of the alignment.
     #[error("{}: tensor '{name}' (info at byte {offset}) has data offset {found}, not a multiple of the alignment {alignment}", path.display())]
-    MisalignedOffset { path: PathBuf, name: String, offset: u64, found: u64, alignment: u32 },
+    MisalignedOffset {
+        path: PathBuf,
+        name: String,
+        offset: u64,
+        found: u64,
+        alignment: u32,
+    },
     /// A data offset other than the running padded sum (ggml's rule: data in info order).
     #[error("{}: tensor '{name}' (info at byte {offset}) has data offset {found}, expected {expected}", path.display())]
-    UnexpectedOffset { path: PathBuf, name: String, offset: u64, found: u64, expected: u64 },
+    UnexpectedOffset {
+        path: PathBuf,
+        name: String,
+        offset: u64,
+        found: u64,
+        expected: u64,
+    },
     /// Tensor bytes past the end of the file.
     #[error("{}: tensor '{name}' data [{start}, {end}) is not within the file ({file_len} bytes)", path.display())]
-    DataOutOfBounds { path: PathBuf, name: String, start: u64, end: u64, file_len: u64 },
+    DataOutOfBounds {
+        path: PathBuf,
+        name: String,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
 
     // ---- reader: split sets -------------------------------------------------------------
     /// A split set that is not consistent (naming, missing shard, wrong counts).
@@ -93,10 +180,20 @@ pub enum GgufError {
     // ---- streaming writer ---------------------------------------------------------------
     /// A chunk would give a tensor more bytes than planned.
     #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk brings it to {got}", path.display())]
-    ChunkOverflow { path: PathBuf, name: String, expected: u64, got: u64 },
+    ChunkOverflow {
+        path: PathBuf,
+        name: String,
+        expected: u64,
+        got: u64,
+    },
     /// `finish` before every tensor received all its bytes.
     #[error("{}: tensor '{name}' received {got} of its {expected} bytes", path.display())]
-    TensorIncomplete { path: PathBuf, name: String, expected: u64, got: u64 },
+    TensorIncomplete {
+        path: PathBuf,
+        name: String,
+        expected: u64,
+        got: u64,
+    },
     /// A chunk after every planned tensor was complete.
     #[error("{}: {len} bytes written after the last planned tensor", path.display())]
     NoTensorPending { path: PathBuf, len: u64 },

@@ -20,7 +20,10 @@ pub(crate) struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(path: &'a Path, bytes: &'a [u8]) -> Self {
-        Parser { path, cur: ByteCursor::new(bytes) }
+        Parser {
+            path,
+            cur: ByteCursor::new(bytes),
+        }
     }
 
     /// Absolute offset of the next byte.
@@ -58,11 +61,29 @@ impl<'a> Parser<'a> {
 
     /// A declared count must be at most `cap` and at most what `remaining` bytes can hold at
     /// `min_size` bytes per item.
-    pub(crate) fn check_count(&self, what: &str, at: u64, count: u64, cap: u64, min_size: u64) -> Result<()> {
+    pub(crate) fn check_count(
+        &self,
+        what: &str,
+        at: u64,
+        count: u64,
+        cap: u64,
+        min_size: u64,
+    ) -> Result<()> {
         let fit = self.remaining() / min_size.max(1);
-        let (limit, why) = if cap <= fit { (cap, "cap") } else { (fit, "bytes present") };
+        let (limit, why) = if cap <= fit {
+            (cap, "cap")
+        } else {
+            (fit, "bytes present")
+        };
         if count > limit {
-            return Err(GgufError::CountTooLarge { path: self.path.to_path_buf(), what: what.to_string(), offset: at, count, limit, why });
+            return Err(GgufError::CountTooLarge {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                offset: at,
+                count,
+                limit,
+                why,
+            });
         }
         Ok(())
     }
@@ -73,13 +94,23 @@ impl<'a> Parser<'a> {
         let len = self.u64(what)?;
         let limit = GGUF_MAX_STRING_LEN.min(self.remaining());
         if len > limit {
-            return Err(GgufError::StringTooLong { path: self.path.to_path_buf(), what: what.to_string(), offset: at, len, limit });
+            return Err(GgufError::StringTooLong {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                offset: at,
+                len,
+                limit,
+            });
         }
         let body_at = self.offset();
         let bytes = self.take(len, what)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_string()),
-            Err(_) => Err(GgufError::BadUtf8 { path: self.path.to_path_buf(), what: what.to_string(), offset: body_at }),
+            Err(_) => Err(GgufError::BadUtf8 {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                offset: body_at,
+            }),
         }
     }
 
@@ -87,7 +118,12 @@ impl<'a> Parser<'a> {
     pub(crate) fn value_type(&mut self, what: &str) -> Result<ValueType> {
         let at = self.offset();
         let id = self.u32(what)?;
-        ValueType::from_id(id).ok_or_else(|| GgufError::BadValueType { path: self.path.to_path_buf(), what: what.to_string(), offset: at, id })
+        ValueType::from_id(id).ok_or_else(|| GgufError::BadValueType {
+            path: self.path.to_path_buf(),
+            what: what.to_string(),
+            offset: at,
+            id,
+        })
     }
 
     fn bool(&mut self, what: &str) -> Result<bool> {
@@ -95,7 +131,12 @@ impl<'a> Parser<'a> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
-            byte => Err(GgufError::BadBool { path: self.path.to_path_buf(), what: what.to_string(), offset: at, byte }),
+            byte => Err(GgufError::BadBool {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                offset: at,
+                byte,
+            }),
         }
     }
 
@@ -129,16 +170,31 @@ impl<'a> Parser<'a> {
         let at = self.offset();
         let ety = self.value_type(what)?;
         if ety == ValueType::Array {
-            return Err(GgufError::NestedArray { path: self.path.to_path_buf(), what: what.to_string(), offset: at });
+            return Err(GgufError::NestedArray {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                offset: at,
+            });
         }
         let count_at = self.offset();
         let n = self.u64(what)?;
-        self.check_count(&format!("{what}: array count"), count_at, n, GGUF_MAX_ARRAY_ELEMS, ety.min_size())?;
+        self.check_count(
+            &format!("{what}: array count"),
+            count_at,
+            n,
+            GGUF_MAX_ARRAY_ELEMS,
+            ety.min_size(),
+        )?;
         macro_rules! fixed {
             ($t:ty, $v:ident) => {{
                 const W: usize = std::mem::size_of::<$t>();
                 let bytes = self.take(n * W as u64, what)?;
-                ArrayValue::$v(bytes.chunks_exact(W).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+                ArrayValue::$v(
+                    bytes
+                        .chunks_exact(W)
+                        .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                        .collect(),
+                )
             }};
         }
         Ok(match ety {

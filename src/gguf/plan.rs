@@ -6,11 +6,14 @@
 //! file list and sizes, and lets independent workers each stream their own shard
 //! (rust-crates.md §3, gguf-py's writer). Layout rules: output-formats.md §2.1–2.3.
 
-use super::constants::{expected_key_types, keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
+use super::constants::{
+    expected_key_types, keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION,
+};
 use super::error::{GgufError, Result};
 use super::value::{encode_str, str_len, ArrayValue, Value};
 use crate::base::limits::{
-    GGUF_MAX_ARRAY_ELEMS, GGUF_MAX_DIMS, GGUF_MAX_KEY_LEN, GGUF_MAX_NAME_LEN, GGUF_MAX_SPLITS, GGUF_MAX_STRING_LEN,
+    GGUF_MAX_ARRAY_ELEMS, GGUF_MAX_DIMS, GGUF_MAX_KEY_LEN, GGUF_MAX_NAME_LEN, GGUF_MAX_SPLITS,
+    GGUF_MAX_STRING_LEN,
 };
 use crate::quant::GgmlType;
 use std::collections::HashSet;
@@ -32,7 +35,11 @@ pub struct TensorPlan {
 impl TensorPlan {
     /// A tensor plan.
     pub fn new(name: impl Into<String>, shape: impl Into<Vec<u64>>, ty: GgmlType) -> Self {
-        TensorPlan { name: name.into(), shape: shape.into(), ty }
+        TensorPlan {
+            name: name.into(),
+            shape: shape.into(),
+            ty,
+        }
     }
     /// ggml dims (`ne[0]` fastest): the numpy shape reversed.
     pub fn ne(&self) -> Vec<u64> {
@@ -49,7 +56,10 @@ impl TensorPlan {
         )))
     }
     fn err(&self, reason: String) -> GgufError {
-        GgufError::PlanTensor { name: self.name.clone(), reason }
+        GgufError::PlanTensor {
+            name: self.name.clone(),
+            reason,
+        }
     }
 }
 
@@ -102,7 +112,11 @@ pub fn align_up(x: u64, align: u32) -> Option<u64> {
 impl GgufPlan {
     /// A plan with the default alignment.
     pub fn new(kvs: Vec<(String, Value)>, tensors: Vec<TensorPlan>) -> Self {
-        GgufPlan { kvs, tensors, alignment: GGUF_DEFAULT_ALIGNMENT }
+        GgufPlan {
+            kvs,
+            tensors,
+            alignment: GGUF_DEFAULT_ALIGNMENT,
+        }
     }
 
     /// Check every rule llama.cpp/ggml enforce on load, so a plan that validates writes files
@@ -114,9 +128,15 @@ impl GgufPlan {
     /// multiple of the block, element count and byte size without overflow.
     pub fn validate(&self) -> Result<()> {
         if self.alignment == 0 || !self.alignment.is_power_of_two() {
-            return Err(GgufError::PlanAlignment { alignment: self.alignment });
+            return Err(GgufError::PlanAlignment {
+                alignment: self.alignment,
+            });
         }
-        let arch = self.kvs.iter().find(|(k, _)| k == keys::GENERAL_ARCHITECTURE).and_then(|(_, v)| v.as_str());
+        let arch = self
+            .kvs
+            .iter()
+            .find(|(k, _)| k == keys::GENERAL_ARCHITECTURE)
+            .and_then(|(_, v)| v.as_str());
         let mut seen = HashSet::new();
         for (k, v) in &self.kvs {
             validate_kv(k, v, self.alignment)?;
@@ -148,13 +168,18 @@ impl GgufPlan {
         let mut sized = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             let nbytes = t.nbytes()?;
-            let padded = align_up(nbytes, self.alignment).ok_or_else(|| t.err("size overflows".into()))?;
+            let padded =
+                align_up(nbytes, self.alignment).ok_or_else(|| t.err("size overflows".into()))?;
             sized.push((t, nbytes, padded));
         }
         let groups = group(&sized, max_bytes)?;
         let mut kvs = self.kvs.clone();
-        let align_kv = (self.alignment != GGUF_DEFAULT_ALIGNMENT)
-            .then(|| (keys::GENERAL_ALIGNMENT.to_string(), Value::U32(self.alignment)));
+        let align_kv = (self.alignment != GGUF_DEFAULT_ALIGNMENT).then(|| {
+            (
+                keys::GENERAL_ALIGNMENT.to_string(),
+                Value::U32(self.alignment),
+            )
+        });
         if let Some(kv) = &align_kv {
             if !kvs.iter().any(|(k, _)| k == keys::GENERAL_ALIGNMENT) {
                 kvs.push(kv.clone());
@@ -162,12 +187,26 @@ impl GgufPlan {
         }
         if groups.len() <= 1 {
             let tensors = place(sized.iter().copied())?;
-            return Ok(vec![FilePlan { path: out.to_path_buf(), split: None, kvs, tensors, alignment: self.alignment }]);
+            return Ok(vec![FilePlan {
+                path: out.to_path_buf(),
+                split: None,
+                kvs,
+                tensors,
+                alignment: self.alignment,
+            }]);
         }
-        let count = u16::try_from(groups.len())
-            .map_err(|_| split_err(format!("{} shards, more than {GGUF_MAX_SPLITS}", groups.len())))?;
-        let total = i32::try_from(self.tensors.len())
-            .map_err(|_| split_err(format!("{} tensors do not fit split.tensors.count (i32)", self.tensors.len())))?;
+        let count = u16::try_from(groups.len()).map_err(|_| {
+            split_err(format!(
+                "{} shards, more than {GGUF_MAX_SPLITS}",
+                groups.len()
+            ))
+        })?;
+        let total = i32::try_from(self.tensors.len()).map_err(|_| {
+            split_err(format!(
+                "{} tensors do not fit split.tensors.count (i32)",
+                self.tensors.len()
+            ))
+        })?;
         let mut files = Vec::with_capacity(groups.len());
         for (i, range) in groups.into_iter().enumerate() {
             let no = u16::try_from(i).map_err(|_| split_err("shard index overflow".into()))?;
@@ -180,14 +219,23 @@ impl GgufPlan {
             }
             let tensors = place(sized[range].iter().copied())?;
             let path = split_path(out, i + 1, usize::from(count))?;
-            files.push(FilePlan { path, split: Some((no, count)), kvs: file_kvs, tensors, alignment: self.alignment });
+            files.push(FilePlan {
+                path,
+                split: Some((no, count)),
+                kvs: file_kvs,
+                tensors,
+                alignment: self.alignment,
+            });
         }
         Ok(files)
     }
 }
 
 fn key_err(k: &str, reason: impl Into<String>) -> GgufError {
-    GgufError::PlanKey { key: k.to_string(), reason: reason.into() }
+    GgufError::PlanKey {
+        key: k.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn split_err(reason: String) -> GgufError {
@@ -196,20 +244,35 @@ fn split_err(reason: String) -> GgufError {
 
 fn validate_kv(k: &str, v: &Value, alignment: u32) -> Result<()> {
     if k.is_empty() || !k.is_ascii() || k.len() > GGUF_MAX_KEY_LEN {
-        return Err(key_err(k, format!("keys must be 1..={GGUF_MAX_KEY_LEN} ASCII bytes")));
+        return Err(key_err(
+            k,
+            format!("keys must be 1..={GGUF_MAX_KEY_LEN} ASCII bytes"),
+        ));
     }
     if keys::SPLIT_KEYS.contains(&k) {
         return Err(key_err(k, "split keys are written by the split planner"));
     }
     if k == keys::GENERAL_ALIGNMENT && v.as_u32() != Some(alignment) {
-        return Err(key_err(k, format!("must be UINT32 {alignment} (the plan's alignment), got {} {v:?}", v.type_name())));
+        return Err(key_err(
+            k,
+            format!(
+                "must be UINT32 {alignment} (the plan's alignment), got {} {v:?}",
+                v.type_name()
+            ),
+        ));
     }
     let long = |s: &String| s.len() as u64 > GGUF_MAX_STRING_LEN;
     match v {
         Value::String(s) if long(s) => Err(key_err(k, "string longer than 1 GiB")),
-        Value::Array(a) if a.is_empty() => Err(key_err(k, "empty array (gguf-py cannot write or read it)")),
-        Value::Array(a) if a.len() as u64 > GGUF_MAX_ARRAY_ELEMS => Err(key_err(k, "array longer than 2^30")),
-        Value::Array(ArrayValue::Str(v)) if v.iter().any(long) => Err(key_err(k, "array string longer than 1 GiB")),
+        Value::Array(a) if a.is_empty() => {
+            Err(key_err(k, "empty array (gguf-py cannot write or read it)"))
+        }
+        Value::Array(a) if a.len() as u64 > GGUF_MAX_ARRAY_ELEMS => {
+            Err(key_err(k, "array longer than 2^30"))
+        }
+        Value::Array(ArrayValue::Str(v)) if v.iter().any(long) => {
+            Err(key_err(k, "array string longer than 1 GiB"))
+        }
         _ => Ok(()),
     }
 }
@@ -226,25 +289,44 @@ fn check_known_type(k: &str, v: &Value, arch: Option<&str>) -> Result<()> {
         .iter()
         .map(|(t, e)| e.map_or_else(|| t.name().to_string(), |e| format!("ARRAY[{}]", e.name())))
         .collect();
-    Err(key_err(k, format!("llama.cpp reads it as {}, not {}", names.join(" or "), v.type_name())))
+    Err(key_err(
+        k,
+        format!(
+            "llama.cpp reads it as {}, not {}",
+            names.join(" or "),
+            v.type_name()
+        ),
+    ))
 }
 
 fn validate_tensor(t: &TensorPlan) -> Result<()> {
     if t.name.is_empty() || t.name.len() > GGUF_MAX_NAME_LEN {
-        return Err(t.err(format!("name must be 1..={GGUF_MAX_NAME_LEN} bytes, is {}", t.name.len())));
+        return Err(t.err(format!(
+            "name must be 1..={GGUF_MAX_NAME_LEN} bytes, is {}",
+            t.name.len()
+        )));
     }
     if t.shape.is_empty() || t.shape.len() > GGUF_MAX_DIMS {
-        return Err(t.err(format!("{} dims; GGUF tensors have 1..={GGUF_MAX_DIMS}", t.shape.len())));
+        return Err(t.err(format!(
+            "{} dims; GGUF tensors have 1..={GGUF_MAX_DIMS}",
+            t.shape.len()
+        )));
     }
     let elems = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
     if elems.is_none_or(|e| e > i64::MAX as u64) {
-        return Err(t.err(format!("shape {:?} overflows ggml's int64 element count", t.shape)));
+        return Err(t.err(format!(
+            "shape {:?} overflows ggml's int64 element count",
+            t.shape
+        )));
     }
     t.nbytes().map(|_| ())
 }
 
 /// Greedy shard assignment: ranges of tensor indices.
-fn group(sized: &[(&TensorPlan, u64, u64)], max_bytes: Option<u64>) -> Result<Vec<std::ops::Range<usize>>> {
+fn group(
+    sized: &[(&TensorPlan, u64, u64)],
+    max_bytes: Option<u64>,
+) -> Result<Vec<std::ops::Range<usize>>> {
     let Some(max) = max_bytes else {
         return Ok(std::iter::once(0..sized.len()).collect());
     };
@@ -263,25 +345,42 @@ fn group(sized: &[(&TensorPlan, u64, u64)], max_bytes: Option<u64>) -> Result<Ve
     }
     groups.push(start..sized.len());
     if groups.len() as u64 > GGUF_MAX_SPLITS {
-        return Err(split_err(format!("{} shards, more than {GGUF_MAX_SPLITS}", groups.len())));
+        return Err(split_err(format!(
+            "{} shards, more than {GGUF_MAX_SPLITS}",
+            groups.len()
+        )));
     }
     Ok(groups)
 }
 
 /// Offsets: each tensor starts at the running padded sum (ggml's rule).
-fn place<'a>(items: impl Iterator<Item = (&'a TensorPlan, u64, u64)>) -> Result<Vec<PlannedTensor>> {
+fn place<'a>(
+    items: impl Iterator<Item = (&'a TensorPlan, u64, u64)>,
+) -> Result<Vec<PlannedTensor>> {
     let mut off = 0u64;
     let mut out = Vec::new();
     for (t, nbytes, padded) in items {
-        out.push(PlannedTensor { name: t.name.clone(), shape: t.shape.clone(), ne: t.ne(), ty: t.ty, offset: off, nbytes, padded });
-        off = off.checked_add(padded).ok_or_else(|| t.err("data section size overflows".into()))?;
+        out.push(PlannedTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            ne: t.ne(),
+            ty: t.ty,
+            offset: off,
+            nbytes,
+            padded,
+        });
+        off = off
+            .checked_add(padded)
+            .ok_or_else(|| t.err("data section size overflows".into()))?;
     }
     Ok(out)
 }
 
 /// `<out minus .gguf>-{no:05}-of-{count:05}.gguf` (llama.cpp's `llama_split_path`).
 pub fn split_path(out: &Path, no: usize, count: usize) -> Result<PathBuf> {
-    let name = out.file_name().ok_or_else(|| split_err(format!("output {} has no file name", out.display())))?;
+    let name = out
+        .file_name()
+        .ok_or_else(|| split_err(format!("output {} has no file name", out.display())))?;
     let name = name.to_string_lossy();
     let stem = name.strip_suffix(".gguf").unwrap_or(&name);
     let mut file = OsString::from(stem);
@@ -384,7 +483,15 @@ pub fn plan_summary(files: &[FilePlan]) -> String {
             f.tensors.len()
         );
         for t in &f.tensors {
-            let _ = writeln!(s, "  {:<40} {:<5} {:?} offset {} bytes {}", t.name, t.ty.to_string(), t.shape, t.offset, t.nbytes);
+            let _ = writeln!(
+                s,
+                "  {:<40} {:<5} {:?} offset {} bytes {}",
+                t.name,
+                t.ty.to_string(),
+                t.shape,
+                t.offset,
+                t.nbytes
+            );
         }
     }
     s
@@ -420,8 +527,14 @@ mod tests {
     #[test]
     fn names_sizes_and_groups() {
         let p = Path::new("/x/model.gguf");
-        assert_eq!(split_path(p, 2, 9).unwrap(), Path::new("/x/model-00002-of-00009.gguf"));
-        assert_eq!(split_path(Path::new("m"), 1, 2).unwrap(), Path::new("m-00001-of-00002.gguf"));
+        assert_eq!(
+            split_path(p, 2, 9).unwrap(),
+            Path::new("/x/model-00002-of-00009.gguf")
+        );
+        assert_eq!(
+            split_path(Path::new("m"), 1, 2).unwrap(),
+            Path::new("m-00001-of-00002.gguf")
+        );
         assert_eq!(parse_size("50G"), Some(50_000_000_000));
         assert_eq!(parse_size("7"), Some(7));
         assert_eq!(parse_size("0"), None);
@@ -438,6 +551,9 @@ mod tests {
         let files = plan.split(Some(1), p).unwrap();
         assert_eq!(files.len(), 3);
         assert_eq!(plan.split(Some(1000), p).unwrap().len(), 1);
-        assert!(matches!(plan.split(Some(0), p), Err(GgufError::PlanSplit { .. })));
+        assert!(matches!(
+            plan.split(Some(0), p),
+            Err(GgufError::PlanSplit { .. })
+        ));
     }
 }

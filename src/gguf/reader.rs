@@ -6,12 +6,16 @@
 //! feed the reference model, so a file this reader accepts must be one llama.cpp accepts too.
 //! Why caps before allocation: see `parse.rs`. Layout: output-formats.md §2.1.
 
-use super::constants::{keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MIN_READ_VERSION, GGUF_VERSION};
+use super::constants::{
+    keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MIN_READ_VERSION, GGUF_VERSION,
+};
 use super::error::{GgufError, Result};
 use super::parse::Parser;
 use super::plan::align_up;
 use super::value::Value;
-use crate::base::limits::{GGUF_MAX_DIMS, GGUF_MAX_NAME_LEN, GGUF_MIN_KV_BYTES, GGUF_MIN_TENSOR_INFO_BYTES};
+use crate::base::limits::{
+    GGUF_MAX_DIMS, GGUF_MAX_NAME_LEN, GGUF_MIN_KV_BYTES, GGUF_MIN_TENSOR_INFO_BYTES,
+};
 use crate::io::MappedFile;
 use crate::quant::GgmlType;
 use std::collections::HashMap;
@@ -138,11 +142,17 @@ impl GgufFile {
     }
     /// A metadata value by key.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.kv_index.get(key).and_then(|&i| self.kvs.get(i)).map(|(_, v)| v)
+        self.kv_index
+            .get(key)
+            .and_then(|&i| self.kvs.get(i))
+            .map(|(_, v)| v)
     }
     /// Absolute offset of a key's record.
     pub fn kv_offset(&self, key: &str) -> Option<u64> {
-        self.kv_index.get(key).and_then(|&i| self.kv_offsets.get(i)).copied()
+        self.kv_index
+            .get(key)
+            .and_then(|&i| self.kv_offsets.get(i))
+            .copied()
     }
     /// Tensor infos in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
@@ -150,19 +160,27 @@ impl GgufFile {
     }
     /// A tensor info by name.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_index.get(name).and_then(|&i| self.tensors.get(i))
+        self.tensor_index
+            .get(name)
+            .and_then(|&i| self.tensors.get(i))
     }
     /// A tensor's bytes (validated to lie within the file at parse time). A `TensorInfo` that
     /// does not come from this file yields an empty slice if its range is outside the file.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
-        let range = usize::try_from(t.offset).ok().zip(usize::try_from(t.offset.saturating_add(t.nbytes)).ok());
-        range.and_then(|(a, b)| self.bytes().get(a..b)).unwrap_or(&[])
+        let range = usize::try_from(t.offset)
+            .ok()
+            .zip(usize::try_from(t.offset.saturating_add(t.nbytes)).ok());
+        range
+            .and_then(|(a, b)| self.bytes().get(a..b))
+            .unwrap_or(&[])
     }
     /// Drop the resident pages of the absolute byte range `[start, start + len)` once it has
     /// been consumed (a no-op for files parsed from memory), so streaming a large file keeps
     /// peak RSS independent of its size. Pages are re-read from the file if touched again.
     pub fn release(&self, start: u64, len: u64) {
-        if let (Source::Mapped(m), Ok(s), Ok(l)) = (&self.source, usize::try_from(start), usize::try_from(len)) {
+        if let (Source::Mapped(m), Ok(s), Ok(l)) =
+            (&self.source, usize::try_from(start), usize::try_from(len))
+        {
             m.release(s, l);
         }
     }
@@ -202,22 +220,43 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let mut p = Parser::new(path, bytes);
     let magic = p.take(4, "magic")?;
     if magic != GGUF_MAGIC {
-        return Err(GgufError::BadMagic { path: path.to_path_buf(), found: magic.to_vec() });
+        return Err(GgufError::BadMagic {
+            path: path.to_path_buf(),
+            found: magic.to_vec(),
+        });
     }
     let version = p.u32("version")?;
     if version & 0xFFFF == 0 {
         let note = " (low 16 bits are zero: a file of the other byte order?)";
-        return Err(GgufError::UnsupportedVersion { path: path.to_path_buf(), version, note });
+        return Err(GgufError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+            note,
+        });
     }
     if !(GGUF_MIN_READ_VERSION..=GGUF_VERSION).contains(&version) {
-        let note = if version < GGUF_MIN_READ_VERSION { " (v1 is not supported)" } else { " (newer than v3)" };
-        return Err(GgufError::UnsupportedVersion { path: path.to_path_buf(), version, note });
+        let note = if version < GGUF_MIN_READ_VERSION {
+            " (v1 is not supported)"
+        } else {
+            " (newer than v3)"
+        };
+        return Err(GgufError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+            note,
+        });
     }
     let tc_at = p.offset();
     let n_tensors = p.u64("tensor count")?;
     let kc_at = p.offset();
     let n_kvs = p.u64("KV count")?;
-    p.check_count("tensor count", tc_at, n_tensors, i64::MAX as u64, GGUF_MIN_TENSOR_INFO_BYTES)?;
+    p.check_count(
+        "tensor count",
+        tc_at,
+        n_tensors,
+        i64::MAX as u64,
+        GGUF_MIN_TENSOR_INFO_BYTES,
+    )?;
     p.check_count("KV count", kc_at, n_kvs, i64::MAX as u64, GGUF_MIN_KV_BYTES)?;
 
     let (kvs, kv_offsets, kv_index) = parse_kvs(&mut p, n_kvs)?;
@@ -227,7 +266,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     for i in 0..n_tensors {
         let t = parse_info(&mut p, i)?;
         if tensor_index.insert(t.name.clone(), tensors.len()).is_some() {
-            return Err(GgufError::DuplicateTensor { path: path.to_path_buf(), name: t.name, offset: t.info_offset });
+            return Err(GgufError::DuplicateTensor {
+                path: path.to_path_buf(),
+                name: t.name,
+                offset: t.info_offset,
+            });
         }
         tensors.push(t);
     }
@@ -244,7 +287,16 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         });
     }
     check_offsets(path, &mut tensors, alignment, data_start, file_len)?;
-    Ok(Parsed { version, alignment, data_start, kvs, kv_offsets, kv_index, tensors, tensor_index })
+    Ok(Parsed {
+        version,
+        alignment,
+        data_start,
+        kvs,
+        kv_offsets,
+        kv_index,
+        tensors,
+        tensor_index,
+    })
 }
 
 type Kvs = (Vec<(String, Value)>, Vec<u64>, HashMap<String, usize>);
@@ -258,7 +310,11 @@ fn parse_kvs(p: &mut Parser<'_>, n: u64) -> Result<Kvs> {
         let ty = p.value_type(&what)?;
         let value = p.value(ty, &what)?;
         if index.insert(key.clone(), kvs.len()).is_some() {
-            return Err(GgufError::DuplicateKey { path: p.path.to_path_buf(), key, offset: at });
+            return Err(GgufError::DuplicateKey {
+                path: p.path.to_path_buf(),
+                key,
+                offset: at,
+            });
         }
         kvs.push((key, value));
         offsets.push(at);
@@ -266,14 +322,23 @@ fn parse_kvs(p: &mut Parser<'_>, n: u64) -> Result<Kvs> {
     Ok((kvs, offsets, index))
 }
 
-fn read_alignment(path: &Path, kvs: &[(String, Value)], offsets: &[u64], index: &HashMap<String, usize>) -> Result<u32> {
+fn read_alignment(
+    path: &Path,
+    kvs: &[(String, Value)],
+    offsets: &[u64],
+    index: &HashMap<String, usize>,
+) -> Result<u32> {
     let Some(&i) = index.get(keys::GENERAL_ALIGNMENT) else {
         return Ok(GGUF_DEFAULT_ALIGNMENT);
     };
     let offset = offsets.get(i).copied().unwrap_or(0);
     match kvs.get(i).map(|(_, v)| v) {
         Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => Ok(*a),
-        Some(Value::U32(a)) => Err(GgufError::BadAlignment { path: path.to_path_buf(), value: *a, offset }),
+        Some(Value::U32(a)) => Err(GgufError::BadAlignment {
+            path: path.to_path_buf(),
+            value: *a,
+            offset,
+        }),
         other => Err(GgufError::WrongKeyType {
             path: path.to_path_buf(),
             key: keys::GENERAL_ALIGNMENT.into(),
@@ -287,14 +352,24 @@ fn read_alignment(path: &Path, kvs: &[(String, Value)], offsets: &[u64], index: 
 fn parse_info(p: &mut Parser<'_>, i: u64) -> Result<TensorInfo> {
     let at = p.offset();
     let name = p.string(&format!("name of tensor #{i}"))?;
-    let bad = |reason: String| GgufError::BadTensorInfo { path: p.path.to_path_buf(), name: name.clone(), offset: at, reason };
+    let bad = |reason: String| GgufError::BadTensorInfo {
+        path: p.path.to_path_buf(),
+        name: name.clone(),
+        offset: at,
+        reason,
+    };
     if name.len() > GGUF_MAX_NAME_LEN {
-        return Err(bad(format!("name of {} bytes; ggml allows at most {GGUF_MAX_NAME_LEN}", name.len())));
+        return Err(bad(format!(
+            "name of {} bytes; ggml allows at most {GGUF_MAX_NAME_LEN}",
+            name.len()
+        )));
     }
     let what = format!("tensor '{name}'");
     let n_dims = p.u32(&what)?;
     if n_dims as usize > GGUF_MAX_DIMS {
-        return Err(bad(format!("{n_dims} dims; ggml allows at most {GGUF_MAX_DIMS}")));
+        return Err(bad(format!(
+            "{n_dims} dims; ggml allows at most {GGUF_MAX_DIMS}"
+        )));
     }
     let mut ne = Vec::with_capacity(n_dims as usize);
     for j in 0..n_dims {
@@ -304,24 +379,51 @@ fn parse_info(p: &mut Parser<'_>, i: u64) -> Result<TensorInfo> {
         }
         ne.push(d);
     }
-    if ne.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none_or(|n| n > i64::MAX as u64) {
+    if ne
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .is_none_or(|n| n > i64::MAX as u64)
+    {
         return Err(bad(format!("element count of ne {ne:?} overflows int64")));
     }
     let ty_at = p.offset();
     let id = p.u32(&what)?;
-    let ty = GgmlType::from_id(id)
-        .ok_or_else(|| GgufError::UnknownTensorType { path: p.path.to_path_buf(), name: name.clone(), offset: ty_at, id })?;
+    let ty = GgmlType::from_id(id).ok_or_else(|| GgufError::UnknownTensorType {
+        path: p.path.to_path_buf(),
+        name: name.clone(),
+        offset: ty_at,
+        id,
+    })?;
     let nbytes = ty.tensor_bytes(&ne).ok_or_else(|| {
-        bad(format!("ne[0] = {} is not a multiple of the {ty} block of {}", ne.first().copied().unwrap_or(1), ty.block_elems()))
+        bad(format!(
+            "ne[0] = {} is not a multiple of the {ty} block of {}",
+            ne.first().copied().unwrap_or(1),
+            ty.block_elems()
+        ))
     })?;
     let rel_offset = p.u64(&what)?;
     let shape = ne.iter().rev().copied().collect();
-    Ok(TensorInfo { name, shape, ne, ty, offset: 0, rel_offset, nbytes, info_offset: at })
+    Ok(TensorInfo {
+        name,
+        shape,
+        ne,
+        ty,
+        offset: 0,
+        rel_offset,
+        nbytes,
+        info_offset: at,
+    })
 }
 
 /// ggml's rule: offset_i is a multiple of the alignment and equals the running sum of the
 /// padded sizes before it; the data must lie within the file.
-fn check_offsets(path: &Path, tensors: &mut [TensorInfo], alignment: u32, data_start: u64, file_len: u64) -> Result<()> {
+fn check_offsets(
+    path: &Path,
+    tensors: &mut [TensorInfo],
+    alignment: u32,
+    data_start: u64,
+    file_len: u64,
+) -> Result<()> {
     let mut expected = 0u64;
     for t in tensors.iter_mut() {
         if t.rel_offset % u64::from(alignment) != 0 {
@@ -356,7 +458,9 @@ fn check_offsets(path: &Path, tensors: &mut [TensorInfo], alignment: u32, data_s
                 })
             }
         }
-        expected = align_up(t.nbytes, alignment).and_then(|n| expected.checked_add(n)).unwrap_or(u64::MAX);
+        expected = align_up(t.nbytes, alignment)
+            .and_then(|n| expected.checked_add(n))
+            .unwrap_or(u64::MAX);
     }
     Ok(())
 }

@@ -21,7 +21,10 @@ pub struct GgufSet {
 }
 
 fn bad(path: &Path, reason: String) -> GgufError {
-    GgufError::BadSplit { path: path.to_path_buf(), reason }
+    GgufError::BadSplit {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 /// Read a split key with the type gguf-split writes (u16 / u16 / i32), widened to i64.
@@ -37,7 +40,8 @@ fn split_value(f: &GgufFile, key: &str) -> Result<Option<i64>> {
 /// The prefix of a first-shard name `<prefix>-00001-of-<count>.gguf`, if it has that form.
 fn split_prefix(path: &Path, count: u16) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    name.strip_suffix(&format!("-00001-of-{count:05}.gguf")).map(str::to_string)
+    name.strip_suffix(&format!("-00001-of-{count:05}.gguf"))
+        .map(str::to_string)
 }
 
 impl GgufSet {
@@ -57,13 +61,21 @@ impl GgufSet {
             return GgufSet::from_files(vec![first]);
         }
         let prefix = split_prefix(path, count).ok_or_else(|| {
-            bad(path, format!("split.count = {count}, but the name does not end in -00001-of-{count:05}.gguf"))
+            bad(
+                path,
+                format!(
+                    "split.count = {count}, but the name does not end in -00001-of-{count:05}.gguf"
+                ),
+            )
         })?;
         let mut files = vec![first];
         for i in 2..=count {
             let p = path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf"));
             if !p.exists() {
-                return Err(bad(path, format!("shard {i} of {count} is missing: {}", p.display())));
+                return Err(bad(
+                    path,
+                    format!("shard {i} of {count} is missing: {}", p.display()),
+                ));
             }
             files.push(GgufFile::open(&p)?);
         }
@@ -98,13 +110,23 @@ impl GgufSet {
         for (fi, f) in files.iter().enumerate() {
             for (ti, t) in f.tensors().iter().enumerate() {
                 if index.insert(t.name.clone(), (fi, ti)).is_some() {
-                    return Err(GgufError::DuplicateTensor { path: f.path().to_path_buf(), name: t.name.clone(), offset: t.info_offset });
+                    return Err(GgufError::DuplicateTensor {
+                        path: f.path().to_path_buf(),
+                        name: t.name.clone(),
+                        offset: t.info_offset,
+                    });
                 }
             }
         }
         if let Some(t) = total {
             if t != index.len() as i64 {
-                return Err(bad(first.path(), format!("split.tensors.count = {t}, but the shards hold {} tensors", index.len())));
+                return Err(bad(
+                    first.path(),
+                    format!(
+                        "split.tensors.count = {t}, but the shards hold {} tensors",
+                        index.len()
+                    ),
+                ));
             }
         }
         Ok(GgufSet { files, index })
@@ -132,7 +154,9 @@ impl GgufSet {
     }
     /// All tensors in shard order, with the file that holds each.
     pub fn tensors(&self) -> impl Iterator<Item = (&GgufFile, &TensorInfo)> {
-        self.files.iter().flat_map(|f| f.tensors().iter().map(move |t| (f, t)))
+        self.files
+            .iter()
+            .flat_map(|f| f.tensors().iter().map(move |t| (f, t)))
     }
     /// A tensor by name, with its file.
     pub fn tensor(&self, name: &str) -> Option<(&GgufFile, &TensorInfo)> {

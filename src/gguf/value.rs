@@ -277,10 +277,23 @@ mod tests {
     #[test]
     fn encoded_len_matches_encoding() {
         let vals: Vec<Value> = vec![
-            1u8.into(), (-1i8).into(), 2u16.into(), (-2i16).into(), 3u32.into(), (-3i32).into(),
-            1.5f32.into(), true.into(), "héllo".into(), 4u64.into(), (-4i64).into(), 2.5f64.into(),
-            vec![1.0f32, 2.0].into(), vec!["a".to_string(), String::new()].into(), vec![true, false].into(),
-            vec![1u8, 2, 3].into(), vec![-1i32].into(),
+            1u8.into(),
+            (-1i8).into(),
+            2u16.into(),
+            (-2i16).into(),
+            3u32.into(),
+            (-3i32).into(),
+            1.5f32.into(),
+            true.into(),
+            "héllo".into(),
+            4u64.into(),
+            (-4i64).into(),
+            2.5f64.into(),
+            vec![1.0f32, 2.0].into(),
+            vec!["a".to_string(), String::new()].into(),
+            vec![true, false].into(),
+            vec![1u8, 2, 3].into(),
+            vec![-1i32].into(),
         ];
         for v in vals {
             let mut out = Vec::new();

@@ -37,7 +37,12 @@ impl GgufFileWriter {
     pub fn create(plan: FilePlan) -> Result<GgufFileWriter> {
         let mut out = AtomicFile::create(plan.path())?;
         out.write_all(&plan.header_bytes())?;
-        let mut w = GgufFileWriter { plan, out, current: 0, received: 0 };
+        let mut w = GgufFileWriter {
+            plan,
+            out,
+            current: 0,
+            received: 0,
+        };
         w.skip_empty()?;
         Ok(w)
     }
@@ -54,7 +59,8 @@ impl GgufFileWriter {
 
     /// Bytes the current tensor still needs.
     pub fn remaining_in_tensor(&self) -> u64 {
-        self.current_tensor().map_or(0, |t| t.nbytes - self.received)
+        self.current_tensor()
+            .map_or(0, |t| t.nbytes - self.received)
     }
 
     /// Append bytes to the current tensor. A chunk may not cross into the next tensor: a chunk
@@ -67,7 +73,10 @@ impl GgufFileWriter {
             if len == 0 {
                 return Ok(());
             }
-            return Err(GgufError::NoTensorPending { path: self.plan.path().to_path_buf(), len });
+            return Err(GgufError::NoTensorPending {
+                path: self.plan.path().to_path_buf(),
+                len,
+            });
         };
         let got = self.received.saturating_add(len);
         if got > t.nbytes {

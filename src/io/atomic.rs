@@ -52,8 +52,15 @@ impl AtomicFile {
 
     /// Append bytes.
     pub fn write_all(&mut self, buf: &[u8]) -> Result<(), IoError> {
-        let out = self.out.as_mut().ok_or_else(|| IoError::new("write", &self.tmp_path, std::io::Error::other("already closed")))?;
-        out.write_all(buf).map_err(|e| IoError::new("write", &self.tmp_path, e))?;
+        let out = self.out.as_mut().ok_or_else(|| {
+            IoError::new(
+                "write",
+                &self.tmp_path,
+                std::io::Error::other("already closed"),
+            )
+        })?;
+        out.write_all(buf)
+            .map_err(|e| IoError::new("write", &self.tmp_path, e))?;
         self.written += buf.len() as u64;
         Ok(())
     }
@@ -72,12 +79,22 @@ impl AtomicFile {
     /// Flush, fsync and rename to the final name. On failure (a full disk usually surfaces
     /// here, when the buffer is flushed) the temporary is removed.
     pub fn commit(mut self) -> Result<PathBuf, IoError> {
-        let out = self.out.take().ok_or_else(|| IoError::new("commit", &self.tmp_path, std::io::Error::other("already closed")))?;
+        let out = self.out.take().ok_or_else(|| {
+            IoError::new(
+                "commit",
+                &self.tmp_path,
+                std::io::Error::other("already closed"),
+            )
+        })?;
         let done = (|| {
-            let f = out.into_inner().map_err(|e| IoError::new("write", &self.tmp_path, e.into_error()))?;
-            f.sync_all().map_err(|e| IoError::new("fsync", &self.tmp_path, e))?;
+            let f = out
+                .into_inner()
+                .map_err(|e| IoError::new("write", &self.tmp_path, e.into_error()))?;
+            f.sync_all()
+                .map_err(|e| IoError::new("fsync", &self.tmp_path, e))?;
             drop(f);
-            fs::rename(&self.tmp_path, &self.final_path).map_err(|e| IoError::new("rename", &self.final_path, e))
+            fs::rename(&self.tmp_path, &self.final_path)
+                .map_err(|e| IoError::new("rename", &self.final_path, e))
         })();
         match done {
             Ok(()) => Ok(self.final_path.clone()),

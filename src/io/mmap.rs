@@ -26,11 +26,19 @@ impl MappedFile {
         let file = File::open(path).map_err(|e| IoError::new("open", path, e))?;
         let meta = file.metadata().map_err(|e| IoError::new("stat", path, e))?;
         if meta.is_dir() {
-            return Err(IoError::new("map", path, std::io::Error::other("is a directory")));
+            return Err(IoError::new(
+                "map",
+                path,
+                std::io::Error::other("is a directory"),
+            ));
         }
         let len = meta.len();
         if len == 0 {
-            return Ok(MappedFile { path: path.to_path_buf(), map: None, len: 0 });
+            return Ok(MappedFile {
+                path: path.to_path_buf(),
+                map: None,
+                len: 0,
+            });
         }
         // SAFETY: the mapping is read-only and private to this process. The remaining hazard,
         // another process truncating or modifying the file while it is mapped, is the documented
@@ -38,9 +46,17 @@ impl MappedFile {
         // files the user named as inputs and never writes to them.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| IoError::new("map", path, e))?;
         if map.len() as u64 != len {
-            return Err(IoError::new("map", path, std::io::Error::other("file changed size while being mapped")));
+            return Err(IoError::new(
+                "map",
+                path,
+                std::io::Error::other("file changed size while being mapped"),
+            ));
         }
-        Ok(MappedFile { path: path.to_path_buf(), map: Some(map), len })
+        Ok(MappedFile {
+            path: path.to_path_buf(),
+            map: Some(map),
+            len,
+        })
     }
 
     /// The mapped bytes.
@@ -84,13 +100,17 @@ impl MappedFile {
             // the contents a later read observes (pages are refaulted from the file); no
             // reference into the range outlives this advice in a way that could observe a
             // different value, because the file is not modified through this mapping.
-            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+            let _ =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
         }
     }
 }
 
 impl std::fmt::Debug for MappedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedFile").field("path", &self.path).field("len", &self.len).finish()
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish()
     }
 }

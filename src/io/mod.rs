@@ -24,7 +24,11 @@ pub struct IoError {
 impl IoError {
     /// Wrap an OS error with its operation and path.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        IoError { op, path: path.into(), source }
+        IoError {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -36,8 +40,14 @@ pub fn read_capped(path: &std::path::Path, cap: u64) -> Result<Option<Vec<u8>>, 
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| IoError::new("open", path, e))?;
     let mut out = Vec::new();
-    f.take(cap.saturating_add(1)).read_to_end(&mut out).map_err(|e| IoError::new("read", path, e))?;
-    Ok(if out.len() as u64 > cap { None } else { Some(out) })
+    f.take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| IoError::new("read", path, e))?;
+    Ok(if out.len() as u64 > cap {
+        None
+    } else {
+        Some(out)
+    })
 }
 
 pub use atomic::AtomicFile;

@@ -86,12 +86,25 @@ impl Config {
     /// (a square attention output, like Grok-1), 8 experts of width 344 (Grok-1's widening rule
     /// for d_model 64), vocab 512 to fit tiny12's tokenizer. Multipliers stay Grok-1's.
     pub fn tiny() -> Config {
-        Config { vocab_size: 512, emb_size: 64, key_size: 16, num_q_heads: 4, num_kv_heads: 2, num_layers: 2, num_experts: 8, ffn_size: 344, ..Config::grok1() }
+        Config {
+            vocab_size: 512,
+            emb_size: 64,
+            key_size: 16,
+            num_q_heads: 4,
+            num_kv_heads: 2,
+            num_layers: 2,
+            num_experts: 8,
+            ffn_size: 344,
+            ..Config::grok1()
+        }
     }
 
     /// Grok-1 with only the first `n` layers (for full-size benchmarks).
     pub fn grok1_layers(n: u64) -> Config {
-        Config { num_layers: n, ..Config::grok1() }
+        Config {
+            num_layers: n,
+            ..Config::grok1()
+        }
     }
 
     /// Query projection width (H × head dim).
@@ -108,22 +121,53 @@ impl Config {
     }
     /// True when every size matches `other` (multipliers and ids ignored).
     pub fn same_geometry(&self, o: &Config) -> bool {
-        (self.vocab_size, self.emb_size, self.key_size, self.num_q_heads, self.num_kv_heads, self.num_layers, self.num_experts, self.ffn_size)
-            == (o.vocab_size, o.emb_size, o.key_size, o.num_q_heads, o.num_kv_heads, o.num_layers, o.num_experts, o.ffn_size)
+        (
+            self.vocab_size,
+            self.emb_size,
+            self.key_size,
+            self.num_q_heads,
+            self.num_kv_heads,
+            self.num_layers,
+            self.num_experts,
+            self.ffn_size,
+        ) == (
+            o.vocab_size,
+            o.emb_size,
+            o.key_size,
+            o.num_q_heads,
+            o.num_kv_heads,
+            o.num_layers,
+            o.num_experts,
+            o.ffn_size,
+        )
     }
     /// Check internal consistency; returns a list of problems (empty = fine).
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        for (name, v) in [("vocab_size", self.vocab_size), ("emb_size", self.emb_size), ("key_size", self.key_size), ("num_q_heads", self.num_q_heads), ("num_kv_heads", self.num_kv_heads), ("num_experts", self.num_experts), ("ffn_size", self.ffn_size)] {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("emb_size", self.emb_size),
+            ("key_size", self.key_size),
+            ("num_q_heads", self.num_q_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("num_experts", self.num_experts),
+            ("ffn_size", self.ffn_size),
+        ] {
             if v == 0 {
                 p.push(format!("{name} is 0"));
             }
         }
         if self.num_kv_heads != 0 && !self.num_q_heads.is_multiple_of(self.num_kv_heads) {
-            p.push(format!("num_q_heads {} is not a multiple of num_kv_heads {}", self.num_q_heads, self.num_kv_heads));
+            p.push(format!(
+                "num_q_heads {} is not a multiple of num_kv_heads {}",
+                self.num_q_heads, self.num_kv_heads
+            ));
         }
         if self.num_selected_experts == 0 || self.num_selected_experts > self.num_experts {
-            p.push(format!("num_selected_experts {} must be in 1..={}", self.num_selected_experts, self.num_experts));
+            p.push(format!(
+                "num_selected_experts {} must be in 1..={}",
+                self.num_selected_experts, self.num_experts
+            ));
         }
         if !self.key_size.is_multiple_of(2) {
             p.push(format!("key_size {} must be even for RoPE", self.key_size));
@@ -142,20 +186,38 @@ impl Config {
     pub fn rule_violations(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.num_experts != 8 {
-            v.push(format!("{} experts (Grok-1's architecture has 8)", self.num_experts));
+            v.push(format!(
+                "{} experts (Grok-1's architecture has 8)",
+                self.num_experts
+            ));
         }
         if self.q_width() != self.emb_size {
-            v.push(format!("attention output is not square: {} query heads x {} = {} but d_model is {}", self.num_q_heads, self.key_size, self.q_width(), self.emb_size));
+            v.push(format!(
+                "attention output is not square: {} query heads x {} = {} but d_model is {}",
+                self.num_q_heads,
+                self.key_size,
+                self.q_width(),
+                self.emb_size
+            ));
         }
         if self.ffn_size != Config::ffn_rule(self.emb_size) {
-            v.push(format!("ffn size {} does not follow the widening rule (d_model {} gives {})", self.ffn_size, self.emb_size, Config::ffn_rule(self.emb_size)));
+            v.push(format!(
+                "ffn size {} does not follow the widening rule (d_model {} gives {})",
+                self.ffn_size,
+                self.emb_size,
+                Config::ffn_rule(self.emb_size)
+            ));
         }
         v
     }
     /// Total parameter count.
     pub fn param_count(&self) -> u64 {
         let d = self.emb_size;
-        let per_layer = 3 * self.num_experts * d * self.ffn_size + d * self.q_width() * 2 + 2 * d * self.kv_width() + d * self.num_experts + 4 * d;
+        let per_layer = 3 * self.num_experts * d * self.ffn_size
+            + d * self.q_width() * 2
+            + 2 * d * self.kv_width()
+            + d * self.num_experts
+            + 4 * d;
         self.vocab_size * d + d + self.num_layers * per_layer
     }
 }

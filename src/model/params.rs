@@ -61,7 +61,11 @@ impl ParamTable {
             let b = role.info().scale_blocks;
             match role {
                 Role::Embed => (vec![v, d], None),
-                Role::FinalNorm | Role::PreAttnNorm | Role::PostAttnNorm | Role::PreMoeNorm | Role::PostMoeNorm => (vec![d], None),
+                Role::FinalNorm
+                | Role::PreAttnNorm
+                | Role::PostAttnNorm
+                | Role::PreMoeNorm
+                | Role::PostMoeNorm => (vec![d], None),
                 Role::Router => (vec![d, e], None),
                 Role::MoeGate | Role::MoeUp => (vec![e, d, f], Some(vec![e, b, f])),
                 Role::MoeDown => (vec![e, f, d], Some(vec![e, b, d])),
@@ -73,13 +77,29 @@ impl ParamTable {
         let mut params = Vec::new();
         for role in [Role::Embed, Role::FinalNorm] {
             let (shape, scales_shape) = shape_of(role);
-            params.push(ParamSpec { index: params.len(), role, layer: None, path: role.info().path.to_string(), shape, scales_shape });
+            params.push(ParamSpec {
+                index: params.len(),
+                role,
+                layer: None,
+                path: role.info().path.to_string(),
+                shape,
+                scales_shape,
+            });
         }
         for layer in layers_in_file_order(c.num_layers) {
             for slot in 0..SLOTS_PER_LAYER {
-                let Some(role) = Role::from_slot(slot) else { continue };
+                let Some(role) = Role::from_slot(slot) else {
+                    continue;
+                };
                 let (shape, scales_shape) = shape_of(role);
-                params.push(ParamSpec { index: params.len(), role, layer: Some(layer), path: fill(role.info().path, Some(layer), None), shape, scales_shape });
+                params.push(ParamSpec {
+                    index: params.len(),
+                    role,
+                    layer: Some(layer),
+                    path: fill(role.info().path, Some(layer), None),
+                    shape,
+                    scales_shape,
+                });
             }
         }
         ParamTable { params }
@@ -94,7 +114,9 @@ impl ParamTable {
     }
     /// Find by role and layer.
     pub fn find(&self, role: Role, layer: Option<u64>) -> Option<&ParamSpec> {
-        self.params.iter().find(|p| p.role == role && p.layer == layer)
+        self.params
+            .iter()
+            .find(|p| p.role == role && p.layer == layer)
     }
     /// Find by release path.
     pub fn by_path(&self, path: &str) -> Option<&ParamSpec> {
@@ -102,7 +124,8 @@ impl ParamTable {
     }
     /// Number of layers for a file count (None if not 2 + 12k).
     pub fn layers_for_files(n: usize) -> Option<u64> {
-        (n >= 2 && (n - 2).is_multiple_of(SLOTS_PER_LAYER)).then(|| ((n - 2) / SLOTS_PER_LAYER) as u64)
+        (n >= 2 && (n - 2).is_multiple_of(SLOTS_PER_LAYER))
+            .then(|| ((n - 2) / SLOTS_PER_LAYER) as u64)
     }
 }
 
@@ -114,7 +137,17 @@ mod tests {
         let t = ParamTable::new(&Config::grok1());
         assert_eq!(t.len(), 770);
         // base(L) from grok1-checkpoint.md §2.3
-        for (l, base) in [(0u64, 2usize), (1, 14), (2, 146), (10, 26), (19, 134), (63, 722), (9, 758), (7, 734), (48, 518)] {
+        for (l, base) in [
+            (0u64, 2usize),
+            (1, 14),
+            (2, 146),
+            (10, 26),
+            (19, 134),
+            (63, 722),
+            (9, 758),
+            (7, 734),
+            (48, 518),
+        ] {
             let p = t.find(Role::MoeGate, Some(l)).unwrap();
             assert_eq!(p.index, base, "layer {l}");
         }

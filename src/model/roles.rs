@@ -68,20 +68,160 @@ macro_rules! role {
 
 /// The role table. Per-layer rows are in slot order (= the release's file order within a layer).
 pub const ROLES: &[RoleInfo] = &[
-    role!(Embed, None, "language_model/in_out_embed/embeddings", false, 0, "token_embd.weight", "model.embed_tokens.weight", "transformer.in_out_embed.weight", false),
-    role!(FinalNorm, None, "language_model/rms_norm/scale", false, 0, "output_norm.weight", "model.norm.scale", "transformer.rms_norm.weight", false),
-    role!(MoeGate, Some(0), "transformer/decoder_layer_{L}/moe/linear/w", true, 1, "blk.{L}.ffn_gate_exps.weight", "model.layers.{L}.moe_block.experts.{E}.linear.weight", "transformer.decoder_layer.{L}.moe.{E}.linear.weight", true),
-    role!(MoeDown, Some(1), "transformer/decoder_layer_{L}/moe/linear_1/w", true, 8, "blk.{L}.ffn_down_exps.weight", "model.layers.{L}.moe_block.experts.{E}.linear_1.weight", "transformer.decoder_layer.{L}.moe.{E}.linear_1.weight", true),
-    role!(MoeUp, Some(2), "transformer/decoder_layer_{L}/moe/linear_v/w", true, 1, "blk.{L}.ffn_up_exps.weight", "model.layers.{L}.moe_block.experts.{E}.linear_v.weight", "transformer.decoder_layer.{L}.moe.{E}.linear_v.weight", true),
-    role!(AttnK, Some(3), "transformer/decoder_layer_{L}/multi_head_attention/key/w", true, 1, "blk.{L}.attn_k.weight", "model.layers.{L}.attn.k_proj.weight", "transformer.decoder_layer.{L}.multi_head_attention.key.weight", false),
-    role!(AttnO, Some(4), "transformer/decoder_layer_{L}/multi_head_attention/linear/w", true, 8, "blk.{L}.attn_output.weight", "model.layers.{L}.attn.o_proj.weight", "transformer.decoder_layer.{L}.multi_head_attention.linear.weight", false),
-    role!(AttnQ, Some(5), "transformer/decoder_layer_{L}/multi_head_attention/query/w", true, 1, "blk.{L}.attn_q.weight", "model.layers.{L}.attn.q_proj.weight", "transformer.decoder_layer.{L}.multi_head_attention.query.weight", false),
-    role!(AttnV, Some(6), "transformer/decoder_layer_{L}/multi_head_attention/value/w", true, 1, "blk.{L}.attn_v.weight", "model.layers.{L}.attn.v_proj.weight", "transformer.decoder_layer.{L}.multi_head_attention.value.weight", false),
-    role!(PreAttnNorm, Some(7), "transformer/decoder_layer_{L}/rms_norm/scale", false, 0, "blk.{L}.attn_norm.weight", "model.layers.{L}.pre_attn_norm.scale", "transformer.decoder_layer.{L}.rms_norm.weight", false),
-    role!(PostAttnNorm, Some(8), "transformer/decoder_layer_{L}/rms_norm_1/scale", false, 0, "blk.{L}.attn_output_norm.weight", "model.layers.{L}.post_attn_norm.scale", "transformer.decoder_layer.{L}.rms_norm_1.weight", false),
-    role!(PreMoeNorm, Some(9), "transformer/decoder_layer_{L}/rms_norm_2/scale", false, 0, "blk.{L}.ffn_norm.weight", "model.layers.{L}.pre_moe_norm.scale", "transformer.decoder_layer.{L}.rms_norm_2.weight", false),
-    role!(PostMoeNorm, Some(10), "transformer/decoder_layer_{L}/rms_norm_3/scale", false, 0, "blk.{L}.layer_output_norm.weight", "model.layers.{L}.post_moe_norm.scale", "transformer.decoder_layer.{L}.rms_norm_3.weight", false),
-    role!(Router, Some(11), "transformer/decoder_layer_{L}/router/w", false, 0, "blk.{L}.ffn_gate_inp.weight", "model.layers.{L}.moe_block.gate.weight", "transformer.decoder_layer.{L}.router.weight", false),
+    role!(
+        Embed,
+        None,
+        "language_model/in_out_embed/embeddings",
+        false,
+        0,
+        "token_embd.weight",
+        "model.embed_tokens.weight",
+        "transformer.in_out_embed.weight",
+        false
+    ),
+    role!(
+        FinalNorm,
+        None,
+        "language_model/rms_norm/scale",
+        false,
+        0,
+        "output_norm.weight",
+        "model.norm.scale",
+        "transformer.rms_norm.weight",
+        false
+    ),
+    role!(
+        MoeGate,
+        Some(0),
+        "transformer/decoder_layer_{L}/moe/linear/w",
+        true,
+        1,
+        "blk.{L}.ffn_gate_exps.weight",
+        "model.layers.{L}.moe_block.experts.{E}.linear.weight",
+        "transformer.decoder_layer.{L}.moe.{E}.linear.weight",
+        true
+    ),
+    role!(
+        MoeDown,
+        Some(1),
+        "transformer/decoder_layer_{L}/moe/linear_1/w",
+        true,
+        8,
+        "blk.{L}.ffn_down_exps.weight",
+        "model.layers.{L}.moe_block.experts.{E}.linear_1.weight",
+        "transformer.decoder_layer.{L}.moe.{E}.linear_1.weight",
+        true
+    ),
+    role!(
+        MoeUp,
+        Some(2),
+        "transformer/decoder_layer_{L}/moe/linear_v/w",
+        true,
+        1,
+        "blk.{L}.ffn_up_exps.weight",
+        "model.layers.{L}.moe_block.experts.{E}.linear_v.weight",
+        "transformer.decoder_layer.{L}.moe.{E}.linear_v.weight",
+        true
+    ),
+    role!(
+        AttnK,
+        Some(3),
+        "transformer/decoder_layer_{L}/multi_head_attention/key/w",
+        true,
+        1,
+        "blk.{L}.attn_k.weight",
+        "model.layers.{L}.attn.k_proj.weight",
+        "transformer.decoder_layer.{L}.multi_head_attention.key.weight",
+        false
+    ),
+    role!(
+        AttnO,
+        Some(4),
+        "transformer/decoder_layer_{L}/multi_head_attention/linear/w",
+        true,
+        8,
+        "blk.{L}.attn_output.weight",
+        "model.layers.{L}.attn.o_proj.weight",
+        "transformer.decoder_layer.{L}.multi_head_attention.linear.weight",
+        false
+    ),
+    role!(
+        AttnQ,
+        Some(5),
+        "transformer/decoder_layer_{L}/multi_head_attention/query/w",
+        true,
+        1,
+        "blk.{L}.attn_q.weight",
+        "model.layers.{L}.attn.q_proj.weight",
+        "transformer.decoder_layer.{L}.multi_head_attention.query.weight",
+        false
+    ),
+    role!(
+        AttnV,
+        Some(6),
+        "transformer/decoder_layer_{L}/multi_head_attention/value/w",
+        true,
+        1,
+        "blk.{L}.attn_v.weight",
+        "model.layers.{L}.attn.v_proj.weight",
+        "transformer.decoder_layer.{L}.multi_head_attention.value.weight",
+        false
+    ),
+    role!(
+        PreAttnNorm,
+        Some(7),
+        "transformer/decoder_layer_{L}/rms_norm/scale",
+        false,
+        0,
+        "blk.{L}.attn_norm.weight",
+        "model.layers.{L}.pre_attn_norm.scale",
+        "transformer.decoder_layer.{L}.rms_norm.weight",
+        false
+    ),
+    role!(
+        PostAttnNorm,
+        Some(8),
+        "transformer/decoder_layer_{L}/rms_norm_1/scale",
+        false,
+        0,
+        "blk.{L}.attn_output_norm.weight",
+        "model.layers.{L}.post_attn_norm.scale",
+        "transformer.decoder_layer.{L}.rms_norm_1.weight",
+        false
+    ),
+    role!(
+        PreMoeNorm,
+        Some(9),
+        "transformer/decoder_layer_{L}/rms_norm_2/scale",
+        false,
+        0,
+        "blk.{L}.ffn_norm.weight",
+        "model.layers.{L}.pre_moe_norm.scale",
+        "transformer.decoder_layer.{L}.rms_norm_2.weight",
+        false
+    ),
+    role!(
+        PostMoeNorm,
+        Some(10),
+        "transformer/decoder_layer_{L}/rms_norm_3/scale",
+        false,
+        0,
+        "blk.{L}.layer_output_norm.weight",
+        "model.layers.{L}.post_moe_norm.scale",
+        "transformer.decoder_layer.{L}.rms_norm_3.weight",
+        false
+    ),
+    role!(
+        Router,
+        Some(11),
+        "transformer/decoder_layer_{L}/router/w",
+        false,
+        0,
+        "blk.{L}.ffn_gate_inp.weight",
+        "model.layers.{L}.moe_block.gate.weight",
+        "transformer.decoder_layer.{L}.router.weight",
+        false
+    ),
 ];
 
 /// Per-layer slots.
@@ -98,7 +238,14 @@ impl Role {
     }
     /// True for the four RMSNorm scales and the final norm.
     pub fn is_norm(self) -> bool {
-        matches!(self, Role::FinalNorm | Role::PreAttnNorm | Role::PostAttnNorm | Role::PreMoeNorm | Role::PostMoeNorm)
+        matches!(
+            self,
+            Role::FinalNorm
+                | Role::PreAttnNorm
+                | Role::PostAttnNorm
+                | Role::PreMoeNorm
+                | Role::PostMoeNorm
+        )
     }
     /// True for 2-D/3-D weight matrices stored as int8 in the release.
     pub fn is_matrix(self) -> bool {
@@ -126,7 +273,10 @@ pub fn parse_path(path: &str) -> Option<(Role, Option<u64>)> {
             None => {}
             Some((pre, post)) => {
                 if let Some(rest) = path.strip_prefix(pre).and_then(|x| x.strip_suffix(post)) {
-                    if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) && (rest == "0" || !rest.starts_with('0')) {
+                    if !rest.is_empty()
+                        && rest.bytes().all(|b| b.is_ascii_digit())
+                        && (rest == "0" || !rest.starts_with('0'))
+                    {
                         return Some((r.role, rest.parse().ok()));
                     }
                 }
@@ -141,9 +291,18 @@ mod tests {
     use super::*;
     #[test]
     fn parse_paths() {
-        assert_eq!(parse_path("transformer/decoder_layer_12/router/w"), Some((Role::Router, Some(12))));
-        assert_eq!(parse_path("language_model/in_out_embed/embeddings"), Some((Role::Embed, None)));
-        assert_eq!(parse_path("transformer/decoder_layer_0/rms_norm_1/scale"), Some((Role::PostAttnNorm, Some(0))));
+        assert_eq!(
+            parse_path("transformer/decoder_layer_12/router/w"),
+            Some((Role::Router, Some(12)))
+        );
+        assert_eq!(
+            parse_path("language_model/in_out_embed/embeddings"),
+            Some((Role::Embed, None))
+        );
+        assert_eq!(
+            parse_path("transformer/decoder_layer_0/rms_norm_1/scale"),
+            Some((Role::PostAttnNorm, Some(0)))
+        );
         assert_eq!(parse_path("transformer/decoder_layer_01/router/w"), None);
         assert_eq!(parse_path("transformer/decoder_layer_x/router/w"), None);
     }

@@ -16,8 +16,16 @@ pub struct PickleError {
 impl fmt::Display for PickleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.opcode {
-            Some(op) => write!(f, "pickle error at byte offset {} ({op}): {}", self.offset, self.kind),
-            None => write!(f, "pickle error at byte offset {}: {}", self.offset, self.kind),
+            Some(op) => write!(
+                f,
+                "pickle error at byte offset {} ({op}): {}",
+                self.offset, self.kind
+            ),
+            None => write!(
+                f,
+                "pickle error at byte offset {}: {}",
+                self.offset, self.kind
+            ),
         }
     }
 }

@@ -19,17 +19,32 @@ pub enum Global {
 
 /// (module, name, global). The only table of allowed globals.
 pub const ALLOWED_GLOBALS: &[(&str, &str, Global)] = &[
-    ("numpy.core.multiarray", "_reconstruct", Global::NumpyReconstruct),
-    ("numpy._core.multiarray", "_reconstruct", Global::NumpyReconstruct),
+    (
+        "numpy.core.multiarray",
+        "_reconstruct",
+        Global::NumpyReconstruct,
+    ),
+    (
+        "numpy._core.multiarray",
+        "_reconstruct",
+        Global::NumpyReconstruct,
+    ),
     ("numpy", "ndarray", Global::NumpyNdarray),
     ("numpy", "dtype", Global::NumpyDtype),
     ("ml_dtypes", "bfloat16", Global::Bfloat16),
-    ("__main__", "QuantizedWeight8bit", Global::QuantizedWeight8bit),
+    (
+        "__main__",
+        "QuantizedWeight8bit",
+        Global::QuantizedWeight8bit,
+    ),
 ];
 
 /// Resolve a (module, name) pair against the allow-list.
 pub fn resolve(module: &str, name: &str) -> Option<Global> {
-    ALLOWED_GLOBALS.iter().find(|(m, n, _)| *m == module && *n == name).map(|r| r.2)
+    ALLOWED_GLOBALS
+        .iter()
+        .find(|(m, n, _)| *m == module && *n == name)
+        .map(|r| r.2)
 }
 
 #[cfg(test)]

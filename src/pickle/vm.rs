@@ -4,7 +4,10 @@ use super::error::{PickleError, PickleErrorKind as K};
 use super::opcode::Op;
 use super::policy;
 use super::value::Value;
-use crate::base::limits::{PICKLE_MAX_DEPTH, PICKLE_MAX_ITEMS, PICKLE_MAX_MARKS, PICKLE_MAX_MEMO, PICKLE_MAX_OPS, PICKLE_MAX_STACK, PICKLE_MAX_STR};
+use crate::base::limits::{
+    PICKLE_MAX_DEPTH, PICKLE_MAX_ITEMS, PICKLE_MAX_MARKS, PICKLE_MAX_MEMO, PICKLE_MAX_OPS,
+    PICKLE_MAX_STACK, PICKLE_MAX_STR,
+};
 use crate::base::ByteCursor;
 use std::rc::Rc;
 
@@ -34,7 +37,15 @@ struct Machine<'a> {
 /// Run the pickle in `data`, whose byte 0 is at absolute offset `base` (for error messages and
 /// for the ranges of [`Value::Bytes`]).
 pub fn run(data: &[u8], base: u64) -> Result<Parsed, PickleError> {
-    let mut m = Machine { cur: ByteCursor::with_base(data, base), stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), op_offset: base, op: None, protocol: 0 };
+    let mut m = Machine {
+        cur: ByteCursor::with_base(data, base),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: Vec::new(),
+        op_offset: base,
+        op: None,
+        protocol: 0,
+    };
     let mut ops = 0u64;
     loop {
         if m.cur.is_empty() {
@@ -42,7 +53,10 @@ pub fn run(data: &[u8], base: u64) -> Result<Parsed, PickleError> {
         }
         ops += 1;
         if ops > PICKLE_MAX_OPS {
-            return Err(m.err(K::Cap { what: "opcode count", cap: PICKLE_MAX_OPS }));
+            return Err(m.err(K::Cap {
+                what: "opcode count",
+                cap: PICKLE_MAX_OPS,
+            }));
         }
         m.op_offset = m.cur.offset();
         m.op = None;
@@ -54,7 +68,11 @@ pub fn run(data: &[u8], base: u64) -> Result<Parsed, PickleError> {
                 return Err(m.err(K::BadStop(m.stack.len())));
             }
             let (value, _) = m.pop()?;
-            return Ok(Parsed { value, end: m.cur.offset(), protocol: m.protocol });
+            return Ok(Parsed {
+                value,
+                end: m.cur.offset(),
+                protocol: m.protocol,
+            });
         }
         m.step(op)?;
     }
@@ -62,17 +80,30 @@ pub fn run(data: &[u8], base: u64) -> Result<Parsed, PickleError> {
 
 impl<'a> Machine<'a> {
     fn err(&self, kind: K) -> PickleError {
-        PickleError { offset: self.op_offset, opcode: self.op.map(Op::name), kind }
+        PickleError {
+            offset: self.op_offset,
+            opcode: self.op.map(Op::name),
+            kind,
+        }
     }
     fn trunc(&self, e: crate::base::CursorError) -> PickleError {
-        self.err(K::Truncated { needed: e.needed, available: e.available })
+        self.err(K::Truncated {
+            needed: e.needed,
+            available: e.available,
+        })
     }
     fn push(&mut self, v: Value, depth: usize) -> Result<(), PickleError> {
         if self.stack.len() >= PICKLE_MAX_STACK {
-            return Err(self.err(K::Cap { what: "stack depth", cap: PICKLE_MAX_STACK as u64 }));
+            return Err(self.err(K::Cap {
+                what: "stack depth",
+                cap: PICKLE_MAX_STACK as u64,
+            }));
         }
         if depth > PICKLE_MAX_DEPTH {
-            return Err(self.err(K::Cap { what: "nesting depth", cap: PICKLE_MAX_DEPTH as u64 }));
+            return Err(self.err(K::Cap {
+                what: "nesting depth",
+                cap: PICKLE_MAX_DEPTH as u64,
+            }));
         }
         self.stack.push((v, depth));
         Ok(())
@@ -94,16 +125,24 @@ impl<'a> Machine<'a> {
         let m = self.marks.pop().ok_or_else(|| self.err(K::MarkMissing))?;
         let items = self.stack.split_off(m.min(self.stack.len()));
         if items.len() > PICKLE_MAX_ITEMS {
-            return Err(self.err(K::Cap { what: "items after MARK", cap: PICKLE_MAX_ITEMS as u64 }));
+            return Err(self.err(K::Cap {
+                what: "items after MARK",
+                cap: PICKLE_MAX_ITEMS as u64,
+            }));
         }
         Ok(items)
     }
     fn read_str(&mut self, len: u64) -> Result<Rc<str>, PickleError> {
         if len > PICKLE_MAX_STR {
-            return Err(self.err(K::Cap { what: "string length", cap: PICKLE_MAX_STR }));
+            return Err(self.err(K::Cap {
+                what: "string length",
+                cap: PICKLE_MAX_STR,
+            }));
         }
         let b = self.cur.take(len).map_err(|e| self.trunc(e))?;
-        std::str::from_utf8(b).map(Rc::from).map_err(|_| self.err(K::Utf8))
+        std::str::from_utf8(b)
+            .map(Rc::from)
+            .map_err(|_| self.err(K::Utf8))
     }
     fn read_bytes(&mut self, len: u64) -> Result<(), PickleError> {
         let start = self.cur.offset();
@@ -112,7 +151,10 @@ impl<'a> Machine<'a> {
     }
     fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
         if idx >= PICKLE_MAX_MEMO as u64 {
-            return Err(self.err(K::Cap { what: "memo index", cap: PICKLE_MAX_MEMO as u64 }));
+            return Err(self.err(K::Cap {
+                what: "memo index",
+                cap: PICKLE_MAX_MEMO as u64,
+            }));
         }
         let item = self.top()?.clone();
         let i = idx as usize;
@@ -123,24 +165,49 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn memo_get(&mut self, idx: u64) -> Result<(), PickleError> {
-        let item = self.memo.get(idx as usize).and_then(|x| x.clone()).ok_or_else(|| self.err(K::MemoMissing(idx)))?;
+        let item = self
+            .memo
+            .get(idx as usize)
+            .and_then(|x| x.clone())
+            .ok_or_else(|| self.err(K::MemoMissing(idx)))?;
         self.push(item.0, item.1)
     }
     fn tuple(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
         let depth = 1 + items.iter().map(|i| i.1).max().unwrap_or(0);
-        self.push(Value::Tuple(Rc::new(items.into_iter().map(|i| i.0).collect())), depth)
+        self.push(
+            Value::Tuple(Rc::new(items.into_iter().map(|i| i.0).collect())),
+            depth,
+        )
     }
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
-        let g = policy::resolve(module, name).ok_or_else(|| self.err(K::ForbiddenGlobal { module: module.to_string(), name: name.to_string() }))?;
+        let g = policy::resolve(module, name).ok_or_else(|| {
+            self.err(K::ForbiddenGlobal {
+                module: module.to_string(),
+                name: name.to_string(),
+            })
+        })?;
         self.push1(Value::Global(g))
     }
     fn line(&mut self) -> Result<String, PickleError> {
         let rest = &self.cur.data()[self.cur.pos()..];
-        let n = rest.iter().take(PICKLE_MAX_STR as usize + 1).position(|&c| c == b'\n');
+        let n = rest
+            .iter()
+            .take(PICKLE_MAX_STR as usize + 1)
+            .position(|&c| c == b'\n');
         let n = match n {
             Some(n) => n,
-            None if rest.len() > PICKLE_MAX_STR as usize => return Err(self.err(K::Cap { what: "GLOBAL line", cap: PICKLE_MAX_STR })),
-            None => return Err(self.err(K::Truncated { needed: 1, available: 0 })),
+            None if rest.len() > PICKLE_MAX_STR as usize => {
+                return Err(self.err(K::Cap {
+                    what: "GLOBAL line",
+                    cap: PICKLE_MAX_STR,
+                }))
+            }
+            None => {
+                return Err(self.err(K::Truncated {
+                    needed: 1,
+                    available: 0,
+                }))
+            }
         };
         let s = self.read_str(n as u64)?.to_string();
         self.cur.skip(1).map_err(|e| self.trunc(e))?;
@@ -161,7 +228,10 @@ impl<'a> Machine<'a> {
             _ => return Err(self.err(K::Type("a dict under SETITEM(S)"))),
         };
         if entries.len() + items.len() / 2 > PICKLE_MAX_ITEMS {
-            return Err(self.err(K::Cap { what: "dict entries", cap: PICKLE_MAX_ITEMS as u64 }));
+            return Err(self.err(K::Cap {
+                what: "dict entries",
+                cap: PICKLE_MAX_ITEMS as u64,
+            }));
         }
         let mut depth = dd;
         let mut it = items.into_iter();
@@ -192,7 +262,10 @@ impl<'a> Machine<'a> {
             Op::STOP => {}
             Op::MARK => {
                 if self.marks.len() >= PICKLE_MAX_MARKS {
-                    return Err(self.err(K::Cap { what: "MARK nesting", cap: PICKLE_MAX_MARKS as u64 }));
+                    return Err(self.err(K::Cap {
+                        what: "MARK nesting",
+                        cap: PICKLE_MAX_MARKS as u64,
+                    }));
                 }
                 self.marks.push(self.stack.len());
             }
@@ -339,7 +412,10 @@ pub(crate) mod tests {
         assert!(matches!(e.kind, K::ForbiddenGlobal { .. }), "{e}");
         assert_eq!(e.offset, 16);
         let v = b"cbuiltins\neval\n(S'1'\ntR.".to_vec();
-        assert!(matches!(run(&v, 0).unwrap_err().kind, K::ForbiddenGlobal { .. }));
+        assert!(matches!(
+            run(&v, 0).unwrap_err().kind,
+            K::ForbiddenGlobal { .. }
+        ));
     }
 
     #[test]
@@ -356,22 +432,46 @@ pub(crate) mod tests {
         let mut v = vec![0x80, 4, b'N'];
         v.extend(std::iter::repeat_n(0x85u8, 100));
         v.push(b'.');
-        assert!(matches!(run(&v, 0).unwrap_err().kind, K::Cap { what: "nesting depth", .. }));
+        assert!(matches!(
+            run(&v, 0).unwrap_err().kind,
+            K::Cap {
+                what: "nesting depth",
+                ..
+            }
+        ));
         // huge BINBYTES8 length
         let mut v = vec![0x80, 4, 0x8e];
         v.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(run(&v, 0).unwrap_err().kind, K::Truncated { .. }));
         // memo index out of range
         let v = b"\x80\x04N\x72\xff\xff\xff\xff.".to_vec();
-        assert!(matches!(run(&v, 0).unwrap_err().kind, K::Cap { what: "memo index", .. }));
+        assert!(matches!(
+            run(&v, 0).unwrap_err().kind,
+            K::Cap {
+                what: "memo index",
+                ..
+            }
+        ));
         // BINGET of missing memo
-        assert!(matches!(run(b"\x80\x04h\x05.", 0).unwrap_err().kind, K::MemoMissing(5)));
+        assert!(matches!(
+            run(b"\x80\x04h\x05.", 0).unwrap_err().kind,
+            K::MemoMissing(5)
+        ));
         // unknown opcode (pickle's INST would run code)
-        assert!(matches!(run(b"\x80\x04i", 0).unwrap_err().kind, K::UnknownOpcode(b'i')));
-        assert!(matches!(run(b"\x80\x09N.", 0).unwrap_err().kind, K::UnsupportedProtocol(9)));
+        assert!(matches!(
+            run(b"\x80\x04i", 0).unwrap_err().kind,
+            K::UnknownOpcode(b'i')
+        ));
+        assert!(matches!(
+            run(b"\x80\x09N.", 0).unwrap_err().kind,
+            K::UnsupportedProtocol(9)
+        ));
         assert!(matches!(run(b"N", 0).unwrap_err().kind, K::NoStop));
         assert!(matches!(run(b"NN.", 0).unwrap_err().kind, K::BadStop(2)));
         assert!(matches!(run(b"t.", 0).unwrap_err().kind, K::MarkMissing));
-        assert!(matches!(run(b"(R.", 0).unwrap_err().kind, K::StackUnderflow));
+        assert!(matches!(
+            run(b"(R.", 0).unwrap_err().kind,
+            K::StackUnderflow
+        ));
     }
 }

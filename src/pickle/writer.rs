@@ -55,7 +55,13 @@ struct Emitter<W: Write> {
 
 impl<W: Write> Emitter<W> {
     fn new(out: W) -> Self {
-        Emitter { out, frame: None, memo: HashMap::new(), next_memo: 0, written: 0 }
+        Emitter {
+            out,
+            frame: None,
+            memo: HashMap::new(),
+            next_memo: 0,
+            written: 0,
+        }
     }
     fn raw(&mut self, b: &[u8]) -> io::Result<()> {
         self.out.write_all(b)?;
@@ -81,7 +87,11 @@ impl<W: Write> Emitter<W> {
     }
     /// `_Pickler_OpcodeBoundary`, called at the start of every `save()`.
     fn boundary(&mut self) -> io::Result<()> {
-        if self.frame.as_ref().is_some_and(|f| f.len() >= FRAME_SIZE_TARGET) {
+        if self
+            .frame
+            .as_ref()
+            .is_some_and(|f| f.len() >= FRAME_SIZE_TARGET)
+        {
             self.commit_frame()?;
         }
         Ok(())
@@ -183,19 +193,29 @@ impl<W: Write> Emitter<W> {
         if p.len >= FRAME_SIZE_TARGET as u64 {
             self.commit_frame()?;
             self.raw(&header)?;
-            let mut counter = Counting { inner: &mut self.out, n: 0 };
+            let mut counter = Counting {
+                inner: &mut self.out,
+                n: 0,
+            };
             (p.write)(&mut counter)?;
             let n = counter.n;
             self.written += n;
             if n != p.len {
-                return Err(io::Error::other(format!("payload wrote {n} bytes, declared {}", p.len)));
+                return Err(io::Error::other(format!(
+                    "payload wrote {n} bytes, declared {}",
+                    p.len
+                )));
             }
         } else {
             self.emit(&header);
             let mut buf = Vec::with_capacity(p.len as usize);
             (p.write)(&mut buf)?;
             if buf.len() as u64 != p.len {
-                return Err(io::Error::other(format!("payload wrote {} bytes, declared {}", buf.len(), p.len)));
+                return Err(io::Error::other(format!(
+                    "payload wrote {} bytes, declared {}",
+                    buf.len(),
+                    p.len
+                )));
             }
             self.emit(&buf);
         }
@@ -234,7 +254,12 @@ impl<W: Write> Emitter<W> {
                 ("|", -1, -1, 0)
             }
             other => {
-                let d = other.info().numpy.first().copied().ok_or_else(|| io::Error::other("dtype has no numpy descriptor"))?;
+                let d = other
+                    .info()
+                    .numpy
+                    .first()
+                    .copied()
+                    .ok_or_else(|| io::Error::other("dtype has no numpy descriptor"))?;
                 self.save_str(d, false)?;
                 ("<", -1, -1, 0)
             }
@@ -323,7 +348,11 @@ pub fn write_array<W: Write>(out: W, mut a: ArraySpec<'_>) -> io::Result<u64> {
 }
 
 /// Pickle `QuantizedWeight8bit(weight=..., scales=...)` as the release's `pickle.dump` did.
-pub fn write_quantized<W: Write>(out: W, mut weight: ArraySpec<'_>, mut scales: ArraySpec<'_>) -> io::Result<u64> {
+pub fn write_quantized<W: Write>(
+    out: W,
+    mut weight: ArraySpec<'_>,
+    mut scales: ArraySpec<'_>,
+) -> io::Result<u64> {
     let mut e = Emitter::new(out);
     e.raw(&[Op::PROTO.byte(), 4])?;
     e.boundary()?;
@@ -362,7 +391,18 @@ mod tests {
         }
         let mut f = bytes_payload(&data);
         let mut out = Vec::new();
-        write_array(&mut out, ArraySpec { dtype: DType::F32, shape: &[2, 3], payload: Payload { len: 24, write: &mut f } }).unwrap();
+        write_array(
+            &mut out,
+            ArraySpec {
+                dtype: DType::F32,
+                shape: &[2, 3],
+                payload: Payload {
+                    len: 24,
+                    write: &mut f,
+                },
+            },
+        )
+        .unwrap();
         assert_eq!(out, crate::pickle::vm::tests::example_a());
     }
 
@@ -374,8 +414,22 @@ mod tests {
         let mut out = Vec::new();
         write_quantized(
             &mut out,
-            ArraySpec { dtype: DType::I8, shape: &[4, 3], payload: Payload { len: 12, write: &mut fw } },
-            ArraySpec { dtype: DType::BF16, shape: &[1, 3], payload: Payload { len: 6, write: &mut fs } },
+            ArraySpec {
+                dtype: DType::I8,
+                shape: &[4, 3],
+                payload: Payload {
+                    len: 12,
+                    write: &mut fw,
+                },
+            },
+            ArraySpec {
+                dtype: DType::BF16,
+                shape: &[1, 3],
+                payload: Payload {
+                    len: 6,
+                    write: &mut fs,
+                },
+            },
         )
         .unwrap();
         assert_eq!(out.len(), 310);

@@ -31,13 +31,19 @@ fn check_bits(bits: u32, what: &str) -> Result<usize, QuantError> {
     match bits {
         4 => Ok(8),
         8 => Ok(4),
-        _ => Err(QuantError::Unsupported { what: format!("{what}: {bits}-bit packing") }),
+        _ => Err(QuantError::Unsupported {
+            what: format!("{what}: {bits}-bit packing"),
+        }),
     }
 }
 
 fn check_group(group: usize, len: usize, what: &str) -> Result<usize, QuantError> {
     if group == 0 || !len.is_multiple_of(group) {
-        return Err(QuantError::NotBlockAligned { what: what.to_string(), len: len as u64, block: group as u64 });
+        return Err(QuantError::NotBlockAligned {
+            what: what.to_string(),
+            len: len as u64,
+            block: group as u64,
+        });
     }
     Ok(len / group)
 }
@@ -48,7 +54,12 @@ pub fn packed_words(bits: u32, n: usize) -> Result<usize, QuantError> {
 }
 
 /// Pack one row of signed levels (already in range) into i32 words, appending to `packed`.
-fn pack_row(bits: u32, per_word: usize, q: impl ExactSizeIterator<Item = i32>, packed: &mut Vec<i32>) {
+fn pack_row(
+    bits: u32,
+    per_word: usize,
+    q: impl ExactSizeIterator<Item = i32>,
+    packed: &mut Vec<i32>,
+) {
     let offset = 1i32 << (bits - 1);
     let mask = (1u32 << bits) - 1;
     let mut word = 0u32;
@@ -212,7 +223,9 @@ mod tests {
 
     #[test]
     fn scales_are_bf16_and_zero_groups_clamp() {
-        let x: Vec<f32> = (0..256).map(|i| ((i as f32) * 0.731).sin() * 0.37).collect();
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i as f32) * 0.731).sin() * 0.37)
+            .collect();
         let mut p = Vec::new();
         let mut s = Vec::new();
         let mut x2 = x.clone();

@@ -73,14 +73,26 @@ pub fn q8_0_row_from_int8(
 ) -> Result<LosslessStats, QuantError> {
     let what = || "Q8_0 from int8".to_string();
     if !q.len().is_multiple_of(32) {
-        return Err(QuantError::NotBlockAligned { what: what(), len: q.len() as u64, block: 32 });
+        return Err(QuantError::NotBlockAligned {
+            what: what(),
+            len: q.len() as u64,
+            block: 32,
+        });
     }
     if scale_group == 0 || !scale_group.is_multiple_of(32) {
-        return Err(QuantError::NotBlockAligned { what: what(), len: scale_group as u64, block: 32 });
+        return Err(QuantError::NotBlockAligned {
+            what: what(),
+            len: scale_group as u64,
+            block: 32,
+        });
     }
     let groups = q.len().div_ceil(scale_group);
     if scales_bf16.len() != groups {
-        return Err(QuantError::LengthMismatch { what: what(), expected: groups as u64, got: scales_bf16.len() as u64 });
+        return Err(QuantError::LengthMismatch {
+            what: what(),
+            expected: groups as u64,
+            got: scales_bf16.len() as u64,
+        });
     }
     out.reserve(q.len() / 32 * 34);
     let mut st = LosslessStats::default();
@@ -110,7 +122,13 @@ mod tests {
     #[test]
     fn exact_scales_copy_verbatim() {
         let q: Vec<i8> = (0..32).map(|i| (i * 7 - 100) as i8).collect();
-        for s in [0.0123f32, 1.5, 1.5 * 2f32.powi(-20) /* f16 subnormal, exact */, 0.0, -2.0] {
+        for s in [
+            0.0123f32,
+            1.5,
+            1.5 * 2f32.powi(-20), /* f16 subnormal, exact */
+            0.0,
+            -2.0,
+        ] {
             let sb = f32_to_bf16_bits(s);
             let mut out = Vec::new();
             assert!(q8_0_block_from_int8(&q, sb, &mut out), "{s}");
@@ -128,12 +146,20 @@ mod tests {
         let mut q = [1i8; 32];
         let mut out = Vec::new();
         // 2^-30 is below f16's subnormal range; 1e5 overflows f16.
-        assert!(!q8_0_block_from_int8(&q, f32_to_bf16_bits(2f32.powi(-30)), &mut out));
+        assert!(!q8_0_block_from_int8(
+            &q,
+            f32_to_bf16_bits(2f32.powi(-30)),
+            &mut out
+        ));
         assert!(!q8_0_block_from_int8(&q, f32_to_bf16_bits(1.0e5), &mut out));
         assert!(!q8_0_block_from_int8(&q, 0x7fc0, &mut out)); // NaN
         q[3] = -128;
         assert!(!q8_0_block_from_int8(&q, f32_to_bf16_bits(1.0), &mut out));
-        assert!(!q8_0_block_from_int8(&q[..31], f32_to_bf16_bits(1.0), &mut out));
+        assert!(!q8_0_block_from_int8(
+            &q[..31],
+            f32_to_bf16_bits(1.0),
+            &mut out
+        ));
         assert!(out.is_empty());
     }
 
@@ -145,7 +171,13 @@ mod tests {
         let scales = [f32_to_bf16_bits(0.01), f32_to_bf16_bits(0.02)];
         let mut out = Vec::new();
         let st = q8_0_row_from_int8(&q2, &scales, 64, &mut out).unwrap();
-        assert_eq!(st, LosslessStats { exact_blocks: 3, fallback_blocks: 1 });
+        assert_eq!(
+            st,
+            LosslessStats {
+                exact_blocks: 3,
+                fallback_blocks: 1
+            }
+        );
         assert_eq!(out.len(), 4 * 34);
         assert!(q8_0_row_from_int8(&q2, &scales[..1], 64, &mut out).is_err());
         assert!(q8_0_row_from_int8(&q2, &scales, 48, &mut out).is_err());

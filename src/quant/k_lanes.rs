@@ -159,7 +159,11 @@ pub(crate) fn make_qkx2_lanes<const LANES: usize, const N: usize>(
 /// `make_qx_quants(n = 16, nmax, rmse_type = 1, no weights)` for `LANES` sub-blocks at once;
 /// levels (offset by nmax) go to `l[i][lane]`. Returns the per-lane scale.
 #[inline]
-pub(crate) fn make_qx_lanes<const LANES: usize>(nmax: i32, x: &[[f32; LANES]; 16], l: &mut [[u8; LANES]; 16]) -> [f32; LANES] {
+pub(crate) fn make_qx_lanes<const LANES: usize>(
+    nmax: i32,
+    x: &[[f32; LANES]; 16],
+    l: &mut [[u8; LANES]; 16],
+) -> [f32; LANES] {
     let mut max = [0f32; LANES];
     let mut amax = [0f32; LANES];
     let mut w = [[0f32; LANES]; 16];
@@ -193,7 +197,11 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(nmax: i32, x: &[[f32; LANES]; 16
     let mut scale = [0f32; LANES];
     let mut best = [0f32; LANES];
     for k in 0..LANES {
-        scale[k] = if suml2[k] != 0.0 { sumlx[k] / suml2[k] } else { 0.0 };
+        scale[k] = if suml2[k] != 0.0 {
+            sumlx[k] / suml2[k]
+        } else {
+            0.0
+        };
         best[k] = scale[k] * sumlx[k];
     }
     let mut laux = [[0u8; LANES]; 16];
@@ -287,7 +295,10 @@ mod tests {
                 let mut l = [0u8; 32];
                 let mut la = [0u8; 32];
                 let (s, m) = make_qkx2_quants(15, &x, &w, &mut l, &mut la, -1.0, 0.1, 20, false);
-                assert_eq!((s.to_bits(), m.to_bits()), (sc[k].to_bits(), mn[k].to_bits()));
+                assert_eq!(
+                    (s.to_bits(), m.to_bits()),
+                    (sc[k].to_bits(), mn[k].to_bits())
+                );
                 assert!((0..32).all(|i| l[i] == lt[i][k]));
             }
             let mut x2 = [[0f32; 16]; 16];
@@ -306,7 +317,10 @@ mod tests {
                 let mut l = [0u8; 16];
                 let mut la = [0u8; 16];
                 let (s, m) = make_qkx2_quants(3, &x, &w, &mut l, &mut la, -0.5, 0.1, 15, true);
-                assert_eq!((s.to_bits(), m.to_bits()), (sc2[k].to_bits(), mn2[k].to_bits()));
+                assert_eq!(
+                    (s.to_bits(), m.to_bits()),
+                    (sc2[k].to_bits(), mn2[k].to_bits())
+                );
                 assert!((0..16).all(|i| l[i] == l2[i][k]));
             }
             let mut xq = [[0f32; 16]; 16];

@@ -79,7 +79,11 @@ fn fit_k4(
             max_min = mins[j];
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut ls = [0u8; 8];
     let mut lm = [0u8; 8];
@@ -89,12 +93,23 @@ fn fit_k4(
         lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
     }
     let packed = pack_scale_min_k4(&ls, &lm);
-    (packed, f32_to_f16_bits(max_scale / 63.0), f32_to_f16_bits(max_min / 63.0))
+    (
+        packed,
+        f32_to_f16_bits(max_scale / 63.0),
+        f32_to_f16_bits(max_min / 63.0),
+    )
 }
 
 /// Re-quantize every sub-block against the stored (d·sc, dmin·m), as the reference does.
 #[inline]
-fn requant_k4(x: &[f32; QK_K], l: &mut [u8; QK_K], scales: &[u8; 12], d: u16, dmin: u16, nmax: i32) {
+fn requant_k4(
+    x: &[f32; QK_K],
+    l: &mut [u8; QK_K],
+    scales: &[u8; 12],
+    d: u16,
+    dmin: u16,
+    nmax: i32,
+) {
     let df = f16_bits_to_f32(d);
     let mf = f16_bits_to_f32(dmin);
     for j in 0..8 {

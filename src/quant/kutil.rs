@@ -120,7 +120,11 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
 /// (signed) scale, 0 for an all-zero group. The encoders use the lane-parallel copy in
 /// `k_lanes`; this scalar original stays as the reference it is tested against.
 #[cfg(test)]
-pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [u8; N]) -> f32 {
+pub(crate) fn make_qx_quants_rmse1<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    l: &mut [u8; N],
+) -> f32 {
     let mut max = 0f32;
     let mut amax = 0f32;
     for &v in x {
@@ -196,7 +200,10 @@ pub(crate) fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 

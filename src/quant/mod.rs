@@ -67,7 +67,11 @@ pub enum QuantError {
 
 /// Run `f` over every `N`-element block of `x`, each writing `B` bytes appended to `out`.
 #[inline]
-fn enc<const N: usize, const B: usize>(x: &[f32], out: &mut Vec<u8>, f: impl Fn(&[f32; N], &mut [u8; B])) {
+fn enc<const N: usize, const B: usize>(
+    x: &[f32],
+    out: &mut Vec<u8>,
+    f: impl Fn(&[f32; N], &mut [u8; B]),
+) {
     let (xs, _) = x.as_chunks::<N>();
     let start = out.len();
     out.resize(start + xs.len() * B, 0);
@@ -116,7 +120,11 @@ fn enc_f16(x: &[f32], out: &mut Vec<u8>) {
 
 /// Run `f` over every `B`-byte block of `bytes`, each decoding `N` values into `out`.
 #[inline]
-fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn(&[u8; B], &mut [f32; N])) {
+fn dec<const N: usize, const B: usize>(
+    bytes: &[u8],
+    out: &mut [f32],
+    f: impl Fn(&[u8; B], &mut [f32; N]),
+) {
     let (ys, _) = bytes.as_chunks::<B>();
     let (xs, _) = out.as_chunks_mut::<N>();
     for (yb, xb) in ys.iter().zip(xs) {
@@ -133,7 +141,11 @@ fn dec<const N: usize, const B: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn
 pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantError> {
     let block = ty.block_elems();
     if !(x.len() as u64).is_multiple_of(block) {
-        return Err(QuantError::NotBlockAligned { what: format!("quantize {ty}"), len: x.len() as u64, block });
+        return Err(QuantError::NotBlockAligned {
+            what: format!("quantize {ty}"),
+            len: x.len() as u64,
+            block,
+        });
     }
     use GgmlType as T;
     match ty {
@@ -153,7 +165,9 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), Qu
         T::Q6_K => enc(x, out, k_quants::q6_k_block),
         T::Q8_K => enc(x, out, k_quants::q8_k_block),
         T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
-            return Err(QuantError::Unsupported { what: format!("quantize {ty}") })
+            return Err(QuantError::Unsupported {
+                what: format!("quantize {ty}"),
+            })
         }
     }
     Ok(())
@@ -166,11 +180,23 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
     let n = out.len() as u64;
     let what = || format!("dequantize {ty}");
     if !n.is_multiple_of(block) {
-        return Err(QuantError::NotBlockAligned { what: what(), len: n, block });
+        return Err(QuantError::NotBlockAligned {
+            what: what(),
+            len: n,
+            block,
+        });
     }
-    let expected = ty.row_bytes(n).ok_or_else(|| QuantError::NotBlockAligned { what: what(), len: n, block })?;
+    let expected = ty.row_bytes(n).ok_or_else(|| QuantError::NotBlockAligned {
+        what: what(),
+        len: n,
+        block,
+    })?;
     if bytes.len() as u64 != expected {
-        return Err(QuantError::LengthMismatch { what: what(), expected, got: bytes.len() as u64 });
+        return Err(QuantError::LengthMismatch {
+            what: what(),
+            expected,
+            got: bytes.len() as u64,
+        });
     }
     use GgmlType as T;
     match ty {
@@ -203,12 +229,17 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
         T::Q5_K => dec(bytes, out, k_quants::q5_k_dequant),
         T::Q6_K => dec(bytes, out, k_quants::q6_k_dequant),
         T::Q8_K => dec(bytes, out, k_quants::q8_k_dequant),
-        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => return Err(QuantError::Unsupported { what: what() }),
+        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
+            return Err(QuantError::Unsupported { what: what() })
+        }
     }
     Ok(())
 }
 
 /// True if [`quantize_row`] and [`dequantize_row`] implement `ty`.
 pub fn is_supported(ty: GgmlType) -> bool {
-    !matches!(ty, GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64)
+    !matches!(
+        ty,
+        GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64
+    )
 }

@@ -171,12 +171,16 @@ pub struct Policy {
 }
 
 fn parse_type(v: &str, item: &str) -> Result<GgmlType, QuantError> {
-    let ty = GgmlType::from_name(v).ok_or_else(|| QuantError::Unsupported { what: format!("--quant {item}: unknown type") })?;
+    let ty = GgmlType::from_name(v).ok_or_else(|| QuantError::Unsupported {
+        what: format!("--quant {item}: unknown type"),
+    })?;
     match ty {
-        GgmlType::Q8_1 | GgmlType::Q8_K => {
-            Err(QuantError::Unsupported { what: format!("--quant {item}: {ty} is an activation format") })
-        }
-        t if !super::is_supported(t) => Err(QuantError::Unsupported { what: format!("--quant {item}: {ty}") }),
+        GgmlType::Q8_1 | GgmlType::Q8_K => Err(QuantError::Unsupported {
+            what: format!("--quant {item}: {ty} is an activation format"),
+        }),
+        t if !super::is_supported(t) => Err(QuantError::Unsupported {
+            what: format!("--quant {item}: {ty}"),
+        }),
         t => Ok(t),
     }
 }
@@ -184,15 +188,21 @@ fn parse_type(v: &str, item: &str) -> Result<GgmlType, QuantError> {
 impl Policy {
     /// Parse a `--quant` string (see the module docs).
     pub fn parse(s: &str) -> Result<Policy, QuantError> {
-        let mut p = Policy { preset: None, overrides: [None; N_OVR] };
+        let mut p = Policy {
+            preset: None,
+            overrides: [None; N_OVR],
+        };
         let mut any = false;
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             any = true;
             let Some((k, v)) = item.split_once('=') else {
-                let pr = Preset::parse(item)
-                    .ok_or_else(|| QuantError::Unsupported { what: format!("--quant {item}: unknown preset") })?;
+                let pr = Preset::parse(item).ok_or_else(|| QuantError::Unsupported {
+                    what: format!("--quant {item}: unknown preset"),
+                })?;
                 if p.preset.is_some_and(|old| old != pr) {
-                    return Err(QuantError::Unsupported { what: format!("--quant {s}: two presets") });
+                    return Err(QuantError::Unsupported {
+                        what: format!("--quant {s}: two presets"),
+                    });
                 }
                 p.preset = Some(pr);
                 continue;
@@ -209,7 +219,11 @@ impl Policy {
                 "attn_v" => (&[OVR_V], 2),
                 "attn_output" => (&[OVR_O], 2),
                 "embed" => (&[OVR_EMBED], 2),
-                _ => return Err(QuantError::Unsupported { what: format!("--quant {item}: unknown key") }),
+                _ => {
+                    return Err(QuantError::Unsupported {
+                        what: format!("--quant {item}: unknown key"),
+                    })
+                }
             };
             for &i in slots {
                 if p.overrides[i].is_none_or(|(_, old)| old <= spec) {
@@ -218,14 +232,19 @@ impl Policy {
             }
         }
         if !any {
-            return Err(QuantError::Unsupported { what: "--quant: empty".to_string() });
+            return Err(QuantError::Unsupported {
+                what: "--quant: empty".to_string(),
+            });
         }
         Ok(p)
     }
 
     /// A policy that is just a preset.
     pub fn preset(preset: Preset) -> Policy {
-        Policy { preset: Some(preset), overrides: [None; N_OVR] }
+        Policy {
+            preset: Some(preset),
+            overrides: [None; N_OVR],
+        }
     }
 
     /// The preset, if one was given.
@@ -237,7 +256,9 @@ impl Policy {
     /// the preset or, without a preset, not listed). `grokit quantize` keeps unlisted tensors
     /// in their input type instead of the BF16 default of [`Policy::choose`].
     pub fn explicit_type(&self, class: TensorClass) -> Option<GgmlType> {
-        Self::slot(class).and_then(|s| self.overrides.get(s).copied().flatten()).map(|(t, _)| t)
+        Self::slot(class)
+            .and_then(|s| self.overrides.get(s).copied().flatten())
+            .map(|(t, _)| t)
     }
 
     fn slot(class: TensorClass) -> Option<usize> {
@@ -256,7 +277,13 @@ impl Policy {
 
     /// The type llama-quantize's rules give `class` under `preset` (8 experts, no output
     /// tensor), before the block-size check.
-    fn preset_type(preset: Preset, class: TensorClass, layer: Option<usize>, n_layers: usize, row_len: u64) -> GgmlType {
+    fn preset_type(
+        preset: Preset,
+        class: TensorClass,
+        layer: Option<usize>,
+        n_layers: usize,
+        row_len: u64,
+    ) -> GgmlType {
         let def = preset.default_type();
         if !def.is_quantized() {
             return def; // llama-quantize applies no per-tensor rules to F32/F16/BF16
@@ -285,9 +312,18 @@ impl Policy {
 
     /// Choose the type for one tensor. `layer` is the block index (None for token_embd),
     /// `row_len` the GGUF row length (`ne[0]`).
-    pub fn choose(&self, class: TensorClass, layer: Option<usize>, n_layers: usize, row_len: u64) -> Choice {
+    pub fn choose(
+        &self,
+        class: TensorClass,
+        layer: Option<usize>,
+        n_layers: usize,
+        row_len: u64,
+    ) -> Choice {
         let Some(slot) = Self::slot(class) else {
-            return Choice { ty: GgmlType::F32, fallback_reason: None };
+            return Choice {
+                ty: GgmlType::F32,
+                fallback_reason: None,
+            };
         };
         let want = match (self.overrides[slot], self.preset) {
             (Some((t, _)), _) => t,
@@ -306,7 +342,9 @@ impl Policy {
                 return p.ftype();
             }
         }
-        self.choose(TensorClass::FfnUpExps, Some(0), 1, 32768).ty.mostly_ftype()
+        self.choose(TensorClass::FfnUpExps, Some(0), 1, 32768)
+            .ty
+            .mostly_ftype()
     }
 }
 
@@ -320,7 +358,10 @@ pub fn use_more_bits(i: usize, n: usize) -> bool {
 /// Apply the block-size fallback to a wanted type.
 pub fn fit_row(want: GgmlType, row_len: u64) -> Choice {
     if row_len.is_multiple_of(want.block_elems()) {
-        return Choice { ty: want, fallback_reason: None };
+        return Choice {
+            ty: want,
+            fallback_reason: None,
+        };
     }
     let next = match want {
         GgmlType::Q4_K => GgmlType::Q5_0,
@@ -329,7 +370,11 @@ pub fn fit_row(want: GgmlType, row_len: u64) -> Choice {
         GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
         _ => GgmlType::F16,
     };
-    let ty = if row_len.is_multiple_of(next.block_elems()) { next } else { GgmlType::F16 };
+    let ty = if row_len.is_multiple_of(next.block_elems()) {
+        next
+    } else {
+        GgmlType::F16
+    };
     Choice {
         ty,
         fallback_reason: Some(format!(
@@ -358,7 +403,9 @@ mod tests {
         assert_eq!(ch(C::FfnGateExps, Some(3)), G::Q4_K);
         assert_eq!(ch(C::Norm, Some(3)), G::F32);
         assert_eq!(ch(C::Router, Some(3)), G::F32);
-        let more: Vec<usize> = (0..64).filter(|&i| ch(C::FfnDownExps, Some(i)) == G::Q6_K).collect();
+        let more: Vec<usize> = (0..64)
+            .filter(|&i| ch(C::FfnDownExps, Some(i)) == G::Q6_K)
+            .collect();
         assert_eq!(more.len(), 32);
         assert_eq!(&more[..10], &[0, 1, 2, 3, 4, 5, 6, 7, 10, 13]);
         assert!(more.contains(&56) && more.contains(&63) && !more.contains(&8));
@@ -398,20 +445,49 @@ mod tests {
         let p = Policy::parse("q4_k_m,attn_k=q4_k").unwrap();
         assert_eq!(p.choose(C::AttnK, Some(0), 64, 6144).ty, G::Q4_K);
         assert_eq!(p.choose(C::AttnV, Some(0), 64, 6144).ty, G::Q8_0);
-        for bad in ["", "q3_k_m", "experts=q9", "foo=q8_0", "experts=q8_k", "q8_0,q4_0", "embed=i8"] {
+        for bad in [
+            "",
+            "q3_k_m",
+            "experts=q9",
+            "foo=q8_0",
+            "experts=q8_k",
+            "q8_0,q4_0",
+            "embed=i8",
+        ] {
             assert!(Policy::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn classify_gguf_names() {
-        assert_eq!(TensorClass::from_gguf_name("token_embd.weight"), Some((C::TokenEmbd, None)));
-        assert_eq!(TensorClass::from_gguf_name("output_norm.weight"), Some((C::Norm, None)));
-        assert_eq!(TensorClass::from_gguf_name("blk.12.attn_k.weight"), Some((C::AttnK, Some(12))));
-        assert_eq!(TensorClass::from_gguf_name("blk.0.attn_output_norm.weight"), Some((C::Norm, Some(0))));
-        assert_eq!(TensorClass::from_gguf_name("blk.63.ffn_down_exps.weight"), Some((C::FfnDownExps, Some(63))));
-        assert_eq!(TensorClass::from_gguf_name("blk.5.ffn_gate_inp.weight"), Some((C::Router, Some(5))));
-        assert_eq!(TensorClass::from_gguf_name("blk.5.layer_output_norm.weight"), Some((C::Norm, Some(5))));
+        assert_eq!(
+            TensorClass::from_gguf_name("token_embd.weight"),
+            Some((C::TokenEmbd, None))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("output_norm.weight"),
+            Some((C::Norm, None))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("blk.12.attn_k.weight"),
+            Some((C::AttnK, Some(12)))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("blk.0.attn_output_norm.weight"),
+            Some((C::Norm, Some(0)))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("blk.63.ffn_down_exps.weight"),
+            Some((C::FfnDownExps, Some(63)))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("blk.5.ffn_gate_inp.weight"),
+            Some((C::Router, Some(5)))
+        );
+        assert_eq!(
+            TensorClass::from_gguf_name("blk.5.layer_output_norm.weight"),
+            Some((C::Norm, Some(5)))
+        );
         assert_eq!(TensorClass::from_gguf_name("blk.x.attn_q.weight"), None);
         assert_eq!(TensorClass::from_gguf_name("blk.1.ffn_up.weight"), None);
     }
@@ -425,7 +501,13 @@ mod tests {
         assert_eq!(fit_row(G::Q6_K, 96).ty, G::Q8_0);
         assert_eq!(fit_row(G::Q6_K, 100).ty, G::F16);
         assert_eq!(fit_row(G::Q8_0, 100).ty, G::F16);
-        assert_eq!(fit_row(G::Q8_0, 96), Choice { ty: G::Q8_0, fallback_reason: None });
+        assert_eq!(
+            fit_row(G::Q8_0, 96),
+            Choice {
+                ty: G::Q8_0,
+                fallback_reason: None
+            }
+        );
         let p = Policy::parse("q4_k_m").unwrap();
         // token_embd whose row does not fit Q4_K's block gets Q8_0 (llama.cpp's output rule).
         assert_eq!(p.choose(C::TokenEmbd, None, 64, 96).ty, G::Q8_0);

@@ -51,32 +51,155 @@ const QKK: u64 = 256; // K-quant super-block
 
 /// The table (ggml.h ids; ggml-common.h block layouts).
 pub const GGML_TYPES: &[GgmlTypeInfo] = &[
-    GgmlTypeInfo { ty: GgmlType::F32, id: 0, name: "f32", block_elems: 1, block_bytes: 4 },
-    GgmlTypeInfo { ty: GgmlType::F16, id: 1, name: "f16", block_elems: 1, block_bytes: 2 },
-    GgmlTypeInfo { ty: GgmlType::Q4_0, id: 2, name: "q4_0", block_elems: QK, block_bytes: F16B + QK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q4_1, id: 3, name: "q4_1", block_elems: QK, block_bytes: 2 * F16B + QK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q5_0, id: 6, name: "q5_0", block_elems: QK, block_bytes: F16B + 4 + QK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q5_1, id: 7, name: "q5_1", block_elems: QK, block_bytes: 2 * F16B + 4 + QK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q8_0, id: 8, name: "q8_0", block_elems: QK, block_bytes: F16B + QK },
-    GgmlTypeInfo { ty: GgmlType::Q8_1, id: 9, name: "q8_1", block_elems: QK, block_bytes: 2 * F16B + QK },
-    GgmlTypeInfo { ty: GgmlType::Q2_K, id: 10, name: "q2_k", block_elems: QKK, block_bytes: QKK / 16 + QKK / 4 + 2 * F16B },
-    GgmlTypeInfo { ty: GgmlType::Q3_K, id: 11, name: "q3_k", block_elems: QKK, block_bytes: QKK / 8 + QKK / 4 + 12 + F16B },
-    GgmlTypeInfo { ty: GgmlType::Q4_K, id: 12, name: "q4_k", block_elems: QKK, block_bytes: 2 * F16B + 12 + QKK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q5_K, id: 13, name: "q5_k", block_elems: QKK, block_bytes: 2 * F16B + 12 + QKK / 8 + QKK / 2 },
-    GgmlTypeInfo { ty: GgmlType::Q6_K, id: 14, name: "q6_k", block_elems: QKK, block_bytes: QKK / 2 + QKK / 4 + QKK / 16 + F16B },
-    GgmlTypeInfo { ty: GgmlType::Q8_K, id: 15, name: "q8_k", block_elems: QKK, block_bytes: 4 + QKK + QKK / 16 * 2 },
-    GgmlTypeInfo { ty: GgmlType::I8, id: 24, name: "i8", block_elems: 1, block_bytes: 1 },
-    GgmlTypeInfo { ty: GgmlType::I16, id: 25, name: "i16", block_elems: 1, block_bytes: 2 },
-    GgmlTypeInfo { ty: GgmlType::I32, id: 26, name: "i32", block_elems: 1, block_bytes: 4 },
-    GgmlTypeInfo { ty: GgmlType::I64, id: 27, name: "i64", block_elems: 1, block_bytes: 8 },
-    GgmlTypeInfo { ty: GgmlType::F64, id: 28, name: "f64", block_elems: 1, block_bytes: 8 },
-    GgmlTypeInfo { ty: GgmlType::BF16, id: 30, name: "bf16", block_elems: 1, block_bytes: 2 },
+    GgmlTypeInfo {
+        ty: GgmlType::F32,
+        id: 0,
+        name: "f32",
+        block_elems: 1,
+        block_bytes: 4,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::F16,
+        id: 1,
+        name: "f16",
+        block_elems: 1,
+        block_bytes: 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q4_0,
+        id: 2,
+        name: "q4_0",
+        block_elems: QK,
+        block_bytes: F16B + QK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q4_1,
+        id: 3,
+        name: "q4_1",
+        block_elems: QK,
+        block_bytes: 2 * F16B + QK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q5_0,
+        id: 6,
+        name: "q5_0",
+        block_elems: QK,
+        block_bytes: F16B + 4 + QK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q5_1,
+        id: 7,
+        name: "q5_1",
+        block_elems: QK,
+        block_bytes: 2 * F16B + 4 + QK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q8_0,
+        id: 8,
+        name: "q8_0",
+        block_elems: QK,
+        block_bytes: F16B + QK,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q8_1,
+        id: 9,
+        name: "q8_1",
+        block_elems: QK,
+        block_bytes: 2 * F16B + QK,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q2_K,
+        id: 10,
+        name: "q2_k",
+        block_elems: QKK,
+        block_bytes: QKK / 16 + QKK / 4 + 2 * F16B,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q3_K,
+        id: 11,
+        name: "q3_k",
+        block_elems: QKK,
+        block_bytes: QKK / 8 + QKK / 4 + 12 + F16B,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q4_K,
+        id: 12,
+        name: "q4_k",
+        block_elems: QKK,
+        block_bytes: 2 * F16B + 12 + QKK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q5_K,
+        id: 13,
+        name: "q5_k",
+        block_elems: QKK,
+        block_bytes: 2 * F16B + 12 + QKK / 8 + QKK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q6_K,
+        id: 14,
+        name: "q6_k",
+        block_elems: QKK,
+        block_bytes: QKK / 2 + QKK / 4 + QKK / 16 + F16B,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::Q8_K,
+        id: 15,
+        name: "q8_k",
+        block_elems: QKK,
+        block_bytes: 4 + QKK + QKK / 16 * 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::I8,
+        id: 24,
+        name: "i8",
+        block_elems: 1,
+        block_bytes: 1,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::I16,
+        id: 25,
+        name: "i16",
+        block_elems: 1,
+        block_bytes: 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::I32,
+        id: 26,
+        name: "i32",
+        block_elems: 1,
+        block_bytes: 4,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::I64,
+        id: 27,
+        name: "i64",
+        block_elems: 1,
+        block_bytes: 8,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::F64,
+        id: 28,
+        name: "f64",
+        block_elems: 1,
+        block_bytes: 8,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::BF16,
+        id: 30,
+        name: "bf16",
+        block_elems: 1,
+        block_bytes: 2,
+    },
 ];
 
 impl GgmlType {
     /// This type's row.
     pub fn info(self) -> &'static GgmlTypeInfo {
-        GGML_TYPES.iter().find(|r| r.ty == self).unwrap_or(&GGML_TYPES[0])
+        GGML_TYPES
+            .iter()
+            .find(|r| r.ty == self)
+            .unwrap_or(&GGML_TYPES[0])
     }
     /// ggml id.
     pub fn id(self) -> u32 {
@@ -104,7 +227,10 @@ impl GgmlType {
     }
     /// Look up by name (case-insensitive).
     pub fn from_name(s: &str) -> Option<GgmlType> {
-        GGML_TYPES.iter().find(|r| r.name.eq_ignore_ascii_case(s)).map(|r| r.ty)
+        GGML_TYPES
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(s))
+            .map(|r| r.ty)
     }
     /// Bytes for `n` elements of one row: `None` if `n` is not a multiple of the block or the
     /// size overflows.
@@ -159,9 +285,18 @@ mod tests {
     #[test]
     fn sizes_match_ggml_common() {
         let expect = [
-            (GgmlType::Q4_0, 18), (GgmlType::Q4_1, 20), (GgmlType::Q5_0, 22), (GgmlType::Q5_1, 24),
-            (GgmlType::Q8_0, 34), (GgmlType::Q8_1, 36), (GgmlType::Q2_K, 84), (GgmlType::Q3_K, 110),
-            (GgmlType::Q4_K, 144), (GgmlType::Q5_K, 176), (GgmlType::Q6_K, 210), (GgmlType::Q8_K, 292),
+            (GgmlType::Q4_0, 18),
+            (GgmlType::Q4_1, 20),
+            (GgmlType::Q5_0, 22),
+            (GgmlType::Q5_1, 24),
+            (GgmlType::Q8_0, 34),
+            (GgmlType::Q8_1, 36),
+            (GgmlType::Q2_K, 84),
+            (GgmlType::Q3_K, 110),
+            (GgmlType::Q4_K, 144),
+            (GgmlType::Q5_K, 176),
+            (GgmlType::Q6_K, 210),
+            (GgmlType::Q8_K, 292),
         ];
         for (t, b) in expect {
             assert_eq!(t.block_bytes(), b, "{t}");

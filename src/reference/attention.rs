@@ -15,7 +15,7 @@
 //! whole row in a full forward (as in the release) but only the keys so far in a cached step.
 
 use super::gemm::{matmul, BLayout};
-use super::ops::{round_if, rope_head, softmax, Rounding};
+use super::ops::{rope_head, round_if, softmax, Rounding};
 use super::{fetch, ModelDims, ReferenceError, Weights};
 use rayon::prelude::*;
 
@@ -53,11 +53,18 @@ fn path(layer: usize, what: &str) -> String {
 }
 
 /// `x[m, k] @ W[k, n]` for projection `what` of `layer`.
-fn project(w: &dyn Weights, r: &Rounding, (layer, what): (usize, &str), x: &[f32], (m, k, n): (usize, usize, usize)) -> Result<Vec<f32>, ReferenceError> {
+fn project(
+    w: &dyn Weights,
+    r: &Rounding,
+    (layer, what): (usize, &str),
+    x: &[f32],
+    (m, k, n): (usize, usize, usize),
+) -> Result<Vec<f32>, ReferenceError> {
     let p = path(layer, what);
     let mut wt = fetch(w, &p, None, &[k, n])?;
     round_if(r.weights, &mut wt);
-    let mut y = matmul(x, m, k, &wt, BLayout::KN, n).ok_or_else(|| ReferenceError::Input(format!("{p}: matmul dims")))?;
+    let mut y = matmul(x, m, k, &wt, BLayout::KN, n)
+        .ok_or_else(|| ReferenceError::Input(format!("{p}: matmul dims")))?;
     round_if(r.matmul_out, &mut y);
     Ok(y)
 }
@@ -76,7 +83,9 @@ pub fn attention(
     let (d, h, kvh, hd) = (dims.d_model, dims.n_q_heads, dims.n_kv_heads, dims.head_dim);
     let m = inp.rows * inp.new;
     if inp.x.len() != m * d || cache.len() != inp.rows || inp.key_valid.len() != inp.rows {
-        return Err(ReferenceError::Input("attention: inconsistent batch".into()));
+        return Err(ReferenceError::Input(
+            "attention: inconsistent batch".into(),
+        ));
     }
     let mut q = project(w, r, (layer, "query"), inp.x, (m, d, h * hd))?;
     let mut k = project(w, r, (layer, "key"), inp.x, (m, d, kvh * hd))?;
@@ -93,7 +102,11 @@ pub fn attention(
     let kv_row = inp.new * kvh * hd;
     for (b, c) in cache.iter_mut().enumerate() {
         if c.k.len() != inp.start * kvh * hd {
-            return Err(ReferenceError::Input(format!("layer {layer}: cache holds {} values, expected {} positions", c.k.len(), inp.start)));
+            return Err(ReferenceError::Input(format!(
+                "layer {layer}: cache holds {} values, expected {} positions",
+                c.k.len(),
+                inp.start
+            )));
         }
         c.k.extend_from_slice(&k[b * kv_row..(b + 1) * kv_row]);
         c.v.extend_from_slice(&v[b * kv_row..(b + 1) * kv_row]);
@@ -107,8 +120,9 @@ pub fn attention(
     let group = h / kvh;
     let cache_ro: &[KvCache] = cache;
     let nblk = inp.new.div_ceil(Q_BLOCK);
-    let tasks: Vec<(usize, usize, usize)> =
-        (0..inp.rows).flat_map(|b| (0..kvh).flat_map(move |g| (0..nblk).map(move |qb| (b, g, qb * Q_BLOCK)))).collect();
+    let tasks: Vec<(usize, usize, usize)> = (0..inp.rows)
+        .flat_map(|b| (0..kvh).flat_map(move |g| (0..nblk).map(move |qb| (b, g, qb * Q_BLOCK))))
+        .collect();
     // One task per (row, kv head, query block): the group's query heads as one matrix
     // [positions × group, hd] against that kv head's keys and values.
     let blocks: Vec<Option<Vec<f32>>> = tasks
@@ -128,7 +142,9 @@ pub fn attention(
             let mut qm = Vec::with_capacity(rows_q * hd);
             for t in t0..t1 {
                 let i = b * inp.new + t;
-                qm.extend_from_slice(q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?);
+                qm.extend_from_slice(
+                    q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?,
+                );
             }
             let mut logits = matmul(&qm, rows_q, hd, &kg, BLayout::NK, total)?;
             for (ri, row) in logits.chunks_exact_mut(total).enumerate() {
@@ -149,7 +165,8 @@ pub fn attention(
         .collect();
     let mut o = vec![0f32; m * h * hd];
     for (&(b, g, t0), blk) in tasks.iter().zip(blocks) {
-        let ob = blk.ok_or_else(|| ReferenceError::Input(format!("layer {layer}: attention dims")))?;
+        let ob =
+            blk.ok_or_else(|| ReferenceError::Input(format!("layer {layer}: attention dims")))?;
         for (ri, orow) in ob.chunks_exact(hd).enumerate() {
             let (i, head) = (b * inp.new + t0 + ri / group, g * group + ri % group);
             o[(i * h + head) * hd..(i * h + head + 1) * hd].copy_from_slice(orow);

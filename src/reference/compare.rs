@@ -39,19 +39,39 @@ pub struct Thresholds {
 impl Thresholds {
     /// Two runs of the same f32 math (different summation orders): float noise only.
     pub fn f32_exact() -> Thresholds {
-        Thresholds { max_abs: 1e-3, rms: 1e-4, mean_kl: 1e-8, min_top1: 1.0 }
+        Thresholds {
+            max_abs: 1e-3,
+            rms: 1e-4,
+            mean_kl: 1e-8,
+            min_top1: 1.0,
+        }
     }
     /// A bf16 run against an f32 (or bf16) reference.
     pub fn bf16() -> Thresholds {
-        Thresholds { max_abs: 0.5, rms: 0.05, mean_kl: 1e-3, min_top1: 0.98 }
+        Thresholds {
+            max_abs: 0.5,
+            rms: 0.05,
+            mean_kl: 1e-3,
+            min_top1: 0.98,
+        }
     }
     /// An 8-bit quantization (Q8_0, int8) against the release.
     pub fn q8() -> Thresholds {
-        Thresholds { max_abs: 1.0, rms: 0.1, mean_kl: 5e-3, min_top1: 0.95 }
+        Thresholds {
+            max_abs: 1.0,
+            rms: 0.1,
+            mean_kl: 5e-3,
+            min_top1: 0.95,
+        }
     }
     /// A 4-bit quantization against the release.
     pub fn q4() -> Thresholds {
-        Thresholds { max_abs: 4.0, rms: 0.5, mean_kl: 0.1, min_top1: 0.8 }
+        Thresholds {
+            max_abs: 4.0,
+            rms: 0.5,
+            mean_kl: 0.1,
+            min_top1: 0.8,
+        }
     }
 
     /// Judge `m`: the list of failed checks, empty when everything passes.
@@ -67,9 +87,15 @@ impl Thresholds {
             failures.push(format!("mean KL {} > {}", m.mean_kl, self.mean_kl));
         }
         if m.top1_agreement.is_nan() || m.top1_agreement < self.min_top1 {
-            failures.push(format!("top-1 agreement {} < {}", m.top1_agreement, self.min_top1));
+            failures.push(format!(
+                "top-1 agreement {} < {}",
+                m.top1_agreement, self.min_top1
+            ));
         }
-        Verdict { pass: failures.is_empty(), failures }
+        Verdict {
+            pass: failures.is_empty(),
+            failures,
+        }
     }
 }
 
@@ -94,14 +120,26 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 fn log_softmax_f64(row: &[f32]) -> Vec<f64> {
-    let m = row.iter().map(|&x| f64::from(x)).fold(f64::NEG_INFINITY, f64::max);
-    let lse = m + row.iter().map(|&x| (f64::from(x) - m).exp()).sum::<f64>().ln();
+    let m = row
+        .iter()
+        .map(|&x| f64::from(x))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + row
+        .iter()
+        .map(|&x| (f64::from(x) - m).exp())
+        .sum::<f64>()
+        .ln();
     row.iter().map(|&x| f64::from(x) - lse).collect()
 }
 
 /// Compare `reference` and `test`, both `[B, T, V]` = `shape`, over the positions where
 /// `mask` (length B·T, e.g. `token != pad`) is true; all positions when `mask` is `None`.
-pub fn compare(reference: &[f32], test: &[f32], shape: [usize; 3], mask: Option<&[bool]>) -> Result<Metrics, ReferenceError> {
+pub fn compare(
+    reference: &[f32],
+    test: &[f32],
+    shape: [usize; 3],
+    mask: Option<&[bool]>,
+) -> Result<Metrics, ReferenceError> {
     let [b, t, v] = shape;
     let n = b.checked_mul(t).and_then(|x| x.checked_mul(v));
     if n != Some(reference.len()) || n != Some(test.len()) || v == 0 {
@@ -112,10 +150,17 @@ pub fn compare(reference: &[f32], test: &[f32], shape: [usize; 3], mask: Option<
         )));
     }
     if mask.is_some_and(|m| m.len() != b * t) {
-        return Err(ReferenceError::Input("compare: mask length differs from B·T".into()));
+        return Err(ReferenceError::Input(
+            "compare: mask length differs from B·T".into(),
+        ));
     }
-    let (mut positions, mut max_abs, mut sq, mut kl, mut agree) = (0usize, 0f32, 0f64, 0f64, 0usize);
-    for (p, (ra, rb)) in reference.chunks_exact(v).zip(test.chunks_exact(v)).enumerate() {
+    let (mut positions, mut max_abs, mut sq, mut kl, mut agree) =
+        (0usize, 0f32, 0f64, 0f64, 0usize);
+    for (p, (ra, rb)) in reference
+        .chunks_exact(v)
+        .zip(test.chunks_exact(v))
+        .enumerate()
+    {
         if mask.is_some_and(|m| !m[p]) {
             continue;
         }
@@ -128,11 +173,17 @@ pub fn compare(reference: &[f32], test: &[f32], shape: [usize; 3], mask: Option<
             sq += f64::from(x - y) * f64::from(x - y);
         }
         let (la, lb) = (log_softmax_f64(ra), log_softmax_f64(rb));
-        kl += la.iter().zip(&lb).map(|(a, b)| a.exp() * (a - b)).sum::<f64>();
+        kl += la
+            .iter()
+            .zip(&lb)
+            .map(|(a, b)| a.exp() * (a - b))
+            .sum::<f64>();
         agree += usize::from(argmax(ra) == argmax(rb));
     }
     if positions == 0 {
-        return Err(ReferenceError::Input("compare: no positions selected".into()));
+        return Err(ReferenceError::Input(
+            "compare: no positions selected".into(),
+        ));
     }
     Ok(Metrics {
         positions,
@@ -144,10 +195,19 @@ pub fn compare(reference: &[f32], test: &[f32], shape: [usize; 3], mask: Option<
 }
 
 /// [`compare`] for two `.npy` arrays of equal shape `[B, T, V]` (e.g. two `--logits-out` files).
-pub fn compare_arrays(reference: &NpyF32, test: &NpyF32, mask: Option<&[bool]>) -> Result<Metrics, ReferenceError> {
+pub fn compare_arrays(
+    reference: &NpyF32,
+    test: &NpyF32,
+    mask: Option<&[bool]>,
+) -> Result<Metrics, ReferenceError> {
     match (reference.shape.as_slice(), test.shape.as_slice()) {
-        (&[b, t, v], s) if s == reference.shape.as_slice() => compare(&reference.data, &test.data, [b, t, v], mask),
-        _ => Err(ReferenceError::Input(format!("compare: shapes {:?} and {:?} (need equal [B, T, V])", reference.shape, test.shape))),
+        (&[b, t, v], s) if s == reference.shape.as_slice() => {
+            compare(&reference.data, &test.data, [b, t, v], mask)
+        }
+        _ => Err(ReferenceError::Input(format!(
+            "compare: shapes {:?} and {:?} (need equal [B, T, V])",
+            reference.shape, test.shape
+        ))),
     }
 }
 
@@ -158,7 +218,10 @@ mod tests {
     fn metrics_and_verdict() {
         let a = [0.0, 1.0, 2.0, 5.0, 0.0, 0.0];
         let m = compare(&a, &a, [1, 2, 3], None).unwrap();
-        assert_eq!((m.positions, m.max_abs, m.rms, m.top1_agreement), (2, 0.0, 0.0, 1.0));
+        assert_eq!(
+            (m.positions, m.max_abs, m.rms, m.top1_agreement),
+            (2, 0.0, 0.0, 1.0)
+        );
         assert!(m.mean_kl.abs() < 1e-15);
         assert!(Thresholds::f32_exact().check(&m).pass);
         let b = [0.0, 3.0, 2.0, 5.0, 0.0, 9.0];
@@ -170,9 +233,15 @@ mod tests {
         assert!(compare(&a, &b[..5], [1, 2, 3], None).is_err());
         assert!(compare(&a, &b, [1, 2, 3], Some(&[false, false])).is_err());
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
-        let na = NpyF32 { shape: vec![1, 2, 3], data: a.to_vec() };
+        let na = NpyF32 {
+            shape: vec![1, 2, 3],
+            data: a.to_vec(),
+        };
         assert_eq!(compare_arrays(&na, &na, None).unwrap().max_abs, 0.0);
-        let nb = NpyF32 { shape: vec![2, 3], data: a.to_vec() };
+        let nb = NpyF32 {
+            shape: vec![2, 3],
+            data: a.to_vec(),
+        };
         assert!(compare_arrays(&na, &nb, None).is_err());
     }
 }
@@ -206,14 +275,34 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 }
 
 /// Per-row metrics of two `[B, T, V]` logits arrays for token rows right-padded with `pad`.
-pub fn per_row(a: &NpyF32, b: &NpyF32, rows: &[Vec<u32>], pad: u32) -> Result<Vec<RowMetrics>, ReferenceError> {
+pub fn per_row(
+    a: &NpyF32,
+    b: &NpyF32,
+    rows: &[Vec<u32>],
+    pad: u32,
+) -> Result<Vec<RowMetrics>, ReferenceError> {
     let (bn, t, v) = match (a.shape.as_slice(), b.shape.as_slice()) {
-        (&[bn, t, v], s) if s == a.shape.as_slice() && rows.len() == bn && rows.iter().all(|r| r.len() == t) && v > 0 => (bn, t, v),
-        _ => return Err(ReferenceError::Input(format!("compare: shapes {:?} / {:?} do not fit {} rows", a.shape, b.shape, rows.len()))),
+        (&[bn, t, v], s)
+            if s == a.shape.as_slice()
+                && rows.len() == bn
+                && rows.iter().all(|r| r.len() == t)
+                && v > 0 =>
+        {
+            (bn, t, v)
+        }
+        _ => {
+            return Err(ReferenceError::Input(format!(
+                "compare: shapes {:?} / {:?} do not fit {} rows",
+                a.shape,
+                b.shape,
+                rows.len()
+            )))
+        }
     };
     let mut out = Vec::with_capacity(bn);
     for (r, toks) in rows.iter().enumerate() {
-        let (mut kl_sum, mut kl_max, mut agree, mut n, mut max_abs) = (0f64, 0f64, 0usize, 0usize, 0f32);
+        let (mut kl_sum, mut kl_max, mut agree, mut n, mut max_abs) =
+            (0f64, 0f64, 0usize, 0usize, 0f32);
         let (mut nll_a, mut nll_b, mut nn) = (0f64, 0f64, 0usize);
         for pos in 0..t {
             if toks[pos] == pad {
@@ -226,7 +315,10 @@ pub fn per_row(a: &NpyF32, b: &NpyF32, rows: &[Vec<u32>], pad: u32) -> Result<Ve
             kl_sum += kl;
             kl_max = kl_max.max(kl);
             agree += usize::from(argmax(ra) == argmax(rb));
-            max_abs = ra.iter().zip(rb).fold(max_abs, |m, (x, y)| m.max((x - y).abs()));
+            max_abs = ra
+                .iter()
+                .zip(rb)
+                .fold(max_abs, |m, (x, y)| m.max((x - y).abs()));
             n += 1;
             if let Some(&next) = toks.get(pos + 1) {
                 if next != pad && (next as usize) < v {
@@ -236,7 +328,13 @@ pub fn per_row(a: &NpyF32, b: &NpyF32, rows: &[Vec<u32>], pad: u32) -> Result<Ve
                 }
             }
         }
-        let ppl = |s: f64| if nn == 0 { f64::NAN } else { (s / nn as f64).exp() };
+        let ppl = |s: f64| {
+            if nn == 0 {
+                f64::NAN
+            } else {
+                (s / nn as f64).exp()
+            }
+        };
         out.push(RowMetrics {
             row: r,
             positions: n,

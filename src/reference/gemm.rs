@@ -33,7 +33,14 @@ const MIN_COL_TILE: usize = 64;
 /// `C[m, n] = A[m, k] · B` with `B` in `layout`. Panics never; lengths are checked.
 ///
 /// Returns `None` when a slice is shorter than its dims require (a caller bug).
-pub fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], layout: BLayout, n: usize) -> Option<Vec<f32>> {
+pub fn matmul(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    layout: BLayout,
+    n: usize,
+) -> Option<Vec<f32>> {
     if a.len() != m.checked_mul(k)? || b.len() != k.checked_mul(n)? {
         return None;
     }
@@ -48,15 +55,23 @@ pub fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], layout: BLayout, n: usiz
     let threads = rayon::current_num_threads().max(1);
     if m >= ROW_BLOCK * threads || n < MIN_COL_TILE * 2 {
         // Split by rows: each task owns a contiguous block of C's rows.
-        let ok = c.par_chunks_mut(ROW_BLOCK * n).enumerate().all(|(i, cblk)| {
-            let rows = cblk.len() / n;
-            let ablk = a.get(i * ROW_BLOCK * k..(i * ROW_BLOCK + rows) * k);
-            ablk.is_some_and(|ablk| sgemm_checked(rows, k, ablk, (k, 1), n, b, (rsb, csb), cblk, n).is_some())
-        });
+        let ok = c
+            .par_chunks_mut(ROW_BLOCK * n)
+            .enumerate()
+            .all(|(i, cblk)| {
+                let rows = cblk.len() / n;
+                let ablk = a.get(i * ROW_BLOCK * k..(i * ROW_BLOCK + rows) * k);
+                ablk.is_some_and(|ablk| {
+                    sgemm_checked(rows, k, ablk, (k, 1), n, b, (rsb, csb), cblk, n).is_some()
+                })
+            });
         return ok.then_some(c);
     }
     // Split by column tiles: each task computes its [m, tile] block into its own buffer.
-    let tile = n.div_ceil(threads * 4).next_multiple_of(16).max(MIN_COL_TILE);
+    let tile = n
+        .div_ceil(threads * 4)
+        .next_multiple_of(16)
+        .max(MIN_COL_TILE);
     let tiles: Option<Vec<(usize, Vec<f32>)>> = (0..n.div_ceil(tile))
         .into_par_iter()
         .map(|t| {
@@ -100,9 +115,14 @@ fn sgemm_checked(
     }
     // Largest element index reachable through each (row stride, col stride) pair.
     let reach = |r: usize, cols: usize, (rs, cs): (usize, usize)| -> Option<usize> {
-        (r - 1).checked_mul(rs)?.checked_add((cols - 1).checked_mul(cs)?)
+        (r - 1)
+            .checked_mul(rs)?
+            .checked_add((cols - 1).checked_mul(cs)?)
     };
-    if reach(rows, k, sa)? >= a.len() || reach(k, w, sb)? >= b.len() || reach(rows, w, (ldc, 1))? >= c.len() {
+    if reach(rows, k, sa)? >= a.len()
+        || reach(k, w, sb)? >= b.len()
+        || reach(rows, w, (ldc, 1))? >= c.len()
+    {
         return None;
     }
     let s = |x: usize| isize::try_from(x).ok();
@@ -134,7 +154,14 @@ fn sgemm_checked(
 }
 
 /// Straightforward triple loop (f64 accumulation) used to cross-check [`matmul`] in tests.
-pub fn matmul_naive(a: &[f32], m: usize, k: usize, b: &[f32], layout: BLayout, n: usize) -> Vec<f32> {
+pub fn matmul_naive(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    layout: BLayout,
+    n: usize,
+) -> Vec<f32> {
     let mut c = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -157,20 +184,34 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
     #[test]
     fn matches_naive_all_shapes_and_splits() {
         let mut s = 7u64;
-        for &(m, k, n) in &[(1, 1, 1), (1, 96, 512), (3, 17, 200), (70, 33, 9), (200, 64, 130), (5, 300, 1000), (0, 3, 4)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 96, 512),
+            (3, 17, 200),
+            (70, 33, 9),
+            (200, 64, 130),
+            (5, 300, 1000),
+            (0, 3, 4),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut s)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut s)).collect();
             for layout in [BLayout::KN, BLayout::NK] {
                 let c = matmul(&a, m, k, &b, layout, n).unwrap();
                 let r = matmul_naive(&a, m, k, &b, layout, n);
-                let err = c.iter().zip(&r).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let err = c
+                    .iter()
+                    .zip(&r)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
                 assert!(err < 1e-4, "{m}x{k}x{n} {layout:?}: {err}");
             }
         }
@@ -204,7 +245,12 @@ mod tests {
                 std::hint::black_box(matmul(&a, m, k, &b, BLayout::KN, n));
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            eprintln!("m={m} k={k} n={n}: {:.1} ms, {:.1} GFLOP/s, {:.1} GB/s of f32 weights", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9, (4 * k * n) as f64 / s / 1e9);
+            eprintln!(
+                "m={m} k={k} n={n}: {:.1} ms, {:.1} GFLOP/s, {:.1} GB/s of f32 weights",
+                s * 1e3,
+                2.0 * (m * k * n) as f64 / s / 1e9,
+                (4 * k * n) as f64 / s / 1e9
+            );
         }
     }
 }

@@ -146,7 +146,12 @@ impl ModelDims {
     /// Check internal consistency (heads divide, dims non-zero, top-k ≤ experts).
     pub fn validate(&self) -> Result<(), ReferenceError> {
         let bad = |m: &str| Err(ReferenceError::Input(format!("model dims: {m}")));
-        if self.vocab == 0 || self.d_model == 0 || self.n_q_heads == 0 || self.n_kv_heads == 0 || self.ffn == 0 {
+        if self.vocab == 0
+            || self.d_model == 0
+            || self.n_q_heads == 0
+            || self.n_kv_heads == 0
+            || self.ffn == 0
+        {
             return bad("zero-sized dimension");
         }
         if !self.n_q_heads.is_multiple_of(self.n_kv_heads) {
@@ -175,13 +180,25 @@ pub enum Precision {
 }
 
 /// Fetch a tensor and check its shape.
-pub(crate) fn fetch(w: &dyn Weights, path: &str, expert: Option<usize>, shape: &[usize]) -> Result<Vec<f32>, ReferenceError> {
+pub(crate) fn fetch(
+    w: &dyn Weights,
+    path: &str,
+    expert: Option<usize>,
+    shape: &[usize],
+) -> Result<Vec<f32>, ReferenceError> {
     let t = w.get(path, expert)?;
     if t.shape != shape {
-        return Err(ReferenceError::Shape { path: path.to_string(), got: t.shape, expected: shape.to_vec() });
+        return Err(ReferenceError::Shape {
+            path: path.to_string(),
+            got: t.shape,
+            expected: shape.to_vec(),
+        });
     }
     if t.data.len() != shape.iter().product::<usize>() {
-        return Err(ReferenceError::Weight { path: path.to_string(), reason: format!("{} elements for shape {shape:?}", t.data.len()) });
+        return Err(ReferenceError::Weight {
+            path: path.to_string(),
+            reason: format!("{} elements for shape {shape:?}", t.data.len()),
+        });
     }
     Ok(t.data)
 }

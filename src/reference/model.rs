@@ -42,7 +42,10 @@ impl Logits {
 
 impl From<Logits> for crate::npy::NpyF32 {
     fn from(l: Logits) -> Self {
-        crate::npy::NpyF32 { shape: l.shape(), data: l.data }
+        crate::npy::NpyF32 {
+            shape: l.shape(),
+            data: l.data,
+        }
     }
 }
 
@@ -70,12 +73,22 @@ pub struct Session<'w> {
 
 impl<'w> Session<'w> {
     /// A fresh session for `batch` rows.
-    pub fn new(weights: &'w dyn Weights, dims: ModelDims, precision: Precision, batch: usize) -> Result<Self, ReferenceError> {
+    pub fn new(
+        weights: &'w dyn Weights,
+        dims: ModelDims,
+        precision: Precision,
+        batch: usize,
+    ) -> Result<Self, ReferenceError> {
         Self::with_rounding(weights, dims, Rounding::for_precision(precision), batch)
     }
 
     /// A fresh session with an explicit rounding plan (for precision experiments).
-    pub fn with_rounding(weights: &'w dyn Weights, dims: ModelDims, rounding: Rounding, batch: usize) -> Result<Self, ReferenceError> {
+    pub fn with_rounding(
+        weights: &'w dyn Weights,
+        dims: ModelDims,
+        rounding: Rounding,
+        batch: usize,
+    ) -> Result<Self, ReferenceError> {
         dims.validate()?;
         if batch == 0 {
             return Err(ReferenceError::Input("empty batch".into()));
@@ -118,14 +131,25 @@ impl<'w> Session<'w> {
         let (d, v) = (dims.d_model, dims.vocab);
         let b = self.key_valid.len();
         if rows.len() != b {
-            return Err(ReferenceError::Input(format!("{} rows for a batch of {b}", rows.len())));
+            return Err(ReferenceError::Input(format!(
+                "{} rows for a batch of {b}",
+                rows.len()
+            )));
         }
         let new = rows.first().map_or(0, |r| r.len());
         if new == 0 || rows.iter().any(|r| r.len() != new) {
-            return Err(ReferenceError::Input("rows must be non-empty and of equal length (right-pad them)".into()));
+            return Err(ReferenceError::Input(
+                "rows must be non-empty and of equal length (right-pad them)".into(),
+            ));
         }
-        if let Some(&t) = rows.iter().flat_map(|r| r.iter()).find(|&&t| t as usize >= v) {
-            return Err(ReferenceError::Input(format!("token {t} out of vocabulary {v}")));
+        if let Some(&t) = rows
+            .iter()
+            .flat_map(|r| r.iter())
+            .find(|&&t| t as usize >= v)
+        {
+            return Err(ReferenceError::Input(format!(
+                "token {t} out of vocabulary {v}"
+            )));
         }
         let r = self.rounding;
         let w = self.weights;
@@ -144,8 +168,22 @@ impl<'w> Session<'w> {
         for layer in 0..dims.n_layers {
             let sc = |which: &str| fetch(w, &norm_path(layer, which), None, &[d]);
             let x = self.norm(&h, &sc("rms_norm")?);
-            let inp = AttnInput { x: &x, rows: b, new, start: self.len, key_valid: &self.key_valid };
-            let a = attention(&dims, &r, w, layer, &inp, &mut self.cache[layer], &self.inv_freq)?;
+            let inp = AttnInput {
+                x: &x,
+                rows: b,
+                new,
+                start: self.len,
+                key_valid: &self.key_valid,
+            };
+            let a = attention(
+                &dims,
+                &r,
+                w,
+                layer,
+                &inp,
+                &mut self.cache[layer],
+                &self.inv_freq,
+            )?;
             add_into(&mut h, &self.norm(&a, &sc("rms_norm_1")?));
             round_if(r.residual, &mut h);
             let x = self.norm(&h, &sc("rms_norm_2")?);
@@ -157,12 +195,18 @@ impl<'w> Session<'w> {
         let hf = self.norm(&h, &fetch(w, FINAL_NORM, None, &[d])?);
         let mut emb = fetch(w, EMBED, None, &[v, d])?;
         round_if(r.weights, &mut emb);
-        let mut logits = matmul(&hf, m, d, &emb, BLayout::NK, v).ok_or_else(|| ReferenceError::Input("output head dims".into()))?;
+        let mut logits = matmul(&hf, m, d, &emb, BLayout::NK, v)
+            .ok_or_else(|| ReferenceError::Input("output head dims".into()))?;
         drop(emb);
         round_if(r.logits, &mut logits);
         logits.iter_mut().for_each(|x| *x *= dims.out_mult);
         round_if(r.logits, &mut logits);
-        Ok(Logits { batch: b, seq: new, vocab: v, data: logits })
+        Ok(Logits {
+            batch: b,
+            seq: new,
+            vocab: v,
+            data: logits,
+        })
     }
 
     fn norm(&self, x: &[f32], scale: &[f32]) -> Vec<f32> {
@@ -173,14 +217,26 @@ impl<'w> Session<'w> {
 }
 
 /// Full forward of a batch of equal-length rows (right-padded with the pad id): `[B, T, V]`.
-pub fn forward(weights: &dyn Weights, dims: &ModelDims, precision: Precision, tokens: &[Vec<u32>]) -> Result<Logits, ReferenceError> {
+pub fn forward(
+    weights: &dyn Weights,
+    dims: &ModelDims,
+    precision: Precision,
+    tokens: &[Vec<u32>],
+) -> Result<Logits, ReferenceError> {
     Session::new(weights, dims.clone(), precision, tokens.len())?.prefill(tokens)
 }
 
 /// Greedy decoding of one prompt through the KV cache: the prompt is prefilled, then the
 /// argmax token (ties → lower id) is fed back up to `max_new` times, stopping after `eos`.
 /// Returns the generated tokens (without the prompt).
-pub fn greedy(weights: &dyn Weights, dims: &ModelDims, precision: Precision, prompt: &[u32], max_new: usize, eos: Option<u32>) -> Result<Vec<u32>, ReferenceError> {
+pub fn greedy(
+    weights: &dyn Weights,
+    dims: &ModelDims,
+    precision: Precision,
+    prompt: &[u32],
+    max_new: usize,
+    eos: Option<u32>,
+) -> Result<Vec<u32>, ReferenceError> {
     let mut s = Session::new(weights, dims.clone(), precision, 1)?;
     let lo = s.prefill(&[prompt.to_vec()])?;
     let mut next = lo.at(0, lo.seq - 1).map(super::compare::argmax);

@@ -42,12 +42,18 @@ fn path(layer: usize, what: &str) -> String {
 }
 
 /// Route `x` (`[n, D]`, already normalized) through layer `layer`'s router.
-pub fn route(dims: &ModelDims, w: &dyn Weights, layer: usize, x: &[f32]) -> Result<Vec<Route>, ReferenceError> {
+pub fn route(
+    dims: &ModelDims,
+    w: &dyn Weights,
+    layer: usize,
+    x: &[f32],
+) -> Result<Vec<Route>, ReferenceError> {
     let (d, e) = (dims.d_model, dims.n_experts);
     let n = x.len() / d;
     let p = path(layer, "router");
     let wr = fetch(w, &p, None, &[d, e])?;
-    let mut logits = matmul(x, n, d, &wr, BLayout::KN, e).ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
+    let mut logits = matmul(x, n, d, &wr, BLayout::KN, e)
+        .ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
     Ok(logits
         .chunks_exact_mut(e)
         .map(|row| {
@@ -58,25 +64,43 @@ pub fn route(dims: &ModelDims, w: &dyn Weights, layer: usize, x: &[f32]) -> Resu
 }
 
 /// The MoE block for layer `layer` on `x` (`[n, D]`, normalized). Returns `[n, D]`.
-pub fn moe(dims: &ModelDims, r: &Rounding, w: &dyn Weights, layer: usize, x: &[f32]) -> Result<Vec<f32>, ReferenceError> {
+pub fn moe(
+    dims: &ModelDims,
+    r: &Rounding,
+    w: &dyn Weights,
+    layer: usize,
+    x: &[f32],
+) -> Result<Vec<f32>, ReferenceError> {
     let (d, f) = (dims.d_model, dims.ffn);
     let n = x.len() / d;
     let routes = route(dims, w, layer, x)?;
     let mut out = vec![0f32; n * d];
     for e in 0..dims.n_experts {
         // tokens routed to e, with their gates
-        let sel: Vec<(usize, f32)> =
-            routes.iter().enumerate().filter_map(|(t, rt)| rt.iter().find(|(ex, _)| *ex == e).map(|&(_, g)| (t, g))).collect();
+        let sel: Vec<(usize, f32)> = routes
+            .iter()
+            .enumerate()
+            .filter_map(|(t, rt)| rt.iter().find(|(ex, _)| *ex == e).map(|&(_, g)| (t, g)))
+            .collect();
         if sel.is_empty() {
             continue;
         }
         let m = sel.len();
-        let xe: Vec<f32> = sel.iter().flat_map(|&(t, _)| x[t * d..(t + 1) * d].iter().copied()).collect();
-        let mm = |what: &str, a: &[f32], k: usize, nn: usize, round_out: bool| -> Result<Vec<f32>, ReferenceError> {
+        let xe: Vec<f32> = sel
+            .iter()
+            .flat_map(|&(t, _)| x[t * d..(t + 1) * d].iter().copied())
+            .collect();
+        let mm = |what: &str,
+                  a: &[f32],
+                  k: usize,
+                  nn: usize,
+                  round_out: bool|
+         -> Result<Vec<f32>, ReferenceError> {
             let p = path(layer, what);
             let mut wt = fetch(w, &p, Some(e), &[k, nn])?;
             round_if(r.weights, &mut wt);
-            let mut y = matmul(a, m, k, &wt, BLayout::KN, nn).ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
+            let mut y = matmul(a, m, k, &wt, BLayout::KN, nn)
+                .ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
             round_if(round_out, &mut y);
             Ok(y)
         };
@@ -86,7 +110,10 @@ pub fn moe(dims: &ModelDims, r: &Rounding, w: &dyn Weights, layer: usize, x: &[f
         let y = mm("moe/linear_1", &act, f, d, false)?;
         for (i, &(t, g)) in sel.iter().enumerate() {
             let g = round1(r.gate, g);
-            out[t * d..(t + 1) * d].iter_mut().zip(&y[i * d..(i + 1) * d]).for_each(|(o, v)| *o += g * v);
+            out[t * d..(t + 1) * d]
+                .iter_mut()
+                .zip(&y[i * d..(i + 1) * d])
+                .for_each(|(o, v)| *o += g * v);
         }
     }
     Ok(out)

@@ -108,7 +108,9 @@ pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32) -> Vec<f32> {
 /// RoPE inverse frequencies `1 / base^(2j/dim)` for `j < dim/2`, computed in f32 like the
 /// release (`jnp.arange(0, dim, 2, float32) / dim`).
 pub fn rope_inv_freq(dim: usize, base: f32) -> Vec<f32> {
-    (0..dim / 2).map(|j| 1.0 / base.powf((2 * j) as f32 / dim as f32)).collect()
+    (0..dim / 2)
+        .map(|j| 1.0 / base.powf((2 * j) as f32 / dim as f32))
+        .collect()
 }
 
 /// Rotate-half (NeoX) RoPE of one head vector at position `pos`, in place:

@@ -16,10 +16,14 @@ const DEQUANT_ROWS: usize = 64;
 
 impl Weights for Checkpoint {
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
-        let t = self
-            .by_path(path)
-            .ok_or_else(|| ReferenceError::Weight { path: path.to_string(), reason: format!("not in checkpoint {}", self.dir.display()) })?;
-        let err = |e: SourceError| ReferenceError::Weight { path: path.to_string(), reason: e.to_string() };
+        let t = self.by_path(path).ok_or_else(|| ReferenceError::Weight {
+            path: path.to_string(),
+            reason: format!("not in checkpoint {}", self.dir.display()),
+        })?;
+        let err = |e: SourceError| ReferenceError::Weight {
+            path: path.to_string(),
+            reason: e.to_string(),
+        };
         if t.scales().is_none() {
             let (shape, data) = self.read_f32(t, expert).map_err(err)?;
             return Ok(WeightTensor { shape, data });
@@ -30,19 +34,27 @@ impl Weights for Checkpoint {
         let m = om.view();
         let mut data = vec![0f32; m.rows * m.cols];
         if m.cols > 0 {
-            data.par_chunks_mut(DEQUANT_ROWS * m.cols).enumerate().for_each(|(i, chunk)| {
-                let r0 = i * DEQUANT_ROWS;
-                dequant_matrix_rows(&m, r0..r0 + chunk.len() / m.cols, chunk);
-            });
+            data.par_chunks_mut(DEQUANT_ROWS * m.cols)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let r0 = i * DEQUANT_ROWS;
+                    dequant_matrix_rows(&m, r0..r0 + chunk.len() / m.cols, chunk);
+                });
         }
-        Ok(WeightTensor { shape: vec![m.rows, m.cols], data })
+        Ok(WeightTensor {
+            shape: vec![m.rows, m.cols],
+            data,
+        })
     }
 }
 
 impl ModelDims {
     /// The dims of a release configuration (checked by [`ModelDims::validate`] when used).
     pub fn from_config(c: &Config) -> Result<ModelDims, ReferenceError> {
-        let u = |x: u64, what: &str| usize::try_from(x).map_err(|_| ReferenceError::Input(format!("config {what} {x} too large")));
+        let u = |x: u64, what: &str| {
+            usize::try_from(x)
+                .map_err(|_| ReferenceError::Input(format!("config {what} {x} too large")))
+        };
         Ok(ModelDims {
             vocab: u(c.vocab_size, "vocab_size")?,
             d_model: u(c.emb_size, "emb_size")?,
@@ -69,6 +81,9 @@ mod tests {
     use super::*;
     #[test]
     fn grok1_config_gives_grok1_dims() {
-        assert_eq!(ModelDims::from_config(&Config::grok1()).unwrap(), ModelDims::grok1());
+        assert_eq!(
+            ModelDims::from_config(&Config::grok1()).unwrap(),
+            ModelDims::grok1()
+        );
     }
 }

@@ -54,11 +54,16 @@ impl<'de> Deserialize<'de> for Dims {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 write!(f, "an array of at most {ST_MAX_DIMS} unsigned integers")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Dims, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Dims, A::Error> {
                 let mut v = Vec::new();
                 while let Some(x) = seq.next_element::<u64>()? {
                     if v.len() == ST_MAX_DIMS {
-                        return Err(de::Error::custom(format_args!("more than {ST_MAX_DIMS} dims")));
+                        return Err(de::Error::custom(format_args!(
+                            "more than {ST_MAX_DIMS} dims"
+                        )));
                     }
                     v.push(x);
                 }
@@ -80,7 +85,10 @@ impl<'de> Deserialize<'de> for UniqueStrMap {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object mapping strings to strings")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<UniqueStrMap, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<UniqueStrMap, A::Error> {
                 let mut m = BTreeMap::new();
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
                     if m.contains_key(&k) {
@@ -108,17 +116,31 @@ impl<'de> Deserialize<'de> for RawHeader {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a safetensors header object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawHeader, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawHeader, A::Error> {
                 let mut seen = HashSet::new();
-                let mut h = RawHeader { metadata: None, tensors: Vec::new() };
+                let mut h = RawHeader {
+                    metadata: None,
+                    tensors: Vec::new(),
+                };
                 while let Some(key) = map.next_key::<String>()? {
                     if !seen.insert(key.clone()) {
                         return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
                     }
                     if key == super::plan::METADATA_KEY {
-                        h.metadata = map.next_value::<Option<BTreeMap<String, String>>>().map_err(|e| de::Error::custom(format_args!("__metadata__ (must map strings to strings): {e}")))?;
+                        h.metadata = map
+                            .next_value::<Option<BTreeMap<String, String>>>()
+                            .map_err(|e| {
+                                de::Error::custom(format_args!(
+                                    "__metadata__ (must map strings to strings): {e}"
+                                ))
+                            })?;
                     } else {
-                        let info = map.next_value::<RawInfo>().map_err(|e| de::Error::custom(format_args!("tensor `{key}`: {e}")))?;
+                        let info = map
+                            .next_value::<RawInfo>()
+                            .map_err(|e| de::Error::custom(format_args!("tensor `{key}`: {e}")))?;
                         h.tensors.push((key, info));
                     }
                 }
@@ -134,52 +156,111 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let file_len = bytes.len() as u64;
     let p = || path.to_path_buf();
     let Some(prefix) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        return Err(StError::TooSmall { path: p(), len: file_len });
+        return Err(StError::TooSmall {
+            path: p(),
+            len: file_len,
+        });
     };
     let n = u64::from_le_bytes(prefix);
     if n > ST_MAX_HEADER {
-        return Err(StError::HeaderTooLarge { path: p(), len: n, max: ST_MAX_HEADER });
+        return Err(StError::HeaderTooLarge {
+            path: p(),
+            len: n,
+            max: ST_MAX_HEADER,
+        });
     }
     // n <= 1e8, so 8 + n cannot overflow.
     let data_start = 8 + n;
-    let header = usize::try_from(data_start).ok().and_then(|end| bytes.get(8..end));
+    let header = usize::try_from(data_start)
+        .ok()
+        .and_then(|end| bytes.get(8..end));
     let Some(header) = header else {
-        return Err(StError::HeaderPastEnd { path: p(), len: n, file_len });
+        return Err(StError::HeaderPastEnd {
+            path: p(),
+            len: n,
+            file_len,
+        });
     };
-    let text = std::str::from_utf8(header).map_err(|e| StError::HeaderNotUtf8 { path: p(), offset: 8 + e.valid_up_to() as u64 })?;
-    let raw: RawHeader = serde_json::from_str(text).map_err(|e| StError::HeaderJson { path: p(), msg: e.to_string() })?;
+    let text = std::str::from_utf8(header).map_err(|e| StError::HeaderNotUtf8 {
+        path: p(),
+        offset: 8 + e.valid_up_to() as u64,
+    })?;
+    let raw: RawHeader = serde_json::from_str(text).map_err(|e| StError::HeaderJson {
+        path: p(),
+        msg: e.to_string(),
+    })?;
 
     let mut entries = Vec::with_capacity(raw.tensors.len());
     for (name, info) in raw.tensors {
         let Some(dtype) = DType::from_safetensors(&info.dtype) else {
-            return Err(StError::UnsupportedDtype { path: p(), tensor: name, dtype: info.dtype });
+            return Err(StError::UnsupportedDtype {
+                path: p(),
+                tensor: name,
+                dtype: info.dtype,
+            });
         };
         let [begin, end] = info.data_offsets;
-        let expected = Shape::new(info.shape.0.clone()).byte_len(dtype.size()).unwrap_or(u64::MAX);
+        let expected = Shape::new(info.shape.0.clone())
+            .byte_len(dtype.size())
+            .unwrap_or(u64::MAX);
         if end < begin || end - begin != expected {
-            return Err(StError::SizeMismatch { path: p(), tensor: name, begin, end, expected });
+            return Err(StError::SizeMismatch {
+                path: p(),
+                tensor: name,
+                begin,
+                end,
+                expected,
+            });
         }
-        entries.push(Entry { name, dtype, shape: info.shape.0, begin, end });
+        entries.push(Entry {
+            name,
+            dtype,
+            shape: info.shape.0,
+            begin,
+            end,
+        });
     }
     entries.sort_by_key(|e| (e.begin, e.end));
     let mut at = 0u64;
     for e in &entries {
         if e.begin > at {
-            return Err(StError::Gap { path: p(), tensor: e.name.clone(), begin: e.begin, expected: at });
+            return Err(StError::Gap {
+                path: p(),
+                tensor: e.name.clone(),
+                begin: e.begin,
+                expected: at,
+            });
         }
         if e.begin < at {
-            return Err(StError::Overlap { path: p(), tensor: e.name.clone(), begin: e.begin, expected: at });
+            return Err(StError::Overlap {
+                path: p(),
+                tensor: e.name.clone(),
+                begin: e.begin,
+                expected: at,
+            });
         }
         at = e.end;
     }
     let present = file_len - data_start;
     if at > present {
-        return Err(StError::Truncated { path: p(), needed: at, present });
+        return Err(StError::Truncated {
+            path: p(),
+            needed: at,
+            present,
+        });
     }
     if at < present {
-        return Err(StError::TrailingBytes { path: p(), extra: present - at });
+        return Err(StError::TrailingBytes {
+            path: p(),
+            extra: present - at,
+        });
     }
     // Second opinion from the reader every downstream loader shares.
-    safetensors::SafeTensors::read_metadata(bytes).map_err(|source| StError::Crate { path: p(), source })?;
-    Ok(Parsed { data_start, metadata: raw.metadata, entries })
+    safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|source| StError::Crate { path: p(), source })?;
+    Ok(Parsed {
+        data_start,
+        metadata: raw.metadata,
+        entries,
+    })
 }

@@ -50,14 +50,21 @@ pub struct StTensor {
 impl StTensor {
     /// Convenience constructor.
     pub fn new(name: impl Into<String>, dtype: DType, shape: impl Into<Vec<u64>>) -> Self {
-        StTensor { name: name.into(), dtype, shape: shape.into() }
+        StTensor {
+            name: name.into(),
+            dtype,
+            shape: shape.into(),
+        }
     }
 
     /// Data bytes (element count x element size), checked.
     pub fn byte_len(&self) -> Result<u64> {
         Shape::new(self.shape.clone())
             .byte_len(self.dtype.size())
-            .map_err(|e| StError::ShapeOverflow { tensor: self.name.clone(), shape: e.shape })
+            .map_err(|e| StError::ShapeOverflow {
+                tensor: self.name.clone(),
+                shape: e.shape,
+            })
     }
 }
 
@@ -150,7 +157,10 @@ impl ShardPlan {
     }
     /// Where a tensor lands: shard index and its placement.
     pub fn find(&self, name: &str) -> Option<(usize, &PlannedTensor)> {
-        self.shards.iter().enumerate().find_map(|(i, s)| s.tensors.iter().find(|t| t.name == name).map(|t| (i, t)))
+        self.shards
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.tensors.iter().find(|t| t.name == name).map(|t| (i, t)))
     }
     /// `model.safetensors.index.json` contents: `{"metadata": {"total_size": N}, "weight_map":
     /// {...}}` with sorted keys, two-space indent (as transformers writes it), newline-terminated.
@@ -165,7 +175,12 @@ impl ShardPlan {
             metadata: Meta,
             weight_map: &'a BTreeMap<String, String>,
         }
-        let idx = Index { metadata: Meta { total_size: self.total_size }, weight_map: &self.weight_map };
+        let idx = Index {
+            metadata: Meta {
+                total_size: self.total_size,
+            },
+            weight_map: &self.weight_map,
+        };
         // Serializing plain structs and a BTreeMap of strings cannot fail.
         let mut s = serde_json::to_string_pretty(&idx).unwrap_or_default();
         s.push('\n');
@@ -212,7 +227,10 @@ pub fn plan_shards_with_metadata(
             return Err(StError::DuplicateTensor(t.name.clone()));
         }
         let Some(kind) = crate_dtype(t.dtype) else {
-            return Err(StError::DtypeNotInCrate { tensor: t.name.clone(), dtype: t.dtype.safetensors().into() });
+            return Err(StError::DtypeNotInCrate {
+                tensor: t.name.clone(),
+                dtype: t.dtype.safetensors().into(),
+            });
         };
         kinds.push(kind);
         sizes.push(t.byte_len()?);
@@ -245,18 +263,29 @@ pub fn plan_shards_with_metadata(
     let mut shards = Vec::with_capacity(n);
     let mut weight_map = BTreeMap::new();
     for (k, members) in groups.iter().enumerate() {
-        let file_name = if n == 1 { SINGLE_FILE_NAME.to_string() } else { format!("model-{:05}-of-{:05}.safetensors", k + 1, n) };
+        let file_name = if n == 1 {
+            SINGLE_FILE_NAME.to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", k + 1, n)
+        };
         let shard = layout_shard(file_name, tensors, &sizes, &kinds, members, &metadata)?;
         for t in &shard.tensors {
             weight_map.insert(t.name.clone(), shard.file_name.clone());
         }
         shards.push(shard);
     }
-    Ok(ShardPlan { shards, total_size, weight_map })
+    Ok(ShardPlan {
+        shards,
+        total_size,
+        weight_map,
+    })
 }
 
 fn checked_add(a: u64, b: u64, t: &StTensor) -> Result<u64> {
-    a.checked_add(b).ok_or_else(|| StError::ShapeOverflow { tensor: t.name.clone(), shape: Shape::new(t.shape.clone()).to_string() })
+    a.checked_add(b).ok_or_else(|| StError::ShapeOverflow {
+        tensor: t.name.clone(),
+        shape: Shape::new(t.shape.clone()).to_string(),
+    })
 }
 
 /// Order one shard's members the crate's way, assign offsets and build the header.
@@ -270,25 +299,44 @@ fn layout_shard(
 ) -> Result<Shard> {
     let mut order: Vec<usize> = members.to_vec();
     // Descending crate dtype, then ascending name.
-    order.sort_by(|&a, &b| kinds[b].cmp(&kinds[a]).then_with(|| tensors[a].name.cmp(&tensors[b].name)));
+    order.sort_by(|&a, &b| {
+        kinds[b]
+            .cmp(&kinds[a])
+            .then_with(|| tensors[a].name.cmp(&tensors[b].name))
+    });
     let mut placed = Vec::with_capacity(order.len());
     let mut offset: u64 = 0;
     for &i in &order {
         let t = &tensors[i];
         let end = checked_add(offset, sizes[i], t)?;
-        placed.push(PlannedTensor { name: t.name.clone(), dtype: t.dtype, shape: t.shape.clone(), begin: offset, end });
+        placed.push(PlannedTensor {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            begin: offset,
+            end,
+        });
         offset = end;
     }
     let json = header_json(&placed, metadata)?;
     let padded = json.len().next_multiple_of(8) as u64;
     if padded > ST_MAX_HEADER {
-        return Err(StError::HeaderTooLargeToWrite { file: file_name, len: padded, max: ST_MAX_HEADER });
+        return Err(StError::HeaderTooLargeToWrite {
+            file: file_name,
+            len: padded,
+            max: ST_MAX_HEADER,
+        });
     }
     let mut header = Vec::with_capacity(8 + padded as usize);
     header.extend_from_slice(&padded.to_le_bytes());
     header.extend_from_slice(json.as_bytes());
     header.resize(8 + padded as usize, b' ');
-    Ok(Shard { file_name, tensors: placed, header, data_len: offset })
+    Ok(Shard {
+        file_name,
+        tensors: placed,
+        header,
+        data_len: offset,
+    })
 }
 
 /// Compact header JSON in the crate's key order and spelling.
@@ -334,20 +382,41 @@ mod tests {
     use super::*;
 
     fn u8s(sizes: &[u64]) -> Vec<StTensor> {
-        sizes.iter().enumerate().map(|(i, &n)| StTensor::new(format!("t{i}"), DType::U8, vec![n])).collect()
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| StTensor::new(format!("t{i}"), DType::U8, vec![n]))
+            .collect()
     }
     fn groups(p: &ShardPlan) -> Vec<Vec<String>> {
         // Members of each shard, restored to state-dict order (all U8, so layout = name order).
-        p.shards().iter().map(|s| s.tensors().iter().map(|t| t.name.clone()).collect()).collect()
+        p.shards()
+            .iter()
+            .map(|s| s.tensors().iter().map(|t| t.name.clone()).collect())
+            .collect()
     }
 
     #[test]
     fn hub_docstring_example() {
         // huggingface_hub: [6, 6, 2, 6, 2, 2] with limit 10 -> [6], [6+2], [6+2+2].
         let p = plan_shards(&u8s(&[6, 6, 2, 6, 2, 2]), 10).unwrap();
-        assert_eq!(groups(&p), vec![vec!["t0"], vec!["t1", "t2"], vec!["t3", "t4", "t5"]]);
-        let names: Vec<_> = p.shards().iter().map(|s| s.file_name().to_string()).collect();
-        assert_eq!(names, ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]);
+        assert_eq!(
+            groups(&p),
+            vec![vec!["t0"], vec!["t1", "t2"], vec!["t3", "t4", "t5"]]
+        );
+        let names: Vec<_> = p
+            .shards()
+            .iter()
+            .map(|s| s.file_name().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "model-00001-of-00003.safetensors",
+                "model-00002-of-00003.safetensors",
+                "model-00003-of-00003.safetensors"
+            ]
+        );
         assert_eq!(p.total_size(), 24);
         assert!(p.is_sharded());
     }
@@ -395,12 +464,18 @@ mod tests {
             let len = u64::from_le_bytes(h[..8].try_into().unwrap());
             assert_eq!(len + 8, s.data_start());
             let json = std::str::from_utf8(&h[8..]).unwrap();
-            assert!(json.starts_with(r#"{"__metadata__":{"format":"pt"},"#), "{json}");
+            assert!(
+                json.starts_with(r#"{"__metadata__":{"format":"pt"},"#),
+                "{json}"
+            );
             let trimmed = json.trim_end_matches(' ');
             assert!(trimmed.ends_with('}'));
             assert!(json.len() - trimmed.len() < 8);
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
-            assert_eq!(v[&(name + "y")]["data_offsets"], serde_json::json!([0, 4 * n]));
+            assert_eq!(
+                v[&(name + "y")]["data_offsets"],
+                serde_json::json!([0, 4 * n])
+            );
             assert_eq!(s.file_size(), s.data_start() + 4 * n);
         }
     }
@@ -421,14 +496,24 @@ mod tests {
             StTensor::new("i16", DType::I16, vec![1]),
         ];
         let p = plan_shards(&t, DEFAULT_MAX_SHARD_BYTES).unwrap();
-        let order: Vec<_> = p.shards()[0].tensors().iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(order, ["i64", "z", "aa", "b", "u32", "a2", "a", "h", "i16", "c", "u"]);
+        let order: Vec<_> = p.shards()[0]
+            .tensors()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["i64", "z", "aa", "b", "u32", "a2", "a", "h", "i16", "c", "u"]
+        );
         for t in p.shards()[0].tensors() {
             assert_eq!(t.begin % t.dtype.size() as u64, 0, "{} misaligned", t.name);
         }
         // The header lists tensors in layout order too.
         let json = std::str::from_utf8(&p.shards()[0].header()[8..]).unwrap();
-        let pos: Vec<_> = order.iter().map(|n| json.find(&format!("\"{n}\":")).unwrap()).collect();
+        let pos: Vec<_> = order
+            .iter()
+            .map(|n| json.find(&format!("\"{n}\":")).unwrap())
+            .collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -442,19 +527,36 @@ mod tests {
     #[test]
     fn bad_inputs() {
         assert!(matches!(plan_shards(&[], 10), Err(StError::NoTensors)));
-        let dup = vec![StTensor::new("a", DType::U8, vec![1]), StTensor::new("a", DType::U8, vec![1])];
+        let dup = vec![
+            StTensor::new("a", DType::U8, vec![1]),
+            StTensor::new("a", DType::U8, vec![1]),
+        ];
         assert!(matches!(plan_shards(&dup, 10), Err(StError::DuplicateTensor(n)) if n == "a"));
         let res = vec![StTensor::new("__metadata__", DType::U8, vec![1])];
-        assert!(matches!(plan_shards(&res, 10), Err(StError::BadTensorName(_))));
+        assert!(matches!(
+            plan_shards(&res, 10),
+            Err(StError::BadTensorName(_))
+        ));
         let big = vec![StTensor::new("big", DType::F32, vec![u64::MAX / 2, 3])];
-        assert!(matches!(plan_shards(&big, 10), Err(StError::ShapeOverflow { tensor, .. }) if tensor == "big"));
-        let sum = vec![StTensor::new("p", DType::U8, vec![u64::MAX]), StTensor::new("q", DType::U8, vec![1])];
-        assert!(matches!(plan_shards(&sum, 10), Err(StError::ShapeOverflow { tensor, .. }) if tensor == "q"));
+        assert!(
+            matches!(plan_shards(&big, 10), Err(StError::ShapeOverflow { tensor, .. }) if tensor == "big")
+        );
+        let sum = vec![
+            StTensor::new("p", DType::U8, vec![u64::MAX]),
+            StTensor::new("q", DType::U8, vec![1]),
+        ];
+        assert!(
+            matches!(plan_shards(&sum, 10), Err(StError::ShapeOverflow { tensor, .. }) if tensor == "q")
+        );
     }
 
     #[test]
     fn index_json_is_sorted_and_sums_tensor_bytes() {
-        let t = vec![StTensor::new("z", DType::F32, vec![4]), StTensor::new("a", DType::BF16, vec![8]), StTensor::new("m", DType::I8, vec![3])];
+        let t = vec![
+            StTensor::new("z", DType::F32, vec![4]),
+            StTensor::new("a", DType::BF16, vec![8]),
+            StTensor::new("m", DType::I8, vec![3]),
+        ];
         let p = plan_shards(&t, 16).unwrap();
         let s = p.index_json();
         assert!(s.ends_with("}\n"));
@@ -462,8 +564,15 @@ mod tests {
         assert_eq!(v["metadata"]["total_size"], 16 + 16 + 3);
         let wm = v["weight_map"].as_object().unwrap();
         assert_eq!(wm.len(), 3);
-        let keys: Vec<_> = s.lines().filter(|l| l.contains(".safetensors")).map(|l| l.trim().to_string()).collect();
-        assert!(keys[0].starts_with("\"a\"") && keys[2].starts_with("\"z\""), "{keys:?}");
+        let keys: Vec<_> = s
+            .lines()
+            .filter(|l| l.contains(".safetensors"))
+            .map(|l| l.trim().to_string())
+            .collect();
+        assert!(
+            keys[0].starts_with("\"a\"") && keys[2].starts_with("\"z\""),
+            "{keys:?}"
+        );
         assert_eq!(wm["z"], "model-00001-of-00003.safetensors");
         assert_eq!(wm["a"], "model-00002-of-00003.safetensors");
         assert_eq!(wm["m"], "model-00003-of-00003.safetensors");
@@ -480,6 +589,9 @@ mod tests {
         m.insert("alpha".to_string(), "\"q\"".to_string());
         let p = plan_shards_with_metadata(&t, 10, &m).unwrap();
         let json = std::str::from_utf8(&p.shards()[0].header()[8..]).unwrap();
-        assert!(json.starts_with(r#"{"__metadata__":{"alpha":"\"q\"","format":"pt","zeta":"1"},"w":"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"__metadata__":{"alpha":"\"q\"","format":"pt","zeta":"1"},"w":"#),
+            "{json}"
+        );
     }
 }

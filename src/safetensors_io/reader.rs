@@ -62,7 +62,9 @@ impl StReader {
             if single.is_file() {
                 return Self::open_file(&single);
             }
-            return Err(StError::NoModel { path: path.to_path_buf() });
+            return Err(StError::NoModel {
+                path: path.to_path_buf(),
+            });
         }
         if path.extension().is_some_and(|e| e == "json") {
             return Self::open_index(path);
@@ -73,17 +75,28 @@ impl StReader {
     /// Open one `.safetensors` file.
     pub fn open_file(path: &Path) -> Result<StReader> {
         let f = load(path)?;
-        let mut r = StReader { files: vec![f], tensors: Vec::new(), index: None, declared_total_size: None };
+        let mut r = StReader {
+            files: vec![f],
+            tensors: Vec::new(),
+            index: None,
+            declared_total_size: None,
+        };
         r.collect_tensors();
         Ok(r)
     }
 
     /// Open a sharded set from its index; shards are looked up beside the index.
     pub fn open_index(index_path: &Path) -> Result<StReader> {
-        let bad = |msg: String| StError::BadIndex { path: index_path.to_path_buf(), msg };
+        let bad = |msg: String| StError::BadIndex {
+            path: index_path.to_path_buf(),
+            msg,
+        };
         let map = MappedFile::open(index_path)?;
         if map.len() > ST_MAX_INDEX_BYTES {
-            return Err(bad(format!("{} bytes, over the {ST_MAX_INDEX_BYTES}-byte limit", map.len())));
+            return Err(bad(format!(
+                "{} bytes, over the {ST_MAX_INDEX_BYTES}-byte limit",
+                map.len()
+            )));
         }
         #[derive(serde::Deserialize)]
         struct Index {
@@ -96,32 +109,57 @@ impl StReader {
         if weight_map.is_empty() {
             return Err(bad("empty weight_map".into()));
         }
-        let declared_total_size = idx.metadata.as_ref().and_then(|m| m.get("total_size")).and_then(|v| v.as_u64());
+        let declared_total_size = idx
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("total_size"))
+            .and_then(|v| v.as_u64());
         let mut shard_names: Vec<&String> = weight_map.values().collect();
         shard_names.sort();
         shard_names.dedup();
         if shard_names.len() > ST_MAX_SHARDS {
-            return Err(bad(format!("{} shards, over the limit of {ST_MAX_SHARDS}", shard_names.len())));
+            return Err(bad(format!(
+                "{} shards, over the limit of {ST_MAX_SHARDS}",
+                shard_names.len()
+            )));
         }
         let dir = index_path.parent().unwrap_or(Path::new("."));
         let mut files = Vec::with_capacity(shard_names.len());
         for name in &shard_names {
-            check_plain_name(name).map_err(|_| bad(format!("shard name `{name}` is not a plain file name")))?;
+            check_plain_name(name)
+                .map_err(|_| bad(format!("shard name `{name}` is not a plain file name")))?;
             let f = load(&dir.join(name))?;
             for e in &f.parsed.entries {
                 match weight_map.get(&e.name) {
                     Some(s) if s == *name => {}
-                    Some(s) => return Err(bad(format!("tensor `{}` is in {name} but the index maps it to {s}", e.name))),
-                    None => return Err(bad(format!("tensor `{}` in {name} is missing from weight_map", e.name))),
+                    Some(s) => {
+                        return Err(bad(format!(
+                            "tensor `{}` is in {name} but the index maps it to {s}",
+                            e.name
+                        )))
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "tensor `{}` in {name} is missing from weight_map",
+                            e.name
+                        )))
+                    }
                 }
             }
             files.push(f);
         }
-        let mut r = StReader { files, tensors: Vec::new(), index: Some(index_path.to_path_buf()), declared_total_size };
+        let mut r = StReader {
+            files,
+            tensors: Vec::new(),
+            index: Some(index_path.to_path_buf()),
+            declared_total_size,
+        };
         r.collect_tensors();
         for (t, shard) in &weight_map {
             if r.entry(t).is_none() {
-                return Err(bad(format!("weight_map names tensor `{t}` in {shard}, which does not hold it")));
+                return Err(bad(format!(
+                    "weight_map names tensor `{t}` in {shard}, which does not hold it"
+                )));
             }
         }
         Ok(r)
@@ -147,7 +185,10 @@ impl StReader {
     }
 
     fn entry(&self, name: &str) -> Option<&(TensorEntry, usize)> {
-        let i = self.tensors.binary_search_by(|(e, _)| e.name.as_str().cmp(name)).ok()?;
+        let i = self
+            .tensors
+            .binary_search_by(|(e, _)| e.name.as_str().cmp(name))
+            .ok()?;
         self.tensors.get(i)
     }
 
@@ -173,15 +214,22 @@ impl StReader {
 
     /// One tensor's bytes (little-endian, row-major), borrowed from the map.
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
-        let (e, fi) = self.entry(name).ok_or_else(|| StError::NotFound(name.to_string()))?;
-        let f = self.files.get(*fi).ok_or_else(|| StError::NotFound(name.to_string()))?;
+        let (e, fi) = self
+            .entry(name)
+            .ok_or_else(|| StError::NotFound(name.to_string()))?;
+        let f = self
+            .files
+            .get(*fi)
+            .ok_or_else(|| StError::NotFound(name.to_string()))?;
         let (start, end) = (e.file_offset, f.parsed.data_start + e.data_offsets.1);
         let range = usize::try_from(start).ok().zip(usize::try_from(end).ok());
-        range.and_then(|(s, t)| f.map.bytes().get(s..t)).ok_or_else(|| StError::Truncated {
-            path: e.file.clone(),
-            needed: e.data_offsets.1,
-            present: f.map.len().saturating_sub(f.parsed.data_start),
-        })
+        range
+            .and_then(|(s, t)| f.map.bytes().get(s..t))
+            .ok_or_else(|| StError::Truncated {
+                path: e.file.clone(),
+                needed: e.data_offsets.1,
+                present: f.map.len().saturating_sub(f.parsed.data_start),
+            })
     }
 
     /// `__metadata__` of the first file (for a set, every grokit shard carries the same map).
@@ -206,7 +254,10 @@ impl StReader {
 
     /// Sum of all tensor data bytes.
     pub fn total_size(&self) -> u64 {
-        self.tensors.iter().map(|(e, _)| e.data_offsets.1 - e.data_offsets.0).sum()
+        self.tensors
+            .iter()
+            .map(|(e, _)| e.data_offsets.1 - e.data_offsets.0)
+            .sum()
     }
 
     /// The index's `metadata.total_size`, if it has an integer one. Not enforced on open

@@ -30,7 +30,10 @@ pub struct Written {
 impl Written {
     /// The file name (last path component), as `SHA256SUMS` and the index use it.
     pub fn file_name(&self) -> String {
-        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -55,7 +58,14 @@ impl ShardWriter {
         let mut hasher = Sha256::new();
         file.write_all(shard.header())?;
         hasher.update(shard.header());
-        Ok(ShardWriter { shard: shard.clone(), file, hasher, current: None, next: 0, filled: 0 })
+        Ok(ShardWriter {
+            shard: shard.clone(),
+            file,
+            hasher,
+            current: None,
+            next: 0,
+            filled: 0,
+        })
     }
 
     /// The shard's tensors in the order their bytes must arrive.
@@ -100,11 +110,19 @@ impl ShardWriter {
                 return Ok(());
             }
             if t.byte_len() > 0 {
-                return Err(StError::OutOfOrder { path: self.path().to_path_buf(), expected: t.name.clone(), got: name.to_string() });
+                return Err(StError::OutOfOrder {
+                    path: self.path().to_path_buf(),
+                    expected: t.name.clone(),
+                    got: name.to_string(),
+                });
             }
             self.next += 1;
         }
-        Err(StError::OutOfOrder { path: self.path().to_path_buf(), expected: "(none: all tensors written)".into(), got: name.to_string() })
+        Err(StError::OutOfOrder {
+            path: self.path().to_path_buf(),
+            expected: "(none: all tensors written)".into(),
+            got: name.to_string(),
+        })
     }
 
     /// Append bytes to the current tensor (starting the next one in layout order when the
@@ -125,18 +143,29 @@ impl ShardWriter {
                 self.next += 1;
             }
             if self.next >= layout.len() {
-                return Err(StError::TooMuchData { path: self.path().to_path_buf(), extra: chunk });
+                return Err(StError::TooMuchData {
+                    path: self.path().to_path_buf(),
+                    extra: chunk,
+                });
             }
             self.current = Some(self.next);
             self.next += 1;
             self.filled = 0;
         }
         let Some(t) = self.current.and_then(|i| layout.get(i)) else {
-            return Err(StError::TooMuchData { path: self.path().to_path_buf(), extra: chunk });
+            return Err(StError::TooMuchData {
+                path: self.path().to_path_buf(),
+                extra: chunk,
+            });
         };
         let left = t.byte_len() - self.filled;
         if chunk > left {
-            return Err(StError::ChunkOverrun { path: self.path().to_path_buf(), tensor: t.name.clone(), chunk, left });
+            return Err(StError::ChunkOverrun {
+                path: self.path().to_path_buf(),
+                tensor: t.name.clone(),
+                chunk,
+                left,
+            });
         }
         self.file.write_all(bytes)?;
         self.hasher.update(bytes);
@@ -170,14 +199,26 @@ impl ShardWriter {
     pub fn finish(self) -> Result<Written> {
         self.check_current_complete()?;
         let layout = self.shard.tensors();
-        if let Some(t) = layout.get(self.next..).and_then(|rest| rest.iter().find(|t| t.byte_len() > 0)) {
-            return Err(StError::IncompleteTensor { path: self.path().to_path_buf(), tensor: t.name.clone(), written: 0, expected: t.byte_len() });
+        if let Some(t) = layout
+            .get(self.next..)
+            .and_then(|rest| rest.iter().find(|t| t.byte_len() > 0))
+        {
+            return Err(StError::IncompleteTensor {
+                path: self.path().to_path_buf(),
+                tensor: t.name.clone(),
+                written: 0,
+                expected: t.byte_len(),
+            });
         }
         // Every tensor is complete and chunks never overrun, so this is the planned file size.
         let bytes = self.file.written();
         let sha256 = hex::encode(&self.hasher.finalize());
         let path = self.file.commit()?;
-        Ok(Written { path, bytes, sha256 })
+        Ok(Written {
+            path,
+            bytes,
+            sha256,
+        })
     }
 }
 
@@ -187,7 +228,11 @@ impl ShardWriter {
 /// through [`ShardWriter::write_tensor_chunk`] (in as many chunks as it likes). Returns the
 /// written files (shards, then the index) for [`write_sha256sums`], to which the caller may add
 /// its own files (config.json, tokenizer) first.
-pub fn write_plan<E, F>(dir: &Path, plan: &super::ShardPlan, mut produce: F) -> std::result::Result<Vec<Written>, E>
+pub fn write_plan<E, F>(
+    dir: &Path,
+    plan: &super::ShardPlan,
+    mut produce: F,
+) -> std::result::Result<Vec<Written>, E>
 where
     E: From<StError>,
     F: FnMut(&PlannedTensor, &mut ShardWriter) -> std::result::Result<(), E>,
@@ -202,7 +247,11 @@ where
         out.push(w.finish()?);
     }
     if plan.is_sharded() {
-        out.push(write_small_file(dir, super::plan::INDEX_FILE_NAME, plan.index_json().as_bytes())?);
+        out.push(write_small_file(
+            dir,
+            super::plan::INDEX_FILE_NAME,
+            plan.index_json().as_bytes(),
+        )?);
     }
     Ok(out)
 }
@@ -214,7 +263,11 @@ pub fn write_small_file(dir: &Path, name: &str, contents: &[u8]) -> Result<Writt
     let mut f = AtomicFile::create(&path)?;
     f.write_all(contents)?;
     let path = f.commit()?;
-    Ok(Written { path, bytes: contents.len() as u64, sha256: hex::encode(&Sha256::digest(contents)) })
+    Ok(Written {
+        path,
+        bytes: contents.len() as u64,
+        sha256: hex::encode(&Sha256::digest(contents)),
+    })
 }
 
 /// `SHA256SUMS` text for files in one directory: `<hex>  <name>\n` per file (two spaces: the
@@ -274,15 +327,24 @@ mod tests {
         w.write_tensor_chunk(&[0; 3]).unwrap();
         // 5 more bytes would overrun `w` (8 bytes).
         let e = w.write_tensor_chunk(&[0; 6]).unwrap_err();
-        assert!(matches!(&e, StError::ChunkOverrun { tensor, chunk: 6, left: 5, .. } if tensor == "w"), "{e}");
+        assert!(
+            matches!(&e, StError::ChunkOverrun { tensor, chunk: 6, left: 5, .. } if tensor == "w"),
+            "{e}"
+        );
         w.write_tensor_chunk(&[0; 5]).unwrap();
         // Out of order: `small` is next, not `empty` again.
         let e = w.begin_tensor("w").unwrap_err();
-        assert!(matches!(&e, StError::OutOfOrder { expected, .. } if expected == "small"), "{e}");
+        assert!(
+            matches!(&e, StError::OutOfOrder { expected, .. } if expected == "small"),
+            "{e}"
+        );
         w.begin_tensor("small").unwrap();
         w.write_tensor_chunk(&[1, 2]).unwrap();
         let e = w.write_tensor("x", &[]).unwrap_err();
-        assert!(matches!(&e, StError::IncompleteTensor { tensor, written: 2, expected: 3, .. } if tensor == "small"), "{e}");
+        assert!(
+            matches!(&e, StError::IncompleteTensor { tensor, written: 2, expected: 3, .. } if tensor == "small"),
+            "{e}"
+        );
         w.write_tensor_chunk(&[3]).unwrap();
         let e = w.write_tensor_chunk(&[4]).unwrap_err();
         assert!(matches!(e, StError::TooMuchData { extra: 1, .. }));
@@ -300,14 +362,20 @@ mod tests {
         let mut w = ShardWriter::create(d.path(), &p.shards()[0]).unwrap();
         w.write_tensor("w", &[0; 8]).unwrap();
         let e = w.finish().unwrap_err();
-        assert!(matches!(&e, StError::IncompleteTensor { tensor, written: 0, expected: 3, .. } if tensor == "small"), "{e}");
+        assert!(
+            matches!(&e, StError::IncompleteTensor { tensor, written: 0, expected: 3, .. } if tensor == "small"),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn write_plan_writes_shards_and_index() {
         let d = tempfile::tempdir().unwrap();
-        let t = vec![StTensor::new("a", DType::F32, vec![4]), StTensor::new("b", DType::I8, vec![20])];
+        let t = vec![
+            StTensor::new("a", DType::F32, vec![4]),
+            StTensor::new("b", DType::I8, vec![20]),
+        ];
         let p = plan_shards(&t, 16).unwrap();
         let files = write_plan(d.path(), &p, |t, w| -> Result<()> {
             let bytes = vec![t.name.as_bytes()[0]; t.byte_len() as usize];
@@ -315,11 +383,21 @@ mod tests {
         })
         .unwrap();
         let names: Vec<_> = files.iter().map(Written::file_name).collect();
-        assert_eq!(names, ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
+        assert_eq!(
+            names,
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+                "model.safetensors.index.json"
+            ]
+        );
         // A producer that comes up short fails at the next tensor, naming it.
         let e = write_plan(d.path(), &p, |_, w| w.write_tensor_chunk(&[0])).unwrap_err();
         // (`b` is over the budget, so hub-style planning puts it in the first shard.)
-        assert!(matches!(&e, StError::IncompleteTensor { tensor, .. } if tensor == "b"), "{e}");
+        assert!(
+            matches!(&e, StError::IncompleteTensor { tensor, .. } if tensor == "b"),
+            "{e}"
+        );
         write_sha256sums(d.path(), &files).unwrap();
         let sums = std::fs::read_to_string(d.path().join("SHA256SUMS")).unwrap();
         assert_eq!(sums.lines().count(), 3);
@@ -327,7 +405,11 @@ mod tests {
 
     #[test]
     fn sums_text() {
-        let w = |n: &str, h: &str| Written { path: PathBuf::from("/x").join(n), bytes: 0, sha256: h.into() };
+        let w = |n: &str, h: &str| Written {
+            path: PathBuf::from("/x").join(n),
+            bytes: 0,
+            sha256: h.into(),
+        };
         let t = sha256sums_text(&[w("b", "22"), w("a", "11")]).unwrap();
         assert_eq!(t, "11  a\n22  b\n");
         assert!(sha256sums_text(&[w("a\nb", "11")]).is_err());

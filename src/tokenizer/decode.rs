@@ -28,7 +28,16 @@ impl Tokenizer {
     /// Decode ids to text like the library's `decode`. Ids outside the vocabulary (which the
     /// library rejects with an error) decode as the unk surface; see [`Tokenizer::try_decode`].
     pub fn decode(&self, ids: &[u32]) -> String {
-        let ids: Vec<u32> = ids.iter().map(|&id| if (id as usize) < self.len() { id } else { self.unk }).collect();
+        let ids: Vec<u32> = ids
+            .iter()
+            .map(|&id| {
+                if (id as usize) < self.len() {
+                    id
+                } else {
+                    self.unk
+                }
+            })
+            .collect();
         self.decode_in_range(&ids)
     }
 
@@ -48,7 +57,9 @@ impl Tokenizer {
         let mut is_bos_ws = true;
         let mut bos_ws_seen = false;
         for &id in ids {
-            let Some(p) = self.model.pieces.get(id as usize) else { continue };
+            let Some(p) = self.model.pieces.get(id as usize) else {
+                continue;
+            };
             if p.kind == PieceKind::Byte {
                 bytes.push(byte_of(&p.piece).unwrap_or(0));
                 continue;

@@ -59,7 +59,9 @@ impl Ord for Pair {
     /// Higher score first, then smaller `left` (the library's `SymbolPairComparator`). Scores
     /// were normalized so that -0.0 == 0.0 as in C++ float comparison.
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 
@@ -88,7 +90,11 @@ impl Tokenizer {
         let spec = &self.model.normalizer;
         let suffix = self.model.trainer.treat_whitespace_as_suffix;
         let rm = spec.remove_extra_whitespaces;
-        let ws: &[u8] = if spec.escape_whitespaces { SPACE_SYMBOL } else { b" " };
+        let ws: &[u8] = if spec.escape_whitespaces {
+            SPACE_SYMBOL
+        } else {
+            b" "
+        };
         let mut input = text.as_bytes();
         let mut out = Vec::with_capacity(input.len() * 3 / 2 + 4);
         if rm {
@@ -155,7 +161,10 @@ impl Tokenizer {
 
     /// Encode and return the piece strings (for debugging and tests).
     pub fn encode_pieces(&self, text: &str) -> Vec<String> {
-        self.encode(text).iter().filter_map(|&id| self.id_to_piece(id).map(str::to_owned)).collect()
+        self.encode(text)
+            .iter()
+            .filter_map(|&id| self.id_to_piece(id).map(str::to_owned))
+            .collect()
     }
 
     fn merge_candidate<'t>(
@@ -177,10 +186,21 @@ impl Tokenizer {
         let merged = &norm[l.start..l.start + size];
         let id = *self.normal.get(merged)?;
         if self.has_unused && self.kind(id) == Some(PieceKind::Unused) {
-            rev.insert(merged, (&norm[l.start..l.start + l.len], &norm[r.start..r.start + r.len]));
+            rev.insert(
+                merged,
+                (
+                    &norm[l.start..l.start + l.len],
+                    &norm[r.start..r.start + r.len],
+                ),
+            );
         }
         let score = self.model.pieces.get(id as usize)?.score + 0.0; // -0.0 -> 0.0
-        Some(Pair { score, left, right, size })
+        Some(Pair {
+            score,
+            left,
+            right,
+            size,
+        })
     }
 
     /// Run BPE over normalized bytes; returns the final symbols as (start, len).
@@ -190,7 +210,13 @@ impl Tokenizer {
         while pos < norm.len() {
             let (n, freeze) = self.prefix_match(&norm[pos..]);
             let i = syms.len();
-            syms.push(Symbol { start: pos, len: n, prev: i.wrapping_sub(1), next: i + 1, freeze });
+            syms.push(Symbol {
+                start: pos,
+                len: n,
+                prev: i.wrapping_sub(1),
+                next: i + 1,
+                freeze,
+            });
             pos += n;
         }
         if let Some(last) = syms.last_mut() {
@@ -237,7 +263,13 @@ impl Tokenizer {
     /// Map one final symbol to ids: unused pieces are split back into the two symbols the
     /// library last recorded for them (recursively), unknown symbols become byte pieces when
     /// byte fallback is on.
-    fn resegment_into(&self, w: &[u8], rev: &RevMerge<'_>, ids: &mut Vec<u32>, prev_unk: &mut bool) {
+    fn resegment_into(
+        &self,
+        w: &[u8],
+        rev: &RevMerge<'_>,
+        ids: &mut Vec<u32>,
+        prev_unk: &mut bool,
+    ) {
         let mut stack = vec![w];
         while let Some(w) = stack.pop() {
             let id = self.lookup(w);

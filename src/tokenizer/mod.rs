@@ -118,7 +118,10 @@ pub struct Tokenizer {
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> TokenizerError {
-    TokenizerError::Invalid { path: path.to_path_buf(), reason: reason.into() }
+    TokenizerError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 impl Tokenizer {
@@ -127,7 +130,11 @@ impl Tokenizer {
         let path = path.as_ref();
         let map = MappedFile::open(path)?;
         if map.len() > TOKENIZER_MAX_FILE_BYTES {
-            return Err(TokenizerError::TooLarge { path: path.into(), size: map.len(), cap: TOKENIZER_MAX_FILE_BYTES });
+            return Err(TokenizerError::TooLarge {
+                path: path.into(),
+                size: map.len(),
+                cap: TOKENIZER_MAX_FILE_BYTES,
+            });
         }
         Self::from_bytes(map.bytes(), path)
     }
@@ -137,23 +144,40 @@ impl Tokenizer {
         let path = path.as_ref();
         if bytes.len() as u64 > TOKENIZER_MAX_FILE_BYTES {
             let size = bytes.len() as u64;
-            return Err(TokenizerError::TooLarge { path: path.into(), size, cap: TOKENIZER_MAX_FILE_BYTES });
+            return Err(TokenizerError::TooLarge {
+                path: path.into(),
+                size,
+                cap: TOKENIZER_MAX_FILE_BYTES,
+            });
         }
-        let model = ModelProto::parse(bytes)
-            .map_err(|e| TokenizerError::Proto { path: path.into(), offset: e.offset, reason: e.reason })?;
+        let model = ModelProto::parse(bytes).map_err(|e| TokenizerError::Proto {
+            path: path.into(),
+            offset: e.offset,
+            reason: e.reason,
+        })?;
         Self::from_model(model, path)
     }
 
     /// Build from a parsed model, applying the checks the library applies at load.
     pub fn from_model(model: ModelProto, path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
-        let unsupported = |reason: String| TokenizerError::Unsupported { path: path.into(), reason };
+        let unsupported = |reason: String| TokenizerError::Unsupported {
+            path: path.into(),
+            reason,
+        };
         if !model.has_trainer_spec || !model.has_normalizer_spec {
-            let which = if model.has_trainer_spec { "normalizer_spec" } else { "trainer_spec" };
+            let which = if model.has_trainer_spec {
+                "normalizer_spec"
+            } else {
+                "trainer_spec"
+            };
             return Err(invalid(path, format!("no {which} (a truncated file?)")));
         }
         if model.trainer.model_type != proto::MODEL_TYPE_BPE {
-            return Err(unsupported(format!("model_type {} (only BPE = 2 is implemented)", model.trainer.model_type)));
+            return Err(unsupported(format!(
+                "model_type {} (only BPE = 2 is implemented)",
+                model.trainer.model_type
+            )));
         }
         if !model.normalizer.precompiled_charsmap.is_empty() {
             return Err(unsupported(format!(
@@ -161,7 +185,11 @@ impl Tokenizer {
                 model.normalizer.name
             )));
         }
-        if model.denormalizer.as_ref().is_some_and(|d| !d.precompiled_charsmap.is_empty()) {
+        if model
+            .denormalizer
+            .as_ref()
+            .is_some_and(|d| !d.precompiled_charsmap.is_empty())
+        {
             return Err(unsupported("a denormalizer with precompiled rules".into()));
         }
         if model.pieces.len() > u32::MAX as usize {
@@ -184,7 +212,10 @@ impl Tokenizer {
                 PieceKind::Control | PieceKind::Unknown | PieceKind::Byte => &mut reserved,
             };
             if map.insert(key.clone(), id).is_some() {
-                return Err(invalid(path, format!("piece {:?} (id {id}) is already defined", p.piece)));
+                return Err(invalid(
+                    path,
+                    format!("piece {:?} (id {id}) is already defined", p.piece),
+                ));
             }
             match p.kind {
                 PieceKind::UserDefined => {
@@ -193,10 +224,18 @@ impl Tokenizer {
                     }
                     user.insert(key, id);
                 }
-                PieceKind::Unknown if unk.is_some() => return Err(invalid(path, format!("second unknown piece at id {id}"))),
+                PieceKind::Unknown if unk.is_some() => {
+                    return Err(invalid(path, format!("second unknown piece at id {id}")))
+                }
                 PieceKind::Unknown => unk = Some(id),
                 PieceKind::Byte if !model.trainer.byte_fallback => {
-                    return Err(invalid(path, format!("byte piece {:?} (id {id}) but byte_fallback is off", p.piece)))
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "byte piece {:?} (id {id}) but byte_fallback is off",
+                            p.piece
+                        ),
+                    ))
                 }
                 PieceKind::Unused => has_unused = true,
                 _ => {}
@@ -206,7 +245,17 @@ impl Tokenizer {
         let mut user_lens: Vec<usize> = user.keys().map(|k| k.len()).collect();
         user_lens.sort_unstable_by(|a, b| b.cmp(a));
         user_lens.dedup();
-        let mut t = Tokenizer { model, normal, reserved, user, user_lens, user_first, unk, byte_ids: [unk; 256], has_unused };
+        let mut t = Tokenizer {
+            model,
+            normal,
+            reserved,
+            user,
+            user_lens,
+            user_first,
+            unk,
+            byte_ids: [unk; 256],
+            has_unused,
+        };
         for b in 0..=255u8 {
             t.byte_ids[usize::from(b)] = t.piece_to_id(&format!("<0x{b:02X}>"));
         }
@@ -238,7 +287,11 @@ impl Tokenizer {
         self.lookup(piece.as_bytes())
     }
     pub(crate) fn lookup(&self, piece: &[u8]) -> u32 {
-        self.reserved.get(piece).or_else(|| self.normal.get(piece)).copied().unwrap_or(self.unk)
+        self.reserved
+            .get(piece)
+            .or_else(|| self.normal.get(piece))
+            .copied()
+            .unwrap_or(self.unk)
     }
     pub(crate) fn kind(&self, id: u32) -> Option<PieceKind> {
         self.model.pieces.get(id as usize).map(|p| p.kind)

@@ -11,7 +11,9 @@
 //! an embedded message merge, and absent fields take the defaults from
 //! `sentencepiece_model.proto` (notably `remove_extra_whitespaces = true`).
 
-use crate::base::limits::{TOKENIZER_MAX_PIECES, TOKENIZER_MAX_PIECE_BYTES, TOKENIZER_MAX_SPEC_FIELD_BYTES};
+use crate::base::limits::{
+    TOKENIZER_MAX_PIECES, TOKENIZER_MAX_PIECE_BYTES, TOKENIZER_MAX_SPEC_FIELD_BYTES,
+};
 use crate::base::ByteCursor;
 
 /// A wire-level or schema-level problem, with the absolute byte offset where it was found.
@@ -25,7 +27,10 @@ pub struct ProtoError {
 }
 
 fn err(offset: u64, reason: impl Into<String>) -> ProtoError {
-    ProtoError { offset, reason: reason.into() }
+    ProtoError {
+        offset,
+        reason: reason.into(),
+    }
 }
 
 /// The value of one protobuf field, by wire type.
@@ -73,7 +78,9 @@ pub struct FieldReader<'a> {
 impl<'a> FieldReader<'a> {
     /// A reader over `data`, which starts at absolute offset `base` in the file.
     pub fn new(data: &'a [u8], base: u64) -> Self {
-        FieldReader { cur: ByteCursor::with_base(data, base) }
+        FieldReader {
+            cur: ByteCursor::with_base(data, base),
+        }
     }
 
     /// The next field, or `None` at the end of the message. Groups (wire types 3/4, deprecated
@@ -83,7 +90,10 @@ impl<'a> FieldReader<'a> {
             return Ok(None);
         }
         let offset = self.cur.offset();
-        let tag = self.cur.varint().map_err(|e| err(e.offset, "truncated or overlong field tag"))?;
+        let tag = self
+            .cur
+            .varint()
+            .map_err(|e| err(e.offset, "truncated or overlong field tag"))?;
         let number = tag >> 3;
         if number == 0 || number > u64::from(u32::MAX >> 3) {
             return Err(err(offset, format!("invalid field number {number}")));
@@ -91,13 +101,23 @@ impl<'a> FieldReader<'a> {
         let number = number as u32;
         let wire = (tag & 7) as u8;
         let value = match wire {
-            0 => WireValue::Varint(
-                self.cur.varint().map_err(|e| err(e.offset, format!("field {number}: truncated or overlong varint")))?,
+            0 => WireValue::Varint(self.cur.varint().map_err(|e| {
+                err(
+                    e.offset,
+                    format!("field {number}: truncated or overlong varint"),
+                )
+            })?),
+            1 => WireValue::Fixed64(
+                self.cur
+                    .u64_le()
+                    .map_err(|e| err(e.offset, format!("field {number}: truncated fixed64")))?,
             ),
-            1 => WireValue::Fixed64(self.cur.u64_le().map_err(|e| err(e.offset, format!("field {number}: truncated fixed64")))?),
             2 => {
                 let len_off = self.cur.offset();
-                let len = self.cur.varint().map_err(|e| err(e.offset, format!("field {number}: truncated length")))?;
+                let len = self
+                    .cur
+                    .varint()
+                    .map_err(|e| err(e.offset, format!("field {number}: truncated length")))?;
                 let avail = self.cur.remaining() as u64;
                 if len > avail {
                     return Err(err(
@@ -106,21 +126,55 @@ impl<'a> FieldReader<'a> {
                     ));
                 }
                 let value_offset = self.cur.offset();
-                let data = self.cur.take(len).map_err(|e| err(e.offset, format!("field {number}: truncated payload")))?;
-                return Ok(Some(Field { number, offset, value_offset, value: WireValue::Bytes(data) }));
+                let data = self
+                    .cur
+                    .take(len)
+                    .map_err(|e| err(e.offset, format!("field {number}: truncated payload")))?;
+                return Ok(Some(Field {
+                    number,
+                    offset,
+                    value_offset,
+                    value: WireValue::Bytes(data),
+                }));
             }
-            5 => WireValue::Fixed32(self.cur.u32_le().map_err(|e| err(e.offset, format!("field {number}: truncated fixed32")))?),
-            3 | 4 => return Err(err(offset, format!("field {number}: protobuf groups (wire type {wire}) are not supported"))),
-            _ => return Err(err(offset, format!("field {number}: invalid wire type {wire}"))),
+            5 => WireValue::Fixed32(
+                self.cur
+                    .u32_le()
+                    .map_err(|e| err(e.offset, format!("field {number}: truncated fixed32")))?,
+            ),
+            3 | 4 => {
+                return Err(err(
+                    offset,
+                    format!("field {number}: protobuf groups (wire type {wire}) are not supported"),
+                ))
+            }
+            _ => {
+                return Err(err(
+                    offset,
+                    format!("field {number}: invalid wire type {wire}"),
+                ))
+            }
         };
         let value_offset = offset; // scalar: report the tag position
-        Ok(Some(Field { number, offset, value_offset, value }))
+        Ok(Some(Field {
+            number,
+            offset,
+            value_offset,
+            value,
+        }))
     }
 }
 
 impl<'a> Field<'a> {
     fn wrong(&self, want: &str, msg: &str) -> ProtoError {
-        err(self.offset, format!("{msg} field {}: expected {want}, found {}", self.number, self.value.wire_name()))
+        err(
+            self.offset,
+            format!(
+                "{msg} field {}: expected {want}, found {}",
+                self.number,
+                self.value.wire_name()
+            ),
+        )
     }
     /// The varint payload, or a wire-type error naming `msg`.
     pub fn varint(&self, msg: &str) -> Result<u64, ProtoError> {
@@ -149,7 +203,11 @@ impl<'a> Field<'a> {
         match self.value {
             WireValue::Bytes(b) if b.len() as u64 > cap => Err(err(
                 self.value_offset,
-                format!("{msg} field {}: {} bytes exceeds the cap of {cap}", self.number, b.len()),
+                format!(
+                    "{msg} field {}: {} bytes exceeds the cap of {cap}",
+                    self.number,
+                    b.len()
+                ),
             )),
             WireValue::Bytes(b) => Ok(b),
             _ => Err(self.wrong("length-delimited", msg)),
@@ -344,22 +402,37 @@ impl ModelProto {
             match f.number {
                 1 => {
                     if m.pieces.len() >= TOKENIZER_MAX_PIECES {
-                        return Err(err(f.offset, format!("more than {TOKENIZER_MAX_PIECES} pieces")));
+                        return Err(err(
+                            f.offset,
+                            format!("more than {TOKENIZER_MAX_PIECES} pieces"),
+                        ));
                     }
                     let b = f.bytes("ModelProto.pieces", u64::MAX)?;
                     m.pieces.push(parse_piece(b, f.value_offset)?);
                 }
                 2 => {
-                    parse_trainer(&mut m.trainer, f.bytes("ModelProto.trainer_spec", u64::MAX)?, f.value_offset)?;
+                    parse_trainer(
+                        &mut m.trainer,
+                        f.bytes("ModelProto.trainer_spec", u64::MAX)?,
+                        f.value_offset,
+                    )?;
                     m.has_trainer_spec = true;
                 }
                 3 => {
-                    parse_normalizer(&mut m.normalizer, f.bytes("ModelProto.normalizer_spec", u64::MAX)?, f.value_offset)?;
+                    parse_normalizer(
+                        &mut m.normalizer,
+                        f.bytes("ModelProto.normalizer_spec", u64::MAX)?,
+                        f.value_offset,
+                    )?;
                     m.has_normalizer_spec = true;
                 }
                 5 => {
                     let b = f.bytes("ModelProto.denormalizer_spec", u64::MAX)?;
-                    parse_normalizer(m.denormalizer.get_or_insert_with(NormalizerSpec::default), b, f.value_offset)?;
+                    parse_normalizer(
+                        m.denormalizer.get_or_insert_with(NormalizerSpec::default),
+                        b,
+                        f.value_offset,
+                    )?;
                 }
                 _ => {} // self_test_data and anything newer: skipped by wire type
             }
@@ -370,7 +443,11 @@ impl ModelProto {
 
 fn parse_piece(data: &[u8], base: u64) -> Result<Piece, ProtoError> {
     const M: &str = "SentencePiece";
-    let mut p = Piece { piece: String::new(), score: 0.0, kind: PieceKind::Normal };
+    let mut p = Piece {
+        piece: String::new(),
+        score: 0.0,
+        kind: PieceKind::Normal,
+    };
     let mut r = FieldReader::new(data, base);
     while let Some(f) = r.next_field()? {
         match f.number {
@@ -378,7 +455,8 @@ fn parse_piece(data: &[u8], base: u64) -> Result<Piece, ProtoError> {
             2 => p.score = f.float(M)?,
             3 => {
                 let v = f.int32(M)?;
-                p.kind = PieceKind::from_i32(v).ok_or_else(|| err(f.offset, format!("invalid piece type {v}")))?;
+                p.kind = PieceKind::from_i32(v)
+                    .ok_or_else(|| err(f.offset, format!("invalid piece type {v}")))?;
             }
             _ => {}
         }
@@ -495,7 +573,10 @@ mod tests {
         assert_eq!(m.trainer.model_type, 2);
         assert!(m.trainer.byte_fallback);
         assert_eq!(m.trainer.pad_id, -1);
-        assert!(m.normalizer.remove_extra_whitespaces, "schema default is true");
+        assert!(
+            m.normalizer.remove_extra_whitespaces,
+            "schema default is true"
+        );
     }
 
     #[test]
@@ -509,13 +590,25 @@ mod tests {
         varint(&mut m, u64::MAX >> 1);
         let e = ModelProto::parse(&m).unwrap_err();
         assert!(e.reason.contains("exceeds"), "{e}");
-        assert!(ModelProto::parse(&[0x0b]).unwrap_err().reason.contains("groups"));
-        assert!(ModelProto::parse(&[0x0f]).unwrap_err().reason.contains("wire type"));
-        assert!(ModelProto::parse(&[0x00]).unwrap_err().reason.contains("field number"));
+        assert!(ModelProto::parse(&[0x0b])
+            .unwrap_err()
+            .reason
+            .contains("groups"));
+        assert!(ModelProto::parse(&[0x0f])
+            .unwrap_err()
+            .reason
+            .contains("wire type"));
+        assert!(ModelProto::parse(&[0x00])
+            .unwrap_err()
+            .reason
+            .contains("field number"));
         let mut p = piece("x", 0.0, 9);
         let mut m = Vec::new();
         field_bytes(&mut m, 1, &p);
-        assert!(ModelProto::parse(&m).unwrap_err().reason.contains("piece type"));
+        assert!(ModelProto::parse(&m)
+            .unwrap_err()
+            .reason
+            .contains("piece type"));
         p = Vec::new();
         field_bytes(&mut p, 1, &[0xff, 0xfe]);
         m.clear();

@@ -3,7 +3,11 @@ use super::proto::write::*;
 use super::*;
 
 /// Build a model: pieces as (text, score, kind), trainer options as (field, varint).
-fn model(pieces: &[(&str, f32, i32)], trainer: &[(u32, u64)], normalizer: &[(u32, u64)]) -> Vec<u8> {
+fn model(
+    pieces: &[(&str, f32, i32)],
+    trainer: &[(u32, u64)],
+    normalizer: &[(u32, u64)],
+) -> Vec<u8> {
     let mut m = Vec::new();
     for (s, score, kind) in pieces {
         let mut p = Vec::new();
@@ -47,7 +51,11 @@ fn base_pieces() -> Vec<(&'static str, f32, i32)> {
     ]
 }
 
-fn tok(pieces: &[(&str, f32, i32)], trainer: &[(u32, u64)], normalizer: &[(u32, u64)]) -> Tokenizer {
+fn tok(
+    pieces: &[(&str, f32, i32)],
+    trainer: &[(u32, u64)],
+    normalizer: &[(u32, u64)],
+) -> Tokenizer {
     Tokenizer::from_bytes(&model(pieces, trainer, normalizer), "test.model").unwrap()
 }
 
@@ -103,7 +111,10 @@ fn byte_fallback_and_decode() {
     assert_eq!(ids, [4, 5, e, 12 + 0xa9]);
     assert_eq!(t.decode(&ids), "aé");
     // A lone continuation byte and a truncated sequence: one U+FFFD per byte.
-    assert_eq!(t.decode(&[12 + 0x80, 12 + 0xf0, 12 + 0x9f, 5]), "\u{FFFD}\u{FFFD}\u{FFFD}a");
+    assert_eq!(
+        t.decode(&[12 + 0x80, 12 + 0xf0, 12 + 0x9f, 5]),
+        "\u{FFFD}\u{FFFD}\u{FFFD}a"
+    );
     assert_eq!(t.try_decode(&[100_000]), Err(100_000));
 }
 
@@ -130,10 +141,16 @@ fn load_checks() {
     assert!(e.to_string().contains("no unknown piece"), "{e}");
     let mut p = base_pieces();
     p.push(("a", 0.0, 1));
-    assert!(Tokenizer::from_bytes(&model(&p, &[], &[]), "m").unwrap_err().to_string().contains("already defined"));
+    assert!(Tokenizer::from_bytes(&model(&p, &[], &[]), "m")
+        .unwrap_err()
+        .to_string()
+        .contains("already defined"));
     let mut p = base_pieces();
     p.push(("<0x00>", 0.0, 6));
-    assert!(Tokenizer::from_bytes(&model(&p, &[], &[]), "m").unwrap_err().to_string().contains("byte_fallback"));
+    assert!(Tokenizer::from_bytes(&model(&p, &[], &[]), "m")
+        .unwrap_err()
+        .to_string()
+        .contains("byte_fallback"));
     let e = Tokenizer::from_bytes(&model(&base_pieces(), &[(3, 1)], &[]), "m").unwrap_err();
     assert!(matches!(e, TokenizerError::Unsupported { .. }), "{e}");
 }
@@ -145,5 +162,8 @@ fn truncations_never_panic() {
         let _ = Tokenizer::from_bytes(&m[..cut], "cut.model");
     }
     let e = Tokenizer::from_bytes(&m[..m.len() - 1], "cut.model").unwrap_err();
-    assert!(e.to_string().contains("cut.model") && e.to_string().contains("offset"), "{e}");
+    assert!(
+        e.to_string().contains("cut.model") && e.to_string().contains("offset"),
+        "{e}"
+    );
 }

@@ -165,12 +165,23 @@ impl<'a> Value<'a> {
 
 /// Parse exactly one bencode value from `input`.
 pub fn parse(input: &[u8]) -> Result<Document<'_>, BencodeError> {
-    let mut p = Parser { b: input, pos: 0, values: 0, noncanonical: false };
+    let mut p = Parser {
+        b: input,
+        pos: 0,
+        values: 0,
+        noncanonical: false,
+    };
     let root = p.value(0)?;
     if p.pos != input.len() {
-        return Err(BencodeError::Trailing { offset: p.pos, count: input.len() - p.pos });
+        return Err(BencodeError::Trailing {
+            offset: p.pos,
+            count: input.len() - p.pos,
+        });
     }
-    Ok(Document { root, noncanonical: p.noncanonical })
+    Ok(Document {
+        root,
+        noncanonical: p.noncanonical,
+    })
 }
 
 struct Parser<'a> {
@@ -182,13 +193,22 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn peek(&self, inside: &'static str) -> Result<u8, BencodeError> {
-        self.b.get(self.pos).copied().ok_or(BencodeError::Truncated { offset: self.pos, inside })
+        self.b
+            .get(self.pos)
+            .copied()
+            .ok_or(BencodeError::Truncated {
+                offset: self.pos,
+                inside,
+            })
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, BencodeError> {
         self.values += 1;
         if self.values > BENCODE_MAX_VALUES {
-            return Err(BencodeError::TooManyValues { offset: self.pos, max: BENCODE_MAX_VALUES });
+            return Err(BencodeError::TooManyValues {
+                offset: self.pos,
+                max: BENCODE_MAX_VALUES,
+            });
         }
         let start = self.pos;
         let kind = match self.peek("value")? {
@@ -196,7 +216,10 @@ impl<'a> Parser<'a> {
             b'0'..=b'9' => Kind::Bytes(self.bytes()?),
             b'l' | b'd' => {
                 if depth >= BENCODE_MAX_DEPTH {
-                    return Err(BencodeError::TooDeep { offset: start, max: BENCODE_MAX_DEPTH });
+                    return Err(BencodeError::TooDeep {
+                        offset: start,
+                        max: BENCODE_MAX_DEPTH,
+                    });
                 }
                 if self.peek("value")? == b'l' {
                     self.list(depth)?
@@ -204,9 +227,17 @@ impl<'a> Parser<'a> {
                     self.dict(depth)?
                 }
             }
-            byte => return Err(BencodeError::Unexpected { offset: start, byte }),
+            byte => {
+                return Err(BencodeError::Unexpected {
+                    offset: start,
+                    byte,
+                })
+            }
         };
-        Ok(Value { kind, span: start..self.pos })
+        Ok(Value {
+            kind,
+            span: start..self.pos,
+        })
     }
 
     fn int(&mut self) -> Result<i64, BencodeError> {
@@ -225,20 +256,43 @@ impl<'a> Parser<'a> {
                     let d = i64::from(c - b'0');
                     v = v
                         .checked_mul(10)
-                        .and_then(|x| if neg { x.checked_sub(d) } else { x.checked_add(d) })
-                        .ok_or(BencodeError::BadInt { offset: start, why: "does not fit in 64 bits" })?;
+                        .and_then(|x| {
+                            if neg {
+                                x.checked_sub(d)
+                            } else {
+                                x.checked_add(d)
+                            }
+                        })
+                        .ok_or(BencodeError::BadInt {
+                            offset: start,
+                            why: "does not fit in 64 bits",
+                        })?;
                     self.pos += 1;
                 }
                 b'e' => break,
-                byte => return Err(BencodeError::Unexpected { offset: self.pos, byte }),
+                byte => {
+                    return Err(BencodeError::Unexpected {
+                        offset: self.pos,
+                        byte,
+                    })
+                }
             }
         }
         let digits = &self.b[digits_start..self.pos];
         self.pos += 1; // 'e'
         match digits {
-            [] => Err(BencodeError::BadInt { offset: start, why: "no digits" }),
-            [b'0', _, ..] => Err(BencodeError::BadInt { offset: start, why: "leading zero" }),
-            [b'0'] if neg => Err(BencodeError::BadInt { offset: start, why: "negative zero" }),
+            [] => Err(BencodeError::BadInt {
+                offset: start,
+                why: "no digits",
+            }),
+            [b'0', _, ..] => Err(BencodeError::BadInt {
+                offset: start,
+                why: "leading zero",
+            }),
+            [b'0'] if neg => Err(BencodeError::BadInt {
+                offset: start,
+                why: "negative zero",
+            }),
             _ => Ok(v),
         }
     }
@@ -252,17 +306,28 @@ impl<'a> Parser<'a> {
             match c {
                 b'0'..=b'9' => {
                     if ndigits == 1 && len == 0 {
-                        return Err(BencodeError::BadLength { offset: start, why: "leading zero".into() });
+                        return Err(BencodeError::BadLength {
+                            offset: start,
+                            why: "leading zero".into(),
+                        });
                     }
                     len = len
                         .checked_mul(10)
                         .and_then(|x| x.checked_add(usize::from(c - b'0')))
-                        .ok_or_else(|| BencodeError::BadLength { offset: start, why: "length overflows".into() })?;
+                        .ok_or_else(|| BencodeError::BadLength {
+                            offset: start,
+                            why: "length overflows".into(),
+                        })?;
                     ndigits += 1;
                     self.pos += 1;
                 }
                 b':' => break,
-                byte => return Err(BencodeError::Unexpected { offset: self.pos, byte }),
+                byte => {
+                    return Err(BencodeError::Unexpected {
+                        offset: self.pos,
+                        byte,
+                    })
+                }
             }
         }
         self.pos += 1; // ':'
@@ -331,28 +396,63 @@ mod tests {
         assert!(!d.noncanonical);
         assert_eq!(d.root.get(b"age").unwrap().as_int(), Some(-42));
         let info = d.root.get(b"info").unwrap();
-        assert_eq!(&b"d3:agei-42e4:infod1:xli1ei2eee4:name3:abce"[info.span.clone()], b"d1:xli1ei2eee");
+        assert_eq!(
+            &b"d3:agei-42e4:infod1:xli1ei2eee4:name3:abce"[info.span.clone()],
+            b"d1:xli1ei2eee"
+        );
         assert_eq!(d.root.get(b"name").unwrap().as_bytes(), Some(&b"abc"[..]));
         assert_eq!(parse(b"0:").unwrap().root.as_bytes(), Some(&b""[..]));
         assert_eq!(parse(b"i0e").unwrap().root.as_int(), Some(0));
-        assert_eq!(parse(b"i-9223372036854775808e").unwrap().root.as_int(), Some(i64::MIN));
+        assert_eq!(
+            parse(b"i-9223372036854775808e").unwrap().root.as_int(),
+            Some(i64::MIN)
+        );
     }
 
     #[test]
     fn strict_integers_and_lengths() {
-        for bad in [&b"i01e"[..], b"i-0e", b"ie", b"i-e", b"i9223372036854775808e", b"i1", b"i1x", b"01:a", b"5:abc", b"99999999999999999999999:a"] {
+        for bad in [
+            &b"i01e"[..],
+            b"i-0e",
+            b"ie",
+            b"i-e",
+            b"i9223372036854775808e",
+            b"i1",
+            b"i1x",
+            b"01:a",
+            b"5:abc",
+            b"99999999999999999999999:a",
+        ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert!(matches!(parse(b"i1ei2e"), Err(BencodeError::Trailing { offset: 3, count: 3 })));
+        assert!(matches!(
+            parse(b"i1ei2e"),
+            Err(BencodeError::Trailing {
+                offset: 3,
+                count: 3
+            })
+        ));
     }
 
     #[test]
     fn dict_keys() {
         assert!(parse(b"d1:bi1e1:ai2ee").unwrap().noncanonical);
-        assert!(matches!(parse(b"d1:ai1e1:ai2ee"), Err(BencodeError::DuplicateKey { .. })));
-        assert!(matches!(parse(b"d1:bi1e1:ci1e1:bi2ee"), Err(BencodeError::DuplicateKey { .. })));
-        assert!(matches!(parse(b"d1:ci1e1:ai1e1:bi1e1:ci2ee"), Err(BencodeError::DuplicateKey { .. })));
-        assert!(matches!(parse(b"di1ei2ee"), Err(BencodeError::NonStringKey { .. })));
+        assert!(matches!(
+            parse(b"d1:ai1e1:ai2ee"),
+            Err(BencodeError::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            parse(b"d1:bi1e1:ci1e1:bi2ee"),
+            Err(BencodeError::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            parse(b"d1:ci1e1:ai1e1:bi1e1:ci2ee"),
+            Err(BencodeError::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            parse(b"di1ei2ee"),
+            Err(BencodeError::NonStringKey { .. })
+        ));
     }
 
     #[test]

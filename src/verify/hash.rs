@@ -43,7 +43,11 @@ pub struct HashOptions {
 
 impl Default for HashOptions {
     fn default() -> Self {
-        HashOptions { threads: 0, block_size: 8 << 20, buffers: 3 }
+        HashOptions {
+            threads: 0,
+            block_size: 8 << 20,
+            buffers: 3,
+        }
     }
 }
 
@@ -51,7 +55,9 @@ impl HashOptions {
     /// The number of worker threads actually used.
     pub fn effective_threads(&self) -> usize {
         let t = if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.threads
         };
@@ -68,7 +74,9 @@ impl HashOptions {
     /// Upper bound on the bytes of read buffers alive at once:
     /// threads x buffers x block size.
     pub fn memory_bound(&self) -> u64 {
-        (self.effective_threads() as u64) * (self.effective_buffers() as u64) * (self.effective_block() as u64)
+        (self.effective_threads() as u64)
+            * (self.effective_buffers() as u64)
+            * (self.effective_block() as u64)
     }
 }
 
@@ -127,22 +135,43 @@ pub struct FileDigest {
 }
 
 /// Hash many files in parallel; results are in input order, one per path, errors named.
-pub fn hash_files(paths: &[PathBuf], opts: &HashOptions, progress: Progress<'_>) -> Vec<Result<FileDigest, HashError>> {
-    par_jobs(paths.len(), opts, |i, bufs| hash_file_with(&paths[i], opts, bufs, progress))
+pub fn hash_files(
+    paths: &[PathBuf],
+    opts: &HashOptions,
+    progress: Progress<'_>,
+) -> Vec<Result<FileDigest, HashError>> {
+    par_jobs(paths.len(), opts, |i, bufs| {
+        hash_file_with(&paths[i], opts, bufs, progress)
+    })
 }
 
 /// Hash one file with the same reader/hasher pipeline (one worker).
-pub fn hash_file(path: &Path, opts: &HashOptions, progress: Progress<'_>) -> Result<FileDigest, HashError> {
+pub fn hash_file(
+    path: &Path,
+    opts: &HashOptions,
+    progress: Progress<'_>,
+) -> Result<FileDigest, HashError> {
     let mut bufs = Vec::new();
     hash_file_with(path, opts, &mut bufs, progress)
 }
 
-fn hash_file_with(path: &Path, opts: &HashOptions, bufs: &mut Vec<Vec<u8>>, progress: Progress<'_>) -> Result<FileDigest, HashError> {
+fn hash_file_with(
+    path: &Path,
+    opts: &HashOptions,
+    bufs: &mut Vec<Vec<u8>>,
+    progress: Progress<'_>,
+) -> Result<FileDigest, HashError> {
     let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
     if !meta.is_file() {
-        return Err(HashError::NotAFile { path: path.to_path_buf() });
+        return Err(HashError::NotAFile {
+            path: path.to_path_buf(),
+        });
     }
-    let extents = [Extent { src: Src::File(path), offset: 0, len: None }];
+    let extents = [Extent {
+        src: Src::File(path),
+        offset: 0,
+        len: None,
+    }];
     let mut h = Sha256::new();
     let mut size = 0u64;
     let issues = stream(&extents, opts, bufs, |c| {
@@ -155,14 +184,22 @@ fn hash_file_with(path: &Path, opts: &HashOptions, bufs: &mut Vec<Vec<u8>>, prog
     if let Some(issue) = issues.into_iter().next() {
         return Err(issue.into_hash_error(path));
     }
-    Ok(FileDigest { sha256: h.finalize().into(), size })
+    Ok(FileDigest {
+        sha256: h.finalize().into(),
+        size,
+    })
 }
 
 fn open_error(path: &Path, e: std::io::Error) -> HashError {
     if e.kind() == ErrorKind::NotFound {
-        HashError::NotFound { path: path.to_path_buf() }
+        HashError::NotFound {
+            path: path.to_path_buf(),
+        }
     } else {
-        HashError::Open { path: path.to_path_buf(), source: e }
+        HashError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        }
     }
 }
 
@@ -208,11 +245,18 @@ impl ReadIssue {
     fn into_hash_error(self, path: &Path) -> HashError {
         match self.kind {
             IssueKind::Open(e) => open_error(path, e),
-            IssueKind::Read(e) => HashError::Read { path: path.to_path_buf(), offset: self.at, source: e },
+            IssueKind::Read(e) => HashError::Read {
+                path: path.to_path_buf(),
+                offset: self.at,
+                source: e,
+            },
             IssueKind::Short => HashError::Read {
                 path: path.to_path_buf(),
                 offset: self.at,
-                source: std::io::Error::new(ErrorKind::UnexpectedEof, "file shrank while being read"),
+                source: std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "file shrank while being read",
+                ),
             },
         }
     }
@@ -269,7 +313,12 @@ where
 /// read, in order, as [`Chunk::Data`]; [`Chunk::Gap`] stands in for bytes that could not. Returns the
 /// problems met. `bufs` is the worker's buffer pool (topped up to the configured count and
 /// handed back afterwards).
-pub(crate) fn stream<F>(extents: &[Extent<'_>], opts: &HashOptions, bufs: &mut Vec<Vec<u8>>, mut on: F) -> Vec<ReadIssue>
+pub(crate) fn stream<F>(
+    extents: &[Extent<'_>],
+    opts: &HashOptions,
+    bufs: &mut Vec<Vec<u8>>,
+    mut on: F,
+) -> Vec<ReadIssue>
 where
     F: FnMut(Chunk<'_>),
 {
@@ -286,7 +335,13 @@ where
     let (full_tx, full_rx) = sync_channel::<Msg>(nbufs);
     let (issues, free_rx, held) = std::thread::scope(|s| {
         let reader = s.spawn(move || {
-            let mut r = Reader { free_rx, full_tx, cur: None, filled: 0, issues: Vec::new() };
+            let mut r = Reader {
+                free_rx,
+                full_tx,
+                cur: None,
+                filled: 0,
+                issues: Vec::new(),
+            };
             r.run(extents);
             (r.issues, r.free_rx, r.cur)
         });
@@ -344,7 +399,9 @@ impl Reader {
     fn flush(&mut self) -> Result<(), Hangup> {
         if self.filled > 0 {
             if let Some(b) = self.cur.take() {
-                self.full_tx.send(Msg::Data(b, self.filled)).map_err(|_| Hangup)?;
+                self.full_tx
+                    .send(Msg::Data(b, self.filled))
+                    .map_err(|_| Hangup)?;
             }
             self.filled = 0;
         }
@@ -364,10 +421,14 @@ impl Reader {
         let mut remaining = e.len;
         let mut file = match e.src {
             Src::Zeros => None,
-            Src::File(p) => match File::open(p).and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f)) {
-                Ok(f) => Some(f),
-                Err(err) => return self.gap(i, remaining.unwrap_or(0), e.offset, IssueKind::Open(err)),
-            },
+            Src::File(p) => {
+                match File::open(p).and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f)) {
+                    Ok(f) => Some(f),
+                    Err(err) => {
+                        return self.gap(i, remaining.unwrap_or(0), e.offset, IssueKind::Open(err))
+                    }
+                }
+            }
         };
         let mut pos = e.offset;
         while remaining != Some(0) {
@@ -375,7 +436,8 @@ impl Reader {
             let buf = self.buf()?;
             let blen = buf.len();
             let room = blen - filled;
-            let want = remaining.map_or(room, |r| room.min(usize::try_from(r).unwrap_or(usize::MAX)));
+            let want =
+                remaining.map_or(room, |r| room.min(usize::try_from(r).unwrap_or(usize::MAX)));
             let dst = &mut buf[filled..filled + want];
             let got = match file.as_mut() {
                 None => {
@@ -430,7 +492,11 @@ mod tests {
         paths.push(d.path().join("absent"));
         paths.push(d.path().to_path_buf());
         let total = std::sync::atomic::AtomicU64::new(0);
-        let opts = HashOptions { threads: 3, block_size: 4096, buffers: 2 };
+        let opts = HashOptions {
+            threads: 3,
+            block_size: 4096,
+            buffers: 2,
+        };
         let r = hash_files(&paths, &opts, &|n| {
             total.fetch_add(n, Ordering::Relaxed);
         });
@@ -441,7 +507,10 @@ mod tests {
         }
         assert!(matches!(r[6], Err(HashError::NotFound { .. })));
         assert!(matches!(r[7], Err(HashError::NotAFile { .. })));
-        assert_eq!(total.load(Ordering::Relaxed), datas.iter().map(|d| d.len() as u64).sum::<u64>());
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            datas.iter().map(|d| d.len() as u64).sum::<u64>()
+        );
         assert_eq!(opts.memory_bound(), 3 * 2 * 4096);
     }
 
@@ -452,14 +521,34 @@ mod tests {
         std::fs::write(&p, b"0123456789").unwrap();
         let q = d.path().join("missing");
         let ex = [
-            Extent { src: Src::File(&p), offset: 2, len: Some(3) },
-            Extent { src: Src::Zeros, offset: 0, len: Some(5000) },
-            Extent { src: Src::File(&q), offset: 0, len: Some(7) },
-            Extent { src: Src::File(&p), offset: 8, len: Some(4) },
+            Extent {
+                src: Src::File(&p),
+                offset: 2,
+                len: Some(3),
+            },
+            Extent {
+                src: Src::Zeros,
+                offset: 0,
+                len: Some(5000),
+            },
+            Extent {
+                src: Src::File(&q),
+                offset: 0,
+                len: Some(7),
+            },
+            Extent {
+                src: Src::File(&p),
+                offset: 8,
+                len: Some(4),
+            },
         ];
         let mut got = Vec::new();
         let mut gaps = Vec::new();
-        let opts = HashOptions { threads: 1, block_size: 4096, buffers: 2 };
+        let opts = HashOptions {
+            threads: 1,
+            block_size: 4096,
+            buffers: 2,
+        };
         let mut bufs = Vec::new();
         let issues = stream(&ex, &opts, &mut bufs, |c| match c {
             Chunk::Data(b) => got.extend_from_slice(b),

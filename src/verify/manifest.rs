@@ -21,8 +21,8 @@
 use super::hash::{hash_files, FileDigest, HashError, HashOptions, Progress};
 use crate::base::hex;
 use crate::base::limits::{
-    VERIFY_MANIFEST_MAX_BYTES, VERIFY_MANIFEST_MAX_ENTRIES, VERIFY_MANIFEST_MAX_LINE, VERIFY_MAX_WALK_DEPTH,
-    VERIFY_MAX_WALK_ENTRIES,
+    VERIFY_MANIFEST_MAX_BYTES, VERIFY_MANIFEST_MAX_ENTRIES, VERIFY_MANIFEST_MAX_LINE,
+    VERIFY_MAX_WALK_DEPTH, VERIFY_MAX_WALK_ENTRIES,
 };
 use crate::io::IoError;
 use std::collections::BTreeSet;
@@ -91,13 +91,23 @@ impl Manifest {
     /// Read and parse a manifest file (size-capped).
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
         let name = path.display().to_string();
-        let len = std::fs::metadata(path).map_err(|e| IoError::new("stat", path, e))?.len();
+        let len = std::fs::metadata(path)
+            .map_err(|e| IoError::new("stat", path, e))?
+            .len();
         if len > VERIFY_MANIFEST_MAX_BYTES {
-            return Err(ManifestError::TooBig { source_name: name, what: "manifest size", cap: VERIFY_MANIFEST_MAX_BYTES });
+            return Err(ManifestError::TooBig {
+                source_name: name,
+                what: "manifest size",
+                cap: VERIFY_MANIFEST_MAX_BYTES,
+            });
         }
         // Bounded read: the file may grow after the stat, or be a FIFO/device reporting 0.
         let Some(bytes) = crate::io::read_capped(path, VERIFY_MANIFEST_MAX_BYTES)? else {
-            return Err(ManifestError::TooBig { source_name: name, what: "manifest size", cap: VERIFY_MANIFEST_MAX_BYTES });
+            return Err(ManifestError::TooBig {
+                source_name: name,
+                what: "manifest size",
+                cap: VERIFY_MANIFEST_MAX_BYTES,
+            });
         };
         Manifest::parse(&bytes, &name)
     }
@@ -105,15 +115,25 @@ impl Manifest {
     /// Parse manifest text; `source_name` appears in errors.
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Manifest, ManifestError> {
         if bytes.len() as u64 > VERIFY_MANIFEST_MAX_BYTES {
-            return Err(ManifestError::TooBig { source_name: source_name.into(), what: "manifest size", cap: VERIFY_MANIFEST_MAX_BYTES });
+            return Err(ManifestError::TooBig {
+                source_name: source_name.into(),
+                what: "manifest size",
+                cap: VERIFY_MANIFEST_MAX_BYTES,
+            });
         }
         let mut entries = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = i + 1;
-            let bad = |why: String| ManifestError::Malformed { source_name: source_name.into(), line, why };
+            let bad = |why: String| ManifestError::Malformed {
+                source_name: source_name.into(),
+                line,
+                why,
+            };
             if raw.len() > VERIFY_MANIFEST_MAX_LINE {
-                return Err(bad(format!("line longer than {VERIFY_MANIFEST_MAX_LINE} bytes")));
+                return Err(bad(format!(
+                    "line longer than {VERIFY_MANIFEST_MAX_LINE} bytes"
+                )));
             }
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             if raw.iter().all(|b| b.is_ascii_whitespace()) || raw.first() == Some(&b'#') {
@@ -125,9 +145,18 @@ impl Manifest {
                 return Err(bad(format!("duplicate entry for {}", path.display())));
             }
             if entries.len() >= VERIFY_MANIFEST_MAX_ENTRIES {
-                return Err(ManifestError::TooBig { source_name: source_name.into(), what: "entry count", cap: VERIFY_MANIFEST_MAX_ENTRIES as u64 });
+                return Err(ManifestError::TooBig {
+                    source_name: source_name.into(),
+                    what: "entry count",
+                    cap: VERIFY_MANIFEST_MAX_ENTRIES as u64,
+                });
             }
-            entries.push(ManifestEntry { path, sha256: hash, binary, line });
+            entries.push(ManifestEntry {
+                path,
+                sha256: hash,
+                binary,
+                line,
+            });
         }
         Ok(Manifest { entries })
     }
@@ -195,7 +224,10 @@ fn parse_line(raw: &[u8]) -> Result<([u8; 32], Vec<u8>, bool), &'static str> {
         None => (false, raw),
     };
     let (hash_hex, path, binary) = if let Some(rest) = l.strip_prefix(b"SHA256 (") {
-        let close = rest.windows(4).rposition(|w| w == b") = ").ok_or("tagged line without \") = \"")?;
+        let close = rest
+            .windows(4)
+            .rposition(|w| w == b") = ")
+            .ok_or("tagged line without \") = \"")?;
         (&rest[close + 4..], &rest[..close], true)
     } else {
         if l.len() < 66 {
@@ -212,13 +244,20 @@ fn parse_line(raw: &[u8]) -> Result<([u8; 32], Vec<u8>, bool), &'static str> {
     if hash_hex.len() != 64 {
         return Err("hash is not 64 hex digits");
     }
-    let h = std::str::from_utf8(hash_hex).ok().and_then(hex::decode).ok_or("hash is not 64 hex digits")?;
+    let h = std::str::from_utf8(hash_hex)
+        .ok()
+        .and_then(hex::decode)
+        .ok_or("hash is not 64 hex digits")?;
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&h);
     if path.is_empty() {
         return Err("empty path");
     }
-    let path = if escaped { unescape(path)? } else { path.to_vec() };
+    let path = if escaped {
+        unescape(path)?
+    } else {
+        path.to_vec()
+    };
     Ok((hash, path, binary))
 }
 
@@ -272,14 +311,25 @@ pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, HashError> {
                 any = true;
             }
             Component::CurDir => {}
-            Component::ParentDir => return Err(HashError::UnsafePath { path: shown(), why: "contains '..'" }),
+            Component::ParentDir => {
+                return Err(HashError::UnsafePath {
+                    path: shown(),
+                    why: "contains '..'",
+                })
+            }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(HashError::UnsafePath { path: shown(), why: "is absolute" })
+                return Err(HashError::UnsafePath {
+                    path: shown(),
+                    why: "is absolute",
+                })
             }
         }
     }
     if !any {
-        return Err(HashError::UnsafePath { path: shown(), why: "names no file" });
+        return Err(HashError::UnsafePath {
+            path: shown(),
+            why: "names no file",
+        });
     }
     Ok(out)
 }
@@ -328,12 +378,20 @@ pub struct ManifestReport {
 impl ManifestReport {
     /// True when every entry matched and nothing is missing, unreadable or extra.
     pub fn is_clean(&self) -> bool {
-        self.mismatched.is_empty() && self.missing.is_empty() && self.unreadable.is_empty() && self.extra.is_empty()
+        self.mismatched.is_empty()
+            && self.missing.is_empty()
+            && self.unreadable.is_empty()
+            && self.extra.is_empty()
     }
 }
 
 /// Hash every manifest entry under `root` and report all outcomes.
-pub fn check_manifest(root: &Path, manifest: &Manifest, opts: &CheckOptions, progress: Progress<'_>) -> ManifestReport {
+pub fn check_manifest(
+    root: &Path,
+    manifest: &Manifest,
+    opts: &CheckOptions,
+    progress: Progress<'_>,
+) -> ManifestReport {
     let mut report = ManifestReport::default();
     let mut jobs = Vec::new(); // (entry index, absolute path)
     for (i, e) in manifest.entries.iter().enumerate() {
@@ -352,7 +410,12 @@ pub fn check_manifest(root: &Path, manifest: &Manifest, opts: &CheckOptions, pro
                 if sha256 == e.sha256 {
                     report.ok.push((e.path.clone(), size));
                 } else {
-                    report.mismatched.push(Mismatch { path: e.path.clone(), expected: e.sha256, actual: sha256, size });
+                    report.mismatched.push(Mismatch {
+                        path: e.path.clone(),
+                        expected: e.sha256,
+                        actual: sha256,
+                        size,
+                    });
                 }
             }
             Err(HashError::NotFound { .. }) => report.missing.push(e.path.clone()),
@@ -360,7 +423,12 @@ pub fn check_manifest(root: &Path, manifest: &Manifest, opts: &CheckOptions, pro
         }
     }
     if opts.find_extra {
-        let named: BTreeSet<PathBuf> = manifest.entries.iter().map(|e| normalize(&e.path)).chain(opts.ignore.iter().map(|p| normalize(p))).collect();
+        let named: BTreeSet<PathBuf> = manifest
+            .entries
+            .iter()
+            .map(|e| normalize(&e.path))
+            .chain(opts.ignore.iter().map(|p| normalize(p)))
+            .collect();
         match list_files(root) {
             Ok(files) => report.extra = files.into_iter().filter(|f| !named.contains(f)).collect(),
             Err(why) => report.unreadable.push((root.to_path_buf(), why)),
@@ -370,7 +438,9 @@ pub fn check_manifest(root: &Path, manifest: &Manifest, opts: &CheckOptions, pro
 }
 
 fn normalize(p: &Path) -> PathBuf {
-    p.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+    p.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
 /// Regular files (and symlinks to them) under `root`, relative and sorted. Symlinked
@@ -386,13 +456,21 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, String> {
             let ent = ent.map_err(|e| format!("listing {}: {e}", dir.display()))?;
             visited += 1;
             if visited > VERIFY_MAX_WALK_ENTRIES {
-                return Err(format!("more than {VERIFY_MAX_WALK_ENTRIES} entries under {}", root.display()));
+                return Err(format!(
+                    "more than {VERIFY_MAX_WALK_ENTRIES} entries under {}",
+                    root.display()
+                ));
             }
-            let ft = ent.file_type().map_err(|e| format!("{}: {e}", ent.path().display()))?;
+            let ft = ent
+                .file_type()
+                .map_err(|e| format!("{}: {e}", ent.path().display()))?;
             let r = rel.join(ent.file_name());
             if ft.is_dir() {
                 if depth + 1 > VERIFY_MAX_WALK_DEPTH {
-                    return Err(format!("directories nested deeper than {VERIFY_MAX_WALK_DEPTH} under {}", root.display()));
+                    return Err(format!(
+                        "directories nested deeper than {VERIFY_MAX_WALK_DEPTH} under {}",
+                        root.display()
+                    ));
                 }
                 stack.push((r, depth + 1));
             } else if ft.is_file() || (ft.is_symlink() && ent.path().is_file()) {
@@ -406,7 +484,12 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Hash `files` (relative to `root`, in the order given) and build a manifest of them.
 /// Fails on the first file that cannot be hashed (a manifest must not silently omit files).
-pub fn write_manifest(root: &Path, files: &[PathBuf], opts: &HashOptions, progress: Progress<'_>) -> Result<Manifest, ManifestError> {
+pub fn write_manifest(
+    root: &Path,
+    files: &[PathBuf],
+    opts: &HashOptions,
+    progress: Progress<'_>,
+) -> Result<Manifest, ManifestError> {
     let mut paths = Vec::with_capacity(files.len());
     for f in files {
         paths.push(safe_join(root, f)?);
@@ -414,7 +497,12 @@ pub fn write_manifest(root: &Path, files: &[PathBuf], opts: &HashOptions, progre
     let mut entries = Vec::with_capacity(files.len());
     for (f, r) in files.iter().zip(hash_files(&paths, opts, progress)) {
         let d = r?;
-        entries.push(ManifestEntry { path: f.clone(), sha256: d.sha256, binary: false, line: 0 });
+        entries.push(ManifestEntry {
+            path: f.clone(),
+            sha256: d.sha256,
+            binary: false,
+            line: 0,
+        });
     }
     Ok(Manifest { entries })
 }
@@ -432,13 +520,23 @@ mod tests {
             H.to_uppercase()
         );
         let m = Manifest::parse(text.as_bytes(), "m").unwrap();
-        let names: Vec<_> = m.entries.iter().map(|e| e.path.to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["plain name", "bin", "back\\slash\nnl", "tag (x)", "t\\b"]);
+        let names: Vec<_> = m
+            .entries
+            .iter()
+            .map(|e| e.path.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["plain name", "bin", "back\\slash\nnl", "tag (x)", "t\\b"]
+        );
         assert!(m.entries[1].binary);
         assert_eq!(m.entries[3].line, 4);
         assert_eq!(m.entries[4].line, 7);
         let again = Manifest::parse(&m.to_gnu_bytes(), "again").unwrap();
-        assert_eq!(again.entries.iter().map(|e| &e.path).collect::<Vec<_>>(), m.entries.iter().map(|e| &e.path).collect::<Vec<_>>());
+        assert_eq!(
+            again.entries.iter().map(|e| &e.path).collect::<Vec<_>>(),
+            m.entries.iter().map(|e| &e.path).collect::<Vec<_>>()
+        );
         let tagged = Manifest::parse(&m.to_tagged_bytes(), "t").unwrap();
         assert_eq!(tagged.entries.len(), 5);
     }
@@ -467,6 +565,9 @@ mod tests {
         assert!(safe_join(r, Path::new("/etc/passwd")).is_err());
         assert!(safe_join(r, Path::new("a/../../x")).is_err());
         assert!(safe_join(r, Path::new(".")).is_err());
-        assert_eq!(safe_join(r, Path::new("./a/b")).unwrap(), Path::new("/r/a/b"));
+        assert_eq!(
+            safe_join(r, Path::new("./a/b")).unwrap(),
+            Path::new("/r/a/b")
+        );
     }
 }

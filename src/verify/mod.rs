@@ -21,8 +21,14 @@ pub mod manifest;
 pub mod torrent;
 
 pub use hash::{hash_file, hash_files, no_progress, FileDigest, HashError, HashOptions, Progress};
-pub use manifest::{check_manifest, write_manifest, CheckOptions, Manifest, ManifestEntry, ManifestError, ManifestReport, Mismatch};
-pub use torrent::{check_torrent, BadPiece, FileReport, FileState, PieceState, Torrent, TorrentError, TorrentFile, TorrentReport};
+pub use manifest::{
+    check_manifest, write_manifest, CheckOptions, Manifest, ManifestEntry, ManifestError,
+    ManifestReport, Mismatch,
+};
+pub use torrent::{
+    check_torrent, BadPiece, FileReport, FileState, PieceState, Torrent, TorrentError, TorrentFile,
+    TorrentReport,
+};
 
 /// The BitTorrent v1 infohash of the official Grok-1 release (from the README's magnet link).
 pub const GROK1_INFOHASH: &str = "5f96d43576e3d386c9ba65b883210a393b68210e";

@@ -18,7 +18,8 @@ use super::bencode::{self, BencodeError, Value};
 use super::hash::{par_jobs, stream, Chunk, Extent, HashOptions, IssueKind, Progress, Src};
 use crate::base::hex;
 use crate::base::limits::{
-    TORRENT_MAX_BYTES, TORRENT_MAX_COMPONENT_BYTES, TORRENT_MAX_FILES, TORRENT_MAX_PATH_COMPONENTS, TORRENT_MAX_PIECE_LENGTH,
+    TORRENT_MAX_BYTES, TORRENT_MAX_COMPONENT_BYTES, TORRENT_MAX_FILES, TORRENT_MAX_PATH_COMPONENTS,
+    TORRENT_MAX_PIECE_LENGTH,
 };
 use crate::io::IoError;
 use sha1::{Digest, Sha1};
@@ -104,59 +105,95 @@ pub struct Torrent {
 impl Torrent {
     /// Read and parse a `.torrent` file (size-capped).
     pub fn read(path: &Path) -> Result<Torrent, TorrentError> {
-        let size = std::fs::metadata(path).map_err(|e| IoError::new("stat", path, e))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| IoError::new("stat", path, e))?
+            .len();
         if size > TORRENT_MAX_BYTES {
-            return Err(TorrentError::TooBig { size, cap: TORRENT_MAX_BYTES });
+            return Err(TorrentError::TooBig {
+                size,
+                cap: TORRENT_MAX_BYTES,
+            });
         }
         // Bounded read: the file may grow after the stat, or be a FIFO/device reporting 0.
-        let bytes = crate::io::read_capped(path, TORRENT_MAX_BYTES)?.ok_or(TorrentError::TooBig { size: TORRENT_MAX_BYTES + 1, cap: TORRENT_MAX_BYTES })?;
+        let bytes =
+            crate::io::read_capped(path, TORRENT_MAX_BYTES)?.ok_or(TorrentError::TooBig {
+                size: TORRENT_MAX_BYTES + 1,
+                cap: TORRENT_MAX_BYTES,
+            })?;
         Torrent::parse(&bytes)
     }
 
     /// Parse metainfo bytes.
     pub fn parse(bytes: &[u8]) -> Result<Torrent, TorrentError> {
         if bytes.len() as u64 > TORRENT_MAX_BYTES {
-            return Err(TorrentError::TooBig { size: bytes.len() as u64, cap: TORRENT_MAX_BYTES });
+            return Err(TorrentError::TooBig {
+                size: bytes.len() as u64,
+                cap: TORRENT_MAX_BYTES,
+            });
         }
         let doc = bencode::parse(bytes)?;
         if doc.root.as_dict().is_none() {
             return Err(field("(top level)", "is not a dictionary"));
         }
-        let info = doc.root.get(b"info").ok_or_else(|| field("info", "missing"))?;
+        let info = doc
+            .root
+            .get(b"info")
+            .ok_or_else(|| field("info", "missing"))?;
         if info.as_dict().is_none() {
             return Err(field("info", "is not a dictionary"));
         }
         if doc.root.get(b"piece layers").is_some() {
-            return Err(TorrentError::V2 { why: "top-level `piece layers`" });
+            return Err(TorrentError::V2 {
+                why: "top-level `piece layers`",
+            });
         }
         if let Some(v) = info.get(b"meta version") {
             if v.as_int() != Some(1) {
-                return Err(TorrentError::V2 { why: "`meta version` is not 1" });
+                return Err(TorrentError::V2 {
+                    why: "`meta version` is not 1",
+                });
             }
         }
         if info.get(b"file tree").is_some() {
-            return Err(TorrentError::V2 { why: "`file tree` present" });
+            return Err(TorrentError::V2 {
+                why: "`file tree` present",
+            });
         }
         let name_bytes = bytes_of(info, "info.name", b"name")?;
         check_component(name_bytes, "info.name")?;
-        let name = String::from_utf8(name_bytes.to_vec()).map_err(|_| field("info.name", "is not UTF-8"))?;
+        let name = String::from_utf8(name_bytes.to_vec())
+            .map_err(|_| field("info.name", "is not UTF-8"))?;
         let piece_length = uint_of(info, "info.piece length", b"piece length")?;
         if piece_length == 0 || piece_length > TORRENT_MAX_PIECE_LENGTH {
-            return Err(field("info.piece length", &format!("{piece_length} is outside 1..={TORRENT_MAX_PIECE_LENGTH}")));
+            return Err(field(
+                "info.piece length",
+                &format!("{piece_length} is outside 1..={TORRENT_MAX_PIECE_LENGTH}"),
+            ));
         }
         let (files, single_file) = match (info.get(b"length"), info.get(b"files")) {
             (Some(_), Some(_)) => return Err(field("info", "has both `length` and `files`")),
             (None, None) => return Err(field("info", "has neither `length` nor `files`")),
             (Some(_), None) => {
                 let length = uint_of(info, "info.length", b"length")?;
-                (vec![TorrentFile { path: PathBuf::from(&name), length, offset: 0, padding: false }], true)
+                (
+                    vec![TorrentFile {
+                        path: PathBuf::from(&name),
+                        length,
+                        offset: 0,
+                        padding: false,
+                    }],
+                    true,
+                )
             }
             (None, Some(list)) => (parse_files(list)?, false),
         };
         let total_length = files.last().map_or(0, |f| f.offset + f.length);
         let raw = bytes_of(info, "info.pieces", b"pieces")?;
         if raw.len() % 20 != 0 {
-            return Err(field("info.pieces", &format!("length {} is not a multiple of 20", raw.len())));
+            return Err(field(
+                "info.pieces",
+                &format!("length {} is not a multiple of 20", raw.len()),
+            ));
         }
         let want = total_length.div_ceil(piece_length);
         if raw.len() as u64 / 20 != want {
@@ -174,7 +211,9 @@ impl Torrent {
         if doc.noncanonical {
             warnings.push("dictionary keys are not in sorted order (tolerated; infohash taken over the original bytes)".into());
         }
-        let span = bytes.get(info.span.clone()).ok_or_else(|| field("info", "span out of range"))?;
+        let span = bytes
+            .get(info.span.clone())
+            .ok_or_else(|| field("info", "span out of range"))?;
         Ok(Torrent {
             name,
             piece_length,
@@ -195,7 +234,9 @@ impl Torrent {
     /// Length of piece `i` (the last one may be short).
     pub fn piece_len(&self, i: u64) -> u64 {
         let start = i.saturating_mul(self.piece_length);
-        self.total_length.saturating_sub(start).min(self.piece_length)
+        self.total_length
+            .saturating_sub(start)
+            .min(self.piece_length)
     }
 
     /// Indices of the files that piece `i` touches (zero-length files excluded).
@@ -214,15 +255,25 @@ impl Torrent {
 }
 
 fn field(key: &str, why: &str) -> TorrentError {
-    TorrentError::Field { key: key.into(), why: why.into() }
+    TorrentError::Field {
+        key: key.into(),
+        why: why.into(),
+    }
 }
 
 fn bytes_of<'a>(d: &Value<'a>, key: &str, k: &[u8]) -> Result<&'a [u8], TorrentError> {
-    d.get(k).ok_or_else(|| field(key, "missing"))?.as_bytes().ok_or_else(|| field(key, "is not a byte string"))
+    d.get(k)
+        .ok_or_else(|| field(key, "missing"))?
+        .as_bytes()
+        .ok_or_else(|| field(key, "is not a byte string"))
 }
 
 fn uint_of(d: &Value<'_>, key: &str, k: &[u8]) -> Result<u64, TorrentError> {
-    let i = d.get(k).ok_or_else(|| field(key, "missing"))?.as_int().ok_or_else(|| field(key, "is not an integer"))?;
+    let i = d
+        .get(k)
+        .ok_or_else(|| field(key, "missing"))?
+        .as_int()
+        .ok_or_else(|| field(key, "is not an integer"))?;
     u64::try_from(i).map_err(|_| field(key, "is negative"))
 }
 
@@ -241,18 +292,30 @@ fn check_component(c: &[u8], key: &str) -> Result<(), TorrentError> {
         None
     };
     match why {
-        Some(why) => Err(TorrentError::UnsafePath { key: key.into(), component: String::from_utf8_lossy(c).into_owned(), why }),
+        Some(why) => Err(TorrentError::UnsafePath {
+            key: key.into(),
+            component: String::from_utf8_lossy(c).into_owned(),
+            why,
+        }),
         None => Ok(()),
     }
 }
 
 fn parse_files(list: &Value<'_>) -> Result<Vec<TorrentFile>, TorrentError> {
-    let items = list.as_list().ok_or_else(|| field("info.files", "is not a list"))?;
+    let items = list
+        .as_list()
+        .ok_or_else(|| field("info.files", "is not a list"))?;
     if items.is_empty() {
         return Err(field("info.files", "is empty"));
     }
     if items.len() > TORRENT_MAX_FILES {
-        return Err(field("info.files", &format!("{} entries exceed the cap of {TORRENT_MAX_FILES}", items.len())));
+        return Err(field(
+            "info.files",
+            &format!(
+                "{} entries exceed the cap of {TORRENT_MAX_FILES}",
+                items.len()
+            ),
+        ));
     }
     let mut files = Vec::with_capacity(items.len());
     let mut offset = 0u64;
@@ -262,21 +325,44 @@ fn parse_files(list: &Value<'_>) -> Result<Vec<TorrentFile>, TorrentError> {
             return Err(field(&key, "is not a dictionary"));
         }
         let length = uint_of(f, &format!("{key}.length"), b"length")?;
-        let comps = f.get(b"path").ok_or_else(|| field(&format!("{key}.path"), "missing"))?;
-        let comps = comps.as_list().ok_or_else(|| field(&format!("{key}.path"), "is not a list"))?;
+        let comps = f
+            .get(b"path")
+            .ok_or_else(|| field(&format!("{key}.path"), "missing"))?;
+        let comps = comps
+            .as_list()
+            .ok_or_else(|| field(&format!("{key}.path"), "is not a list"))?;
         if comps.is_empty() || comps.len() > TORRENT_MAX_PATH_COMPONENTS {
-            return Err(field(&format!("{key}.path"), &format!("has {} components (1..={TORRENT_MAX_PATH_COMPONENTS})", comps.len())));
+            return Err(field(
+                &format!("{key}.path"),
+                &format!(
+                    "has {} components (1..={TORRENT_MAX_PATH_COMPONENTS})",
+                    comps.len()
+                ),
+            ));
         }
         let mut path = PathBuf::new();
         for c in comps {
-            let b = c.as_bytes().ok_or_else(|| field(&format!("{key}.path"), "component is not a byte string"))?;
+            let b = c
+                .as_bytes()
+                .ok_or_else(|| field(&format!("{key}.path"), "component is not a byte string"))?;
             check_component(b, &format!("{key}.path"))?;
-            let s = std::str::from_utf8(b).map_err(|_| field(&format!("{key}.path"), "component is not UTF-8"))?;
+            let s = std::str::from_utf8(b)
+                .map_err(|_| field(&format!("{key}.path"), "component is not UTF-8"))?;
             path.push(s);
         }
-        let padding = f.get(b"attr").and_then(|a| a.as_bytes()).is_some_and(|a| a.contains(&b'p'));
-        files.push(TorrentFile { path, length, offset, padding });
-        offset = offset.checked_add(length).ok_or_else(|| field(&key, "total length overflows"))?;
+        let padding = f
+            .get(b"attr")
+            .and_then(|a| a.as_bytes())
+            .is_some_and(|a| a.contains(&b'p'));
+        files.push(TorrentFile {
+            path,
+            length,
+            offset,
+            padding,
+        });
+        offset = offset
+            .checked_add(length)
+            .ok_or_else(|| field(&key, "total length overflows"))?;
     }
     Ok(files)
 }
@@ -387,9 +473,19 @@ pub fn disk_path(root: &Path, t: &Torrent, f: &TorrentFile) -> PathBuf {
 /// Verify every piece of `t` against the files under `root` (see [`disk_path`]). Pieces are
 /// hashed in parallel in contiguous runs of 8 blocks (64 MiB by default), each run streamed by one worker's
 /// reader thread, so memory stays within [`HashOptions::memory_bound`].
-pub fn check_torrent(root: &Path, t: &Torrent, opts: &HashOptions, progress: Progress<'_>) -> TorrentReport {
+pub fn check_torrent(
+    root: &Path,
+    t: &Torrent,
+    opts: &HashOptions,
+    progress: Progress<'_>,
+) -> TorrentReport {
     let paths: Vec<PathBuf> = t.files.iter().map(|f| disk_path(root, t, f)).collect();
-    let mut states: Vec<FileState> = t.files.iter().zip(&paths).map(|(f, p)| stat_file(f, p)).collect();
+    let mut states: Vec<FileState> = t
+        .files
+        .iter()
+        .zip(&paths)
+        .map(|(f, p)| stat_file(f, p))
+        .collect();
     let npieces = t.pieces.len() as u64;
     // A job is a contiguous run of about 8 blocks (64 MiB by default): long enough for
     // sequential reads, short enough that all workers stay busy to the end.
@@ -436,7 +532,14 @@ fn stat_file(f: &TorrentFile, p: &Path) -> FileState {
 type RunResult = (Vec<PieceState>, u64, Vec<(usize, String)>);
 
 /// Hash pieces `range` by streaming their bytes across file boundaries.
-fn hash_run(t: &Torrent, paths: &[PathBuf], range: std::ops::Range<u64>, opts: &HashOptions, bufs: &mut Vec<Vec<u8>>, progress: Progress<'_>) -> RunResult {
+fn hash_run(
+    t: &Torrent,
+    paths: &[PathBuf],
+    range: std::ops::Range<u64>,
+    opts: &HashOptions,
+    bufs: &mut Vec<Vec<u8>>,
+    progress: Progress<'_>,
+) -> RunResult {
     let a = range.start * t.piece_length;
     let b = (range.end * t.piece_length).min(t.total_length);
     let first = t.files.partition_point(|f| f.offset + f.length <= a);
@@ -451,11 +554,26 @@ fn hash_run(t: &Torrent, paths: &[PathBuf], range: std::ops::Range<u64>, opts: &
         if e <= s {
             continue;
         }
-        let src = if f.padding { Src::Zeros } else { Src::File(&paths[k]) };
-        extents.push(Extent { src, offset: s - f.offset, len: Some(e - s) });
+        let src = if f.padding {
+            Src::Zeros
+        } else {
+            Src::File(&paths[k])
+        };
+        extents.push(Extent {
+            src,
+            offset: s - f.offset,
+            len: Some(e - s),
+        });
         owners.push(k);
     }
-    let mut cur = PieceCursor { t, index: range.start, filled: 0, tainted: false, h: Sha1::new(), out: Vec::new() };
+    let mut cur = PieceCursor {
+        t,
+        index: range.start,
+        filled: 0,
+        tainted: false,
+        h: Sha1::new(),
+        out: Vec::new(),
+    };
     let mut hashed = 0u64;
     let issues = stream(&extents, opts, bufs, |c| match c {
         Chunk::Data(d) => {
@@ -466,13 +584,18 @@ fn hash_run(t: &Torrent, paths: &[PathBuf], range: std::ops::Range<u64>, opts: &
         Chunk::Gap(len) => cur.gap(len),
     });
     let mut out = cur.out;
-    out.resize(usize::try_from(range.end - range.start).unwrap_or(0), PieceState::Missing);
+    out.resize(
+        usize::try_from(range.end - range.start).unwrap_or(0),
+        PieceState::Missing,
+    );
     let issues = issues
         .into_iter()
         .filter_map(|i| {
             let fi = *owners.get(i.extent)?;
             match i.kind {
-                IssueKind::Open(e) if e.kind() != std::io::ErrorKind::NotFound => Some((fi, format!("open: {e}"))),
+                IssueKind::Open(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Some((fi, format!("open: {e}")))
+                }
                 IssueKind::Read(e) => Some((fi, format!("read at byte {}: {e}", i.at))),
                 _ => None, // missing / short: already known from stat
             }
@@ -524,7 +647,9 @@ impl PieceCursor<'_> {
         self.filled += k;
         if self.need() == 0 {
             let digest: [u8; 20] = self.h.finalize_reset().into();
-            let want = usize::try_from(self.index).ok().and_then(|i| self.t.pieces.get(i));
+            let want = usize::try_from(self.index)
+                .ok()
+                .and_then(|i| self.t.pieces.get(i));
             self.out.push(if self.tainted {
                 PieceState::Missing
             } else if want == Some(&digest) {
@@ -539,7 +664,12 @@ impl PieceCursor<'_> {
     }
 }
 
-fn build_report(t: &Torrent, ps: Vec<PieceState>, states: Vec<FileState>, bytes_hashed: u64) -> TorrentReport {
+fn build_report(
+    t: &Torrent,
+    ps: Vec<PieceState>,
+    states: Vec<FileState>,
+    bytes_hashed: u64,
+) -> TorrentReport {
     let mut verified = vec![0u64; t.files.len()];
     let mut bad_pieces = Vec::new();
     let mut missing: Vec<std::ops::Range<u64>> = Vec::new();
@@ -557,7 +687,12 @@ fn build_report(t: &Torrent, ps: Vec<PieceState>, states: Vec<FileState>, bytes_
             }
             PieceState::Bad => bad_pieces.push(BadPiece {
                 index: i,
-                files: t.files_of_piece(i).into_iter().filter(|&k| !t.files[k].padding).map(|k| t.files[k].path.clone()).collect(),
+                files: t
+                    .files_of_piece(i)
+                    .into_iter()
+                    .filter(|&k| !t.files[k].padding)
+                    .map(|k| t.files[k].path.clone())
+                    .collect(),
             }),
             PieceState::Missing => match missing.last_mut() {
                 Some(r) if r.end == i => r.end = i + 1,
@@ -575,7 +710,11 @@ fn build_report(t: &Torrent, ps: Vec<PieceState>, states: Vec<FileState>, bytes_
             length: f.length,
             state,
             verified_bytes: v,
-            verified_fraction: if f.length == 0 { 1.0 } else { v as f64 / f.length as f64 },
+            verified_fraction: if f.length == 0 {
+                1.0
+            } else {
+                v as f64 / f.length as f64
+            },
         })
         .collect();
     TorrentReport {

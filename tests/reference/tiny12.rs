@@ -13,7 +13,11 @@ pub struct Tiny12 {
 
 fn dims(s: &str) -> (String, Vec<usize>) {
     let (dt, rest) = s.split_once('[').expect("dtype[dims]");
-    let d = rest.trim_end_matches(']').split(',').map(|x| x.trim().parse().expect("dim")).collect();
+    let d = rest
+        .trim_end_matches(']')
+        .split(',')
+        .map(|x| x.trim().parse().expect("dim"))
+        .collect();
     (dt.to_string(), d)
 }
 
@@ -26,7 +30,11 @@ fn payload(buf: &[u8], len: usize, from: usize) -> usize {
         p.extend_from_slice(&(len as u32).to_le_bytes());
         p
     };
-    let i = buf[from..].windows(pat.len()).position(|w| w == pat.as_slice()).expect("payload opcode") + from;
+    let i = buf[from..]
+        .windows(pat.len())
+        .position(|w| w == pat.as_slice())
+        .expect("payload opcode")
+        + from;
     i + pat.len()
 }
 
@@ -66,9 +74,18 @@ impl Tiny12 {
             } else {
                 assert_eq!(wdt, "float32");
                 let o = payload(&buf, 4 * n, 0);
-                buf[o..o + 4 * n].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                buf[o..o + 4 * n]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             };
-            tensors.insert(path, WeightTensor { shape: wshape, data });
+            tensors.insert(
+                path,
+                WeightTensor {
+                    shape: wshape,
+                    data,
+                },
+            );
         }
         Tiny12 { tensors }
     }
@@ -76,12 +93,21 @@ impl Tiny12 {
 
 impl Weights for Tiny12 {
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
-        let t = self.tensors.get(path).ok_or_else(|| ReferenceError::Weight { path: path.into(), reason: "missing".into() })?;
+        let t = self
+            .tensors
+            .get(path)
+            .ok_or_else(|| ReferenceError::Weight {
+                path: path.into(),
+                reason: "missing".into(),
+            })?;
         match expert {
             None => Ok(t.clone()),
             Some(e) => {
                 let per: usize = t.shape[1..].iter().product();
-                Ok(WeightTensor { shape: t.shape[1..].to_vec(), data: t.data[e * per..(e + 1) * per].to_vec() })
+                Ok(WeightTensor {
+                    shape: t.shape[1..].to_vec(),
+                    data: t.data[e * per..(e + 1) * per].to_vec(),
+                })
             }
         }
     }
@@ -89,7 +115,9 @@ impl Weights for Tiny12 {
 
 /// tiny12's config.json as ModelDims.
 pub fn tiny12_dims(dir: &Path) -> ModelDims {
-    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config"))
+            .expect("json");
     let u = |k: &str| c[k].as_u64().expect(k) as usize;
     let f = |k: &str| c[k].as_f64().expect(k) as f32;
     ModelDims {
@@ -114,6 +142,19 @@ pub fn tiny12_dims(dir: &Path) -> ModelDims {
 
 /// tokens.json rows.
 pub fn tiny12_tokens(dir: &Path) -> Vec<Vec<u32>> {
-    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).expect("tokens")).expect("json");
-    c["tokens"].as_array().expect("rows").iter().map(|r| r.as_array().expect("row").iter().map(|t| t.as_u64().expect("tok") as u32).collect()).collect()
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).expect("tokens"))
+            .expect("json");
+    c["tokens"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|t| t.as_u64().expect("tok") as u32)
+                .collect()
+        })
+        .collect()
 }

@@ -12,7 +12,12 @@ use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["forward", ckpt, tokens, prec, out] => {
             let ck = Checkpoint::open(Path::new(ckpt), &open_options())?;
             let dims = ModelDims::from_config(&ck.config)?;
@@ -30,7 +35,9 @@ fn main() -> anyhow::Result<()> {
             let a = npy::read(Path::new(input))?;
             npy::write(Path::new(out), &a)?;
         }
-        _ => anyhow::bail!("usage: forward_npy forward CKPT TOKENS_JSON f32|bf16 OUT | roundtrip IN OUT"),
+        _ => anyhow::bail!(
+            "usage: forward_npy forward CKPT TOKENS_JSON f32|bf16 OUT | roundtrip IN OUT"
+        ),
     }
     Ok(())
 }

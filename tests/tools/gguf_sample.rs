@@ -50,19 +50,32 @@ fn sample_plan() -> GgufPlan {
         kv("sample.arr_i16", vec![-32768i16, 32767].into()),
         kv("sample.arr_u32", vec![1u32, 4_294_967_295].into()),
         kv("sample.arr_i32", vec![1i32, 2, 3, 4, 6, -1].into()),
-        kv("sample.arr_f32", vec![0.0f32, -0.0, -1.0, -130746.0, 0.57735026].into()),
+        kv(
+            "sample.arr_f32",
+            vec![0.0f32, -0.0, -1.0, -130746.0, 0.57735026].into(),
+        ),
         kv("sample.arr_bool", vec![true, false, true].into()),
-        kv("sample.arr_str", vec!["[PAD]".to_string(), "<0x0A>".into(), "▁▁".into(), "".into()].into()),
+        kv(
+            "sample.arr_str",
+            vec!["[PAD]".to_string(), "<0x0A>".into(), "▁▁".into(), "".into()].into(),
+        ),
         kv("sample.arr_u64", vec![0u64, u64::MAX].into()),
         kv("sample.arr_i64", vec![i64::MIN, i64::MAX].into()),
-        kv("sample.arr_f64", vec![0.08838834764831845f64, -1e300].into()),
+        kv(
+            "sample.arr_f64",
+            vec![0.08838834764831845f64, -1e300].into(),
+        ),
     ];
     let tensors = vec![
         TensorPlan::new("token_embd.weight", vec![4u64, 64], GgmlType::Q8_0),
         TensorPlan::new("output_norm.weight", vec![6u64], GgmlType::F32),
         TensorPlan::new("blk.0.attn_q.weight", vec![3u64, 5], GgmlType::F16),
         TensorPlan::new("blk.0.attn_k.weight", vec![2u64, 7], GgmlType::BF16),
-        TensorPlan::new("blk.0.ffn_up_exps.weight", vec![2u64, 1, 256], GgmlType::Q4_K),
+        TensorPlan::new(
+            "blk.0.ffn_up_exps.weight",
+            vec![2u64, 1, 256],
+            GgmlType::Q4_K,
+        ),
         TensorPlan::new("blk.0.ffn_gate_inp.weight", vec![2u64, 3, 4], GgmlType::F32),
         TensorPlan::new("blk.0.counts", vec![5u64], GgmlType::I32),
     ];
@@ -71,7 +84,9 @@ fn sample_plan() -> GgufPlan {
 
 /// Deterministic bytes per tensor (an LCG seeded from the name).
 fn data_for(name: &str, n: u64) -> Vec<u8> {
-    let mut s: u32 = name.bytes().fold(2_166_136_261, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619));
+    let mut s: u32 = name.bytes().fold(2_166_136_261, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
     (0..n)
         .map(|_| {
             s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -115,7 +130,10 @@ fn write(dir: &Path) -> Result<()> {
         bail!("the split plan produced {} file(s)", split.len());
     }
     let expected = json!({ "single": single, "split": split });
-    std::fs::write(dir.join("expected.json"), serde_json::to_string_pretty(&expected)?)?;
+    std::fs::write(
+        dir.join("expected.json"),
+        serde_json::to_string_pretty(&expected)?,
+    )?;
     println!("{}", dir.join("expected.json").display());
     Ok(())
 }
@@ -142,7 +160,12 @@ fn read(path: &Path) -> Result<()> {
             "tensors": tensors,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&json!({ "files": files, "tensor_count": set.tensor_count() }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &json!({ "files": files, "tensor_count": set.tensor_count() })
+        )?
+    );
     Ok(())
 }
 

@@ -53,7 +53,12 @@ fn bench(melems: f64) -> Result<(), Box<dyn Error>> {
             dequantize_row(t, &out, &mut y)?;
             dec = dec.min(t1.elapsed().as_secs_f64());
         }
-        println!("{:<6} {:>12.1} {:>12.1}", t.to_string(), n as f64 / enc / 1e6, n as f64 / dec / 1e6);
+        println!(
+            "{:<6} {:>12.1} {:>12.1}",
+            t.to_string(),
+            n as f64 / enc / 1e6,
+            n as f64 / dec / 1e6
+        );
     }
     // The lossless int8 -> Q8_0 transcode (per-row bf16 scale, 6144-wide rows).
     let q: Vec<i8> = x.iter().map(|&v| (v * 6000.0) as i8).collect();
@@ -67,7 +72,12 @@ fn bench(melems: f64) -> Result<(), Box<dyn Error>> {
         }
         best = best.min(t0.elapsed().as_secs_f64());
     }
-    println!("{:<6} {:>12.1} {:>12}", "i8>Q8_0", n as f64 / best / 1e6, "-");
+    println!(
+        "{:<6} {:>12.1} {:>12}",
+        "i8>Q8_0",
+        n as f64 / best / 1e6,
+        "-"
+    );
     Ok(())
 }
 

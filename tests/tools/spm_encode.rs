@@ -14,13 +14,21 @@ use grokit::tokenizer::Tokenizer;
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = if args.first().is_some_and(|a| a.starts_with("--")) { args.remove(0) } else { String::new() };
+    let mode = if args.first().is_some_and(|a| a.starts_with("--")) {
+        args.remove(0)
+    } else {
+        String::new()
+    };
     let [model, input] = args.as_slice() else {
         anyhow::bail!("usage: spm_encode [--decode|--bench] MODEL INPUT.jsonl");
     };
     let t0 = Instant::now();
     let tok = Tokenizer::from_file(model)?;
-    eprintln!("loaded {} pieces in {:.1} ms", tok.len(), t0.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "loaded {} pieces in {:.1} ms",
+        tok.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     let file = std::io::BufReader::new(std::fs::File::open(input)?);
     let out = std::io::stdout();
     let mut out = BufWriter::new(out.lock());
@@ -33,7 +41,10 @@ fn main() -> anyhow::Result<()> {
             }
         }
         "" | "--bench" => {
-            let texts: Vec<String> = lines.iter().map(|l| serde_json::from_str(l)).collect::<Result<_, _>>()?;
+            let texts: Vec<String> = lines
+                .iter()
+                .map(|l| serde_json::from_str(l))
+                .collect::<Result<_, _>>()?;
             let bytes: usize = texts.iter().map(String::len).sum();
             let reps = if mode == "--bench" { 20 } else { 1 };
             let t = Instant::now();

@@ -9,7 +9,9 @@
 use grokit::base::float::{extend_bf16_le, extend_f16_le, extend_f32_le};
 use grokit::base::{hex, DType};
 use grokit::safetensors_io::plan::INDEX_FILE_NAME;
-use grokit::safetensors_io::{plan_shards, write_sha256sums, write_small_file, ShardWriter, StReader, StTensor};
+use grokit::safetensors_io::{
+    plan_shards, write_sha256sums, write_small_file, ShardWriter, StReader, StTensor,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,12 +34,20 @@ fn floats(name: &str, dt: DType, shape: Vec<u64>, f: &dyn Fn(usize) -> f32) -> (
 /// The sample tensors in state-dict order, with their bytes. The formulas are mirrored in the
 /// Python script (`expected_tensors`); k is the flat element index.
 fn sample() -> Vec<(StTensor, Vec<u8>)> {
-    let i8s: Vec<u8> = (0..48).map(|k: i32| (((k * 37) % 256) - 128) as i8 as u8).collect();
-    let i32s: Vec<u8> = (0..8).flat_map(|k: i32| (k * 1_000_003 - 4_000_000).to_le_bytes()).collect();
+    let i8s: Vec<u8> = (0..48)
+        .map(|k: i32| (((k * 37) % 256) - 128) as i8 as u8)
+        .collect();
+    let i32s: Vec<u8> = (0..8)
+        .flat_map(|k: i32| (k * 1_000_003 - 4_000_000).to_le_bytes())
+        .collect();
     vec![
         floats("f32.a", DType::F32, vec![3, 5], &|k| k as f32 * 0.25 - 1.5),
-        floats("bf16.b", DType::BF16, vec![4, 8], &|k| (k as f32 - 10.0) * 0.3),
-        floats("f16.c", DType::F16, vec![2, 3, 4], &|k| k as f32 * 0.1 - 1.0),
+        floats("bf16.b", DType::BF16, vec![4, 8], &|k| {
+            (k as f32 - 10.0) * 0.3
+        }),
+        floats("f16.c", DType::F16, vec![2, 3, 4], &|k| {
+            k as f32 * 0.1 - 1.0
+        }),
         (StTensor::new("i8.d", DType::I8, vec![16, 3]), i8s),
         (StTensor::new("i32.e", DType::I32, vec![2, 2, 2]), i32s),
         floats("f32.scalar", DType::F32, vec![], &|_| 3.25),
@@ -50,7 +60,10 @@ fn write(dir: &Path, max_shard: u64) -> Res<()> {
     std::fs::create_dir_all(dir)?;
     let tensors = sample();
     let meta: Vec<StTensor> = tensors.iter().map(|(t, _)| t.clone()).collect();
-    let data: HashMap<&str, &[u8]> = tensors.iter().map(|(t, b)| (t.name.as_str(), b.as_slice())).collect();
+    let data: HashMap<&str, &[u8]> = tensors
+        .iter()
+        .map(|(t, b)| (t.name.as_str(), b.as_slice()))
+        .collect();
     let plan = plan_shards(&meta, max_shard)?;
     let mut written = Vec::new();
     for shard in plan.shards() {
@@ -67,14 +80,21 @@ fn write(dir: &Path, max_shard: u64) -> Res<()> {
         written.push(w.finish()?);
     }
     if plan.is_sharded() {
-        written.push(write_small_file(dir, INDEX_FILE_NAME, plan.index_json().as_bytes())?);
+        written.push(write_small_file(
+            dir,
+            INDEX_FILE_NAME,
+            plan.index_json().as_bytes(),
+        )?);
     }
     write_sha256sums(dir, &written)?;
     let files: Vec<serde_json::Value> = written
         .iter()
         .map(|w| serde_json::json!({"name": w.file_name(), "bytes": w.bytes, "sha256": w.sha256}))
         .collect();
-    println!("{}", serde_json::json!({"files": files, "total_size": plan.total_size()}));
+    println!(
+        "{}",
+        serde_json::json!({"files": files, "total_size": plan.total_size()})
+    );
     Ok(())
 }
 
@@ -91,7 +111,10 @@ fn read(path: &Path) -> Res<()> {
             "sha256": hex::encode(&Sha256::digest(bytes)),
         }));
     }
-    println!("{}", serde_json::json!({"metadata": r.metadata(), "total_size": r.total_size(), "tensors": tensors}));
+    println!(
+        "{}",
+        serde_json::json!({"metadata": r.metadata(), "total_size": r.total_size(), "tensors": tensors})
+    );
     Ok(())
 }
 

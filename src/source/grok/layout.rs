@@ -22,7 +22,11 @@ pub struct CkptFiles {
 fn parse_name(name: &str) -> Option<(usize, usize)> {
     let rest = name.strip_prefix("tensor")?;
     let (i, h) = rest.split_once('_')?;
-    if i.len() != 5 || h.len() != 3 || !i.bytes().all(|b| b.is_ascii_digit()) || !h.bytes().all(|b| b.is_ascii_digit()) {
+    if i.len() != 5
+        || h.len() != 3
+        || !i.bytes().all(|b| b.is_ascii_digit())
+        || !h.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some((i.parse().ok()?, h.parse().ok()?))
@@ -30,14 +34,26 @@ fn parse_name(name: &str) -> Option<(usize, usize)> {
 
 fn has_shards(dir: &Path) -> bool {
     dir.join("tensor00000_000").exists()
-        || std::fs::read_dir(dir).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("tensor"))).unwrap_or(false)
+        || std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("tensor"))
+            })
+            .unwrap_or(false)
 }
 
 /// Locate the shard directory for a user-given path.
 pub fn find_dir(path: &Path) -> Result<PathBuf, SourceError> {
     if !path.is_dir() {
-        let why = if path.exists() { "not a directory".to_string() } else { "no such directory".to_string() };
-        return Err(SourceError::NotACheckpoint { path: path.to_path_buf(), why });
+        let why = if path.exists() {
+            "not a directory".to_string()
+        } else {
+            "no such directory".to_string()
+        };
+        return Err(SourceError::NotACheckpoint {
+            path: path.to_path_buf(),
+            why,
+        });
     }
     if has_shards(path) {
         return Ok(path.to_path_buf());
@@ -48,7 +64,10 @@ pub fn find_dir(path: &Path) -> Result<PathBuf, SourceError> {
             return Ok(d);
         }
     }
-    Err(SourceError::NotACheckpoint { path: path.to_path_buf(), why: "no tensorNNNNN_000 files, and no ckpt-0/ or ckpt/ directory inside".into() })
+    Err(SourceError::NotACheckpoint {
+        path: path.to_path_buf(),
+        why: "no tensorNNNNN_000 files, and no ckpt-0/ or ckpt/ directory inside".into(),
+    })
 }
 
 /// Discover the shards under `path`.
@@ -63,7 +82,10 @@ pub fn discover(path: &Path) -> Result<CkptFiles, SourceError> {
         match parse_name(&name) {
             Some((i, 0)) => {
                 if found.len() >= CKPT_MAX_FILES {
-                    return Err(SourceError::NotACheckpoint { path: dir, why: format!("more than {CKPT_MAX_FILES} shard files") });
+                    return Err(SourceError::NotACheckpoint {
+                        path: dir,
+                        why: format!("more than {CKPT_MAX_FILES} shard files"),
+                    });
                 }
                 found.push((i, entry.path()));
             }
@@ -74,11 +96,18 @@ pub fn discover(path: &Path) -> Result<CkptFiles, SourceError> {
     }
     found.sort();
     if found.is_empty() && unexpected.is_empty() {
-        return Err(SourceError::NotACheckpoint { path: dir, why: "no tensorNNNNN_000 files".into() });
+        return Err(SourceError::NotACheckpoint {
+            path: dir,
+            why: "no tensorNNNNN_000 files".into(),
+        });
     }
     // The expected count is the smallest 2 + 12k covering every index found.
     let max = found.last().map(|f| f.0 + 1).unwrap_or(0).max(2);
-    let n = if max <= 2 { 2 } else { 2 + (max - 2).div_ceil(12) * 12 };
+    let n = if max <= 2 {
+        2
+    } else {
+        2 + (max - 2).div_ceil(12) * 12
+    };
     let mut missing = Vec::new();
     let mut it = found.iter().peekable();
     for i in 0..n {
@@ -90,10 +119,18 @@ pub fn discover(path: &Path) -> Result<CkptFiles, SourceError> {
     }
     unexpected.sort();
     if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(SourceError::Files { dir, missing, unexpected });
+        return Err(SourceError::Files {
+            dir,
+            missing,
+            unexpected,
+        });
     }
     let num_layers = ParamTable::layers_for_files(n).unwrap_or(0);
-    Ok(CkptFiles { dir, files: found, num_layers })
+    Ok(CkptFiles {
+        dir,
+        files: found,
+        num_layers,
+    })
 }
 
 #[cfg(test)]
@@ -117,7 +154,11 @@ mod tests {
         std::fs::write(c.join("tensor00003_001"), b"x").unwrap();
         std::fs::write(c.join("README"), b"x").unwrap();
         match discover(d.path()) {
-            Err(SourceError::Files { missing, unexpected, .. }) => {
+            Err(SourceError::Files {
+                missing,
+                unexpected,
+                ..
+            }) => {
                 assert_eq!(missing.len(), 9, "{missing:?}");
                 assert_eq!(missing[0], "tensor00003_000");
                 assert_eq!(unexpected, vec!["tensor00003_001".to_string()]);

@@ -8,7 +8,9 @@ mod reader;
 
 pub use dequant::{dequant_block_rows, dequant_matrix_rows, Matrix};
 pub use layout::{discover, CkptFiles};
-pub use reader::{expected_file_size, open_options, Checkpoint, OpenOptions, OwnedMatrix, Problem, Tensor};
+pub use reader::{
+    expected_file_size, open_options, Checkpoint, OpenOptions, OwnedMatrix, Problem, Tensor,
+};
 
 use std::path::PathBuf;
 
@@ -81,6 +83,10 @@ fn list(prefix: &str, v: &[String]) -> String {
         return String::new();
     }
     let shown: Vec<&str> = v.iter().take(20).map(String::as_str).collect();
-    let more = if v.len() > 20 { format!(" (+{} more)", v.len() - 20) } else { String::new() };
+    let more = if v.len() > 20 {
+        format!(" (+{} more)", v.len() - 20)
+    } else {
+        String::new()
+    };
     format!(";{prefix}{}{more}", shown.join(", "))
 }

@@ -64,7 +64,10 @@ impl Tensor {
     /// Payload bytes (weight + scales).
     pub fn payload_bytes(&self) -> u64 {
         let w = self.weight();
-        let s = self.scales().map(|s| s.data.end - s.data.start).unwrap_or(0);
+        let s = self
+            .scales()
+            .map(|s| s.data.end - s.data.start)
+            .unwrap_or(0);
         w.data.end - w.data.start + s
     }
 }
@@ -103,8 +106,16 @@ pub struct Checkpoint {
 fn parse_one(index: usize, path: &Path) -> Result<(usize, PathBuf, u64, Stored, u64), SourceError> {
     let map = MappedFile::open(path)?;
     let tensor = format!("file {index}");
-    let parsed = crate::pickle::run(map.bytes(), 0).map_err(|source| SourceError::Pickle { file: path.to_path_buf(), tensor: tensor.clone(), source })?;
-    let stored = stored_from_value(&parsed.value).map_err(|source| SourceError::Numpy { file: path.to_path_buf(), tensor, source })?;
+    let parsed = crate::pickle::run(map.bytes(), 0).map_err(|source| SourceError::Pickle {
+        file: path.to_path_buf(),
+        tensor: tensor.clone(),
+        source,
+    })?;
+    let stored = stored_from_value(&parsed.value).map_err(|source| SourceError::Numpy {
+        file: path.to_path_buf(),
+        tensor,
+        source,
+    })?;
     Ok((index, path.to_path_buf(), map.len(), stored, parsed.end))
 }
 
@@ -129,15 +140,36 @@ pub fn expected_file_size(spec: &ParamSpec, config: &Config) -> u64 {
         None => {
             let len = n(&spec.shape, 4);
             let mut f = zeros(len);
-            write_array(std::io::sink(), ArraySpec { dtype: DType::F32, shape: &spec.shape, payload: Payload { len, write: &mut f } })
+            write_array(
+                std::io::sink(),
+                ArraySpec {
+                    dtype: DType::F32,
+                    shape: &spec.shape,
+                    payload: Payload { len, write: &mut f },
+                },
+            )
         }
         Some(ss) => {
             let (wl, sl) = (n(&spec.shape, 1), n(ss, 2));
             let (mut fw, mut fs) = (zeros(wl), zeros(sl));
             write_quantized(
                 std::io::sink(),
-                ArraySpec { dtype: DType::I8, shape: &spec.shape, payload: Payload { len: wl, write: &mut fw } },
-                ArraySpec { dtype: DType::BF16, shape: ss, payload: Payload { len: sl, write: &mut fs } },
+                ArraySpec {
+                    dtype: DType::I8,
+                    shape: &spec.shape,
+                    payload: Payload {
+                        len: wl,
+                        write: &mut fw,
+                    },
+                },
+                ArraySpec {
+                    dtype: DType::BF16,
+                    shape: ss,
+                    payload: Payload {
+                        len: sl,
+                        write: &mut fs,
+                    },
+                },
             )
         }
     };
@@ -147,25 +179,47 @@ pub fn expected_file_size(spec: &ParamSpec, config: &Config) -> u64 {
 /// A `config.json` found beside the checkpoint: its path and top-level object.
 type ConfigJson = (PathBuf, serde_json::Map<String, Json>);
 
-fn read_config_json(dir: &Path, explicit: Option<&Path>) -> Result<Option<ConfigJson>, SourceError> {
+fn read_config_json(
+    dir: &Path,
+    explicit: Option<&Path>,
+) -> Result<Option<ConfigJson>, SourceError> {
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_path_buf()],
-        None => [Some(dir.join("config.json")), dir.parent().map(|p| p.join("config.json"))].into_iter().flatten().collect(),
+        None => [
+            Some(dir.join("config.json")),
+            dir.parent().map(|p| p.join("config.json")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     for c in candidates {
         if !c.is_file() {
             if explicit.is_some() {
-                return Err(SourceError::Config { dir: dir.to_path_buf(), msg: format!("{} not found", c.display()) });
+                return Err(SourceError::Config {
+                    dir: dir.to_path_buf(),
+                    msg: format!("{} not found", c.display()),
+                });
             }
             continue;
         }
-        let Some(text) = crate::io::read_capped(&c, crate::base::limits::CKPT_MAX_CONFIG_BYTES)? else {
-            return Err(SourceError::Config { dir: dir.to_path_buf(), msg: format!("{}: larger than 1 MiB", c.display()) });
+        let Some(text) = crate::io::read_capped(&c, crate::base::limits::CKPT_MAX_CONFIG_BYTES)?
+        else {
+            return Err(SourceError::Config {
+                dir: dir.to_path_buf(),
+                msg: format!("{}: larger than 1 MiB", c.display()),
+            });
         };
-        let v: Json = serde_json::from_slice(&text).map_err(|e| SourceError::Config { dir: dir.to_path_buf(), msg: format!("{}: {e}", c.display()) })?;
+        let v: Json = serde_json::from_slice(&text).map_err(|e| SourceError::Config {
+            dir: dir.to_path_buf(),
+            msg: format!("{}: {e}", c.display()),
+        })?;
         return match v {
             Json::Object(m) => Ok(Some((c, m))),
-            _ => Err(SourceError::Config { dir: dir.to_path_buf(), msg: format!("{}: not a JSON object", c.display()) }),
+            _ => Err(SourceError::Config {
+                dir: dir.to_path_buf(),
+                msg: format!("{}: not a JSON object", c.display()),
+            }),
         };
     }
     Ok(None)
@@ -176,16 +230,44 @@ impl Checkpoint {
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Checkpoint, SourceError> {
         let files = discover(path)?;
         let dir = files.dir.clone();
-        let parsed: Vec<_> = files.files.par_iter().map(|(i, p)| parse_one(*i, p)).collect::<Result<_, _>>()?;
+        let parsed: Vec<_> = files
+            .files
+            .par_iter()
+            .map(|(i, p)| parse_one(*i, p))
+            .collect::<Result<_, _>>()?;
         let (config, config_notes) = infer_config(&dir, &parsed, files.num_layers, opts)?;
         let table = ParamTable::new(&config);
         let mut tensors = Vec::with_capacity(parsed.len());
-        for ((index, file, file_len, stored, pickle_end), spec) in parsed.into_iter().zip(table.params) {
+        for ((index, file, file_len, stored, pickle_end), spec) in
+            parsed.into_iter().zip(table.params)
+        {
             debug_assert_eq!(index, spec.index);
-            tensors.push(Tensor { spec, file, file_len, stored, pickle_end });
+            tensors.push(Tensor {
+                spec,
+                file,
+                file_len,
+                stored,
+                pickle_end,
+            });
         }
-        let warnings = config.rule_violations().into_iter().map(|msg| Problem { file: dir.clone(), tensor: "(architecture)".into(), offset: None, msg }).collect();
-        let mut ck = Checkpoint { dir, config, config_notes, tensors, problems: Vec::new(), warnings };
+        let warnings = config
+            .rule_violations()
+            .into_iter()
+            .map(|msg| Problem {
+                file: dir.clone(),
+                tensor: "(architecture)".into(),
+                offset: None,
+                msg,
+            })
+            .collect();
+        let mut ck = Checkpoint {
+            dir,
+            config,
+            config_notes,
+            tensors,
+            problems: Vec::new(),
+            warnings,
+        };
         ck.problems = ck.check();
         Ok(ck)
     }
@@ -193,41 +275,88 @@ impl Checkpoint {
     fn check(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for t in &self.tensors {
-            let mut p = |offset: Option<u64>, msg: String| out.push(Problem { file: t.file.clone(), tensor: t.spec.path.clone(), offset, msg });
+            let mut p = |offset: Option<u64>, msg: String| {
+                out.push(Problem {
+                    file: t.file.clone(),
+                    tensor: t.spec.path.clone(),
+                    offset,
+                    msg,
+                })
+            };
             let info = t.spec.role.info();
             match (&t.stored, info.quantized) {
                 (Stored::Array(a), false) => {
                     if a.dtype != DType::F32 {
-                        p(Some(a.data.start), format!("dtype {} (the release stores this as f32)", a.dtype));
+                        p(
+                            Some(a.data.start),
+                            format!("dtype {} (the release stores this as f32)", a.dtype),
+                        );
                     }
                     if a.shape.dims() != t.spec.shape.as_slice() {
-                        p(Some(a.data.start), format!("shape {} but the model needs {:?}", a.shape, t.spec.shape));
+                        p(
+                            Some(a.data.start),
+                            format!("shape {} but the model needs {:?}", a.shape, t.spec.shape),
+                        );
                     }
                 }
                 (Stored::Quantized { weight, scales }, true) => {
                     if weight.dtype != DType::I8 {
-                        p(Some(weight.data.start), format!("weight dtype {} (expected i8)", weight.dtype));
+                        p(
+                            Some(weight.data.start),
+                            format!("weight dtype {} (expected i8)", weight.dtype),
+                        );
                     }
                     if scales.dtype != DType::BF16 {
-                        p(Some(scales.data.start), format!("scales dtype {} (expected bf16)", scales.dtype));
+                        p(
+                            Some(scales.data.start),
+                            format!("scales dtype {} (expected bf16)", scales.dtype),
+                        );
                     }
                     if weight.shape.dims() != t.spec.shape.as_slice() {
-                        p(Some(weight.data.start), format!("weight shape {} but the model needs {:?}", weight.shape, t.spec.shape));
+                        p(
+                            Some(weight.data.start),
+                            format!(
+                                "weight shape {} but the model needs {:?}",
+                                weight.shape, t.spec.shape
+                            ),
+                        );
                     } else if let Err(m) = scale_blocks(weight, scales) {
                         p(Some(scales.data.start), m);
                     } else if Some(scales.shape.dims()) != t.spec.scales_shape.as_deref() {
-                        p(Some(scales.data.start), format!("scales shape {} differs from the release's {:?} (still readable)", scales.shape, t.spec.scales_shape.clone().unwrap_or_default()));
+                        p(
+                            Some(scales.data.start),
+                            format!(
+                                "scales shape {} differs from the release's {:?} (still readable)",
+                                scales.shape,
+                                t.spec.scales_shape.clone().unwrap_or_default()
+                            ),
+                        );
                     }
                 }
-                (Stored::Array(_), true) => p(None, "plain array where the release has QuantizedWeight8bit".into()),
-                (Stored::Quantized { .. }, false) => p(None, "QuantizedWeight8bit where the release has a plain f32 array".into()),
+                (Stored::Array(_), true) => p(
+                    None,
+                    "plain array where the release has QuantizedWeight8bit".into(),
+                ),
+                (Stored::Quantized { .. }, false) => p(
+                    None,
+                    "QuantizedWeight8bit where the release has a plain f32 array".into(),
+                ),
             }
             if t.pickle_end != t.file_len {
-                p(Some(t.pickle_end), format!("{} trailing bytes after the pickle's STOP", t.file_len.saturating_sub(t.pickle_end)));
+                p(
+                    Some(t.pickle_end),
+                    format!(
+                        "{} trailing bytes after the pickle's STOP",
+                        t.file_len.saturating_sub(t.pickle_end)
+                    ),
+                );
             }
             let want = expected_file_size(&t.spec, &self.config);
             if self.config.is_grok1() && want != t.file_len {
-                p(None, format!("file is {} bytes; the release's is {want}", t.file_len));
+                p(
+                    None,
+                    format!("file is {} bytes; the release's is {want}", t.file_len),
+                );
             }
         }
         out
@@ -235,7 +364,9 @@ impl Checkpoint {
 
     /// Find a tensor by role and layer.
     pub fn tensor(&self, role: Role, layer: Option<u64>) -> Option<&Tensor> {
-        self.tensors.iter().find(|t| t.spec.role == role && t.spec.layer == layer)
+        self.tensors
+            .iter()
+            .find(|t| t.spec.role == role && t.spec.layer == layer)
     }
 
     /// Find a tensor by release path.
@@ -252,23 +383,55 @@ impl Checkpoint {
     pub fn map(&self, t: &Tensor) -> Result<MappedFile, SourceError> {
         let m = MappedFile::open(&t.file)?;
         if m.len() != t.file_len {
-            return Err(self.err(t, format!("file changed size since it was opened ({} -> {} bytes)", t.file_len, m.len())));
+            return Err(self.err(
+                t,
+                format!(
+                    "file changed size since it was opened ({} -> {} bytes)",
+                    t.file_len,
+                    m.len()
+                ),
+            ));
         }
         Ok(m)
     }
 
     fn err(&self, t: &Tensor, msg: String) -> SourceError {
-        SourceError::Tensor { file: t.file.clone(), tensor: t.spec.path.clone(), msg }
+        SourceError::Tensor {
+            file: t.file.clone(),
+            tensor: t.spec.path.clone(),
+            msg,
+        }
     }
 
     /// The int8 matrix of one expert (or the whole 2-D tensor when `expert` is None) in a mapped file.
-    pub fn matrix<'m>(&self, t: &Tensor, map: &'m MappedFile, expert: Option<usize>) -> Result<Matrix<'m>, SourceError> {
+    pub fn matrix<'m>(
+        &self,
+        t: &Tensor,
+        map: &'m MappedFile,
+        expert: Option<usize>,
+    ) -> Result<Matrix<'m>, SourceError> {
         let g = self.geometry(t, expert)?;
         let bytes = map.bytes();
         let (w_start, s_start) = (g.weight_offset as usize, g.scales_offset as usize);
-        let w = bytes.get(w_start..w_start + g.weight_len).ok_or_else(|| self.err(t, format!("weight payload at byte offset {w_start} runs past the end of the file")))?;
-        let s = bytes.get(s_start..s_start + g.scales_len).ok_or_else(|| self.err(t, format!("scales payload at byte offset {s_start} runs past the end of the file")))?;
-        Ok(Matrix { weight: w, scales: s, rows: g.rows, cols: g.cols, blocks: g.blocks })
+        let w = bytes.get(w_start..w_start + g.weight_len).ok_or_else(|| {
+            self.err(
+                t,
+                format!("weight payload at byte offset {w_start} runs past the end of the file"),
+            )
+        })?;
+        let s = bytes.get(s_start..s_start + g.scales_len).ok_or_else(|| {
+            self.err(
+                t,
+                format!("scales payload at byte offset {s_start} runs past the end of the file"),
+            )
+        })?;
+        Ok(Matrix {
+            weight: w,
+            scales: s,
+            rows: g.rows,
+            cols: g.cols,
+            blocks: g.blocks,
+        })
     }
 
     /// Where one expert's (or a 2-D tensor's) int8 weight and scales lie in the file.
@@ -281,12 +444,22 @@ impl Checkpoint {
         let d = weight.shape.dims();
         let (rows, cols) = match d {
             [r, c] | [_, r, c] => (*r as usize, *c as usize),
-            _ => return Err(self.err(t, format!("weight shape {} is not 2-D or 3-D", weight.shape))),
+            _ => {
+                return Err(self.err(
+                    t,
+                    format!("weight shape {} is not 2-D or 3-D", weight.shape),
+                ))
+            }
         };
         let e = match (d.len(), expert) {
             (3, Some(e)) if (e as u64) < d[0] => e,
             (2, None) => 0,
-            (3, _) => return Err(self.err(t, format!("expert index {expert:?} out of range 0..{}", d[0]))),
+            (3, _) => {
+                return Err(self.err(
+                    t,
+                    format!("expert index {expert:?} out of range 0..{}", d[0]),
+                ))
+            }
             _ => return Err(self.err(t, "expert index given for a 2-D tensor".into())),
         };
         let (weight_len, scales_len) = (rows * cols, blocks * cols * 2);
@@ -306,40 +479,92 @@ impl Checkpoint {
     /// naming the file and offset, never a SIGBUS.
     pub fn read_at(&self, t: &Tensor, offset: u64, len: usize) -> Result<Vec<u8>, SourceError> {
         use std::os::unix::fs::FileExt;
-        let end = offset.checked_add(len as u64).filter(|&e| e <= t.file_len).ok_or_else(|| self.err(t, format!("read of {len} bytes at byte offset {offset} is past the end of the file")))?;
-        let f = std::fs::File::open(&t.file).map_err(|e| crate::io::IoError::new("open", &t.file, e))?;
-        let now = f.metadata().map_err(|e| crate::io::IoError::new("stat", &t.file, e))?.len();
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|&e| e <= t.file_len)
+            .ok_or_else(|| {
+                self.err(
+                    t,
+                    format!(
+                        "read of {len} bytes at byte offset {offset} is past the end of the file"
+                    ),
+                )
+            })?;
+        let f = std::fs::File::open(&t.file)
+            .map_err(|e| crate::io::IoError::new("open", &t.file, e))?;
+        let now = f
+            .metadata()
+            .map_err(|e| crate::io::IoError::new("stat", &t.file, e))?
+            .len();
         if now != t.file_len {
-            return Err(self.err(t, format!("file changed size since it was opened ({} -> {now} bytes)", t.file_len)));
+            return Err(self.err(
+                t,
+                format!(
+                    "file changed size since it was opened ({} -> {now} bytes)",
+                    t.file_len
+                ),
+            ));
         }
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, offset).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof { "the file shrank while being read".to_string() } else { e.to_string() };
-            self.err(t, format!("reading {len} bytes at byte offset {offset} (to {end}): {why}"))
+            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the file shrank while being read".to_string()
+            } else {
+                e.to_string()
+            };
+            self.err(
+                t,
+                format!("reading {len} bytes at byte offset {offset} (to {end}): {why}"),
+            )
         })?;
         Ok(buf)
     }
 
     /// The int8 matrix of one expert (or a 2-D tensor) read into memory with `pread`
     /// ([`Checkpoint::read_at`]): at most one Grok-1 expert matrix (201 MB) at a time.
-    pub fn matrix_owned(&self, t: &Tensor, expert: Option<usize>) -> Result<OwnedMatrix, SourceError> {
+    pub fn matrix_owned(
+        &self,
+        t: &Tensor,
+        expert: Option<usize>,
+    ) -> Result<OwnedMatrix, SourceError> {
         let g = self.geometry(t, expert)?;
         let w = self.read_at(t, g.weight_offset, g.weight_len)?;
         let s = self.read_at(t, g.scales_offset, g.scales_len)?;
-        Ok(OwnedMatrix { weight: w, scales: s, rows: g.rows, cols: g.cols, blocks: g.blocks })
+        Ok(OwnedMatrix {
+            weight: w,
+            scales: s,
+            rows: g.rows,
+            cols: g.cols,
+            blocks: g.blocks,
+        })
     }
 
     /// The f32 payload of a plain tensor in a mapped file.
     pub fn f32_bytes<'m>(&self, t: &Tensor, map: &'m MappedFile) -> Result<&'m [u8], SourceError> {
         match &t.stored {
-            Stored::Array(a) if a.dtype == DType::F32 => map.bytes().get(a.data.start as usize..a.data.end as usize).ok_or_else(|| self.err(t, format!("payload at byte offset {} runs past the end of the file", a.data.start))),
+            Stored::Array(a) if a.dtype == DType::F32 => map
+                .bytes()
+                .get(a.data.start as usize..a.data.end as usize)
+                .ok_or_else(|| {
+                    self.err(
+                        t,
+                        format!(
+                            "payload at byte offset {} runs past the end of the file",
+                            a.data.start
+                        ),
+                    )
+                }),
             _ => Err(self.err(t, "not an f32 array".into())),
         }
     }
 
     /// Exact f32 values of a parameter (or of one expert), in the release orientation.
     /// Allocates the result: for whole-model streaming use [`Checkpoint::matrix`] per row range.
-    pub fn read_f32(&self, t: &Tensor, expert: Option<usize>) -> Result<(Vec<usize>, Vec<f32>), SourceError> {
+    pub fn read_f32(
+        &self,
+        t: &Tensor,
+        expert: Option<usize>,
+    ) -> Result<(Vec<usize>, Vec<f32>), SourceError> {
         match &t.stored {
             Stored::Array(a) => {
                 if expert.is_some() {
@@ -391,7 +616,13 @@ pub struct OwnedMatrix {
 impl OwnedMatrix {
     /// A borrowed view for the dequantization helpers.
     pub fn view(&self) -> Matrix<'_> {
-        Matrix { weight: &self.weight, scales: &self.scales, rows: self.rows, cols: self.cols, blocks: self.blocks }
+        Matrix {
+            weight: &self.weight,
+            scales: &self.scales,
+            rows: self.rows,
+            cols: self.cols,
+            blocks: self.blocks,
+        }
     }
 }
 
@@ -400,23 +631,39 @@ impl OwnedMatrix {
 pub fn scale_blocks(weight: &ArrayRef, scales: &ArrayRef) -> Result<usize, String> {
     let (w, s) = (weight.shape.dims(), scales.shape.dims());
     if w.len() < 2 || s.len() != w.len() {
-        return Err(format!("scales shape {} does not fit weight shape {}", scales.shape, weight.shape));
+        return Err(format!(
+            "scales shape {} does not fit weight shape {}",
+            scales.shape, weight.shape
+        ));
     }
     let n = w.len();
     let b = s[n - 2];
     let lead_ok = w[..n - 2] == s[..n - 2] && w[n - 1] == s[n - 1];
     if !lead_ok || b == 0 || w[n - 2] % b != 0 {
-        return Err(format!("scales shape {} does not fit weight shape {} (row blocks must divide the rows)", scales.shape, weight.shape));
+        return Err(format!(
+            "scales shape {} does not fit weight shape {} (row blocks must divide the rows)",
+            scales.shape, weight.shape
+        ));
     }
     Ok(b as usize)
 }
 
 type Parsed = (usize, PathBuf, u64, Stored, u64);
 
-fn infer_config(dir: &Path, parsed: &[Parsed], num_layers: u64, opts: &OpenOptions) -> Result<(Config, Vec<String>), SourceError> {
-    let cfg_err = |msg: String| SourceError::Config { dir: dir.to_path_buf(), msg };
+fn infer_config(
+    dir: &Path,
+    parsed: &[Parsed],
+    num_layers: u64,
+    opts: &OpenOptions,
+) -> Result<(Config, Vec<String>), SourceError> {
+    let cfg_err = |msg: String| SourceError::Config {
+        dir: dir.to_path_buf(),
+        msg,
+    };
     let shape = |i: usize| -> Result<Vec<u64>, SourceError> {
-        let p = parsed.get(i).ok_or_else(|| cfg_err(format!("file {i} missing")))?;
+        let p = parsed
+            .get(i)
+            .ok_or_else(|| cfg_err(format!("file {i} missing")))?;
         Ok(match &p.3 {
             Stored::Array(a) => a.shape.dims().to_vec(),
             Stored::Quantized { weight, .. } => weight.shape.dims().to_vec(),
@@ -430,7 +677,9 @@ fn infer_config(dir: &Path, parsed: &[Parsed], num_layers: u64, opts: &OpenOptio
         c.vocab_size = v;
         c.emb_size = d;
     } else {
-        return Err(cfg_err(format!("file 0 (the embedding) has shape {emb:?}, expected [vocab, d_model]")));
+        return Err(cfg_err(format!(
+            "file 0 (the embedding) has shape {emb:?}, expected [vocab, d_model]"
+        )));
     }
     if num_layers > 0 {
         // Layer 0 is the first layer in file order; its slots start at 2.
@@ -439,7 +688,11 @@ fn infer_config(dir: &Path, parsed: &[Parsed], num_layers: u64, opts: &OpenOptio
                 c.num_experts = e;
                 c.ffn_size = f;
             }
-            ref s => return Err(cfg_err(format!("file 2 (moe/linear) has shape {s:?}, expected [experts, d_model, ffn]"))),
+            ref s => {
+                return Err(cfg_err(format!(
+                    "file 2 (moe/linear) has shape {s:?}, expected [experts, d_model, ffn]"
+                )))
+            }
         }
         let qw = shape(2 + 5)?.get(1).copied().unwrap_or(0);
         let kw = shape(2 + 3)?.get(1).copied().unwrap_or(0);
@@ -472,10 +725,18 @@ fn infer_config(dir: &Path, parsed: &[Parsed], num_layers: u64, opts: &OpenOptio
             if let Some(v) = num("attn_output_multiplier") {
                 c.attn_output_multiplier = v;
             }
-            for (k, have) in [("vocab_size", c.vocab_size), ("emb_size", c.emb_size), ("num_experts", c.num_experts), ("ffn_size", c.ffn_size), ("num_layers", num_layers)] {
+            for (k, have) in [
+                ("vocab_size", c.vocab_size),
+                ("emb_size", c.emb_size),
+                ("num_experts", c.num_experts),
+                ("ffn_size", c.ffn_size),
+                ("num_layers", num_layers),
+            ] {
                 if let Some(v) = num(k) {
                     if v as u64 != have {
-                        return Err(cfg_err(format!("config.json says {k} = {v} but the shards say {have}")));
+                        return Err(cfg_err(format!(
+                            "config.json says {k} = {v} but the shards say {have}"
+                        )));
                     }
                 }
             }
@@ -496,7 +757,9 @@ fn infer_config(dir: &Path, parsed: &[Parsed], num_layers: u64, opts: &OpenOptio
             None => return Err(cfg_err(format!("cannot tell the head dimension from widths {qw} (query) and {kw} (key): put a config.json with key_size beside ckpt-0 or pass --key-size"))),
         };
         if ks == 0 || qw % ks != 0 || kw % ks != 0 {
-            return Err(cfg_err(format!("key_size {ks} does not divide the query width {qw} and key width {kw}")));
+            return Err(cfg_err(format!(
+                "key_size {ks} does not divide the query width {qw} and key width {kw}"
+            )));
         }
         c.key_size = ks;
         c.num_q_heads = qw / ks;
