@@ -60,14 +60,7 @@ impl Source {
 pub struct GgufFile {
     path: PathBuf,
     source: Source,
-    version: u32,
-    alignment: u32,
-    data_start: u64,
-    kvs: Vec<(String, Value)>,
-    kv_offsets: Vec<u64>,
-    kv_index: HashMap<String, usize>,
-    tensors: Vec<TensorInfo>,
-    tensor_index: HashMap<String, usize>,
+    meta: Parsed,
 }
 
 struct Parsed {
@@ -101,19 +94,8 @@ impl GgufFile {
         Ok(GgufFile::assemble(path, Source::Owned(bytes), parsed))
     }
 
-    fn assemble(path: PathBuf, source: Source, p: Parsed) -> GgufFile {
-        GgufFile {
-            path,
-            source,
-            version: p.version,
-            alignment: p.alignment,
-            data_start: p.data_start,
-            kvs: p.kvs,
-            kv_offsets: p.kv_offsets,
-            kv_index: p.kv_index,
-            tensors: p.tensors,
-            tensor_index: p.tensor_index,
-        }
+    fn assemble(path: PathBuf, source: Source, meta: Parsed) -> GgufFile {
+        GgufFile { path, source, meta }
     }
 
     /// The path it was read from.
@@ -122,15 +104,15 @@ impl GgufFile {
     }
     /// GGUF version (2 or 3).
     pub fn version(&self) -> u32 {
-        self.version
+        self.meta.version
     }
     /// Data alignment in effect.
     pub fn alignment(&self) -> u32 {
-        self.alignment
+        self.meta.alignment
     }
     /// Absolute offset of the data section.
     pub fn data_start(&self) -> u64 {
-        self.data_start
+        self.meta.data_start
     }
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
@@ -138,31 +120,34 @@ impl GgufFile {
     }
     /// Metadata in file order.
     pub fn kvs(&self) -> &[(String, Value)] {
-        &self.kvs
+        &self.meta.kvs
     }
     /// A metadata value by key.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.kv_index
+        self.meta
+            .kv_index
             .get(key)
-            .and_then(|&i| self.kvs.get(i))
+            .and_then(|&i| self.meta.kvs.get(i))
             .map(|(_, v)| v)
     }
     /// Absolute offset of a key's record.
     pub fn kv_offset(&self, key: &str) -> Option<u64> {
-        self.kv_index
+        self.meta
+            .kv_index
             .get(key)
-            .and_then(|&i| self.kv_offsets.get(i))
+            .and_then(|&i| self.meta.kv_offsets.get(i))
             .copied()
     }
     /// Tensor infos in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+        &self.meta.tensors
     }
     /// A tensor info by name.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_index
+        self.meta
+            .tensor_index
             .get(name)
-            .and_then(|&i| self.tensors.get(i))
+            .and_then(|&i| self.meta.tensors.get(i))
     }
     /// A tensor's bytes (validated to lie within the file at parse time). A `TensorInfo` that
     /// does not come from this file yields an empty slice if its range is outside the file.
@@ -209,9 +194,9 @@ impl std::fmt::Debug for GgufFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GgufFile")
             .field("path", &self.path)
-            .field("version", &self.version)
-            .field("kvs", &self.kvs.len())
-            .field("tensors", &self.tensors.len())
+            .field("version", &self.meta.version)
+            .field("kvs", &self.meta.kvs.len())
+            .field("tensors", &self.meta.tensors.len())
             .finish()
     }
 }
