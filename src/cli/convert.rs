@@ -122,6 +122,11 @@ pub struct ConvertArgs {
     /// Parallel workers (default: all cores).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Write outputs through the page cache instead of with direct I/O (direct I/O is the
+    /// default for GGUF files and safetensors shards on Linux: it reaches the disk's speed
+    /// where buffered writes are limited by the cache; also GROKIT_DIRECT_IO=0).
+    #[arg(long)]
+    pub buffered_io: bool,
     /// Head dimension when there is no config.json.
     #[arg(long)]
     pub key_size: Option<u64>,
@@ -178,6 +183,9 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
         },
     )
     .with_context(|| format!("reading checkpoint {}", a.ckpt.display()))?;
+    if a.buffered_io {
+        crate::io::atomic::set_direct_writes(false);
+    }
     let jobs = a.jobs.unwrap_or_else(rayon::current_num_threads).max(1);
     let measure = if a.no_error_stats {
         Measure::No

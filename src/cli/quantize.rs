@@ -34,6 +34,11 @@ pub struct QuantizeArgs {
     /// Parallel workers (default: all cores).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Write outputs through the page cache instead of with direct I/O (direct I/O is the
+    /// default for GGUF files and safetensors shards on Linux: it reaches the disk's speed
+    /// where buffered writes are limited by the cache; also GROKIT_DIRECT_IO=0).
+    #[arg(long)]
+    pub buffered_io: bool,
     /// Print the per-tensor report (types, bytes, bits per weight, RMS and max error).
     #[arg(long)]
     pub report: bool,
@@ -91,6 +96,9 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
             human(plan.out_bytes())
         )?;
         return Ok(Outcome::Ok);
+    }
+    if a.buffered_io {
+        crate::io::atomic::set_direct_writes(false);
     }
     let o = RequantOptions {
         out: a.out.clone(),

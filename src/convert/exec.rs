@@ -16,7 +16,9 @@ use super::plan::{Encode, OutTensor, Piece};
 use super::ConvertError;
 use crate::source::Checkpoint;
 use rayon::prelude::*;
-use std::sync::mpsc::sync_channel;
+use crate::source::grok::OwnedMatrix;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Mutex;
 
 /// Where encoded bytes go (a GGUF or safetensors writer), called from the writer thread.
 pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), ConvertError> + Send + 'a;
@@ -34,20 +36,23 @@ pub fn stream_tensor(
         sink(b)?;
         return Ok(stats);
     }
-    let (tx, rx) = sync_channel::<Vec<u8>>(2);
+    let jobs = jobs.max(1);
+    let (tx, rx) = sync_channel::<Vec<u8>>(2 * jobs);
+    let pool = Mutex::new(Vec::new());
     let result = std::thread::scope(|scope| {
+        let pool = &pool;
         let writer = scope.spawn(move || -> Result<u64, ConvertError> {
             let mut n = 0u64;
             for buf in rx {
                 sink(&buf)?;
                 n += buf.len() as u64;
+                recycle(pool, buf, 3 * jobs);
             }
             Ok(n)
         });
-        let produced = produce(ck, t, measure, jobs, &mut stats, &|buf| {
-            tx.send(buf).is_ok()
-        });
-        drop(tx);
+        let pipe = Pipe { tx, pool };
+        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe);
+        drop(pipe);
         let written = writer
             .join()
             .map_err(|_| ConvertError::Plan(format!("{}: writer thread panicked", t.name)))?;
@@ -65,17 +70,55 @@ pub fn stream_tensor(
     Ok(stats)
 }
 
+/// The producers' end of the writer thread: encoded bytes are queued strictly in order, and
+/// the buffers the writer is done with come back through `pool`, so the steady state allocates
+/// nothing (a fresh multi-megabyte allocation costs page faults and zeroing in the kernel,
+/// which measured about a tenth of a conversion's CPU time before buffers were reused).
+struct Pipe<'p> {
+    tx: SyncSender<Vec<u8>>,
+    pool: &'p Mutex<Vec<Vec<u8>>>,
+}
+
+impl Pipe<'_> {
+    /// Queue bytes for the writer; false when the writer has stopped.
+    fn send(&self, buf: Vec<u8>) -> bool {
+        self.tx.send(buf).is_ok()
+    }
+    /// An empty buffer with room for `cap` bytes, recycled when one is available.
+    fn buffer(&self, cap: usize) -> Vec<u8> {
+        let mut b = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        b.clear();
+        b.reserve(cap);
+        b
+    }
+}
+
+/// Keep a written buffer for reuse (at most `keep` of them).
+fn recycle(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>, keep: usize) {
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < keep {
+            p.push(buf);
+        }
+    }
+}
+
 fn produce(
     ck: &Checkpoint,
     t: &OutTensor,
     measure: Measure,
     jobs: usize,
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<(), ConvertError> {
     let mut bands: Vec<Band> = (0..jobs.max(1)).map(|_| Band::default()).collect();
+    let mut om = OwnedMatrix::default();
     for piece in &t.pieces {
-        if !produce_piece(ck, t, piece, measure, &mut bands, stats, send)? {
+        if !produce_piece(ck, t, piece, measure, &mut bands, &mut om, stats, pipe)? {
             break; // the writer stopped; its error is reported by the caller
         }
     }
@@ -89,14 +132,16 @@ const WHOLE_F32_BYTES: u64 = 64 << 20;
 /// One piece: source data is read with `pread` (never through a map), so a file truncated by
 /// another process mid-read is an error, not a SIGBUS; memory holds at most one int8 expert
 /// matrix (201 MB for Grok-1) or one group of embedding rows.
+#[allow(clippy::too_many_arguments)]
 fn produce_piece(
     ck: &Checkpoint,
     t: &OutTensor,
     piece: &Piece,
     measure: Measure,
     bands: &mut [Band],
+    om: &mut OwnedMatrix,
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| {
         ConvertError::Plan(format!(
@@ -112,7 +157,7 @@ fn produce_piece(
             | Encode::CtScale { bits: 8, .. }
     );
     if src_t.spec.role.is_matrix() {
-        let om = ck.matrix_owned(src_t, piece.expert)?;
+        ck.matrix_owned_into(src_t, piece.expert, om)?;
         let m = om.view();
         // Grok-1's scale blocks are multiples of 32 rows: Q8_0 blocks copy the int8 directly.
         if piece.transpose
@@ -120,13 +165,19 @@ fn produce_piece(
             && m.rows % 32 == 0
             && m.block_height() % 32 == 0
         {
-            return run_q8_direct(t, &m, measure, bands, stats, send);
+            return run_q8_direct(t, &m, measure, bands, stats, pipe);
+        }
+        // bf16 (safetensors, GGUF): each element is RNE(q · s) — exact in f32, so this equals
+        // the generic path's value — computed straight from the transposed int8, without the
+        // f32 band.
+        if piece.transpose && t.encode == Encode::Float(crate::base::DType::BF16) {
+            return run_bf16_direct(&m, measure, bands, stats, pipe);
         }
         // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
         if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
             if piece.transpose && group > 0 && m.rows % group == 0 && m.block_height() % group == 0
             {
-                return run_ct8_direct(t, &m, group, measure, bands, stats, send);
+                return run_ct8_direct(t, &m, group, measure, bands, stats, pipe);
             }
         }
         let src = Src::Int8(m);
@@ -140,7 +191,7 @@ fn produce_piece(
             measure,
             bands,
             stats,
-            send,
+            pipe,
         );
     }
     let a = src_t.weight();
@@ -173,7 +224,7 @@ fn produce_piece(
             measure,
             bands,
             stats,
-            send,
+            pipe,
         );
     }
     // Large and not transposed (the embedding): read one group of bands' rows at a time.
@@ -184,19 +235,21 @@ fn produce_piece(
     };
     let per_group = band_rows(&probe, false).max(1) * bands.len();
     let mut first = 0;
+    let mut bytes = Vec::new();
     while first < rows {
         let n = per_group.min(rows - first);
-        let bytes = ck.read_at(
+        ck.read_at_into(
             src_t,
             a.data.start + (first * cols * 4) as u64,
             n * cols * 4,
+            &mut bytes,
         )?;
         let src = Src::F32 {
             bytes: &bytes,
             rows: n,
             cols,
         };
-        if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, send)? {
+        if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, pipe)? {
             return Ok(false);
         }
         first += n;
@@ -214,7 +267,7 @@ fn run_q8_direct(
     measure: Measure,
     bands: &mut [Band],
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     use crate::quant::{self, GgmlType};
     let (n_rows, len) = (m.cols, m.rows);
@@ -227,7 +280,7 @@ fn run_q8_direct(
             .map(|(&first, band)| {
                 let n = per_band.min(n_rows - first);
                 super::band::gather_int8_transposed(m, first, n, &mut band.q);
-                let mut out = Vec::with_capacity(n * len / 32 * 34);
+                let mut out = pipe.buffer(n * len / 32 * 34);
                 let mut st = Stats::default();
                 let mut xb = [0f32; 32];
                 for r in 0..n {
@@ -268,7 +321,65 @@ fn run_q8_direct(
                 Ok((out, st))
             })
             .collect();
-        if !send_group(encoded, stats, send)? {
+        if !send_group(encoded, stats, pipe)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// bf16 straight from the release's int8 for a transposed matrix: per output row (a release
+/// column) and scale block, `bf16(q · s)` with round-to-nearest-even. No f32 band is built.
+fn run_bf16_direct(
+    m: &crate::source::grok::Matrix<'_>,
+    measure: Measure,
+    bands: &mut [Band],
+    stats: &mut Stats,
+    pipe: &Pipe<'_>,
+) -> Result<bool, ConvertError> {
+    use crate::base::float::{bf16_bits_to_f32, f32_to_bf16_bits};
+    let (n_rows, len) = (m.cols, m.rows);
+    let bh = m.block_height().max(1);
+    let per_band = (super::band::BAND_BYTES / 2 / len.max(1)).clamp(1, n_rows.max(1));
+    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
+    for group in starts.chunks(bands.len()) {
+        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
+            .par_iter()
+            .zip(bands.par_iter_mut())
+            .map(|(&first, band)| {
+                let n = per_band.min(n_rows - first);
+                super::band::gather_int8_transposed(m, first, n, &mut band.q);
+                let mut out = pipe.buffer(n * len * 2);
+                out.resize(n * len * 2, 0);
+                let mut st = Stats::default();
+                for (r, (qrow, orow)) in band
+                    .q
+                    .chunks_exact(len)
+                    .zip(out.chunks_exact_mut(2 * len))
+                    .enumerate()
+                {
+                    for (b, (qb, ob)) in qrow
+                        .chunks(bh)
+                        .zip(orow.chunks_mut(2 * bh))
+                        .enumerate()
+                    {
+                        let s = bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
+                        crate::quant::grok::int8_scaled_to_bf16_le(qb, s, ob);
+                        if measure == Measure::Errors {
+                            for &q in qb {
+                                let x = f32::from(q) * s;
+                                let d = (x - bf16_bits_to_f32(f32_to_bf16_bits(x))).abs();
+                                st.sse += f64::from(d) * f64::from(d);
+                                st.max_abs = st.max_abs.max(d);
+                            }
+                            st.n += qb.len() as u64;
+                        }
+                    }
+                }
+                Ok((out, st))
+            })
+            .collect();
+        if !send_group(encoded, stats, pipe)? {
             return Ok(false);
         }
     }
@@ -285,7 +396,7 @@ fn run_ct8_direct(
     measure: Measure,
     bands: &mut [Band],
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     let (n_rows, len) = (m.cols, m.rows);
     let packed = matches!(t.encode, Encode::CtPacked { .. });
@@ -299,7 +410,7 @@ fn run_ct8_direct(
                 let n = per_band.min(n_rows - first);
                 let mut st = Stats::default();
                 let groups = (len / group) as u64;
-                let mut out = Vec::with_capacity(if packed {
+                let mut out = pipe.buffer(if packed {
                     n * len
                 } else {
                     n * (len / group) * 2
@@ -331,31 +442,28 @@ fn run_ct8_direct(
                 (out, st)
             })
             .collect();
-        if !send_group(encoded.into_iter().map(Ok).collect(), stats, send)? {
+        if !send_group(encoded.into_iter().map(Ok).collect(), stats, pipe)? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// Concatenate a group's encoded bands (in order), add their stats, and queue the bytes for the
-/// writer thread; false when the writer has stopped.
+/// Queue a group's encoded bands for the writer thread, in order (each band's buffer as it is:
+/// no concatenation copy), adding their stats; false when the writer has stopped.
 fn send_group(
     encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>,
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
-    let mut bytes = Vec::new();
     for r in encoded {
         let (b, st) = r?;
         stats.add(&st);
-        if bytes.is_empty() {
-            bytes = b;
-        } else {
-            bytes.extend_from_slice(&b);
+        if !b.is_empty() && !pipe.send(b) {
+            return Ok(false);
         }
     }
-    Ok(send(bytes))
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,7 +477,7 @@ fn run_bands(
     measure: Measure,
     bands: &mut [Band],
     stats: &mut Stats,
-    send: &dyn Fn(Vec<u8>) -> bool,
+    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     let per_band = band_rows(src, transpose).max(1);
     let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
@@ -380,7 +488,7 @@ fn run_bands(
             .map(|(&first, band)| {
                 let n = per_band.min(n_rows - first);
                 fill_band_with(src, transpose, first, n, band, keep_int8);
-                let mut out = Vec::new();
+                let mut out = pipe.buffer(0);
                 let mut st = Stats::default();
                 encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
                     ConvertError::Quant {
@@ -391,7 +499,7 @@ fn run_bands(
                 Ok((out, st))
             })
             .collect();
-        if !send_group(encoded, stats, send)? {
+        if !send_group(encoded, stats, pipe)? {
             return Ok(false);
         }
     }

@@ -35,7 +35,7 @@ pub struct GgufFileWriter {
 impl GgufFileWriter {
     /// Create the temporary file and write the header (KVs, tensor infos, padding).
     pub fn create(plan: FilePlan) -> Result<GgufFileWriter> {
-        let mut out = AtomicFile::create(plan.path())?;
+        let mut out = AtomicFile::create_large(plan.path())?;
         out.write_all(&plan.header_bytes())?;
         let mut w = GgufFileWriter {
             plan,

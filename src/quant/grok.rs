@@ -23,6 +23,40 @@
 use super::{quantize_row, GgmlType, QuantError};
 use crate::base::float::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
+/// bf16 of the release's weights, `RNE(q · s)` for int8 `q` sharing one f32 scale `s`, as
+/// little-endian bytes into `out` (`2 · q.len()` bytes). `q · s` is exact in f32 (an 8-bit
+/// integer times bf16's 8-bit significand), so this is the bf16 rounding of the exact weight,
+/// bit for bit what [`crate::base::float::f32_to_bf16_bits`] gives; written over fixed
+/// 32-element chunks so the compiler vectorizes it (the conversion's hot loop for bf16).
+pub fn int8_scaled_to_bf16_le(q: &[i8], s: f32, out: &mut [u8]) {
+    #[inline(always)]
+    fn rne(x: f32) -> u16 {
+        let b = x.to_bits();
+        let r = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+        let nan = ((b >> 16) | 0x40) as u16;
+        if b & 0x7fff_ffff > 0x7f80_0000 {
+            nan
+        } else {
+            r
+        }
+    }
+    let (qc, qt) = q.as_chunks::<32>();
+    let (oc, ot) = out.as_chunks_mut::<64>();
+    for (o, q) in oc.iter_mut().zip(qc) {
+        let mut v = [0u16; 32];
+        for (v, &q) in v.iter_mut().zip(q) {
+            *v = rne(f32::from(q) * s);
+        }
+        for (o, v) in o.chunks_exact_mut(2).zip(v) {
+            o[0] = v as u8;
+            o[1] = (v >> 8) as u8;
+        }
+    }
+    for (o, &q) in ot.chunks_exact_mut(2).zip(qt) {
+        o.copy_from_slice(&rne(f32::from(q) * s).to_le_bytes());
+    }
+}
+
 /// If the bf16 scale (bits) is exactly an f16, its f16 bits; `None` otherwise (also for
 /// inf/NaN).
 pub fn bf16_scale_as_f16(scale_bf16_bits: u16) -> Option<u16> {
@@ -115,6 +149,24 @@ pub fn q8_0_row_from_int8(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn int8_to_bf16_equals_the_scalar_rounding() {
+        use crate::base::float::f32_to_bf16_bits;
+        let q: Vec<i8> = (0..300).map(|k| ((k * 53) % 256) as u8 as i8).collect();
+        // scales with low mantissa bits set, a subnormal, an infinite and a NaN scale
+        for s in [0.0123f32, -3.3e-5, 1.0e-40, 7.7e31, f32::INFINITY, f32::NAN] {
+            let s = crate::base::float::round_bf16(s);
+            for len in [0usize, 5, 32, 33, 64, 300] {
+                let mut out = vec![0u8; 2 * len];
+                int8_scaled_to_bf16_le(&q[..len], s, &mut out);
+                for (k, &qq) in q[..len].iter().enumerate() {
+                    let want = f32_to_bf16_bits(f32::from(qq) * s);
+                    assert_eq!(u16::from_le_bytes([out[2 * k], out[2 * k + 1]]), want, "s {s} k {k}");
+                }
+            }
+        }
+    }
+
     use super::*;
     use crate::base::float::f32_to_bf16_bits;
     use crate::quant::dequantize_row;

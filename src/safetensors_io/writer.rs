@@ -54,7 +54,7 @@ impl ShardWriter {
     /// Create `dir/<shard file name>` (under its temporary name) and write the header.
     pub fn create(dir: &Path, shard: &Shard) -> Result<ShardWriter> {
         let path = dir.join(shard.file_name());
-        let mut file = AtomicFile::create(&path)?;
+        let mut file = AtomicFile::create_large(&path)?;
         let mut hasher = Sha256::new();
         file.write_all(shard.header())?;
         hasher.update(shard.header());

@@ -483,7 +483,21 @@ impl Checkpoint {
     /// file shrinks while grokit reads it (another process truncating it), this is an error
     /// naming the file and offset, never a SIGBUS.
     pub fn read_at(&self, t: &Tensor, offset: u64, len: usize) -> Result<Vec<u8>, SourceError> {
-        use std::os::unix::fs::FileExt;
+        let mut buf = Vec::new();
+        self.read_at_into(t, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Checkpoint::read_at`] into a caller's buffer (cleared first), so a loop over many
+    /// matrices reuses one allocation instead of faulting in fresh zeroed pages for each.
+    pub fn read_at_into(
+        &self,
+        t: &Tensor,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), SourceError> {
+        use std::io::{Read, Seek, SeekFrom};
         let end = offset
             .checked_add(len as u64)
             .filter(|&e| e <= t.file_len)
@@ -510,19 +524,23 @@ impl Checkpoint {
                 ),
             ));
         }
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "the file shrank while being read".to_string()
-            } else {
-                e.to_string()
-            };
-            self.err(
-                t,
-                format!("reading {len} bytes at byte offset {offset} (to {end}): {why}"),
-            )
-        })?;
-        Ok(buf)
+        buf.clear();
+        buf.reserve_exact(len);
+        // Reading into the spare capacity (no zeroing pass); the length check below catches a
+        // file that shrank meanwhile.
+        let mut f = f;
+        let got = f
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| f.take(len as u64).read_to_end(buf));
+        let why = match got {
+            Ok(n) if n == len => return Ok(()),
+            Ok(_) => "the file shrank while being read".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(self.err(
+            t,
+            format!("reading {len} bytes at byte offset {offset} (to {end}): {why}"),
+        ))
     }
 
     /// The int8 matrix of one expert (or a 2-D tensor) read into memory with `pread`
@@ -532,16 +550,24 @@ impl Checkpoint {
         t: &Tensor,
         expert: Option<usize>,
     ) -> Result<OwnedMatrix, SourceError> {
+        let mut m = OwnedMatrix::default();
+        self.matrix_owned_into(t, expert, &mut m)?;
+        Ok(m)
+    }
+
+    /// [`Checkpoint::matrix_owned`] into a reused [`OwnedMatrix`] (its buffers keep their
+    /// capacity from one matrix to the next).
+    pub fn matrix_owned_into(
+        &self,
+        t: &Tensor,
+        expert: Option<usize>,
+        m: &mut OwnedMatrix,
+    ) -> Result<(), SourceError> {
         let g = self.geometry(t, expert)?;
-        let w = self.read_at(t, g.weight_offset, g.weight_len)?;
-        let s = self.read_at(t, g.scales_offset, g.scales_len)?;
-        Ok(OwnedMatrix {
-            weight: w,
-            scales: s,
-            rows: g.rows,
-            cols: g.cols,
-            blocks: g.blocks,
-        })
+        self.read_at_into(t, g.weight_offset, g.weight_len, &mut m.weight)?;
+        self.read_at_into(t, g.scales_offset, g.scales_len, &mut m.scales)?;
+        (m.rows, m.cols, m.blocks) = (g.rows, g.cols, g.blocks);
+        Ok(())
     }
 
     /// The f32 payload of a plain tensor in a mapped file.
@@ -604,7 +630,7 @@ struct Geometry {
 }
 
 /// An int8 matrix held in memory (see [`Checkpoint::matrix_owned`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OwnedMatrix {
     /// int8 payload.
     pub weight: Vec<u8>,
