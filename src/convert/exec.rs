@@ -416,14 +416,21 @@ fn run_ct8_direct(
                     n * (len / group) * 2
                 });
                 if packed {
+                    // Four `q + 128` to a little-endian word, first element lowest: as bytes,
+                    // just each int8 with its top bit flipped, in order (when rows fill whole
+                    // words; otherwise each row's last word is zero-padded).
                     super::band::gather_int8_transposed(m, first, n, &mut band.q);
-                    for r in 0..n {
-                        for w in band.q[r * len..(r + 1) * len].chunks(4) {
-                            let mut word = 0u32;
-                            for (k, &q) in w.iter().enumerate() {
-                                word |= u32::from((i32::from(q) + 128) as u8) << (8 * k);
+                    if len % 4 == 0 {
+                        out.extend(band.q.iter().map(|&q| (q as u8) ^ 0x80));
+                    } else {
+                        for r in 0..n {
+                            for w in band.q[r * len..(r + 1) * len].chunks(4) {
+                                let mut word = 0u32;
+                                for (k, &q) in w.iter().enumerate() {
+                                    word |= u32::from((q as u8) ^ 0x80) << (8 * k);
+                                }
+                                out.extend_from_slice(&word.to_le_bytes());
                             }
-                            out.extend_from_slice(&word.to_le_bytes());
                         }
                     }
                 } else {

@@ -40,8 +40,8 @@ impl Written {
 /// Writes one shard of a [`super::ShardPlan`]: header first, then tensor bytes in layout order.
 pub struct ShardWriter {
     shard: Shard,
+    /// Computes the shard's SHA-256 as it is written (on its own thread with direct I/O).
     file: AtomicFile,
-    hasher: Sha256,
     /// Index into the layout of the tensor receiving bytes, if one has begun.
     current: Option<usize>,
     /// Index of the next tensor to begin.
@@ -54,14 +54,11 @@ impl ShardWriter {
     /// Create `dir/<shard file name>` (under its temporary name) and write the header.
     pub fn create(dir: &Path, shard: &Shard) -> Result<ShardWriter> {
         let path = dir.join(shard.file_name());
-        let mut file = AtomicFile::create_large(&path)?;
-        let mut hasher = Sha256::new();
+        let mut file = AtomicFile::create_large_hashed(&path)?;
         file.write_all(shard.header())?;
-        hasher.update(shard.header());
         Ok(ShardWriter {
             shard: shard.clone(),
             file,
-            hasher,
             current: None,
             next: 0,
             filled: 0,
@@ -168,7 +165,6 @@ impl ShardWriter {
             });
         }
         self.file.write_all(bytes)?;
-        self.hasher.update(bytes);
         self.filled += chunk;
         Ok(())
     }
@@ -212,8 +208,15 @@ impl ShardWriter {
         }
         // Every tensor is complete and chunks never overrun, so this is the planned file size.
         let bytes = self.file.written();
-        let sha256 = hex::encode(&self.hasher.finalize());
-        let path = self.file.commit()?;
+        let (path, digest) = self.file.commit_with_sha256()?;
+        let digest = digest.ok_or_else(|| {
+            StError::Io(crate::io::IoError::new(
+                "hash",
+                &path,
+                std::io::Error::other("no SHA-256 was computed"),
+            ))
+        })?;
+        let sha256 = hex::encode(&digest);
         Ok(Written {
             path,
             bytes,
