@@ -232,6 +232,21 @@ impl StReader {
             })
     }
 
+    /// Drop the resident pages of bytes `[start, start + len)` of tensor `name`'s data once they
+    /// have been consumed, so streaming through a large file keeps peak RSS independent of its
+    /// size (pages are re-read from the file if touched again). Unknown names are ignored.
+    pub fn release(&self, name: &str, start: u64, len: u64) {
+        let Some((e, fi)) = self.entry(name) else {
+            return;
+        };
+        let (Some(f), Some(abs)) = (self.files.get(*fi), e.file_offset.checked_add(start)) else {
+            return;
+        };
+        if let (Ok(s), Ok(l)) = (usize::try_from(abs), usize::try_from(len)) {
+            f.map.release(s, l);
+        }
+    }
+
     /// `__metadata__` of the first file (for a set, every grokit shard carries the same map).
     pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
         self.files.first().and_then(|f| f.parsed.metadata.as_ref())
