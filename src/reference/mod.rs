@@ -20,10 +20,22 @@
 //!       renormalised; y = Σ_k p_k · (gelu_tanh(x W_linear) ⊙ x W_linear_v) W_linear_1
 //! ```
 //!
-//! Weights arrive through the [`Weights`] trait, one parameter (or one expert slice) at a
-//! time, dequantized to f32 in the release orientation (`[in, out]`). The model never holds
-//! more than one layer's matrices (and, in the MoE, one expert's) at once, which is what makes
-//! a 300 GB checkpoint runnable on a machine with tens of GB of RAM.
+//! Weights arrive through the [`Weights`] trait, dequantized to f32 in the release orientation
+//! (`[in, out]`): small tensors whole ([`Weights::get`]), big matrices in bands
+//! ([`Weights::matrix`], [`band`]).
+//!
+//! Memory bound: the weights live at any moment are one band of at most
+//! [`band::DEFAULT_BAND_BYTES`] (128 MiB) of f32 — a band of output columns of an expert or
+//! projection matrix, or of vocabulary rows of the tied output head — plus, for the release's
+//! int8, the raw bytes of the one matrix being banded (201 MB for a Grok-1 expert), and, for
+//! GGUF/safetensors (stored `[out, in]`), nothing beyond the band (mapped pages are dropped once
+//! decoded). The input embedding is gathered row by row for the batch's tokens only. So peak
+//! memory is about 0.4 GB of weights plus the activations, logits and KV cache of the batch
+//! (`[tokens, 131072]` f32 logits, `[tokens, 32768]` expert activations), independent of the
+//! layer count: a 2-layer checkpoint at Grok-1's widths runs an 8-token prefill in well under
+//! 1 GiB of RSS (docs/PERFORMANCE.md), and so does the full 64-layer model. Bands split the
+//! output dimension, never the summed one, so the logits are bit-identical to whole-matrix
+//! products for any band size.
 
 pub mod attention;
 pub mod band;
