@@ -25,6 +25,10 @@ pub const DEFAULT_BAND_BYTES: usize = 128 << 20;
 /// Decoded bytes a row-decoding task aims for (bounds per-thread scratch).
 const TASK_BYTES: usize = 4 << 20;
 
+/// Bytes dropped around a settled range of a mapped file ([`RowDecoder::done`]): well above
+/// Linux's default fault-around window (64 KiB).
+pub const RELEASE_MARGIN: u64 = 1 << 20;
+
 /// The band budget sessions start with: [`DEFAULT_BAND_BYTES`], unless the internal testing knob
 /// `GROKIT_BAND_BYTES` holds a positive byte count (used to force tiny bands in tests; values
 /// that do not parse are ignored).
@@ -267,7 +271,10 @@ pub trait RowDecoder: Sync {
         Ok(())
     }
     /// Stored rows `r` have been decoded: a mapped source may drop their resident pages.
-    fn done(&self, _r: Range<usize>) {}
+    /// `settled` is true once no decoding is in flight any more (after a whole band): the
+    /// source may then also drop a margin around the range, where the kernel's fault-around
+    /// maps neighbouring pages that a per-block release, racing other threads, can miss.
+    fn done(&self, _r: Range<usize>, _settled: bool) {}
 }
 
 /// A [`WeightMatrix`] over a [`RowDecoder`], stored either in the release orientation or
@@ -310,9 +317,10 @@ impl<D: RowDecoder> Rowwise<D> {
                 let r0 = r.start + i * per;
                 let rr = r0..r0 + o.len() / cols;
                 self.dec.decode_rows(rr.clone(), o)?;
-                self.dec.done(rr);
+                self.dec.done(rr, false);
                 Ok(())
             })?;
+        self.dec.done(r, true);
         Ok(out)
     }
 
@@ -331,9 +339,10 @@ impl<D: RowDecoder> Rowwise<D> {
                 let r0 = i * per;
                 let rr = r0..r0 + o.len() / w;
                 self.dec.decode_cols(rr.clone(), c.clone(), o)?;
-                self.dec.done(rr);
+                self.dec.done(rr, false);
                 Ok(())
             })?;
+        self.dec.done(0..rows, true);
         Ok(out)
     }
 }

@@ -7,7 +7,7 @@
 //! stored `[out, in]` rows, handed to the matmul untransposed) and drops the decoded pages from
 //! the resident set, so RSS stays bounded by a band whatever the file size.
 
-use super::band::{transpose, RowDecoder, Rowwise, WholeMatrix};
+use super::band::{transpose, RowDecoder, Rowwise, WholeMatrix, RELEASE_MARGIN};
 use super::{ReferenceError, WeightMatrix, WeightTensor, Weights};
 use crate::base::float::{bf16_bits_to_f32, decode_bf16_le, decode_f16_le, decode_f32_le};
 use crate::base::DType;
@@ -166,11 +166,15 @@ impl RowDecoder for GgufRows<'_> {
         }
         Ok(())
     }
-    fn done(&self, r: Range<usize>) {
-        self.file.release(
-            self.offset + (r.start * self.rb) as u64,
-            (r.len() * self.rb) as u64,
-        );
+    fn done(&self, r: Range<usize>, settled: bool) {
+        let margin = if settled { RELEASE_MARGIN } else { 0 };
+        let start = (self.offset + (r.start * self.rb) as u64).saturating_sub(margin);
+        let end = (self.offset + (r.end * self.rb) as u64)
+            .saturating_add(margin)
+            .min(self.file.bytes().len() as u64);
+        if end > start {
+            self.file.release(start, end - start);
+        }
     }
 }
 
@@ -521,12 +525,13 @@ impl RowDecoder for StRows<'_> {
         }
         Ok(())
     }
-    fn done(&self, r: Range<usize>) {
-        let n = r.len() as u64;
+    fn done(&self, r: Range<usize>, settled: bool) {
+        let margin = if settled { RELEASE_MARGIN } else { 0 };
+        let (a, b) = (r.start as u64, r.end as u64);
         match &self.kind {
             StKind::Float { dtype, .. } => {
                 let rb = (self.cols * if *dtype == DType::F32 { 4 } else { 2 }) as u64;
-                self.reader.release(&self.name, r.start as u64 * rb, n * rb);
+                self.reader.release(&self.name, a * rb..b * rb, margin);
             }
             StKind::Packed {
                 scales_name,
@@ -535,9 +540,8 @@ impl RowDecoder for StRows<'_> {
                 ..
             } => {
                 let (wb, sb) = ((words * 4) as u64, (groups * 2) as u64);
-                self.reader.release(&self.name, r.start as u64 * wb, n * wb);
-                self.reader
-                    .release(scales_name, r.start as u64 * sb, n * sb);
+                self.reader.release(&self.name, a * wb..b * wb, margin);
+                self.reader.release(scales_name, a * sb..b * sb, margin);
             }
         }
     }

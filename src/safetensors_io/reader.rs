@@ -232,18 +232,34 @@ impl StReader {
             })
     }
 
-    /// Drop the resident pages of bytes `[start, start + len)` of tensor `name`'s data once they
-    /// have been consumed, so streaming through a large file keeps peak RSS independent of its
-    /// size (pages are re-read from the file if touched again). Unknown names are ignored.
-    pub fn release(&self, name: &str, start: u64, len: u64) {
+    /// Drop the resident pages of bytes `range` of tensor `name`'s data, widened by `margin`
+    /// bytes on each side (kept inside the file), once they have been consumed, so streaming
+    /// through a large file keeps peak RSS independent of its size. Pages are re-read from the
+    /// file if touched again. The margin catches pages the kernel mapped around a fault
+    /// ("fault-around"). Unknown names are ignored.
+    pub fn release(&self, name: &str, range: std::ops::Range<u64>, margin: u64) {
         let Some((e, fi)) = self.entry(name) else {
             return;
         };
-        let (Some(f), Some(abs)) = (self.files.get(*fi), e.file_offset.checked_add(start)) else {
+        let Some(f) = self.files.get(*fi) else {
             return;
         };
-        if let (Ok(s), Ok(l)) = (usize::try_from(abs), usize::try_from(len)) {
-            f.map.release(s, l);
+        let start = e
+            .file_offset
+            .saturating_add(range.start)
+            .saturating_sub(margin);
+        let end = e
+            .file_offset
+            .saturating_add(range.end)
+            .saturating_add(margin)
+            .min(f.map.len());
+        if let (Ok(s), Ok(l)) = (
+            usize::try_from(start),
+            usize::try_from(end.saturating_sub(start)),
+        ) {
+            if l > 0 {
+                f.map.release(s, l);
+            }
         }
     }
 
