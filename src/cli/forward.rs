@@ -57,7 +57,8 @@ pub struct TokenArgs {
 /// MODEL is a release checkpoint (ckpt-0/...), a grokit GGUF (any type grokit writes; the first
 /// file of a split set) or a grokit safetensors directory (hf or jax layout; bf16/f16/f32/int8/int4).
 /// Rows are right-padded with the pad id 0 like the release; pads are masked as keys.
-/// The full Grok-1 needs about 4 GB of RAM besides the page cache and minutes per token on 2 cores.
+/// Weights are read one band at a time (at most 128 MiB of f32), so the full Grok-1 runs in under
+/// 1 GiB of RAM besides the page cache (for short prompts), at minutes per token on 2 cores.
 ///
 /// Examples:
 ///   grokit forward fixtures/tiny --prompt "The answer to life" --top-k 5

@@ -14,9 +14,10 @@
 //! that starts with pad tokens) gets a uniform softmax over all keys present, which is the
 //! whole row in a full forward (as in the release) but only the keys so far in a cached step.
 
+use super::band::matmul_cols;
 use super::gemm::{matmul, BLayout};
 use super::ops::{rope_head, round_if, softmax, Rounding};
-use super::{fetch, ModelDims, ReferenceError, Weights};
+use super::{ModelDims, ReferenceError, Weights};
 use rayon::prelude::*;
 
 /// Query positions per attention task (bounds the `[block·group, keys]` logits matrix).
@@ -46,25 +47,26 @@ pub struct AttnInput<'a> {
     pub start: usize,
     /// Per batch row: whether each key position (`start + new` of them) is a real token.
     pub key_valid: &'a [Vec<bool>],
+    /// Cap on the f32 weight bytes of one projection band ([`super::band`]).
+    pub band_bytes: usize,
 }
 
 fn path(layer: usize, what: &str) -> String {
     format!("transformer/decoder_layer_{layer}/multi_head_attention/{what}/w")
 }
 
-/// `x[m, k] @ W[k, n]` for projection `what` of `layer`.
+/// `x[m, k] @ W[k, n]` for projection `what` of `layer`, in column bands of at most
+/// `band_bytes` of f32 weights (Grok-1's 6144 × 6144 query and output projections take two).
 fn project(
     w: &dyn Weights,
     r: &Rounding,
     (layer, what): (usize, &str),
     x: &[f32],
     (m, k, n): (usize, usize, usize),
+    band_bytes: usize,
 ) -> Result<Vec<f32>, ReferenceError> {
     let p = path(layer, what);
-    let mut wt = fetch(w, &p, None, &[k, n])?;
-    round_if(r.weights, &mut wt);
-    let mut y = matmul(x, m, k, &wt, BLayout::KN, n)
-        .ok_or_else(|| ReferenceError::Input(format!("{p}: matmul dims")))?;
+    let mut y = matmul_cols(w, &p, None, x, m, (k, n), r.weights, band_bytes)?;
     round_if(r.matmul_out, &mut y);
     Ok(y)
 }
@@ -87,9 +89,30 @@ pub fn attention(
             "attention: inconsistent batch".into(),
         ));
     }
-    let mut q = project(w, r, (layer, "query"), inp.x, (m, d, h * hd))?;
-    let mut k = project(w, r, (layer, "key"), inp.x, (m, d, kvh * hd))?;
-    let v = project(w, r, (layer, "value"), inp.x, (m, d, kvh * hd))?;
+    let mut q = project(
+        w,
+        r,
+        (layer, "query"),
+        inp.x,
+        (m, d, h * hd),
+        inp.band_bytes,
+    )?;
+    let mut k = project(
+        w,
+        r,
+        (layer, "key"),
+        inp.x,
+        (m, d, kvh * hd),
+        inp.band_bytes,
+    )?;
+    let v = project(
+        w,
+        r,
+        (layer, "value"),
+        inp.x,
+        (m, d, kvh * hd),
+        inp.band_bytes,
+    )?;
     // RoPE at absolute positions, then the release's cast back to the activation dtype.
     for (i, head) in q.chunks_exact_mut(hd).enumerate() {
         rope_head(head, inp.start + (i / h) % inp.new, inv_freq);
@@ -173,5 +196,5 @@ pub fn attention(
         }
     }
     round_if(r.attn_out, &mut o);
-    project(w, r, (layer, "linear"), &o, (m, h * hd, d))
+    project(w, r, (layer, "linear"), &o, (m, h * hd, d), inp.band_bytes)
 }

@@ -20,12 +20,25 @@
 //!       renormalised; y = Σ_k p_k · (gelu_tanh(x W_linear) ⊙ x W_linear_v) W_linear_1
 //! ```
 //!
-//! Weights arrive through the [`Weights`] trait, one parameter (or one expert slice) at a
-//! time, dequantized to f32 in the release orientation (`[in, out]`). The model never holds
-//! more than one layer's matrices (and, in the MoE, one expert's) at once, which is what makes
-//! a 300 GB checkpoint runnable on a machine with tens of GB of RAM.
+//! Weights arrive through the [`Weights`] trait, dequantized to f32 in the release orientation
+//! (`[in, out]`): small tensors whole ([`Weights::get`]), big matrices in bands
+//! ([`Weights::matrix`], [`band`]).
+//!
+//! Memory bound: the weights live at any moment are one band of at most
+//! [`band::DEFAULT_BAND_BYTES`] (128 MiB) of f32 — a band of output columns of an expert or
+//! projection matrix, or of vocabulary rows of the tied output head — plus, for the release's
+//! int8, the raw bytes of the one matrix being banded (201 MB for a Grok-1 expert), and, for
+//! GGUF/safetensors (stored `[out, in]`), nothing beyond the band (mapped pages are dropped once
+//! decoded). The input embedding is gathered row by row for the batch's tokens only. So peak
+//! memory is about 0.4 GB of weights plus the activations, logits and KV cache of the batch
+//! (`[tokens, 131072]` f32 logits, `[tokens, 32768]` expert activations), independent of the
+//! layer count: a 2-layer checkpoint at Grok-1's widths runs an 8-token prefill in well under
+//! 1 GiB of RSS (docs/PERFORMANCE.md), and so does the full 64-layer model. Bands split the
+//! output dimension, never the summed one, so the logits are bit-identical to whole-matrix
+//! products for any band size.
 
 pub mod attention;
+pub mod band;
 pub mod compare;
 #[allow(unsafe_code)]
 pub mod gemm;
@@ -36,6 +49,9 @@ pub mod sources;
 pub mod weights;
 
 pub use model::{forward, greedy, Logits, Session};
+
+use gemm::BLayout;
+use std::ops::Range;
 
 /// Errors of the reference model.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +97,50 @@ pub trait Weights {
     /// `expert: Some(e)` asks for expert `e`'s `[in, out]` slice of an expert tensor (the model
     /// always asks for expert tensors this way, one expert at a time).
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError>;
+
+    /// A 2-D parameter (or one expert's slice) opened for reading in bands of rows or columns,
+    /// in the same release orientation as [`Weights::get`] (matrices `[in, out]`, the embedding
+    /// `[V, D]`). The model uses it for every matrix too big to hold whole as f32 (the embedding
+    /// and output head, the experts, Grok-1's query/output projections).
+    ///
+    /// The default fetches the whole tensor with [`Weights::get`] and slices it, which is right
+    /// for small in-memory sources; the file-backed sources override it so that a band costs
+    /// only its own f32 values (plus, for the release's int8, the raw bytes of one matrix).
+    fn matrix<'a>(
+        &'a self,
+        path: &str,
+        expert: Option<usize>,
+    ) -> Result<Box<dyn WeightMatrix + 'a>, ReferenceError> {
+        Ok(Box::new(band::WholeMatrix::new(
+            path,
+            self.get(path, expert)?,
+        )?))
+    }
+}
+
+/// A band of a matrix's columns, laid out as the source stores it, ready for
+/// [`gemm::matmul`]: `[rows, width]` row-major ([`BLayout::KN`]) or its transpose
+/// `[width, rows]` ([`BLayout::NK`]). Either way it holds exactly the values of the release
+/// orientation's columns, so `x · band` is the corresponding band of `x · W`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Band {
+    /// The values, `rows * width` of them.
+    pub data: Vec<f32>,
+    /// How they are laid out.
+    pub layout: BLayout,
+}
+
+/// A 2-D parameter opened by [`Weights::matrix`]: f32 values on demand, one band at a time.
+///
+/// Ranges outside the matrix are an error ([`ReferenceError::Input`]), never a panic.
+pub trait WeightMatrix {
+    /// Release-orientation dims (`[rows, cols]` for a matrix; a source may report another rank,
+    /// which callers reject as a shape error).
+    fn dims(&self) -> &[usize];
+    /// Rows `r` as f32, row-major `[r.len(), cols]`.
+    fn rows(&self, r: Range<usize>) -> Result<Vec<f32>, ReferenceError>;
+    /// Columns `c` as a [`Band`].
+    fn cols(&self, c: Range<usize>) -> Result<Band, ReferenceError>;
 }
 
 /// Hyper-parameters of a Grok-1-shaped model.

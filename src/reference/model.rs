@@ -10,7 +10,7 @@
 //! keys (the release's `tokens > 0` mask) but still produce logits, like the release.
 
 use super::attention::{attention, AttnInput, KvCache};
-use super::gemm::{matmul, BLayout};
+use super::band::{default_band_bytes, matmul_rows_t, open_matrix};
 use super::moe::moe;
 use super::ops::{add_into, rms_norm, rope_inv_freq, round_if, Rounding};
 use super::{fetch, ModelDims, Precision, ReferenceError, Weights};
@@ -69,6 +69,8 @@ pub struct Session<'w> {
     /// Per row: whether each position so far is a real (non-pad) token.
     key_valid: Vec<Vec<bool>>,
     len: usize,
+    /// Cap on the f32 weight bytes of one band ([`super::band`]).
+    band_bytes: usize,
 }
 
 impl<'w> Session<'w> {
@@ -101,7 +103,20 @@ impl<'w> Session<'w> {
             len: 0,
             rounding,
             dims,
+            band_bytes: default_band_bytes(),
         })
+    }
+
+    /// Cap the f32 weight bytes of one band of a matrix (default
+    /// [`super::band::DEFAULT_BAND_BYTES`], 128 MiB). Any value gives the same logits, bit for
+    /// bit; tiny values (even 1: one column per band) exist to test exactly that.
+    pub fn set_band_bytes(&mut self, bytes: usize) {
+        self.band_bytes = bytes.max(1);
+    }
+
+    /// The band cap in effect.
+    pub fn band_bytes(&self) -> usize {
+        self.band_bytes
     }
 
     /// Positions processed so far.
@@ -153,12 +168,19 @@ impl<'w> Session<'w> {
         }
         let r = self.rounding;
         let w = self.weights;
-        // Embedding: gather in f32, times the multiplier.
-        let emb = fetch(w, EMBED, None, &[v, d])?;
+        // Embedding: gather the batch's rows in f32, times the multiplier.
+        let emb = open_matrix(w, EMBED, None, [v, d])?;
         let mut h: Vec<f32> = Vec::with_capacity(b * new * d);
         for &t in rows.iter().flat_map(|r| r.iter()) {
             let t = t as usize;
-            h.extend(emb[t * d..(t + 1) * d].iter().map(|x| x * dims.emb_mult));
+            let row = emb.rows(t..t + 1)?;
+            if row.len() != d {
+                return Err(ReferenceError::Weight {
+                    path: EMBED.to_string(),
+                    reason: format!("row {t}: {} values, expected {d}", row.len()),
+                });
+            }
+            h.extend(row.iter().map(|x| x * dims.emb_mult));
         }
         drop(emb);
         for (kv, row) in self.key_valid.iter_mut().zip(rows) {
@@ -174,6 +196,7 @@ impl<'w> Session<'w> {
                 new,
                 start: self.len,
                 key_valid: &self.key_valid,
+                band_bytes: self.band_bytes,
             };
             let a = attention(
                 &dims,
@@ -187,17 +210,14 @@ impl<'w> Session<'w> {
             add_into(&mut h, &self.norm(&a, &sc("rms_norm_1")?));
             round_if(r.residual, &mut h);
             let x = self.norm(&h, &sc("rms_norm_2")?);
-            let y = moe(&dims, &r, w, layer, &x)?;
+            let y = moe(&dims, &r, w, layer, &x, self.band_bytes)?;
             add_into(&mut h, &self.norm(&y, &sc("rms_norm_3")?));
             round_if(r.residual, &mut h);
         }
         self.len += new;
         let hf = self.norm(&h, &fetch(w, FINAL_NORM, None, &[d])?);
-        let mut emb = fetch(w, EMBED, None, &[v, d])?;
-        round_if(r.weights, &mut emb);
-        let mut logits = matmul(&hf, m, d, &emb, BLayout::NK, v)
-            .ok_or_else(|| ReferenceError::Input("output head dims".into()))?;
-        drop(emb);
+        // Tied output head, streamed over the vocabulary in bands of embedding rows.
+        let mut logits = matmul_rows_t(w, EMBED, &hf, m, (d, v), r.weights, self.band_bytes)?;
         round_if(r.logits, &mut logits);
         logits.iter_mut().for_each(|x| *x *= dims.out_mult);
         round_if(r.logits, &mut logits);

@@ -6,10 +6,12 @@
 //! expert `e` computes `(gelu_tanh(x W_linear[e]) ⊙ x W_linear_v[e]) W_linear_1[e]`.
 //!
 //! Unlike the release (which runs every expert on every token and selects with a one-hot), only
-//! the experts a token was routed to are computed, and each expert's three matrices are
-//! fetched once per call and dropped before the next expert: peak weight memory is one expert
-//! (3 × D × F floats), not eight.
+//! the experts a token was routed to are computed, one matrix at a time, each in bands of output
+//! columns ([`super::band`]): peak weight memory is one band (at most 128 MiB of f32 by
+//! default; plus the raw bytes of one matrix for the release's int8), not an expert's three
+//! 805 MB matrices. Bands split the output dimension only, so the results are bit-identical.
 
+use super::band::matmul_cols;
 use super::gemm::{matmul, BLayout};
 use super::ops::{gelu_tanh, round1, round_if, softmax, Rounding};
 use super::{fetch, ModelDims, ReferenceError, Weights};
@@ -64,12 +66,14 @@ pub fn route(
 }
 
 /// The MoE block for layer `layer` on `x` (`[n, D]`, normalized). Returns `[n, D]`.
+/// Expert matrices are applied in column bands of at most `band_bytes` of f32 weights.
 pub fn moe(
     dims: &ModelDims,
     r: &Rounding,
     w: &dyn Weights,
     layer: usize,
     x: &[f32],
+    band_bytes: usize,
 ) -> Result<Vec<f32>, ReferenceError> {
     let (d, f) = (dims.d_model, dims.ffn);
     let n = x.len() / d;
@@ -97,10 +101,7 @@ pub fn moe(
                   round_out: bool|
          -> Result<Vec<f32>, ReferenceError> {
             let p = path(layer, what);
-            let mut wt = fetch(w, &p, Some(e), &[k, nn])?;
-            round_if(r.weights, &mut wt);
-            let mut y = matmul(a, m, k, &wt, BLayout::KN, nn)
-                .ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
+            let mut y = matmul_cols(w, &p, Some(e), a, m, (k, nn), r.weights, band_bytes)?;
             round_if(round_out, &mut y);
             Ok(y)
         };

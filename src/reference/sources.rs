@@ -2,18 +2,22 @@
 //! checkpoint and `grokit compare` can measure it against the release: GGUF files (every type
 //! grokit writes, split sets included) and safetensors (both layouts; bf16/f16/f32 and
 //! compressed-tensors int8/int4). Each `get` decodes one tensor (or one expert) to f32 and
-//! transposes it back to the release's `[in, out]` orientation.
+//! transposes it back to the release's `[in, out]` orientation; [`Weights::matrix`] decodes
+//! bands of rows straight from the map instead (a band of release columns is a band of the
+//! stored `[out, in]` rows, handed to the matmul untransposed) and drops the decoded pages from
+//! the resident set, so RSS stays bounded by a band whatever the file size.
 
-use super::{ReferenceError, WeightTensor, Weights};
+use super::band::{transpose, RowDecoder, Rowwise, WholeMatrix, RELEASE_MARGIN};
+use super::{ReferenceError, WeightMatrix, WeightTensor, Weights};
 use crate::base::float::{bf16_bits_to_f32, decode_bf16_le, decode_f16_le, decode_f32_le};
 use crate::base::DType;
-use crate::gguf::{GgufSet, Value};
+use crate::gguf::{GgufFile, GgufSet, Value};
 use crate::model::roles::{fill, parse_path};
 use crate::model::{Config, Role};
 use crate::quant::{ct, dequantize_row, GgmlType};
 use crate::safetensors_io::StReader;
 use crate::source::grok::{Checkpoint, OpenOptions};
-use rayon::prelude::*;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 fn werr(path: &str, reason: impl Into<String>) -> ReferenceError {
@@ -21,22 +25,6 @@ fn werr(path: &str, reason: impl Into<String>) -> ReferenceError {
         path: path.to_string(),
         reason: reason.into(),
     }
-}
-
-/// `[rows, cols]` -> `[cols, rows]`.
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    const T: usize = 32;
-    for i0 in (0..rows).step_by(T) {
-        for j0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for j in j0..(j0 + T).min(cols) {
-                    out[j * rows + i] = x[i * cols + j];
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Release-orientation result from a stored `[out, in]` (or untransposed) f32 matrix.
@@ -144,46 +132,67 @@ impl GgufWeights {
     }
 }
 
-fn decode_rows(
+/// One GGUF matrix (one expert of a stacked tensor): rows decoded from the map on demand,
+/// their pages dropped from the resident set once decoded.
+struct GgufRows<'a> {
+    file: &'a GgufFile,
     ty: GgmlType,
-    bytes: &[u8],
+    /// The matrix's bytes (`rows * rb`).
+    bytes: &'a [u8],
+    /// Absolute file offset of `bytes`.
+    offset: u64,
+    /// Bytes per stored row.
+    rb: usize,
     rows: usize,
     cols: usize,
-    path: &str,
-) -> Result<Vec<f32>, ReferenceError> {
-    let rb = ty
-        .row_bytes(cols as u64)
-        .ok_or_else(|| werr(path, format!("row of {cols} does not fit {ty}")))?
-        as usize;
-    if bytes.len() < rb * rows {
-        return Err(werr(
-            path,
-            format!("{} bytes for {rows} rows of {rb}", bytes.len()),
-        ));
-    }
-    let mut out = vec![0f32; rows * cols];
-    out.par_chunks_mut(cols.max(1))
-        .enumerate()
-        .try_for_each(|(r, o)| {
-            dequantize_row(ty, &bytes[r * rb..(r + 1) * rb], o)
-                .map_err(|e| werr(path, e.to_string()))
-        })?;
-    Ok(out)
+    path: String,
 }
 
-impl Weights for GgufWeights {
-    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+impl RowDecoder for GgufRows<'_> {
+    fn stored(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+    fn decode_rows(&self, r: Range<usize>, out: &mut [f32]) -> Result<(), ReferenceError> {
+        let (rb, cols) = (self.rb, self.cols);
+        let bytes = self
+            .bytes
+            .get(r.start * rb..r.end * rb)
+            .ok_or_else(|| werr(&self.path, format!("rows {r:?} outside the tensor data")))?;
+        for (src, o) in bytes
+            .chunks_exact(rb.max(1))
+            .zip(out.chunks_exact_mut(cols))
+        {
+            dequantize_row(self.ty, src, o).map_err(|e| werr(&self.path, e.to_string()))?;
+        }
+        Ok(())
+    }
+    fn done(&self, r: Range<usize>, settled: bool) {
+        let margin = if settled { RELEASE_MARGIN } else { 0 };
+        let start = (self.offset + (r.start * self.rb) as u64).saturating_sub(margin);
+        let end = (self.offset + (r.end * self.rb) as u64)
+            .saturating_add(margin)
+            .min(self.file.bytes().len() as u64);
+        if end > start {
+            self.file.release(start, end - start);
+        }
+    }
+}
+
+impl GgufWeights {
+    /// The role of `path` and the rows of its GGUF tensor (one expert's, when asked).
+    fn locate<'a>(
+        &'a self,
+        path: &str,
+        expert: Option<usize>,
+    ) -> Result<(Role, GgufRows<'a>), ReferenceError> {
         let (role, layer) =
             parse_path(path).ok_or_else(|| werr(path, "not a Grok-1 parameter path"))?;
         let name = fill(role.info().gguf, layer, None);
-        let (_, t) = self
+        let (file, t) = self
             .set
             .tensor(&name)
             .ok_or_else(|| werr(path, format!("GGUF has no tensor {name}")))?;
-        let data = self
-            .set
-            .tensor_data(&name)
-            .ok_or_else(|| werr(path, format!("GGUF tensor {name} has no data")))?;
+        let data = file.tensor_data(t);
         let dims: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let (rows, cols, skip) = match (dims.as_slice(), expert) {
             ([e, o, i], Some(x)) if x < *e => (*o, *i, x * *o),
@@ -199,13 +208,46 @@ impl Weights for GgufWeights {
         };
         let rb =
             t.ty.row_bytes(cols as u64)
-                .ok_or_else(|| werr(path, "bad row"))? as usize;
+                .ok_or_else(|| werr(path, format!("row of {cols} does not fit {}", t.ty)))?
+                as usize;
         let start = skip * rb;
         let bytes = data
             .get(start..start + rows * rb)
             .ok_or_else(|| werr(path, "tensor data out of range"))?;
-        let f = decode_rows(t.ty, bytes, rows, cols, path)?;
+        Ok((
+            role,
+            GgufRows {
+                file,
+                ty: t.ty,
+                bytes,
+                offset: t.offset + start as u64,
+                rb,
+                rows,
+                cols,
+                path: path.to_string(),
+            },
+        ))
+    }
+}
+
+impl Weights for GgufWeights {
+    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+        let (role, dec) = self.locate(path, expert)?;
+        let [rows, cols] = dec.stored();
+        let f = Rowwise::new(dec, false).rows(0..rows)?;
         Ok(orient(role, f, [rows, cols]))
+    }
+
+    fn matrix<'a>(
+        &'a self,
+        path: &str,
+        expert: Option<usize>,
+    ) -> Result<Box<dyn WeightMatrix + 'a>, ReferenceError> {
+        let (role, dec) = self.locate(path, expert)?;
+        if role.is_norm() {
+            return Ok(Box::new(WholeMatrix::new(path, self.get(path, expert)?)?));
+        }
+        Ok(Box::new(Rowwise::new(dec, role != Role::Embed)))
     }
 }
 
@@ -270,7 +312,8 @@ impl StWeights {
         })
     }
 
-    fn float(&self, name: &str, path: &str) -> Result<(Vec<f32>, Vec<usize>), ReferenceError> {
+    /// The rows of float tensor `name`: `[rows, cols]` as stored (a 1-D tensor is one row).
+    fn float<'a>(&'a self, name: &str, path: &str) -> Result<StRows<'a>, ReferenceError> {
         let t = self
             .reader
             .tensor(name)
@@ -279,23 +322,39 @@ impl StWeights {
             .reader
             .tensor_bytes(name)
             .map_err(|e| werr(path, e.to_string()))?;
-        let n: usize = t.shape.iter().product::<u64>() as usize;
-        let mut v = vec![0f32; n];
-        match t.dtype {
-            DType::F32 if b.len() == 4 * n => decode_f32_le(b, &mut v),
-            DType::BF16 if b.len() == 2 * n => decode_bf16_le(b, &mut v),
-            DType::F16 if b.len() == 2 * n => decode_f16_le(b, &mut v),
-            d => {
-                return Err(werr(
-                    path,
-                    format!("{name}: dtype {d} with {} bytes", b.len()),
-                ))
-            }
+        let dims: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        let (rows, cols) = match dims.as_slice() {
+            [n] => (1, *n),
+            [o, i] => (*o, *i),
+            _ => return Err(werr(path, format!("{name} has shape {dims:?}"))),
+        };
+        let size = match t.dtype {
+            DType::F32 => 4,
+            DType::BF16 | DType::F16 => 2,
+            d => return Err(werr(path, format!("{name}: dtype {d}"))),
+        };
+        if Some(b.len()) != rows.checked_mul(cols).and_then(|n| n.checked_mul(size)) {
+            return Err(werr(
+                path,
+                format!("{name}: dtype {} with {} bytes", t.dtype, b.len()),
+            ));
         }
-        Ok((v, t.shape.iter().map(|&d| d as usize).collect()))
+        Ok(StRows {
+            reader: &self.reader,
+            name: name.to_string(),
+            path: path.to_string(),
+            rows,
+            cols,
+            kind: StKind::Float {
+                dtype: t.dtype,
+                bytes: b,
+            },
+        })
     }
 
-    fn packed(&self, base: &str, path: &str) -> Result<(Vec<f32>, [usize; 2]), ReferenceError> {
+    /// The rows of a compressed-tensors packed matrix `{base}.weight_packed` (`[rows, cols]`
+    /// after unpacking).
+    fn packed<'a>(&'a self, base: &str, path: &str) -> Result<StRows<'a>, ReferenceError> {
         let (pn, sn, shn) = (
             format!("{base}.weight_packed"),
             format!("{base}.weight_scale"),
@@ -344,26 +403,30 @@ impl StWeights {
                 format!("{base}: payload sizes do not match the shapes"),
             ));
         }
-        let mut out = vec![0f32; rows * cols];
-        out.par_chunks_mut(cols)
-            .enumerate()
-            .try_for_each(|(r, o)| {
-                let w: Vec<i32> = pb[r * words * 4..(r + 1) * words * 4]
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                let s: Vec<f32> = sb[r * groups * 2..(r + 1) * groups * 2]
-                    .chunks_exact(2)
-                    .map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                    .collect();
-                ct::ct_dequantize_row(bits, group, &w, &s, o).map_err(|e| werr(path, e.to_string()))
-            })?;
-        Ok((out, [rows, cols]))
+        Ok(StRows {
+            reader: &self.reader,
+            name: pn,
+            path: path.to_string(),
+            rows,
+            cols,
+            kind: StKind::Packed {
+                scales_name: sn,
+                bits,
+                group,
+                words,
+                groups,
+                packed: pb,
+                scales: sb,
+            },
+        })
     }
-}
 
-impl Weights for StWeights {
-    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+    /// The role of `path` and the stored rows of its tensor (one expert's, when asked).
+    fn locate<'a>(
+        &'a self,
+        path: &str,
+        expert: Option<usize>,
+    ) -> Result<(Role, StRows<'a>), ReferenceError> {
         let (role, layer) =
             parse_path(path).ok_or_else(|| werr(path, "not a Grok-1 parameter path"))?;
         let info = role.info();
@@ -376,17 +439,132 @@ impl Weights for StWeights {
             expert.map(|e| e as u64),
         );
         if self.reader.tensor(&name).is_some() {
-            let (v, shape) = self.float(&name, path)?;
-            let stored = match shape.as_slice() {
-                [n] => [1, *n],
-                [o, i] => [*o, *i],
-                _ => return Err(werr(path, format!("{name} has shape {shape:?}"))),
-            };
-            return Ok(orient(role, v, stored));
+            return Ok((role, self.float(&name, path)?));
         }
         let base = name.strip_suffix(".weight").unwrap_or(&name).to_string();
-        let (v, stored) = self.packed(&base, path)?;
+        Ok((role, self.packed(&base, path)?))
+    }
+}
+
+/// How a safetensors matrix stores its rows.
+enum StKind<'a> {
+    /// F32, BF16 or F16 values.
+    Float { dtype: DType, bytes: &'a [u8] },
+    /// compressed-tensors int8/int4: `words` i32 per row, `groups` bf16 scales per row.
+    Packed {
+        scales_name: String,
+        bits: u32,
+        group: usize,
+        words: usize,
+        groups: usize,
+        packed: &'a [u8],
+        scales: &'a [u8],
+    },
+}
+
+/// One safetensors matrix: rows decoded from the map on demand, their pages dropped from the
+/// resident set once decoded. Sizes were checked against the shape when it was located.
+struct StRows<'a> {
+    reader: &'a StReader,
+    /// The tensor holding the values (`.weight_packed` for packed matrices).
+    name: String,
+    path: String,
+    rows: usize,
+    cols: usize,
+    kind: StKind<'a>,
+}
+
+impl RowDecoder for StRows<'_> {
+    fn stored(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+    fn decode_rows(&self, r: Range<usize>, out: &mut [f32]) -> Result<(), ReferenceError> {
+        let cols = self.cols;
+        let oob = || werr(&self.path, format!("rows {r:?} outside {}", self.name));
+        match &self.kind {
+            StKind::Float { dtype, bytes } => {
+                let size = if *dtype == DType::F32 { 4 } else { 2 };
+                let b = bytes
+                    .get(r.start * cols * size..r.end * cols * size)
+                    .ok_or_else(oob)?;
+                match dtype {
+                    DType::F32 => decode_f32_le(b, out),
+                    DType::BF16 => decode_bf16_le(b, out),
+                    _ => decode_f16_le(b, out),
+                }
+            }
+            StKind::Packed {
+                bits,
+                group,
+                words,
+                groups,
+                packed,
+                scales,
+                ..
+            } => {
+                let (wb, sb) = (words * 4, groups * 2);
+                let pb = packed.get(r.start * wb..r.end * wb).ok_or_else(oob)?;
+                let sc = scales.get(r.start * sb..r.end * sb).ok_or_else(oob)?;
+                for ((p, s), o) in pb
+                    .chunks_exact(wb)
+                    .zip(sc.chunks_exact(sb))
+                    .zip(out.chunks_exact_mut(cols))
+                {
+                    let w: Vec<i32> = p
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    let s: Vec<f32> = s
+                        .chunks_exact(2)
+                        .map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                        .collect();
+                    ct::ct_dequantize_row(*bits, *group, &w, &s, o)
+                        .map_err(|e| werr(&self.path, e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn done(&self, r: Range<usize>, settled: bool) {
+        let margin = if settled { RELEASE_MARGIN } else { 0 };
+        let (a, b) = (r.start as u64, r.end as u64);
+        match &self.kind {
+            StKind::Float { dtype, .. } => {
+                let rb = (self.cols * if *dtype == DType::F32 { 4 } else { 2 }) as u64;
+                self.reader.release(&self.name, a * rb..b * rb, margin);
+            }
+            StKind::Packed {
+                scales_name,
+                words,
+                groups,
+                ..
+            } => {
+                let (wb, sb) = ((words * 4) as u64, (groups * 2) as u64);
+                self.reader.release(&self.name, a * wb..b * wb, margin);
+                self.reader.release(scales_name, a * sb..b * sb, margin);
+            }
+        }
+    }
+}
+
+impl Weights for StWeights {
+    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
+        let (role, dec) = self.locate(path, expert)?;
+        let stored = dec.stored();
+        let v = Rowwise::new(dec, false).rows(0..stored[0])?;
         Ok(orient(role, v, stored))
+    }
+
+    fn matrix<'a>(
+        &'a self,
+        path: &str,
+        expert: Option<usize>,
+    ) -> Result<Box<dyn WeightMatrix + 'a>, ReferenceError> {
+        let (role, dec) = self.locate(path, expert)?;
+        if role.is_norm() {
+            return Ok(Box::new(WholeMatrix::new(path, self.get(path, expert)?)?));
+        }
+        Ok(Box::new(Rowwise::new(dec, role != Role::Embed)))
     }
 }
 

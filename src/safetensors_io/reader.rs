@@ -232,6 +232,37 @@ impl StReader {
             })
     }
 
+    /// Drop the resident pages of bytes `range` of tensor `name`'s data, widened by `margin`
+    /// bytes on each side (kept inside the file), once they have been consumed, so streaming
+    /// through a large file keeps peak RSS independent of its size. Pages are re-read from the
+    /// file if touched again. The margin catches pages the kernel mapped around a fault
+    /// ("fault-around"). Unknown names are ignored.
+    pub fn release(&self, name: &str, range: std::ops::Range<u64>, margin: u64) {
+        let Some((e, fi)) = self.entry(name) else {
+            return;
+        };
+        let Some(f) = self.files.get(*fi) else {
+            return;
+        };
+        let start = e
+            .file_offset
+            .saturating_add(range.start)
+            .saturating_sub(margin);
+        let end = e
+            .file_offset
+            .saturating_add(range.end)
+            .saturating_add(margin)
+            .min(f.map.len());
+        if let (Ok(s), Ok(l)) = (
+            usize::try_from(start),
+            usize::try_from(end.saturating_sub(start)),
+        ) {
+            if l > 0 {
+                f.map.release(s, l);
+            }
+        }
+    }
+
     /// `__metadata__` of the first file (for a set, every grokit shard carries the same map).
     pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
         self.files.first().and_then(|f| f.parsed.metadata.as_ref())
