@@ -94,8 +94,15 @@ impl MappedFile {
     /// Drop the pages of a range from this process's resident set once it has been consumed, so
     /// peak RSS stays independent of file size. Safe here because the map is read-only and
     /// file-backed: dropped pages are re-read from the file if touched again.
+    /// The range is clamped to the map (memmap2 requires it inside), so any caller's
+    /// arithmetic is harmless.
     pub fn release(&self, start: usize, len: usize) {
         if let Some(m) = &self.map {
+            let start = start.min(m.len());
+            let len = len.min(m.len() - start);
+            if len == 0 {
+                return;
+            }
             // SAFETY: MADV_DONTNEED on a read-only, file-backed, private mapping never changes
             // the contents a later read observes (pages are refaulted from the file); no
             // reference into the range outlives this advice in a way that could observe a
