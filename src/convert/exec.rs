@@ -38,7 +38,8 @@ pub fn stream_tensor(
     }
     let jobs = jobs.max(1);
     let (tx, rx) = sync_channel::<Vec<u8>>(2 * jobs);
-    let pool = Mutex::new(Vec::new());
+    let mut scratch = take_scratch();
+    let pool = Mutex::new(std::mem::take(&mut scratch.pool));
     let result = std::thread::scope(|scope| {
         let pool = &pool;
         let writer = scope.spawn(move || -> Result<u64, ConvertError> {
@@ -51,7 +52,7 @@ pub fn stream_tensor(
             Ok(n)
         });
         let pipe = Pipe { tx, pool };
-        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe);
+        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe, &mut scratch);
         drop(pipe);
         let written = writer
             .join()
@@ -60,7 +61,10 @@ pub fn stream_tensor(
         let written = written?;
         produced?;
         Ok::<u64, ConvertError>(written)
-    })?;
+    });
+    scratch.pool = pool.into_inner().unwrap_or_default();
+    put_scratch(scratch);
+    let result = result?;
     if result != t.nbytes {
         return Err(ConvertError::Plan(format!(
             "{}: encoded {result} bytes but the plan says {}",
@@ -68,6 +72,33 @@ pub fn stream_tensor(
         )));
     }
     Ok(stats)
+}
+
+/// Buffers reused from one tensor to the next: the bands, the source matrix (201 MB for a
+/// Grok-1 expert) and the encoded-bytes pool. Safetensors writes every expert as its own
+/// tensor, so without this each of them would fault in (and the kernel zero) fresh pages.
+#[derive(Default)]
+struct Scratch {
+    bands: Vec<Band>,
+    om: OwnedMatrix,
+    pool: Vec<Vec<u8>>,
+}
+
+/// The idle [`Scratch`]; a conversion running concurrently with another simply makes its own.
+static SCRATCH: Mutex<Option<Scratch>> = Mutex::new(None);
+
+fn take_scratch() -> Scratch {
+    SCRATCH
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .unwrap_or_default()
+}
+
+fn put_scratch(s: Scratch) {
+    if let Ok(mut g) = SCRATCH.lock() {
+        *g = Some(s);
+    }
 }
 
 /// The producers' end of the writer thread: encoded bytes are queued strictly in order, and
@@ -114,11 +145,12 @@ fn produce(
     jobs: usize,
     stats: &mut Stats,
     pipe: &Pipe<'_>,
+    scratch: &mut Scratch,
 ) -> Result<(), ConvertError> {
-    let mut bands: Vec<Band> = (0..jobs.max(1)).map(|_| Band::default()).collect();
-    let mut om = OwnedMatrix::default();
+    scratch.bands.resize_with(jobs.max(1), Band::default);
+    let Scratch { bands, om, .. } = scratch;
     for piece in &t.pieces {
-        if !produce_piece(ck, t, piece, measure, &mut bands, &mut om, stats, pipe)? {
+        if !produce_piece(ck, t, piece, measure, bands, om, stats, pipe)? {
             break; // the writer stopped; its error is reported by the caller
         }
     }
@@ -350,21 +382,11 @@ fn run_bf16_direct(
                 let n = per_band.min(n_rows - first);
                 super::band::gather_int8_transposed(m, first, n, &mut band.q);
                 let mut out = pipe.buffer(n * len * 2);
-                out.resize(n * len * 2, 0);
                 let mut st = Stats::default();
-                for (r, (qrow, orow)) in band
-                    .q
-                    .chunks_exact(len)
-                    .zip(out.chunks_exact_mut(2 * len))
-                    .enumerate()
-                {
-                    for (b, (qb, ob)) in qrow
-                        .chunks(bh)
-                        .zip(orow.chunks_mut(2 * bh))
-                        .enumerate()
-                    {
+                for (r, qrow) in band.q.chunks_exact(len).enumerate() {
+                    for (b, qb) in qrow.chunks(bh).enumerate() {
                         let s = bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
-                        crate::quant::grok::int8_scaled_to_bf16_le(qb, s, ob);
+                        crate::quant::grok::int8_scaled_to_bf16_le(qb, s, &mut out);
                         if measure == Measure::Errors {
                             for &q in qb {
                                 let x = f32::from(q) * s;

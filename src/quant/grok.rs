@@ -23,12 +23,12 @@
 use super::{quantize_row, GgmlType, QuantError};
 use crate::base::float::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
-/// bf16 of the release's weights, `RNE(q · s)` for int8 `q` sharing one f32 scale `s`, as
-/// little-endian bytes into `out` (`2 · q.len()` bytes). `q · s` is exact in f32 (an 8-bit
-/// integer times bf16's 8-bit significand), so this is the bf16 rounding of the exact weight,
-/// bit for bit what [`crate::base::float::f32_to_bf16_bits`] gives; written over fixed
-/// 32-element chunks so the compiler vectorizes it (the conversion's hot loop for bf16).
-pub fn int8_scaled_to_bf16_le(q: &[i8], s: f32, out: &mut [u8]) {
+/// bf16 of the release's weights, `RNE(q · s)` for int8 `q` sharing one f32 scale `s`,
+/// appended to `out` as little-endian bytes (`2 · q.len()` of them). `q · s` is exact in f32
+/// (an 8-bit integer times bf16's 8-bit significand), so this is the bf16 rounding of the
+/// exact weight, bit for bit what [`crate::base::float::f32_to_bf16_bits`] gives; written over
+/// fixed 32-element chunks so the compiler vectorizes it (the conversion's hot loop for bf16).
+pub fn int8_scaled_to_bf16_le(q: &[i8], s: f32, out: &mut Vec<u8>) {
     #[inline(always)]
     fn rne(x: f32) -> u16 {
         let b = x.to_bits();
@@ -40,20 +40,19 @@ pub fn int8_scaled_to_bf16_le(q: &[i8], s: f32, out: &mut [u8]) {
             r
         }
     }
+    out.reserve(2 * q.len());
     let (qc, qt) = q.as_chunks::<32>();
-    let (oc, ot) = out.as_chunks_mut::<64>();
-    for (o, q) in oc.iter_mut().zip(qc) {
-        let mut v = [0u16; 32];
-        for (v, &q) in v.iter_mut().zip(q) {
-            *v = rne(f32::from(q) * s);
-        }
-        for (o, v) in o.chunks_exact_mut(2).zip(v) {
+    for q in qc {
+        let mut o = [0u8; 64];
+        for (o, &q) in o.chunks_exact_mut(2).zip(q) {
+            let v = rne(f32::from(q) * s);
             o[0] = v as u8;
             o[1] = (v >> 8) as u8;
         }
+        out.extend_from_slice(&o);
     }
-    for (o, &q) in ot.chunks_exact_mut(2).zip(qt) {
-        o.copy_from_slice(&rne(f32::from(q) * s).to_le_bytes());
+    for &q in qt {
+        out.extend_from_slice(&rne(f32::from(q) * s).to_le_bytes());
     }
 }
 
@@ -157,8 +156,10 @@ mod tests {
         for s in [0.0123f32, -3.3e-5, 1.0e-40, 7.7e31, f32::INFINITY, f32::NAN] {
             let s = crate::base::float::round_bf16(s);
             for len in [0usize, 5, 32, 33, 64, 300] {
-                let mut out = vec![0u8; 2 * len];
+                let mut out = vec![1u8; 3];
                 int8_scaled_to_bf16_le(&q[..len], s, &mut out);
+                assert_eq!(out.drain(..3).collect::<Vec<_>>(), [1, 1, 1]);
+                assert_eq!(out.len(), 2 * len);
                 for (k, &qq) in q[..len].iter().enumerate() {
                     let want = f32_to_bf16_bits(f32::from(qq) * s);
                     assert_eq!(u16::from_le_bytes([out[2 * k], out[2 * k + 1]]), want, "s {s} k {k}");
