@@ -14,9 +14,9 @@ use super::band::{band_rows, fill_band_with, Band, Src};
 use super::encode::{encode_band, Measure, Stats};
 use super::plan::{Encode, OutTensor, Piece};
 use super::ConvertError;
+use crate::source::grok::OwnedMatrix;
 use crate::source::Checkpoint;
 use rayon::prelude::*;
-use crate::source::grok::OwnedMatrix;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 
@@ -194,8 +194,8 @@ fn produce_piece(
         // Grok-1's scale blocks are multiples of 32 rows: Q8_0 blocks copy the int8 directly.
         if piece.transpose
             && t.encode == Encode::Ggml(crate::quant::GgmlType::Q8_0)
-            && m.rows % 32 == 0
-            && m.block_height() % 32 == 0
+            && m.rows.is_multiple_of(32)
+            && m.block_height().is_multiple_of(32)
         {
             return run_q8_direct(t, &m, measure, bands, stats, pipe);
         }
@@ -207,7 +207,10 @@ fn produce_piece(
         }
         // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
         if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
-            if piece.transpose && group > 0 && m.rows % group == 0 && m.block_height() % group == 0
+            if piece.transpose
+                && group > 0
+                && m.rows.is_multiple_of(group)
+                && m.block_height().is_multiple_of(group)
             {
                 return run_ct8_direct(t, &m, group, measure, bands, stats, pipe);
             }

@@ -16,11 +16,11 @@
 //! `--buffered-io`, or `GROKIT_DIRECT_IO=0`) turns direct I/O off for the whole process.
 
 use super::IoError;
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -505,9 +505,17 @@ mod tests {
     #[test]
     fn large_files_hold_exactly_what_was_written() {
         let d = tempfile::tempdir().unwrap();
-        for (i, len) in [0usize, 1, 4095, 4096, 4097, DIRECT_CHUNK, 2 * DIRECT_CHUNK + 12345]
-            .into_iter()
-            .enumerate()
+        for (i, len) in [
+            0usize,
+            1,
+            4095,
+            4096,
+            4097,
+            DIRECT_CHUNK,
+            2 * DIRECT_CHUNK + 12345,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let p = d.path().join(format!("big{i}.bin"));
             let data: Vec<u8> = (0..len).map(|k| (k * 31 + k / 7) as u8).collect();
@@ -525,7 +533,9 @@ mod tests {
         for direct in [true, false] {
             set_direct_writes(direct);
             let p = d.path().join(format!("hashed-{direct}.bin"));
-            let data: Vec<u8> = (0..2 * DIRECT_CHUNK + 999).map(|k| (k % 253) as u8).collect();
+            let data: Vec<u8> = (0..2 * DIRECT_CHUNK + 999)
+                .map(|k| (k % 253) as u8)
+                .collect();
             let mut f = AtomicFile::create_large_hashed(&p).unwrap();
             for piece in data.chunks(3_000_017) {
                 f.write_all(piece).unwrap();

@@ -162,7 +162,11 @@ mod tests {
                 assert_eq!(out.len(), 2 * len);
                 for (k, &qq) in q[..len].iter().enumerate() {
                     let want = f32_to_bf16_bits(f32::from(qq) * s);
-                    assert_eq!(u16::from_le_bytes([out[2 * k], out[2 * k + 1]]), want, "s {s} k {k}");
+                    assert_eq!(
+                        u16::from_le_bytes([out[2 * k], out[2 * k + 1]]),
+                        want,
+                        "s {s} k {k}"
+                    );
                 }
             }
         }
