@@ -275,7 +275,16 @@ fn io_thread(
         let real = job
             .truncate_to
             .map_or(job.len, |end| (end - job.pos) as usize);
-        match file.write_all_at(w, job.pos) {
+        #[cfg(test)]
+        let refused = direct && tests::REFUSE_DIRECT.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        let refused = false;
+        let r = if refused {
+            Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+        } else {
+            file.write_all_at(w, job.pos)
+        };
+        match r {
             Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
                 file = OpenOptions::new().write(true).open(tmp)?;
                 direct = false;
@@ -553,6 +562,29 @@ mod tests {
             f.write_all(&vec![7u8; DIRECT_CHUNK + 5]).unwrap();
         }
         assert!(!p.exists() && !temp_path_for(&p).exists());
+    }
+
+    /// Makes every direct write of the I/O threads fail with `EINVAL`, as a filesystem that
+    /// accepts `O_DIRECT` at open but not at write does.
+    pub(super) static REFUSE_DIRECT: AtomicBool = AtomicBool::new(false);
+
+    /// The buffered fallback after `EINVAL` writes exactly the same bytes, padded last window
+    /// included (only its real bytes), and the same SHA-256.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered() {
+        let d = tempfile::tempdir().unwrap();
+        REFUSE_DIRECT.store(true, Ordering::Relaxed);
+        for len in [1usize, DIRECT_CHUNK + 4097] {
+            let p = d.path().join(format!("fallback{len}.bin"));
+            let data: Vec<u8> = (0..len).map(|k| (k % 241) as u8).collect();
+            let mut f = AtomicFile::create_large_hashed(&p).unwrap();
+            f.write_all(&data).unwrap();
+            let (_, digest) = f.commit_with_sha256().unwrap();
+            assert!(fs::read(&p).unwrap() == data, "length {len}");
+            let want: [u8; 32] = Sha256::digest(&data).into();
+            assert_eq!(digest, Some(want));
+        }
+        REFUSE_DIRECT.store(false, Ordering::Relaxed);
     }
 
     #[test]
