@@ -9,8 +9,8 @@ use half::f16;
 
 /// f32 -> bf16 bits, round to nearest even, NaN kept quiet (bit 6 set): the same rule as
 /// ml_dtypes, the `half` crate and ggml's `GGML_FP32_TO_BF16`, written branch-light so
-/// conversion loops vectorize.
-#[inline]
+/// conversion loops vectorize (the one implementation: the bf16 encoders use it too).
+#[inline(always)]
 pub fn f32_to_bf16_bits(x: f32) -> u16 {
     let b = x.to_bits();
     if b & 0x7fff_ffff > 0x7f80_0000 {

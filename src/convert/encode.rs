@@ -45,13 +45,18 @@ impl Stats {
     }
     fn compare(&mut self, exact: &[f32], got: &[f32]) {
         for (&a, &b) in exact.iter().zip(got) {
-            let d = (a - b).abs();
-            self.sse += f64::from(d) * f64::from(d);
-            if d > self.max_abs || d.is_nan() {
-                self.max_abs = if d.is_nan() { f32::INFINITY } else { d };
-            }
+            self.add_diff((a - b).abs());
         }
         self.n += exact.len() as u64;
+    }
+    /// Count one absolute error `d` into the sum of squares and the maximum (a NaN makes the
+    /// maximum infinite); the caller adds the element count to `n`.
+    #[inline]
+    pub fn add_diff(&mut self, d: f32) {
+        self.sse += f64::from(d) * f64::from(d);
+        if d > self.max_abs || d.is_nan() {
+            self.max_abs = if d.is_nan() { f32::INFINITY } else { d };
+        }
     }
 }
 

@@ -23,12 +23,14 @@ use std::sync::Mutex;
 /// Where encoded bytes go (a GGUF or safetensors writer), called from the writer thread.
 pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), ConvertError> + Send + 'a;
 
-/// Stream the encoded bytes of `t` into `sink`, returning error statistics.
+/// Stream the encoded bytes of `t` into `sink`, returning error statistics. `scratch` is the
+/// caller's, kept from one tensor to the next.
 pub fn stream_tensor(
     ck: &Checkpoint,
     t: &OutTensor,
     measure: Measure,
     jobs: usize,
+    scratch: &mut Scratch,
     sink: &mut Sink<'_>,
 ) -> Result<Stats, ConvertError> {
     let mut stats = Stats::default();
@@ -38,7 +40,6 @@ pub fn stream_tensor(
     }
     let jobs = jobs.max(1);
     let (tx, rx) = sync_channel::<Vec<u8>>(2 * jobs);
-    let mut scratch = take_scratch();
     let pool = Mutex::new(std::mem::take(&mut scratch.pool));
     let result = std::thread::scope(|scope| {
         let pool = &pool;
@@ -52,7 +53,7 @@ pub fn stream_tensor(
             Ok(n)
         });
         let pipe = Pipe { tx, pool };
-        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe, &mut scratch);
+        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe, scratch);
         drop(pipe);
         let written = writer
             .join()
@@ -63,7 +64,6 @@ pub fn stream_tensor(
         Ok::<u64, ConvertError>(written)
     });
     scratch.pool = pool.into_inner().unwrap_or_default();
-    put_scratch(scratch);
     let result = result?;
     if result != t.nbytes {
         return Err(ConvertError::Plan(format!(
@@ -74,31 +74,15 @@ pub fn stream_tensor(
     Ok(stats)
 }
 
-/// Buffers reused from one tensor to the next: the bands, the source matrix (201 MB for a
-/// Grok-1 expert) and the encoded-bytes pool. Safetensors writes every expert as its own
-/// tensor, so without this each of them would fault in (and the kernel zero) fresh pages.
+/// Buffers a conversion reuses from one tensor to the next (create one per output file loop
+/// with `Scratch::default()`): the bands, the source matrix (201 MB for a Grok-1 expert) and
+/// the encoded-bytes pool. Safetensors writes every expert as its own tensor, so without this
+/// each of them would fault in (and the kernel zero) fresh pages. Dropped with the conversion.
 #[derive(Default)]
-struct Scratch {
+pub struct Scratch {
     bands: Vec<Band>,
     om: OwnedMatrix,
     pool: Vec<Vec<u8>>,
-}
-
-/// The idle [`Scratch`]; a conversion running concurrently with another simply makes its own.
-static SCRATCH: Mutex<Option<Scratch>> = Mutex::new(None);
-
-fn take_scratch() -> Scratch {
-    SCRATCH
-        .lock()
-        .ok()
-        .and_then(|mut g| g.take())
-        .unwrap_or_default()
-}
-
-fn put_scratch(s: Scratch) {
-    if let Ok(mut g) = SCRATCH.lock() {
-        *g = Some(s);
-    }
 }
 
 /// The producers' end of the writer thread: encoded bytes are queued strictly in order, and
@@ -307,60 +291,48 @@ fn run_q8_direct(
     use crate::quant::{self, GgmlType};
     let (n_rows, len) = (m.cols, m.rows);
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
-    for group in starts.chunks(bands.len()) {
-        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
-            .par_iter()
-            .zip(bands.par_iter_mut())
-            .map(|(&first, band)| {
-                let n = per_band.min(n_rows - first);
-                super::band::gather_int8_transposed(m, first, n, &mut band.q);
-                let mut out = pipe.buffer(n * len / 32 * 34);
-                let mut st = Stats::default();
-                let mut xb = [0f32; 32];
-                for r in 0..n {
-                    let j = first + r;
-                    for (k, qb) in band.q[r * len..(r + 1) * len].chunks_exact(32).enumerate() {
-                        let sbits = m.scale_bits(32 * k, j);
-                        if quant::grok::q8_0_block_from_int8(qb, sbits, &mut out) {
-                            st.lossless += 1;
-                            if measure == Measure::Errors {
-                                st.n += 32; // exact: zero error
-                            }
-                            continue;
-                        }
-                        let s = crate::base::float::bf16_bits_to_f32(sbits);
-                        for (x, &q) in xb.iter_mut().zip(qb) {
-                            *x = f32::from(q) * s;
-                        }
-                        let at = out.len();
-                        quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| {
-                            ConvertError::Quant {
-                                tensor: t.name.clone(),
-                                source: e,
-                            }
-                        })?;
-                        st.requantized += 1;
-                        if measure == Measure::Errors {
-                            let mut y = [0f32; 32];
-                            quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(
-                                |e| ConvertError::Quant {
-                                    tensor: t.name.clone(),
-                                    source: e,
-                                },
-                            )?;
-                            st.add_errors(&xb, &y);
-                        }
+    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+        super::band::gather_int8_transposed(m, first, n, &mut band.q);
+        let mut out = pipe.buffer(n * len / 32 * 34);
+        let mut st = Stats::default();
+        let mut xb = [0f32; 32];
+        for r in 0..n {
+            let j = first + r;
+            for (k, qb) in band.q[r * len..(r + 1) * len].chunks_exact(32).enumerate() {
+                let sbits = m.scale_bits(32 * k, j);
+                if quant::grok::q8_0_block_from_int8(qb, sbits, &mut out) {
+                    st.lossless += 1;
+                    if measure == Measure::Errors {
+                        st.n += 32; // exact: zero error
                     }
+                    continue;
                 }
-                Ok((out, st))
-            })
-            .collect();
-        if !send_group(encoded, stats, pipe)? {
-            return Ok(false);
+                let s = crate::base::float::bf16_bits_to_f32(sbits);
+                for (x, &q) in xb.iter_mut().zip(qb) {
+                    *x = f32::from(q) * s;
+                }
+                let at = out.len();
+                quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| {
+                    ConvertError::Quant {
+                        tensor: t.name.clone(),
+                        source: e,
+                    }
+                })?;
+                st.requantized += 1;
+                if measure == Measure::Errors {
+                    let mut y = [0f32; 32];
+                    quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(|e| {
+                        ConvertError::Quant {
+                            tensor: t.name.clone(),
+                            source: e,
+                        }
+                    })?;
+                    st.add_errors(&xb, &y);
+                }
+            }
         }
-    }
-    Ok(true)
+        Ok((out, st))
+    })
 }
 
 /// bf16 straight from the release's int8 for a transposed matrix: per output row (a release
@@ -372,43 +344,29 @@ fn run_bf16_direct(
     stats: &mut Stats,
     pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
-    use crate::base::float::{bf16_bits_to_f32, f32_to_bf16_bits};
+    use crate::base::float::bf16_bits_to_f32;
     let (n_rows, len) = (m.cols, m.rows);
     let bh = m.block_height().max(1);
     let per_band = (super::band::BAND_BYTES / 2 / len.max(1)).clamp(1, n_rows.max(1));
-    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
-    for group in starts.chunks(bands.len()) {
-        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
-            .par_iter()
-            .zip(bands.par_iter_mut())
-            .map(|(&first, band)| {
-                let n = per_band.min(n_rows - first);
-                super::band::gather_int8_transposed(m, first, n, &mut band.q);
-                let mut out = pipe.buffer(n * len * 2);
-                let mut st = Stats::default();
-                for (r, qrow) in band.q.chunks_exact(len).enumerate() {
-                    for (b, qb) in qrow.chunks(bh).enumerate() {
-                        let s = bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
-                        crate::quant::grok::int8_scaled_to_bf16_le(qb, s, &mut out);
-                        if measure == Measure::Errors {
-                            for &q in qb {
-                                let x = f32::from(q) * s;
-                                let d = (x - bf16_bits_to_f32(f32_to_bf16_bits(x))).abs();
-                                st.sse += f64::from(d) * f64::from(d);
-                                st.max_abs = st.max_abs.max(d);
-                            }
-                            st.n += qb.len() as u64;
-                        }
+    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+        super::band::gather_int8_transposed(m, first, n, &mut band.q);
+        let mut out = pipe.buffer(n * len * 2);
+        let mut st = Stats::default();
+        for (r, qrow) in band.q.chunks_exact(len).enumerate() {
+            for (b, qb) in qrow.chunks(bh).enumerate() {
+                let s = bf16_bits_to_f32(m.scale_bits(b * bh, first + r));
+                crate::quant::grok::int8_scaled_to_bf16_le(qb, s, &mut out);
+                if measure == Measure::Errors {
+                    for &q in qb {
+                        let x = f32::from(q) * s;
+                        st.add_diff((x - crate::base::float::round_bf16(x)).abs());
                     }
+                    st.n += qb.len() as u64;
                 }
-                Ok((out, st))
-            })
-            .collect();
-        if !send_group(encoded, stats, pipe)? {
-            return Ok(false);
+            }
         }
-    }
-    Ok(true)
+        Ok((out, st))
+    })
 }
 
 /// compressed-tensors int8 straight from the release: `weight_packed` holds `q + 128` four to a
@@ -426,73 +384,77 @@ fn run_ct8_direct(
     let (n_rows, len) = (m.cols, m.rows);
     let packed = matches!(t.encode, Encode::CtPacked { .. });
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
-    for grp in starts.chunks(bands.len()) {
-        let encoded: Vec<(Vec<u8>, Stats)> = grp
-            .par_iter()
-            .zip(bands.par_iter_mut())
-            .map(|(&first, band)| {
-                let n = per_band.min(n_rows - first);
-                let mut st = Stats::default();
-                let groups = (len / group) as u64;
-                let mut out = pipe.buffer(if packed {
-                    n * len
-                } else {
-                    n * (len / group) * 2
-                });
-                if packed {
-                    // Four `q + 128` to a little-endian word, first element lowest: as bytes,
-                    // just each int8 with its top bit flipped, in order (when rows fill whole
-                    // words; otherwise each row's last word is zero-padded).
-                    super::band::gather_int8_transposed(m, first, n, &mut band.q);
-                    if len % 4 == 0 {
-                        out.extend(band.q.iter().map(|&q| (q as u8) ^ 0x80));
-                    } else {
-                        for r in 0..n {
-                            for w in band.q[r * len..(r + 1) * len].chunks(4) {
-                                let mut word = 0u32;
-                                for (k, &q) in w.iter().enumerate() {
-                                    word |= u32::from((q as u8) ^ 0x80) << (8 * k);
-                                }
-                                out.extend_from_slice(&word.to_le_bytes());
-                            }
+    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+        let mut st = Stats::default();
+        let groups = (len / group) as u64;
+        let mut out = pipe.buffer(if packed {
+            n * len
+        } else {
+            n * (len / group) * 2
+        });
+        if packed {
+            // Four `q + 128` to a little-endian word, first element lowest: as bytes,
+            // just each int8 with its top bit flipped, in order (when rows fill whole
+            // words; otherwise each row's last word is zero-padded).
+            super::band::gather_int8_transposed(m, first, n, &mut band.q);
+            if len % 4 == 0 {
+                out.extend(band.q.iter().map(|&q| (q as u8) ^ 0x80));
+            } else {
+                for r in 0..n {
+                    for w in band.q[r * len..(r + 1) * len].chunks(4) {
+                        let mut word = 0u32;
+                        for (k, &q) in w.iter().enumerate() {
+                            word |= u32::from((q as u8) ^ 0x80) << (8 * k);
                         }
-                    }
-                } else {
-                    for r in 0..n {
-                        for g in 0..len / group {
-                            out.extend_from_slice(
-                                &m.scale_bits(g * group, first + r).to_le_bytes(),
-                            );
-                        }
+                        out.extend_from_slice(&word.to_le_bytes());
                     }
                 }
-                st.lossless += groups * n as u64;
-                if measure == Measure::Errors && packed {
-                    st.n += (n * len) as u64; // exact: zero error
+            }
+        } else {
+            for r in 0..n {
+                for g in 0..len / group {
+                    out.extend_from_slice(&m.scale_bits(g * group, first + r).to_le_bytes());
                 }
-                (out, st)
-            })
-            .collect();
-        if !send_group(encoded.into_iter().map(Ok).collect(), stats, pipe)? {
-            return Ok(false);
+            }
         }
-    }
-    Ok(true)
+        st.lossless += groups * n as u64;
+        if measure == Measure::Errors && packed {
+            st.n += (n * len) as u64; // exact: zero error
+        }
+        Ok((out, st))
+    })
 }
 
-/// Queue a group's encoded bands for the writer thread, in order (each band's buffer as it is:
-/// no concatenation copy), adding their stats; false when the writer has stopped.
-fn send_group(
-    encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>>,
+/// The band loop every encoder shares: output rows `from..n_rows` in bands of `per_band`,
+/// up to `bands.len()` of them encoded in parallel by `encode(first, n, band)`, each band's
+/// bytes queued for the writer in order (no concatenation copy) and its stats added. False
+/// when the writer has stopped.
+fn for_each_band<F>(
+    from: usize,
+    n_rows: usize,
+    per_band: usize,
+    bands: &mut [Band],
     stats: &mut Stats,
     pipe: &Pipe<'_>,
-) -> Result<bool, ConvertError> {
-    for r in encoded {
-        let (b, st) = r?;
-        stats.add(&st);
-        if !b.is_empty() && !pipe.send(b) {
-            return Ok(false);
+    encode: F,
+) -> Result<bool, ConvertError>
+where
+    F: Fn(usize, usize, &mut Band) -> Result<(Vec<u8>, Stats), ConvertError> + Sync,
+{
+    let per_band = per_band.max(1);
+    let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
+    for group in starts.chunks(bands.len().max(1)) {
+        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
+            .par_iter()
+            .zip(bands.par_iter_mut())
+            .map(|(&first, band)| encode(first, per_band.min(n_rows - first), band))
+            .collect();
+        for r in encoded {
+            let (b, st) = r?;
+            stats.add(&st);
+            if !b.is_empty() && !pipe.send(b) {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
@@ -512,28 +474,24 @@ fn run_bands(
     pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     let per_band = band_rows(src, transpose).max(1);
-    let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
-    for group in starts.chunks(bands.len()) {
-        let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
-            .par_iter()
-            .zip(bands.par_iter_mut())
-            .map(|(&first, band)| {
-                let n = per_band.min(n_rows - first);
-                fill_band_with(src, transpose, first, n, band, keep_int8);
-                let mut out = pipe.buffer(0);
-                let mut st = Stats::default();
-                encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
-                    ConvertError::Quant {
-                        tensor: t.name.clone(),
-                        source: e,
-                    }
-                })?;
-                Ok((out, st))
-            })
-            .collect();
-        if !send_group(encoded, stats, pipe)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    for_each_band(
+        from,
+        n_rows,
+        per_band,
+        bands,
+        stats,
+        pipe,
+        |first, n, band| {
+            fill_band_with(src, transpose, first, n, band, keep_int8);
+            let mut out = pipe.buffer(0);
+            let mut st = Stats::default();
+            encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
+                ConvertError::Quant {
+                    tensor: t.name.clone(),
+                    source: e,
+                }
+            })?;
+            Ok((out, st))
+        },
+    )
 }

@@ -3,7 +3,7 @@
 //! eps and scales, u32 token ids, f32 scores, i32 token types).
 
 use super::encode::Measure;
-use super::exec::stream_tensor;
+use super::exec::{stream_tensor, Scratch};
 use super::plan::{class_of, gguf_tensors, OutTensor};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
@@ -208,6 +208,7 @@ pub fn convert_gguf(
         .collect();
     check_output_path(&ck.dir, &paths, o.force || o.resume)?;
     let mut report = ConvertReport::default();
+    let mut scratch = Scratch::default();
     for (fi, f) in files.iter().enumerate() {
         if let Some((k, n)) = o.shard {
             if fi % n != k {
@@ -232,7 +233,7 @@ pub fn convert_gguf(
                 progress(b.len() as u64);
                 Ok(())
             };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut sink)?;
+            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
             report
                 .tensors
                 .push(TensorReport::new(t, ggml_type_of(t).name(), stats));

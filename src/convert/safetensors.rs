@@ -3,7 +3,7 @@
 //! layout order; every output gets a SHA-256 in `SHA256SUMS`, computed while writing.
 
 use super::encode::Measure;
-use super::exec::stream_tensor;
+use super::exec::{stream_tensor, Scratch};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
@@ -193,6 +193,7 @@ pub fn convert_safetensors(
     }
     let mut report = ConvertReport::default();
     let mut fresh: Vec<Written> = Vec::new();
+    let mut scratch = Scratch::default();
     for (si, shard) in sp.shards().iter().enumerate() {
         if let Some((k, n)) = o.shard {
             if si % n != k {
@@ -225,7 +226,7 @@ pub fn convert_safetensors(
                 progress(b.len() as u64);
                 Ok(())
             };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut sink)?;
+            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
             report
                 .tensors
                 .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));

@@ -80,8 +80,8 @@ impl Window {
     }
 }
 
-/// One filled window for the I/O thread: write `len` bytes of it at `pos`; `truncate_to` set
-/// for the padded last window.
+/// One filled window for the I/O thread: write `len` bytes of it at `pos`; `truncate_to` (the
+/// file's final length) set for the last window, whose padding it cuts off.
 struct Job {
     w: Window,
     pos: u64,
@@ -157,9 +157,17 @@ impl Direct {
     }
 
     /// Hand `cur` to the I/O thread and take a free window (a new one while fewer than
-    /// `WINDOWS` exist, else the next one the thread has finished with).
+    /// `WINDOWS` exist, else the next one the thread has finished with; none after the last,
+    /// which carries `truncate_to`).
     fn submit(&mut self, len: usize, truncate_to: Option<u64>) -> std::io::Result<()> {
-        let next = if self.windows < WINDOWS {
+        let next = if truncate_to.is_some() {
+            // the last window: nothing follows it
+            Window {
+                buf: Vec::new(),
+                start: 0,
+                fill: 0,
+            }
+        } else if self.windows < WINDOWS {
             match self.free.try_recv() {
                 Ok(w) => w,
                 Err(_) => {
@@ -212,8 +220,7 @@ impl Direct {
             let len = fill.next_multiple_of(DIRECT_ALIGN);
             let (a, b) = (self.cur.start + fill, self.cur.start + len);
             self.cur.buf[a..b].fill(0);
-            let end = self.pos + fill as u64;
-            self.submit(len, (len != fill).then_some(end))?;
+            self.submit(len, Some(self.pos + fill as u64))?;
         }
         self.tx = None;
         let digest = match self.hash.take().map(JoinHandle::join) {

@@ -29,17 +29,7 @@ use crate::base::float::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 /// exact weight, bit for bit what [`crate::base::float::f32_to_bf16_bits`] gives; written over
 /// fixed 32-element chunks so the compiler vectorizes it (the conversion's hot loop for bf16).
 pub fn int8_scaled_to_bf16_le(q: &[i8], s: f32, out: &mut Vec<u8>) {
-    #[inline(always)]
-    fn rne(x: f32) -> u16 {
-        let b = x.to_bits();
-        let r = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
-        let nan = ((b >> 16) | 0x40) as u16;
-        if b & 0x7fff_ffff > 0x7f80_0000 {
-            nan
-        } else {
-            r
-        }
-    }
+    use crate::base::float::f32_to_bf16_bits as rne;
     out.reserve(2 * q.len());
     let (qc, qt) = q.as_chunks::<32>();
     for q in qc {

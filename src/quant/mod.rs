@@ -81,24 +81,12 @@ fn enc<const N: usize, const B: usize>(
     }
 }
 
-/// f32 → bf16 bits, round to nearest even, NaN kept quiet (ggml `ggml_compute_fp32_to_bf16`;
-/// same results as `half`, written inline so the row loop vectorizes).
-#[inline(always)]
-fn bf16_rne(x: f32) -> u16 {
-    let b = x.to_bits();
-    if b & 0x7fff_ffff > 0x7f80_0000 {
-        ((b >> 16) | 0x40) as u16
-    } else {
-        (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
-    }
-}
-
 fn enc_bf16(x: &[f32], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + 2 * x.len(), 0);
     let (ys, _) = out[start..].as_chunks_mut::<2>();
     for (y, &v) in ys.iter_mut().zip(x) {
-        *y = bf16_rne(v).to_le_bytes();
+        *y = crate::base::float::f32_to_bf16_bits(v).to_le_bytes();
     }
 }
 
