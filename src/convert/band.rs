@@ -146,23 +146,9 @@ pub fn fill_band_with(
             }
         }
         (Src::Int8(m), true) => {
-            band.q.resize(n * len, 0);
+            gather_int8_transposed(m, first, n, &mut band.q);
             band.scale.resize(n * len, 0);
             let bh = m.block_height().max(1);
-            // Tile over input rows so the strided reads stay in cache.
-            const TILE: usize = 64;
-            let mut i0 = 0;
-            while i0 < m.rows {
-                let i1 = (i0 + TILE).min(m.rows);
-                for r in 0..n {
-                    let j = first + r;
-                    let out_q = &mut band.q[r * len..(r + 1) * len];
-                    for i in i0..i1 {
-                        out_q[i] = m.weight[i * m.cols + j] as i8;
-                    }
-                }
-                i0 = i1;
-            }
             for r in 0..n {
                 let j = first + r;
                 for b in 0..m.blocks {
