@@ -24,16 +24,26 @@ use std::ops::Range;
 /// Rows dequantized per rayon task.
 const DEQUANT_ROWS: usize = 64;
 
+/// The release tensor of parameter `path`.
+fn find<'c>(ck: &'c Checkpoint, path: &str) -> Result<&'c Tensor, ReferenceError> {
+    ck.by_path(path).ok_or_else(|| ReferenceError::Weight {
+        path: path.to_string(),
+        reason: format!("not in checkpoint {}", ck.dir.display()),
+    })
+}
+
+/// A reader error while fetching parameter `path`.
+fn weight_err(path: &str, e: SourceError) -> ReferenceError {
+    ReferenceError::Weight {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 impl Weights for Checkpoint {
     fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
-        let t = self.by_path(path).ok_or_else(|| ReferenceError::Weight {
-            path: path.to_string(),
-            reason: format!("not in checkpoint {}", self.dir.display()),
-        })?;
-        let err = |e: SourceError| ReferenceError::Weight {
-            path: path.to_string(),
-            reason: e.to_string(),
-        };
+        let t = find(self, path)?;
+        let err = |e: SourceError| weight_err(path, e);
         if t.scales().is_none() {
             let (shape, data) = self.read_f32(t, expert).map_err(err)?;
             return Ok(WeightTensor { shape, data });
@@ -62,14 +72,8 @@ impl Weights for Checkpoint {
         path: &str,
         expert: Option<usize>,
     ) -> Result<Box<dyn WeightMatrix + 'a>, ReferenceError> {
-        let t = self.by_path(path).ok_or_else(|| ReferenceError::Weight {
-            path: path.to_string(),
-            reason: format!("not in checkpoint {}", self.dir.display()),
-        })?;
-        let err = |e: SourceError| ReferenceError::Weight {
-            path: path.to_string(),
-            reason: e.to_string(),
-        };
+        let t = find(self, path)?;
+        let err = |e: SourceError| weight_err(path, e);
         match &t.stored {
             Stored::Quantized { .. } => {
                 let raw = self.matrix_owned(t, expert).map_err(err)?;
