@@ -3,6 +3,9 @@
 # (vendor/llama.cpp): llama.cpp itself is only to be had from a package registry here.
 # Produces, under $GROKIT_LLAMA_CPP_DIR (default ~/.cache/grokit-ci/llama.cpp-<version>):
 #   bin/llama-quantize       llama.cpp's requantizer (the benchmark's reference)
+#   bin/llama-bench          llama.cpp's prefill/decode benchmark (bench_forward.sh's peer)
+#   bin/llama-perplexity     perplexity and KL divergence (bench_perplexity.sh, interop tests)
+#   bin/llama-imatrix        importance matrices (imatrix interop tests and benchmark)
 #   bin/grokit-llama-logits  tests/interop/llama_logits.c linked against libllama: prints
 #                            llama.cpp's logits for given token ids (our own small driver)
 #   build/bin/               libllama.so, libggml*.so (and the build tree's tools)
@@ -21,9 +24,11 @@ DRIVER="$ROOT/tests/interop/llama_logits.c"
 PIP=${PIP:-}
 say() { echo "[build_llama_cpp] $*" >&2; }
 
+TOOLS="llama-quantize llama-bench llama-perplexity llama-imatrix"
 driver_hash=$(sha256sum "$DRIVER" | cut -c1-16)
-if [ -f "$DIR/.complete" ] && [ "$(cat "$DIR/.complete")" = "$VERSION $driver_hash" ] \
-   && [ -x "$DIR/bin/llama-quantize" ] && [ -x "$DIR/bin/grokit-llama-logits" ]; then
+KEY="$VERSION $driver_hash $TOOLS"
+have_all() { for t in $TOOLS grokit-llama-logits; do [ -x "$DIR/bin/$t" ] || return 1; done; }
+if [ -f "$DIR/.complete" ] && [ "$(cat "$DIR/.complete")" = "$KEY" ] && have_all; then
   say "cache complete: $DIR (llama-cpp-python $VERSION); nothing to do"
   echo "$DIR"
   exit 0
@@ -75,14 +80,17 @@ cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
   -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_LLGUIDANCE=OFF >"$DIR/cmake-configure.log" 2>&1 \
   || { tail -30 "$DIR/cmake-configure.log" >&2; exit 1; }
-say "building llama, llama-quantize with -j$JOBS (log: $DIR/cmake-build.log)"
-cmake --build "$BUILD" --config Release -j "$JOBS" --target llama llama-quantize \
+say "building llama, $TOOLS with -j$JOBS (log: $DIR/cmake-build.log)"
+# shellcheck disable=SC2086
+cmake --build "$BUILD" --config Release -j "$JOBS" --target llama $TOOLS \
   >"$DIR/cmake-build.log" 2>&1 || { tail -40 "$DIR/cmake-build.log" >&2; exit 1; }
 
 # 5. the tool: a link into the build tree (it finds its shared libraries there via its RPATH)
 LIB="$BUILD/bin"
-[ -x "$LIB/llama-quantize" ] || { say "llama-quantize missing after the build"; exit 1; }
-ln -sf "$LIB/llama-quantize" "$DIR/bin/llama-quantize"
+for t in $TOOLS; do
+  [ -x "$LIB/$t" ] || { say "$t missing after the build"; exit 1; }
+  ln -sf "$LIB/$t" "$DIR/bin/$t"
+done
 
 # 6. our logits driver
 say "compiling $(basename "$DRIVER")"
@@ -91,6 +99,6 @@ cc -O2 -std=c11 -o "$DIR/bin/grokit-llama-logits" "$DRIVER" \
   -Wl,-rpath,"$LIB" -lm
 
 commit=$(grep -m1 -oE 'llama\.cpp@[0-9a-f]{7,40}' "$DIR/src/llama_cpp_python-$VERSION/CHANGELOG.md" || true)
-echo "$VERSION $driver_hash" > "$DIR/.complete"
+echo "$KEY" > "$DIR/.complete"
 say "done in $(( $(date +%s) - start )) s: llama-cpp-python $VERSION ${commit:+(vendors $commit)}"
 echo "$DIR"
