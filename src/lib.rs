@@ -4,7 +4,8 @@
 //! enforces the import table):
 //!
 //! - L0 `base`, `io`: element types, caps, bounded cursors; memory maps and atomic outputs.
-//! - L1 codecs and descriptions: `pickle`, `numpy`, `model`, `quant`, `tokenizer`.
+//! - L1 codecs and descriptions: `pickle`, `numpy`, `model`, `quant`, `tokenizer`; `kernel`,
+//!   matrix products over weights as they are stored.
 //! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`.
 //! - L3 orchestration and the reference model: `convert`, `reference`.
 //! - L4 `cli`, the binary's front end.
@@ -21,6 +22,7 @@ pub mod convert;
 pub mod gguf;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod kernel;
 pub mod model;
 pub mod npy;
 pub mod numpy;

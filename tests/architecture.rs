@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("numpy", 1),
     ("model", 1),
     ("quant", 1),
+    ("kernel", 1),
     ("tokenizer", 1),
     ("npy", 1),
     ("source", 2),
@@ -31,6 +32,7 @@ const LATERAL: &[(&str, &str)] = &[
     ("reference", "convert"),
     ("synth", "source"),
     ("model", "quant"),
+    ("kernel", "quant"),
 ];
 
 fn module_of(path: &std::path::Path) -> Option<String> {
