@@ -1,36 +1,6 @@
 //! End-to-end: the binary's subcommands, exit codes and error messages.
 
-use crate::util::{grokit, repo, shared};
-use std::path::Path;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn files_equal(a: &Path, b: &Path) {
-    let mut names: Vec<_> = std::fs::read_dir(a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    for n in names {
-        let (pa, pb) = (a.join(&n), b.join(&n));
-        if pa.is_dir() {
-            files_equal(&pa, &pb);
-        } else {
-            assert!(
-                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
-                "{} differs",
-                pa.display()
-            );
-        }
-    }
-}
+use crate::util::{assert_dirs_identical, copy_fixture, repo, run, shared, skip};
 
 #[test]
 fn synth_reproduces_the_committed_fixture() {
@@ -46,7 +16,7 @@ fn synth_reproduces_the_committed_fixture() {
         "-q",
     ]);
     assert_eq!(code, 0, "{err}");
-    files_equal(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
+    assert_dirs_identical(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
     assert_eq!(
         std::fs::read(out.join("config.json")).unwrap(),
         std::fs::read(repo().join("fixtures/tiny/config.json")).unwrap()
@@ -87,16 +57,6 @@ fn inspect_tiny12() {
     let (code, out, err) = run(&["inspect", s.join("reference/tiny12").to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("files: 146"));
-}
-
-fn copy_fixture(to: &Path) {
-    let src = repo().join("fixtures/tiny");
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
 }
 
 #[test]
@@ -183,7 +143,7 @@ fn sparse_full_release_inspects_as_grok1() {
     drop(f);
     let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&probe).unwrap());
     if blocks > 1024 {
-        eprintln!("SKIP sparse release: this filesystem does not keep holes");
+        skip("this filesystem does not keep holes (a sparse 318 GB release needs them)");
         return;
     }
     let out = d.path().join("rel");

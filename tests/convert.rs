@@ -4,19 +4,12 @@
 //! Expected names and shapes are written out here by hand (not taken from the role table), so
 //! a wrong entry in the table fails these tests.
 
-#[path = "convert_st.rs"]
-mod st;
-
-use crate::util::{grokit, repo, shared};
+use crate::util::{assert_dirs_identical, copy_fixture, dir_bytes, fixture, grokit, run, tiny12};
 use grokit::gguf::{ArrayValue, GgufFile, GgufSet, Value};
 use grokit::model::Role;
 use grokit::quant::{dequantize_row, GgmlType};
 use grokit::source::grok::{Checkpoint, OpenOptions};
 use std::path::{Path, PathBuf};
-
-pub fn fixture() -> PathBuf {
-    repo().join("fixtures/tiny")
-}
 
 /// A small checkpoint whose scale blocks are multiples of 32 rows, like Grok-1's (O: 256/8,
 /// down: 512/8), so every int8 block maps losslessly into Q8_0 and compressed-tensors groups of
@@ -58,27 +51,6 @@ pub fn lossless_geometry() -> PathBuf {
     d.path().join("ck")
 }
 
-pub fn tiny12() -> Option<PathBuf> {
-    let s = shared("convert tiny12")?;
-    let p = s.join("reference/tiny12");
-    if p.join("ckpt-0").is_dir() {
-        Some(p)
-    } else {
-        eprintln!("SKIP convert tiny12: {} not found", p.display());
-        None
-    }
-}
-
-/// Run grokit, returning (exit code, stdout, stderr).
-pub fn run(args: &[&str]) -> (i32, String, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 /// `grokit convert CKPT ARGS... -q` that must succeed; returns stderr.
 pub fn convert(ck: &Path, args: &[&str]) -> String {
     let mut a = vec!["convert", ck.to_str().unwrap()];
@@ -118,36 +90,6 @@ pub fn exact(
             (c, r, o)
         }
         _ => panic!("unexpected dims {dims:?}"),
-    }
-}
-
-/// Files in a directory, sorted, with their bytes.
-pub fn dir_bytes(d: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-pub fn assert_dirs_identical(a: &Path, b: &Path) {
-    let (x, y) = (dir_bytes(a), dir_bytes(b));
-    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&x), names(&y), "{} vs {}", a.display(), b.display());
-    for ((n, p), (_, q)) in x.iter().zip(&y) {
-        assert!(
-            p == q,
-            "{n} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
     }
 }
 
@@ -484,7 +426,9 @@ fn gguf_fixture_has_26_tensors_with_770_style_names() {
 
 #[test]
 fn gguf_tiny12() {
-    let Some(t) = tiny12() else { return };
+    let Some(t) = tiny12("GGUF conversions of tiny12") else {
+        return;
+    };
     gguf_case(&t, &["--type", "f32"], Some(GgmlType::F32), 0);
     gguf_case(&t, &["--type", "bf16"], Some(GgmlType::BF16), 32);
     gguf_case(&t, &["--type", "q8_0"], Some(GgmlType::Q8_0), 7);
@@ -784,18 +728,6 @@ fn gguf_killed_runs_leave_only_complete_files() {
         partial_runs > 0,
         "no kill landed before the end: the test did not exercise an interruption"
     );
-}
-
-fn copy_fixture(to: &Path) {
-    let src = fixture();
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    for f in ["config.json", "tokenizer.model"] {
-        std::fs::copy(src.join(f), to.join(f)).unwrap();
-    }
 }
 
 /// Drop the last `pieces` record (field 1) of a SentencePiece ModelProto.
