@@ -12,6 +12,9 @@
 # Each side runs in its own directory with the same relative paths, so paths in messages are
 # equal; timings ("1.2 s", "300 MB/s", "seconds": 0.01) are masked. Exit status: 0 when the two
 # sides are identical, 1 when they differ (the diff is printed), 2 on a usage error.
+# Covers every subcommand it owns (synth, inspect, convert, quantize, verify), success and
+# failure cases, the fixture converted to every type and, when ../shared is there (or
+# $GROKIT_SHARED), xAI's tiny12 too. Takes about a minute with debug binaries.
 # Needs: bash, coreutils, python3 (only to write a small .torrent), no network.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,15p' "$0"; exit 2; }
@@ -22,6 +25,7 @@ WORK=${3:-$(mktemp -d /tmp/grokit-compare.XXXXXX)}
 mkdir -p "$WORK"
 WORK=$(realpath "$WORK")
 FX=$ROOT/fixtures/tiny
+T12=${GROKIT_SHARED:-$ROOT/../shared}/reference/tiny12
 
 # A BitTorrent v1 file over DIR's ckpt-0 (top folder "grok-1-release", 16 KiB pieces).
 make_torrent() {
@@ -137,6 +141,9 @@ suite() {
   c gguf-nockpt convert nope --to gguf -o out/g-x.gguf
   c gguf-noto convert fx -o out/g-x.gguf
   c gguf-key convert notok --to gguf -o out/g-x.gguf --key-size 16 --no-error-stats -j 1
+  # two faults at once: which one is reported first
+  c gguf-two-faults convert notok --to gguf -o out/g-x.gguf --split-max-size abc
+  c gguf-two-faults2 convert nope --to gguf -o out/g-x.gguf --shard 5/2
 
   # --- convert: safetensors
   for d in bf16 f16 f32 int8 int4; do
@@ -156,6 +163,18 @@ suite() {
   c st-dtype-bad convert fx --to safetensors -o out/st-x --dtype q8_0
   c st-exists convert fx --to safetensors -o out/st-bf16
   c st-resume convert fx --to safetensors -o out/st-bf16 --resume
+
+  # --- tiny12 (xAI's own checkpoint, when ../shared is there) to every type
+  if [ -d "$T12/ckpt-0" ]; then
+    for t in f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
+      c "t12-$t" convert "$T12" --to gguf -o "out/t12-$t.gguf" --type "$t" -q
+    done
+    c t12-q4km convert "$T12" --to gguf -o out/t12-q4km.gguf --quant q4_k_m -q
+    for d in bf16 f16 f32 int8 int4; do
+      c "t12-st-$d" convert "$T12" --to safetensors -o "out/t12-st-$d" --dtype "$d" -q
+    done
+    c t12-inspect inspect "$T12" --json
+  fi
 
   # --- inspect outputs
   c inspect-gguf inspect out/g-q4km.gguf
@@ -223,6 +242,8 @@ suite new "$NEW"
 if diff -r -u "$WORK/old/log" "$WORK/new/log"; then
   echo "compare_cli: identical ($(ls "$WORK/old/log" | wc -l) records) in $WORK"
 else
-  echo "compare_cli: the two binaries differ (records in $WORK/{old,new}/log)"
+  echo "compare_cli: the two binaries differ in: $(diff -rq "$WORK/old/log" "$WORK/new/log" |
+    sed -E 's#.*/log/([^ ]+)\.(txt|sha256) and .*#\1#' | tr '\n' ' ')"
+  echo "(records in $WORK/{old,new}/log)"
   exit 1
 fi

@@ -1,6 +1,7 @@
 //! End-to-end: the binary's subcommands, exit codes and error messages.
 
 use crate::util::{assert_dirs_identical, copy_fixture, repo, run, shared, skip};
+use std::path::Path;
 
 #[test]
 fn synth_reproduces_the_committed_fixture() {
@@ -210,66 +211,32 @@ fn forward_and_compare() {
     assert_eq!(v["rows"][0]["position"], 3);
     let arr = grokit::npy::read(&npy).unwrap();
     assert_eq!(arr.shape, vec![1, 4, 512]);
+    let convert = |out: &Path, args: &[&str]| {
+        let mut a = vec!["convert", f, "-o", out.to_str().unwrap(), "-q"];
+        a.extend_from_slice(args);
+        let (code, _, err) = run(&a);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    };
+    let compare = |model: &Path, thresholds: &str, json: bool| {
+        let mut a = vec!["compare", f, model.to_str().unwrap(), "--tokens"];
+        a.extend(["5,6,7,300,12,99", "--thresholds", thresholds]);
+        a.extend(json.then_some("--json"));
+        let (code, out, _) = run(&a);
+        (code, out)
+    };
     // An f32 GGUF holds exactly the release's values: identical logits.
     let g = d.path().join("f.gguf");
-    let (code, _, err) = run(&[
-        "convert",
-        f,
-        "--to",
-        "gguf",
-        "-o",
-        g.to_str().unwrap(),
-        "--type",
-        "f32",
-        "-q",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        g.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "f32",
-        "--json",
-    ]);
+    convert(&g, &["--to", "gguf", "--type", "f32"]);
+    let (code, out) = compare(&g, "f32", true);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["max_abs"], 0.0);
     // int4 safetensors: passes the 4-bit thresholds, fails the f32 ones (exit 1).
     let s = d.path().join("st4");
-    let (code, _, err) = run(&[
-        "convert",
-        f,
-        "--to",
-        "safetensors",
-        "-o",
-        s.to_str().unwrap(),
-        "--dtype",
-        "int4",
-        "-q",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        s.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "q4",
-    ]);
+    convert(&s, &["--to", "safetensors", "--dtype", "int4"]);
+    let (code, out) = compare(&s, "q4", false);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        s.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "f32",
-    ]);
+    let (code, out) = compare(&s, "f32", false);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL"));
     // Bad input: a token outside the vocabulary.

@@ -52,12 +52,25 @@ pub fn lossless_geometry() -> PathBuf {
 }
 
 /// `grokit convert CKPT ARGS... -q` that must succeed; returns stderr.
-pub fn convert(ck: &Path, args: &[&str]) -> String {
+pub fn convert<S: AsRef<str> + std::fmt::Debug>(ck: &Path, args: &[S]) -> String {
     let mut a = vec!["convert", ck.to_str().unwrap()];
-    a.extend_from_slice(args);
+    a.extend(args.iter().map(AsRef::as_ref));
     let (code, out, err) = run(&a);
     assert_eq!(code, 0, "convert {args:?} failed:\n{out}\n{err}");
     err
+}
+
+/// `--to gguf --type TY [--split-max-size 300K] -o DIR/m.gguf EXTRA...`: the GGUF conversions
+/// the determinism, split and resume tests repeat.
+fn to_gguf(ty: &str, split: bool, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["--to", "gguf", "--type", ty];
+    if split {
+        a.extend(["--split-max-size", "300K"]);
+    }
+    let out = dir.join("m.gguf");
+    a.extend(["-o", out.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    a.into_iter().map(String::from).collect()
 }
 
 pub fn open(ck: &Path) -> Checkpoint {
@@ -443,36 +456,12 @@ fn gguf_deterministic_and_split_equals_single() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     for dir in [&a, &b] {
-        convert(
-            &fx,
-            &[
-                "--to",
-                "gguf",
-                "--type",
-                "q8_0",
-                "-o",
-                dir.join("m.gguf").to_str().unwrap(),
-                "-q",
-            ],
-        );
+        convert(&fx, &to_gguf("q8_0", false, dir, &["-q"]));
     }
     assert_dirs_identical(&a, &b);
     let s = d.path().join("split");
     std::fs::create_dir_all(&s).unwrap();
-    convert(
-        &fx,
-        &[
-            "--to",
-            "gguf",
-            "--type",
-            "q8_0",
-            "--split-max-size",
-            "300K",
-            "-o",
-            s.join("m.gguf").to_str().unwrap(),
-            "-q",
-        ],
-    );
+    convert(&fx, &to_gguf("q8_0", true, &s, &["-q"]));
     let files: Vec<String> = dir_bytes(&s).into_iter().map(|x| x.0).collect();
     let n = files.len();
     assert!(n >= 3, "{files:?}");
@@ -521,22 +510,7 @@ fn gguf_deterministic_and_split_equals_single() {
     std::fs::create_dir_all(&w).unwrap();
     for k in 0..3 {
         let sh = format!("{k}/3");
-        convert(
-            &fx,
-            &[
-                "--to",
-                "gguf",
-                "--type",
-                "q8_0",
-                "--split-max-size",
-                "300K",
-                "--shard",
-                &sh,
-                "-o",
-                w.join("m.gguf").to_str().unwrap(),
-                "-q",
-            ],
-        );
+        convert(&fx, &to_gguf("q8_0", true, &w, &["--shard", &sh, "-q"]));
     }
     assert_dirs_identical(&s, &w);
 }
@@ -549,20 +523,7 @@ fn gguf_resume_rewrites_only_missing_files() {
     let (r, s) = (d.path().join("ref"), d.path().join("run"));
     for dir in [&r, &s] {
         std::fs::create_dir_all(dir).unwrap();
-        convert(
-            &fx,
-            &[
-                "--to",
-                "gguf",
-                "--type",
-                "bf16",
-                "--split-max-size",
-                "300K",
-                "-o",
-                dir.join("m.gguf").to_str().unwrap(),
-                "-q",
-            ],
-        );
+        convert(&fx, &to_gguf("bf16", true, dir, &["-q"]));
     }
     let files: Vec<String> = dir_bytes(&s).into_iter().map(|x| x.0).collect();
     let victim = files[1].clone();
@@ -584,34 +545,14 @@ fn gguf_resume_rewrites_only_missing_files() {
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Without --resume or --force the existing files are refused.
-    let (code, _, err) = run(&[
-        "convert",
-        fx.to_str().unwrap(),
-        "--to",
-        "gguf",
-        "--type",
-        "bf16",
-        "--split-max-size",
-        "300K",
-        "-o",
-        s.join("m.gguf").to_str().unwrap(),
-    ]);
+    let refused = [
+        vec!["convert".into(), fx.to_str().unwrap().into()],
+        to_gguf("bf16", true, &s, &[]),
+    ];
+    let (code, _, err) = run(&refused.concat());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already exists"), "{err}");
-    let err = convert(
-        &fx,
-        &[
-            "--to",
-            "gguf",
-            "--type",
-            "bf16",
-            "--split-max-size",
-            "300K",
-            "--resume",
-            "-o",
-            s.join("m.gguf").to_str().unwrap(),
-        ],
-    );
+    let err = convert(&fx, &to_gguf("bf16", true, &s, &["--resume"]));
     assert_eq!(err.matches("kept ").count(), files.len() - 1, "{err}");
     assert_eq!(err.matches("wrote ").count(), 1, "{err}");
     assert!(err.contains(&victim), "{err}");
@@ -626,34 +567,8 @@ fn gguf_resume_rewrites_only_missing_files() {
     // Same sizes, another plan (f16 instead of bf16): --resume must rewrite every file.
     let f16 = d.path().join("f16");
     std::fs::create_dir_all(&f16).unwrap();
-    convert(
-        &fx,
-        &[
-            "--to",
-            "gguf",
-            "--type",
-            "f16",
-            "--split-max-size",
-            "300K",
-            "-o",
-            f16.join("m.gguf").to_str().unwrap(),
-            "-q",
-        ],
-    );
-    let err = convert(
-        &fx,
-        &[
-            "--to",
-            "gguf",
-            "--type",
-            "f16",
-            "--split-max-size",
-            "300K",
-            "--resume",
-            "-o",
-            s.join("m.gguf").to_str().unwrap(),
-        ],
-    );
+    convert(&fx, &to_gguf("f16", true, &f16, &["-q"]));
+    let err = convert(&fx, &to_gguf("f16", true, &s, &["--resume"]));
     // Only a split holding nothing but F32 tensors (norms) is the same under both plans.
     assert!(err.matches("wrote ").count() >= files.len() - 1, "{err}");
     assert_dirs_identical(&f16, &s);
@@ -832,34 +747,26 @@ fn refusals_exit_2_with_a_message() {
             .len(),
         511
     );
-    let o2 = d.path().join("v.gguf");
-    let (code, _, err) = run(&[
-        "convert",
-        c,
-        "--to",
-        "gguf",
-        "-o",
-        o2.to_str().unwrap(),
-        "--tokenizer",
-        bad.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("511") && err.contains("512"), "{err}");
-    assert!(!o2.exists());
-    let o3 = d.path().join("v_st");
-    let (code, _, err) = run(&[
-        "convert",
-        c,
-        "--to",
-        "safetensors",
-        "-o",
-        o3.to_str().unwrap(),
-        "--tokenizer",
-        bad.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("511") && err.contains("512"), "{err}");
-    assert!(!o3.join("model.safetensors").exists());
+    // Nothing is written under its final name: the GGUF file, the safetensors shard.
+    for (to, out, file) in [
+        ("gguf", "v.gguf", None),
+        ("safetensors", "v_st", Some("model.safetensors")),
+    ] {
+        let o = d.path().join(out);
+        let (code, _, err) = run(&[
+            "convert",
+            c,
+            "--to",
+            to,
+            "-o",
+            o.to_str().unwrap(),
+            "--tokenizer",
+            bad.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{to}: {err}");
+        assert!(err.contains("511") && err.contains("512"), "{to}: {err}");
+        assert!(!file.map_or(o.clone(), |f| o.join(f)).exists(), "{to}");
+    }
     // --dry-run writes nothing and prints the plan.
     for (to, o) in [
         ("gguf", d.path().join("dry.gguf")),

@@ -419,30 +419,26 @@ fn non_utf8_names() {
     .unwrap();
     let (code, _, err) = run(&[os("inspect"), root.as_os_str()]);
     assert_eq!(code, 0, "{err}");
-    let out = d.path().join(OsStr::from_bytes(b"out-\xe9.gguf"));
-    let (code, _, err) = run(&[
-        os("convert"),
-        root.as_os_str(),
-        os("--to"),
-        os("gguf"),
-        os("-o"),
-        out.as_os_str(),
-        os("-q"),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.exists() && temporaries(d.path()).is_empty());
+    // Outputs under non-UTF-8 names: a GGUF file, a safetensors directory.
+    let gguf = d.path().join(OsStr::from_bytes(b"out-\xe9.gguf"));
     let st = d.path().join(OsStr::from_bytes(b"st-\xff"));
-    let (code, _, err) = run(&[
-        os("convert"),
-        root.as_os_str(),
-        os("--to"),
-        os("safetensors"),
-        os("-o"),
-        st.as_os_str(),
-        os("-q"),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(st.join("model.safetensors").exists());
+    for (to, out, written) in [
+        ("gguf", &gguf, gguf.clone()),
+        ("safetensors", &st, st.join("model.safetensors")),
+    ] {
+        let (code, _, err) = run(&[
+            os("convert"),
+            root.as_os_str(),
+            os("--to"),
+            os(to),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ]);
+        assert_eq!(code, 0, "{to}: {err}");
+        assert!(written.exists(), "{to}");
+    }
+    assert!(temporaries(d.path()).is_empty());
     // A non-UTF-8 name that looks like a shard is reported, not a panic.
     std::fs::write(
         root.join("ckpt-0")
@@ -519,109 +515,47 @@ fn checkpoint_on_a_read_only_filesystem_converts() {
 #[test]
 fn exit_codes_of_every_subcommand() {
     let d = tempfile::tempdir().unwrap();
-    let fx = repo().join("fixtures/tiny");
-    let s = d.path().join("s");
-    // synth: 0 success, 2 error (existing output).
-    assert_eq!(
-        run(&[
-            os("synth"),
-            s.as_os_str(),
-            os("--preset"),
-            os("tiny"),
-            os("-q")
-        ])
-        .0,
-        0
+    let path = |p: PathBuf| p.to_str().unwrap().to_string();
+    let (fx, s) = (path(repo().join("fixtures/tiny")), path(d.path().join("s")));
+    let (o, p, none) = (
+        path(d.path().join("o.gguf")),
+        path(d.path().join("p.gguf")),
+        path(d.path().join("none")),
     );
-    assert_eq!(
-        run(&[
-            os("synth"),
-            s.as_os_str(),
-            os("--preset"),
-            os("tiny"),
-            os("-q")
-        ])
-        .0,
-        2
+    // synth: 0 success, 2 error (existing output).
+    expect(0, &["synth", &s, "--preset", "tiny", "-q"], "synth");
+    expect(
+        2,
+        &["synth", &s, "--preset", "tiny", "-q"],
+        "synth over a checkpoint",
     );
     // inspect: 0, 1 (a structural mismatch: trailing bytes), 2 (unreadable).
-    assert_eq!(run(&[os("inspect"), fx.as_os_str()]).0, 0);
-    let f = s.join("ckpt-0/tensor00002_000");
+    expect(0, &["inspect", &fx], "inspect");
+    let f = d.path().join("s/ckpt-0/tensor00002_000");
     let mut b = std::fs::read(&f).unwrap();
     b.extend_from_slice(b"junk");
     std::fs::write(&f, &b).unwrap();
-    assert_eq!(run(&[os("inspect"), s.as_os_str()]).0, 1);
-    assert_eq!(
-        run(&[os("inspect"), d.path().join("none").as_os_str()]).0,
-        2
-    );
+    expect(1, &["inspect", &s], "inspect with trailing bytes");
+    expect(2, &["inspect", &none], "inspect of nothing");
     // convert: 0, 2 (a checkpoint with problems is refused; a bad option; a bad path).
-    let o = d.path().join("o.gguf");
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("-q")
-        ])
-        .0,
-        0
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("--dry-run")
-        ])
-        .0,
-        0
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            s.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            d.path().join("p.gguf").as_os_str(),
-            os("-q")
-        ])
-        .0,
-        2
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("-q")
-        ])
-        .0,
+    let gguf = |ck: &str, out: &str, last: &str| {
+        ["convert", ck, "--to", "gguf", "-o", out, last].map(String::from)
+    };
+    expect(0, &gguf(&fx, &o, "-q"), "convert");
+    expect(0, &gguf(&fx, &o, "--dry-run"), "dry run");
+    expect(2, &gguf(&s, &p, "-q"), "a checkpoint with problems");
+    expect(2, &gguf(&fx, &o, "-q"), "existing output without --force");
+    expect(
         2,
-        "existing output without --force"
+        &["convert", &fx, "--to", "nope", "-o", &o],
+        "a bad option",
     );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("nope"),
-            os("-o"),
-            o.as_os_str()
-        ])
-        .0,
-        2
-    );
-    assert_eq!(run(&[os("frobnicate")]).0, 2);
-    assert_eq!(run(&[os("--version")]).0, 0);
+    expect(2, &["frobnicate"], "an unknown subcommand");
+    expect(0, &["--version"], "--version");
+}
+
+/// Run grokit with `args` and check its exit code.
+fn expect<S: AsRef<OsStr> + std::fmt::Debug>(want: i32, args: &[S], why: &str) {
+    let (code, _, err) = run(args);
+    assert_eq!(code, want, "{why}: grokit {args:?}: {err}");
 }

@@ -3,23 +3,11 @@
 //!
 //! # Skips
 //!
-//! `cargo test` must pass on a machine with no Python and no `../shared`, so a test that needs
-//! something absent returns early. libtest has no runtime "skipped" state (`#[ignore]` is
-//! decided at compile time), so a skip is made visible instead:
-//!
-//! - [`skip`] (or [`shared`] / [`tiny12`] returning `None`) writes `SKIP <test>: <reason>` to the
-//!   process's stderr *directly*, not through `eprintln!`, which libtest captures and throws
-//!   away for passing tests; every run therefore shows each skip, named and explained.
-//!   [`skip_part`] does the same for a part of a test that cannot run (`SKIP <test> (part)`).
-//! - When `GROKIT_SKIP_LOG` names a file, the same lines are appended to it; `.ci/run` sets it
-//!   and prints how many tests were skipped and why after `cargo test`. By hand:
-//!   `GROKIT_SKIP_LOG=/tmp/skips cargo test; sort /tmp/skips | uniq -c`.
-//!
-//! Alternatives considered: a build script that turns a missing `../shared` into
-//! `#[cfg_attr(..., ignore)]` (libtest would count them, but switching `GROKIT_SHARED`
-//! would rebuild the whole crate, and the other reasons to skip — no root, no `sha256sum` — are
-//! only known at run time); a last "summary" test (libtest runs tests in parallel and in no
-//! guaranteed order, so it cannot know it is last); an exit hook (needs `unsafe` `atexit`).
+//! A test that cannot run here (no `../shared`, not root, a tool missing) calls [`skip`] (or
+//! gets `None` from [`shared`] / [`tiny12`]) and returns; [`skip_part`] marks a part of a test.
+//! Each writes `SKIP <test>: <reason>` straight to the process's stderr, past libtest's output
+//! capture, and appends it to `$GROKIT_SKIP_LOG` when set, which `.ci/run` summarizes. Why this
+//! design: `tests/README.md`.
 #![allow(dead_code)]
 use std::ffi::OsStr;
 use std::fmt::Display;

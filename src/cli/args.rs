@@ -18,12 +18,14 @@ pub struct WriteArgs {
     /// GGUF: split into files of at most this size (e.g. 50G; decimal units).
     #[arg(long)]
     pub split_max_size: Option<String>,
-    /// Replace existing output files.
+    /// Parallel workers (default: all cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Write outputs through the page cache instead of with direct I/O (direct I/O is the
+    /// default for GGUF files and safetensors shards on Linux: it reaches the disk's speed
+    /// where buffered writes are limited by the cache; also GROKIT_DIRECT_IO=0).
     #[arg(long)]
-    pub force: bool,
-    /// Print the plan (names, shapes, types, bytes) and write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    pub buffered_io: bool,
     /// Print the per-tensor report (types, bytes, bits per weight, RMS and max error).
     #[arg(long)]
     pub report: bool,
@@ -33,14 +35,12 @@ pub struct WriteArgs {
     /// Skip the error statistics (faster for quantized types).
     #[arg(long)]
     pub no_error_stats: bool,
-    /// Parallel workers (default: all cores).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
-    /// Write outputs through the page cache instead of with direct I/O (direct I/O is the
-    /// default for GGUF files and safetensors shards on Linux: it reaches the disk's speed
-    /// where buffered writes are limited by the cache; also GROKIT_DIRECT_IO=0).
+    /// Print the plan (names, shapes, types, bytes) and write nothing.
     #[arg(long)]
-    pub buffered_io: bool,
+    pub dry_run: bool,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl WriteArgs {

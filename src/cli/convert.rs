@@ -5,7 +5,8 @@
 //! [`Convert::render`] (the plan, the report or JSON on stdout, status lines on stderr).
 
 use super::args::{self, parse_shard, parse_size, WriteArgs};
-use super::progress::{human, print_written, Progress};
+use super::progress::{human, Progress};
+use super::render::{print_written, write_json};
 use super::Outcome;
 use crate::base::DType;
 use crate::convert::encode::Measure;
@@ -417,7 +418,7 @@ impl Convert {
     ) -> anyhow::Result<()> {
         if self.show.json {
             let v = serde_json::json!({"output": self.out, "seconds": secs, "report": r});
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            write_json(out, &v)?;
             return Ok(());
         }
         if self.show.report {

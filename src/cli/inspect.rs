@@ -4,6 +4,7 @@
 //! [`Inspect::render`] (table or JSON; the exit status says whether problems were found).
 
 use super::progress::human;
+use super::render::write_json;
 use super::Outcome;
 use crate::gguf::GgufSet;
 use crate::numpy::Stored;
@@ -30,7 +31,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
-    /// Checkpoint directory.
+    /// A release checkpoint directory, a .gguf file (the first of a split set), or a
+    /// safetensors file, index or directory.
     pub path: PathBuf,
     /// Machine-readable JSON on stdout.
     #[arg(long)]
@@ -76,12 +78,9 @@ fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Resul
                 )
             })
             .collect();
-        writeln!(
+        write_json(
             out,
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []})
-            )?
+            &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
         return Ok(());
     }
@@ -115,12 +114,9 @@ fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow:
     let total = r.total_size();
     if json {
         let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": t.file, "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
-        writeln!(
+        write_json(
             out,
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []})
-            )?
+            &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
         return Ok(());
     }
@@ -169,7 +165,7 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
             "tensors": tensors, "problems": ck.problems, "warnings": ck.warnings,
         });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
     } else {
         let c = &ck.config;
         writeln!(out, "Grok-1 release checkpoint: {}", ck.dir.display())?;

@@ -4,7 +4,8 @@
 //! stderr) to rendering (text or `--json` on stdout). `main.rs` only strings [`parse`], [`run`]
 //! and [`exit::code`] together; exit codes (0 success, 1 a check found a mismatch, 2 an error;
 //! a broken pipe on stdout counts as success) are decided in [`exit`] alone. What `convert` and
-//! `quantize` share is written once, in `args`.
+//! `quantize` share is written once, in `args`; output pieces several commands print, in
+//! `render`.
 //!
 //! Help: `grokit --help` lists the one-line summaries written on [`Command`]; `grokit CMD
 //! --help` prints the doc comment of CMD's argument struct, which ends with examples (a unit
@@ -19,6 +20,7 @@ mod forward;
 mod inspect;
 pub mod progress;
 mod quantize;
+mod render;
 mod synth;
 mod verify;
 

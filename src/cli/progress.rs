@@ -1,10 +1,9 @@
 //! Progress reporting for long work: an indicatif bar in bytes on a terminal, and plain
 //! periodic lines when stderr is not a terminal (CI logs, `nohup`), since indicatif hides itself
-//! there. `--quiet` turns both off. Also the status lines that close a run that wrote files.
+//! there. `--quiet` turns both off.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -112,23 +111,4 @@ pub fn human(n: u64) -> String {
     } else {
         format!("{v:.2} {}", units[u])
     }
-}
-
-/// The status lines (stderr) after a run that wrote model files: each file written or kept
-/// (`--resume`), then the tensor count, bytes, time and throughput.
-pub fn print_written(files: &[(PathBuf, u64)], kept: &[PathBuf], tensors: usize, secs: f64) {
-    for (p, n) in files {
-        eprintln!("wrote {} ({})", p.display(), human(*n));
-    }
-    for p in kept {
-        eprintln!("kept {} (already complete)", p.display());
-    }
-    let bytes: u64 = files.iter().map(|f| f.1).sum();
-    eprintln!(
-        "{} tensors, {} in {:.1} s ({:.0} MB/s)",
-        tensors,
-        human(bytes),
-        secs,
-        bytes as f64 / 1e6 / secs.max(1e-9)
-    );
 }

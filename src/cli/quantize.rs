@@ -4,7 +4,8 @@
 //! [`Quantize::execute`] → [`Quantize::render`], as in `convert`.
 
 use super::args::{self, WriteArgs};
-use super::progress::{human, print_written, Progress};
+use super::progress::{human, Progress};
+use super::render::{print_written, write_json};
 use super::Outcome;
 use crate::convert::requant::{
     plan_requant, requantize, Action, RequantOptions, RequantPlan, RequantReport,
@@ -163,7 +164,7 @@ impl Quantize {
     ) -> anyhow::Result<()> {
         if self.json {
             let v = serde_json::json!({"input": self.input, "output": self.options.out, "seconds": secs, "report": r});
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            write_json(out, &v)?;
             return Ok(());
         }
         if self.report {

@@ -6,6 +6,7 @@
 //! 1 otherwise.
 
 use super::progress::{human, Progress};
+use super::render::write_json;
 use super::Outcome;
 use crate::base::hex;
 use crate::source::grok::{discover, layout::find_dir, Checkpoint, OpenOptions};
@@ -38,7 +39,9 @@ use std::path::{Path, PathBuf};
 ///   grokit verify /data/grok-1
 ///   grokit verify /data/grok-1 --write-manifest grok-1.sha256
 ///   grokit verify /data/grok-1 --manifest grok-1.sha256
+///   grokit verify /data/grok-1 --manifest grok-1.sha256 -j 1    # one file at a time (spinning disk)
 ///   grokit verify /data/grok-1 --torrent grok-1.torrent --torrent-root /data/grok-1
+///   grokit verify /data/grok-1 --manifest grok-1.sha256 --json | jq .ok
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
@@ -458,7 +461,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
     let report = v.execute()?;
     let mut out = std::io::stdout().lock();
     if v.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;
+        write_json(&mut out, &report.to_json())?;
     } else {
         report.render_text(&mut out)?;
     }
