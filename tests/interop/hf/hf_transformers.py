@@ -4,7 +4,7 @@ logits and against `grokit forward --generate`.
 
 Run by .ci/run in the venv of requirements-hf.txt (transformers 4.57) and again with the
 transformers 5.x overlay of requirements-hf5.txt first on PYTHONPATH. For each of f32, bf16,
-int8 and int4 (compressed-tensors, through transformers' own compressed-tensors loader):
+f16, int8 and int4 (compressed-tensors, through transformers' own compressed-tensors loader):
 
 - AutoConfig / AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) and
   AutoTokenizer load the directory; the tokenizer encodes tiny12's prompts to tokens.json;
@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
 
 PY_SRC = os.path.join(ROOT, "python", "grokit_hf")
-DTYPES = ["f32", "bf16", "int8", "int4"]
+DTYPES = ["f32", "bf16", "f16", "int8", "int4"]
 F32_BOUND = 1e-4
 
 
