@@ -8,7 +8,8 @@
 //! row/column-independence contract, and it makes the portable and SIMD paths bit-identical
 //! (`f32::mul_add` is the same fused operation as `vfmadd`).
 
-use super::pack::{self, Src, Strip, NP, NR, NS};
+use super::pack::{self, stride, Src, Strip, NP, NR, NS};
+
 use super::KernelError;
 use std::sync::OnceLock;
 
@@ -74,9 +75,34 @@ impl Scratch {
             rows: Vec::new(),
         }
     }
+
+    /// Run `f` with this thread's scratch (kept between calls: a fresh 256 KiB panel per task
+    /// would cost page faults, 18 % of a one-row product's time when measured).
+    pub(crate) fn with<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = const {
+                std::cell::RefCell::new(Scratch { panel: Vec::new(), rows: Vec::new() })
+            };
+        }
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => f(&mut s),
+            // re-entered on this thread (a product inside a product): use a fresh one
+            Err(_) => f(&mut Scratch::new()),
+        })
+    }
 }
 
+/// Floats of a `[k, n]` storage's panel (256 KiB: L2-resident; see [`tile`]).
+pub(crate) const WIDE_PANEL: usize = 64 * 1024;
+
 /// `out[i][..] = x[i, :] · W[:, cols]` for `i < m`; `out[i]` holds `cols.len()` values.
+///
+/// Blocking: `[n, k]` storages (GGUF, safetensors) are packed [`NP`] columns at a time, with
+/// `kc` = [`KC_GEMM`] (or [`KC_GEMV`] for one row) rounded up to whole quant blocks. `[k, n]`
+/// storages (the release) are packed across the whole tile at once (`kc · width` ≤
+/// [`WIDE_PANEL`] floats), so every row of `W` is read as one contiguous run of the tile's
+/// width: at 64 columns per row the reads of consecutive rows land on different pages
+/// (32 KiB apart for an expert matrix) and the hardware prefetcher cannot follow.
 pub(crate) fn tile(
     isa: Isa,
     src: &Src<'_>,
@@ -96,31 +122,42 @@ pub(crate) fn tile(
         out.iter_mut().for_each(|o| o.fill(0.0));
         return Ok(());
     }
-    let g = src.k_granule();
-    let kc_max = if m == 1 { KC_GEMV } else { KC_GEMM }.next_multiple_of(g);
-    sc.panel.resize(NS * kc_max, [0.0; NR]);
-    sc.rows.resize(8 * kc_max, 0.0);
+    let (np, kc_max) = if src.is_rows() {
+        let kc = if m == 1 { KC_GEMV } else { KC_GEMM };
+        (NP, kc.next_multiple_of(src.k_granule()))
+    } else {
+        let np = nc.next_multiple_of(NP);
+        (np, (WIDE_PANEL / np).clamp(16, KC_GEMM))
+    };
+    let ns = np / NR;
+    sc.panel.resize(ns * stride(kc_max), [0.0; NR]);
+    sc.rows.resize((8 * kc_max).max(np), 0.0);
     let blocks = row_blocks(m);
     for k0 in (0..k).step_by(kc_max) {
         let k1 = (k0 + kc_max).min(k);
         let kc = k1 - k0;
         let first = k0 == 0;
-        for s0 in (0..nc).step_by(NP) {
-            let nw = NP.min(nc - s0);
-            let panel = &mut sc.panel[..NS * kc];
+        for s0 in (0..nc).step_by(np) {
+            let nw = np.min(nc - s0);
+            let ps = stride(kc);
+            let panel = &mut sc.panel[..ns * ps];
             pack_panel(isa, src, k0, k1, cols.start + s0, nw, panel, &mut sc.rows)?;
             if m == 1 {
-                let o = &mut out[0][s0..s0 + nw];
-                let mut acc = [0f32; NP];
-                if !first {
-                    acc[..nw].copy_from_slice(o);
+                for g in 0..nw.div_ceil(NP) {
+                    let (c0, w) = (s0 + g * NP, NP.min(nw - g * NP));
+                    let o = &mut out[0][c0..c0 + w];
+                    let mut acc = [0f32; NP];
+                    if !first {
+                        acc[..w].copy_from_slice(o);
+                    }
+                    let p = &panel[g * NS * ps..(g + 1) * NS * ps];
+                    gemv(isa, p, &x[k0..k1], &mut acc);
+                    o.copy_from_slice(&acc[..w]);
                 }
-                gemv(isa, panel, &x[k0..k1], &mut acc);
-                o.copy_from_slice(&acc[..nw]);
                 continue;
             }
             for s in 0..nw.div_ceil(NR) {
-                let strip = &panel[s * kc..(s + 1) * kc];
+                let strip = &panel[s * ps..s * ps + kc];
                 let (c0, w) = (s0 + s * NR, NR.min(nw - s * NR));
                 for &(i0, mr) in &blocks {
                     let mut acc = [[0f32; NR]; MR_MAX];
@@ -129,18 +166,36 @@ pub(crate) fn tile(
                         let i = i0 + r;
                         xs[r] = &x[i * k + k0..i * k + k1];
                         if !first {
-                            acc[r][..w].copy_from_slice(&out[i][c0..c0 + w]);
+                            load_row(&mut acc[r], &out[i][c0..c0 + w]);
                         }
                     }
                     ukernel(isa, mr, strip, &xs, &mut acc);
                     for r in 0..mr {
-                        out[i0 + r][c0..c0 + w].copy_from_slice(&acc[r][..w]);
+                        store_row(&mut out[i0 + r][c0..c0 + w], &acc[r]);
                     }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Copy a tile row into an accumulator strip (a fixed-size copy when the row is whole).
+#[inline(always)]
+fn load_row(acc: &mut Strip, o: &[f32]) {
+    match o.first_chunk::<NR>() {
+        Some(a) => *acc = *a,
+        None => acc[..o.len()].copy_from_slice(o),
+    }
+}
+
+#[inline(always)]
+fn store_row(o: &mut [f32], acc: &Strip) {
+    let w = o.len();
+    match o.first_chunk_mut::<NR>() {
+        Some(a) => *a = *acc,
+        None => o.copy_from_slice(&acc[..w]),
+    }
 }
 
 /// Split `m` rows into blocks of at most [`MR_MAX`], as even as possible (8 → 4 + 4, not
@@ -194,7 +249,8 @@ fn gemv(isa: Isa, panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
                 let mut one = [[0f32; NR]; MR_MAX];
                 one[0].copy_from_slice(a);
                 let xs: [&[f32]; MR_MAX] = [x, &[], &[], &[], &[], &[]];
-                portable_ukernel(1, &panel[s * kc..(s + 1) * kc], &xs, &mut one);
+                let ps = stride(kc);
+                portable_ukernel(1, &panel[s * ps..s * ps + kc], &xs, &mut one);
                 a.copy_from_slice(&one[0]);
             }
         }
@@ -213,4 +269,50 @@ fn portable_ukernel(mr: usize, strip: &[Strip], xs: &[&[f32]; MR_MAX], acc: &mut
             }
         }
     }
+}
+
+/// The f32 FMA ceiling of this machine in GFLOP/s (wall clock): every thread of the current
+/// rayon pool runs register-resident FMA chains (no memory traffic, [`fma_ceiling_run`]) for
+/// about `seconds`. Benchmarks divide their products' rates by this.
+pub fn fma_ceiling_gflops(seconds: f64) -> f64 {
+    let timed = |iters: u64| {
+        let t = std::time::Instant::now();
+        let flops = fma_ceiling_run(iters);
+        (flops, t.elapsed().as_secs_f64())
+    };
+    let mut iters = 1u64 << 16;
+    while timed(iters).1 < seconds / 8.0 && iters < 1 << 40 {
+        iters *= 2;
+    }
+    let (flops, secs) = timed(iters * 8);
+    flops / secs / 1e9
+}
+
+/// Run `iters` rounds of 12 independent 8-lane FMA chains on every thread of the current rayon
+/// pool, in registers, with the process's instruction set; returns the flops executed
+/// (`iters · 12 · 8 · 2` per thread). Time it to get the machine's FMA ceiling.
+pub fn fma_ceiling_run(iters: u64) -> f64 {
+    let isa = isa();
+    let per: Vec<f32> = rayon::broadcast(|_| match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(t) => t.fma_loop(iters),
+        Isa::Portable => portable_fma_loop(iters),
+    });
+    std::hint::black_box(per);
+    iters as f64 * 12.0 * 8.0 * 2.0 * rayon::current_num_threads() as f64
+}
+
+fn portable_fma_loop(iters: u64) -> f32 {
+    let mut a = [[1f32; 8]; 12];
+    for (i, v) in a.iter_mut().enumerate() {
+        *v = [std::hint::black_box(1.0 + i as f32); 8];
+    }
+    for _ in 0..std::hint::black_box(iters) {
+        for v in a.iter_mut() {
+            for l in v.iter_mut() {
+                *l = l.mul_add(std::hint::black_box(0.999_9), 1e-4);
+            }
+        }
+    }
+    a.iter().flatten().sum()
 }

@@ -34,7 +34,7 @@ mod tests;
 #[allow(unsafe_code)] // std::arch only: see x86.rs
 mod x86;
 
-pub use driver::{isa, Isa};
+pub use driver::{fma_ceiling_gflops, fma_ceiling_run, isa, Isa};
 
 use crate::base::float::{bf16_bits_to_f32, decode_f32_le};
 use crate::quant::{ct, dequantize_row, GgmlType, QuantError};
@@ -372,15 +372,7 @@ pub fn matmul(
         return Ok(());
     }
     let mut rows: Vec<&mut [f32]> = out.chunks_exact_mut(nc).collect();
-    driver::tile(
-        isa(),
-        &Src::W(*w),
-        x,
-        m,
-        cols,
-        &mut rows,
-        &mut driver::Scratch::new(),
-    )
+    driver::Scratch::with(|sc| driver::tile(isa(), &Src::W(*w), x, m, cols, &mut rows, sc))
 }
 
 /// Rows of `k` per panel of the multi-row product (the k-block; results do not depend on it).
@@ -486,10 +478,9 @@ fn split_tiles<'a, 'o>(
 
 fn run_tasks(tasks: Vec<Task<'_, '_>>) -> Result<(), KernelError> {
     let isa = isa();
-    tasks.into_par_iter().try_for_each_init(
-        driver::Scratch::new,
-        |sc, mut t| driver::tile(isa, &t.src, t.x, t.m, t.cols, &mut t.out, sc),
-    )
+    tasks.into_par_iter().try_for_each(|mut t| {
+        driver::Scratch::with(|sc| driver::tile(isa, &t.src, t.x, t.m, t.cols, &mut t.out, sc))
+    })
 }
 
 /// Layout of the right-hand f32 matrix of [`matmul_f32`] (`k × n` logically).
@@ -541,15 +532,7 @@ pub fn matmul_f32(
     split_tiles(src, a, m, &mut c, tile, &mut tasks);
     if tasks.len() == 1 {
         let mut t = tasks.pop().expect("one task");
-        driver::tile(
-            isa(),
-            &t.src,
-            t.x,
-            t.m,
-            t.cols,
-            &mut t.out,
-            &mut driver::Scratch::new(),
-        )?;
+        driver::Scratch::with(|sc| driver::tile(isa(), &t.src, t.x, t.m, t.cols, &mut t.out, sc))?;
     } else {
         run_tasks(tasks)?;
     }

@@ -1,9 +1,9 @@
 //! Decode-in-pack, portable half: what a column strip of `W` looks like in the GEMM's panel.
 //!
-//! A panel holds `kc` consecutive rows of `k` of [`NP`] consecutive columns of `W`, laid out as
-//! [`NS`] sub-strips of 16 columns, each `kc` rows of `[f32; 16]` (`panel[s * kc + kk][c]` is
-//! `W[k0 + kk, j0 + 16 s + c]`). The microkernels stream one sub-strip per call; the one-row
-//! kernel reads all four at once. Columns past the matrix are zero.
+//! A panel holds `kc` consecutive rows of `k` of a multiple of [`NP`] consecutive columns of
+//! `W`, laid out as sub-strips of 16 columns, each `kc` rows of `[f32; 16]` (`panel[s * (kc + 1)
+//! + kk][c]` is `W[k0 + kk, j0 + 16 s + c]`). The microkernels stream one sub-strip per call; the
+//! one-row kernel reads four at once. Columns past the matrix are zero.
 //!
 //! Every value written here is exactly [`super::Matrix::decode`]'s value: the `[k, n]` storages
 //! compute the same expressions element by element; the `[n, k]` storages decode stored rows
@@ -23,6 +23,14 @@ pub(crate) const NS: usize = NP / NR;
 
 /// One panel row of one sub-strip.
 pub(crate) type Strip = [f32; NR];
+
+/// Strips from one sub-strip to the next in a panel of `kc` rows: one more than `kc`, so that
+/// the sub-strips of a wide panel (4 KiB apart at `kc` = 64) do not all fall into the same L1
+/// cache sets while a row of `W` is written across them.
+#[inline(always)]
+pub(crate) fn stride(kc: usize) -> usize {
+    kc + 1
+}
 
 /// The right-hand side of a product: stored weights, or plain f32 activations (attention).
 #[derive(Clone, Copy, Debug)]
@@ -146,13 +154,34 @@ pub(crate) fn row_range(
     Ok(())
 }
 
+/// The stored bytes of row `j`, elements `k0..k1` (granule-aligned), of an `[n, k]` storage
+/// (for prefetching; the scales of compressed-tensors rows are left out).
+pub(crate) fn row_bytes<'a>(src: &Src<'a>, j: usize, k0: usize, k1: usize) -> &'a [u8] {
+    match *src {
+        Src::W(m) => match m.storage {
+            Storage::Rows { ty, bytes } => {
+                let rb = bytes.len() / m.n;
+                &bytes[j * rb + row_offset(ty, k0)..j * rb + row_offset(ty, k1)]
+            }
+            Storage::Ct { bits, packed, .. } => {
+                let wb = packed.len() / m.n;
+                let per_word = 32 / bits as usize;
+                &packed[j * wb + 4 * (k0 / per_word)..j * wb + 4 * k1.div_ceil(per_word)]
+            }
+            _ => &[],
+        },
+        _ => &[],
+    }
+}
+
 /// Byte offset of element `k` (a block boundary) inside a stored row of `ty`.
 pub(crate) fn row_offset(ty: GgmlType, k: usize) -> usize {
     let be = ty.block_elems() as usize;
     k / be * ty.block_bytes() as usize
 }
 
-/// Fill `panel` (`NS · kc` strips) with `W[k0..k1, j0..j0 + nw]` (portable, all storages).
+/// Fill `panel` (`ns · stride(kc)` strips, `16 ns ≥ nw`) with `W[k0..k1, j0..j0 + nw]` (portable, all
+/// storages).
 pub(crate) fn pack(
     src: &Src<'_>,
     k0: usize,
@@ -163,13 +192,12 @@ pub(crate) fn pack(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     let kc = k1 - k0;
-    let panel = &mut panel[..NS * kc];
     panel.iter_mut().for_each(|s| *s = [0.0; NR]);
     if src.is_rows() {
         for jj in 0..nw {
             row_range(src, j0 + jj, k0, k1, scratch)?;
             let (s, c) = (jj / NR, jj % NR);
-            for (p, &v) in panel[s * kc..(s + 1) * kc].iter_mut().zip(&scratch[..kc]) {
+            for (p, &v) in panel[s * stride(kc)..s * stride(kc) + kc].iter_mut().zip(&scratch[..kc]) {
                 p[c] = v;
             }
         }
@@ -177,7 +205,7 @@ pub(crate) fn pack(
     }
     for kk in 0..kc {
         pack_kn_row(src, k0 + kk, j0, 0, nw, |jj, v| {
-            panel[(jj / NR) * kc + kk][jj % NR] = v
+            panel[(jj / NR) * stride(kc) + kk][jj % NR] = v
         });
     }
     Ok(())

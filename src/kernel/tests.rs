@@ -3,7 +3,7 @@
 //! bit), independence from rows, columns, tiles, threads and instruction set.
 
 use super::driver::{pack_panel, row_blocks, tile, Isa, Scratch};
-use super::pack::{Src, Strip, NP, NR, NS};
+use super::pack::{stride, Src, Strip, NP, NR, NS};
 use super::*;
 use crate::quant::{ct as qct, is_supported, quantize_row, types::GGML_TYPES};
 
@@ -299,18 +299,18 @@ fn decoders_are_bit_exact_on_random_bytes() {
             for isa in isas() {
                 for kc_max in [64usize, 256] {
                     let kc_max = kc_max.next_multiple_of(g);
-                    let mut panel = vec![[f32::NAN; NR]; NS * kc_max];
+                    let mut panel = vec![[f32::NAN; NR]; NS * stride(kc_max)];
                     let mut rows = vec![0f32; 8 * kc_max];
                     for k0 in (0..w.k()).step_by(kc_max) {
                         let k1 = (k0 + kc_max).min(w.k());
                         let kc = k1 - k0;
                         for j0 in (0..w.n()).step_by(NP) {
                             let nw = NP.min(w.n() - j0);
-                            pack_panel(isa, &src, k0, k1, j0, nw, &mut panel, &mut rows)
+                            pack_panel(isa, &src, k0, k1, j0, nw, &mut panel[..NS * stride(kc)], &mut rows)
                                 .unwrap();
                             for kk in 0..kc {
                                 for jj in 0..NP {
-                                    let got = panel[(jj / NR) * kc + kk][jj % NR].to_bits();
+                                    let got = panel[(jj / NR) * stride(kc) + kk][jj % NR].to_bits();
                                     let want = if jj < nw {
                                         full[(k0 + kk) * w.n() + j0 + jj].to_bits()
                                     } else {

@@ -11,7 +11,7 @@
 //! reference to a fixed-size array (so the memory it touches is in bounds by type).
 
 use super::driver::MR_MAX;
-use super::pack::{self, Src, Strip, NP, NR, NS};
+use super::pack::{self, stride, Src, Strip, NP, NR};
 use super::{decode_scale, KernelError, Storage};
 use crate::base::float::f16_bits_to_f32;
 use crate::quant::GgmlType;
@@ -108,6 +108,13 @@ fn ld_b32(s: &[u8; 32]) -> __m256i {
     unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
 }
 
+/// Hint that `line` (a cache line of a live slice) will be read soon.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch(line: &[u8]) {
+    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+}
+
 /// `N` elements of `s` from `at`, as an array reference (panics only on a caller's bug).
 #[inline(always)]
 fn arr<const N: usize, T>(s: &[T], at: usize) -> &[T; N] {
@@ -202,10 +209,11 @@ fn ukr<const MR: usize>(strip: &[Strip], xs: &[&[f32]; MR_MAX], acc: &mut [Strip
 #[target_feature(enable = "avx2,fma,f16c")]
 fn gemv_avx2(panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
     let kc = x.len();
-    let (p0, rest) = panel.split_at(kc);
-    let (p1, rest) = rest.split_at(kc);
-    let (p2, p3) = rest.split_at(kc);
-    let p3 = &p3[..kc];
+    let ps = stride(kc);
+    let (p0, rest) = panel.split_at(ps);
+    let (p1, rest) = rest.split_at(ps);
+    let (p2, p3) = rest.split_at(ps);
+    let (p0, p1, p2, p3) = (&p0[..kc], &p1[..kc], &p2[..kc], &p3[..kc]);
     let mut a = [_mm256_setzero_ps(); 8];
     for (i, v) in a.iter_mut().enumerate() {
         *v = ld(arr(acc, 8 * i));
@@ -225,6 +233,9 @@ fn gemv_avx2(panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
 
 // ---- decode-in-pack ----
 
+/// Rows of `W` ahead of the one being packed that a `[k, n]` panel prefetches.
+const PREFETCH_ROWS: usize = 8;
+
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn pack_avx2(
@@ -237,30 +248,51 @@ fn pack_avx2(
     rows: &mut [f32],
 ) -> Result<(), KernelError> {
     let kc = k1 - k0;
-    let panel = &mut panel[..NS * kc];
     if src.is_rows() {
         return pack_rows(src, k0, k1, j0, nw, panel, rows);
     }
+    let ps = stride(kc);
+    let ns = panel.len() / ps;
     let full = nw / NR;
+    // Row `r` of `[k, n]` bytes (`es` bytes per value, row length `n`): prefetch the tile's
+    // columns of row `r + PREFETCH_ROWS`, one touch per cache line.
+    let prefetch_ahead = |b: &[u8], n: usize, es: usize, r: usize| {
+        let ahead = r + PREFETCH_ROWS;
+        if ahead < k1 {
+            let start = es * (ahead * n + j0);
+            let row = &b[start..start + es * nw];
+            for line in row.chunks(64) {
+                prefetch(line);
+            }
+        }
+    };
     match *src {
         Src::W(m) => match m.storage {
             Storage::ReleaseInt8 { q, scales, blocks } => {
                 let (n, bh) = (m.n, m.k / blocks);
+                let sbuf = &mut rows[..full * NR];
                 let mut r = k0;
                 while r < k1 {
                     let b = r / bh;
                     let rend = ((b + 1) * bh).min(k1);
-                    let mut sv = [(_mm256_setzero_ps(), _mm256_setzero_ps()); NS];
-                    for (s, v) in sv.iter_mut().enumerate().take(full) {
-                        *v = bf16x16(arr(scales, 2 * (b * n + j0 + s * NR)));
+                    for (s, d) in sbuf.chunks_exact_mut(NR).enumerate() {
+                        let (lo, hi) = bf16x16(arr(scales, 2 * (b * n + j0 + s * NR)));
+                        st(arr_mut(d, 0), lo);
+                        st(arr_mut(d, 8), hi);
                     }
                     for rr in r..rend {
+                        prefetch_ahead(q, n, 1, rr);
                         let kk = rr - k0;
-                        for (s, &(s_lo, s_hi)) in sv.iter().enumerate().take(full) {
-                            let v = ld_b16(arr(q, rr * n + j0 + s * NR));
-                            let lo = _mm256_mul_ps(i8x8_f32(v), s_lo);
-                            let hi = _mm256_mul_ps(i8x8_f32(hi64(v)), s_hi);
-                            st16(&mut panel[s * kc + kk], lo, hi);
+                        let qrow = &q[rr * n + j0..rr * n + j0 + full * NR];
+                        for (s, (qv, sv)) in qrow
+                            .chunks_exact(NR)
+                            .zip(sbuf.chunks_exact(NR))
+                            .enumerate()
+                        {
+                            let v = ld_b16(arr(qv, 0));
+                            let lo = _mm256_mul_ps(i8x8_f32(v), ld(arr(sv, 0)));
+                            let hi = _mm256_mul_ps(i8x8_f32(hi64(v)), ld(arr(sv, 8)));
+                            st16(&mut panel[s * ps + kk], lo, hi);
                         }
                     }
                     r = rend;
@@ -268,11 +300,12 @@ fn pack_avx2(
             }
             Storage::F32Kn(b) => {
                 for kk in 0..kc {
+                    prefetch_ahead(b, m.n, 4, k0 + kk);
                     let row = (k0 + kk) * m.n + j0;
                     for s in 0..full {
                         let at = 4 * (row + s * NR);
                         st16(
-                            &mut panel[s * kc + kk],
+                            &mut panel[s * ps + kk],
                             f32x8(arr(b, at)),
                             f32x8(arr(b, at + 32)),
                         );
@@ -287,7 +320,7 @@ fn pack_avx2(
                 for s in 0..full {
                     let at = row + s * NR;
                     st16(
-                        &mut panel[s * kc + kk],
+                        &mut panel[s * ps + kk],
                         ld(arr(b, at)),
                         ld(arr(b, at + 8)),
                     );
@@ -296,11 +329,11 @@ fn pack_avx2(
         }
         Src::Nk { .. } => unreachable!("[n, k] storage handled by pack_rows"),
     }
-    if full < NS {
-        panel[full * kc..].iter_mut().for_each(|s| *s = [0.0; NR]);
+    if full < ns {
+        panel[full * ps..].iter_mut().for_each(|s| *s = [0.0; NR]);
         for kk in 0..kc {
             pack::pack_kn_row(src, k0 + kk, j0, full * NR, nw, |jj, v| {
-                panel[(jj / NR) * kc + kk][jj % NR] = v
+                panel[(jj / NR) * ps + kk][jj % NR] = v
             });
         }
     }
@@ -322,23 +355,32 @@ fn pack_rows(
 ) -> Result<(), KernelError> {
     let kc = k1 - k0;
     let rows = &mut rows[..8 * kc];
-    for g in 0..NP / 8 {
+    let ps = stride(kc);
+    let ns = panel.len() / ps;
+    for g in 0..2 * ns {
         let (s, h) = (g / 2, 8 * (g % 2));
         if 8 * g >= nw {
-            for p in &mut panel[s * kc..(s + 1) * kc] {
+            for p in &mut panel[s * ps..s * ps + kc] {
                 p[h..h + 8].fill(0.0);
             }
             continue;
         }
+        let (k, next) = (src.k(), (k1 + kc).min(src.k()));
         for (r, buf) in rows.chunks_exact_mut(kc).enumerate() {
             let jj = 8 * g + r;
             if jj < nw {
+                // the same row's next k-block: read after this whole panel
+                if k1 < k {
+                    for line in pack::row_bytes(src, j0 + jj, k1, next).chunks(64) {
+                        prefetch(line);
+                    }
+                }
                 decode_row(src, j0 + jj, k0, k1, buf)?;
             } else {
                 buf.fill(0.0);
             }
         }
-        let dst = &mut panel[s * kc..(s + 1) * kc];
+        let dst = &mut panel[s * ps..s * ps + kc];
         let k8 = kc - kc % 8;
         for kb in (0..k8).step_by(8) {
             let mut v = [_mm256_setzero_ps(); 8];
@@ -518,8 +560,12 @@ fn row_bf16(row: &[u8], out: &mut [f32]) {
     crate::base::float::decode_bf16_le(&row[2 * k16..], &mut out[k16..]);
 }
 
+/// The f16 at byte `at` as f32 (F16C: exact, the same value as `half`'s conversion).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16_bits_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+    let bits = i32::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
 }
 
 /// Q8_0: `q · d`.
@@ -632,4 +678,33 @@ fn q6_k(b: &[u8; 210], out: &mut [f32; 256]) {
             }
         }
     }
+}
+
+// ---- the machine's ceiling (benchmarks) ----
+
+impl Avx2 {
+    /// `iters` rounds of 12 independent 8-lane FMA chains in registers (no memory traffic):
+    /// `iters · 12 · 8 · 2` flops.
+    pub(crate) fn fma_loop(self, iters: u64) -> f32 {
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe { fma_loop(iters) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma_loop(iters: u64) -> f32 {
+    let (x, y) = std::hint::black_box((_mm256_set1_ps(0.999_9), _mm256_set1_ps(1e-4)));
+    let mut a = [_mm256_setzero_ps(); 12];
+    for (i, v) in a.iter_mut().enumerate() {
+        *v = _mm256_set1_ps(std::hint::black_box(1.0 + i as f32));
+    }
+    for _ in 0..std::hint::black_box(iters) {
+        for v in a.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, x, y);
+        }
+    }
+    let mut out = [0f32; 8];
+    let s = a.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
+    st(&mut out, s);
+    out.iter().sum()
 }
