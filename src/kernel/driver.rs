@@ -92,8 +92,10 @@ impl Scratch {
     }
 }
 
-/// Floats of a `[k, n]` storage's panel (256 KiB: L2-resident; see [`tile`]).
-pub(crate) const WIDE_PANEL: usize = 64 * 1024;
+/// Floats of a `[k, n]` storage's panel (512 KiB: half of L2; see [`tile`]).
+pub(crate) const WIDE_PANEL: usize = 128 * 1024;
+/// Widest `[k, n]` panel (columns).
+pub(crate) const WIDE_NP: usize = 1024;
 
 /// `out[i][..] = x[i, :] · W[:, cols]` for `i < m`; `out[i]` holds `cols.len()` values.
 ///
@@ -126,12 +128,25 @@ pub(crate) fn tile(
         let kc = if m == 1 { KC_GEMV } else { KC_GEMM };
         (NP, kc.next_multiple_of(src.k_granule()))
     } else {
-        let np = nc.next_multiple_of(NP);
+        let np = nc.next_multiple_of(NP).min(WIDE_NP);
         (np, (WIDE_PANEL / np).clamp(16, KC_GEMM))
     };
     let ns = np / NR;
     sc.panel.resize(ns * stride(kc_max), [0.0; NR]);
-    sc.rows.resize((8 * kc_max).max(np), 0.0);
+    sc.rows.resize((8 * kc_max).max(nc.next_multiple_of(NP)), 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if let (1, false, Isa::Avx2(t)) = (m, src.is_rows(), isa) {
+        // One row over [k, n]: straight into registers, whole 64-column groups; the rest (if
+        // any) through the panel below.
+        let whole = nc - nc % NP;
+        if whole > 0 && t.gemv_kn(src, x, cols.start, &mut out[0][..whole], &mut sc.rows) {
+            if whole == nc {
+                return Ok(());
+            }
+            let mut rest: [&mut [f32]; 1] = [&mut out[0][whole..]];
+            return tile(isa, src, x, 1, cols.start + whole..cols.end, &mut rest, sc);
+        }
+    }
     let blocks = row_blocks(m);
     for k0 in (0..k).step_by(kc_max) {
         let k1 = (k0 + kc_max).min(k);
@@ -156,22 +171,47 @@ pub(crate) fn tile(
                 }
                 continue;
             }
+            // While this panel is multiplied, prefetch the next k-block's bytes of the same
+            // columns, spread evenly over the microkernel calls.
+            // (`[n, k]` panels prefetch their rows' next k-block while packing instead.)
+            let mut ahead = if k1 < k && !src.is_rows() {
+                pack::Ahead::new(src, k1, (k1 + kc_max).min(k), cols.start + s0, nw)
+            } else {
+                pack::Ahead::new(src, k1, k1, cols.start + s0, nw)
+            };
+            let calls = nw.div_ceil(NR) * blocks.len();
+            let per_call = ahead.remaining().div_ceil(calls.max(1));
             for s in 0..nw.div_ceil(NR) {
                 let strip = &panel[s * ps..s * ps + kc];
                 let (c0, w) = (s0 + s * NR, NR.min(nw - s * NR));
                 for &(i0, mr) in &blocks {
-                    let mut acc = [[0f32; NR]; MR_MAX];
                     let mut xs: [&[f32]; MR_MAX] = [&[]; MR_MAX];
-                    for r in 0..mr {
+                    for (r, xr) in xs.iter_mut().enumerate().take(mr) {
                         let i = i0 + r;
-                        xs[r] = &x[i * k + k0..i * k + k1];
-                        if !first {
-                            load_row(&mut acc[r], &out[i][c0..c0 + w]);
-                        }
+                        *xr = &x[i * k + k0..i * k + k1];
                     }
-                    ukernel(isa, mr, strip, &xs, &mut acc);
-                    for r in 0..mr {
-                        store_row(&mut out[i0 + r][c0..c0 + w], &acc[r]);
+                    ahead.take(per_call, |line| prefetch(isa, line));
+                    let rows = &mut out[i0..i0 + mr];
+                    if w == NR {
+                        // whole strips: the microkernel reads and writes the output in place
+                        let mut cs: [&mut [f32]; MR_MAX] = Default::default();
+                        for (c, row) in cs.iter_mut().zip(rows.iter_mut()) {
+                            *c = &mut row[c0..c0 + NR];
+                        }
+                        ukernel(isa, mr, strip, &xs, &mut cs, first);
+                    } else {
+                        let mut acc = [[0f32; NR]; MR_MAX];
+                        for (a, row) in acc.iter_mut().zip(rows.iter()) {
+                            a[..w].copy_from_slice(&row[c0..c0 + w]);
+                        }
+                        let mut cs: [&mut [f32]; MR_MAX] = Default::default();
+                        for (c, a) in cs.iter_mut().zip(acc.iter_mut()) {
+                            *c = a;
+                        }
+                        ukernel(isa, mr, strip, &xs, &mut cs, first);
+                        for (a, row) in acc.iter().zip(rows.iter_mut()) {
+                            row[c0..c0 + w].copy_from_slice(&a[..w]);
+                        }
                     }
                 }
             }
@@ -180,21 +220,12 @@ pub(crate) fn tile(
     Ok(())
 }
 
-/// Copy a tile row into an accumulator strip (a fixed-size copy when the row is whole).
-#[inline(always)]
-fn load_row(acc: &mut Strip, o: &[f32]) {
-    match o.first_chunk::<NR>() {
-        Some(a) => *acc = *a,
-        None => acc[..o.len()].copy_from_slice(o),
-    }
-}
-
-#[inline(always)]
-fn store_row(o: &mut [f32], acc: &Strip) {
-    let w = o.len();
-    match o.first_chunk_mut::<NR>() {
-        Some(a) => *a = *acc,
-        None => o.copy_from_slice(&acc[..w]),
+#[inline]
+fn prefetch(isa: Isa, line: &[u8]) {
+    match isa {
+        Isa::Portable => {}
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(t) => t.prefetch(line),
     }
 }
 
@@ -233,11 +264,30 @@ pub(crate) fn pack_panel(
     }
 }
 
-fn ukernel(isa: Isa, mr: usize, strip: &[Strip], xs: &[&[f32]; MR_MAX], acc: &mut [Strip; MR_MAX]) {
+/// `cs[r][..16] = (first ? 0 : cs[r][..16]) + xs[r] · strip` for `r < mr` (the FMA chains).
+fn ukernel(
+    isa: Isa,
+    mr: usize,
+    strip: &[Strip],
+    xs: &[&[f32]; MR_MAX],
+    cs: &mut [&mut [f32]; MR_MAX],
+    first: bool,
+) {
     match isa {
-        Isa::Portable => portable_ukernel(mr, strip, xs, acc),
+        Isa::Portable => {
+            let mut acc = [[0f32; NR]; MR_MAX];
+            for (a, c) in acc.iter_mut().zip(cs.iter()).take(mr) {
+                if !first {
+                    a.copy_from_slice(&c[..NR]);
+                }
+            }
+            portable_ukernel(mr, strip, xs, &mut acc);
+            for (a, c) in acc.iter().zip(cs.iter_mut()).take(mr) {
+                c[..NR].copy_from_slice(a);
+            }
+        }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(t) => t.ukernel(mr, strip, xs, acc),
+        Isa::Avx2(t) => t.ukernel(mr, strip, xs, cs, first),
     }
 }
 

@@ -249,3 +249,71 @@ pub(crate) fn pack_kn_row(
         Src::Nk { .. } => unreachable!("[n, k] storage handled by row_range"),
     }
 }
+
+/// The cache lines of the stored bytes behind a panel, to prefetch while the previous panel is
+/// being multiplied (the pack of a panel otherwise waits on memory, and the multiply leaves
+/// the memory system idle). The lines form a grid of segments (one per stored row touched) ×
+/// lines per segment, handed out a few at a time.
+pub(crate) struct Ahead<'a> {
+    src: Src<'a>,
+    k0: usize,
+    k1: usize,
+    j0: usize,
+    nw: usize,
+    lines_per_seg: usize,
+    total: usize,
+    next: usize,
+}
+
+impl<'a> Ahead<'a> {
+    /// The lines of `W[k0..k1, j0..j0 + nw]`'s stored bytes (none for f32 activations).
+    pub(crate) fn new(src: &Src<'a>, k0: usize, k1: usize, j0: usize, nw: usize) -> Ahead<'a> {
+        let mut a = Ahead {
+            src: *src,
+            k0,
+            k1,
+            j0,
+            nw,
+            lines_per_seg: 0,
+            total: 0,
+            next: 0,
+        };
+        if k1 > k0 && nw > 0 {
+            let segs = if src.is_rows() { nw } else { k1 - k0 };
+            a.lines_per_seg = a.seg(0).len().div_ceil(64);
+            a.total = segs * a.lines_per_seg;
+        }
+        a
+    }
+
+    fn seg(&self, i: usize) -> &'a [u8] {
+        if self.src.is_rows() {
+            return row_bytes(&self.src, self.j0 + i, self.k0, self.k1);
+        }
+        let r = self.k0 + i;
+        match self.src {
+            Src::W(m) => match m.storage {
+                Storage::ReleaseInt8 { q, .. } => &q[r * m.n + self.j0..r * m.n + self.j0 + self.nw],
+                Storage::F32Kn(b) => &b[4 * (r * m.n + self.j0)..4 * (r * m.n + self.j0 + self.nw)],
+                _ => &[],
+            },
+            _ => &[],
+        }
+    }
+
+    /// Lines not handed out yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.total - self.next
+    }
+
+    /// Hand the next `count` lines (or fewer) to `f`.
+    pub(crate) fn take(&mut self, count: usize, mut f: impl FnMut(&[u8])) {
+        let end = (self.next + count).min(self.total);
+        while self.next < end {
+            let (s, l) = (self.next / self.lines_per_seg, self.next % self.lines_per_seg);
+            let seg = self.seg(s);
+            f(&seg[(64 * l).min(seg.len())..]);
+            self.next += 1;
+        }
+    }
+}

@@ -435,6 +435,51 @@ fn results_do_not_depend_on_batch_tiles_or_threads() {
     }
 }
 
+/// Wide matrices: several panels per tile, one-row products straight into registers.
+#[test]
+fn wide_matrices_match_the_chain() {
+    let mut rng = Rng(77);
+    let (k, n) = (40, 9000);
+    let q = rng.bytes(k * n);
+    let s: Vec<u8> = rng
+        .f32s(2 * n)
+        .iter()
+        .flat_map(|&x| scale_bytes_of(GgmlType::BF16, x))
+        .collect();
+    let f: Vec<u8> = rng.f32s(k * n).iter().flat_map(|x| x.to_le_bytes()).collect();
+    for o in [
+        Owned::Int8 { q, s, blocks: 2 },
+        Owned::F32Kn(f),
+    ] {
+        let mat = Mat {
+            k,
+            n,
+            o,
+            name: "wide".into(),
+        };
+        let w = mat.w();
+        let full = mat.full();
+        for m in [1, 3] {
+            let x = rng.f32s(m * k);
+            let want = chain(&x, m, &full, k, n, 0..n);
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![0f32; m * n];
+                pool.install(|| run(&mut [Job { x: &x, m, w, out: &mut y }]))
+                    .unwrap();
+                assert_eq!(bits(&y), bits(&want), "m={m} threads={threads}");
+            }
+            let mut y = vec![0f32; m * (n - 5)];
+            matmul(&x, m, &w, 5..n, &mut y).unwrap();
+            let want: Vec<f32> = want.chunks_exact(n).flat_map(|r| r[5..].to_vec()).collect();
+            assert_eq!(bits(&y), bits(&want), "m={m} single tile");
+        }
+    }
+}
+
 #[test]
 fn f32_products_in_both_layouts() {
     let mut rng = Rng(42);

@@ -50,19 +50,25 @@ impl Avx2 {
         mr: usize,
         strip: &[Strip],
         xs: &[&[f32]; MR_MAX],
-        acc: &mut [Strip; MR_MAX],
+        cs: &mut [&mut [f32]; MR_MAX],
+        first: bool,
     ) {
         // SAFETY: as in `pack`: the token proves the target features.
         unsafe {
             match mr {
-                1 => ukr::<1>(strip, xs, acc),
-                2 => ukr::<2>(strip, xs, acc),
-                3 => ukr::<3>(strip, xs, acc),
-                4 => ukr::<4>(strip, xs, acc),
-                5 => ukr::<5>(strip, xs, acc),
-                _ => ukr::<6>(strip, xs, acc),
+                1 => ukr::<1>(strip, xs, cs, first),
+                2 => ukr::<2>(strip, xs, cs, first),
+                3 => ukr::<3>(strip, xs, cs, first),
+                4 => ukr::<4>(strip, xs, cs, first),
+                5 => ukr::<5>(strip, xs, cs, first),
+                _ => ukr::<6>(strip, xs, cs, first),
             }
         }
+    }
+
+    #[inline(always)]
+    pub(crate) fn prefetch(self, line: &[u8]) {
+        prefetch(line)
     }
 
     pub(crate) fn gemv(self, panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
@@ -109,10 +115,12 @@ fn ld_b32(s: &[u8; 32]) -> __m256i {
 }
 
 /// Hint that `line` (a cache line of a live slice) will be read soon.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+/// (SSE, part of every x86-64: inlined into any caller.)
+#[inline(always)]
 fn prefetch(line: &[u8]) {
-    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+    // SAFETY: SSE is part of the x86-64 baseline; a prefetch never faults and reads nothing
+    // architecturally, and the address is the start of a live slice.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) }
 }
 
 /// `N` elements of `s` from `at`, as an array reference (panics only on a caller's bug).
@@ -181,15 +189,23 @@ fn hi64(v: __m128i) -> __m128i {
 
 // ---- microkernels ----
 
-/// `acc[r] = fma(xs[r][kk], strip[kk], acc[r])` for kk in order, r < MR (see `driver`).
+/// `c[r] = fma(xs[r][kk], strip[kk], c[r])` for kk in order, r < MR, starting from zero
+/// (`first`) or from `c[r]` (see `driver`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn ukr<const MR: usize>(strip: &[Strip], xs: &[&[f32]; MR_MAX], acc: &mut [Strip; MR_MAX]) {
+fn ukr<const MR: usize>(
+    strip: &[Strip],
+    xs: &[&[f32]; MR_MAX],
+    cs: &mut [&mut [f32]; MR_MAX],
+    first: bool,
+) {
     let kc = strip.len();
     let mut a = [[_mm256_setzero_ps(); 2]; MR];
     let mut x: [&[f32]; MR] = [&[]; MR];
     for r in 0..MR {
-        let (lo, hi) = ld16(&acc[r]);
-        a[r] = [lo, hi];
+        if !first {
+            let (lo, hi) = ld16(arr(cs[r], 0));
+            a[r] = [lo, hi];
+        }
         x[r] = &xs[r][..kc];
     }
     for (kk, b) in strip.iter().enumerate() {
@@ -201,7 +217,7 @@ fn ukr<const MR: usize>(strip: &[Strip], xs: &[&[f32]; MR_MAX], acc: &mut [Strip
         }
     }
     for r in 0..MR {
-        st16(&mut acc[r], a[r][0], a[r][1]);
+        st16(arr_mut(cs[r], 0), a[r][0], a[r][1]);
     }
 }
 
@@ -707,4 +723,116 @@ fn fma_loop(iters: u64) -> f32 {
     let s = a.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
     st(&mut out, s);
     out.iter().sum()
+}
+
+// ---- one-row products over [k, n] storages, straight into registers ----
+
+/// Rows of `W` per k-block of [`gemv_kn`] (one 64-column group's accumulators stay in
+/// registers across them; the next block's rows are prefetched meanwhile).
+const GEMV_ROWS: usize = 16;
+
+impl Avx2 {
+    /// `out = x · W[:, j0 .. j0 + out.len()]` for `[k, n]` storages (`out.len()` a multiple of
+    /// 64); `sbuf` holds `out.len()` floats. Returns false for storages it does not cover.
+    pub(crate) fn gemv_kn(
+        self,
+        src: &Src<'_>,
+        x: &[f32],
+        j0: usize,
+        out: &mut [f32],
+        sbuf: &mut [f32],
+    ) -> bool {
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe { gemv_kn(src, x, j0, out, sbuf) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn gemv_kn(src: &Src<'_>, x: &[f32], j0: usize, out: &mut [f32], sbuf: &mut [f32]) -> bool {
+    let nc = out.len();
+    debug_assert!(nc.is_multiple_of(NP));
+    out.fill(0.0);
+    let (k, n) = (src.k(), src.n());
+    let x = &x[..k];
+    match *src {
+        Src::W(m) => match m.storage {
+            Storage::ReleaseInt8 { q, scales, blocks } => {
+                let bh = k / blocks;
+                let sbuf = &mut sbuf[..nc];
+                let mut kb0 = 0;
+                while kb0 < k {
+                    let b = kb0 / bh;
+                    let kb1 = (kb0 + GEMV_ROWS).min((b + 1) * bh).min(k);
+                    if kb0 == b * bh {
+                        for (s, d) in sbuf.chunks_exact_mut(NR).enumerate() {
+                            let (lo, hi) = bf16x16(arr(scales, 2 * (b * n + j0 + s * NR)));
+                            st(arr_mut(d, 0), lo);
+                            st(arr_mut(d, 8), hi);
+                        }
+                    }
+                    for (g, (o, sv)) in out
+                        .chunks_exact_mut(NP)
+                        .zip(sbuf.chunks_exact(NP))
+                        .enumerate()
+                    {
+                        let c0 = j0 + g * NP;
+                        let mut a = [_mm256_setzero_ps(); 8];
+                        for (i, v) in a.iter_mut().enumerate() {
+                            *v = ld(arr(o, 8 * i));
+                        }
+                        for r in kb0..kb1 {
+                            if r + GEMV_ROWS < k {
+                                prefetch(&q[(r + GEMV_ROWS) * n + c0..]);
+                            }
+                            let xv = _mm256_set1_ps(x[r]);
+                            let qr = &q[r * n + c0..r * n + c0 + NP];
+                            for t in 0..4 {
+                                let v = ld_b16(arr(qr, 16 * t));
+                                let lo = _mm256_mul_ps(i8x8_f32(v), ld(arr(sv, 16 * t)));
+                                let hi = _mm256_mul_ps(i8x8_f32(hi64(v)), ld(arr(sv, 16 * t + 8)));
+                                a[2 * t] = _mm256_fmadd_ps(xv, lo, a[2 * t]);
+                                a[2 * t + 1] = _mm256_fmadd_ps(xv, hi, a[2 * t + 1]);
+                            }
+                        }
+                        for (i, v) in a.iter().enumerate() {
+                            st(arr_mut(o, 8 * i), *v);
+                        }
+                    }
+                    kb0 = kb1;
+                }
+                true
+            }
+            Storage::F32Kn(b) => {
+                for kb0 in (0..k).step_by(GEMV_ROWS) {
+                    let kb1 = (kb0 + GEMV_ROWS).min(k);
+                    for (g, o) in out.chunks_exact_mut(NP).enumerate() {
+                        let c0 = j0 + g * NP;
+                        let mut a = [_mm256_setzero_ps(); 8];
+                        for (i, v) in a.iter_mut().enumerate() {
+                            *v = ld(arr(o, 8 * i));
+                        }
+                        for r in kb0..kb1 {
+                            let at = 4 * (r * n + c0);
+                            if r + GEMV_ROWS < k {
+                                let ahead = at + 4 * GEMV_ROWS * n;
+                                for l in 0..4 {
+                                    prefetch(&b[ahead + 64 * l..]);
+                                }
+                            }
+                            let xv = _mm256_set1_ps(x[r]);
+                            for (i, v) in a.iter_mut().enumerate() {
+                                *v = _mm256_fmadd_ps(xv, f32x8(arr(b, at + 32 * i)), *v);
+                            }
+                        }
+                        for (i, v) in a.iter().enumerate() {
+                            st(arr_mut(o, 8 * i), *v);
+                        }
+                    }
+                }
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
