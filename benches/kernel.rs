@@ -116,20 +116,20 @@ impl Weights {
             b
         };
         let (a, b, ty) = match name {
-            "int8" => (
-                random_bytes(k * n, 1),
-                small_values(blocks * n, 2, 2),
-                None,
-            ),
+            "int8" => (random_bytes(k * n, 1), small_values(blocks * n, 2, 2), None),
             "f32" => (small_values(k * n, 4, 3), Vec::new(), None),
-            "bf16" => (
-                small_values(k * n, 2, 4),
-                Vec::new(),
-                Some(GgmlType::BF16),
-            ),
+            "bf16" => (small_values(k * n, 2, 4), Vec::new(), Some(GgmlType::BF16)),
             "f32 rows" => (small_values(k * n, 4, 5), Vec::new(), Some(GgmlType::F32)),
-            "Q8_0" => (block_type(GgmlType::Q8_0, &[0]), Vec::new(), Some(GgmlType::Q8_0)),
-            "Q4_0" => (block_type(GgmlType::Q4_0, &[0]), Vec::new(), Some(GgmlType::Q4_0)),
+            "Q8_0" => (
+                block_type(GgmlType::Q8_0, &[0]),
+                Vec::new(),
+                Some(GgmlType::Q8_0),
+            ),
+            "Q4_0" => (
+                block_type(GgmlType::Q4_0, &[0]),
+                Vec::new(),
+                Some(GgmlType::Q4_0),
+            ),
             "Q4_K" => (
                 block_type(GgmlType::Q4_K, &[0, 2]),
                 Vec::new(),
@@ -351,7 +351,9 @@ fn main() {
     let kinds: &[&str] = if o.quick {
         &["int8", "Q8_0", "Q4_K"]
     } else {
-        &["int8", "Q8_0", "Q4_0", "Q4_K", "Q6_K", "bf16", "f32", "ct int4"]
+        &[
+            "int8", "Q8_0", "Q4_0", "Q4_K", "Q6_K", "bf16", "f32", "ct int4",
+        ]
     };
     let ms: &[usize] = &[8, 16, 32, 64, 128];
     println!("## GEMM, k = {k}, n = {n} (expert w1/v shape): GFLOP/s (× ceiling, spread)\n");
@@ -396,7 +398,13 @@ fn main() {
         vec![("attn 6144×6144", 6144, 6144, 1, vec!["int8", "Q8_0"])]
     } else {
         vec![
-            ("down 32768×6144", 32768, 6144, 8, vec!["int8", "Q8_0", "Q4_K"]),
+            (
+                "down 32768×6144",
+                32768,
+                6144,
+                8,
+                vec!["int8", "Q8_0", "Q4_K"],
+            ),
             ("attn 6144×6144", 6144, 6144, 1, vec!["int8", "Q8_0"]),
             ("head 131072×6144 [n,k]", 6144, 131072, 1, vec!["Q8_0"]),
         ]
@@ -413,7 +421,9 @@ fn main() {
     let c2 = ceiling(&mut ceil);
 
     // ---- the previous path ----
-    println!("\n## Previous path (decode to f32 + matrixmultiply sgemm) vs kernel, k = {k}, n = {n}\n");
+    println!(
+        "\n## Previous path (decode to f32 + matrixmultiply sgemm) vs kernel, k = {k}, n = {n}\n"
+    );
     println!("| weights | m | old ms | kernel ms | speed-up |");
     println!("|---|---|---|---|---|");
     for kind in ["int8", "Q8_0"] {
@@ -497,7 +507,10 @@ fn gemv(o: &Opts, label: &str, w: &Matrix<'_>) -> String {
 fn head_f32(o: &Opts) {
     let path = std::path::Path::new("/work/bench/grok1-1l/ckpt-0/tensor00000_000");
     let Ok(map) = grokit::io::mmap::MappedFile::open(path) else {
-        println!("| head 131072×6144 [n,k] | F32 | (skipped: {} not found) |", path.display());
+        println!(
+            "| head 131072×6144 [n,k] | F32 | (skipped: {} not found) |",
+            path.display()
+        );
         return;
     };
     let b = map.bytes();

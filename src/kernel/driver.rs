@@ -16,8 +16,9 @@ use std::sync::OnceLock;
 /// k rows per panel for products of several rows (panel: `KC_GEMM × NP` f32 = 64 KiB, one
 /// 16 KiB sub-strip at a time stays in L1 while every row block streams over it).
 pub(crate) const KC_GEMM: usize = 256;
-/// k rows per panel for one-row products (16 KiB: decode and FMA stay in L1).
-pub(crate) const KC_GEMV: usize = 64;
+/// k rows per panel for one-row products over `[n, k]` storages (as many rows as for several:
+/// at 64 the per-row decode calls cost more than the L1 residency saves).
+pub(crate) const KC_GEMV: usize = 256;
 /// Most rows one microkernel call covers (`MR × 16` accumulators: 12 of AVX2's 16 registers).
 pub(crate) const MR_MAX: usize = 6;
 
@@ -133,7 +134,8 @@ pub(crate) fn tile(
     };
     let ns = np / NR;
     sc.panel.resize(ns * stride(kc_max), [0.0; NR]);
-    sc.rows.resize((8 * kc_max).max(nc.next_multiple_of(NP)), 0.0);
+    sc.rows
+        .resize((8 * kc_max).max(nc.next_multiple_of(NP)), 0.0);
     #[cfg(target_arch = "x86_64")]
     if let (1, false, Isa::Avx2(t)) = (m, src.is_rows(), isa) {
         // One row over [k, n]: straight into registers, whole 64-column groups; the rest (if
@@ -225,7 +227,7 @@ fn prefetch(isa: Isa, line: &[u8]) {
     match isa {
         Isa::Portable => {}
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(t) => t.prefetch(line),
+        Isa::Avx2(t) => t.prefetch_l2(line),
     }
 }
 

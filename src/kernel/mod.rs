@@ -6,18 +6,28 @@
 //! of every band. Here a weight matrix is described as it lies in the file ([`Storage`]: the
 //! release's int8 with bf16 row-block scales, GGUF rows of plain or block-quantized values,
 //! safetensors dense rows, compressed-tensors packed int8/int4) and the product `x · W` decodes
-//! the weights only into the small working set the product needs.
+//! the weights only into a cache-sized panel (or, for one row over the release's `[k, n]`
+//! layout, straight into registers).
 //!
-//! The contract every implementation in this module keeps (the reference model relies on it):
+//! # The contract
+//!
+//! Every implementation in this module keeps it (the reference model relies on it):
 //! - **Exact weights.** Every weight enters the product with exactly the f32 value that
 //!   [`Matrix::decode`] gives, which is the value grokit's dequantization has always given
 //!   (`q · s` for the release's int8, [`crate::quant::dequantize_row`] for GGUF types,
-//!   `q · scale` for compressed-tensors). Products and sums are f32.
-//! - **Row and column independence.** Output element `(i, j)` depends only on row `i` of `x`
-//!   and column `j` of `W`: not on how many rows are in the batch, which column range or tile is
-//!   being computed, or how the work is split over threads. The summation order over `k` is a
-//!   fixed function of `k` alone. That is what makes a KV-cached decode step (one row) equal a
-//!   full recompute (many rows) bit for bit, and banded products equal whole ones.
+//!   `q · scale` for compressed-tensors). The panel decoders evaluate the same f32 expressions
+//!   (nothing fused that the scalar code does not fuse) and are tested bit for bit against
+//!   [`Matrix::decode`] on random bytes, NaN/inf/subnormal scales included.
+//! - **One FMA chain per output.** `y[i, j] = fma(x[i, k−1], w[k−1, j], … fma(x[i, 0], w[0, j],
+//!   +0) …)`: a single sequential fused multiply-add chain over `k`, in order, from `+0`.
+//!   Output element `(i, j)` therefore depends only on row `i` of `x` and column `j` of `W`: not
+//!   on how many rows are in the batch, which column range or tile is being computed, the
+//!   k-blocking (a partial chain is stored and reloaded exactly), the thread count, whether the
+//!   one-row or the many-row path ran, or the instruction set (`f32::mul_add` and `vfmadd` are
+//!   the same correctly rounded operation). That is what makes a KV-cached decode step (one
+//!   row) equal a full recompute (many rows) bit for bit, banded products equal whole ones, and
+//!   the portable path equal the AVX2 path (tested; NaN *payloads* may differ between them,
+//!   never a number). The process picks one instruction set ([`isa`]) anyway.
 //! - **No panics on bad geometry.** A [`Matrix`] checks its byte lengths with checked
 //!   arithmetic when it is built; products check their slices and return [`KernelError`].
 //!
@@ -25,6 +35,53 @@
 //! `y[m, n] = x[m, k] · W`. The release stores `[k, n]` ([`Storage::ReleaseInt8`],
 //! [`Storage::F32Kn`]); GGUF and safetensors store `[n, k]`, one row of `k` values per output
 //! ([`Storage::Rows`], [`Storage::Ct`]).
+//!
+//! # How (blocking, instruction sets)
+//!
+//! The work of a product is split into column tiles ([`run`]: tasks over (job, tile) on the
+//! rayon pool). One tile is computed by `driver::tile`:
+//! - for each k-block of `kc` rows, for each panel of columns: decode `W[k-block, columns]`
+//!   into the panel (f32, sub-strips of 16 columns × `kc` rows) — `[n, k]` rows are decoded 8
+//!   at a time into a scratch and transposed 8 × 8 into it; then for each 16-column sub-strip
+//!   and each block of at most 6 rows of `x` run the microkernel: 6 × 16 accumulators (12 AVX2
+//!   registers), per `k` two panel loads, six broadcasts, twelve FMAs;
+//! - `[n, k]` panels are 64 columns × `kc` = 256 (64 for one row, both rounded up to whole
+//!   quant blocks); `[k, n]` panels span up to 1024 columns with `kc · width` ≤ 128 Ki floats,
+//!   so each row of `W` is read as one contiguous run (rows of an expert matrix are 32 KiB
+//!   apart: 64-byte reads per row defeat the hardware prefetcher);
+//! - while a panel is multiplied, the next k-block's bytes are prefetched, spread over the
+//!   microkernel calls; `[n, k]` packing prefetches each row's next k-block as it goes;
+//! - one row (`m = 1`, decode) over `[k, n]` storages skips the panel: 64 columns × 16 rows
+//!   at a time, decoded and FMA'd in registers. Over `[n, k]` storages one row still goes
+//!   through the (L1-sized) panel, because the chain order needs `W` by columns.
+//!
+//! Instruction sets: AVX2 + FMA + F16C, detected at run time (`x86`), and a portable path
+//! (plain Rust, `f32::mul_add`) that every other target runs; a NEON microkernel and decoders
+//! slot in as a third [`Isa`] arm beside them. AVX-512 adds nothing to the f32 FMA ceiling of
+//! the Zen 4 cores we run on (512-bit FMAs are double-pumped), so there is no AVX-512 path.
+//!
+//! Types without a SIMD decoder (Q4_1, Q5_x, Q2_K, Q3_K, Q5_K, Q8_1/Q8_K and whatever `quant`
+//! adds later) are decoded block by block with [`crate::quant::dequantize_row`] into the
+//! scratch and transposed like the rest: new types work without touching this module.
+//!
+//! # Where the time goes
+//!
+//! Measured by `cargo bench --bench kernel` (docs/PERFORMANCE.md, "Kernels"): the microkernel
+//! alone runs near the FMA ceiling; what separates a product from it is the decode of each
+//! weight into the panel (int8: a load, two sign-extensions, two conversions, two multiplies
+//! and two stores per 16 weights), paid once per weight whatever `m` is, so it weighs in
+//! inversely to `m`, and waiting on memory while a panel is packed. A one-row product is bound
+//! by decode throughput and memory latency rather than by the FMAs.
+//!
+//! # Using it from the model
+//!
+//! - Experts: group tokens by expert, then one [`run`] with one [`Job`] per (expert, matrix)
+//!   that has tokens (`x` = that expert's rows). The pool splits every job into column tiles,
+//!   so one token's two experts keep both cores busy.
+//! - Decode: one row per job; each weight is read exactly once per product.
+//! - Attention: [`matmul_f32`] (`q · kᵀ` with [`Layout::Nk`], `p · v` with [`Layout::Kn`]).
+//! - Threads: [`run`] and [`matmul_f32`] use the current rayon pool (`install` a local pool to
+//!   bound them); results do not depend on its size.
 
 mod driver;
 mod pack;
@@ -429,10 +486,16 @@ pub fn run(jobs: &mut [Job<'_, '_>]) -> Result<(), KernelError> {
 pub const TILE_MAX: usize = 4096;
 
 /// Column tile for a product of width `n`: a multiple of the panel width, at most
-/// [`TILE_MAX`] (1024 for `[n, k]` storages), at least 8 tiles per thread when `n` allows.
+/// [`TILE_MAX`] (1024 for `[n, k]` storages), at least 3 (`[k, n]`) or 8 (`[n, k]`) tiles per
+/// thread when `n` allows.
 fn tile_width(src: &Src<'_>, threads: usize) -> usize {
-    let max = if src.is_rows() { 1024 } else { TILE_MAX };
-    (src.n() / (8 * threads))
+    // [k, n]: few wide tiles (3 per thread), each row's run of bytes as long as possible.
+    let (max, per_thread) = if src.is_rows() {
+        (1024, 8)
+    } else {
+        (TILE_MAX, 3)
+    };
+    (src.n() / (per_thread * threads))
         .next_multiple_of(pack::NP)
         .clamp(pack::NP, max)
 }
@@ -534,4 +597,3 @@ pub fn matmul_f32(
     }
     Ok(c)
 }
-

@@ -156,6 +156,7 @@ pub(crate) fn row_range(
 
 /// The stored bytes of row `j`, elements `k0..k1` (granule-aligned), of an `[n, k]` storage
 /// (for prefetching; the scales of compressed-tensors rows are left out).
+#[inline]
 pub(crate) fn row_bytes<'a>(src: &Src<'a>, j: usize, k0: usize, k1: usize) -> &'a [u8] {
     match *src {
         Src::W(m) => match m.storage {
@@ -197,7 +198,10 @@ pub(crate) fn pack(
         for jj in 0..nw {
             row_range(src, j0 + jj, k0, k1, scratch)?;
             let (s, c) = (jj / NR, jj % NR);
-            for (p, &v) in panel[s * stride(kc)..s * stride(kc) + kc].iter_mut().zip(&scratch[..kc]) {
+            for (p, &v) in panel[s * stride(kc)..s * stride(kc) + kc]
+                .iter_mut()
+                .zip(&scratch[..kc])
+            {
                 p[c] = v;
             }
         }
@@ -286,6 +290,7 @@ impl<'a> Ahead<'a> {
         a
     }
 
+    #[inline]
     fn seg(&self, i: usize) -> &'a [u8] {
         if self.src.is_rows() {
             return row_bytes(&self.src, self.j0 + i, self.k0, self.k1);
@@ -293,7 +298,9 @@ impl<'a> Ahead<'a> {
         let r = self.k0 + i;
         match self.src {
             Src::W(m) => match m.storage {
-                Storage::ReleaseInt8 { q, .. } => &q[r * m.n + self.j0..r * m.n + self.j0 + self.nw],
+                Storage::ReleaseInt8 { q, .. } => {
+                    &q[r * m.n + self.j0..r * m.n + self.j0 + self.nw]
+                }
                 Storage::F32Kn(b) => &b[4 * (r * m.n + self.j0)..4 * (r * m.n + self.j0 + self.nw)],
                 _ => &[],
             },
@@ -310,7 +317,10 @@ impl<'a> Ahead<'a> {
     pub(crate) fn take(&mut self, count: usize, mut f: impl FnMut(&[u8])) {
         let end = (self.next + count).min(self.total);
         while self.next < end {
-            let (s, l) = (self.next / self.lines_per_seg, self.next % self.lines_per_seg);
+            let (s, l) = (
+                self.next / self.lines_per_seg,
+                self.next % self.lines_per_seg,
+            );
             let seg = self.seg(s);
             f(&seg[(64 * l).min(seg.len())..]);
             self.next += 1;

@@ -37,9 +37,22 @@ impl Rng {
 #[derive(Clone)]
 enum Owned {
     F32Kn(Vec<u8>),
-    Int8 { q: Vec<u8>, s: Vec<u8>, blocks: usize },
-    Rows { ty: GgmlType, b: Vec<u8> },
-    Ct { bits: u32, group: usize, p: Vec<u8>, s: Vec<u8>, sty: GgmlType },
+    Int8 {
+        q: Vec<u8>,
+        s: Vec<u8>,
+        blocks: usize,
+    },
+    Rows {
+        ty: GgmlType,
+        b: Vec<u8>,
+    },
+    Ct {
+        bits: u32,
+        group: usize,
+        p: Vec<u8>,
+        s: Vec<u8>,
+        sty: GgmlType,
+    },
 }
 
 struct Mat {
@@ -86,7 +99,9 @@ fn scale_bytes_of(ty: GgmlType, v: f32) -> Vec<u8> {
     match ty {
         GgmlType::F32 => v.to_le_bytes().to_vec(),
         GgmlType::F16 => half::f16::from_f32(v).to_bits().to_le_bytes().to_vec(),
-        _ => crate::base::float::f32_to_bf16_bits(v).to_le_bytes().to_vec(),
+        _ => crate::base::float::f32_to_bf16_bits(v)
+            .to_le_bytes()
+            .to_vec(),
     }
 }
 
@@ -306,8 +321,17 @@ fn decoders_are_bit_exact_on_random_bytes() {
                         let kc = k1 - k0;
                         for j0 in (0..w.n()).step_by(NP) {
                             let nw = NP.min(w.n() - j0);
-                            pack_panel(isa, &src, k0, k1, j0, nw, &mut panel[..NS * stride(kc)], &mut rows)
-                                .unwrap();
+                            pack_panel(
+                                isa,
+                                &src,
+                                k0,
+                                k1,
+                                j0,
+                                nw,
+                                &mut panel[..NS * stride(kc)],
+                                &mut rows,
+                            )
+                            .unwrap();
                             for kk in 0..kc {
                                 for jj in 0..NP {
                                     let got = panel[(jj / NR) * stride(kc) + kk][jj % NR].to_bits();
@@ -355,8 +379,16 @@ fn products_are_the_fma_chain() {
             for isa in isas() {
                 let mut got = vec![0f32; m * cols.len()];
                 let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
-                tile(isa, &Src::W(w), &x, m, cols.clone(), &mut rows, &mut Scratch::new())
-                    .unwrap();
+                tile(
+                    isa,
+                    &Src::W(w),
+                    &x,
+                    m,
+                    cols.clone(),
+                    &mut rows,
+                    &mut Scratch::new(),
+                )
+                .unwrap();
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -396,14 +428,24 @@ fn results_do_not_depend_on_batch_tiles_or_threads() {
             let b = a + 1 + rng.below(n - a);
             let mut o = vec![0f32; b - a];
             matmul(&x[i * k..(i + 1) * k], 1, &w, a..b, &mut o).unwrap();
-            assert_eq!(bits(&o), bits(&whole[i * n + a..i * n + b]), "{} row {i}", mat.name);
+            assert_eq!(
+                bits(&o),
+                bits(&whole[i * n + a..i * n + b]),
+                "{} row {i}",
+                mat.name
+            );
         }
         // a random sub-batch
         let i0 = rng.below(m);
         let i1 = i0 + 1 + rng.below(m - i0);
         let mut o = vec![0f32; (i1 - i0) * n];
         matmul(&x[i0 * k..i1 * k], i1 - i0, &w, 0..n, &mut o).unwrap();
-        assert_eq!(bits(&o), bits(&whole[i0 * n..i1 * n]), "{} rows {i0}..{i1}", mat.name);
+        assert_eq!(
+            bits(&o),
+            bits(&whole[i0 * n..i1 * n]),
+            "{} rows {i0}..{i1}",
+            mat.name
+        );
         // run: several jobs, several pool sizes
         for threads in [1, 2, 3, 5] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -429,8 +471,18 @@ fn results_do_not_depend_on_batch_tiles_or_threads() {
                 ])
             })
             .unwrap();
-            assert_eq!(bits(&o1), bits(&whole), "{} run threads={threads}", mat.name);
-            assert_eq!(bits(&o2), bits(&whole[(m - 1) * n..]), "{} run last row", mat.name);
+            assert_eq!(
+                bits(&o1),
+                bits(&whole),
+                "{} run threads={threads}",
+                mat.name
+            );
+            assert_eq!(
+                bits(&o2),
+                bits(&whole[(m - 1) * n..]),
+                "{} run last row",
+                mat.name
+            );
         }
     }
 }
@@ -446,11 +498,12 @@ fn wide_matrices_match_the_chain() {
         .iter()
         .flat_map(|&x| scale_bytes_of(GgmlType::BF16, x))
         .collect();
-    let f: Vec<u8> = rng.f32s(k * n).iter().flat_map(|x| x.to_le_bytes()).collect();
-    for o in [
-        Owned::Int8 { q, s, blocks: 2 },
-        Owned::F32Kn(f),
-    ] {
+    let f: Vec<u8> = rng
+        .f32s(k * n)
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    for o in [Owned::Int8 { q, s, blocks: 2 }, Owned::F32Kn(f)] {
         let mat = Mat {
             k,
             n,
@@ -468,8 +521,15 @@ fn wide_matrices_match_the_chain() {
                     .build()
                     .unwrap();
                 let mut y = vec![0f32; m * n];
-                pool.install(|| run(&mut [Job { x: &x, m, w, out: &mut y }]))
-                    .unwrap();
+                pool.install(|| {
+                    run(&mut [Job {
+                        x: &x,
+                        m,
+                        w,
+                        out: &mut y,
+                    }])
+                })
+                .unwrap();
                 assert_eq!(bits(&y), bits(&want), "m={m} threads={threads}");
             }
             let mut y = vec![0f32; m * (n - 5)];
@@ -501,7 +561,10 @@ fn f32_products_in_both_layouts() {
     let a = rng.f32s(m * k);
     let b = rng.f32s(k * n);
     let want = chain(&a, m, &b, k, n, 0..n);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     let c = pool
         .install(|| matmul_f32(&a, m, k, &b, Layout::Kn, n))
         .unwrap();

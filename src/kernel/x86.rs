@@ -66,9 +66,12 @@ impl Avx2 {
         }
     }
 
+    /// Prefetch into L2 (far ahead: the next panel's bytes, which must not evict the L1
+    /// working set of the current one).
     #[inline(always)]
-    pub(crate) fn prefetch(self, line: &[u8]) {
-        prefetch(line)
+    pub(crate) fn prefetch_l2(self, line: &[u8]) {
+        // SAFETY: as in `prefetch`.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) }
     }
 
     pub(crate) fn gemv(self, panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
@@ -300,10 +303,8 @@ fn pack_avx2(
                         prefetch_ahead(q, n, 1, rr);
                         let kk = rr - k0;
                         let qrow = &q[rr * n + j0..rr * n + j0 + full * NR];
-                        for (s, (qv, sv)) in qrow
-                            .chunks_exact(NR)
-                            .zip(sbuf.chunks_exact(NR))
-                            .enumerate()
+                        for (s, (qv, sv)) in
+                            qrow.chunks_exact(NR).zip(sbuf.chunks_exact(NR)).enumerate()
                         {
                             let v = ld_b16(arr(qv, 0));
                             let lo = _mm256_mul_ps(i8x8_f32(v), ld(arr(sv, 0)));
@@ -335,11 +336,7 @@ fn pack_avx2(
                 let row = (k0 + kk) * n + j0;
                 for s in 0..full {
                     let at = row + s * NR;
-                    st16(
-                        &mut panel[s * ps + kk],
-                        ld(arr(b, at)),
-                        ld(arr(b, at + 8)),
-                    );
+                    st16(&mut panel[s * ps + kk], ld(arr(b, at)), ld(arr(b, at + 8)));
                 }
             }
         }
@@ -495,11 +492,7 @@ fn decode_row(
             let srow = &scales[j * sb..(j + 1) * sb];
             let words = &packed[j * wb..(j + 1) * wb];
             // k0 is a multiple of the granule (8 int4 / 4 int8 per word) and of 8 (KC).
-            let (b0, per8) = if bits == 4 {
-                (k0 / 2, 4)
-            } else {
-                (k0, 8)
-            };
+            let (b0, per8) = if bits == 4 { (k0 / 2, 4) } else { (k0, 8) };
             let k8 = (k1 - k0) - (k1 - k0) % 8;
             let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
             let (nib, off4, off8) = (
@@ -621,7 +614,10 @@ fn k4_scale_min(sc: &[u8], j: usize) -> (u8, u8) {
         (sc[j] & 63, sc[j + 4] & 63)
     } else {
         let lo = sc[j + 4];
-        ((lo & 0xF) | ((sc[j - 4] >> 6) << 4), (lo >> 4) | ((sc[j] >> 6) << 4))
+        (
+            (lo & 0xF) | ((sc[j - 4] >> 6) << 4),
+            (lo >> 4) | ((sc[j] >> 6) << 4),
+        )
     }
 }
 
@@ -640,10 +636,7 @@ fn q4_k(b: &[u8; 144], out: &mut [f32; 256]) {
             let (s, mn) = k4_scale_min(sc, 2 * c + h);
             let dl = _mm256_set1_ps(d * f32::from(s));
             let ml = _mm256_set1_ps(dmin * f32::from(mn));
-            let halves = [
-                _mm256_castsi256_si128(x),
-                _mm256_extracti128_si256::<1>(x),
-            ];
+            let halves = [_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x)];
             for (p, v) in halves.into_iter().enumerate() {
                 for (e, w) in [v, hi64(v)].into_iter().enumerate() {
                     let f = u8x8_off_f32(w, zero);
@@ -681,10 +674,7 @@ fn q6_k(b: &[u8; 210], out: &mut [f32; 256]) {
         ];
         for (t, q) in qs.into_iter().enumerate() {
             let q = _mm256_sub_epi8(q, off);
-            let halves = [
-                _mm256_castsi256_si128(q),
-                _mm256_extracti128_si256::<1>(q),
-            ];
+            let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
             for (is, v) in halves.into_iter().enumerate() {
                 let ds = _mm256_set1_ps(d * f32::from(b[192 + 8 * h + is + 2 * t] as i8));
                 for (e, w) in [v, hi64(v)].into_iter().enumerate() {
@@ -720,7 +710,9 @@ fn fma_loop(iters: u64) -> f32 {
         }
     }
     let mut out = [0f32; 8];
-    let s = a.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
+    let s = a
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
     st(&mut out, s);
     out.iter().sum()
 }
