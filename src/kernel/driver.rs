@@ -8,7 +8,7 @@
 //! row/column-independence contract, and it makes the portable and SIMD paths bit-identical
 //! (`f32::mul_add` is the same fused operation as `vfmadd`).
 
-use super::pack::{self, stride, Src, Strip, NP, NR, NS};
+use super::pack::{self, stride, Region, Src, Strip, NP, NR, NS};
 
 use super::KernelError;
 use std::sync::OnceLock;
@@ -158,7 +158,13 @@ pub(crate) fn tile(
             let nw = np.min(nc - s0);
             let ps = stride(kc);
             let panel = &mut sc.panel[..ns * ps];
-            pack_panel(isa, src, k0, k1, cols.start + s0, nw, panel, &mut sc.rows)?;
+            let region = Region {
+                k0,
+                k1,
+                j0: cols.start + s0,
+                nw,
+            };
+            pack_panel(isa, src, region, panel, &mut sc.rows)?;
             if m == 1 {
                 for g in 0..nw.div_ceil(NP) {
                     let (c0, w) = (s0 + g * NP, NP.min(nw - g * NP));
@@ -248,21 +254,17 @@ pub(crate) fn row_blocks(m: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_panel(
     isa: Isa,
     src: &Src<'_>,
-    k0: usize,
-    k1: usize,
-    j0: usize,
-    nw: usize,
+    r: Region,
     panel: &mut [Strip],
     rows: &mut [f32],
 ) -> Result<(), KernelError> {
     match isa {
-        Isa::Portable => pack::pack(src, k0, k1, j0, nw, panel, rows),
+        Isa::Portable => pack::pack(src, r, panel, rows),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(t) => t.pack(src, k0, k1, j0, nw, panel, rows),
+        Isa::Avx2(t) => t.pack(src, r, panel, rows),
     }
 }
 

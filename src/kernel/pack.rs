@@ -21,6 +21,15 @@ pub(crate) const NR: usize = 16;
 /// Sub-strips per panel.
 pub(crate) const NS: usize = NP / NR;
 
+/// The block of `W` a panel holds: rows `k0..k1`, columns `j0..j0 + nw`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Region {
+    pub(crate) k0: usize,
+    pub(crate) k1: usize,
+    pub(crate) j0: usize,
+    pub(crate) nw: usize,
+}
+
 /// One panel row of one sub-strip.
 pub(crate) type Strip = [f32; NR];
 
@@ -185,13 +194,11 @@ pub(crate) fn row_offset(ty: GgmlType, k: usize) -> usize {
 /// storages).
 pub(crate) fn pack(
     src: &Src<'_>,
-    k0: usize,
-    k1: usize,
-    j0: usize,
-    nw: usize,
+    r: Region,
     panel: &mut [Strip],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
+    let Region { k0, k1, j0, nw } = r;
     let kc = k1 - k0;
     panel.iter_mut().for_each(|s| *s = [0.0; NR]);
     if src.is_rows() {

@@ -3,7 +3,7 @@
 //! bit), independence from rows, columns, tiles, threads and instruction set.
 
 use super::driver::{pack_panel, row_blocks, tile, Isa, Scratch};
-use super::pack::{stride, Src, Strip, NP, NR, NS};
+use super::pack::{stride, Region, Src, Strip, NP, NR, NS};
 use super::*;
 use crate::quant::{ct as qct, is_supported, quantize_row, types::GGML_TYPES};
 
@@ -324,10 +324,7 @@ fn decoders_are_bit_exact_on_random_bytes() {
                             pack_panel(
                                 isa,
                                 &src,
-                                k0,
-                                k1,
-                                j0,
-                                nw,
+                                Region { k0, k1, j0, nw },
                                 &mut panel[..NS * stride(kc)],
                                 &mut rows,
                             )

@@ -11,7 +11,7 @@
 //! reference to a fixed-size array (so the memory it touches is in bounds by type).
 
 use super::driver::MR_MAX;
-use super::pack::{self, stride, Src, Strip, NP, NR};
+use super::pack::{self, stride, Region, Src, Strip, NP, NR};
 use super::{decode_scale, KernelError, Storage};
 use crate::base::float::f16_bits_to_f32;
 use crate::quant::GgmlType;
@@ -30,19 +30,15 @@ impl Avx2 {
         .then_some(Avx2(()))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn pack(
         self,
         src: &Src<'_>,
-        k0: usize,
-        k1: usize,
-        j0: usize,
-        nw: usize,
+        r: Region,
         panel: &mut [Strip],
         rows: &mut [f32],
     ) -> Result<(), KernelError> {
         // SAFETY: an `Avx2` exists only after `detect` saw AVX2, FMA and F16C on this CPU.
-        unsafe { pack_avx2(src, k0, k1, j0, nw, panel, rows) }
+        unsafe { pack_avx2(src, r, panel, rows) }
     }
 
     pub(crate) fn ukernel(
@@ -255,21 +251,18 @@ fn gemv_avx2(panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
 /// Rows of `W` ahead of the one being packed that a `[k, n]` panel prefetches.
 const PREFETCH_ROWS: usize = 8;
 
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn pack_avx2(
     src: &Src<'_>,
-    k0: usize,
-    k1: usize,
-    j0: usize,
-    nw: usize,
+    r: Region,
     panel: &mut [Strip],
     rows: &mut [f32],
 ) -> Result<(), KernelError> {
-    let kc = k1 - k0;
     if src.is_rows() {
-        return pack_rows(src, k0, k1, j0, nw, panel, rows);
+        return pack_rows(src, r, panel, rows);
     }
+    let Region { k0, k1, j0, nw } = r;
+    let kc = k1 - k0;
     let ps = stride(kc);
     let ns = panel.len() / ps;
     let full = nw / NR;
@@ -355,17 +348,14 @@ fn pack_avx2(
 
 /// `[n, k]` storages: decode 8 stored rows into `rows` (`[8][kc]`), transpose 8 × 8 blocks
 /// into the panel.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn pack_rows(
     src: &Src<'_>,
-    k0: usize,
-    k1: usize,
-    j0: usize,
-    nw: usize,
+    r: Region,
     panel: &mut [Strip],
     rows: &mut [f32],
 ) -> Result<(), KernelError> {
+    let Region { k0, k1, j0, nw } = r;
     let kc = k1 - k0;
     let rows = &mut rows[..8 * kc];
     let ps = stride(kc);
