@@ -83,7 +83,7 @@ fn small_values(len: usize, bytes_per: usize, seed: u64) -> Vec<u8> {
             // keep sign and mantissa, force the exponent near 2^-7 (values in ±[0.0078, 0.0156))
             let hi = e[bytes_per - 1];
             e[bytes_per - 1] = (hi & 0x80) | 0x3c;
-            e[bytes_per - 2] = (e[bytes_per - 2] & 0x7f) | 0x00;
+            e[bytes_per - 2] &= 0x7f;
         }
     });
     v

@@ -1,9 +1,9 @@
 //! Decode-in-pack, portable half: what a column strip of `W` looks like in the GEMM's panel.
 //!
 //! A panel holds `kc` consecutive rows of `k` of a multiple of [`NP`] consecutive columns of
-//! `W`, laid out as sub-strips of 16 columns, each `kc` rows of `[f32; 16]` (`panel[s * (kc + 1)
-//! + kk][c]` is `W[k0 + kk, j0 + 16 s + c]`). The microkernels stream one sub-strip per call; the
-//! one-row kernel reads four at once. Columns past the matrix are zero.
+//! `W`, laid out as sub-strips of 16 columns, each `kc` rows of `[f32; 16]`: `W[k0 + kk, j0 +
+//! 16 s + c]` is `panel[s * (kc + 1) + kk][c]`. The microkernels stream one sub-strip per call;
+//! the one-row kernel reads four at once. Columns past the matrix are zero.
 //!
 //! Every value written here is exactly [`super::Matrix::decode`]'s value: the `[k, n]` storages
 //! compute the same expressions element by element; the `[n, k]` storages decode stored rows

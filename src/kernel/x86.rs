@@ -793,7 +793,7 @@ fn gemv_kn(src: &Src<'_>, x: &[f32], j0: usize, out: &mut [f32], sbuf: &mut [f32
                         for (i, v) in a.iter_mut().enumerate() {
                             *v = ld(arr(o, 8 * i));
                         }
-                        for r in kb0..kb1 {
+                        for (r, &xr) in x.iter().enumerate().take(kb1).skip(kb0) {
                             let at = 4 * (r * n + c0);
                             if r + GEMV_ROWS < k {
                                 let ahead = at + 4 * GEMV_ROWS * n;
@@ -801,7 +801,7 @@ fn gemv_kn(src: &Src<'_>, x: &[f32], j0: usize, out: &mut [f32], sbuf: &mut [f32
                                     prefetch(&b[ahead + 64 * l..]);
                                 }
                             }
-                            let xv = _mm256_set1_ps(x[r]);
+                            let xv = _mm256_set1_ps(xr);
                             for (i, v) in a.iter_mut().enumerate() {
                                 *v = _mm256_fmadd_ps(xv, f32x8(arr(b, at + 32 * i)), *v);
                             }
