@@ -122,24 +122,15 @@ pub(crate) fn row_range(
     match *src {
         Src::Nk { b, k, .. } => out.copy_from_slice(&b[j * k + k0..j * k + k1]),
         Src::W(m) => match m.storage {
-            Storage::Rows { ty, bytes } => {
-                let rb = bytes.len() / m.n;
-                let (s0, s1) = (row_offset(ty, k0), row_offset(ty, k1));
-                dequantize_row(ty, &bytes[j * rb + s0..j * rb + s1], out)?;
-            }
+            Storage::Rows { ty, .. } => dequantize_row(ty, row_bytes(src, j, k0, k1), out)?,
             Storage::Ct {
                 bits,
                 group,
-                packed,
-                scales,
                 scale_ty,
+                ..
             } => {
                 let per_word = 32 / bits as usize;
-                let wb = packed.len() / m.n;
-                let words = &packed[j * wb..(j + 1) * wb];
-                let sb = scales.len() / m.n;
-                let sz = sb / (m.k / group);
-                let srow = &scales[j * sb..(j + 1) * sb];
+                let (words, srow, sz) = ct_row(&m, j);
                 let offset = 1i32 << (bits - 1);
                 let mask = (1u32 << bits) - 1;
                 let mut g_cur = usize::MAX;
@@ -181,6 +172,28 @@ pub(crate) fn row_bytes<'a>(src: &Src<'a>, j: usize, k0: usize, k1: usize) -> &'
             _ => &[],
         },
         _ => &[],
+    }
+}
+
+/// Stored row `j` of a compressed-tensors matrix: all its packed words, its scales, and the
+/// bytes per scale.
+pub(crate) fn ct_row<'a>(m: &Matrix<'a>, j: usize) -> (&'a [u8], &'a [u8], usize) {
+    match m.storage {
+        Storage::Ct {
+            group,
+            packed,
+            scales,
+            ..
+        } => {
+            let wb = packed.len() / m.n;
+            let sb = scales.len() / m.n;
+            (
+                &packed[j * wb..(j + 1) * wb],
+                &scales[j * sb..(j + 1) * sb],
+                sb / (m.k / group),
+            )
+        }
+        _ => (&[], &[], 0),
     }
 }
 

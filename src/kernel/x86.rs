@@ -455,9 +455,8 @@ fn decode_row(
         Src::Kn { .. } => unreachable!("[k, n] storage has no stored rows"),
     };
     match m.storage {
-        Storage::Rows { ty, bytes } => {
-            let rb = bytes.len() / m.n;
-            let row = &bytes[j * rb + pack::row_offset(ty, k0)..j * rb + pack::row_offset(ty, k1)];
+        Storage::Rows { ty, .. } => {
+            let row = pack::row_bytes(src, j, k0, k1);
             match ty {
                 GgmlType::F32 => row_f32(row, out),
                 GgmlType::F16 => row_f16(row, out),
@@ -472,15 +471,10 @@ fn decode_row(
         Storage::Ct {
             bits,
             group,
-            packed,
-            scales,
             scale_ty,
+            ..
         } if group.is_multiple_of(8) => {
-            let wb = packed.len() / m.n;
-            let sb = scales.len() / m.n;
-            let sz = sb / (m.k / group);
-            let srow = &scales[j * sb..(j + 1) * sb];
-            let words = &packed[j * wb..(j + 1) * wb];
+            let (words, srow, sz) = pack::ct_row(&m, j);
             // k0 is a multiple of the granule (8 int4 / 4 int8 per word) and of 8 (KC).
             let (b0, per8) = if bits == 4 { (k0 / 2, 4) } else { (k0, 8) };
             let k8 = (k1 - k0) - (k1 - k0) % 8;
