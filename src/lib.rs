@@ -12,7 +12,7 @@
 //!
 //! `unsafe` appears in four small, documented places: `io::mmap` (read-only maps of inputs),
 //! `io::signal` (ignoring SIGXFSZ), `kernel::x86` (`std::arch` only: calls into run-time-detected
-//! AVX2/FMA/F16C functions, unaligned vector loads/stores, prefetch; docs/decisions/0004) and
+//! AVX2/FMA/F16C functions, unaligned vector loads/stores, prefetch; docs/decisions/0005) and
 //! `reference::gemm` (matrixmultiply's sgemm, until the reference model moves to
 //! `kernel::matmul_f32`).
 #![deny(unsafe_code)]

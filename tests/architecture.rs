@@ -113,7 +113,7 @@ fn unsafe_only_where_files_are_mapped() {
     let allowed = [
         "src/io/mmap.rs",
         "src/io/signal.rs",
-        // std::arch intrinsics only (docs/decisions/0004)
+        // std::arch intrinsics only (docs/decisions/0005)
         "src/kernel/x86.rs",
         "src/reference/gemm.rs",
     ];
