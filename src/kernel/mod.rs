@@ -85,6 +85,7 @@
 
 mod driver;
 mod pack;
+mod rows;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]

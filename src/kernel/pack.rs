@@ -1,4 +1,5 @@
-//! Decode-in-pack, portable half: what a column strip of `W` looks like in the GEMM's panel.
+//! Decode-in-pack, portable half: what a column strip of a `[k, n]` storage looks like in the
+//! GEMM's panel, and the stored rows of `[n, k]` storages (decoded by `super::rows`).
 //!
 //! A panel holds `kc` consecutive rows of `k` of a multiple of [`NP`] consecutive columns of
 //! `W`, laid out as sub-strips of 16 columns, each `kc` rows of `[f32; 16]`: `W[k0 + kk, j0 +
@@ -8,7 +9,7 @@
 //! Every value written here is exactly [`super::Matrix::decode`]'s value: the `[k, n]` storages
 //! compute the same expressions element by element; the `[n, k]` storages decode stored rows
 //! with [`crate::quant::dequantize_row`] (any ggml type grokit can decode, so types added to
-//! `quant` later work here unchanged) or the compressed-tensors rule, then transpose.
+//! `quant` later work here unchanged) or the compressed-tensors rule.
 
 use super::{decode_scale, KernelError, Matrix, Storage};
 use crate::base::float::bf16_bits_to_f32;
@@ -203,36 +204,17 @@ pub(crate) fn row_offset(ty: GgmlType, k: usize) -> usize {
     k / be * ty.block_bytes() as usize
 }
 
-/// Fill `panel` (`ns · stride(kc)` strips, `16 ns ≥ nw`) with `W[k0..k1, j0..j0 + nw]` (portable, all
-/// storages).
-pub(crate) fn pack(
-    src: &Src<'_>,
-    r: Region,
-    panel: &mut [Strip],
-    scratch: &mut [f32],
-) -> Result<(), KernelError> {
+/// Fill `panel` (`ns · stride(kc)` strips, `16 ns ≥ nw`) with `W[k0..k1, j0..j0 + nw]` of a
+/// `[k, n]` storage (portable).
+pub(crate) fn pack(src: &Src<'_>, r: Region, panel: &mut [Strip]) {
     let Region { k0, k1, j0, nw } = r;
     let kc = k1 - k0;
     panel.iter_mut().for_each(|s| *s = [0.0; NR]);
-    if src.is_rows() {
-        for jj in 0..nw {
-            row_range(src, j0 + jj, k0, k1, scratch)?;
-            let (s, c) = (jj / NR, jj % NR);
-            for (p, &v) in panel[s * stride(kc)..s * stride(kc) + kc]
-                .iter_mut()
-                .zip(&scratch[..kc])
-            {
-                p[c] = v;
-            }
-        }
-        return Ok(());
-    }
     for kk in 0..kc {
         pack_kn_row(src, k0 + kk, j0, 0, nw, |jj, v| {
             panel[(jj / NR) * stride(kc) + kk][jj % NR] = v
         });
     }
-    Ok(())
 }
 
 /// Row `r` of a `[k, n]` storage, columns `j0 + c0 .. j0 + nw`, each value handed to `put(jj, v)`.
