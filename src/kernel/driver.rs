@@ -149,8 +149,7 @@ pub(crate) fn tile(
         // A few rows over [k, n]: straight into registers, whole 64-column groups; the rest
         // (if any) through the panel below.
         let whole = nc - nc % NP;
-        if m <= SMALL_M && whole > 0 && t.gemv_kn(src, x, m, cols.start, whole, out, &mut sc.rows)
-        {
+        if m <= SMALL_M && whole > 0 && t.gemv_kn(src, x, m, cols.start, whole, out, &mut sc.rows) {
             if whole == nc {
                 return Ok(());
             }
@@ -260,7 +259,13 @@ pub(crate) fn row_blocks(m: usize, most: usize) -> Vec<(usize, usize)> {
 
 /// Fill `panel` with `W[k0..k1, j0..j0 + nw]` of a `[k, n]` source (`rows`: a scratch of at
 /// least `nw` rounded up to 64 floats).
-pub(crate) fn pack_panel(isa: Isa, src: &Src<'_>, r: Region, panel: &mut [Strip], rows: &mut [f32]) {
+pub(crate) fn pack_panel(
+    isa: Isa,
+    src: &Src<'_>,
+    r: Region,
+    panel: &mut [Strip],
+    rows: &mut [f32],
+) {
     match isa {
         Isa::Portable => pack::pack(src, r, panel),
         #[cfg(target_arch = "x86_64")]

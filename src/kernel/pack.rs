@@ -176,6 +176,28 @@ pub(crate) fn row_bytes<'a>(src: &Src<'a>, j: usize, k0: usize, k1: usize) -> &'
     }
 }
 
+/// Up to `len` stored bytes starting `dist` bytes after element `k0` of stored row `j` (for
+/// prefetching ahead of a decode; empty past the end of the storage).
+pub(crate) fn bytes_after<'a>(
+    src: &Src<'a>,
+    j: usize,
+    k0: usize,
+    dist: usize,
+    len: usize,
+) -> &'a [u8] {
+    match *src {
+        Src::W(Matrix {
+            n,
+            storage: Storage::Rows { ty, bytes },
+            ..
+        }) => {
+            let at = j * (bytes.len() / n) + row_offset(ty, k0) + dist;
+            bytes.get(at..(at + len).min(bytes.len())).unwrap_or(&[])
+        }
+        _ => &[],
+    }
+}
+
 /// Stored row `j` of a compressed-tensors matrix: all its packed words, its scales, and the
 /// bytes per scale.
 pub(crate) fn ct_row<'a>(m: &Matrix<'a>, j: usize) -> (&'a [u8], &'a [u8], usize) {
@@ -269,6 +291,8 @@ pub(crate) struct Ahead<'a> {
     lines_per_seg: usize,
     total: usize,
     next: usize,
+    /// The segment being handed out (its index and bytes): computing one costs divisions.
+    cur: (usize, &'a [u8]),
 }
 
 impl<'a> Ahead<'a> {
@@ -283,6 +307,7 @@ impl<'a> Ahead<'a> {
             lines_per_seg: 0,
             total: 0,
             next: 0,
+            cur: (usize::MAX, &[]),
         };
         if k1 > k0 && nw > 0 {
             let segs = if src.is_rows() { nw } else { k1 - k0 };
@@ -319,13 +344,18 @@ impl<'a> Ahead<'a> {
     pub(crate) fn take(&mut self, count: usize, mut f: impl FnMut(&[u8])) {
         let end = (self.next + count).min(self.total);
         while self.next < end {
-            let (s, l) = (
-                self.next / self.lines_per_seg,
-                self.next % self.lines_per_seg,
-            );
-            let seg = self.seg(s);
-            f(&seg[(64 * l).min(seg.len())..]);
-            self.next += 1;
+            // the segment of line `next`, and its first line's number
+            let first = self.cur.0.wrapping_mul(self.lines_per_seg);
+            if self.cur.0 == usize::MAX || self.next >= first + self.lines_per_seg {
+                let s = self.next / self.lines_per_seg;
+                self.cur = (s, self.seg(s));
+            }
+            let (s, seg) = self.cur;
+            let stop = end.min((s + 1) * self.lines_per_seg);
+            for l in self.next - s * self.lines_per_seg..stop - s * self.lines_per_seg {
+                f(&seg[(64 * l).min(seg.len())..]);
+            }
+            self.next = stop;
         }
     }
 }

@@ -50,6 +50,20 @@ pub(crate) struct Shape {
     pub(crate) kc: usize,
 }
 
+/// k-block of products of 1–3 rows: whole rows up to 8192 elements (a panel of 8 rows is then
+/// at most 256 KiB, in L2), so the stored rows are read as one sequential stream that the
+/// hardware prefetcher follows; the weights are used once, so L1 residency buys nothing.
+const KC_SMALL: usize = 8192;
+
+/// Fewest rows for which the next k-block is software-prefetched during the microkernel calls
+/// (fewer rows: the decode streams sequentially and the hardware prefetcher keeps up).
+const PREFETCH_FROM_M: usize = 4;
+
+/// Most rows a product decodes one quant block of several stored rows at a time and keeps
+/// every output's lanes in registers over all of `k` (AVX2, GGUF row types with a SIMD
+/// decoder); more rows, and the other storages, go through the panel.
+pub(crate) const SMALL_M: usize = 6;
+
 /// The blocking for `m` rows.
 pub(crate) fn shape(m: usize) -> Shape {
     match m {
@@ -57,13 +71,13 @@ pub(crate) fn shape(m: usize) -> Shape {
             np: 8,
             nr: 8,
             mr: 1,
-            kc: 512,
+            kc: KC_SMALL,
         },
         2 | 3 => Shape {
             np: 8,
             nr: 4,
             mr: 3,
-            kc: 512,
+            kc: KC_SMALL,
         },
         _ => Shape {
             np: 24,
@@ -84,6 +98,12 @@ pub(crate) fn tile(
     out: &mut [&mut [f32]],
     sc: &mut Scratch,
 ) -> Result<(), KernelError> {
+    #[cfg(target_arch = "x86_64")]
+    if let Isa::Avx2(t) = isa {
+        if m <= SMALL_M && t.small_rows(src, x, m, cols.clone(), out) {
+            return Ok(());
+        }
+    }
     let k = src.k();
     let nc = cols.len();
     let sh = shape(m);
@@ -117,7 +137,9 @@ pub(crate) fn tile(
             decode_panel(isa, src, j0, nw, used, k0, k1, &mut sc.wrows, ps)?;
             // The next k-block of these rows (or the next panel's first), spread over the
             // microkernel calls.
-            let mut ahead = if k1 < k {
+            let mut ahead = if m < PREFETCH_FROM_M {
+                pack::Ahead::new(src, 0, 0, j0, 0)
+            } else if k1 < k {
                 pack::Ahead::new(src, k1, (k1 + kc_max).min(k), j0, nw)
             } else if p0 + sh.np < nc {
                 let nw2 = sh.np.min(nc - p0 - sh.np);

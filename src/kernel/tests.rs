@@ -661,6 +661,9 @@ fn row_blocks_cover_evenly() {
 #[test]
 fn lane_tree_is_fixed() {
     let s = [1e8f32, 1.0, -1e8, 1.0, 3.0, 0.5, 0.25, -3.0];
-    assert_eq!(tree(&s), ((1e8 + 1.0) + (-1e8 + 1.0)) + ((3.0 + 0.5) + (0.25 - 3.0)));
+    assert_eq!(
+        tree(&s),
+        ((1e8 + 1.0) + (-1e8 + 1.0)) + ((3.0 + 0.5) + (0.25 - 3.0))
+    );
     assert_eq!(tree(&[0.0; LANES]).to_bits(), 0);
 }

@@ -387,10 +387,12 @@ fn decode_row(
     match m.storage {
         Storage::Rows { ty, .. } => {
             let row = pack::row_bytes(src, j, k0, k1);
+            let ahead = pack::bytes_after(src, j, k0, DECODE_AHEAD, row.len());
+            let row = (row, ahead);
             match ty {
-                GgmlType::F32 => row_f32(row, out),
-                GgmlType::F16 => row_f16(row, out),
-                GgmlType::BF16 => row_bf16(row, out),
+                GgmlType::F32 => row_f32(row.0, out),
+                GgmlType::F16 => row_f16(row.0, out),
+                GgmlType::BF16 => row_bf16(row.0, out),
                 GgmlType::Q8_0 => blocks::<34, 32>(row, out, |b, o| q8_0(b, o)),
                 GgmlType::Q4_0 => blocks::<18, 32>(row, out, |b, o| q4_0(b, o)),
                 GgmlType::Q4_1 => blocks::<20, 32>(row, out, |b, o| q4_1(b, o)),
@@ -429,7 +431,8 @@ fn decode_row(
                     for tt in (t..end).step_by(8) {
                         let w = u32::from_le_bytes(*arr::<4, u8>(words, (k0 + tt) / 2));
                         let v = _mm256_srlv_epi32(_mm256_set1_epi32(w as i32), shifts);
-                        let q = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nib), off4));
+                        let q =
+                            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nib), off4));
                         st(arr_mut(out, tt), _mm256_mul_ps(q, s));
                     }
                 } else {
@@ -453,16 +456,23 @@ fn decode_row(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn blocks<const B: usize, const E: usize>(
-    row: &[u8],
+    (row, ahead): (&[u8], &[u8]),
     out: &mut [f32],
     f: impl Fn(&[u8; B], &mut [f32; E]),
 ) {
     let (bs, _) = row.as_chunks::<B>();
     let (os, _) = out.as_chunks_mut::<E>();
-    for (b, o) in bs.iter().zip(os) {
+    for (i, (b, o)) in bs.iter().zip(os).enumerate() {
+        if let Some(p) = ahead.get(i * B..) {
+            prefetch(p);
+        }
         f(b, o);
     }
 }
+
+/// Bytes read this far ahead of the decode are prefetched (about a memory latency's worth of
+/// decoding: the hardware prefetcher alone left one-row products waiting on memory).
+const DECODE_AHEAD: usize = 2048;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row_f32(row: &[u8], out: &mut [f32]) {
@@ -538,7 +548,10 @@ fn q4_1(b: &[u8; 20], out: &mut [f32; 32]) {
     let v = ld_b16(arr(b, 4));
     let m = _mm_set1_epi8(0x0F);
     let zero = _mm256_setzero_si256();
-    let halves = [_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16::<4>(v), m)];
+    let halves = [
+        _mm_and_si128(v, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(v), m),
+    ];
     for (h, x) in halves.into_iter().enumerate() {
         for (e, w) in [x, hi64(x)].into_iter().enumerate() {
             let f = _mm256_mul_ps(u8x8_off_f32(w, zero), d);
@@ -555,7 +568,10 @@ fn q4_1(b: &[u8; 20], out: &mut [f32; 32]) {
 fn q5_values(b: &[u8], at: usize, qh: u32, off: i32, mut put: impl FnMut(usize, __m256i)) {
     let v = ld_b16(arr(b, at));
     let m = _mm_set1_epi8(0x0F);
-    let halves = [_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16::<4>(v), m)];
+    let halves = [
+        _mm_and_si128(v, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(v), m),
+    ];
     let qhv = _mm256_set1_epi32(qh as i32);
     let (one, offv) = (_mm256_set1_epi32(1), _mm256_set1_epi32(off));
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -981,6 +997,128 @@ fn dot<const MR: usize, const NR: usize>(call: &Call<'_>, state: &mut [Lanes]) {
     for (r, ar) in a.iter().enumerate() {
         for (c, v) in ar.iter().enumerate() {
             st(&mut state[call.at(r, c)], *v);
+        }
+    }
+}
+
+// ---- [n, k] storages, a few rows: stored rows in lockstep, one block at a time ----
+
+impl Avx2 {
+    /// `out[i][..] = x[i] · W[:, cols]` for `m ≤ 6` rows over a GGUF-rows storage whose type
+    /// has a SIMD block decoder: `R` stored rows advance together one quant block at a time (a
+    /// block of each decoded into an L1 buffer, then FMA'd into `m · R` lane accumulators kept
+    /// in registers over all of `k`), so the rows are read as `R` sequential streams and nothing
+    /// is written to a panel. Same order as `rows::tile` (lanes over `k mod 8`, the tree).
+    /// Returns false for the storages it does not cover.
+    pub(crate) fn small_rows(
+        self,
+        src: &Src<'_>,
+        x: &[f32],
+        m: usize,
+        cols: std::ops::Range<usize>,
+        out: &mut [&mut [f32]],
+    ) -> bool {
+        let Src::W(mat) = *src else { return false };
+        let Storage::Rows { ty, bytes } = mat.storage else {
+            return false;
+        };
+        let k = mat.k;
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe {
+            macro_rules! go {
+                ($b:literal, $e:literal, $f:expr) => {{
+                    if !k.is_multiple_of($e) {
+                        return false;
+                    }
+                    let rb = bytes.len() / mat.n;
+                    let s = Lock {
+                        bytes,
+                        rb,
+                        k,
+                        x,
+                        cols,
+                        dec: $f,
+                    };
+                    match m {
+                        1 => lockstep::<$b, $e, 1, 8, _>(&s, out),
+                        2 => lockstep::<$b, $e, 2, 4, _>(&s, out),
+                        3 => lockstep::<$b, $e, 3, 4, _>(&s, out),
+                        4 => lockstep::<$b, $e, 4, 2, _>(&s, out),
+                        5 => lockstep::<$b, $e, 5, 2, _>(&s, out),
+                        6 => lockstep::<$b, $e, 6, 2, _>(&s, out),
+                        _ => return false,
+                    }
+                    true
+                }};
+            }
+            match ty {
+                GgmlType::Q8_0 => go!(34, 32, |b: &[u8; 34], o: &mut [f32; 32]| q8_0(b, o)),
+                GgmlType::Q4_0 => go!(18, 32, |b: &[u8; 18], o: &mut [f32; 32]| q4_0(b, o)),
+                GgmlType::Q4_1 => go!(20, 32, |b: &[u8; 20], o: &mut [f32; 32]| q4_1(b, o)),
+                GgmlType::Q5_0 => go!(22, 32, |b: &[u8; 22], o: &mut [f32; 32]| q5_0(b, o)),
+                GgmlType::Q5_1 => go!(24, 32, |b: &[u8; 24], o: &mut [f32; 32]| q5_1(b, o)),
+                GgmlType::Q2_K => go!(84, 256, |b: &[u8; 84], o: &mut [f32; 256]| q2_k(b, o)),
+                GgmlType::Q3_K => go!(110, 256, |b: &[u8; 110], o: &mut [f32; 256]| q3_k(b, o)),
+                GgmlType::Q4_K => go!(144, 256, |b: &[u8; 144], o: &mut [f32; 256]| q4_k(b, o)),
+                GgmlType::Q5_K => go!(176, 256, |b: &[u8; 176], o: &mut [f32; 256]| q5_k(b, o)),
+                GgmlType::Q6_K => go!(210, 256, |b: &[u8; 210], o: &mut [f32; 256]| q6_k(b, o)),
+                GgmlType::F16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_f16(b, o)),
+                GgmlType::BF16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_bf16(b, o)),
+                GgmlType::F32 => go!(128, 32, |b: &[u8; 128], o: &mut [f32; 32]| row_f32(b, o)),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// The arguments of [`lockstep`].
+struct Lock<'a, F> {
+    bytes: &'a [u8],
+    rb: usize,
+    k: usize,
+    x: &'a [f32],
+    cols: std::ops::Range<usize>,
+    dec: F,
+}
+
+/// `M` rows of `x` against stored rows `R` at a time (see [`Avx2::small_rows`]); the last
+/// group of fewer than `R` rows runs with its missing rows' outputs discarded.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lockstep<const B: usize, const E: usize, const M: usize, const R: usize, F>(
+    s: &Lock<'_, F>,
+    out: &mut [&mut [f32]],
+) where
+    F: Fn(&[u8; B], &mut [f32; E]),
+{
+    let (k, rb) = (s.k, s.rb);
+    let nb = k / E;
+    let x = &s.x[..M * k];
+    let mut buf = [[0f32; E]; R];
+    let nc = s.cols.len();
+    for g in (0..nc).step_by(R) {
+        let rows = R.min(nc - g);
+        let mut a = [[_mm256_setzero_ps(); R]; M];
+        for blk in 0..nb {
+            for (r, bf) in buf.iter_mut().enumerate().take(rows) {
+                let at = (s.cols.start + g + r) * rb + blk * B;
+                (s.dec)(arr(s.bytes, at), bf);
+            }
+            for t in 0..E / 8 {
+                let xv: [__m256; M] = std::array::from_fn(|i| ld(arr(x, i * k + blk * E + 8 * t)));
+                for (r, bf) in buf.iter().enumerate() {
+                    let w = ld(arr(bf, 8 * t));
+                    for i in 0..M {
+                        a[i][r] = _mm256_fmadd_ps(xv[i], w, a[i][r]);
+                    }
+                }
+            }
+        }
+        for (ai, o) in a.iter().zip(out.iter_mut()) {
+            for (r, v) in ai.iter().enumerate().take(rows) {
+                let mut l = [0f32; 8];
+                st(&mut l, *v);
+                o[g + r] = super::rows::tree(&l);
+            }
         }
     }
 }
