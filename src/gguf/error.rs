@@ -177,16 +177,17 @@ pub enum GgufError {
     #[error("GGUF plan: split: {reason}")]
     PlanSplit { reason: String },
 
-    // ---- streaming writer ---------------------------------------------------------------
+    // ---- streaming writer (the same defects as `safetensors_io::StError`'s) ---------------
     /// A chunk would give a tensor more bytes than planned.
-    #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk brings it to {got}", path.display())]
+    #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}", path.display())]
     ChunkOverflow {
         path: PathBuf,
         name: String,
         expected: u64,
         got: u64,
+        chunk: u64,
     },
-    /// `finish` before every tensor received all its bytes.
+    /// A tensor did not receive all its bytes (before the next began, or at `finish`).
     #[error("{}: tensor '{name}' received {got} of its {expected} bytes", path.display())]
     TensorIncomplete {
         path: PathBuf,
@@ -197,7 +198,16 @@ pub enum GgufError {
     /// A chunk after every planned tensor was complete.
     #[error("{}: {len} bytes written after the last planned tensor", path.display())]
     NoTensorPending { path: PathBuf, len: u64 },
+    /// A tensor begun out of plan order.
+    #[error("{}: expected tensor '{expected}' next, got '{got}'", path.display())]
+    OutOfOrder {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
 }
+
+crate::io::atomic::sequence::from_sequence_error!(GgufError);
 
 /// Result alias for this module.
 pub type Result<T, E = GgufError> = std::result::Result<T, E>;

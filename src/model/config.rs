@@ -48,7 +48,24 @@ pub struct Config {
     pub unk_token: u32,
 }
 
-/// Grok-1's multipliers (grok1-checkpoint.md §7).
+/// A size of the configuration, as the role table writes tensor shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// `vocab_size`.
+    Vocab,
+    /// `emb_size` (d_model).
+    Model,
+    /// `ffn_size`.
+    Ffn,
+    /// `num_experts`.
+    Experts,
+    /// Query width: `num_q_heads · key_size`.
+    QWidth,
+    /// Key/value width: `num_kv_heads · key_size`.
+    KvWidth,
+}
+
+/// Grok-1's multipliers (docs/formats/grok-checkpoint.md "Hyper-parameters").
 pub const GROK1_EMBEDDING_MULTIPLIER: f64 = 78.38367176906169;
 /// Output multiplier.
 pub const GROK1_OUTPUT_MULTIPLIER: f64 = 0.5773502691896257;
@@ -107,6 +124,17 @@ impl Config {
         }
     }
 
+    /// The size `d` stands for.
+    pub fn dim(&self, d: Dim) -> u64 {
+        match d {
+            Dim::Vocab => self.vocab_size,
+            Dim::Model => self.emb_size,
+            Dim::Ffn => self.ffn_size,
+            Dim::Experts => self.num_experts,
+            Dim::QWidth => self.q_width(),
+            Dim::KvWidth => self.kv_width(),
+        }
+    }
     /// Query projection width (H × head dim).
     pub fn q_width(&self) -> u64 {
         self.num_q_heads * self.key_size

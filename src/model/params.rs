@@ -56,23 +56,9 @@ pub struct ParamTable {
 impl ParamTable {
     /// Build the table.
     pub fn new(c: &Config) -> ParamTable {
-        let (d, e, f, v) = (c.emb_size, c.num_experts, c.ffn_size, c.vocab_size);
-        let shape_of = |role: Role| -> (Vec<u64>, Option<Vec<u64>>) {
-            let b = role.info().scale_blocks;
-            match role {
-                Role::Embed => (vec![v, d], None),
-                Role::FinalNorm
-                | Role::PreAttnNorm
-                | Role::PostAttnNorm
-                | Role::PreMoeNorm
-                | Role::PostMoeNorm => (vec![d], None),
-                Role::Router => (vec![d, e], None),
-                Role::MoeGate | Role::MoeUp => (vec![e, d, f], Some(vec![e, b, f])),
-                Role::MoeDown => (vec![e, f, d], Some(vec![e, b, d])),
-                Role::AttnQ => (vec![d, c.q_width()], Some(vec![b, c.q_width()])),
-                Role::AttnK | Role::AttnV => (vec![d, c.kv_width()], Some(vec![b, c.kv_width()])),
-                Role::AttnO => (vec![c.q_width(), d], Some(vec![b, d])),
-            }
+        let shape_of = |role: Role| {
+            let info = role.info();
+            (info.release_shape(c), info.scales_shape(c))
         };
         let mut params = Vec::new();
         for role in [Role::Embed, Role::FinalNorm] {

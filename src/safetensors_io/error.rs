@@ -51,26 +51,40 @@ pub enum StError {
     #[error("safetensors plan: bad metadata: {0}")]
     BadMetadata(String),
 
-    // ---- writing --------------------------------------------------------------------------
-    /// A chunk runs past the end of the tensor being written.
-    #[error("{}: chunk of {chunk} bytes overruns tensor `{tensor}`, which has {left} bytes left", path.display())]
-    ChunkOverrun {
+    // ---- writing (the same defects as `gguf::GgufError`'s) --------------------------------
+    /// A chunk would give a tensor more bytes than planned.
+    #[error("{}: tensor `{name}` is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}", path.display())]
+    ChunkOverflow {
         /// Output file.
         path: PathBuf,
         /// The tensor being written.
-        tensor: String,
+        name: String,
+        /// Its planned bytes.
+        expected: u64,
+        /// Bytes it would have.
+        got: u64,
         /// Bytes in the chunk.
         chunk: u64,
-        /// Bytes still owed to the tensor.
-        left: u64,
     },
-    /// Data arrived after every tensor of the shard was complete.
-    #[error("{}: {extra} bytes written after the last tensor", path.display())]
-    TooMuchData {
+    /// A tensor did not receive all its bytes (before the next began, or at `finish`).
+    #[error("{}: tensor `{name}` received {got} of its {expected} bytes", path.display())]
+    TensorIncomplete {
         /// Output file.
         path: PathBuf,
-        /// Extra bytes offered.
-        extra: u64,
+        /// The tensor.
+        name: String,
+        /// Its planned bytes.
+        expected: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// Data arrived after every tensor of the shard was complete.
+    #[error("{}: {len} bytes written after the last planned tensor", path.display())]
+    NoTensorPending {
+        /// Output file.
+        path: PathBuf,
+        /// Bytes offered.
+        len: u64,
     },
     /// A tensor was begun out of the shard's layout order.
     #[error("{}: expected tensor `{expected}` next, got `{got}`", path.display())]
@@ -82,18 +96,9 @@ pub enum StError {
         /// The tensor offered.
         got: String,
     },
-    /// A tensor received fewer bytes than it needs (at a new tensor or at finish).
-    #[error("{}: tensor `{tensor}` incomplete: {written} of {expected} bytes written", path.display())]
-    IncompleteTensor {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor.
-        tensor: String,
-        /// Bytes written.
-        written: u64,
-        /// Bytes required.
-        expected: u64,
-    },
+    /// A file listed for `SHA256SUMS` whose SHA-256 was not computed while it was written.
+    #[error("{0}: no SHA-256 was computed while it was written")]
+    NotHashed(String),
     /// A file name that cannot appear in a `SHA256SUMS` line or an index.
     #[error("file name `{0}` is not a plain file name")]
     BadFileName(String),
@@ -248,3 +253,5 @@ pub enum StError {
     #[error("tensor `{0}` not found")]
     NotFound(String),
 }
+
+crate::io::atomic::sequence::from_sequence_error!(StError);

@@ -1,0 +1,499 @@
+//! The configuration's keys in every format, written once: which [`Config`] field each
+//! release `config.json` key, GGUF metadata key and Hugging Face `config.json` key carries, in
+//! which order GGUF writes them, and what a reader does when one is absent. The GGUF and
+//! safetensors writers produce their metadata from [`CONFIG_KEYS`] ([`Config::to_keys`]) and
+//! readers rebuild a [`Config`] from it ([`read_config`]), so a key cannot be spelt one way on
+//! write and another on read. docs/formats/gguf-output.md "Grok metadata" and
+//! docs/formats/safetensors-output.md "config.json" list the keys with their evidence.
+
+use super::config::Config;
+
+/// A field of [`Config`] that some format carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is the `Config` field of the same name
+pub enum Field {
+    VocabSize,
+    MaxSeqLen,
+    EmbSize,
+    NumLayers,
+    FfnSize,
+    NumQHeads,
+    NumKvHeads,
+    RmsNormEps,
+    RopeBase,
+    KeySize,
+    NumExperts,
+    NumSelectedExperts,
+    EmbeddingMultiplierScale,
+    AttnOutputMultiplier,
+    AttnLogitCap,
+    OutputMultiplierScale,
+    PadToken,
+    BosToken,
+    EosToken,
+}
+
+/// A configuration value as a format carries it: GGUF writes `Int` as u32 and `Float` as f32;
+/// JSON writes them as numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeyValue {
+    /// A count, size or token id.
+    Int(u64),
+    /// A real-valued constant.
+    Float(f64),
+}
+
+/// The formats whose keys [`CONFIG_KEYS`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// The release's own `config.json` beside `ckpt-0/` (`run.py`'s field names), as
+    /// `grokit synth` writes it.
+    Release,
+    /// GGUF metadata (llama.cpp's `grok` architecture).
+    Gguf,
+    /// A Hugging Face `config.json` (both safetensors layouts).
+    Hf,
+}
+
+/// What a reader does when a format lacks a key.
+#[derive(Clone, Copy, Debug)]
+pub enum Missing {
+    /// The format does not carry the field (nothing written, nothing read).
+    Absent,
+    /// An error: the field cannot be known otherwise.
+    Required,
+    /// Keep Grok-1's value ([`Config::grok1`]).
+    Grok1,
+    /// Compute it from the fields read (after all of them are read).
+    Derived(fn(&Config) -> u64),
+}
+
+/// One format's spelling of a field.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// Names: all are written; a reader takes the first one present.
+    pub names: &'static [&'static str],
+    /// When none is present.
+    pub missing: Missing,
+}
+
+/// One row of [`CONFIG_KEYS`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigKey {
+    /// The field.
+    pub field: Field,
+    /// The release's `config.json`.
+    pub release: Key,
+    /// GGUF (every name starts with the architecture, `grok.`).
+    pub gguf: Key,
+    /// Hugging Face `config.json`.
+    pub hf: Key,
+    /// GGUF stores floats as f32: when the stored value equals Grok-1's constant rounded to
+    /// f32, a reader takes the f64 constant, so a GGUF runs with exactly the release's
+    /// multipliers.
+    pub gguf_f32_restores_grok1: bool,
+}
+
+impl ConfigKey {
+    /// This row's key in `f`.
+    pub fn key(&self, f: KeyFormat) -> &Key {
+        match f {
+            KeyFormat::Release => &self.release,
+            KeyFormat::Gguf => &self.gguf,
+            KeyFormat::Hf => &self.hf,
+        }
+    }
+}
+
+const fn key(names: &'static [&'static str], missing: Missing) -> Key {
+    Key { names, missing }
+}
+const NONE: Key = key(&[], Missing::Absent);
+/// Read when present, checked or ignored by the release reader (see `source::grok`).
+const fn release(name: &'static [&'static str]) -> Key {
+    key(name, Missing::Grok1)
+}
+const fn req(names: &'static [&'static str]) -> Key {
+    key(names, Missing::Required)
+}
+const fn opt(names: &'static [&'static str]) -> Key {
+    key(names, Missing::Grok1)
+}
+
+fn kv_heads_default(c: &Config) -> u64 {
+    c.num_q_heads
+}
+fn head_dim_default(c: &Config) -> u64 {
+    c.emb_size / c.num_q_heads.max(1)
+}
+
+macro_rules! row {
+    ($field:ident, $release:expr, $gguf:expr, $hf:expr) => {
+        row!($field, $release, $gguf, $hf, false)
+    };
+    ($field:ident, $release:expr, $gguf:expr, $hf:expr, $restore:literal) => {
+        ConfigKey {
+            field: Field::$field,
+            release: $release,
+            gguf: $gguf,
+            hf: $hf,
+            gguf_f32_restores_grok1: $restore,
+        }
+    };
+}
+
+/// The table, in the order GGUF writes the keys (after `general.*`). GGUF's vocabulary size is
+/// optional: readers take it from `token_embd.weight`, which every GGUF has.
+pub const CONFIG_KEYS: &[ConfigKey] = &[
+    row!(
+        VocabSize,
+        release(&["vocab_size"]),
+        opt(&["grok.vocab_size"]),
+        req(&["vocab_size"])
+    ),
+    row!(
+        MaxSeqLen,
+        NONE,
+        opt(&["grok.context_length"]),
+        opt(&["max_position_embeddings"])
+    ),
+    row!(
+        EmbSize,
+        release(&["emb_size"]),
+        req(&["grok.embedding_length"]),
+        req(&["hidden_size"])
+    ),
+    row!(
+        NumLayers,
+        release(&["num_layers"]),
+        req(&["grok.block_count"]),
+        req(&["num_hidden_layers"])
+    ),
+    row!(
+        FfnSize,
+        release(&["ffn_size"]),
+        req(&["grok.feed_forward_length"]),
+        req(&["intermediate_size"])
+    ),
+    row!(
+        NumQHeads,
+        release(&["num_q_heads"]),
+        req(&["grok.attention.head_count"]),
+        req(&["num_attention_heads"])
+    ),
+    row!(
+        NumKvHeads,
+        release(&["num_kv_heads"]),
+        key(
+            &["grok.attention.head_count_kv"],
+            Missing::Derived(kv_heads_default)
+        ),
+        key(&["num_key_value_heads"], Missing::Derived(kv_heads_default))
+    ),
+    row!(
+        RmsNormEps,
+        release(&["rms_norm_eps"]),
+        opt(&["grok.attention.layer_norm_rms_epsilon"]),
+        opt(&["rms_norm_eps"])
+    ),
+    row!(
+        RopeBase,
+        release(&["rope_base"]),
+        opt(&["grok.rope.freq_base"]),
+        opt(&["rope_theta"])
+    ),
+    row!(
+        KeySize,
+        release(&["key_size"]),
+        key(
+            &["grok.rope.dimension_count"],
+            Missing::Derived(head_dim_default)
+        ),
+        key(&["head_dim"], Missing::Derived(head_dim_default))
+    ),
+    row!(
+        NumExperts,
+        release(&["num_experts"]),
+        req(&["grok.expert_count"]),
+        opt(&["num_local_experts", "num_experts"])
+    ),
+    row!(
+        NumSelectedExperts,
+        release(&["num_selected_experts"]),
+        req(&["grok.expert_used_count"]),
+        opt(&["num_experts_per_tok"])
+    ),
+    row!(
+        EmbeddingMultiplierScale,
+        release(&["embedding_multiplier_scale"]),
+        opt(&["grok.embedding_scale"]),
+        opt(&["embedding_multiplier_scale"]),
+        true
+    ),
+    row!(
+        AttnOutputMultiplier,
+        release(&["attn_output_multiplier"]),
+        opt(&["grok.attention.output_scale"]),
+        opt(&["attn_output_multiplier"]),
+        true
+    ),
+    row!(
+        AttnLogitCap,
+        release(&["attn_logit_cap"]),
+        opt(&["grok.attn_logit_softcapping"]),
+        opt(&["max_attn_value", "attn_logit_softcapping"]),
+        true
+    ),
+    row!(
+        OutputMultiplierScale,
+        release(&["output_multiplier_scale"]),
+        opt(&["grok.logit_scale"]),
+        opt(&["output_multiplier_scale"]),
+        true
+    ),
+    row!(
+        PadToken,
+        release(&["pad_token"]),
+        NONE,
+        opt(&["pad_token_id"])
+    ),
+    row!(BosToken, NONE, NONE, opt(&["bos_token_id"])),
+    row!(
+        EosToken,
+        release(&["eos_token"]),
+        NONE,
+        opt(&["eos_token_id"])
+    ),
+];
+
+impl Field {
+    /// This field's row of [`CONFIG_KEYS`].
+    pub fn row(self) -> Option<&'static ConfigKey> {
+        CONFIG_KEYS.iter().find(|r| r.field == self)
+    }
+    /// The field's value in `c`.
+    pub fn get(self, c: &Config) -> KeyValue {
+        use KeyValue::{Float, Int};
+        match self {
+            Field::VocabSize => Int(c.vocab_size),
+            Field::MaxSeqLen => Int(c.max_seq_len),
+            Field::EmbSize => Int(c.emb_size),
+            Field::NumLayers => Int(c.num_layers),
+            Field::FfnSize => Int(c.ffn_size),
+            Field::NumQHeads => Int(c.num_q_heads),
+            Field::NumKvHeads => Int(c.num_kv_heads),
+            Field::RmsNormEps => Float(c.rms_norm_eps),
+            Field::RopeBase => Float(c.rope_base),
+            Field::KeySize => Int(c.key_size),
+            Field::NumExperts => Int(c.num_experts),
+            Field::NumSelectedExperts => Int(c.num_selected_experts),
+            Field::EmbeddingMultiplierScale => Float(c.embedding_multiplier_scale),
+            Field::AttnOutputMultiplier => Float(c.attn_output_multiplier),
+            Field::AttnLogitCap => Float(c.attn_logit_cap),
+            Field::OutputMultiplierScale => Float(c.output_multiplier_scale),
+            Field::PadToken => Int(u64::from(c.pad_token)),
+            Field::BosToken => Int(u64::from(c.bos_token)),
+            Field::EosToken => Int(u64::from(c.eos_token)),
+        }
+    }
+    /// Set the field in `c`. An integer field takes only [`KeyValue::Int`] (token ids
+    /// saturate at `u32::MAX`); a real field takes either. False when the value does not fit.
+    pub fn set(self, c: &mut Config, v: KeyValue) -> bool {
+        let real = v.real();
+        let KeyValue::Int(n) = v else {
+            match self {
+                Field::RmsNormEps => c.rms_norm_eps = real,
+                Field::RopeBase => c.rope_base = real,
+                Field::EmbeddingMultiplierScale => c.embedding_multiplier_scale = real,
+                Field::AttnOutputMultiplier => c.attn_output_multiplier = real,
+                Field::AttnLogitCap => c.attn_logit_cap = real,
+                Field::OutputMultiplierScale => c.output_multiplier_scale = real,
+                _ => return false,
+            }
+            return true;
+        };
+        let id = u32::try_from(n).unwrap_or(u32::MAX);
+        match self {
+            Field::VocabSize => c.vocab_size = n,
+            Field::MaxSeqLen => c.max_seq_len = n,
+            Field::EmbSize => c.emb_size = n,
+            Field::NumLayers => c.num_layers = n,
+            Field::FfnSize => c.ffn_size = n,
+            Field::NumQHeads => c.num_q_heads = n,
+            Field::NumKvHeads => c.num_kv_heads = n,
+            Field::KeySize => c.key_size = n,
+            Field::NumExperts => c.num_experts = n,
+            Field::NumSelectedExperts => c.num_selected_experts = n,
+            Field::PadToken => c.pad_token = id,
+            Field::BosToken => c.bos_token = id,
+            Field::EosToken => c.eos_token = id,
+            Field::RmsNormEps => c.rms_norm_eps = real,
+            Field::RopeBase => c.rope_base = real,
+            Field::EmbeddingMultiplierScale => c.embedding_multiplier_scale = real,
+            Field::AttnOutputMultiplier => c.attn_output_multiplier = real,
+            Field::AttnLogitCap => c.attn_logit_cap = real,
+            Field::OutputMultiplierScale => c.output_multiplier_scale = real,
+        }
+        true
+    }
+}
+
+impl KeyValue {
+    /// The value as a real number.
+    pub fn real(self) -> f64 {
+        match self {
+            KeyValue::Float(x) => x,
+            KeyValue::Int(n) => n as f64,
+        }
+    }
+}
+
+impl Config {
+    /// Every key `f` carries for this configuration, in table order (every name of a field
+    /// with several).
+    pub fn to_keys(&self, f: KeyFormat) -> Vec<(&'static str, KeyValue)> {
+        CONFIG_KEYS
+            .iter()
+            .flat_map(|r| {
+                let v = r.field.get(self);
+                r.key(f).names.iter().map(move |&n| (n, v))
+            })
+            .collect()
+    }
+}
+
+/// Why [`read_config`] failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyError {
+    /// A key the format must carry is absent.
+    #[error("missing {key}")]
+    Missing {
+        /// The (first) name of the key.
+        key: &'static str,
+    },
+    /// A key holds a value of the wrong kind (a real number where a count belongs).
+    #[error("{key} = {value:?} is not an integer")]
+    NotAnInteger {
+        /// The key.
+        key: &'static str,
+        /// What it holds.
+        value: KeyValue,
+    },
+}
+
+/// Rebuild a [`Config`] from the keys of format `f`: start from Grok-1's values, take every
+/// key `get` finds (the first name present of each row), then apply each absent key's
+/// [`Missing`] rule. Formats that carry the vocabulary elsewhere (GGUF: `token_embd.weight`'s
+/// rows) set it afterwards.
+pub fn read_config(
+    f: KeyFormat,
+    get: &dyn Fn(&str) -> Option<KeyValue>,
+) -> Result<Config, KeyError> {
+    let mut c = Config::grok1();
+    let grok1 = Config::grok1();
+    let mut derived = Vec::new();
+    for r in CONFIG_KEYS {
+        let k = r.key(f);
+        let found = k.names.iter().find_map(|&n| get(n).map(|v| (n, v)));
+        match (found, k.missing) {
+            (Some((name, v)), _) => {
+                let v = match (v, f, r.gguf_f32_restores_grok1) {
+                    (KeyValue::Float(x), KeyFormat::Gguf, true) => {
+                        let full = r.field.get(&grok1);
+                        match full {
+                            KeyValue::Float(g) if (x as f32) == (g as f32) => full,
+                            _ => v,
+                        }
+                    }
+                    _ => v,
+                };
+                if !r.field.set(&mut c, v) {
+                    return Err(KeyError::NotAnInteger {
+                        key: name,
+                        value: v,
+                    });
+                }
+            }
+            (None, Missing::Required) => {
+                return Err(KeyError::Missing {
+                    key: k.names.first().copied().unwrap_or("?"),
+                })
+            }
+            (None, Missing::Derived(rule)) => derived.push((r.field, rule)),
+            (None, Missing::Grok1 | Missing::Absent) => {}
+        }
+    }
+    for (field, rule) in derived {
+        let v = rule(&c);
+        field.set(&mut c, KeyValue::Int(v));
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_one_row() {
+        for r in CONFIG_KEYS {
+            assert_eq!(
+                CONFIG_KEYS.iter().filter(|o| o.field == r.field).count(),
+                1
+            );
+            for n in r.gguf.names {
+                assert!(n.starts_with("grok."), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_format_reads_back_what_it_writes() {
+        let c = Config {
+            num_kv_heads: 3,
+            max_seq_len: 77,
+            pad_token: 9,
+            rms_norm_eps: 1e-6,
+            ..Config::tiny()
+        };
+        for f in [KeyFormat::Gguf, KeyFormat::Hf] {
+            let kv = c.to_keys(f);
+            // GGUF stores f32 and has no token ids.
+            let get = |k: &str| {
+                kv.iter().find(|(n, _)| *n == k).map(|&(_, v)| match (f, v) {
+                    (KeyFormat::Gguf, KeyValue::Float(x)) => KeyValue::Float(f64::from(x as f32)),
+                    _ => v,
+                })
+            };
+            let back = read_config(f, &get).unwrap();
+            assert!(back.same_geometry(&c), "{f:?}");
+            assert_eq!(back.max_seq_len, 77);
+            assert_eq!(back.embedding_multiplier_scale, c.embedding_multiplier_scale);
+            if f == KeyFormat::Hf {
+                assert_eq!((back.pad_token, back.rms_norm_eps), (9, 1e-6));
+            }
+        }
+        // Absent optional keys: Grok-1's values and the derived ones.
+        let only = |k: &str| match k {
+            "hidden_size" => Some(KeyValue::Int(64)),
+            "vocab_size" | "intermediate_size" => Some(KeyValue::Int(344)),
+            "num_hidden_layers" => Some(KeyValue::Int(2)),
+            "num_attention_heads" => Some(KeyValue::Int(4)),
+            _ => None,
+        };
+        let c = read_config(KeyFormat::Hf, &only).unwrap();
+        assert_eq!((c.num_kv_heads, c.key_size, c.num_experts), (4, 16, 8));
+        let e = read_config(KeyFormat::Gguf, &only).unwrap_err();
+        assert_eq!(
+            e,
+            KeyError::Missing {
+                key: "grok.embedding_length"
+            }
+        );
+        let bad = |k: &str| (k == "hidden_size").then_some(KeyValue::Float(1.5));
+        assert!(matches!(
+            read_config(KeyFormat::Hf, &bad),
+            Err(KeyError::NotAnInteger { .. })
+        ));
+    }
+}
