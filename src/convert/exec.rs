@@ -79,11 +79,9 @@ pub(crate) fn pipeline(
         let pipe = Pipe { tx, pool: shared };
         let produced = produce(&pipe);
         drop(pipe);
-        let written = writer
-            .join()
-            .map_err(|_| ConvertError::WriterPanicked {
-                tensor: tensor.to_string(),
-            })?;
+        let written = writer.join().map_err(|_| ConvertError::WriterPanicked {
+            tensor: tensor.to_string(),
+        })?;
         // A writer error explains a producer stop; report it first.
         let written = written?;
         produced?;
@@ -475,14 +473,12 @@ fn run_bands(
 ) -> Result<bool, ConvertError> {
     let per_band = band_rows(src, transpose).max(1);
     for_each_band(n_rows, per_band, bands, stats, pipe, |first, n, band| {
-            fill_band_with(src, transpose, first, n, band, keep_int8);
-            let mut out = pipe.buffer(0);
-            let mut st = Stats::default();
-            encode_band(band, &t.encode, measure, &mut out, &mut st)
-                .map_err(|e| encode_error(t, e))?;
-            Ok((out, st))
-        },
-    )
+        fill_band_with(src, transpose, first, n, band, keep_int8);
+        let mut out = pipe.buffer(0);
+        let mut st = Stats::default();
+        encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| encode_error(t, e))?;
+        Ok((out, st))
+    })
 }
 
 fn encode_error(t: &OutTensor, source: crate::quant::QuantError) -> ConvertError {

@@ -54,7 +54,6 @@ pub struct GgufOptions {
     pub measure: Measure,
 }
 
-
 /// llama_ftype of a uniform type (docs/formats/gguf-output.md "General metadata").
 pub fn ftype_of(t: GgmlType) -> u32 {
     t.mostly_ftype()
@@ -155,7 +154,13 @@ pub fn convert_gguf(
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
     let plans = tensors
         .iter()
-        .map(|t| Ok(TensorPlan::new(t.name.clone(), t.shape.clone(), t.ggml_type()?)))
+        .map(|t| {
+            Ok(TensorPlan::new(
+                t.name.clone(),
+                t.shape.clone(),
+                t.ggml_type()?,
+            ))
+        })
         .collect::<Result<Vec<_>, ConvertError>>()?;
     let files = GgufPlan::new(kvs, plans).split(o.split_max, &o.out)?;
     let run = FileLoop {

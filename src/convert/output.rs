@@ -123,8 +123,7 @@ pub fn check_outputs(
 }
 
 /// The hint of a conversion's existing-output refusal.
-pub const FORCE_OR_RESUME: &str =
-    "--force to replace it, or --resume to keep finished files";
+pub const FORCE_OR_RESUME: &str = "--force to replace it, or --resume to keep finished files";
 
 /// `--resume`'s test for a finished output: `path` has exactly `len` bytes and starts with the
 /// planned `header` (same tensors, types and metadata). Why the header and not only the size:

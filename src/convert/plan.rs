@@ -112,9 +112,11 @@ impl OutTensor {
     }
     /// The ggml type the encoded bytes have, or [`ConvertError::NotGguf`].
     pub fn ggml_type(&self) -> Result<GgmlType, ConvertError> {
-        self.encode.ggml_type().ok_or_else(|| ConvertError::NotGguf {
-            tensor: self.name.clone(),
-        })
+        self.encode
+            .ggml_type()
+            .ok_or_else(|| ConvertError::NotGguf {
+                tensor: self.name.clone(),
+            })
     }
 }
 

@@ -218,7 +218,12 @@ pub fn convert_safetensors(
         },
         &mut |w| record(w),
     )?;
-    let fresh: Vec<Written> = outcome.written.iter().chain(&outcome.kept).cloned().collect();
+    let fresh: Vec<Written> = outcome
+        .written
+        .iter()
+        .chain(&outcome.kept)
+        .cloned()
+        .collect();
     report.add(outcome);
     if o.shard.is_none() {
         finish_with(ck, o, &fresh)?;

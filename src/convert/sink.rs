@@ -103,7 +103,11 @@ impl OutputFile for ShardFile<'_> {
         self.dir.join(self.shard.file_name())
     }
     fn tensor_names(&self) -> Vec<&str> {
-        self.shard.tensors().iter().map(|t| t.name.as_str()).collect()
+        self.shard
+            .tensors()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect()
     }
     fn data_len(&self) -> u64 {
         self.shard.data_len()

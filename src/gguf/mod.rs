@@ -18,11 +18,11 @@ pub mod set;
 pub mod value;
 pub mod writer;
 
+pub use crate::io::atomic::Written;
 pub use constants::{ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
 pub use error::GgufError;
 pub use plan::{plan_summary, FilePlan, GgufPlan, PlannedTensor, TensorPlan};
 pub use reader::{GgufFile, TensorInfo};
 pub use set::GgufSet;
 pub use value::{ArrayValue, Value};
-pub use crate::io::atomic::Written;
 pub use writer::GgufFileWriter;

@@ -90,7 +90,10 @@ impl GgufFileWriter {
     /// removed and the first incomplete tensor is named.
     pub fn finish(self) -> Result<Written> {
         let path = self.plan.path().to_path_buf();
-        let w = self.out.finish().map_err(|e| GgufError::sequence(path, e))?;
+        let w = self
+            .out
+            .finish()
+            .map_err(|e| GgufError::sequence(path, e))?;
         debug_assert_eq!(w.bytes, self.plan.file_len());
         Ok(w)
     }

@@ -143,8 +143,8 @@ mod tests {
     use super::*;
     use crate::base::DType;
     use crate::io::atomic::Sha256Sum;
-    use std::path::PathBuf;
     use crate::safetensors_io::plan::{plan_shards, StTensor};
+    use std::path::PathBuf;
 
     fn plan() -> crate::safetensors_io::ShardPlan {
         let t = vec![

@@ -40,7 +40,6 @@ use std::path::{Path, PathBuf};
 
 pub use stream::CHUNK_ELEMS;
 
-
 /// What happens to one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

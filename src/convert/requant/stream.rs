@@ -83,34 +83,41 @@ pub(super) fn stream_tensor(
     workers.resize_with(jobs, Default::default);
     let mut stats = Stats::default();
     pipeline(&t.name, t.out_bytes, jobs, pool, sink, |pipe| {
-        for_each_band(n_elems, per, &mut workers, &mut stats, pipe, |e0, n, band| {
-            let (e0, n64) = (e0 as u64, n as u64);
-            let b0 = tin.row_bytes(e0).ok_or_else(|| bad(n64))?;
-            let nb = tin.row_bytes(n64).ok_or_else(|| bad(n64))?;
-            let src = usize::try_from(b0)
-                .ok()
-                .zip(usize::try_from(b0.saturating_add(nb)).ok())
-                .and_then(|(a, b)| data.get(a..b))
-                .ok_or_else(|| bad(n64))?;
-            let x = &mut band.f32;
-            x.clear();
-            x.resize(n, 0.0);
-            quant::dequantize_row(tin, src, x).map_err(qerr)?;
-            // The input this chunk consumed is not needed again.
-            file.release(info.offset.saturating_add(b0), nb);
-            let cap = tout.row_bytes(n64).unwrap_or(0);
-            let mut out = pipe.buffer(usize::try_from(cap).unwrap_or(0));
-            quant::quantize_row(tout, x, &mut out).map_err(qerr)?;
-            let mut st = Stats::default();
-            if o.measure && tout != GgmlType::F32 {
-                let mut y = vec![0f32; n];
-                quant::dequantize_row(tout, &out, &mut y).map_err(qerr)?;
-                st.add_errors(x, &y);
-            } else {
-                st.n = n64;
-            }
-            Ok((out, st))
-        })?;
+        for_each_band(
+            n_elems,
+            per,
+            &mut workers,
+            &mut stats,
+            pipe,
+            |e0, n, band| {
+                let (e0, n64) = (e0 as u64, n as u64);
+                let b0 = tin.row_bytes(e0).ok_or_else(|| bad(n64))?;
+                let nb = tin.row_bytes(n64).ok_or_else(|| bad(n64))?;
+                let src = usize::try_from(b0)
+                    .ok()
+                    .zip(usize::try_from(b0.saturating_add(nb)).ok())
+                    .and_then(|(a, b)| data.get(a..b))
+                    .ok_or_else(|| bad(n64))?;
+                let x = &mut band.f32;
+                x.clear();
+                x.resize(n, 0.0);
+                quant::dequantize_row(tin, src, x).map_err(qerr)?;
+                // The input this chunk consumed is not needed again.
+                file.release(info.offset.saturating_add(b0), nb);
+                let cap = tout.row_bytes(n64).unwrap_or(0);
+                let mut out = pipe.buffer(usize::try_from(cap).unwrap_or(0));
+                quant::quantize_row(tout, x, &mut out).map_err(qerr)?;
+                let mut st = Stats::default();
+                if o.measure && tout != GgmlType::F32 {
+                    let mut y = vec![0f32; n];
+                    quant::dequantize_row(tout, &out, &mut y).map_err(qerr)?;
+                    st.add_errors(x, &y);
+                } else {
+                    st.n = n64;
+                }
+                Ok((out, st))
+            },
+        )?;
         Ok(())
     })?;
     Ok(stats)

@@ -17,7 +17,6 @@ const DIRECT_CHUNK: usize = 8 << 20;
 /// Alignment of direct-I/O buffers, sizes and offsets.
 const DIRECT_ALIGN: usize = 4096;
 
-
 /// A `DIRECT_ALIGN`-aligned window of `DIRECT_CHUNK` bytes inside an ordinary `Vec` (found
 /// with `align_offset`, so no allocator tricks and no `unsafe`).
 struct Window {

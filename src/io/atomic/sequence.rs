@@ -31,7 +31,9 @@ pub enum SequenceError {
     #[error(transparent)]
     Io(#[from] IoError),
     /// A chunk would give the current tensor more bytes than planned (nothing was written).
-    #[error("tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}")]
+    #[error(
+        "tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}"
+    )]
     ChunkOverflow {
         /// The tensor.
         name: String,
@@ -174,8 +176,7 @@ impl SequencedFile {
     pub fn begin_tensor(&mut self, name: &str) -> Result<(), SequenceError> {
         self.check_no_partial()?;
         let passed = &self.slots[self.skipped_from.min(self.current)..self.current];
-        if self.current().is_some_and(|t| t.name == name) || passed.iter().any(|t| t.name == name)
-        {
+        if self.current().is_some_and(|t| t.name == name) || passed.iter().any(|t| t.name == name) {
             return Ok(());
         }
         Err(SequenceError::OutOfOrder {
@@ -289,8 +290,14 @@ mod tests {
     fn order_counts_and_padding() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
-        let slots = vec![slot("e", 0, 2), slot("a", 3, 1), slot("z", 0, 0), slot("b", 2, 0)];
-        let mut f = SequencedFile::new(AtomicFile::create_hashed(&p).unwrap(), b"H", slots).unwrap();
+        let slots = vec![
+            slot("e", 0, 2),
+            slot("a", 3, 1),
+            slot("z", 0, 0),
+            slot("b", 2, 0),
+        ];
+        let mut f =
+            SequencedFile::new(AtomicFile::create_hashed(&p).unwrap(), b"H", slots).unwrap();
         f.begin_tensor("e").unwrap(); // an empty tensor already passed over
         assert_eq!(f.current().unwrap().name, "a");
         assert!(matches!(
@@ -304,7 +311,12 @@ mod tests {
         ));
         assert!(matches!(
             f.write_chunk(&[3, 4]),
-            Err(SequenceError::ChunkOverflow { expected: 3, got: 4, chunk: 2, .. })
+            Err(SequenceError::ChunkOverflow {
+                expected: 3,
+                got: 4,
+                chunk: 2,
+                ..
+            })
         ));
         f.write_chunk(&[3]).unwrap();
         f.begin_tensor("z").unwrap();
@@ -325,12 +337,16 @@ mod tests {
     fn an_incomplete_file_is_not_committed() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
-        let mut f =
-            SequencedFile::new(AtomicFile::create(&p).unwrap(), b"", vec![slot("a", 2, 0)]).unwrap();
+        let mut f = SequencedFile::new(AtomicFile::create(&p).unwrap(), b"", vec![slot("a", 2, 0)])
+            .unwrap();
         f.write_chunk(&[1]).unwrap();
         assert!(matches!(
             f.finish(),
-            Err(SequenceError::TensorIncomplete { got: 1, expected: 2, .. })
+            Err(SequenceError::TensorIncomplete {
+                got: 1,
+                expected: 2,
+                ..
+            })
         ));
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
