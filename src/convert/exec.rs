@@ -15,7 +15,7 @@ use super::encode::{encode_band, Measure, Stats};
 use super::plan::{Encode, OutTensor, Piece};
 use super::sink::Chunks;
 use super::ConvertError;
-use crate::source::grok::OwnedMatrix;
+use crate::source::grok::{Matrix, OwnedMatrix};
 use crate::source::Checkpoint;
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -40,8 +40,15 @@ pub fn stream_tensor(
     scratch.bands.resize_with(jobs, Band::default);
     let Scratch { bands, om, pool } = scratch;
     pipeline(&t.name, t.nbytes, jobs, pool, sink, |pipe| {
+        let mut job = Job {
+            t,
+            measure,
+            bands,
+            stats: &mut stats,
+            pipe,
+        };
         for piece in &t.pieces {
-            if !produce_piece(ck, t, piece, measure, bands, om, &mut stats, pipe)? {
+            if !produce_piece(ck, piece, &mut job, om)? {
                 break; // the writer stopped; its error is reported by the pipeline
             }
         }
@@ -147,6 +154,31 @@ fn recycle(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>, keep: usize) {
     }
 }
 
+/// One tensor being encoded: what to produce, the workers' bands, and where bytes and
+/// statistics go.
+struct Job<'j, 'p> {
+    t: &'j OutTensor,
+    measure: Measure,
+    bands: &'j mut [Band],
+    stats: &'j mut Stats,
+    pipe: &'j Pipe<'p>,
+}
+
+impl Job<'_, '_> {
+    /// [`for_each_band`] over this job's bands, stats and pipe.
+    fn each_band<F>(
+        &mut self,
+        n_rows: usize,
+        per_band: usize,
+        encode: F,
+    ) -> Result<bool, ConvertError>
+    where
+        F: Fn(usize, usize, &mut Band) -> Result<(Vec<u8>, Stats), ConvertError> + Sync,
+    {
+        for_each_band(n_rows, per_band, self.bands, self.stats, self.pipe, encode)
+    }
+}
+
 /// f32 sources larger than this are read a group of bands at a time (the 3.2 GB embedding);
 /// smaller ones (norms, routers) at once.
 const WHOLE_F32_BYTES: u64 = 64 << 20;
@@ -154,17 +186,13 @@ const WHOLE_F32_BYTES: u64 = 64 << 20;
 /// One piece: source data is read with `pread` (never through a map), so a file truncated by
 /// another process mid-read is an error, not a SIGBUS; memory holds at most one int8 expert
 /// matrix (201 MB for Grok-1) or one group of embedding rows.
-#[allow(clippy::too_many_arguments)]
 fn produce_piece(
     ck: &Checkpoint,
-    t: &OutTensor,
     piece: &Piece,
-    measure: Measure,
-    bands: &mut [Band],
+    job: &mut Job<'_, '_>,
     om: &mut OwnedMatrix,
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
+    let t = job.t;
     let src_t = ck
         .tensors
         .get(piece.tensor)
@@ -188,13 +216,13 @@ fn produce_piece(
             && m.rows.is_multiple_of(32)
             && m.block_height().is_multiple_of(32)
         {
-            return run_q8_direct(t, &m, measure, bands, stats, pipe);
+            return run_q8_direct(job, &m);
         }
         // bf16 (safetensors, GGUF): each element is RNE(q · s) — exact in f32, so this equals
         // the generic path's value — computed straight from the transposed int8, without the
         // f32 band.
         if piece.transpose && t.encode == Encode::Float(crate::base::DType::BF16) {
-            return run_bf16_direct(&m, measure, bands, stats, pipe);
+            return run_bf16_direct(job, &m);
         }
         // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
         if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
@@ -203,21 +231,11 @@ fn produce_piece(
                 && m.rows.is_multiple_of(group)
                 && m.block_height().is_multiple_of(group)
             {
-                return run_ct8_direct(t, &m, group, measure, bands, stats, pipe);
+                return run_ct8_direct(job, &m, group);
             }
         }
         let src = Src::Int8(m);
-        return run_bands(
-            t,
-            &src,
-            piece.transpose,
-            src.out_rows(piece.transpose),
-            keep_int8,
-            measure,
-            bands,
-            stats,
-            pipe,
-        );
+        return run_bands(job, &src, piece.transpose, keep_int8);
     }
     let a = src_t.weight();
     let dims = a.shape.dims();
@@ -239,17 +257,7 @@ fn produce_piece(
             rows,
             cols,
         };
-        return run_bands(
-            t,
-            &src,
-            piece.transpose,
-            src.out_rows(piece.transpose),
-            keep_int8,
-            measure,
-            bands,
-            stats,
-            pipe,
-        );
+        return run_bands(job, &src, piece.transpose, keep_int8);
     }
     // Large and not transposed (the embedding): read one group of bands' rows at a time.
     let probe = Src::F32 {
@@ -257,7 +265,7 @@ fn produce_piece(
         rows,
         cols,
     };
-    let per_group = band_rows(&probe, false).max(1) * bands.len();
+    let per_group = band_rows(&probe, false).max(1) * job.bands.len();
     let mut first = 0;
     let mut bytes = Vec::new();
     while first < rows {
@@ -273,7 +281,7 @@ fn produce_piece(
             rows: n,
             cols,
         };
-        if !run_bands(t, &src, false, n, keep_int8, measure, bands, stats, pipe)? {
+        if !run_bands(job, &src, false, keep_int8)? {
             return Ok(false);
         }
         first += n;
@@ -285,18 +293,12 @@ fn produce_piece(
 /// multiples of 32 rows: each 32-block shares one scale, so it is copied (`d = f16(scale)`,
 /// `qs = q`) unless the scale is not an exact f16 or a value is -128, in which case that block
 /// alone is quantized from its exact values. No f32 band is built.
-fn run_q8_direct(
-    t: &OutTensor,
-    m: &crate::source::grok::Matrix<'_>,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
-) -> Result<bool, ConvertError> {
+fn run_q8_direct(job: &mut Job<'_, '_>, m: &Matrix<'_>) -> Result<bool, ConvertError> {
     use crate::quant::{self, GgmlType};
+    let (t, measure, pipe) = (job.t, job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         super::band::gather_int8_transposed(m, first, n, &mut band.q);
         let mut out = pipe.buffer(n * len / 32 * 34);
         let mut st = Stats::default();
@@ -334,18 +336,13 @@ fn run_q8_direct(
 
 /// bf16 straight from the release's int8 for a transposed matrix: per output row (a release
 /// column) and scale block, `bf16(q · s)` with round-to-nearest-even. No f32 band is built.
-fn run_bf16_direct(
-    m: &crate::source::grok::Matrix<'_>,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
-) -> Result<bool, ConvertError> {
+fn run_bf16_direct(job: &mut Job<'_, '_>, m: &Matrix<'_>) -> Result<bool, ConvertError> {
     use crate::base::float::bf16_bits_to_f32;
+    let (measure, pipe) = (job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
     let bh = m.block_height().max(1);
     let per_band = (super::band::BAND_BYTES / 2 / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         super::band::gather_int8_transposed(m, first, n, &mut band.q);
         let mut out = pipe.buffer(n * len * 2);
         let mut st = Stats::default();
@@ -373,18 +370,15 @@ fn run_bf16_direct(
 /// word (first element in the lowest bits), `weight_scale` the release's bf16 scale of each
 /// group. Lossless by construction; no f32 band is built.
 fn run_ct8_direct(
-    t: &OutTensor,
-    m: &crate::source::grok::Matrix<'_>,
+    job: &mut Job<'_, '_>,
+    m: &Matrix<'_>,
     group: usize,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
+    let (measure, pipe) = (job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
-    let packed = matches!(t.encode, Encode::CtPacked { .. });
+    let packed = matches!(job.t.encode, Encode::CtPacked { .. });
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         let mut st = Stats::default();
         let groups = (len / group) as u64;
         let mut out = pipe.buffer(if packed {
@@ -459,20 +453,17 @@ where
     Ok(true)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The generic encoder: bands of exact f32 output rows ([`fill_band_with`]), encoded by
+/// [`encode_band`].
 fn run_bands(
-    t: &OutTensor,
+    job: &mut Job<'_, '_>,
     src: &Src<'_>,
     transpose: bool,
-    n_rows: usize,
     keep_int8: bool,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
+    let (t, measure, pipe) = (job.t, job.measure, job.pipe);
     let per_band = band_rows(src, transpose).max(1);
-    for_each_band(n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(src.out_rows(transpose), per_band, |first, n, band| {
         fill_band_with(src, transpose, first, n, band, keep_int8);
         let mut out = pipe.buffer(0);
         let mut st = Stats::default();

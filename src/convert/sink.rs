@@ -25,29 +25,24 @@ pub trait FileSink: Send + Sized {
     fn finish(self) -> Result<Written, ConvertError>;
 }
 
-impl FileSink for GgufFileWriter {
-    fn begin_tensor(&mut self, name: &str) -> Result<(), ConvertError> {
-        Ok(GgufFileWriter::begin_tensor(self, name)?)
-    }
-    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConvertError> {
-        Ok(self.write_tensor_chunk(bytes)?)
-    }
-    fn finish(self) -> Result<Written, ConvertError> {
-        Ok(GgufFileWriter::finish(self)?)
-    }
+/// Both writers have the sink's methods under the same names (their errors differ).
+macro_rules! file_sink {
+    ($writer:ty) => {
+        impl FileSink for $writer {
+            fn begin_tensor(&mut self, name: &str) -> Result<(), ConvertError> {
+                Ok(<$writer>::begin_tensor(self, name)?)
+            }
+            fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConvertError> {
+                Ok(self.write_tensor_chunk(bytes)?)
+            }
+            fn finish(self) -> Result<Written, ConvertError> {
+                Ok(<$writer>::finish(self)?)
+            }
+        }
+    };
 }
-
-impl FileSink for ShardWriter {
-    fn begin_tensor(&mut self, name: &str) -> Result<(), ConvertError> {
-        Ok(ShardWriter::begin_tensor(self, name)?)
-    }
-    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConvertError> {
-        Ok(self.write_tensor_chunk(bytes)?)
-    }
-    fn finish(self) -> Result<Written, ConvertError> {
-        Ok(ShardWriter::finish(self)?)
-    }
-}
+file_sink!(GgufFileWriter);
+file_sink!(ShardWriter);
 
 /// One planned output file.
 pub trait OutputFile {

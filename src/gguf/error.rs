@@ -2,9 +2,11 @@
 //! (in `what`/`key`/`name`) and the absolute byte offset where the defect was found, because a
 //! user holding a 300 GB file needs to know where it is broken, not just that it is.
 
+use crate::io::atomic::sequence::with_sequence_defects;
 use crate::io::IoError;
 use std::path::PathBuf;
 
+with_sequence_defects! {
 /// Anything that can go wrong planning, writing or reading GGUF files.
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)] // the fields are described by each variant's message
@@ -176,35 +178,8 @@ pub enum GgufError {
     /// The split request cannot be honoured (zero size, too many shards, bad output name).
     #[error("GGUF plan: split: {reason}")]
     PlanSplit { reason: String },
-
-    // ---- streaming writer (the same defects as `safetensors_io::StError`'s) ---------------
-    /// A chunk would give a tensor more bytes than planned.
-    #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}", path.display())]
-    ChunkOverflow {
-        path: PathBuf,
-        name: String,
-        expected: u64,
-        got: u64,
-        chunk: u64,
-    },
-    /// A tensor did not receive all its bytes (before the next began, or at `finish`).
-    #[error("{}: tensor '{name}' received {got} of its {expected} bytes", path.display())]
-    TensorIncomplete {
-        path: PathBuf,
-        name: String,
-        expected: u64,
-        got: u64,
-    },
-    /// A chunk after every planned tensor was complete.
-    #[error("{}: {len} bytes written after the last planned tensor", path.display())]
-    NoTensorPending { path: PathBuf, len: u64 },
-    /// A tensor begun out of plan order.
-    #[error("{}: expected tensor '{expected}' next, got '{got}'", path.display())]
-    OutOfOrder {
-        path: PathBuf,
-        expected: String,
-        got: String,
-    },
+    // ---- streaming writer: `io::atomic::sequence`'s defects, added by the macro ----------
+}
 }
 
 crate::io::atomic::sequence::from_sequence_error!(GgufError);

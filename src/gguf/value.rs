@@ -126,24 +126,10 @@ impl Value {
             _ => None,
         }
     }
-    /// The value if it is a u16.
-    pub fn as_u16(&self) -> Option<u16> {
-        match self {
-            Value::U16(x) => Some(*x),
-            _ => None,
-        }
-    }
     /// The value if it is an i32.
     pub fn as_i32(&self) -> Option<i32> {
         match self {
             Value::I32(x) => Some(*x),
-            _ => None,
-        }
-    }
-    /// The value if it is an f32.
-    pub fn as_f32(&self) -> Option<f32> {
-        match self {
-            Value::F32(x) => Some(*x),
             _ => None,
         }
     }

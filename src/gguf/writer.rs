@@ -10,9 +10,9 @@
 //! leaves no file under the final name. The order and counting are
 //! [`crate::io::atomic::sequence`]'s, shared with the safetensors writer.
 
-use super::error::{GgufError, Result};
+use super::error::Result;
 use super::plan::{FilePlan, PlannedTensor};
-use crate::io::atomic::sequence::{SequenceError, SequencedFile, Slot};
+use crate::io::atomic::sequence::{SequencedFile, Slot};
 use crate::io::atomic::Written;
 use crate::io::AtomicFile;
 
@@ -63,42 +63,31 @@ impl GgufFileWriter {
         self.plan.tensors().get(self.out.current_index())
     }
 
-    /// Declare that tensor `name`'s bytes start now (optional; an out-of-order name is
-    /// [`GgufError::OutOfOrder`]).
-    pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
-        let r = self.out.begin_tensor(name);
-        r.map_err(|e| self.error(e))
-    }
-
     /// Append bytes to the current tensor. A chunk may not cross into the next tensor: a chunk
     /// that would give the tensor more than its planned bytes is refused (naming it) and
     /// nothing is written. When a tensor becomes complete its padding is written and the next
     /// tensor becomes current.
     pub fn write_tensor_chunk(&mut self, bytes: &[u8]) -> Result<()> {
-        let r = self.out.write_chunk(bytes);
-        r.map_err(|e| self.error(e))
+        Ok(self.out.write_chunk(bytes)?)
     }
 
     /// Write one whole tensor: `bytes` must be exactly the current tensor's remaining bytes
     /// (fewer is [`GgufError::TensorIncomplete`], more is [`GgufError::ChunkOverflow`]).
     pub fn write_tensor(&mut self, bytes: &[u8]) -> Result<()> {
-        let r = self.out.write_rest(bytes);
-        r.map_err(|e| self.error(e))
+        Ok(self.out.write_rest(bytes)?)
     }
 
     /// Commit (fsync + rename) if every tensor is complete; otherwise the temporary file is
     /// removed and the first incomplete tensor is named.
     pub fn finish(self) -> Result<Written> {
-        let path = self.plan.path().to_path_buf();
-        let w = self
-            .out
-            .finish()
-            .map_err(|e| GgufError::sequence(path, e))?;
+        let w = self.out.finish()?;
         debug_assert_eq!(w.bytes, self.plan.file_len());
         Ok(w)
     }
 
-    fn error(&self, e: SequenceError) -> GgufError {
-        GgufError::sequence(self.plan.path().to_path_buf(), e)
+    /// Declare that tensor `name`'s bytes start now (optional; an out-of-order name is
+    /// [`GgufError::OutOfOrder`]).
+    pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
+        Ok(self.out.begin_tensor(name)?)
     }
 }

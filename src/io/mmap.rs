@@ -9,7 +9,7 @@
 //! a signal). Files are checked for a stable size at open; `docs/security.md` states the rest.
 
 use super::IoError;
-use memmap2::{Advice, Mmap};
+use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -80,15 +80,6 @@ impl MappedFile {
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Tell the kernel a range will be read sequentially soon (read-ahead). Advice failures are
-    /// ignored: they only cost speed.
-    pub fn advise_sequential(&self, start: usize, len: usize) {
-        if let Some(m) = &self.map {
-            let _ = m.advise_range(Advice::Sequential, start, len);
-            let _ = m.advise_range(Advice::WillNeed, start, len);
-        }
     }
 
     /// Drop the pages of a range from this process's resident set once it has been consumed, so

@@ -116,14 +116,6 @@ impl Config {
         }
     }
 
-    /// Grok-1 with only the first `n` layers (for full-size benchmarks).
-    pub fn grok1_layers(n: u64) -> Config {
-        Config {
-            num_layers: n,
-            ..Config::grok1()
-        }
-    }
-
     /// The size `d` stands for.
     pub fn dim(&self, d: Dim) -> u64 {
         match d {
@@ -135,6 +127,7 @@ impl Config {
             Dim::KvWidth => self.kv_width(),
         }
     }
+
     /// Query projection width (H × head dim).
     pub fn q_width(&self) -> u64 {
         self.num_q_heads * self.key_size

@@ -105,32 +105,22 @@ impl ConfigKey {
     }
 }
 
-const fn key(names: &'static [&'static str], missing: Missing) -> Key {
+const fn k(names: &'static [&'static str], missing: Missing) -> Key {
     Key { names, missing }
 }
-const NONE: Key = key(&[], Missing::Absent);
-/// Read when present, checked or ignored by the release reader (see `source::grok`).
-const fn release(name: &'static [&'static str]) -> Key {
-    key(name, Missing::Grok1)
-}
-const fn req(names: &'static [&'static str]) -> Key {
-    key(names, Missing::Required)
-}
-const fn opt(names: &'static [&'static str]) -> Key {
-    key(names, Missing::Grok1)
-}
-
-fn kv_heads_default(c: &Config) -> u64 {
-    c.num_q_heads
-}
-fn head_dim_default(c: &Config) -> u64 {
-    c.emb_size / c.num_q_heads.max(1)
-}
+/// Not carried.
+const NO: Missing = Missing::Absent;
+/// Carried; an error when absent.
+const REQ: Missing = Missing::Required;
+/// Carried; Grok-1's value when absent (the release reader checks or ignores some of these:
+/// see `source::grok`).
+const OPT: Missing = Missing::Grok1;
+/// Absent KV heads: as many as query heads.
+const KVH: Missing = Missing::Derived(|c| c.num_q_heads);
+/// Absent head dimension: d_model / query heads.
+const HD: Missing = Missing::Derived(|c| c.emb_size / c.num_q_heads.max(1));
 
 macro_rules! row {
-    ($field:ident, $release:expr, $gguf:expr, $hf:expr) => {
-        row!($field, $release, $gguf, $hf, false)
-    };
     ($field:ident, $release:expr, $gguf:expr, $hf:expr, $restore:literal) => {
         ConfigKey {
             field: Field::$field,
@@ -143,127 +133,30 @@ macro_rules! row {
 }
 
 /// The table, in the order GGUF writes the keys (after `general.*`). GGUF's vocabulary size is
-/// optional: readers take it from `token_embd.weight`, which every GGUF has.
+/// optional: readers take it from `token_embd.weight`, which every GGUF has. The last column
+/// is [`ConfigKey::gguf_f32_restores_grok1`].
+#[rustfmt::skip]
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    row!(
-        VocabSize,
-        release(&["vocab_size"]),
-        opt(&["grok.vocab_size"]),
-        req(&["vocab_size"])
-    ),
-    row!(
-        MaxSeqLen,
-        NONE,
-        opt(&["grok.context_length"]),
-        opt(&["max_position_embeddings"])
-    ),
-    row!(
-        EmbSize,
-        release(&["emb_size"]),
-        req(&["grok.embedding_length"]),
-        req(&["hidden_size"])
-    ),
-    row!(
-        NumLayers,
-        release(&["num_layers"]),
-        req(&["grok.block_count"]),
-        req(&["num_hidden_layers"])
-    ),
-    row!(
-        FfnSize,
-        release(&["ffn_size"]),
-        req(&["grok.feed_forward_length"]),
-        req(&["intermediate_size"])
-    ),
-    row!(
-        NumQHeads,
-        release(&["num_q_heads"]),
-        req(&["grok.attention.head_count"]),
-        req(&["num_attention_heads"])
-    ),
-    row!(
-        NumKvHeads,
-        release(&["num_kv_heads"]),
-        key(
-            &["grok.attention.head_count_kv"],
-            Missing::Derived(kv_heads_default)
-        ),
-        key(&["num_key_value_heads"], Missing::Derived(kv_heads_default))
-    ),
-    row!(
-        RmsNormEps,
-        release(&["rms_norm_eps"]),
-        opt(&["grok.attention.layer_norm_rms_epsilon"]),
-        opt(&["rms_norm_eps"])
-    ),
-    row!(
-        RopeBase,
-        release(&["rope_base"]),
-        opt(&["grok.rope.freq_base"]),
-        opt(&["rope_theta"])
-    ),
-    row!(
-        KeySize,
-        release(&["key_size"]),
-        key(
-            &["grok.rope.dimension_count"],
-            Missing::Derived(head_dim_default)
-        ),
-        key(&["head_dim"], Missing::Derived(head_dim_default))
-    ),
-    row!(
-        NumExperts,
-        release(&["num_experts"]),
-        req(&["grok.expert_count"]),
-        opt(&["num_local_experts", "num_experts"])
-    ),
-    row!(
-        NumSelectedExperts,
-        release(&["num_selected_experts"]),
-        req(&["grok.expert_used_count"]),
-        opt(&["num_experts_per_tok"])
-    ),
-    row!(
-        EmbeddingMultiplierScale,
-        release(&["embedding_multiplier_scale"]),
-        opt(&["grok.embedding_scale"]),
-        opt(&["embedding_multiplier_scale"]),
-        true
-    ),
-    row!(
-        AttnOutputMultiplier,
-        release(&["attn_output_multiplier"]),
-        opt(&["grok.attention.output_scale"]),
-        opt(&["attn_output_multiplier"]),
-        true
-    ),
-    row!(
-        AttnLogitCap,
-        release(&["attn_logit_cap"]),
-        opt(&["grok.attn_logit_softcapping"]),
-        opt(&["max_attn_value", "attn_logit_softcapping"]),
-        true
-    ),
-    row!(
-        OutputMultiplierScale,
-        release(&["output_multiplier_scale"]),
-        opt(&["grok.logit_scale"]),
-        opt(&["output_multiplier_scale"]),
-        true
-    ),
-    row!(
-        PadToken,
-        release(&["pad_token"]),
-        NONE,
-        opt(&["pad_token_id"])
-    ),
-    row!(BosToken, NONE, NONE, opt(&["bos_token_id"])),
-    row!(
-        EosToken,
-        release(&["eos_token"]),
-        NONE,
-        opt(&["eos_token_id"])
-    ),
+    //   field                     release config.json                     GGUF                                                HF config.json
+    row!(VocabSize,                k(&["vocab_size"], OPT),                k(&["grok.vocab_size"], OPT),                       k(&["vocab_size"], REQ), false),
+    row!(MaxSeqLen,                k(&[], NO),                             k(&["grok.context_length"], OPT),                   k(&["max_position_embeddings"], OPT), false),
+    row!(EmbSize,                  k(&["emb_size"], OPT),                  k(&["grok.embedding_length"], REQ),                 k(&["hidden_size"], REQ), false),
+    row!(NumLayers,                k(&["num_layers"], OPT),                k(&["grok.block_count"], REQ),                      k(&["num_hidden_layers"], REQ), false),
+    row!(FfnSize,                  k(&["ffn_size"], OPT),                  k(&["grok.feed_forward_length"], REQ),              k(&["intermediate_size"], REQ), false),
+    row!(NumQHeads,                k(&["num_q_heads"], OPT),               k(&["grok.attention.head_count"], REQ),             k(&["num_attention_heads"], REQ), false),
+    row!(NumKvHeads,               k(&["num_kv_heads"], OPT),              k(&["grok.attention.head_count_kv"], KVH),          k(&["num_key_value_heads"], KVH), false),
+    row!(RmsNormEps,               k(&["rms_norm_eps"], OPT),              k(&["grok.attention.layer_norm_rms_epsilon"], OPT), k(&["rms_norm_eps"], OPT), false),
+    row!(RopeBase,                 k(&["rope_base"], OPT),                 k(&["grok.rope.freq_base"], OPT),                   k(&["rope_theta"], OPT), false),
+    row!(KeySize,                  k(&["key_size"], OPT),                  k(&["grok.rope.dimension_count"], HD),              k(&["head_dim"], HD), false),
+    row!(NumExperts,               k(&["num_experts"], OPT),               k(&["grok.expert_count"], REQ),                     k(&["num_local_experts", "num_experts"], OPT), false),
+    row!(NumSelectedExperts,       k(&["num_selected_experts"], OPT),      k(&["grok.expert_used_count"], REQ),                k(&["num_experts_per_tok"], OPT), false),
+    row!(EmbeddingMultiplierScale, k(&["embedding_multiplier_scale"], OPT), k(&["grok.embedding_scale"], OPT),                 k(&["embedding_multiplier_scale"], OPT), true),
+    row!(AttnOutputMultiplier,     k(&["attn_output_multiplier"], OPT),    k(&["grok.attention.output_scale"], OPT),           k(&["attn_output_multiplier"], OPT), true),
+    row!(AttnLogitCap,             k(&["attn_logit_cap"], OPT),            k(&["grok.attn_logit_softcapping"], OPT),           k(&["max_attn_value", "attn_logit_softcapping"], OPT), true),
+    row!(OutputMultiplierScale,    k(&["output_multiplier_scale"], OPT),   k(&["grok.logit_scale"], OPT),                      k(&["output_multiplier_scale"], OPT), true),
+    row!(PadToken,                 k(&["pad_token"], OPT),                 k(&[], NO),                                         k(&["pad_token_id"], OPT), false),
+    row!(BosToken,                 k(&[], NO),                             k(&[], NO),                                         k(&["bos_token_id"], OPT), false),
+    row!(EosToken,                 k(&["eos_token"], OPT),                 k(&[], NO),                                         k(&["eos_token_id"], OPT), false),
 ];
 
 impl Field {
@@ -273,69 +166,54 @@ impl Field {
     }
     /// The field's value in `c`.
     pub fn get(self, c: &Config) -> KeyValue {
-        use KeyValue::{Float, Int};
-        match self {
-            Field::VocabSize => Int(c.vocab_size),
-            Field::MaxSeqLen => Int(c.max_seq_len),
-            Field::EmbSize => Int(c.emb_size),
-            Field::NumLayers => Int(c.num_layers),
-            Field::FfnSize => Int(c.ffn_size),
-            Field::NumQHeads => Int(c.num_q_heads),
-            Field::NumKvHeads => Int(c.num_kv_heads),
-            Field::RmsNormEps => Float(c.rms_norm_eps),
-            Field::RopeBase => Float(c.rope_base),
-            Field::KeySize => Int(c.key_size),
-            Field::NumExperts => Int(c.num_experts),
-            Field::NumSelectedExperts => Int(c.num_selected_experts),
-            Field::EmbeddingMultiplierScale => Float(c.embedding_multiplier_scale),
-            Field::AttnOutputMultiplier => Float(c.attn_output_multiplier),
-            Field::AttnLogitCap => Float(c.attn_logit_cap),
-            Field::OutputMultiplierScale => Float(c.output_multiplier_scale),
-            Field::PadToken => Int(u64::from(c.pad_token)),
-            Field::BosToken => Int(u64::from(c.bos_token)),
-            Field::EosToken => Int(u64::from(c.eos_token)),
+        match self.slot(&mut c.clone()) {
+            Slot::Count(x) => KeyValue::Int(*x),
+            Slot::Id(x) => KeyValue::Int(u64::from(*x)),
+            Slot::Real(x) => KeyValue::Float(*x),
         }
     }
     /// Set the field in `c`. An integer field takes only [`KeyValue::Int`] (token ids
     /// saturate at `u32::MAX`); a real field takes either. False when the value does not fit.
     pub fn set(self, c: &mut Config, v: KeyValue) -> bool {
-        let real = v.real();
-        let KeyValue::Int(n) = v else {
-            match self {
-                Field::RmsNormEps => c.rms_norm_eps = real,
-                Field::RopeBase => c.rope_base = real,
-                Field::EmbeddingMultiplierScale => c.embedding_multiplier_scale = real,
-                Field::AttnOutputMultiplier => c.attn_output_multiplier = real,
-                Field::AttnLogitCap => c.attn_logit_cap = real,
-                Field::OutputMultiplierScale => c.output_multiplier_scale = real,
-                _ => return false,
-            }
-            return true;
-        };
-        let id = u32::try_from(n).unwrap_or(u32::MAX);
-        match self {
-            Field::VocabSize => c.vocab_size = n,
-            Field::MaxSeqLen => c.max_seq_len = n,
-            Field::EmbSize => c.emb_size = n,
-            Field::NumLayers => c.num_layers = n,
-            Field::FfnSize => c.ffn_size = n,
-            Field::NumQHeads => c.num_q_heads = n,
-            Field::NumKvHeads => c.num_kv_heads = n,
-            Field::KeySize => c.key_size = n,
-            Field::NumExperts => c.num_experts = n,
-            Field::NumSelectedExperts => c.num_selected_experts = n,
-            Field::PadToken => c.pad_token = id,
-            Field::BosToken => c.bos_token = id,
-            Field::EosToken => c.eos_token = id,
-            Field::RmsNormEps => c.rms_norm_eps = real,
-            Field::RopeBase => c.rope_base = real,
-            Field::EmbeddingMultiplierScale => c.embedding_multiplier_scale = real,
-            Field::AttnOutputMultiplier => c.attn_output_multiplier = real,
-            Field::AttnLogitCap => c.attn_logit_cap = real,
-            Field::OutputMultiplierScale => c.output_multiplier_scale = real,
+        match (self.slot(c), v) {
+            (Slot::Count(s), KeyValue::Int(n)) => *s = n,
+            (Slot::Id(s), KeyValue::Int(n)) => *s = u32::try_from(n).unwrap_or(u32::MAX),
+            (Slot::Real(s), v) => *s = v.real(),
+            (Slot::Count(_) | Slot::Id(_), KeyValue::Float(_)) => return false,
         }
         true
     }
+    /// Where the field lives in `c`.
+    fn slot(self, c: &mut Config) -> Slot<'_> {
+        match self {
+            Field::VocabSize => Slot::Count(&mut c.vocab_size),
+            Field::MaxSeqLen => Slot::Count(&mut c.max_seq_len),
+            Field::EmbSize => Slot::Count(&mut c.emb_size),
+            Field::NumLayers => Slot::Count(&mut c.num_layers),
+            Field::FfnSize => Slot::Count(&mut c.ffn_size),
+            Field::NumQHeads => Slot::Count(&mut c.num_q_heads),
+            Field::NumKvHeads => Slot::Count(&mut c.num_kv_heads),
+            Field::KeySize => Slot::Count(&mut c.key_size),
+            Field::NumExperts => Slot::Count(&mut c.num_experts),
+            Field::NumSelectedExperts => Slot::Count(&mut c.num_selected_experts),
+            Field::RmsNormEps => Slot::Real(&mut c.rms_norm_eps),
+            Field::RopeBase => Slot::Real(&mut c.rope_base),
+            Field::EmbeddingMultiplierScale => Slot::Real(&mut c.embedding_multiplier_scale),
+            Field::AttnOutputMultiplier => Slot::Real(&mut c.attn_output_multiplier),
+            Field::AttnLogitCap => Slot::Real(&mut c.attn_logit_cap),
+            Field::OutputMultiplierScale => Slot::Real(&mut c.output_multiplier_scale),
+            Field::PadToken => Slot::Id(&mut c.pad_token),
+            Field::BosToken => Slot::Id(&mut c.bos_token),
+            Field::EosToken => Slot::Id(&mut c.eos_token),
+        }
+    }
+}
+
+/// A [`Config`] field, by its type.
+enum Slot<'a> {
+    Count(&'a mut u64),
+    Id(&'a mut u32),
+    Real(&'a mut f64),
 }
 
 impl KeyValue {

@@ -1,9 +1,11 @@
 //! The one error type of `safetensors_io`: every variant names the file, tensor and/or byte
 //! offset involved, so a message alone is enough to find the defect.
 
+use crate::io::atomic::sequence::with_sequence_defects;
 use crate::io::IoError;
 use std::path::PathBuf;
 
+with_sequence_defects! {
 /// A safetensors planning, writing or reading failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StError {
@@ -51,51 +53,7 @@ pub enum StError {
     #[error("safetensors plan: bad metadata: {0}")]
     BadMetadata(String),
 
-    // ---- writing (the same defects as `gguf::GgufError`'s) --------------------------------
-    /// A chunk would give a tensor more bytes than planned.
-    #[error("{}: tensor `{name}` is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}", path.display())]
-    ChunkOverflow {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor being written.
-        name: String,
-        /// Its planned bytes.
-        expected: u64,
-        /// Bytes it would have.
-        got: u64,
-        /// Bytes in the chunk.
-        chunk: u64,
-    },
-    /// A tensor did not receive all its bytes (before the next began, or at `finish`).
-    #[error("{}: tensor `{name}` received {got} of its {expected} bytes", path.display())]
-    TensorIncomplete {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor.
-        name: String,
-        /// Its planned bytes.
-        expected: u64,
-        /// Bytes received.
-        got: u64,
-    },
-    /// Data arrived after every tensor of the shard was complete.
-    #[error("{}: {len} bytes written after the last planned tensor", path.display())]
-    NoTensorPending {
-        /// Output file.
-        path: PathBuf,
-        /// Bytes offered.
-        len: u64,
-    },
-    /// A tensor was begun out of the shard's layout order.
-    #[error("{}: expected tensor `{expected}` next, got `{got}`", path.display())]
-    OutOfOrder {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor the layout wants next.
-        expected: String,
-        /// The tensor offered.
-        got: String,
-    },
+    // ---- writing (and `io::atomic::sequence`'s defects, added by the macro) ---------------
     /// A file listed for `SHA256SUMS` whose SHA-256 was not computed while it was written.
     #[error("{0}: no SHA-256 was computed while it was written")]
     NotHashed(String),
@@ -252,6 +210,7 @@ pub enum StError {
     /// A tensor name not in the file or set.
     #[error("tensor `{0}` not found")]
     NotFound(String),
+}
 }
 
 crate::io::atomic::sequence::from_sequence_error!(StError);

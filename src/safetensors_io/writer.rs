@@ -65,34 +65,26 @@ impl ShardWriter {
     /// layout), but it turns an orchestrator's ordering bug into an error naming both tensors.
     /// Empty tensors in between are skipped.
     pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
-        let r = self.out.begin_tensor(name);
-        r.map_err(|e| self.error(e))
+        Ok(self.out.begin_tensor(name)?)
+    }
+
+    /// Write a whole tensor: [`ShardWriter::begin_tensor`] plus exactly its bytes (fewer is an
+    /// incomplete tensor, with nothing written).
+    pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.begin_tensor(name)?;
+        Ok(self.out.write_rest(bytes)?)
     }
 
     /// Append bytes to the current tensor (the next one in layout order once the current is
     /// complete). A chunk must not cross a tensor boundary.
     pub fn write_tensor_chunk(&mut self, bytes: &[u8]) -> Result<()> {
-        let r = self.out.write_chunk(bytes);
-        r.map_err(|e| self.error(e))
-    }
-
-    /// Write a whole tensor: [`ShardWriter::begin_tensor`] plus exactly its bytes (fewer is
-    /// [`StError::TensorIncomplete`], with nothing written).
-    pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.begin_tensor(name)?;
-        let r = self.out.write_rest(bytes);
-        r.map_err(|e| self.error(e))
+        Ok(self.out.write_chunk(bytes)?)
     }
 
     /// Check that every tensor is complete, then flush, fsync and rename into place.
     /// On error the temporary file is removed and nothing appears under the final name.
     pub fn finish(self) -> Result<Written> {
-        let path = self.path().to_path_buf();
-        self.out.finish().map_err(|e| StError::sequence(path, e))
-    }
-
-    fn error(&self, e: crate::io::atomic::sequence::SequenceError) -> StError {
-        StError::sequence(self.path().to_path_buf(), e)
+        Ok(self.out.finish()?)
     }
 }
 

@@ -7,7 +7,8 @@
 //! a file whose header lies about its data. [`SequencedFile`] knows the plan, so it refuses a
 //! chunk that overruns the current tensor, a tensor begun out of order and a finish with
 //! anything missing, naming the tensor each time; only a complete file is renamed into place.
-//! The format modules turn a [`SequenceError`] into their own error, adding the file's path.
+//! A [`SequenceError`] names the file and the tensor; the GGUF and safetensors errors carry it
+//! (GGUF flattens it into variants of the same names).
 
 use super::{AtomicFile, Written};
 use crate::io::IoError;
@@ -24,75 +25,82 @@ pub struct Slot {
     pub pad: u64,
 }
 
-/// A defect in the order or amount of data given to a [`SequencedFile`].
-#[derive(Debug, thiserror::Error)]
-pub enum SequenceError {
-    /// Writing failed.
-    #[error(transparent)]
-    Io(#[from] IoError),
-    /// A chunk would give the current tensor more bytes than planned (nothing was written).
-    #[error(
-        "tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}"
-    )]
-    ChunkOverflow {
-        /// The tensor.
-        name: String,
-        /// Its planned bytes.
-        expected: u64,
-        /// Bytes it would have.
-        got: u64,
-        /// The chunk's size.
-        chunk: u64,
-    },
-    /// A tensor did not receive all its bytes (before the next began, or at finish).
-    #[error("tensor '{name}' received {got} of its {expected} bytes")]
-    TensorIncomplete {
-        /// The tensor.
-        name: String,
-        /// Its planned bytes.
-        expected: u64,
-        /// Bytes received.
-        got: u64,
-    },
-    /// Bytes arrived after every tensor was complete.
-    #[error("{len} bytes written after the last planned tensor")]
-    NoTensorPending {
-        /// Bytes offered.
-        len: u64,
-    },
-    /// A tensor was begun out of plan order.
-    #[error("expected tensor '{expected}' next, got '{got}'")]
-    OutOfOrder {
-        /// The tensor the plan wants next.
-        expected: String,
-        /// The tensor begun.
-        got: String,
-    },
-}
-
-/// Give a format's error type `fn sequence(path, SequenceError) -> Self`. The type must have
-/// `Io(IoError)` and the four defects of [`SequenceError`] as variants of the same names and
-/// fields, plus `path: PathBuf` naming the file: the GGUF and safetensors errors do, so a
-/// writer defect reads the same in both formats.
-macro_rules! from_sequence_error {
-    ($ty:ident) => {
-        impl $ty {
-            /// A writer's [`SequenceError`] in the file at `path`.
-            ///
-            /// [`SequenceError`]: crate::io::atomic::sequence::SequenceError
-            pub(crate) fn sequence(
+/// Declare an error enum whose variants are the caller's own followed by the defects a
+/// [`SequencedFile`] reports (`ChunkOverflow`, `TensorIncomplete`, `NoTensorPending`,
+/// `OutOfOrder`, each naming the file). [`SequenceError`] and the GGUF and safetensors errors
+/// are declared with it, so the defects have one definition, one message and the same names in
+/// every format; a format's error also gets `From<SequenceError>` (its `Io` variant must take
+/// an [`IoError`]).
+macro_rules! with_sequence_defects {
+    ($(#[$attr:meta])* $vis:vis enum $name:ident { $($own:tt)* }) => {
+        $(#[$attr])*
+        $vis enum $name {
+            $($own)*
+            /// A chunk would give the current tensor more bytes than planned (nothing was
+            /// written).
+            #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk of {chunk} brings it to {got}", path.display())]
+            ChunkOverflow {
+                /// The file.
                 path: std::path::PathBuf,
-                e: crate::io::atomic::sequence::SequenceError,
-            ) -> $ty {
-                use crate::io::atomic::sequence::SequenceError as S;
+                /// The tensor.
+                name: String,
+                /// Its planned bytes.
+                expected: u64,
+                /// Bytes it would have.
+                got: u64,
+                /// The chunk's size.
+                chunk: u64,
+            },
+            /// A tensor did not receive all its bytes (before the next began, or at finish).
+            #[error("{}: tensor '{name}' received {got} of its {expected} bytes", path.display())]
+            TensorIncomplete {
+                /// The file.
+                path: std::path::PathBuf,
+                /// The tensor.
+                name: String,
+                /// Its planned bytes.
+                expected: u64,
+                /// Bytes received.
+                got: u64,
+            },
+            /// Bytes arrived after every tensor was complete.
+            #[error("{}: {len} bytes written after the last planned tensor", path.display())]
+            NoTensorPending {
+                /// The file.
+                path: std::path::PathBuf,
+                /// Bytes offered.
+                len: u64,
+            },
+            /// A tensor was begun out of plan order.
+            #[error("{}: expected tensor '{expected}' next, got '{got}'", path.display())]
+            OutOfOrder {
+                /// The file.
+                path: std::path::PathBuf,
+                /// The tensor the plan wants next.
+                expected: String,
+                /// The tensor begun.
+                got: String,
+            },
+        }
+    };
+}
+pub(crate) use with_sequence_defects;
+
+/// `From<SequenceError>` for an error declared with [`with_sequence_defects`].
+macro_rules! from_sequence_error {
+    ($name:ident) => {
+        impl From<$crate::io::atomic::sequence::SequenceError> for $name {
+            fn from(e: $crate::io::atomic::sequence::SequenceError) -> Self {
+                use $crate::io::atomic::sequence::SequenceError as S;
                 match e {
-                    S::Io(e) => $ty::Io(e),
+                    S::Io(e) => $name::Io(e),
                     S::ChunkOverflow {
+                        path,
                         name,
                         expected,
                         got,
                         chunk,
-                    } => $ty::ChunkOverflow {
+                    } => $name::ChunkOverflow {
                         path,
                         name,
                         expected,
@@ -100,17 +108,22 @@ macro_rules! from_sequence_error {
                         chunk,
                     },
                     S::TensorIncomplete {
+                        path,
                         name,
                         expected,
                         got,
-                    } => $ty::TensorIncomplete {
+                    } => $name::TensorIncomplete {
                         path,
                         name,
                         expected,
                         got,
                     },
-                    S::NoTensorPending { len } => $ty::NoTensorPending { path, len },
-                    S::OutOfOrder { expected, got } => $ty::OutOfOrder {
+                    S::NoTensorPending { path, len } => $name::NoTensorPending { path, len },
+                    S::OutOfOrder {
+                        path,
+                        expected,
+                        got,
+                    } => $name::OutOfOrder {
                         path,
                         expected,
                         got,
@@ -121,6 +134,16 @@ macro_rules! from_sequence_error {
     };
 }
 pub(crate) use from_sequence_error;
+
+with_sequence_defects! {
+    /// A defect in the order or amount of data given to a [`SequencedFile`], naming the file.
+    #[derive(Debug, thiserror::Error)]
+    pub enum SequenceError {
+        /// Writing failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+    }
+}
 
 /// An atomic file receiving a planned sequence of tensors.
 pub struct SequencedFile {
@@ -180,6 +203,7 @@ impl SequencedFile {
             return Ok(());
         }
         Err(SequenceError::OutOfOrder {
+            path: self.path().to_path_buf(),
             expected: self
                 .current()
                 .map_or_else(|| "(none: all tensors written)".into(), |t| t.name.clone()),
@@ -195,11 +219,15 @@ impl SequencedFile {
             return Ok(());
         }
         let Some(t) = self.slots.get(self.current) else {
-            return Err(SequenceError::NoTensorPending { len });
+            return Err(SequenceError::NoTensorPending {
+                path: self.path().to_path_buf(),
+                len,
+            });
         };
         let got = self.received.saturating_add(len);
         if got > t.len {
             return Err(SequenceError::ChunkOverflow {
+                path: self.path().to_path_buf(),
                 name: t.name.clone(),
                 expected: t.len,
                 got,
@@ -226,11 +254,7 @@ impl SequencedFile {
         if let Some(t) = self.current() {
             let got = self.received.saturating_add(bytes.len() as u64);
             if got < t.len {
-                return Err(SequenceError::TensorIncomplete {
-                    name: t.name.clone(),
-                    expected: t.len,
-                    got,
-                });
+                return Err(self.incomplete(t, got));
             }
         }
         self.write_chunk(bytes)
@@ -248,14 +272,19 @@ impl SequencedFile {
         Ok(())
     }
 
+    fn incomplete(&self, t: &Slot, got: u64) -> SequenceError {
+        SequenceError::TensorIncomplete {
+            path: self.path().to_path_buf(),
+            name: t.name.clone(),
+            expected: t.len,
+            got,
+        }
+    }
+
     /// The current tensor must not be partly written.
     fn check_no_partial(&self) -> Result<(), SequenceError> {
         match self.current() {
-            Some(t) if self.received > 0 => Err(SequenceError::TensorIncomplete {
-                name: t.name.clone(),
-                expected: t.len,
-                got: self.received,
-            }),
+            Some(t) if self.received > 0 => Err(self.incomplete(t, self.received)),
             _ => Ok(()),
         }
     }
@@ -264,11 +293,7 @@ impl SequencedFile {
     /// removed and the first incomplete tensor is named.
     pub fn finish(self) -> Result<Written, SequenceError> {
         if let Some(t) = self.current() {
-            return Err(SequenceError::TensorIncomplete {
-                name: t.name.clone(),
-                expected: t.len,
-                got: self.received,
-            });
+            return Err(self.incomplete(t, self.received));
         }
         Ok(self.out.commit_written()?)
     }
@@ -324,7 +349,7 @@ mod tests {
         f.write_chunk(&[5, 6]).unwrap();
         assert!(matches!(
             f.write_chunk(&[7]),
-            Err(SequenceError::NoTensorPending { len: 1 })
+            Err(SequenceError::NoTensorPending { len: 1, .. })
         ));
         let w = f.finish().unwrap();
         let bytes = std::fs::read(&p).unwrap();
