@@ -2,6 +2,7 @@
 mod architecture;
 mod cli;
 mod convert;
+mod docs;
 mod faults;
 mod gguf;
 mod hostile;

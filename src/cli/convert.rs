@@ -10,6 +10,7 @@ use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
+use crate::convert::RunOptions;
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
@@ -193,6 +194,13 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
         Measure::Errors
     };
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let run = RunOptions {
+        shard,
+        resume: a.resume,
+        force: a.force,
+        jobs,
+        measure,
+    };
     let tokenizer = find_tokenizer(&ck, &a.tokenizer);
     let started = std::time::Instant::now();
     let report: ConvertReport = match a.to {
@@ -215,11 +223,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
                 split_max: a.split_max_size.as_deref().map(parse_size).transpose()?,
                 name: a.name.clone(),
                 add_bos: a.add_bos,
-                shard,
-                resume: a.resume,
-                force: a.force,
-                jobs,
-                measure,
+                run,
             };
             let tensors = plan_tensors(&ck, &types);
             if a.dry_run {
@@ -268,11 +272,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
                 dtype,
                 shard_size: parse_size(&a.shard_size)?,
                 tokenizer,
-                resume: a.resume,
-                force: a.force,
-                shard,
-                jobs,
-                measure,
+                run,
             };
             if a.dry_run {
                 let tensors = crate::convert::plan::st_tensors(&ck, o.layout, o.dtype)

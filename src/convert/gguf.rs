@@ -2,13 +2,12 @@
 //! (docs/formats/gguf-output.md). Metadata types are the ones llama.cpp's typed getters insist
 //! on (u32 hyper-parameters, f32 eps and scales, u32 token ids, f32 scores, i32 token types).
 
-use super::encode::Measure;
 use super::exec::{stream_tensor, Scratch};
-use super::output::{check_outputs, complete_as_planned, Existing, Inputs, FORCE_OR_RESUME};
+use super::output::{check_outputs, complete_as_planned, Inputs};
 use super::plan::{gguf_tensors, OutTensor};
 use super::report::{ConvertReport, TensorReport};
 use super::sink::FileLoop;
-use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError};
+use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError, RunOptions};
 use crate::gguf::constants::keys;
 use crate::gguf::{ArrayValue, GgufPlan, TensorPlan, Value, Written};
 use crate::model::{Config, KeyFormat, KeyValue, Role};
@@ -42,16 +41,8 @@ pub struct GgufOptions {
     pub name: String,
     /// `tokenizer.ggml.add_bos_token` (the release's runner adds no BOS).
     pub add_bos: bool,
-    /// Write only files `k` (0-based) of every `n`.
-    pub shard: Option<(usize, usize)>,
-    /// Keep output files that already exist with their planned size.
-    pub resume: bool,
-    /// Replace existing outputs.
-    pub force: bool,
-    /// Parallel bands.
-    pub jobs: usize,
-    /// Measure quantization errors.
-    pub measure: Measure,
+    /// Which files, how many workers, resume or replace.
+    pub run: RunOptions,
 }
 
 /// llama_ftype of a uniform type (docs/formats/gguf-output.md "General metadata").
@@ -81,45 +72,33 @@ pub fn model_kvs(c: &Config, name: &str, file_type: u32) -> Vec<(String, Value)>
     out
 }
 
-/// The `tokenizer.ggml.*` metadata from a SentencePiece model.
+/// The `tokenizer.ggml.*` metadata from a SentencePiece model (docs/formats/gguf-output.md
+/// "Tokenizer metadata"): llama.cpp's SentencePiece vocabulary, the special ids (the release's
+/// when the model lacks one), and no BOS unless asked (the release's runner adds none).
 pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
-    let kv = |k: &str, v: Value| (k.to_string(), v);
     let pieces = tok.pieces();
-    vec![
-        kv("tokenizer.ggml.model", Value::String("llama".into())),
-        kv("tokenizer.ggml.pre", Value::String("default".into())),
-        kv(
-            "tokenizer.ggml.tokens",
-            Value::Array(ArrayValue::Str(
-                pieces.iter().map(|p| p.piece.clone()).collect(),
-            )),
-        ),
-        kv(
-            "tokenizer.ggml.scores",
-            Value::Array(ArrayValue::F32(pieces.iter().map(|p| p.score).collect())),
-        ),
-        kv(
-            "tokenizer.ggml.token_type",
-            Value::Array(ArrayValue::I32(
-                pieces.iter().map(|p| p.kind.as_i32()).collect(),
-            )),
-        ),
-        kv(
-            "tokenizer.ggml.bos_token_id",
-            Value::U32(tok.bos_id().unwrap_or(1)),
-        ),
-        kv(
-            "tokenizer.ggml.eos_token_id",
-            Value::U32(tok.eos_id().unwrap_or(2)),
-        ),
-        kv("tokenizer.ggml.unknown_token_id", Value::U32(tok.unk_id())),
-        kv(
-            "tokenizer.ggml.padding_token_id",
-            Value::U32(tok.pad_id().unwrap_or(0)),
-        ),
-        kv("tokenizer.ggml.add_bos_token", Value::Bool(add_bos)),
-        kv("tokenizer.ggml.add_eos_token", Value::Bool(false)),
-    ]
+    let tokens = pieces.iter().map(|p| p.piece.clone()).collect();
+    let scores = pieces.iter().map(|p| p.score).collect();
+    let types = pieces.iter().map(|p| p.kind.as_i32()).collect();
+    let special = [
+        ("bos_token_id", tok.bos_id().unwrap_or(1)),
+        ("eos_token_id", tok.eos_id().unwrap_or(2)),
+        ("unknown_token_id", tok.unk_id()),
+        ("padding_token_id", tok.pad_id().unwrap_or(0)),
+    ];
+    let mut kvs = vec![
+        ("model", Value::String("llama".into())),
+        ("pre", Value::String("default".into())),
+        ("tokens", Value::Array(ArrayValue::Str(tokens))),
+        ("scores", Value::Array(ArrayValue::F32(scores))),
+        ("token_type", Value::Array(ArrayValue::I32(types))),
+    ];
+    kvs.extend(special.map(|(k, id)| (k, Value::U32(id))));
+    kvs.push(("add_bos_token", Value::Bool(add_bos)));
+    kvs.push(("add_eos_token", Value::Bool(false)));
+    kvs.into_iter()
+        .map(|(k, v)| (format!("tokenizer.ggml.{k}"), v))
+        .collect()
 }
 
 /// Plan the tensors of a GGUF conversion.
@@ -164,7 +143,7 @@ pub fn convert_gguf(
         .collect::<Result<Vec<_>, ConvertError>>()?;
     let files = GgufPlan::new(kvs, plans).split(o.split_max, &o.out)?;
     let run = FileLoop {
-        shard: o.shard,
+        shard: o.run.shard,
         progress,
     };
     // With --shard, other workers' files may already exist in the shared output: check only ours.
@@ -174,19 +153,15 @@ pub fn convert_gguf(
         .filter(|&(i, _)| run.owns(i))
         .map(|(_, f)| f.path())
         .collect();
-    let existing = if o.force || o.resume {
-        Existing::Allow
-    } else {
-        Existing::Refuse(FORCE_OR_RESUME)
-    };
-    check_outputs(Inputs::checkpoint(&ck.dir), &paths, existing)?;
+    check_outputs(Inputs::checkpoint(&ck.dir), &paths, o.run.existing())?;
     let mut report = ConvertReport::default();
     let mut scratch = Scratch::default();
     let by_name = index_by_name(&tensors);
     let outcome = run.run(
         &files,
         &mut |f| {
-            let done = o.resume && complete_as_planned(f.path(), f.file_len(), &f.header_bytes());
+            let done =
+                o.run.resume && complete_as_planned(f.path(), f.file_len(), &f.header_bytes());
             Ok(done.then(|| Written {
                 path: f.path().to_path_buf(),
                 bytes: f.file_len(),
@@ -195,7 +170,7 @@ pub fn convert_gguf(
         },
         &mut |file, name, chunks| {
             let t = planned(&by_name, &tensors, name, file)?;
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, chunks)?;
+            let stats = stream_tensor(ck, t, o.run.measure, o.run.jobs, &mut scratch, chunks)?;
             report
                 .tensors
                 .push(TensorReport::new(t, t.ggml_type()?.name(), stats));

@@ -19,9 +19,37 @@ pub use error::ConvertError;
 
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
+use encode::Measure;
+use output::{Existing, FORCE_OR_RESUME};
 use plan::OutTensor;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// How a conversion runs, whatever its output format.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Write only output files `k` (0-based) of every `n` (`--shard K/N`).
+    pub shard: Option<(usize, usize)>,
+    /// Keep output files that already exist as planned (`--resume`).
+    pub resume: bool,
+    /// Replace existing outputs (`--force`).
+    pub force: bool,
+    /// Parallel bands.
+    pub jobs: usize,
+    /// Measure quantization errors.
+    pub measure: Measure,
+}
+
+impl RunOptions {
+    /// Whether existing outputs may be replaced or kept.
+    fn existing(&self) -> Existing {
+        if self.force || self.resume {
+            Existing::Allow
+        } else {
+            Existing::Refuse(FORCE_OR_RESUME)
+        }
+    }
+}
 
 /// Refuse a checkpoint with structural problems (`grokit inspect` lists them).
 fn refuse_problems(ck: &Checkpoint) -> Result<(), ConvertError> {

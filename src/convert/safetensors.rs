@@ -3,13 +3,12 @@
 //! streamed into each shard in the writer's layout order; every output gets a SHA-256 in
 //! `SHA256SUMS`, computed while writing.
 
-use super::encode::Measure;
 use super::exec::{stream_tensor, Scratch};
-use super::output::{check_outputs, complete_as_planned, Existing, Inputs, FORCE_OR_RESUME};
+use super::output::{check_outputs, complete_as_planned, Existing, Inputs};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::{ConvertReport, TensorReport};
 use super::sink::{FileLoop, ShardFile};
-use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError};
+use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError, RunOptions};
 use crate::base::DType;
 use crate::io::atomic::Sha256Sum;
 use crate::model::{roles::fill, Config, KeyFormat, KeyValue, Role};
@@ -35,16 +34,9 @@ pub struct StOptions {
     pub shard_size: u64,
     /// `tokenizer.model` to copy (with its config files).
     pub tokenizer: Option<PathBuf>,
-    /// Keep shards that already exist with their planned size.
-    pub resume: bool,
-    /// Replace existing outputs.
-    pub force: bool,
-    /// Write only shards `k` (0-based) of every `n`, and no index/config files.
-    pub shard: Option<(usize, usize)>,
-    /// Parallel bands.
-    pub jobs: usize,
-    /// Measure quantization errors.
-    pub measure: Measure,
+    /// Which shards (with `--shard`, no index/config files), how many workers, resume or
+    /// replace.
+    pub run: RunOptions,
 }
 
 fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), ConvertError> {
@@ -165,7 +157,7 @@ pub fn convert_safetensors(
     std::fs::create_dir_all(&o.out_dir)
         .map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
     let run = FileLoop {
-        shard: o.shard,
+        shard: o.run.shard,
         progress,
     };
     let files: Vec<ShardFile<'_>> = sp
@@ -185,12 +177,7 @@ pub fn convert_safetensors(
         .map(|(_, s)| o.out_dir.join(s.file_name()))
         .collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    let existing = if o.force || o.resume {
-        Existing::Allow
-    } else {
-        Existing::Refuse(FORCE_OR_RESUME)
-    };
-    check_outputs(inputs, &refs, existing)?;
+    check_outputs(inputs, &refs, o.run.existing())?;
     check_side_files(ck, o)?;
     if let Some(tp) = &o.tokenizer {
         load_tokenizer(ck, tp)?;
@@ -203,14 +190,14 @@ pub fn convert_safetensors(
         &mut |f| {
             let path = f.dir.join(f.shard.file_name());
             // Keep it only if its content still has the hash recorded when it was written.
-            if o.resume && complete_as_planned(&path, f.shard.file_size(), f.shard.header()) {
+            if o.run.resume && complete_as_planned(&path, f.shard.file_size(), f.shard.header()) {
                 return recorded_and_matching(&path);
             }
             Ok(None)
         },
         &mut |file, name, chunks| {
             let t = planned(&by_name, &tensors, name, file)?;
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, chunks)?;
+            let stats = stream_tensor(ck, t, o.run.measure, o.run.jobs, &mut scratch, chunks)?;
             report
                 .tensors
                 .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
@@ -225,7 +212,7 @@ pub fn convert_safetensors(
         .cloned()
         .collect();
     report.add(outcome);
-    if o.shard.is_none() {
+    if o.run.shard.is_none() {
         finish_with(ck, o, &fresh)?;
     }
     Ok(report)

@@ -3,8 +3,8 @@
 //!
 //! Why one table for value types: the id, the name printed in errors and the fixed encoded size
 //! are needed by the encoder, the decoder and the error messages; keeping them in one row each
-//! means they cannot drift (candle's reader/writer id matches drifted; house-style.md §3).
-//! Source: output-formats.md §2.1 (ggml `docs/gguf.md`, `include/gguf.h`).
+//! means they cannot drift (candle's reader and writer each matched ids by hand, and drifted).
+//! Layout: docs/formats/gguf-output.md "Byte layout" (ggml `docs/gguf.md`, `include/gguf.h`).
 
 /// The four magic bytes at offset 0 (`GGUF`, u32 0x46554747 read little-endian).
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
@@ -176,7 +176,7 @@ impl std::fmt::Display for ValueType {
     }
 }
 
-/// `general.*` keys (output-formats.md §2.2).
+/// `general.*` keys (docs/formats/gguf-output.md "General metadata").
 pub mod keys {
     /// string: model architecture (`grok`).
     pub const GENERAL_ARCHITECTURE: &str = "general.architecture";
@@ -190,7 +190,7 @@ pub mod keys {
     pub const GENERAL_QUANTIZATION_VERSION: &str = "general.quantization_version";
     /// u32: data alignment; must be a non-zero power of two.
     pub const GENERAL_ALIGNMENT: &str = "general.alignment";
-    /// u16 in every shard: 0-based shard index (output-formats.md §2.3).
+    /// u16 in every shard: 0-based shard index (docs/formats/gguf-output.md "Splits").
     pub const SPLIT_NO: &str = "split.no";
     /// u16 in every shard: number of shards.
     pub const SPLIT_COUNT: &str = "split.count";
@@ -210,8 +210,9 @@ const STR: KeyType = (ValueType::String, None);
 const BOOL: KeyType = (ValueType::Bool, None);
 const I32_ARRAY: KeyType = (ValueType::Array, Some(ValueType::I32));
 
-/// The value types llama.cpp accepts for the keys a Grok conversion writes (output-formats.md
-/// §2.2, §3.2, §4.2): its typed getters throw "key %s has wrong type" or assert otherwise, and
+/// The value types llama.cpp accepts for the keys a Grok conversion writes
+/// (docs/formats/gguf-output.md "General metadata", "Grok metadata" and "Tokenizer metadata"):
+/// its typed getters throw "key %s has wrong type" or assert otherwise, and
 /// token scores/types are read as raw `float*`/`int*`. `{arch}.` stands for the value of
 /// `general.architecture`. Keys not listed are free-form. [`GgufPlan::validate`] checks these.
 ///

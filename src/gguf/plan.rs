@@ -4,7 +4,8 @@
 //! Why plan first: a GGUF header holds every tensor's data offset, so all names, shapes and
 //! types must be known before the first tensor byte. Planning also lets `--dry-run` print the
 //! file list and sizes, and lets independent workers each stream their own shard
-//! (rust-crates.md §3, gguf-py's writer). Layout rules: output-formats.md §2.1–2.3.
+//! (as gguf-py's writer does). Layout rules: docs/formats/gguf-output.md "Byte layout" and
+//! "Splits".
 
 use super::constants::{
     expected_key_types, keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION,

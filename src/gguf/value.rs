@@ -2,8 +2,9 @@
 //!
 //! Why typed, homogeneous arrays (`ArrayValue::F32(Vec<f32>)` rather than `Vec<Value>`): GGUF
 //! arrays carry one element type, llama.cpp reads token scores and types as raw `float*`/`int*`
-//! with no per-element check, so the type is part of the contract (output-formats.md §4.2), and
-//! an array of arrays, which ggml rejects, cannot even be built.
+//! with no per-element check, so the type is part of the contract
+//! (docs/formats/gguf-output.md "Tokenizer metadata"), and an array of arrays, which ggml
+//! rejects, cannot even be built.
 
 use super::constants::{ValueType, STRING_LEN_BYTES};
 

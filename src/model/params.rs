@@ -1,7 +1,8 @@
 //! The ordered parameter table: release file index -> parameter. This is the ONLY place that
 //! knows the file order: two global tensors, then each layer's 12 files, with layers ordered as
 //! STRINGS ("0", "1", "10", "11", ..., "19", "2", ...) because `jax.tree_util` sorts dict keys
-//! (grok1-checkpoint.md §2). Compute order is numeric; file order is not.
+//! (docs/formats/grok-checkpoint.md "File order"). Compute order is numeric; file order is
+//! not.
 
 use super::config::Config;
 use super::roles::{fill, Role, SLOTS_PER_LAYER};
@@ -122,7 +123,7 @@ mod tests {
     fn grok1_order_matches_spec() {
         let t = ParamTable::new(&Config::grok1());
         assert_eq!(t.len(), 770);
-        // base(L) from grok1-checkpoint.md §2.3
+        // base(L) = 2 + 12 · (rank of the string "L" among the layer names sorted as strings)
         for (l, base) in [
             (0u64, 2usize),
             (1, 14),

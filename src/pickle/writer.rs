@@ -433,7 +433,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.len(), 310);
-        // Spot checks from grok1-checkpoint.md §4.3 (c).
+        // Spot checks against CPython's pickle of the same object: the second array fetches the
+        // globals memoized by the first (BINGET 8, 11, 13, 18), then SETITEMS, BUILD, STOP.
         assert_eq!(&out[219..223], &[0x68, 8, 0x68, 11]);
         assert_eq!(&out[227..229], &[0x68, 13]);
         assert_eq!(&out[242..244], &[0x68, 18]);
