@@ -7,6 +7,7 @@
 //! rejects, cannot even be built.
 
 use super::constants::{ValueType, STRING_LEN_BYTES};
+use crate::model::KeyValue;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +125,18 @@ impl Value {
     pub fn as_u32(&self) -> Option<u32> {
         match self {
             Value::U32(x) => Some(*x),
+            _ => None,
+        }
+    }
+    /// The value as a configuration key's value ([`crate::model::read_config`]): unsigned and
+    /// non-negative i32 integers as counts, f32 and f64 as reals; `None` for anything else.
+    pub fn key_value(&self) -> Option<KeyValue> {
+        match self {
+            Value::U32(x) => Some(KeyValue::Int(u64::from(*x))),
+            Value::U64(x) => Some(KeyValue::Int(*x)),
+            Value::I32(x) => u64::try_from(*x).ok().map(KeyValue::Int),
+            Value::F32(x) => Some(KeyValue::Float(f64::from(*x))),
+            Value::F64(x) => Some(KeyValue::Float(*x)),
             _ => None,
         }
     }

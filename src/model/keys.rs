@@ -217,6 +217,14 @@ enum Slot<'a> {
 }
 
 impl KeyValue {
+    /// A JSON number as a configuration value: a non-negative integer as a count, any other
+    /// number as a real; `None` for anything else. (What readers of a `config.json` pass to
+    /// [`read_config`].)
+    pub fn from_json(v: &serde_json::Value) -> Option<KeyValue> {
+        v.as_u64()
+            .map(KeyValue::Int)
+            .or_else(|| v.as_f64().map(KeyValue::Float))
+    }
     /// The value as a real number.
     pub fn real(self) -> f64 {
         match self {
@@ -320,6 +328,15 @@ mod tests {
                 assert!(n.starts_with("grok."), "{n}");
             }
         }
+    }
+
+    #[test]
+    fn json_numbers() {
+        let j = |v: serde_json::Value| KeyValue::from_json(&v);
+        assert_eq!(j(serde_json::json!(8)), Some(KeyValue::Int(8)));
+        assert_eq!(j(serde_json::json!(1e-5)), Some(KeyValue::Float(1e-5)));
+        assert_eq!(j(serde_json::json!(-1)), Some(KeyValue::Float(-1.0)));
+        assert_eq!(j(serde_json::json!("8")), None);
     }
 
     #[test]
