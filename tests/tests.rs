@@ -2,6 +2,8 @@
 mod architecture;
 mod cli;
 mod convert;
+mod convert_runs;
+mod convert_st;
 mod docs;
 mod faults;
 mod gguf;
