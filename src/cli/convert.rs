@@ -11,12 +11,12 @@ use super::Outcome;
 use crate::base::DType;
 use crate::convert::encode::Measure;
 use crate::convert::gguf::{convert_gguf, ggml_type_of, plan_tensors, GgufOptions, TypeChoice};
-use crate::convert::RunOptions;
 use crate::convert::plan::{st_tensors, Layout, OutTensor, StDtype};
 use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
+use crate::convert::RunOptions;
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
