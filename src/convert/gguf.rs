@@ -2,12 +2,9 @@
 //! (docs/formats/gguf-output.md). Metadata types are the ones llama.cpp's typed getters insist
 //! on (u32 hyper-parameters, f32 eps and scales, u32 token ids, f32 scores, i32 token types).
 
-use super::exec::{stream_tensor, Scratch};
-use super::output::{check_outputs, complete_as_planned, Inputs};
 use super::plan::{gguf_tensors, OutTensor};
-use super::report::{ConvertReport, TensorReport};
-use super::sink::FileLoop;
-use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError, RunOptions};
+use super::report::ConvertReport;
+use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOptions};
 use crate::gguf::constants::keys;
 use crate::gguf::{ArrayValue, GgufPlan, TensorPlan, Value, Written};
 use crate::model::{Config, KeyFormat, KeyValue, Role};
@@ -15,7 +12,7 @@ use crate::quant::policy::{fit_row, Policy};
 use crate::quant::GgmlType;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How tensor types are chosen.
 #[derive(Clone, Debug)]
@@ -142,43 +139,22 @@ pub fn convert_gguf(
         })
         .collect::<Result<Vec<_>, ConvertError>>()?;
     let files = GgufPlan::new(kvs, plans).split(o.split_max, &o.out)?;
-    let run = FileLoop {
-        shard: o.run.shard,
-        progress,
-    };
-    // With --shard, other workers' files may already exist in the shared output: check only ours.
-    let paths: Vec<&Path> = files
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| run.owns(i))
-        .map(|(_, f)| f.path())
-        .collect();
-    check_outputs(Inputs::checkpoint(&ck.dir), &paths, o.run.existing())?;
-    let mut report = ConvertReport::default();
-    let mut scratch = Scratch::default();
-    let by_name = index_by_name(&tensors);
-    let outcome = run.run(
+    let (report, _) = convert_files(
+        ck,
+        &tensors,
         &files,
+        &o.run,
+        progress,
+        &|t| Ok(t.ggml_type()?.name()),
         &mut |f| {
-            let done =
-                o.run.resume && complete_as_planned(f.path(), f.file_len(), &f.header_bytes());
-            Ok(done.then(|| Written {
+            Ok(Some(Written {
                 path: f.path().to_path_buf(),
                 bytes: f.file_len(),
                 sha256: Default::default(),
             }))
         },
-        &mut |file, name, chunks| {
-            let t = planned(&by_name, &tensors, name, file)?;
-            let stats = stream_tensor(ck, t, o.run.measure, o.run.jobs, &mut scratch, chunks)?;
-            report
-                .tensors
-                .push(TensorReport::new(t, t.ggml_type()?.name(), stats));
-            Ok(())
-        },
         &mut |_| Ok(()),
     )?;
-    report.add(outcome);
     Ok(report)
 }
 

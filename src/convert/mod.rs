@@ -17,13 +17,17 @@ pub mod sink;
 
 pub use error::ConvertError;
 
+use crate::io::atomic::Written;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
 use encode::Measure;
-use output::{Existing, FORCE_OR_RESUME};
+use exec::{stream_tensor, Scratch};
+use output::{check_outputs, Existing, Inputs, FORCE_OR_RESUME};
 use plan::OutTensor;
+use report::{ConvertReport, TensorReport};
+use sink::{FileLoop, OutputFile};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How a conversion runs, whatever its output format.
 #[derive(Clone, Copy, Debug)]
@@ -80,27 +84,61 @@ fn load_tokenizer(ck: &Checkpoint, path: &Path) -> Result<Tokenizer, ConvertErro
     Ok(tok)
 }
 
-/// Planned tensors by name: each file's loop looks its tensors up here (once each).
-fn index_by_name(tensors: &[OutTensor]) -> HashMap<&str, usize> {
-    tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.as_str(), i))
-        .collect()
-}
+/// The name a report gives an output tensor's stored type.
+type TypeName<'a> = dyn Fn(&OutTensor) -> Result<&'static str, ConvertError> + 'a;
 
-/// The planned tensor `name` of an output file.
-fn planned<'t>(
-    index: &HashMap<&str, usize>,
-    tensors: &'t [OutTensor],
-    name: &str,
-    file: &Path,
-) -> Result<&'t OutTensor, ConvertError> {
-    index
-        .get(name)
-        .and_then(|&i| tensors.get(i))
-        .ok_or_else(|| ConvertError::Unplanned {
-            file: file.to_path_buf(),
-            tensor: name.to_string(),
-        })
+/// Write a release conversion's `files` (this run's, per `run.shard`): refuse outputs that
+/// would replace an input or, without `--force`/`--resume`, an existing file; keep finished
+/// files `keep` accepts; stream every planned tensor (looked up by name in an index, once);
+/// tell `done` about each finished file. Returns the report and every file written or kept.
+#[allow(clippy::too_many_arguments)]
+fn convert_files<F: OutputFile>(
+    ck: &Checkpoint,
+    tensors: &[OutTensor],
+    files: &[F],
+    run: &RunOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    type_name: &TypeName<'_>,
+    keep: &mut dyn FnMut(&F) -> Result<Option<Written>, ConvertError>,
+    done: &mut dyn FnMut(&Written) -> Result<(), ConvertError>,
+) -> Result<(ConvertReport, Vec<Written>), ConvertError> {
+    let files_loop = FileLoop {
+        shard: run.shard,
+        resume: run.resume,
+        progress,
+    };
+    // With --shard, other workers' files may already exist in the shared output: check only ours.
+    let paths = files_loop.paths(files);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    check_outputs(Inputs::checkpoint(&ck.dir), &refs, run.existing())?;
+    let index: HashMap<&str, &OutTensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut report = ConvertReport::default();
+    let mut scratch = Scratch::default();
+    let outcome = files_loop.run(
+        files,
+        keep,
+        &mut |file, name, chunks| {
+            let t = index
+                .get(name)
+                .copied()
+                .ok_or_else(|| ConvertError::Unplanned {
+                    file: file.to_path_buf(),
+                    tensor: name.to_string(),
+                })?;
+            let stats = stream_tensor(ck, t, run.measure, run.jobs, &mut scratch, chunks)?;
+            report
+                .tensors
+                .push(TensorReport::new(t, type_name(t)?, stats));
+            Ok(())
+        },
+        done,
+    )?;
+    let all = outcome
+        .written
+        .iter()
+        .chain(&outcome.kept)
+        .cloned()
+        .collect();
+    report.add(outcome);
+    Ok((report, all))
 }

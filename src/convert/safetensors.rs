@@ -3,12 +3,11 @@
 //! streamed into each shard in the writer's layout order; every output gets a SHA-256 in
 //! `SHA256SUMS`, computed while writing.
 
-use super::exec::{stream_tensor, Scratch};
-use super::output::{check_outputs, complete_as_planned, Existing, Inputs};
+use super::output::{check_outputs, Existing, Inputs};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
-use super::report::{ConvertReport, TensorReport};
-use super::sink::{FileLoop, ShardFile};
-use super::{index_by_name, load_tokenizer, planned, refuse_problems, ConvertError, RunOptions};
+use super::report::ConvertReport;
+use super::sink::ShardFile;
+use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOptions};
 use crate::base::DType;
 use crate::io::atomic::Sha256Sum;
 use crate::model::{roles::fill, Config, KeyFormat, KeyValue, Role};
@@ -152,14 +151,9 @@ pub fn convert_safetensors(
             }
         }
     }
-    let inputs = Inputs::checkpoint(&ck.dir);
-    check_outputs(inputs, &[existing], Existing::Allow)?;
+    check_outputs(Inputs::checkpoint(&ck.dir), &[existing], Existing::Allow)?;
     std::fs::create_dir_all(&o.out_dir)
         .map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
-    let run = FileLoop {
-        shard: o.run.shard,
-        progress,
-    };
     let files: Vec<ShardFile<'_>> = sp
         .shards()
         .iter()
@@ -168,50 +162,21 @@ pub fn convert_safetensors(
             shard,
         })
         .collect();
-    // With --shard, other workers' shards may already exist in the shared output: check only ours.
-    let paths: Vec<PathBuf> = sp
-        .shards()
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| run.owns(i))
-        .map(|(_, s)| o.out_dir.join(s.file_name()))
-        .collect();
-    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    check_outputs(inputs, &refs, o.run.existing())?;
     check_side_files(ck, o)?;
     if let Some(tp) = &o.tokenizer {
         load_tokenizer(ck, tp)?;
     }
-    let mut report = ConvertReport::default();
-    let mut scratch = Scratch::default();
-    let by_name = index_by_name(&tensors);
-    let outcome = run.run(
+    let (report, fresh) = convert_files(
+        ck,
+        &tensors,
         &files,
-        &mut |f| {
-            let path = f.dir.join(f.shard.file_name());
-            // Keep it only if its content still has the hash recorded when it was written.
-            if o.run.resume && complete_as_planned(&path, f.shard.file_size(), f.shard.header()) {
-                return recorded_and_matching(&path);
-            }
-            Ok(None)
-        },
-        &mut |file, name, chunks| {
-            let t = planned(&by_name, &tensors, name, file)?;
-            let stats = stream_tensor(ck, t, o.run.measure, o.run.jobs, &mut scratch, chunks)?;
-            report
-                .tensors
-                .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
-            Ok(())
-        },
+        &o.run,
+        progress,
+        &|t| Ok(t.st_dtype().safetensors()),
+        // Keep a shard only if its content still has the hash recorded when it was written.
+        &mut |f| recorded_and_matching(&f.dir.join(f.shard.file_name())),
         &mut |w| record(w),
     )?;
-    let fresh: Vec<Written> = outcome
-        .written
-        .iter()
-        .chain(&outcome.kept)
-        .cloned()
-        .collect();
-    report.add(outcome);
     if o.run.shard.is_none() {
         finish_with(ck, o, &fresh)?;
     }

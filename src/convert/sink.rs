@@ -9,6 +9,7 @@
 //! commit. Both can hash while writing ([`Written::sha256`]): safetensors shards always do
 //! (for `SHA256SUMS`), GGUF files when created with [`GgufFileWriter::create_hashed`].
 
+use super::output::complete_as_planned;
 use super::ConvertError;
 use crate::gguf::{FilePlan, GgufFileWriter};
 use crate::io::atomic::Written;
@@ -122,6 +123,8 @@ impl OutputFile for ShardFile<'_> {
 pub struct FileLoop<'a> {
     /// Write only files `k` (0-based) of every `n` (`--shard K/N`).
     pub shard: Option<(usize, usize)>,
+    /// Keep files already complete as planned (`--resume`).
+    pub resume: bool,
     /// Receives output bytes as they are written (and the data bytes of kept files).
     pub progress: &'a (dyn Fn(u64) + Sync),
 }
@@ -144,10 +147,17 @@ impl FileLoop<'_> {
         self.shard.is_none_or(|(k, n)| i % n == k)
     }
 
-    /// Write this run's `files`. For each: `keep` may keep a file already complete from an
-    /// earlier run (`--resume`); otherwise the file is created and `tensor(path, name, chunks)`
-    /// is called for each of its tensors in write order and must feed exactly its bytes; then
-    /// the file is committed and `done` is told (before the next file starts).
+    /// This run's files' paths (`--shard`).
+    pub fn paths<F: OutputFile>(&self, files: &[F]) -> Vec<PathBuf> {
+        let own = files.iter().enumerate().filter(|&(i, _)| self.owns(i));
+        own.map(|(_, f)| f.path()).collect()
+    }
+
+    /// Write this run's `files`. With `resume`, a file that already has its planned size and
+    /// header is offered to `keep`, which keeps it (returning what it holds) or not; otherwise
+    /// the file is created and `tensor(path, name, chunks)` is called for each of its tensors
+    /// in write order and must feed exactly its bytes; then the file is committed and `done` is
+    /// told (before the next file starts).
     pub fn run<F: OutputFile>(
         &self,
         files: &[F],
@@ -160,7 +170,8 @@ impl FileLoop<'_> {
             if !self.owns(i) {
                 continue;
             }
-            if let Some(w) = keep(f)? {
+            let planned = self.resume && complete_as_planned(&f.path(), f.file_len(), &f.header());
+            if let Some(w) = if planned { keep(f)? } else { None } {
                 (self.progress)(f.data_len());
                 out.kept.push(w);
                 continue;

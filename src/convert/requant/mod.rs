@@ -389,6 +389,7 @@ pub fn requantize(
     let mut pool = Vec::new();
     let run = FileLoop {
         shard: None,
+        resume: false,
         progress,
     };
     let outcome = run.run(
