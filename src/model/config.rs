@@ -65,15 +65,10 @@ pub enum Dim {
     KvWidth,
 }
 
-/// Grok-1's multipliers (docs/formats/grok-checkpoint.md "Hyper-parameters").
-pub const GROK1_EMBEDDING_MULTIPLIER: f64 = 78.38367176906169;
-/// Output multiplier.
-pub const GROK1_OUTPUT_MULTIPLIER: f64 = 0.5773502691896257;
-/// Attention multiplier.
-pub const GROK1_ATTN_MULTIPLIER: f64 = 0.08838834764831845;
-
 impl Config {
-    /// The released Grok-1 (314B): `run.py`'s configuration.
+    /// The released Grok-1 (314B): `run.py`'s configuration (docs/formats/grok-checkpoint.md
+    /// "Hyper-parameters"). The one place these values are written: every default, fixture
+    /// and reader starts from here.
     pub fn grok1() -> Config {
         Config {
             vocab_size: 131072,
@@ -88,9 +83,9 @@ impl Config {
             rms_norm_eps: 1e-5,
             rope_base: 10000.0,
             attn_logit_cap: 30.0,
-            embedding_multiplier_scale: GROK1_EMBEDDING_MULTIPLIER,
-            output_multiplier_scale: GROK1_OUTPUT_MULTIPLIER,
-            attn_output_multiplier: GROK1_ATTN_MULTIPLIER,
+            embedding_multiplier_scale: 78.38367176906169, // √6144
+            output_multiplier_scale: 0.5773502691896257,   // 1/√3
+            attn_output_multiplier: 0.08838834764831845,   // 1/√128
             max_seq_len: 8192,
             pad_token: 0,
             bos_token: 1,
