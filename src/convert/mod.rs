@@ -25,8 +25,7 @@ use exec::{stream_tensor, Scratch};
 use output::{check_outputs, Existing, Inputs, FORCE_OR_RESUME};
 use plan::OutTensor;
 use report::{ConvertReport, TensorReport};
-use sink::{FileLoop, OutputFile};
-use std::collections::HashMap;
+use sink::{ByName, FileLoop, OutputFile};
 use std::path::{Path, PathBuf};
 
 /// How a conversion runs, whatever its output format.
@@ -111,20 +110,14 @@ fn convert_files<F: OutputFile>(
     let paths = files_loop.paths(files);
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     check_outputs(Inputs::checkpoint(&ck.dir), &refs, run.existing())?;
-    let index: HashMap<&str, &OutTensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let index = ByName::new(tensors, |t| t.name.as_str());
     let mut report = ConvertReport::default();
     let mut scratch = Scratch::default();
     let outcome = files_loop.run(
         files,
         keep,
         &mut |file, name, chunks| {
-            let t = index
-                .get(name)
-                .copied()
-                .ok_or_else(|| ConvertError::Unplanned {
-                    file: file.to_path_buf(),
-                    tensor: name.to_string(),
-                })?;
+            let t = index.get(file, name)?;
             let stats = stream_tensor(ck, t, run.measure, run.jobs, &mut scratch, chunks)?;
             report
                 .tensors

@@ -14,6 +14,7 @@ use super::ConvertError;
 use crate::gguf::{FilePlan, GgufFileWriter};
 use crate::io::atomic::Written;
 use crate::safetensors_io::{Shard, ShardWriter};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// An output file being written.
@@ -116,6 +117,27 @@ impl OutputFile for ShardFile<'_> {
     }
     fn create(&self) -> Result<ShardWriter, ConvertError> {
         Ok(ShardWriter::create(self.dir, self.shard)?)
+    }
+}
+
+/// A plan's tensors by name, built once, looked up as each file asks for its tensors (no scan
+/// of the plan per tensor).
+pub struct ByName<'t, T>(HashMap<&'t str, &'t T>);
+
+impl<'t, T> ByName<'t, T> {
+    /// Index `items` by `name`.
+    pub fn new(items: &'t [T], name: impl Fn(&'t T) -> &'t str) -> Self {
+        ByName(items.iter().map(|t| (name(t), t)).collect())
+    }
+    /// The planned tensor `name` of output file `file`.
+    pub fn get(&self, file: &Path, name: &str) -> Result<&'t T, ConvertError> {
+        self.0
+            .get(name)
+            .copied()
+            .ok_or_else(|| ConvertError::Unplanned {
+                file: file.to_path_buf(),
+                tensor: name.to_string(),
+            })
     }
 }
 

@@ -134,27 +134,17 @@ pub const VALUE_TYPES: &[ValueTypeInfo] = &[
 /// Bytes of the u64 length that precedes every GGUF string.
 pub const STRING_LEN_BYTES: u64 = 8;
 
-impl ValueType {
-    /// This type's row.
-    pub fn info(self) -> &'static ValueTypeInfo {
-        // Every variant has a row (pinned by the unit test); the fallback is unreachable.
-        VALUE_TYPES
-            .iter()
-            .find(|r| r.ty == self)
-            .unwrap_or(&VALUE_TYPES[0])
-    }
+// `table_is_complete_and_consistent` pins one row per variant.
+crate::base::row_accessors!(ValueType => ValueTypeInfo, VALUE_TYPES, ty {
     /// The id stored in files.
-    pub fn id(self) -> u32 {
-        self.info().id
-    }
+    id: u32,
     /// gguf-py's name (`UINT32`, `STRING`, ...).
-    pub fn name(self) -> &'static str {
-        self.info().name
-    }
+    name: &'static str,
     /// Fixed encoded size, `None` for string and array.
-    pub fn fixed_size(self) -> Option<u64> {
-        self.info().fixed_size
-    }
+    fixed_size: Option<u64>,
+});
+
+impl ValueType {
     /// Smallest encoded size of one value of this type (a string is at least its u64 length;
     /// an array at least its u32 type and u64 count). Used to bound declared counts.
     pub fn min_size(self) -> u64 {

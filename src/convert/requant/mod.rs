@@ -28,14 +28,13 @@ mod stream;
 use super::encode::Stats;
 use super::output::{check_outputs, Existing, Inputs};
 use super::report::bits_per_weight;
-use super::sink::FileLoop;
+use super::sink::{ByName, FileLoop};
 use super::ConvertError;
 use crate::gguf::constants::keys;
 use crate::gguf::{GgufFile, GgufPlan, GgufSet, TensorPlan, Value};
 use crate::quant::policy::{Policy, TensorClass};
 use crate::quant::{self, GgmlType};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use stream::CHUNK_ELEMS;
@@ -383,8 +382,7 @@ pub fn requantize(
         file_type: plan.file_type,
         ..Default::default()
     };
-    let by_name: HashMap<&str, &RequantTensor> =
-        plan.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let by_name = ByName::new(&plan.tensors, |t| t.name.as_str());
     let mut total = Stats::default();
     let mut pool = Vec::new();
     let run = FileLoop {
@@ -395,13 +393,8 @@ pub fn requantize(
     let outcome = run.run(
         &files,
         &mut |_| Ok(None),
-        &mut |_, name, chunks| {
-            let t = by_name
-                .get(name)
-                .copied()
-                .ok_or_else(|| ConvertError::NotInInput {
-                    tensor: name.to_string(),
-                })?;
+        &mut |path, name, chunks| {
+            let t = by_name.get(path, name)?;
             let (file, info) = set.tensor(name).ok_or_else(|| ConvertError::NotInInput {
                 tensor: name.to_string(),
             })?;
