@@ -125,7 +125,7 @@ impl GgufPlan {
     /// with typed getters carry the type it expects (`constants::KEY_TYPES`: u32 hparams and
     /// token ids, f32 eps/scales, f32 scores, i32 token types), strings and arrays within
     /// ggml's caps, no empty arrays (gguf-py refuses them), `general.alignment` a u32 equal to
-    /// `alignment`; tensor names 1..=63 bytes and unique, 1..=4 dims, last numpy dim (ne[0]) a
+    /// `alignment`; tensor names 1..=63 bytes and unique, 1..=4 dims, last numpy dim (`ne[0]`) a
     /// multiple of the block, element count and byte size without overflow.
     pub fn validate(&self) -> Result<()> {
         if self.alignment == 0 || !self.alignment.is_power_of_two() {

@@ -72,7 +72,7 @@ impl GgufFileWriter {
     }
 
     /// Write one whole tensor: `bytes` must be exactly the current tensor's remaining bytes
-    /// (fewer is [`GgufError::TensorIncomplete`], more is [`GgufError::ChunkOverflow`]).
+    /// (fewer is [`TensorIncomplete`](super::GgufError::TensorIncomplete), more is [`ChunkOverflow`](super::GgufError::ChunkOverflow)).
     pub fn write_tensor(&mut self, bytes: &[u8]) -> Result<()> {
         Ok(self.out.write_rest(bytes)?)
     }
@@ -86,7 +86,7 @@ impl GgufFileWriter {
     }
 
     /// Declare that tensor `name`'s bytes start now (optional; an out-of-order name is
-    /// [`GgufError::OutOfOrder`]).
+    /// [`OutOfOrder`](super::GgufError::OutOfOrder)).
     pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
         Ok(self.out.begin_tensor(name)?)
     }

@@ -14,7 +14,7 @@
 //! A filesystem that refuses direct I/O (tmpfs, some network filesystems: `EINVAL`) gets
 //! ordinary buffered writes instead, transparently; `set_direct_writes(false)` (the CLI's
 //! `--buffered-io`, or `GROKIT_DIRECT_IO=0`) turns direct I/O off for the whole process.
-//! The direct writer is [`direct`]; [`sequence`] writes a planned run of named tensors into an
+//! The direct writer is `direct`; [`sequence`] writes a planned run of named tensors into an
 //! atomic file (what the GGUF and safetensors writers share).
 
 mod direct;

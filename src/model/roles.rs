@@ -15,7 +15,7 @@ use crate::quant::policy::TensorClass;
 pub enum Role {
     /// Token embedding (tied output head), f32 [V, D].
     Embed,
-    /// Final RMSNorm scale [D].
+    /// Final RMSNorm scale, `[D]`.
     FinalNorm,
     /// Expert gate projection (`moe/linear`, GELU side), int8 [E, D, F].
     MoeGate,

@@ -10,7 +10,7 @@
 //!
 //! How: metadata is copied (split keys dropped and recomputed, `general.file_type` from the
 //! policy, `general.quantization_version` = 2), tensor order is kept, and each tensor is
-//! streamed in chunks of whole blocks ([`stream`]): decode to f32 (`dequantize_row`), encode
+//! streamed in chunks of whole blocks (`stream`): decode to f32 (`dequantize_row`), encode
 //! (`quantize_row`), up to `jobs` chunks in parallel, written in order by the conversion
 //! pipeline's writer thread through the file loop `convert` uses too ([`super::sink`]). Every
 //! ggml block type encodes each block independently, so cutting a tensor at any common block

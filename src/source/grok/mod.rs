@@ -1,5 +1,5 @@
 //! The Grok-1 release reader: discover `ckpt-0/tensorNNNNN_000` ([`layout`]), run the
-//! allow-list pickle machine over each file ([`reader`]: opening), infer the configuration
+//! allow-list pickle machine over each file (`reader`: opening), infer the configuration
 //! (`config`), check every tensor against the parameter table (`check`), and hand out exact
 //! dequantized values (`access`, `dequant`). Files are mapped on demand and payloads are used
 //! in place. docs/formats/grok-checkpoint.md describes the format.
