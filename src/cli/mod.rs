@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod convert;
 mod forward;
 mod inspect;
@@ -39,7 +40,7 @@ pub enum Command {
     /// Run Grok-1's forward pass on CPU (release, GGUF or safetensors).
     Forward(forward::ForwardArgs),
     /// Compare two models (or logits files) on the same tokens.
-    Compare(forward::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
     /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
@@ -124,8 +125,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Forward(a) => forward::run_forward(a),
-        Command::Compare(a) => forward::run_compare(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
