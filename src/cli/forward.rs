@@ -214,8 +214,13 @@ pub fn token_rows(
 /// products, or two release expert matrices).
 pub const WEIGHTS_IN_FLIGHT: u64 = 512 << 20;
 
-fn gib(b: u64) -> String {
-    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+/// A byte count in the decimal units `--mem-budget` takes.
+fn human(b: u64) -> String {
+    if b >= 1_000_000_000 {
+        format!("{:.1} GB", b as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", b as f64 / 1e6)
+    }
 }
 
 /// The bounds every model run obeys: tokens inside the vocabulary, prompt plus generated
@@ -255,11 +260,11 @@ pub fn check_bounds(
     if chunk == 0 {
         bail!(
             "a batch of {b} rows × {t} positions needs about {} (KV cache {}, logits {}, {} per position of activations) besides the weights, over the memory budget of {} (--mem-budget)",
-            gib(fixed.saturating_add(per_pos)),
-            gib(kv),
-            gib(logits),
-            gib(per_pos),
-            gib(budget)
+            human(fixed.saturating_add(per_pos)),
+            human(kv),
+            human(logits),
+            human(per_pos),
+            human(budget)
         );
     }
     Ok(usize::try_from(chunk).unwrap_or(usize::MAX).min(t.max(1)))
