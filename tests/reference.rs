@@ -7,13 +7,13 @@ use crate::util::shared;
 use grokit::model::Role;
 use grokit::reference::compare::{compare, Thresholds};
 use grokit::reference::ops::Rounding;
-use grokit::reference::sources::release_dims;
+use grokit::reference::sources::ReleaseWeights;
 use grokit::reference::store::dense;
 use grokit::reference::{
     forward, Loaded, MatrixInfo, MemoryWeights, ModelDims, Precision, ReferenceError, Session,
     WeightId, Weights,
 };
-use grokit::source::grok::{open_options, Checkpoint};
+use grokit::source::grok::open_options;
 use std::collections::HashMap;
 use std::ops::Range;
 use tiny12::{tiny12_dims, tiny12_tokens, Tiny12};
@@ -32,10 +32,10 @@ fn argmax(r: &[f32]) -> usize {
 // ---- golden: tiny12 --------------------------------------------------------------------------
 
 /// tiny12 through the real release reader (`source::grok`), with its inferred config.
-fn open_tiny12(dir: &std::path::Path) -> (Checkpoint, ModelDims) {
-    let ck = Checkpoint::open(dir, &open_options()).expect("open tiny12");
-    let dims = release_dims(&ck).unwrap();
-    (ck, dims)
+fn open_tiny12(dir: &std::path::Path) -> (ReleaseWeights, ModelDims) {
+    let w = ReleaseWeights::open(dir, &open_options()).expect("open tiny12");
+    let dims = w.dims.clone();
+    (w, dims)
 }
 
 #[test]
@@ -563,10 +563,20 @@ fn wrong_weight_shape_is_an_error() {
 
 /// Records every `matmul_input` call.
 #[derive(Default)]
-struct Recorder(Vec<(usize, Role, Option<usize>, usize, Vec<f32>)>);
+struct Recorder(Vec<Call>);
+
+/// (layer, role, expert, k, x)
+type Call = (usize, Role, Option<usize>, usize, Vec<f32>);
 
 impl grokit::reference::Observer for Recorder {
-    fn matmul_input(&mut self, layer: usize, role: Role, expert: Option<usize>, x: &[f32], k: usize) {
+    fn matmul_input(
+        &mut self,
+        layer: usize,
+        role: Role,
+        expert: Option<usize>,
+        x: &[f32],
+        k: usize,
+    ) {
         assert_eq!(x.len() % k, 0);
         self.0.push((layer, role, expert, k, x.to_vec()));
     }
@@ -580,7 +590,11 @@ fn layer_major_equals_forward_and_observes_every_product() {
     let d = random_dims();
     let rw = RandomWeights::new(&d);
     let w = &rw.w;
-    let seqs: Vec<Vec<u32>> = vec![vec![5, 17, 3, 60, 9], vec![8, 12], vec![33, 4, 0, 0, 7, 1, 2]];
+    let seqs: Vec<Vec<u32>> = vec![
+        vec![5, 17, 3, 60, 9],
+        vec![8, 12],
+        vec![33, 4, 0, 0, 7, 1, 2],
+    ];
     for prec in [Precision::F32, Precision::Bf16] {
         let m = grokit::reference::Model::new(w, d.clone(), prec).unwrap();
         let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
@@ -811,7 +825,17 @@ fn load_ranges_are_checked() {
     let d = tempfile::tempdir().unwrap();
     let g = d.path().join("q8.gguf");
     let st = crate::util::grokit()
-        .args(["convert", fx.to_str().unwrap(), "-o", g.to_str().unwrap(), "-q", "--to", "gguf", "--type", "q8_0"])
+        .args([
+            "convert",
+            fx.to_str().unwrap(),
+            "-o",
+            g.to_str().unwrap(),
+            "-q",
+            "--to",
+            "gguf",
+            "--type",
+            "q8_0",
+        ])
         .output()
         .unwrap();
     assert!(st.status.success());

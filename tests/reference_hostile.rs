@@ -19,7 +19,13 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 fn convert(to: &[&str], out: &Path) {
     let fx = repo().join("fixtures/tiny");
-    let mut a = vec!["convert", fx.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"];
+    let mut a = vec![
+        "convert",
+        fx.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ];
     a.extend_from_slice(to);
     let (code, _, err) = run(&a);
     assert_eq!(code, 0, "{err}");
@@ -112,12 +118,12 @@ fn gguf_bytes(kvs: &[(String, Kv)], tensors: &[Tensor]) -> Vec<u8> {
         out.extend_from_slice(&offset.to_le_bytes());
         offset = (offset + t.data.len() as u64).next_multiple_of(32);
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     for t in tensors {
         out.extend_from_slice(&t.data);
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
     }
@@ -190,29 +196,85 @@ fn gguf_dims_are_checked_before_anything_is_sized() {
     let (code, _, err) = run(&["forward", good.to_str().unwrap(), "--tokens", "5,6,7"]);
     assert_eq!(code, 0, "{err}");
     let cases: Vec<(&str, Kv, Vec<&str>)> = vec![
-        ("grok.block_count", Kv::U32(u32::MAX), vec!["4294967295 exceeds the limit 4096"]),
-        ("grok.block_count", Kv::U64(1 << 40), vec!["1099511627776 exceeds the limit 4096"]),
-        ("grok.block_count", Kv::U32(3), vec!["3 layers, but layer 2 cannot be read", "blk.2"]),
+        (
+            "grok.block_count",
+            Kv::U32(u32::MAX),
+            vec!["4294967295 exceeds the limit 4096"],
+        ),
+        (
+            "grok.block_count",
+            Kv::U64(1 << 40),
+            vec!["1099511627776 exceeds the limit 4096"],
+        ),
+        (
+            "grok.block_count",
+            Kv::U32(3),
+            vec!["3 layers, but layer 2 cannot be read", "blk.2"],
+        ),
         ("grok.block_count", Kv::Str("2"), vec!["is not an integer"]),
-        ("grok.rope.dimension_count", Kv::U64(1 << 40), vec!["exceeds the limit 4096"]),
-        ("grok.attention.head_count", Kv::U64(1 << 40), vec!["exceeds the limit 4096"]),
-        ("grok.attention.head_count_kv", Kv::U32(3), vec!["not a multiple of 3 kv heads"]),
-        ("grok.embedding_length", Kv::U32(65), vec!["token_embd", "[64, 512]"]),
-        ("grok.feed_forward_length", Kv::U32(0), vec!["0 is below the minimum 1"]),
-        ("grok.context_length", Kv::U64(1 << 40), vec!["exceeds the limit"]),
-        ("grok.attention.layer_norm_rms_epsilon", Kv::F32(f32::NAN), vec!["NaN", "finite"]),
-        ("grok.attention.layer_norm_rms_epsilon", Kv::F32(-1e-5), vec!["finite number above 0"]),
-        ("grok.rope.freq_base", Kv::F32(0.0), vec!["finite number above 0"]),
+        (
+            "grok.rope.dimension_count",
+            Kv::U64(1 << 40),
+            vec!["exceeds the limit 4096"],
+        ),
+        (
+            "grok.attention.head_count",
+            Kv::U64(1 << 40),
+            vec!["exceeds the limit 4096"],
+        ),
+        (
+            "grok.attention.head_count_kv",
+            Kv::U32(3),
+            vec!["not a multiple of 3 kv heads"],
+        ),
+        (
+            "grok.embedding_length",
+            Kv::U32(65),
+            vec!["token_embd", "[64, 512]"],
+        ),
+        (
+            "grok.feed_forward_length",
+            Kv::U32(0),
+            vec!["0 is below the minimum 1"],
+        ),
+        (
+            "grok.context_length",
+            Kv::U64(1 << 40),
+            vec!["exceeds the limit"],
+        ),
+        (
+            "grok.attention.layer_norm_rms_epsilon",
+            Kv::F32(f32::NAN),
+            vec!["NaN", "finite"],
+        ),
+        (
+            "grok.attention.layer_norm_rms_epsilon",
+            Kv::F32(-1e-5),
+            vec!["finite number above 0"],
+        ),
+        (
+            "grok.rope.freq_base",
+            Kv::F32(0.0),
+            vec!["finite number above 0"],
+        ),
         ("grok.embedding_scale", Kv::F32(f32::INFINITY), vec!["inf"]),
         ("grok.logit_scale", Kv::F64(1e300), vec!["inf"]),
-        ("grok.attn_logit_softcapping", Kv::Str("30"), vec!["is not a float"]),
+        (
+            "grok.attn_logit_softcapping",
+            Kv::Str("30"),
+            vec!["is not a float"],
+        ),
     ];
     for (i, (key, v, frags)) in cases.into_iter().enumerate() {
         let p = d.path().join(format!("bad{i}.gguf"));
         std::fs::write(&p, gguf_bytes(&with(&kvs, key, v), &tensors)).unwrap();
         let mut want = vec![p.to_str().unwrap(), key];
         want.extend(frags);
-        refused(&["forward", p.to_str().unwrap(), "--tokens", "5,6,7"], &[&p], &want);
+        refused(
+            &["forward", p.to_str().unwrap(), "--tokens", "5,6,7"],
+            &[&p],
+            &want,
+        );
     }
     // A token_embd with 0 rows: an empty vocabulary, said so.
     let mut t0: Vec<Tensor> = tensors
@@ -224,7 +286,10 @@ fn gguf_dims_are_checked_before_anything_is_sized() {
             data: t.data.clone(),
         })
         .collect();
-    let e = t0.iter_mut().find(|t| t.name == "token_embd.weight").unwrap();
+    let e = t0
+        .iter_mut()
+        .find(|t| t.name == "token_embd.weight")
+        .unwrap();
     e.ne[1] = 0;
     e.data.clear();
     let p = d.path().join("novocab.gguf");
@@ -237,7 +302,13 @@ fn gguf_dims_are_checked_before_anything_is_sized() {
     // compare opens models through the same checks
     let p = d.path().join("bad0.gguf");
     refused(
-        &["compare", good.to_str().unwrap(), p.to_str().unwrap(), "--tokens", "5,6"],
+        &[
+            "compare",
+            good.to_str().unwrap(),
+            p.to_str().unwrap(),
+            "--tokens",
+            "5,6",
+        ],
         &[&p, &good],
         &["grok.block_count"],
     );
@@ -251,18 +322,49 @@ fn safetensors_config_is_checked() {
     let st = d.path().join("st");
     convert(&["--to", "safetensors", "--dtype", "bf16"], &st);
     let cj = st.join("config.json");
-    let base: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cj).unwrap()).unwrap();
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&cj).unwrap()).unwrap();
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("num_hidden_layers", serde_json::json!(1_000_000_000_000u64), "exceeds the limit 4096"),
-        ("head_dim", serde_json::json!(1_000_000_000_000u64), "exceeds the limit 4096"),
-        ("head_dim", serde_json::json!(16.9), "16.9 is not a non-negative integer"),
-        ("num_attention_heads", serde_json::json!(1u64 << 40), "exceeds the limit 4096"),
-        ("rms_norm_eps", serde_json::json!(-1.0), "finite number above 0"),
-        ("embedding_multiplier_scale", serde_json::json!("NaN"), "\"NaN\" is not a number"),
-        ("rope_theta", serde_json::json!(0.0), "finite number above 0"),
+        (
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000_000u64),
+            "exceeds the limit 4096",
+        ),
+        (
+            "head_dim",
+            serde_json::json!(1_000_000_000_000u64),
+            "exceeds the limit 4096",
+        ),
+        (
+            "head_dim",
+            serde_json::json!(16.9),
+            "16.9 is not a non-negative integer",
+        ),
+        (
+            "num_attention_heads",
+            serde_json::json!(1u64 << 40),
+            "exceeds the limit 4096",
+        ),
+        (
+            "rms_norm_eps",
+            serde_json::json!(-1.0),
+            "finite number above 0",
+        ),
+        (
+            "embedding_multiplier_scale",
+            serde_json::json!("NaN"),
+            "\"NaN\" is not a number",
+        ),
+        (
+            "rope_theta",
+            serde_json::json!(0.0),
+            "finite number above 0",
+        ),
         ("output_multiplier_scale", serde_json::json!(1e300), "inf"),
-        ("num_hidden_layers", serde_json::json!(3), "layer 2 cannot be read"),
+        (
+            "num_hidden_layers",
+            serde_json::json!(3),
+            "layer 2 cannot be read",
+        ),
         ("vocab_size", serde_json::json!(0), "below the minimum"),
     ];
     for (key, v, frag) in cases {
@@ -308,9 +410,17 @@ fn release_config_and_structure_are_checked() {
     let cj = ck.join("config.json");
     let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&cj).unwrap()).unwrap();
     for (key, v, frag) in [
-        ("rms_norm_eps", serde_json::json!(-1e-5), "finite number above 0"),
+        (
+            "rms_norm_eps",
+            serde_json::json!(-1e-5),
+            "finite number above 0",
+        ),
         ("rope_base", serde_json::json!(0.0), "finite number above 0"),
-        ("embedding_multiplier_scale", serde_json::json!(1e300), "inf"),
+        (
+            "embedding_multiplier_scale",
+            serde_json::json!(1e300),
+            "inf",
+        ),
     ] {
         let mut j = base.clone();
         j[key] = v;
@@ -324,8 +434,8 @@ fn release_config_and_structure_are_checked() {
     std::fs::write(&cj, serde_json::to_vec_pretty(&base).unwrap()).unwrap();
     // A shard whose scales are f32 where the release has bf16 (same values, twice the bytes):
     // refused as inspect/verify/convert refuse it, never reinterpreted.
-    let src = grokit::source::grok::Checkpoint::open(&ck, &grokit::source::grok::open_options())
-        .unwrap();
+    let src =
+        grokit::source::grok::Checkpoint::open(&ck, &grokit::source::grok::open_options()).unwrap();
     let t = src
         .tensor(grokit::model::Role::AttnQ, Some(0))
         .unwrap()
@@ -338,7 +448,9 @@ fn release_config_and_structure_are_checked() {
     let wb = raw[w.data.start as usize..w.data.end as usize].to_vec();
     let sf: Vec<u8> = raw[s.data.start as usize..s.data.end as usize]
         .chunks_exact(2)
-        .flat_map(|c| (f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).to_le_bytes())
+        .flat_map(|c| {
+            (f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).to_le_bytes()
+        })
         .collect();
     let mut out = Vec::new();
     let (wshape, sshape) = (w.shape.dims().to_vec(), s.shape.dims().to_vec());
@@ -372,7 +484,11 @@ fn release_config_and_structure_are_checked() {
     refused(
         &["forward", ck.to_str().unwrap(), "--tokens", "5,6"],
         &[&t.file],
-        &[&file, "scales dtype f32 (expected bf16)", "structural problem"],
+        &[
+            &file,
+            "scales dtype f32 (expected bf16)",
+            "structural problem",
+        ],
     );
 }
 
@@ -395,14 +511,31 @@ fn forward_bounds_work_and_memory() {
     refused(
         &["forward", f, "--tokens", "5,6", "--generate", "2000000000"],
         &[],
-        &["2 prompt positions + 2000000000 generated", "context of 8192 positions"],
+        &[
+            "2 prompt positions + 2000000000 generated",
+            "context of 8192 positions",
+        ],
     );
     refused(
-        &["forward", f, "--tokens", "5,6", "--generate", &u64::MAX.to_string()],
+        &[
+            "forward",
+            f,
+            "--tokens",
+            "5,6",
+            "--generate",
+            &u64::MAX.to_string(),
+        ],
         &[],
         &["context of 8192 positions"],
     );
-    let (code, _, _) = run(&["forward", f, "--tokens", "5", "--generate", "18446744073709551616"]);
+    let (code, _, _) = run(&[
+        "forward",
+        f,
+        "--tokens",
+        "5",
+        "--generate",
+        "18446744073709551616",
+    ]);
     assert_eq!(code, 2);
     // prompts longer than the context
     let long = tokens_file(d.path(), "long.json", 1, 9000);
@@ -426,7 +559,10 @@ fn forward_bounds_work_and_memory() {
     );
     // a tokens file over 64 MiB is refused while reading, not after
     let big = d.path().join("big.json");
-    std::fs::File::create(&big).unwrap().set_len(70 << 20).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(70 << 20)
+        .unwrap();
     refused(
         &["forward", f, "--tokens-file", big.to_str().unwrap()],
         &[&big],

@@ -7,7 +7,9 @@
 use super::forward::{check_bounds, token_rows, PrecisionArg, TokenArgs};
 use super::Outcome;
 use crate::npy::{self, NpyF32};
-use crate::reference::compare::{compare_arrays, per_row, Metrics, RowMetrics, Thresholds, Verdict};
+use crate::reference::compare::{
+    compare_arrays, per_row, Metrics, RowMetrics, Thresholds, Verdict,
+};
 use crate::reference::sources::Source;
 use crate::reference::{Model, Positions, Precision, Session};
 use anyhow::Context;
@@ -218,7 +220,11 @@ fn render(o: &CompareOptions, r: &CompareReport) -> anyhow::Result<()> {
         "max |dlogit|:       {:.6e}  (limit {:.3e})",
         m.max_abs, th.max_abs
     )?;
-    writeln!(out, "rms dlogit:         {:.6e}  (limit {:.3e})", m.rms, th.rms)?;
+    writeln!(
+        out,
+        "rms dlogit:         {:.6e}  (limit {:.3e})",
+        m.rms, th.rms
+    )?;
     writeln!(
         out,
         "mean KL(A||B):      {:.6e}  (limit {:.3e})",
@@ -231,7 +237,11 @@ fn render(o: &CompareOptions, r: &CompareReport) -> anyhow::Result<()> {
     )?;
     if !r.per_prompt.is_empty() {
         writeln!(out, "max KL(A||B):       {:.6e}", r.max_kl)?;
-        writeln!(out, "perplexity:         A {:.4}  B {:.4}", r.ppl.0, r.ppl.1)?;
+        writeln!(
+            out,
+            "perplexity:         A {:.4}  B {:.4}",
+            r.ppl.0, r.ppl.1
+        )?;
         for p in &r.per_prompt {
             writeln!(out, "  prompt {}: {} positions, mean KL {:.3e}, max KL {:.3e}, top-1 {:.3}, max |d| {:.3e}, ppl A {:.4} B {:.4}", p.row, p.positions, p.mean_kl, p.max_kl, p.top1_agreement, p.max_abs, p.ppl_a, p.ppl_b)?;
         }

@@ -235,7 +235,10 @@ pub fn check_bounds(
 ) -> anyhow::Result<usize> {
     let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
     if let Some(bad) = rows.iter().flatten().find(|&&x| x as usize >= dims.vocab) {
-        bail!("token id {bad} is outside the vocabulary (0..{})", dims.vocab);
+        bail!(
+            "token id {bad} is outside the vocabulary (0..{})",
+            dims.vocab
+        );
     }
     let total = t.saturating_add(generate);
     if total > dims.max_seq {
@@ -248,7 +251,11 @@ pub fn check_bounds(
     let kv = b64
         .saturating_mul(total as u64)
         .saturating_mul(dims.kv_bytes_per_position());
-    let logit_rows = if all_logits { b64.saturating_mul(t64) } else { b64 };
+    let logit_rows = if all_logits {
+        b64.saturating_mul(t64)
+    } else {
+        b64
+    };
     let logits = logit_rows.saturating_mul(dims.logit_row_bytes());
     let per_pos = b64.saturating_mul(dims.bytes_per_position());
     let fixed = WEIGHTS_IN_FLIGHT
@@ -333,18 +340,22 @@ impl ForwardOptions {
 
 /// What a `forward` run produced.
 pub struct ForwardReport {
-    /// Per row: the position and its top candidates `(id, logit, prob)`.
-    top: Vec<(usize, Vec<(usize, f32, f64)>)>,
+    /// Per row: the position and its top candidates.
+    top: Vec<(usize, Vec<Candidate>)>,
     /// Generated tokens (with --generate).
     generated: Option<Vec<u32>>,
     /// All logits (with --logits-out).
     all: Option<NpyF32>,
     prefill_s: f64,
     prefill_tokens: usize,
+    prefill_flops: u64,
     step_s: Vec<f64>,
 }
 
-fn softmax_top(row: &[f32], k: usize) -> Vec<(usize, f32, f64)> {
+/// A next-token candidate: `(id, logit, probability)`.
+type Candidate = (usize, f32, f64);
+
+fn softmax_top(row: &[f32], k: usize) -> Vec<Candidate> {
     let lp = crate::reference::compare::log_softmax(row);
     let mut idx: Vec<usize> = (0..row.len()).collect();
     idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
@@ -368,6 +379,7 @@ pub fn execute(o: &ForwardOptions) -> anyhow::Result<ForwardReport> {
             all: None,
             prefill_s: g.prefill_s,
             prefill_tokens,
+            prefill_flops: g.prefill_flops,
             step_s: g.step_s,
         });
     }
@@ -379,6 +391,7 @@ pub fn execute(o: &ForwardOptions) -> anyhow::Result<ForwardReport> {
     let t = Instant::now();
     let lo = session.prefill_select(&o.rows, want)?;
     let prefill_s = t.elapsed().as_secs_f64();
+    let prefill_flops = session.model().weight_flops();
     let pad = o.dims.pad_id;
     let mut top = Vec::new();
     for (b, r) in o.rows.iter().enumerate() {
@@ -392,6 +405,7 @@ pub fn execute(o: &ForwardOptions) -> anyhow::Result<ForwardReport> {
         all: o.logits_out.is_some().then(|| NpyF32::from(lo)),
         prefill_s,
         prefill_tokens,
+        prefill_flops,
         step_s: Vec::new(),
     })
 }
@@ -405,6 +419,8 @@ fn timings(o: &ForwardOptions, r: &ForwardReport) -> serde_json::Value {
         "prefill_s": r.prefill_s,
         "prefill_tokens": r.prefill_tokens,
         "prefill_tokens_per_s": r.prefill_tokens as f64 / r.prefill_s.max(1e-9),
+        "prefill_weight_gflop": r.prefill_flops as f64 / 1e9,
+        "prefill_weight_gflop_per_s": r.prefill_flops as f64 / 1e9 / r.prefill_s.max(1e-9),
         "decode_steps": steps,
         "decode_s_per_token": per,
         "decode_tokens_per_s": per.map(|p| 1.0 / p.max(1e-9)),
@@ -445,7 +461,8 @@ fn render(o: &ForwardOptions, r: &ForwardReport) -> anyhow::Result<()> {
                 json!({"row": b, "position": pos, "top": top.iter().map(|(i, l, p)| json!({"id": i, "piece": piece(*i), "logit": l, "prob": p})).collect::<Vec<_>>()})
             })
             .collect();
-        let j = json!({"model": o.model_path, "format": o.source.kind(), "rows": rows, "timings": t});
+        let j =
+            json!({"model": o.model_path, "format": o.source.kind(), "rows": rows, "timings": t});
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
         return Ok(());
     }

@@ -75,7 +75,9 @@ pub(crate) fn attention(
     let covered: usize = segs.iter().map(|s| s.len).sum();
     if x.len() != m * d
         || covered != m
-        || segs.iter().any(|s| s.row0 + s.len > m || s.valid.len() != s.start + s.len)
+        || segs
+            .iter()
+            .any(|s| s.row0 + s.len > m || s.valid.len() != s.start + s.len)
     {
         return Err(ReferenceError::Input(format!(
             "layer {layer}: attention segments do not tile the {m} rows"
@@ -92,12 +94,18 @@ pub(crate) fn attention(
         n,
     };
     let mut qkv = model.products(
-        &[spec(Role::AttnQ, qw), spec(Role::AttnK, kvw), spec(Role::AttnV, kvw)],
+        &[
+            spec(Role::AttnQ, qw),
+            spec(Role::AttnK, kvw),
+            spec(Role::AttnV, kvw),
+        ],
         r.weights,
     )?;
     qkv.iter_mut().for_each(|y| round_if(r.matmul_out, y));
     let (Some(v), Some(mut k), Some(mut q)) = (qkv.pop(), qkv.pop(), qkv.pop()) else {
-        return Err(ReferenceError::Input("attention: missing projections".into()));
+        return Err(ReferenceError::Input(
+            "attention: missing projections".into(),
+        ));
     };
     // RoPE at absolute positions, then the release's cast back to the activation dtype.
     let inv_freq = model.inv_freq();
@@ -160,7 +168,9 @@ pub(crate) fn attention(
             let mut qm = Vec::with_capacity(rows_q * hd);
             for t in t0..t1 {
                 let i = row0 + t;
-                qm.extend_from_slice(q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?);
+                qm.extend_from_slice(
+                    q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?,
+                );
             }
             let mut logits = matmul(&qm, rows_q, hd, &kg, BLayout::NK, total)?;
             for (ri, row) in logits.chunks_exact_mut(total).enumerate() {

@@ -98,23 +98,103 @@ macro_rules! dim_key {
 
 /// One row per hyper-parameter, in every format (docs/reference-model.md, "Hyper-parameters").
 pub const DIM_KEYS: &[DimKey] = &[
-    dim_key!("vocab", "vocab_size", "token_embd.weight (rows)", "vocab_size"),
-    dim_key!("d_model", "emb_size", "grok.embedding_length", "hidden_size"),
-    dim_key!("n_layers", "num_layers", "grok.block_count", "num_hidden_layers"),
-    dim_key!("n_q_heads", "num_q_heads", "grok.attention.head_count", "num_attention_heads"),
-    dim_key!("n_kv_heads", "num_kv_heads", "grok.attention.head_count_kv", "num_key_value_heads"),
-    dim_key!("head_dim", "key_size", "grok.rope.dimension_count", "head_dim"),
-    dim_key!("n_experts", "num_experts", "grok.expert_count", "num_local_experts"),
-    dim_key!("top_k", "num_selected_experts", "grok.expert_used_count", "num_experts_per_tok"),
-    dim_key!("ffn", "ffn_size", "grok.feed_forward_length", "intermediate_size"),
-    dim_key!("rms_eps", "rms_norm_eps", "grok.attention.layer_norm_rms_epsilon", "rms_norm_eps"),
-    dim_key!("rope_base", "rope_base", "grok.rope.freq_base", "rope_theta"),
-    dim_key!("attn_cap", "attn_logit_cap", "grok.attn_logit_softcapping", "max_attn_value"),
-    dim_key!("emb_mult", "embedding_multiplier_scale", "grok.embedding_scale", "embedding_multiplier_scale"),
-    dim_key!("out_mult", "output_multiplier_scale", "grok.logit_scale", "output_multiplier_scale"),
-    dim_key!("attn_mult", "attn_output_multiplier", "grok.attention.output_scale", "attn_output_multiplier"),
+    dim_key!(
+        "vocab",
+        "vocab_size",
+        "token_embd.weight (rows)",
+        "vocab_size"
+    ),
+    dim_key!(
+        "d_model",
+        "emb_size",
+        "grok.embedding_length",
+        "hidden_size"
+    ),
+    dim_key!(
+        "n_layers",
+        "num_layers",
+        "grok.block_count",
+        "num_hidden_layers"
+    ),
+    dim_key!(
+        "n_q_heads",
+        "num_q_heads",
+        "grok.attention.head_count",
+        "num_attention_heads"
+    ),
+    dim_key!(
+        "n_kv_heads",
+        "num_kv_heads",
+        "grok.attention.head_count_kv",
+        "num_key_value_heads"
+    ),
+    dim_key!(
+        "head_dim",
+        "key_size",
+        "grok.rope.dimension_count",
+        "head_dim"
+    ),
+    dim_key!(
+        "n_experts",
+        "num_experts",
+        "grok.expert_count",
+        "num_local_experts"
+    ),
+    dim_key!(
+        "top_k",
+        "num_selected_experts",
+        "grok.expert_used_count",
+        "num_experts_per_tok"
+    ),
+    dim_key!(
+        "ffn",
+        "ffn_size",
+        "grok.feed_forward_length",
+        "intermediate_size"
+    ),
+    dim_key!(
+        "rms_eps",
+        "rms_norm_eps",
+        "grok.attention.layer_norm_rms_epsilon",
+        "rms_norm_eps"
+    ),
+    dim_key!(
+        "rope_base",
+        "rope_base",
+        "grok.rope.freq_base",
+        "rope_theta"
+    ),
+    dim_key!(
+        "attn_cap",
+        "attn_logit_cap",
+        "grok.attn_logit_softcapping",
+        "max_attn_value"
+    ),
+    dim_key!(
+        "emb_mult",
+        "embedding_multiplier_scale",
+        "grok.embedding_scale",
+        "embedding_multiplier_scale"
+    ),
+    dim_key!(
+        "out_mult",
+        "output_multiplier_scale",
+        "grok.logit_scale",
+        "output_multiplier_scale"
+    ),
+    dim_key!(
+        "attn_mult",
+        "attn_output_multiplier",
+        "grok.attention.output_scale",
+        "attn_output_multiplier"
+    ),
     dim_key!("pad_id", "pad_token", "", "pad_token_id"),
-    dim_key!("max_seq", "max_seq_len", "grok.context_length", "max_position_embeddings"),
+    dim_key!(
+        "max_seq",
+        "max_seq_len",
+        "grok.context_length",
+        "max_position_embeddings"
+    ),
     dim_key!("router_cap", "", "", ""),
 ];
 
@@ -239,7 +319,10 @@ impl ModelDims {
             );
         }
         if !self.head_dim.is_multiple_of(2) {
-            return bad("head_dim", format!("{} is odd (RoPE needs pairs)", self.head_dim));
+            return bad(
+                "head_dim",
+                format!("{} is odd (RoPE needs pairs)", self.head_dim),
+            );
         }
         if self.top_k > self.n_experts {
             return bad(
@@ -259,7 +342,10 @@ impl ModelDims {
         if self.pad_id as usize >= self.vocab {
             return bad(
                 "pad_id",
-                format!("{} is outside the vocabulary 0..{}", self.pad_id, self.vocab),
+                format!(
+                    "{} is outside the vocabulary 0..{}",
+                    self.pad_id, self.vocab
+                ),
             );
         }
         for (field, v) in [
@@ -275,11 +361,17 @@ impl ModelDims {
             }
         }
         if self.rms_eps >= 1.0 {
-            return bad("rms_eps", format!("{} (an epsilon must be below 1)", self.rms_eps));
+            return bad(
+                "rms_eps",
+                format!("{} (an epsilon must be below 1)", self.rms_eps),
+            );
         }
         if let Some(c) = self.router_cap {
             if !c.is_finite() || c <= 0.0 {
-                return bad("router_cap", format!("{c} (must be a finite number above 0)"));
+                return bad(
+                    "router_cap",
+                    format!("{c} (must be a finite number above 0)"),
+                );
             }
         }
         None
@@ -337,7 +429,10 @@ mod tests {
     #[test]
     fn grok1_dims_and_checks() {
         let g = ModelDims::grok1();
-        assert_eq!((g.vocab, g.d_model, g.n_layers, g.ffn), (131_072, 6144, 64, 32_768));
+        assert_eq!(
+            (g.vocab, g.d_model, g.n_layers, g.ffn),
+            (131_072, 6144, 64, 32_768)
+        );
         assert_eq!(g.problem(), None);
         let with = |f: &dyn Fn(&mut ModelDims)| {
             let mut d = ModelDims::grok1();
@@ -353,7 +448,10 @@ mod tests {
         assert_eq!(with(&|d| d.emb_mult = 1e300f64 as f32), Some("emb_mult"));
         assert_eq!(with(&|d| d.vocab = 0), Some("vocab"));
         assert_eq!(with(&|d| d.n_kv_heads = 5), Some("n_kv_heads"));
-        assert_eq!(with(&|d| d.router_cap = Some(f32::INFINITY)), Some("router_cap"));
+        assert_eq!(
+            with(&|d| d.router_cap = Some(f32::INFINITY)),
+            Some("router_cap")
+        );
         assert_eq!(with(&|d| d.router_cap = Some(30.0)), None);
         for k in DIM_KEYS {
             assert!(dim_key(k.field).is_some());

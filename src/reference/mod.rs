@@ -56,7 +56,9 @@ pub mod store;
 
 pub use dims::ModelDims;
 pub use model::{Model, Observer};
-pub use session::{forward, forward_select, generate, greedy, Generated, Logits, Positions, Session};
+pub use session::{
+    forward, forward_select, generate, greedy, Generated, Logits, Positions, Session,
+};
 pub use store::{Loaded, MatrixInfo, MemoryWeights, WeightId, Weights};
 
 /// Errors of the reference model.
@@ -92,7 +94,9 @@ pub enum ReferenceError {
         reason: String,
     },
     /// The release has structural problems (the checks of `inspect`, `verify` and `convert`).
-    #[error("{file}: {tensor}: {reason} ({count} structural problem(s); run `grokit inspect` for all)")]
+    #[error(
+        "{file}: {tensor}: {reason} ({count} structural problem(s); run `grokit inspect` for all)"
+    )]
     Structure {
         /// The shard.
         file: String,

@@ -21,6 +21,7 @@ use super::products::{self, Budget, Spec};
 use super::store::{WeightId, Weights};
 use super::{ModelDims, Precision, ReferenceError};
 use crate::model::Role;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Sees the input activations of every matrix product of a layer (for importance matrices).
 pub trait Observer {
@@ -44,7 +45,14 @@ pub trait Observer {
 pub(crate) struct Obs<'o>(pub Option<&'o mut dyn Observer>);
 
 impl Obs<'_> {
-    pub(crate) fn see(&mut self, layer: usize, role: Role, expert: Option<usize>, x: &[f32], k: usize) {
+    pub(crate) fn see(
+        &mut self,
+        layer: usize,
+        role: Role,
+        expert: Option<usize>,
+        x: &[f32],
+        k: usize,
+    ) {
         if let Some(o) = self.0.as_deref_mut() {
             o.matmul_input(layer, role, expert, x, k);
         }
@@ -58,6 +66,7 @@ pub struct Model<'w> {
     rounding: Rounding,
     inv_freq: Vec<f32>,
     budget: Budget,
+    flops: AtomicU64,
 }
 
 impl<'w> Model<'w> {
@@ -83,6 +92,7 @@ impl<'w> Model<'w> {
             dims,
             rounding,
             budget: Budget::default(),
+            flops: AtomicU64::new(0),
         })
     }
 
@@ -128,7 +138,19 @@ impl<'w> Model<'w> {
         specs: &[Spec<'_>],
         round_weights: bool,
     ) -> Result<Vec<Vec<f32>>, ReferenceError> {
+        let f: u64 = specs
+            .iter()
+            .map(|s| 2 * s.m as u64 * s.k as u64 * s.n as u64)
+            .sum();
+        self.flops.fetch_add(f, Ordering::Relaxed);
         products::run(self.weights, specs, &self.budget, round_weights)
+    }
+
+    /// Floating-point operations of the weight products run so far (2 per multiply-add;
+    /// attention's activation products and the elementwise work not included): what the
+    /// benchmark compares with the FMA ceiling.
+    pub fn weight_flops(&self) -> u64 {
+        self.flops.load(Ordering::Relaxed)
     }
 
     /// Embedding rows of `tokens` times the embedding multiplier: `[tokens.len(), D]`.
@@ -152,7 +174,9 @@ impl<'w> Model<'w> {
         for (&t, row) in tokens.iter().zip(h.chunks_exact_mut(d)) {
             let t = t as usize;
             let piece = self.weights.load(id, t..t + 1)?;
-            let m = piece.matrix().map_err(|e| super::store::weight_err(id, e))?;
+            let m = piece
+                .matrix()
+                .map_err(|e| super::store::weight_err(id, e))?;
             m.column(0, row)
                 .map_err(|e| super::store::weight_err(id, e))?;
             row.iter_mut().for_each(|x| *x *= self.dims.emb_mult);
@@ -237,7 +261,7 @@ impl<'w> Model<'w> {
     pub fn head(&self, h: &[f32], rows: &[usize]) -> Result<Vec<f32>, ReferenceError> {
         let (d, v) = (self.dims.d_model, self.dims.vocab);
         let have = h.len() / d;
-        if h.len() % d != 0 {
+        if !h.len().is_multiple_of(d) {
             return Err(ReferenceError::Input(format!(
                 "head: {} hidden values are not rows of {d}",
                 h.len()
@@ -263,10 +287,7 @@ impl<'w> Model<'w> {
             k: d,
             n: v,
         };
-        let mut logits = self
-            .products(&[spec], r.weights)?
-            .pop()
-            .unwrap_or_default();
+        let mut logits = self.products(&[spec], r.weights)?.pop().unwrap_or_default();
         round_if(r.logits, &mut logits);
         logits.iter_mut().for_each(|x| *x *= self.dims.out_mult);
         round_if(r.logits, &mut logits);

@@ -131,7 +131,9 @@ pub(crate) fn moe(
     let mut acts: Vec<Vec<f32>> = Vec::with_capacity(sel.len());
     let mut it = h.into_iter();
     while let (Some(mut g), Some(u)) = (it.next(), it.next()) {
-        g.iter_mut().zip(&u).for_each(|(a, b)| *a = gelu_tanh(*a) * b);
+        g.iter_mut()
+            .zip(&u)
+            .for_each(|(a, b)| *a = gelu_tanh(*a) * b);
         acts.push(g);
     }
     for ((e, _), a) in sel.iter().zip(&acts) {

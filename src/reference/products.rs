@@ -170,7 +170,10 @@ pub fn run(
                 let id = specs[p.product].id;
                 let l = w.load(id, p.cols.clone())?;
                 if l.cols != p.cols {
-                    return Err(weight_err(id, format!("asked for columns {:?}, got {:?}", p.cols, l.cols)));
+                    return Err(weight_err(
+                        id,
+                        format!("asked for columns {:?}, got {:?}", p.cols, l.cols),
+                    ));
                 }
                 if round_weights {
                     return l.rounded_bf16().map_err(|e| weight_err(id, e));

@@ -235,7 +235,11 @@ impl<'w> Session<'w> {
     }
 
     /// One chunk of equal-length rows through every layer; logits of `(row, chunk position)`s.
-    fn chunk(&mut self, rows: &[&[u32]], sel: &[(usize, usize)]) -> Result<Vec<f32>, ReferenceError> {
+    fn chunk(
+        &mut self,
+        rows: &[&[u32]],
+        sel: &[(usize, usize)],
+    ) -> Result<Vec<f32>, ReferenceError> {
         let dims = self.model.dims().clone();
         let b = self.key_valid.len();
         let new = rows.first().map_or(0, |r| r.len());
@@ -308,6 +312,8 @@ pub struct Generated {
     pub tokens: Vec<u32>,
     /// Seconds of the prompt's prefill (logits of its last position only).
     pub prefill_s: f64,
+    /// Weight-product FLOPs of the prefill ([`Model::weight_flops`]).
+    pub prefill_flops: u64,
     /// Seconds of each decode step (one token through the KV cache).
     pub step_s: Vec<f64>,
 }
@@ -322,8 +328,10 @@ pub fn generate(
     eos: Option<u32>,
 ) -> Result<Generated, ReferenceError> {
     let t = Instant::now();
+    let f0 = session.model().weight_flops();
     let lo = session.prefill_select(&[prompt.to_vec()], Positions::Last)?;
     let prefill_s = t.elapsed().as_secs_f64();
+    let prefill_flops = session.model().weight_flops() - f0;
     let mut next = lo.data.get(..lo.vocab).map(super::compare::argmax);
     let mut out = Vec::new();
     let mut step_s = Vec::new();
@@ -345,6 +353,7 @@ pub fn generate(
     Ok(Generated {
         tokens: out,
         prefill_s,
+        prefill_flops,
         step_s,
     })
 }

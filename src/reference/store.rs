@@ -139,9 +139,10 @@ impl std::ops::Deref for Bytes<'_> {
     }
 }
 
-/// What dropping a piece does besides freeing its buffers (a mapped source drops the resident
-/// pages of the range it handed out).
-pub type OnDrop<'w> = Box<dyn FnOnce() + Send + 'w>;
+/// What dropping a piece does: it receives the piece's data and scales (a source that reads
+/// into buffers may keep them for its next read; a mapped source drops the resident pages of the
+/// range it handed out).
+pub type OnDrop<'w> = Box<dyn FnOnce(Bytes<'w>, Bytes<'w>) + Send + 'w>;
 
 /// Columns `cols` of a matrix, as stored, ready to become a [`kernel::Matrix`].
 pub struct Loaded<'w> {
@@ -162,7 +163,9 @@ pub struct Loaded<'w> {
 impl Drop for Loaded<'_> {
     fn drop(&mut self) {
         if let Some(f) = self.on_drop.take() {
-            f();
+            let d = std::mem::replace(&mut self.data, Bytes::Borrowed(&[]));
+            let s = std::mem::replace(&mut self.scales, Bytes::Borrowed(&[]));
+            f(d, s);
         }
     }
 }
@@ -211,7 +214,7 @@ impl<'w> Loaded<'w> {
     /// The piece's exact values rounded to bf16, as an f32 `[k, n]` copy: the optional
     /// "round dequantized weights" point of the bf16 plan ([`super::ops::Rounding::weights`]),
     /// a precision experiment that gives up decoding in place.
-    pub fn rounded_bf16(&self) -> Result<Loaded<'static>, KernelError> {
+    pub fn rounded_bf16<'x>(&self) -> Result<Loaded<'x>, KernelError> {
         let m = self.matrix()?;
         let mut v = vec![0f32; m.k() * m.n()];
         m.decode(0..m.k(), 0..m.n(), &mut v)?;
@@ -252,7 +255,11 @@ pub(crate) fn weight_err(id: WeightId, reason: impl std::fmt::Display) -> Refere
 }
 
 /// Check that `cols` lies inside `0..n`.
-pub(crate) fn check_cols(id: WeightId, cols: &Range<usize>, n: usize) -> Result<(), ReferenceError> {
+pub(crate) fn check_cols(
+    id: WeightId,
+    cols: &Range<usize>,
+    n: usize,
+) -> Result<(), ReferenceError> {
     if cols.start > cols.end || cols.end > n {
         return Err(weight_err(id, format!("columns {cols:?} outside 0..{n}")));
     }
@@ -313,10 +320,16 @@ impl MemoryWeights {
         };
         let per = k * n;
         if data.len() != e * per {
-            return Err(weight_err(id, format!("{} values for {shape:?}", data.len())));
+            return Err(weight_err(
+                id,
+                format!("{} values for {shape:?}", data.len()),
+            ));
         }
         for x in 0..e {
-            let eid = WeightId { expert: Some(x), ..id };
+            let eid = WeightId {
+                expert: Some(x),
+                ..id
+            };
             self.insert(eid, vec![k, n], &data[x * per..(x + 1) * per])?;
         }
         Ok(())
@@ -345,7 +358,11 @@ impl Weights for MemoryWeights {
             return Err(weight_err(id, format!("shape {shape:?} is not a matrix")));
         };
         // The embedding is stored [V, D]: as the head it is [D, V] in rows.
-        let (k, n) = if id.role == Role::Embed { (c, r) } else { (r, c) };
+        let (k, n) = if id.role == Role::Embed {
+            (c, r)
+        } else {
+            (r, c)
+        };
         Ok(MatrixInfo {
             k,
             n,
@@ -398,7 +415,8 @@ pub fn dense(w: &dyn Weights, id: WeightId) -> Result<(Vec<usize>, Vec<f32>), Re
     let m = piece.matrix().map_err(|e| weight_err(id, e))?;
     let (k, n) = (m.k(), m.n());
     let mut v = vec![0f32; k * n];
-    m.decode(0..k, 0..n, &mut v).map_err(|e| weight_err(id, e))?;
+    m.decode(0..k, 0..n, &mut v)
+        .map_err(|e| weight_err(id, e))?;
     if id.role != Role::Embed {
         return Ok((vec![k, n], v));
     }

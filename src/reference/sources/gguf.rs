@@ -168,7 +168,10 @@ impl GgufWeights {
         let (n, k, first) = match (t.shape.as_slice(), id.expert) {
             ([e, o, i], Some(x)) if (x as u64) < *e => (u(*o)?, u(*i)?, x * u(*o)?),
             ([_, _, _], _) => {
-                return Err(weight_err(id, format!("{name} is an expert tensor of shape {:?}", t.shape)))
+                return Err(weight_err(
+                    id,
+                    format!("{name} is an expert tensor of shape {:?}", t.shape),
+                ))
             }
             ([o, i], None) => (u(*o)?, u(*i)?, 0),
             ([i], None) => (1, u(*i)?, 0),
@@ -207,7 +210,10 @@ impl<'a> Located<'a> {
         let e = (self.first + r.end).checked_mul(self.rb);
         match (s, e) {
             (Some(s), Some(e)) if e <= data.len() => Ok((&data[s..e], self.t.offset + s as u64)),
-            _ => Err(weight_err(id, format!("rows {r:?} lie outside the tensor data"))),
+            _ => Err(weight_err(
+                id,
+                format!("rows {r:?} lie outside the tensor data"),
+            )),
         }
     }
 }
@@ -231,7 +237,7 @@ impl Weights for GgufWeights {
         check_cols(id, &cols, l.n)?;
         let (bytes, offset) = l.rows(id, cols.clone())?;
         let (file, len) = (l.file, bytes.len() as u64);
-        let on_drop = move || {
+        let on_drop = move |_: Bytes<'_>, _: Bytes<'_>| {
             let start = offset.saturating_sub(RELEASE_MARGIN);
             let end = offset
                 .saturating_add(len)

@@ -15,13 +15,14 @@ pub mod release;
 pub mod safetensors;
 
 pub use gguf::GgufWeights;
+pub use release::ReleaseWeights;
 pub use safetensors::StWeights;
 
 use super::dims::Format;
 use super::store::{WeightId, Weights};
 use super::{ModelDims, ReferenceError};
 use crate::model::{Config, Role};
-use crate::source::grok::{Checkpoint, OpenOptions};
+use crate::source::grok::OpenOptions;
 use std::path::Path;
 
 /// The logical `[k, n]` of matrix `role` under `dims` (`None` for the norms, which are
@@ -187,7 +188,7 @@ impl Source {
     /// The weights.
     pub fn weights(&self) -> &dyn Weights {
         match self {
-            Source::Release(c) => &c.ck,
+            Source::Release(c) => c,
             Source::Gguf(g) => g,
             Source::Safetensors(s) => s,
         }
@@ -200,10 +201,4 @@ impl Source {
             Source::Safetensors(_) => "safetensors",
         }
     }
-}
-
-/// Open a release checkpoint as weights with its checked dims (for callers that hold a
-/// [`Checkpoint`] already, e.g. tests).
-pub fn release_dims(ck: &Checkpoint) -> Result<ModelDims, ReferenceError> {
-    release::dims_of(ck)
 }

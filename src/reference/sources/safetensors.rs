@@ -86,7 +86,8 @@ impl Json<'_> {
     }
     fn need(&self, field: &str) -> Result<u64, ReferenceError> {
         let key = dim_key(field).map_or(field, |k| k.hf);
-        self.int(key)?.ok_or_else(|| meta(self.file, key, "missing"))
+        self.int(key)?
+            .ok_or_else(|| meta(self.file, key, "missing"))
     }
 }
 
@@ -94,7 +95,13 @@ impl Json<'_> {
 fn read_config(cj: &Path) -> Result<Config, ReferenceError> {
     let text = crate::io::read_capped(cj, CKPT_MAX_CONFIG_BYTES)
         .map_err(|e| meta(cj, "(file)", e.to_string()))?
-        .ok_or_else(|| meta(cj, "(file)", format!("larger than {CKPT_MAX_CONFIG_BYTES} bytes")))?;
+        .ok_or_else(|| {
+            meta(
+                cj,
+                "(file)",
+                format!("larger than {CKPT_MAX_CONFIG_BYTES} bytes"),
+            )
+        })?;
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| meta(cj, "(file)", e.to_string()))?;
     let obj = v
@@ -138,7 +145,8 @@ fn read_config(cj: &Path) -> Result<Config, ReferenceError> {
         ("bos_token_id", &mut c.bos_token),
     ] {
         if let Some(v) = j.int(key)? {
-            *slot = u32::try_from(v).map_err(|_| meta(cj, key, format!("{v} is not a token id")))?;
+            *slot =
+                u32::try_from(v).map_err(|_| meta(cj, key, format!("{v} is not a token id")))?;
         }
     }
     Ok(c)
@@ -208,7 +216,8 @@ impl StWeights {
             [o, i] => (u(*o)?, u(*i)?),
             s => return Err(weight_err(id, format!("{name} has shape {s:?}"))),
         };
-        let ty = ggml_of(t.dtype).ok_or_else(|| weight_err(id, format!("{name}: dtype {}", t.dtype)))?;
+        let ty =
+            ggml_of(t.dtype).ok_or_else(|| weight_err(id, format!("{name}: dtype {}", t.dtype)))?;
         let rb = k
             .checked_mul(if ty == GgmlType::F32 { 4 } else { 2 })
             .ok_or_else(|| weight_err(id, "row too large"))?;
@@ -253,11 +262,20 @@ impl StWeights {
         let bits = [4u32, 8]
             .into_iter()
             .find(|&b| k > 0 && ct::packed_words(b, k).ok() == Some(words))
-            .ok_or_else(|| weight_err(id, format!("{words} words do not pack {k} values at 4 or 8 bits")))?;
+            .ok_or_else(|| {
+                weight_err(
+                    id,
+                    format!("{words} words do not pack {k} values at 4 or 8 bits"),
+                )
+            })?;
         if groups == 0 || !k.is_multiple_of(groups) {
-            return Err(weight_err(id, format!("{groups} scale groups do not divide {k}")));
+            return Err(weight_err(
+                id,
+                format!("{groups} scale groups do not divide {k}"),
+            ));
         }
-        let scale_ty = ggml_of(st.dtype).ok_or_else(|| weight_err(id, format!("{sn}: dtype {}", st.dtype)))?;
+        let scale_ty =
+            ggml_of(st.dtype).ok_or_else(|| weight_err(id, format!("{sn}: dtype {}", st.dtype)))?;
         let ss = if scale_ty == GgmlType::F32 { 4 } else { 2 };
         Ok(StRows {
             name: pn,
@@ -273,8 +291,17 @@ impl StWeights {
         })
     }
 
-    fn bytes(&self, id: WeightId, name: &str, rb: usize, r: &Range<usize>) -> Result<&[u8], ReferenceError> {
-        let b = self.reader.tensor_bytes(name).map_err(|e| weight_err(id, e))?;
+    fn bytes(
+        &self,
+        id: WeightId,
+        name: &str,
+        rb: usize,
+        r: &Range<usize>,
+    ) -> Result<&[u8], ReferenceError> {
+        let b = self
+            .reader
+            .tensor_bytes(name)
+            .map_err(|e| weight_err(id, e))?;
         let (s, e) = (r.start.checked_mul(rb), r.end.checked_mul(rb));
         match (s, e) {
             (Some(s), Some(e)) if e <= b.len() => Ok(&b[s..e]),
@@ -320,7 +347,7 @@ impl Weights for StWeights {
         let (a, b) = (cols.start as u64, cols.end as u64);
         let reader = &self.reader;
         let (name, rb, sc) = (r.name.clone(), r.rb as u64, r.scales.clone());
-        let on_drop = move || {
+        let on_drop = move |_: Bytes<'_>, _: Bytes<'_>| {
             reader.release(&name, a * rb..b * rb, RELEASE_MARGIN);
             if let Some((sn, sb)) = sc {
                 let sb = sb as u64;
@@ -343,7 +370,10 @@ impl Weights for StWeights {
             return Err(weight_err(id, "a packed matrix, not a vector"));
         };
         if r.n != 1 {
-            return Err(weight_err(id, format!("shape [{}, {}] is not a vector", r.n, r.k)));
+            return Err(weight_err(
+                id,
+                format!("shape [{}, {}] is not a vector", r.n, r.k),
+            ));
         }
         let b = self.bytes(id, &r.name, r.rb, &(0..1))?;
         let mut v = vec![0f32; r.k];
