@@ -136,9 +136,10 @@ fn logits_of(p: &Path, o: &CompareOptions) -> anyhow::Result<NpyF32> {
         .as_ref()
         .context("comparing models needs --prompt, --tokens or --tokens-file")?;
     let dims = source.dims().clone();
-    let chunk = check_bounds(&dims, rows, 0, true, o.mem_budget)?;
+    let bounds = check_bounds(&dims, rows, 0, true, o.mem_budget, source.mapped_bytes())?;
+    source.set_keep_resident(bounds.keep_resident);
     let mut s = Session::from_model(Model::new(source.weights(), dims, o.precision)?, rows.len())?;
-    s.set_max_chunk(chunk);
+    s.set_max_chunk(bounds.chunk);
     Ok(NpyF32::from(s.prefill_select(rows, Positions::All)?))
 }
 

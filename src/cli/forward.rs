@@ -116,8 +116,10 @@ pub struct ForwardArgs {
     /// Write all logits [B, T, V] as .npy (or .npy.zst).
     #[arg(long)]
     pub logits_out: Option<PathBuf>,
-    /// Memory budget for activations, logits and KV cache (K/M/G/T suffixes): a batch that
-    /// needs more is refused, a long prompt is prefilled in chunks that fit.
+    /// Memory budget (K/M/G/T suffixes) for activations, logits, KV cache and resident weights: a
+    /// batch that needs more is refused, a long prompt is prefilled in chunks that fit, and a
+    /// mapped GGUF/safetensors stays resident only if it fits too (else its pages are dropped
+    /// after each use, keeping RSS near 0.5 GB of weights whatever the file size).
     #[arg(long, default_value = "8G", value_parser = super::convert::parse_size)]
     pub mem_budget: u64,
     /// Soft-cap router logits with c·tanh(x/c) (not the release; SGLang uses 30).
@@ -223,16 +225,27 @@ fn human(b: u64) -> String {
     }
 }
 
+/// How a run fits its memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Positions per prefill chunk.
+    pub chunk: usize,
+    /// Whether mapped weights may stay resident (they fit the budget beside the activations).
+    pub keep_resident: bool,
+}
+
 /// The bounds every model run obeys: tokens inside the vocabulary, prompt plus generated
-/// positions inside the model's context, and activations, logits and KV cache inside `budget`.
-/// Returns the positions per prefill chunk.
+/// positions inside the model's context, and activations, logits and KV cache inside `budget`
+/// (a long prompt is prefilled in chunks that fit). Mapped weights (`mapped` bytes) stay resident
+/// when they fit too; otherwise their pages are dropped after each use.
 pub fn check_bounds(
     dims: &ModelDims,
     rows: &[Vec<u32>],
     generate: usize,
     all_logits: bool,
     budget: u64,
-) -> anyhow::Result<usize> {
+    mapped: u64,
+) -> anyhow::Result<Bounds> {
     let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
     if let Some(bad) = rows.iter().flatten().find(|&&x| x as usize >= dims.vocab) {
         bail!(
@@ -263,8 +276,7 @@ pub fn check_bounds(
         .saturating_add(logits)
         .saturating_add(b64.saturating_mul(dims.n_layers as u64).saturating_mul(64));
     let room = budget.saturating_sub(fixed);
-    let chunk = room / per_pos.max(1);
-    if chunk == 0 {
+    if room / per_pos.max(1) == 0 {
         bail!(
             "a batch of {b} rows × {t} positions needs about {} (KV cache {}, logits {}, {} per position of activations) besides the weights, over the memory budget of {} (--mem-budget)",
             human(fixed.saturating_add(per_pos)),
@@ -274,7 +286,14 @@ pub fn check_bounds(
             human(budget)
         );
     }
-    Ok(usize::try_from(chunk).unwrap_or(usize::MAX).min(t.max(1)))
+    let whole = per_pos.saturating_mul(t64);
+    let keep_resident = mapped > 0 && mapped.saturating_add(whole) <= room;
+    let room = if keep_resident { room - mapped } else { room };
+    let chunk = usize::try_from(room / per_pos.max(1)).unwrap_or(usize::MAX);
+    Ok(Bounds {
+        chunk: chunk.clamp(1, t.max(1)),
+        keep_resident,
+    })
 }
 
 /// Validated `forward` options: the model opened and checked, tokens read and bounded.
@@ -312,13 +331,15 @@ impl ForwardOptions {
             let real = rows[0].iter().take_while(|&&t| t != dims.pad_id).count();
             rows[0].truncate(real.max(1));
         }
-        let chunk = check_bounds(
+        let bounds = check_bounds(
             &dims,
             &rows,
             a.generate.unwrap_or(0),
             a.logits_out.is_some(),
             a.mem_budget,
+            source.mapped_bytes(),
         )?;
+        source.set_keep_resident(bounds.keep_resident);
         let eos = (!a.ignore_eos).then_some(source.config().eos_token);
         Ok(ForwardOptions {
             dims,
@@ -329,7 +350,7 @@ impl ForwardOptions {
             generate: a.generate,
             eos,
             logits_out: a.logits_out,
-            chunk,
+            chunk: bounds.chunk,
             json: a.json,
             model_path: a.model,
             load_s,

@@ -4,8 +4,10 @@
 //! GGUF stores every matrix `[out, in]`, one row of `in` values (of any ggml type) per output:
 //! exactly the kernel's [`Layout::Rows`], so a matrix, one expert's slice of a stacked
 //! `[E, out, in]` tensor, or a band of vocabulary rows of `token_embd` is handed to the kernel as
-//! a slice of the map. Dropping a piece drops its pages from the resident set (the page cache
-//! keeps them), so a multi-GB file never accumulates in RSS.
+//! a slice of the map. Unless the caller lets the file stay resident
+//! ([`GgufWeights::set_keep_resident`], for a file that fits the memory budget), dropping a piece
+//! drops its pages from the resident set (the page cache keeps them), so a multi-GB file never
+//! accumulates in RSS.
 
 use super::super::dims::{dim_key, Format};
 use super::super::store::{
@@ -18,6 +20,7 @@ use crate::model::{Config, Role};
 use crate::quant::dequantize_row;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Pages around a dropped piece that are dropped too: above Linux's fault-around window (64 KiB).
 const RELEASE_MARGIN: u64 = 1 << 20;
@@ -29,6 +32,7 @@ pub struct GgufWeights {
     pub config: Config,
     /// The dims, checked against the tensors.
     pub dims: ModelDims,
+    keep_resident: AtomicBool,
 }
 
 fn meta(file: &str, key: &str, reason: impl Into<String>) -> ReferenceError {
@@ -151,9 +155,25 @@ impl GgufWeights {
             set,
             config: c,
             dims,
+            keep_resident: AtomicBool::new(false),
         };
         super::verify_shapes(&w, &w.dims, &file, Format::Gguf)?;
         Ok(w)
+    }
+
+    /// Bytes of the mapped files.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.set
+            .files()
+            .iter()
+            .map(|f| f.bytes().len() as u64)
+            .sum()
+    }
+
+    /// Keep the pages of used weights resident (no release after each piece): faster when the
+    /// file fits in memory, since pages are not faulted in again on the next use.
+    pub fn set_keep_resident(&self, keep: bool) {
+        self.keep_resident.store(keep, Ordering::Relaxed);
     }
 
     /// The tensor of `id`, with the rows of its matrix (one expert's, when asked): the file,
@@ -253,7 +273,11 @@ impl Weights for GgufWeights {
             layout: Layout::Rows(l.t.ty),
             data: Bytes::Borrowed(bytes),
             scales: Bytes::Owned(Vec::new()),
-            on_drop: Some(Box::new(on_drop)),
+            on_drop: if self.keep_resident.load(Ordering::Relaxed) {
+                None
+            } else {
+                Some(Box::new(on_drop))
+            },
         })
     }
 

@@ -193,6 +193,23 @@ impl Source {
             Source::Safetensors(s) => s,
         }
     }
+    /// Bytes of memory-mapped weights (0 for the release, which is read with `pread`).
+    pub fn mapped_bytes(&self) -> u64 {
+        match self {
+            Source::Release(_) => 0,
+            Source::Gguf(g) => g.mapped_bytes(),
+            Source::Safetensors(s) => s.mapped_bytes(),
+        }
+    }
+    /// Keep used pages of mapped weights resident instead of dropping them after each piece
+    /// (a no-op for the release).
+    pub fn set_keep_resident(&self, keep: bool) {
+        match self {
+            Source::Release(_) => {}
+            Source::Gguf(g) => g.set_keep_resident(keep),
+            Source::Safetensors(s) => s.set_keep_resident(keep),
+        }
+    }
     /// A short description of the format.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -4,7 +4,8 @@
 //!
 //! Safetensors stores every matrix `[out, in]` (one tensor per expert), so a matrix or a band of
 //! its output rows is a slice of the map: [`Layout::Rows`] for floats, [`Layout::Ct`] for packed
-//! words with their group scales. Dropping a piece drops its pages from the resident set.
+//! words with their group scales. Dropping a piece drops its pages from the resident set, unless
+//! the caller lets the files stay resident ([`StWeights::set_keep_resident`]).
 //!
 //! `config.json` is read with a size cap; every key the forward pass uses must hold the JSON
 //! type it needs (a `head_dim` of 16.9 or a multiplier written as the string `"NaN"` is an error
@@ -23,6 +24,7 @@ use crate::quant::{ct, GgmlType};
 use crate::safetensors_io::StReader;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Pages around a dropped piece that are dropped too: above Linux's fault-around window.
 const RELEASE_MARGIN: u64 = 1 << 20;
@@ -36,6 +38,7 @@ pub struct StWeights {
     pub config: Config,
     /// The dims, checked against the tensors.
     pub dims: ModelDims,
+    keep_resident: AtomicBool,
 }
 
 fn meta(file: &Path, key: &str, reason: impl Into<String>) -> ReferenceError {
@@ -180,9 +183,20 @@ impl StWeights {
             hf,
             dims: ModelDims::from_config_unchecked(&config),
             config,
+            keep_resident: AtomicBool::new(false),
         };
         super::verify_shapes(&w, &w.dims, &cj.display().to_string(), Format::Hf)?;
         Ok(w)
+    }
+
+    /// Bytes of tensor data in the mapped files.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.reader.total_size()
+    }
+
+    /// Keep the pages of used weights resident (see [`super::GgufWeights::set_keep_resident`]).
+    pub fn set_keep_resident(&self, keep: bool) {
+        self.keep_resident.store(keep, Ordering::Relaxed);
     }
 
     /// The stored rows of `id`'s tensor.
@@ -360,7 +374,11 @@ impl Weights for StWeights {
             layout: r.layout,
             data: Bytes::Borrowed(data),
             scales: Bytes::Borrowed(scales),
-            on_drop: Some(Box::new(on_drop)),
+            on_drop: if self.keep_resident.load(Ordering::Relaxed) {
+                None
+            } else {
+                Some(Box::new(on_drop))
+            },
         })
     }
 
