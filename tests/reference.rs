@@ -3,7 +3,7 @@
 #![allow(clippy::needless_range_loop)]
 mod tiny12;
 
-use crate::util::shared;
+use crate::util::{fixture, tiny12};
 use grokit::model::Role;
 use grokit::reference::compare::{compare, Thresholds};
 use grokit::reference::ops::Rounding;
@@ -40,7 +40,7 @@ fn open_tiny12(dir: &std::path::Path) -> (ReleaseWeights, ModelDims) {
 
 #[test]
 fn release_reader_agrees_with_test_loader() {
-    let Some(dir) = shared("reader vs loader").map(|s| s.join("reference/tiny12")) else {
+    let Some(dir) = tiny12("reader vs loader") else {
         return;
     };
     let (ck, dims) = open_tiny12(&dir);
@@ -62,7 +62,7 @@ fn release_reader_agrees_with_test_loader() {
 }
 
 fn golden(name: &str) -> Option<(std::path::PathBuf, grokit::npy::NpyF32)> {
-    let dir = shared(name)?.join("reference/tiny12");
+    let dir = tiny12(name)?;
     let g = grokit::npy::read(&dir.join(format!("logits_{name}.npy"))).expect("golden npy");
     Some((dir, g))
 }
@@ -157,7 +157,7 @@ fn tiny12_bf16_top1_matches_jax() {
 
 #[test]
 fn tiny12_kv_cache_equals_full_recompute() {
-    let Some(dir) = shared("kv cache").map(|s| s.join("reference/tiny12")) else {
+    let Some(dir) = tiny12("kv cache") else {
         return;
     };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
@@ -185,7 +185,7 @@ fn tiny12_kv_cache_equals_full_recompute() {
 
 #[test]
 fn tiny12_greedy_cached_equals_recompute() {
-    let Some(dir) = shared("greedy").map(|s| s.join("reference/tiny12")) else {
+    let Some(dir) = tiny12("greedy") else {
         return;
     };
     let ((w, dims), toks) = (open_tiny12(&dir), tiny12_tokens(&dir));
@@ -202,7 +202,7 @@ fn tiny12_greedy_cached_equals_recompute() {
 
 #[test]
 fn npy_writer_is_byte_identical_to_numpy_save() {
-    let Some(dir) = shared("npy bytes").map(|s| s.join("reference/tiny12")) else {
+    let Some(dir) = tiny12("npy bytes") else {
         return;
     };
     for name in ["logits_f32.npy", "logits_bf16.npy"] {
@@ -748,7 +748,7 @@ fn bits(x: &[f32]) -> Vec<u32> {
 #[test]
 fn banded_matrices_give_bit_identical_logits_on_every_source() {
     use grokit::reference::sources::Source;
-    let fx = crate::util::repo().join("fixtures/tiny");
+    let fx = fixture();
     let d = tempfile::tempdir().unwrap();
     let mut paths = vec![fx.clone()];
     for (name, args) in [
@@ -821,7 +821,7 @@ fn banded_matrices_give_bit_identical_logits_on_every_source() {
 #[test]
 fn load_ranges_are_checked() {
     use grokit::reference::sources::Source;
-    let fx = crate::util::repo().join("fixtures/tiny");
+    let fx = fixture();
     let d = tempfile::tempdir().unwrap();
     let g = d.path().join("q8.gguf");
     let st = crate::util::grokit()

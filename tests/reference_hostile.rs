@@ -4,21 +4,12 @@
 //! or the memory budget; an oversized tokens file. Each input is built byte by byte here, and
 //! each must give exit 2 with the file, the key and the limit named, with every input unchanged.
 
-use crate::util::{grokit, repo};
+use crate::util::{copy_fixture, fixture, run};
 use grokit::gguf::GgufFile;
 use std::path::{Path, PathBuf};
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 fn convert(to: &[&str], out: &Path) {
-    let fx = repo().join("fixtures/tiny");
+    let fx = fixture();
     let mut a = vec![
         "convert",
         fx.to_str().unwrap(),
@@ -389,24 +380,11 @@ fn safetensors_config_is_checked() {
 
 // ---- the release: config.json and structure --------------------------------------------------
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let q = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &q);
-        } else {
-            std::fs::copy(&p, &q).unwrap();
-        }
-    }
-}
-
 #[test]
 fn release_config_and_structure_are_checked() {
     let d = tempfile::tempdir().unwrap();
     let ck = d.path().join("tiny");
-    copy_dir(&repo().join("fixtures/tiny"), &ck);
+    copy_fixture(&ck);
     let cj = ck.join("config.json");
     let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&cj).unwrap()).unwrap();
     for (key, v, frag) in [
@@ -504,7 +482,7 @@ fn tokens_file(dir: &Path, name: &str, rows: usize, len: usize) -> PathBuf {
 
 #[test]
 fn forward_bounds_work_and_memory() {
-    let fx = repo().join("fixtures/tiny");
+    let fx = fixture();
     let f = fx.to_str().unwrap();
     let d = tempfile::tempdir().unwrap();
     // generated tokens count against the context (8192 for the fixture)

@@ -2,6 +2,8 @@
 mod architecture;
 mod cli;
 mod convert;
+mod convert_runs;
+mod convert_st;
 mod faults;
 mod gguf;
 mod hostile;

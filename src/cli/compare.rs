@@ -64,7 +64,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub min_top1: Option<f64>,
     /// Memory budget per model run (activations, all logits, KV cache; K/M/G/T suffixes).
-    #[arg(long, default_value = "8G", value_parser = super::convert::parse_size)]
+    #[arg(long, default_value = "8G", value_parser = super::args::parse_size)]
     pub mem_budget: u64,
     /// Machine-readable JSON on stdout.
     #[arg(long)]
@@ -129,8 +129,7 @@ fn logits_of(p: &Path, o: &CompareOptions) -> anyhow::Result<NpyF32> {
     if is_npy(p) {
         return npy::read(p).with_context(|| format!("reading {}", p.display()));
     }
-    let source = Source::open(p, &o.input.open_options())
-        .with_context(|| format!("opening {}", p.display()))?;
+    let source = Source::open(p, &o.input.open_options())?;
     let rows = o
         .rows
         .as_ref()

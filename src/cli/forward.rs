@@ -120,7 +120,7 @@ pub struct ForwardArgs {
     /// batch that needs more is refused, a long prompt is prefilled in chunks that fit, and a
     /// mapped GGUF/safetensors stays resident only if it fits too (else its pages are dropped
     /// after each use, keeping RSS near 0.5 GB of weights whatever the file size).
-    #[arg(long, default_value = "8G", value_parser = super::convert::parse_size)]
+    #[arg(long, default_value = "8G", value_parser = super::args::parse_size)]
     pub mem_budget: u64,
     /// Soft-cap router logits with c·tanh(x/c) (not the release; SGLang uses 30).
     #[arg(long, hide = true)]
@@ -317,8 +317,7 @@ impl ForwardOptions {
     /// Open the model, read the tokens, enforce the bounds.
     pub fn new(a: ForwardArgs) -> anyhow::Result<ForwardOptions> {
         let t = Instant::now();
-        let source = Source::open(&a.model, &a.input.open_options())
-            .with_context(|| format!("opening {}", a.model.display()))?;
+        let source = Source::open(&a.model, &a.input.open_options())?;
         let load_s = t.elapsed().as_secs_f64();
         let mut dims = source.dims().clone();
         if let Some(c) = a.router_cap {

@@ -72,6 +72,15 @@ pub enum ReferenceError {
         /// Why it could not be produced.
         reason: String,
     },
+    /// A model file could not be opened (the reader's error is the source).
+    #[error("opening {file}: {source}")]
+    Open {
+        /// The path given.
+        file: String,
+        /// The reader's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A parameter arrived with the wrong shape.
     #[error("weight {path}: shape {got:?}, expected {expected:?}")]
     Shape {

@@ -16,7 +16,7 @@ use super::super::store::{
 use super::super::{ModelDims, ReferenceError};
 use crate::gguf::{GgufSet, TensorInfo, Value};
 use crate::model::roles::fill;
-use crate::model::{Config, Role};
+use crate::model::Config;
 use crate::quant::dequantize_row;
 use std::ops::Range;
 use std::path::Path;
@@ -82,9 +82,9 @@ impl GgufWeights {
     /// Open a GGUF (the first file of a split set) and check its dims against its tensors.
     pub fn open(path: &Path) -> Result<GgufWeights, ReferenceError> {
         let file = path.display().to_string();
-        let set = GgufSet::open(path).map_err(|e| ReferenceError::Weight {
-            path: file.clone(),
-            reason: e.to_string(),
+        let set = GgufSet::open(path).map_err(|e| ReferenceError::Open {
+            file: file.clone(),
+            source: Box::new(e),
         })?;
         match set.get("general.architecture") {
             Some(Value::String(a)) if a == "grok" => {}
@@ -283,7 +283,7 @@ impl Weights for GgufWeights {
 
     fn vector(&self, id: WeightId) -> Result<Vec<f32>, ReferenceError> {
         let l = self.locate(id)?;
-        if l.n != 1 || id.role != Role::FinalNorm && !id.role.is_norm() {
+        if l.n != 1 || !id.role.is_norm() {
             return Err(weight_err(id, "not a vector"));
         }
         let (bytes, _) = l.rows(id, 0..1)?;

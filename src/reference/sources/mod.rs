@@ -157,7 +157,7 @@ impl Source {
     /// Open by sniffing the path: a `.gguf` file, a directory/file with `.safetensors`, else the
     /// release. The dims are checked against the tensors present before this returns.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Source, ReferenceError> {
-        if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+        if path.extension().is_some_and(|e| e == "gguf") {
             return Ok(Source::Gguf(GgufWeights::open(path)?));
         }
         let is_st = (path.is_file() && path.extension().is_some_and(|e| e == "safetensors"))

@@ -100,9 +100,9 @@ impl Weights for Plain<'_> {
 impl ReleaseWeights {
     /// Open the release at `path`, refusing it if it has structural problems.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<ReleaseWeights, ReferenceError> {
-        let ck = Checkpoint::open(path, opts).map_err(|e| ReferenceError::Weight {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+        let ck = Checkpoint::open(path, opts).map_err(|e| ReferenceError::Open {
+            file: path.display().to_string(),
+            source: Box::new(e),
         })?;
         if let Some(p) = ck.problems.first() {
             let at = p

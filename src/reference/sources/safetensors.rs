@@ -160,9 +160,9 @@ impl StWeights {
     /// dims against its tensors.
     pub fn open(path: &Path) -> Result<StWeights, ReferenceError> {
         let p = path.display().to_string();
-        let reader = StReader::open(path).map_err(|e| ReferenceError::Weight {
-            path: p.clone(),
-            reason: e.to_string(),
+        let reader = StReader::open(path).map_err(|e| ReferenceError::Open {
+            file: p.clone(),
+            source: Box::new(e),
         })?;
         let dir: PathBuf = if path.is_dir() {
             path.to_path_buf()
@@ -173,9 +173,9 @@ impl StWeights {
         let config = read_config(&cj)?;
         let hf = reader.tensor("model.embed_tokens.weight").is_some();
         if !hf && reader.tensor("transformer.in_out_embed.weight").is_none() {
-            return Err(ReferenceError::Weight {
-                path: p,
-                reason: "neither the hf (model.embed_tokens.weight) nor the jax (transformer.in_out_embed.weight) layout".into(),
+            return Err(ReferenceError::Open {
+                file: p,
+                source: "neither the hf (model.embed_tokens.weight) nor the jax (transformer.in_out_embed.weight) layout".into(),
             });
         }
         let w = StWeights {
