@@ -160,6 +160,15 @@ pub struct Loaded<'w> {
     pub on_drop: Option<OnDrop<'w>>,
 }
 
+/// The drop action of a mapped piece: `release` (dropping its pages from the resident set),
+/// unless the source keeps its pages resident.
+pub(crate) fn page_release<'w>(
+    keep_resident: bool,
+    release: impl FnOnce() + Send + 'w,
+) -> Option<OnDrop<'w>> {
+    (!keep_resident).then(|| Box::new(move |_: Bytes<'w>, _: Bytes<'w>| release()) as OnDrop<'w>)
+}
+
 impl Drop for Loaded<'_> {
     fn drop(&mut self) {
         if let Some(f) = self.on_drop.take() {

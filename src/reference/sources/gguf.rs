@@ -11,7 +11,7 @@
 
 use super::super::dims::{dim_key, Format};
 use super::super::store::{
-    check_cols, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
+    check_cols, page_release, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
 };
 use super::super::{ModelDims, ReferenceError};
 use crate::gguf::{GgufSet, TensorInfo, Value};
@@ -257,7 +257,7 @@ impl Weights for GgufWeights {
         check_cols(id, &cols, l.n)?;
         let (bytes, offset) = l.rows(id, cols.clone())?;
         let (file, len) = (l.file, bytes.len() as u64);
-        let on_drop = move |_: Bytes<'_>, _: Bytes<'_>| {
+        let release = move || {
             let start = offset.saturating_sub(RELEASE_MARGIN);
             let end = offset
                 .saturating_add(len)
@@ -273,11 +273,7 @@ impl Weights for GgufWeights {
             layout: Layout::Rows(l.t.ty),
             data: Bytes::Borrowed(bytes),
             scales: Bytes::Owned(Vec::new()),
-            on_drop: if self.keep_resident.load(Ordering::Relaxed) {
-                None
-            } else {
-                Some(Box::new(on_drop))
-            },
+            on_drop: page_release(self.keep_resident.load(Ordering::Relaxed), release),
         })
     }
 

@@ -13,7 +13,7 @@
 
 use super::super::dims::{dim_key, Format};
 use super::super::store::{
-    check_cols, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
+    check_cols, page_release, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
 };
 use super::super::{ModelDims, ReferenceError};
 use crate::base::limits::CKPT_MAX_CONFIG_BYTES;
@@ -361,7 +361,7 @@ impl Weights for StWeights {
         let (a, b) = (cols.start as u64, cols.end as u64);
         let reader = &self.reader;
         let (name, rb, sc) = (r.name.clone(), r.rb as u64, r.scales.clone());
-        let on_drop = move |_: Bytes<'_>, _: Bytes<'_>| {
+        let release = move || {
             reader.release(&name, a * rb..b * rb, RELEASE_MARGIN);
             if let Some((sn, sb)) = sc {
                 let sb = sb as u64;
@@ -374,11 +374,7 @@ impl Weights for StWeights {
             layout: r.layout,
             data: Bytes::Borrowed(data),
             scales: Bytes::Borrowed(scales),
-            on_drop: if self.keep_resident.load(Ordering::Relaxed) {
-                None
-            } else {
-                Some(Box::new(on_drop))
-            },
+            on_drop: page_release(self.keep_resident.load(Ordering::Relaxed), release),
         })
     }
 
