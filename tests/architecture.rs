@@ -29,7 +29,6 @@ const LAYERS: &[(&str, u32)] = &[
 const LATERAL: &[(&str, &str)] = &[
     ("io", "base"),
     ("numpy", "pickle"),
-    ("reference", "convert"),
     ("synth", "source"),
     ("model", "quant"),
     ("kernel", "quant"),
