@@ -11,6 +11,7 @@ mod hostile;
 mod quant;
 mod quantize;
 mod reference;
+mod reference_hostile;
 mod safetensors_io;
 mod source;
 mod tokenizer;
