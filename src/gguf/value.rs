@@ -128,16 +128,24 @@ impl Value {
             _ => None,
         }
     }
-    /// The value as a configuration key's value ([`crate::model::read_config`]): unsigned and
-    /// non-negative i32 integers as counts, f32 and f64 as reals; `None` for anything else.
+    /// The value as a configuration key's value ([`crate::model::read_config`]): integers as
+    /// counts, f32 and f64 as reals; `None` (which the reader refuses, naming the key) for a
+    /// negative integer, a string, an array or a bool. A reader passes
+    /// `|k| set.get(k).map(Value::key_value)`.
     pub fn key_value(&self) -> Option<KeyValue> {
+        let count = |x: i64| u64::try_from(x).ok().map(KeyValue::Int);
         match self {
+            Value::U8(x) => Some(KeyValue::Int(u64::from(*x))),
+            Value::U16(x) => Some(KeyValue::Int(u64::from(*x))),
             Value::U32(x) => Some(KeyValue::Int(u64::from(*x))),
             Value::U64(x) => Some(KeyValue::Int(*x)),
-            Value::I32(x) => u64::try_from(*x).ok().map(KeyValue::Int),
+            Value::I8(x) => count(i64::from(*x)),
+            Value::I16(x) => count(i64::from(*x)),
+            Value::I32(x) => count(i64::from(*x)),
+            Value::I64(x) => count(*x),
             Value::F32(x) => Some(KeyValue::Float(f64::from(*x))),
             Value::F64(x) => Some(KeyValue::Float(*x)),
-            _ => None,
+            Value::Bool(_) | Value::String(_) | Value::Array(_) => None,
         }
     }
     /// The value if it is an i32.

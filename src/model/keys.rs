@@ -94,6 +94,14 @@ pub struct ConfigKey {
     pub gguf_f32_restores_grok1: bool,
 }
 
+impl Field {
+    /// The (first) name of this field's key in `f`, if `f` carries it: what an error about
+    /// the field should name.
+    pub fn key_name(self, f: KeyFormat) -> Option<&'static str> {
+        self.row()?.key(f).names.first().copied()
+    }
+}
+
 impl ConfigKey {
     /// This row's key in `f`.
     pub fn key(&self, f: KeyFormat) -> &Key {
@@ -173,7 +181,8 @@ impl Field {
         }
     }
     /// Set the field in `c`. An integer field takes only [`KeyValue::Int`] (token ids
-    /// saturate at `u32::MAX`); a real field takes either. False when the value does not fit.
+    /// saturate at `u32::MAX`); a real field takes either; false when the value does not
+    /// fit.
     pub fn set(self, c: &mut Config, v: KeyValue) -> bool {
         match (self.slot(c), v) {
             (Slot::Count(s), KeyValue::Int(n)) => *s = n,
@@ -217,9 +226,9 @@ enum Slot<'a> {
 }
 
 impl KeyValue {
-    /// A JSON number as a configuration value: a non-negative integer as a count, any other
-    /// number as a real; `None` for anything else. (What readers of a `config.json` pass to
-    /// [`read_config`].)
+    /// A JSON value as a configuration value: a non-negative integer as a count, any other
+    /// number as a real, `None` for anything else. (What readers of a `config.json` pass to
+    /// [`read_config`]: `|k| json.get(k).map(KeyValue::from_json)`.)
     pub fn from_json(v: &serde_json::Value) -> Option<KeyValue> {
         v.as_u64()
             .map(KeyValue::Int)
@@ -257,23 +266,36 @@ pub enum KeyError {
         /// The (first) name of the key.
         key: &'static str,
     },
-    /// A key holds a value of the wrong kind (a real number where a count belongs).
-    #[error("{key} = {value:?} is not an integer")]
-    NotAnInteger {
+    /// A key holds a value of the wrong kind (a real number where a count belongs, or no
+    /// number at all).
+    #[error("{key} = {} is not a {wanted}", value.map_or("(not a number)".to_string(), |v| format!("{v:?}")))]
+    WrongKind {
         /// The key.
         key: &'static str,
-        /// What it holds.
-        value: KeyValue,
+        /// What it holds (`None`: not a number at all).
+        value: Option<KeyValue>,
+        /// What the field needs (`count` or `number`).
+        wanted: &'static str,
     },
+}
+
+impl KeyError {
+    /// The key the error is about.
+    pub fn key(&self) -> &'static str {
+        match self {
+            KeyError::Missing { key } | KeyError::WrongKind { key, .. } => key,
+        }
+    }
 }
 
 /// Rebuild a [`Config`] from the keys of format `f`: start from Grok-1's values, take every
 /// key `get` finds (the first name present of each row), then apply each absent key's
-/// [`Missing`] rule. Formats that carry the vocabulary elsewhere (GGUF: `token_embd.weight`'s
-/// rows) set it afterwards.
+/// [`Missing`] rule. `get(key)` is `None` when the key is absent and `Some(None)` when it holds
+/// something that is not a number (an error). Formats that carry the vocabulary elsewhere
+/// (GGUF: `token_embd.weight`'s rows) set it afterwards.
 pub fn read_config(
     f: KeyFormat,
-    get: &dyn Fn(&str) -> Option<KeyValue>,
+    get: &dyn Fn(&str) -> Option<Option<KeyValue>>,
 ) -> Result<Config, KeyError> {
     let mut c = Config::grok1();
     let grok1 = Config::grok1();
@@ -283,6 +305,17 @@ pub fn read_config(
         let found = k.names.iter().find_map(|&n| get(n).map(|v| (n, v)));
         match (found, k.missing) {
             (Some((name, v)), _) => {
+                let wanted = match r.field.get(&grok1) {
+                    KeyValue::Float(_) => "number",
+                    KeyValue::Int(_) => "count",
+                };
+                let Some(v) = v else {
+                    return Err(KeyError::WrongKind {
+                        key: name,
+                        value: None,
+                        wanted,
+                    });
+                };
                 let v = match (v, f, r.gguf_f32_restores_grok1) {
                     (KeyValue::Float(x), KeyFormat::Gguf, true) => {
                         let full = r.field.get(&grok1);
@@ -294,9 +327,10 @@ pub fn read_config(
                     _ => v,
                 };
                 if !r.field.set(&mut c, v) {
-                    return Err(KeyError::NotAnInteger {
+                    return Err(KeyError::WrongKind {
                         key: name,
-                        value: v,
+                        value: Some(v),
+                        wanted,
                     });
                 }
             }
@@ -337,6 +371,11 @@ mod tests {
         assert_eq!(j(serde_json::json!(1e-5)), Some(KeyValue::Float(1e-5)));
         assert_eq!(j(serde_json::json!(-1)), Some(KeyValue::Float(-1.0)));
         assert_eq!(j(serde_json::json!("8")), None);
+        assert_eq!(
+            Field::EmbSize.key_name(KeyFormat::Gguf),
+            Some("grok.embedding_length")
+        );
+        assert_eq!(Field::BosToken.key_name(KeyFormat::Gguf), None);
     }
 
     #[test]
@@ -356,9 +395,9 @@ mod tests {
                     .find(|(n, _)| *n == k)
                     .map(|&(_, v)| match (f, v) {
                         (KeyFormat::Gguf, KeyValue::Float(x)) => {
-                            KeyValue::Float(f64::from(x as f32))
+                            Some(KeyValue::Float(f64::from(x as f32)))
                         }
-                        _ => v,
+                        _ => Some(v),
                     })
             };
             let back = read_config(f, &get).unwrap();
@@ -374,10 +413,10 @@ mod tests {
         }
         // Absent optional keys: Grok-1's values and the derived ones.
         let only = |k: &str| match k {
-            "hidden_size" => Some(KeyValue::Int(64)),
-            "vocab_size" | "intermediate_size" => Some(KeyValue::Int(344)),
-            "num_hidden_layers" => Some(KeyValue::Int(2)),
-            "num_attention_heads" => Some(KeyValue::Int(4)),
+            "hidden_size" => Some(Some(KeyValue::Int(64))),
+            "vocab_size" | "intermediate_size" => Some(Some(KeyValue::Int(344))),
+            "num_hidden_layers" => Some(Some(KeyValue::Int(2))),
+            "num_attention_heads" => Some(Some(KeyValue::Int(4))),
             _ => None,
         };
         let c = read_config(KeyFormat::Hf, &only).unwrap();
@@ -390,12 +429,35 @@ mod tests {
             }
         );
         let bad = |k: &str| match k {
-            "hidden_size" => Some(KeyValue::Float(1.5)),
+            "hidden_size" => Some(Some(KeyValue::Float(1.5))),
             _ => only(k),
         };
-        assert!(matches!(
-            read_config(KeyFormat::Hf, &bad),
-            Err(KeyError::NotAnInteger { .. })
-        ));
+        let e = read_config(KeyFormat::Hf, &bad).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KeyError::WrongKind {
+                    wanted: "count",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.key(), "hidden_size");
+        let text = |k: &str| match k {
+            "rope_theta" => Some(None),
+            _ => only(k),
+        };
+        let e = read_config(KeyFormat::Hf, &text).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KeyError::WrongKind {
+                    wanted: "number",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }
