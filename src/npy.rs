@@ -10,17 +10,37 @@
 //! `(n,)`, and space padding so magic + header length + header (incl. the final `\n`) is a
 //! multiple of 64 bytes. `.npy.zst` files (zstd-compressed npy) are read and written through the
 //! `zstd` crate, chosen by the file name.
+//!
+//! Reading is bounded at the source (issue #18, class 10): the file is opened only if it is a
+//! regular file (`io::input`), the preamble and header are read alone, and the data is read
+//! only after the shape it declares was checked against the cap ([`NPY_MAX_DATA_BYTES`], or
+//! the caller's own through [`read_limited`]) and, for a plain `.npy`, against the file's size.
+//! A `.npy.zst` is inflated exactly as far as its header declares (one byte more proves there
+//! is no excess), in 1 MiB steps, so a small file cannot inflate toward a cap it merely claims;
+//! a zstd frame that declares more content than the header needs is refused before inflating.
+//!
+//! Writing goes through the output policy (`io::output`): a character device or FIFO
+//! (`/dev/null`, `/dev/stdout` piped) is streamed into, never renamed over, and an existing
+//! file is replaced only if it is itself a `.npy` (or `.npy.zst`, or empty), so a model file,
+//! a shard or a `config.json` given as `--logits-out` by mistake is never overwritten.
 
-use crate::base::bytes::ByteCursor;
-use crate::io::{AtomicFile, IoError};
+use crate::io::input::open_regular;
+use crate::io::output::{resolve_output, OutputError, OutputRules};
+use crate::io::term::escape;
+use crate::io::IoError;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest header accepted (numpy itself refuses headers over 10 000 bytes by default).
 pub const NPY_MAX_HEADER: usize = 10_000;
 /// Most dimensions accepted in a shape.
 pub const NPY_MAX_DIMS: usize = 8;
-/// Largest decompressed `.npy.zst` accepted (16 GiB): a cap on what a compressed file may claim.
-pub const NPY_MAX_ZST_BYTES: u64 = 16 << 30;
+/// Largest array data [`read`] accepts (4 GiB: Grok-1's logits for 8,192 positions of its
+/// 131,072-token vocabulary). A caller that knows the shape it expects passes the exact size
+/// to [`read_limited`] instead.
+pub const NPY_MAX_DATA_BYTES: u64 = 4 << 30;
+/// Bytes read (and inflated) per step while reading array data.
+const READ_STEP: usize = 1 << 20;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -59,6 +79,27 @@ pub enum NpyError {
         needed: u64,
         /// Bytes present.
         present: u64,
+    },
+    /// The declared array is larger than the reader's cap.
+    #[error("{}: shape {shape:?} declares {needed} data bytes, over the cap of {cap}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Declared shape.
+        shape: Vec<usize>,
+        /// Bytes the shape needs.
+        needed: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The output path was refused by the output policy.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The output exists and is not a `.npy`.
+    #[error("{}: already exists and is not a .npy file; refusing to replace it (remove it or choose another name)", path.display())]
+    NotAnNpy {
+        /// The output path.
+        path: PathBuf,
     },
     /// zstd (de)compression failed.
     #[error("{}: zstd: {source}", path.display())]
@@ -141,52 +182,78 @@ pub fn to_bytes(arr: &NpyF32) -> Vec<u8> {
 
 /// Parse `.npy` bytes (`path` is used only in error messages).
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
-    let mut c = ByteCursor::new(bytes);
-    let magic = c
-        .take(6)
-        .map_err(|_| fmt_err(path, 0, "shorter than the magic"))?;
-    if magic != MAGIC {
+    let mut r = bytes;
+    read_from(&mut r, path, Some(bytes.len() as u64), u64::MAX, None)
+}
+
+/// The preamble of an `.npy`: its length in bytes and the header fields.
+struct Preamble {
+    len: u64,
+    header: Header,
+}
+
+/// Map a short read of the preamble to a format error at `offset`.
+fn short(path: &Path, offset: u64, what: &str) -> impl FnOnce(std::io::Error) -> NpyError {
+    let path = path.to_path_buf();
+    let what = what.to_string();
+    move |e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            fmt_err(&path, offset, what)
+        } else {
+            NpyError::Io(IoError::new("read", path, e))
+        }
+    }
+}
+
+/// Read and check the magic, version, header length and header (at most
+/// [`NPY_MAX_HEADER`] bytes, read alone).
+fn read_preamble(r: &mut impl Read, path: &Path) -> Result<Preamble, NpyError> {
+    let mut head = [0u8; 8];
+    r.read_exact(&mut head[..6])
+        .map_err(short(path, 0, "shorter than the magic"))?;
+    if &head[..6] != MAGIC {
         return Err(fmt_err(path, 0, "bad magic (expected \\x93NUMPY)"));
     }
-    let ver = c
-        .array::<2>()
-        .map_err(|e| fmt_err(path, e.offset, "truncated version"))?;
-    let hlen = match ver {
-        [1, 0] => usize::from(
-            c.u16_le()
-                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?,
-        ),
-        [2, 0] => {
-            let n = c
-                .u32_le()
-                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?;
-            usize::try_from(n).unwrap_or(usize::MAX)
+    r.read_exact(&mut head[6..8])
+        .map_err(short(path, 6, "truncated version"))?;
+    let (hlen, len_bytes) = match [head[6], head[7]] {
+        [1, 0] => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b)
+                .map_err(short(path, 8, "truncated header length"))?;
+            (u64::from(u16::from_le_bytes(b)), 2)
         }
-        _ => {
+        [2, 0] => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)
+                .map_err(short(path, 8, "truncated header length"))?;
+            (u64::from(u32::from_le_bytes(b)), 4)
+        }
+        v => {
             return Err(NpyError::Unsupported {
                 path: path.into(),
-                reason: format!("format version {}.{}", ver[0], ver[1]),
+                reason: format!("format version {}.{}", v[0], v[1]),
             })
         }
     };
-    if hlen > NPY_MAX_HEADER {
+    let hoff = 8 + len_bytes;
+    if hlen > NPY_MAX_HEADER as u64 {
         return Err(fmt_err(
             path,
-            c.offset(),
+            8,
             format!("header of {hlen} bytes exceeds cap {NPY_MAX_HEADER}"),
         ));
     }
-    let hoff = c.offset();
-    let header = c
-        .take(hlen as u64)
-        .map_err(|e| fmt_err(path, e.offset, "truncated header"))?;
-    let header = std::str::from_utf8(header)
+    let mut header = vec![0u8; hlen as usize];
+    r.read_exact(&mut header)
+        .map_err(short(path, hoff, "truncated header"))?;
+    let header = std::str::from_utf8(&header)
         .map_err(|_| fmt_err(path, hoff, "header is not ASCII/UTF-8"))?;
-    let h = parse_header(header).map_err(|r| fmt_err(path, hoff, r))?;
+    let h = parse_header(header).map_err(|r| fmt_err(path, hoff, escape(&r)))?;
     if h.descr != "<f4" {
         return Err(NpyError::Unsupported {
             path: path.into(),
-            reason: format!("dtype {:?} (only '<f4')", h.descr),
+            reason: format!("dtype \"{}\" (only '<f4')", escape(&h.descr)),
         });
     }
     if h.fortran {
@@ -195,29 +262,106 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
             reason: "fortran_order True".into(),
         });
     }
-    let count = h
-        .shape
+    Ok(Preamble {
+        len: hoff + hlen,
+        header: h,
+    })
+}
+
+/// Read a whole `.npy` from `r`. `total` is the stream's length when known (a plain file, a
+/// slice): the data must fill it exactly, checked before anything is allocated. Otherwise
+/// (a decompressor) exactly the declared bytes are read, in steps, plus one to prove there is
+/// nothing more. `frame_size` is what a zstd frame header declares (refused when larger than
+/// the preamble plus the data).
+fn read_from(
+    r: &mut impl Read,
+    path: &Path,
+    total: Option<u64>,
+    cap: u64,
+    frame_size: Option<u64>,
+) -> Result<NpyF32, NpyError> {
+    let p = read_preamble(r, path)?;
+    let shape = p.header.shape;
+    let needed = shape
         .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-    let needed = count.and_then(|n| n.checked_mul(4)).unwrap_or(u64::MAX);
-    let present = c.remaining() as u64;
-    if needed != present {
-        return Err(NpyError::Size {
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .and_then(|n| n.checked_mul(4))
+        .unwrap_or(u64::MAX);
+    if let Some(total) = total {
+        let present = total.saturating_sub(p.len);
+        if needed != present {
+            return Err(NpyError::Size {
+                path: path.into(),
+                shape,
+                needed,
+                present,
+            });
+        }
+    }
+    if needed > cap {
+        return Err(NpyError::TooLarge {
             path: path.into(),
-            shape: h.shape,
+            shape,
             needed,
-            present,
+            cap,
         });
     }
-    let body = c
-        .take(needed)
-        .map_err(|e| fmt_err(path, e.offset, "truncated data"))?;
-    let mut data = vec![0f32; body.len() / 4];
-    crate::base::float::decode_f32_le(body, &mut data);
-    Ok(NpyF32 {
-        shape: h.shape,
-        data,
-    })
+    if let Some(fs) = frame_size {
+        if fs > p.len.saturating_add(needed) {
+            return Err(fmt_err(
+                path,
+                0,
+                format!(
+                    "the zstd frame declares {fs} bytes but the .npy header needs {}",
+                    p.len.saturating_add(needed)
+                ),
+            ));
+        }
+    }
+    // Known-length sources were checked against the file: reserve once. A decompressor's
+    // output grows with what actually arrives.
+    let n = usize::try_from(needed / 4).unwrap_or(usize::MAX);
+    let mut data: Vec<f32> = Vec::new();
+    if total.is_some() {
+        data.reserve_exact(n);
+    }
+    let mut buf = vec![0u8; READ_STEP.min(needed as usize)];
+    let mut got = 0u64;
+    while got < needed {
+        let k = (needed - got).min(buf.len() as u64) as usize;
+        let chunk = &mut buf[..k];
+        if let Err(e) = r.read_exact(chunk) {
+            return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                NpyError::Size {
+                    path: path.into(),
+                    shape,
+                    needed,
+                    present: got,
+                }
+            } else {
+                read_error(path, e)
+            });
+        }
+        let start = data.len();
+        data.resize(start + k / 4, 0.0);
+        crate::base::float::decode_f32_le(chunk, &mut data[start..]);
+        got += k as u64;
+    }
+    let mut one = [0u8; 1];
+    if r.read(&mut one).map_err(|e| read_error(path, e))? != 0 {
+        return Err(fmt_err(
+            path,
+            p.len.saturating_add(needed),
+            format!(
+                "data continues past the {needed} bytes shape {shape:?} declares"
+            ),
+        ));
+    }
+    Ok(NpyF32 { shape, data })
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> NpyError {
+    NpyError::Io(IoError::new("read", path, e))
 }
 
 struct Header {
@@ -318,38 +462,69 @@ fn is_zst(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }
 
-/// Read a `.npy` (or, by name, `.npy.zst`) float32 array.
+/// Read a `.npy` (or, by name, `.npy.zst`) float32 array of at most [`NPY_MAX_DATA_BYTES`].
 pub fn read(path: &Path) -> Result<NpyF32, NpyError> {
-    let raw = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
-    if is_zst(path) {
-        let dec = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| NpyError::Zstd {
-            path: path.into(),
-            source: e,
-        })?;
-        let mut out = Vec::new();
-        use std::io::Read;
-        let n = dec
-            .take(NPY_MAX_ZST_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| NpyError::Zstd {
-                path: path.into(),
-                source: e,
-            })?;
-        if n as u64 > NPY_MAX_ZST_BYTES {
-            return Err(fmt_err(
-                path,
-                0,
-                format!("decompresses to more than {NPY_MAX_ZST_BYTES} bytes"),
-            ));
-        }
-        from_bytes(&out, path)
-    } else {
-        from_bytes(&raw, path)
-    }
+    read_limited(path, NPY_MAX_DATA_BYTES)
 }
 
-/// Write `arr` to `path` atomically (temp + rename); `.zst` names are zstd-compressed (level 3).
+/// [`read`] with the caller's cap on the array's data bytes (the exact size, when the caller
+/// knows the shape it expects): a header declaring more is refused before any data is read.
+pub fn read_limited(path: &Path, max_data_bytes: u64) -> Result<NpyF32, NpyError> {
+    let f = open_regular(path)?;
+    let len = f
+        .metadata()
+        .map_err(|e| IoError::new("stat", path, e))?
+        .len();
+    let mut f = std::io::BufReader::new(f);
+    if !is_zst(path) {
+        return read_from(&mut f, path, Some(len), max_data_bytes, None);
+    }
+    let zerr = |e| NpyError::Zstd {
+        path: path.into(),
+        source: e,
+    };
+    // The frame header (at most 18 bytes) says how much the first frame inflates to, when the
+    // producer recorded it.
+    let mut head = Vec::with_capacity(18);
+    (&mut f)
+        .take(18)
+        .read_to_end(&mut head)
+        .map_err(|e| read_error(path, e))?;
+    let frame_size = zstd::zstd_safe::get_frame_content_size(&head)
+        .ok()
+        .flatten();
+    let mut dec = zstd::stream::read::Decoder::new(std::io::Cursor::new(head).chain(f))
+        .map_err(zerr)?;
+    read_from(&mut dec, path, None, max_data_bytes, frame_size).map_err(|e| match e {
+        // A decoder failure arrives as a read error: report it as zstd's.
+        NpyError::Io(IoError { op: "read", source, .. }) => zerr(source),
+        e => e,
+    })
+}
+
+/// Whether an existing file may be replaced by a `.npy` output: empty, or already an `.npy`
+/// (or a zstd frame, for `.zst` names).
+fn replaceable_as_npy(path: &Path) -> bool {
+    let Ok(mut f) = open_regular(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(6);
+    if (&mut f).take(6).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    head.is_empty() || head == MAGIC || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// Write `arr` to `path` under the output policy (see the module docs): atomically (temp +
+/// rename) for files, streamed into character devices and FIFOs; `.zst` names are
+/// zstd-compressed (level 3).
 pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
+    write_with(path, arr, &OutputRules::default())
+}
+
+/// [`write`] under `rules` (the command's inputs and input directories, `--force`). An
+/// existing regular file is replaced without `--force` only when it is itself an `.npy`.
+pub fn write_with(path: &Path, arr: &NpyF32, rules: &OutputRules) -> Result<(), NpyError> {
     let expect = arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if expect != Some(arr.data.len()) {
         return Err(NpyError::Size {
@@ -361,6 +536,13 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
             present: (arr.data.len() as u64).saturating_mul(4),
         });
     }
+    let mut rules = rules.clone();
+    rules.streams = true;
+    rules.replace_without_force |= replaceable_as_npy(path);
+    let target = match resolve_output(path, &rules) {
+        Err(OutputError::Exists { path }) => return Err(NpyError::NotAnNpy { path }),
+        r => r?,
+    };
     let bytes = to_bytes(arr);
     let payload = if is_zst(path) {
         zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd {
@@ -370,7 +552,7 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
     } else {
         bytes
     };
-    let mut f = AtomicFile::create(path)?;
+    let mut f = target.create()?;
     f.write_all(&payload)?;
     f.commit()?;
     Ok(())
