@@ -8,6 +8,7 @@ mod hostile;
 mod quant;
 mod quantize;
 mod reference;
+mod robustness;
 mod safetensors_io;
 mod source;
 mod tokenizer;
