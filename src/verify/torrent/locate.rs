@@ -6,8 +6,11 @@
 //! that holds it gives `ckpt-0/tensor00000_000`... Before this search, `verify DIR` and
 //! `verify DIR/ckpt-0` both reported every file missing for the first kind unless
 //! `--torrent-root` was given (issue #18). Now the candidates below are tried, by the torrent's
-//! own name and file list, and the one holding most of its files is used; when none holds any,
-//! the report names every place looked at and what `--torrent-root` would have to be.
+//! own name and file list. The directory given is used whenever it holds any of the files (a
+//! partial download is verified where the user said it is, never swapped for another copy;
+//! the note says so when another candidate holds more); otherwise the candidate holding most
+//! files is used; when none holds any, the report names every place looked at and what
+//! `--torrent-root` would have to be.
 //!
 //! Candidates, in order (duplicates dropped), for a directory `D` given by the user: `D`,
 //! `D/<name>`, `D/ckpt-0`, the parent of `D`, and `<parent>/<name>`. Only `stat` is used (no
@@ -26,8 +29,8 @@ pub struct RootSearch {
     pub given: PathBuf,
     /// Each candidate looked at, in order, with how many of the torrent's files it holds.
     pub looked: Vec<(PathBuf, usize)>,
-    /// The candidate chosen: the one holding most files (the first on a tie); `given` when
-    /// no candidate holds any.
+    /// The candidate chosen: `given` when it holds any file, else the one holding most files
+    /// (the first on a tie), else `given`.
     pub root: PathBuf,
     /// Files found under `root`.
     pub found: usize,
@@ -77,17 +80,19 @@ pub fn find_root(given: &Path, t: &Torrent) -> RootSearch {
     let wanted = t.files.iter().filter(|f| !f.padding).count();
     let mut looked = Vec::new();
     let mut best: Option<(PathBuf, (usize, usize))> = None;
-    for c in candidates(given, t) {
+    for (i, c) in candidates(given, t).into_iter().enumerate() {
         let n = count(&c, t);
         looked.push((c.clone(), n.0));
+        if i == 0 && n.0 == wanted && n.1 == wanted {
+            break; // everything is where the user said: no need to look further
+        }
         if n.0 > 0 && best.as_ref().is_none_or(|(_, b)| n > *b) {
             best = Some((c, n));
         }
-        if n.0 == wanted && n.1 == wanted {
-            break; // everything is here: no need to look further
-        }
     }
+    let here = looked.first().map_or(0, |(_, n)| *n);
     let (root, found) = match best {
+        _ if here > 0 => (given.to_path_buf(), here),
         Some((r, (n, _))) => (r, n),
         None => (given.to_path_buf(), 0),
     };
@@ -105,8 +110,21 @@ impl RootSearch {
     /// or, when nothing was found, every place looked at and what `--torrent-root` must name.
     /// `None` when the files are where the user said.
     pub fn note(&self, t: &Torrent) -> Option<String> {
-        if self.wanted == 0 || (self.found > 0 && self.root == self.given) {
+        if self.wanted == 0 {
             return None;
+        }
+        if self.found > 0 && self.root == self.given {
+            // Verified where the user said; mention a candidate that holds more.
+            let (more, n) = self.looked.iter().max_by_key(|(_, n)| *n)?;
+            return (*n > self.found).then(|| {
+                format!(
+                    "{n} of the torrent's {} files are under {} ({} here); if that is the download, pass --torrent-root {}",
+                    self.wanted,
+                    escape_path(more),
+                    self.found,
+                    escape_path(more)
+                )
+            });
         }
         if self.found > 0 {
             return Some(format!(
