@@ -209,7 +209,10 @@ fn special_files_as_inputs_are_refused_without_hanging() {
             vec![
                 (vec!["inspect", s(&ck)], true),
                 (vec!["verify", s(&ck)], true),
-                (vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"], true),
+                (
+                    vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"],
+                    true,
+                ),
                 (vec!["forward", s(&ck), "--tokens", "1,2"], true),
             ],
         ),
@@ -217,14 +220,20 @@ fn special_files_as_inputs_are_refused_without_hanging() {
             &config,
             vec![
                 (vec!["inspect", s(&ck)], false),
-                (vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"], false),
+                (
+                    vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"],
+                    false,
+                ),
                 (vec!["forward", s(&ck), "--tokens", "1,2"], false),
             ],
         ),
         (
             &tok,
             vec![
-                (vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"], false),
+                (
+                    vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"],
+                    false,
+                ),
                 (vec!["forward", s(&ck), "--prompt", "hello"], false),
             ],
         ),
@@ -233,14 +242,28 @@ fn special_files_as_inputs_are_refused_without_hanging() {
             vec![
                 (vec!["inspect", s(&gguf)], false),
                 (vec!["forward", s(&gguf), "--tokens", "1,2"], false),
-                (vec!["quantize", s(&gguf), "-o", s(&o), "--quant", "q8_0", "-q"], true),
+                (
+                    vec!["quantize", s(&gguf), "-o", s(&o), "--quant", "q8_0", "-q"],
+                    true,
+                ),
             ],
         ),
         (
             &parts[1],
             vec![
                 (vec!["inspect", s(&parts[0])], true),
-                (vec!["quantize", s(&parts[0]), "-o", s(&o), "--quant", "q8_0", "-q"], true),
+                (
+                    vec![
+                        "quantize",
+                        s(&parts[0]),
+                        "-o",
+                        s(&o),
+                        "--quant",
+                        "q8_0",
+                        "-q",
+                    ],
+                    true,
+                ),
             ],
         ),
         (
@@ -289,7 +312,10 @@ fn special_files_as_inputs_are_refused_without_hanging() {
     std::fs::write(&manifest, b"").unwrap();
     for (victim, args) in [
         (&shard, vec!["inspect", s(&ck)]),
-        (&manifest, vec!["verify", s(&ck), "--manifest", s(&manifest)]),
+        (
+            &manifest,
+            vec!["verify", s(&ck), "--manifest", s(&manifest)],
+        ),
     ] {
         let saved = d.path().join("saved");
         std::fs::rename(victim, &saved).unwrap();
@@ -297,7 +323,10 @@ fn special_files_as_inputs_are_refused_without_hanging() {
         let (code, _, err, secs) = run(&args);
         let name = victim.file_name().unwrap().to_string_lossy();
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains(&*name) && err.contains("character device"), "{err}");
+        assert!(
+            err.contains(&*name) && err.contains("character device"),
+            "{err}"
+        );
         assert!(secs < 20.0);
         std::fs::remove_file(victim).unwrap();
         std::fs::rename(&saved, victim).unwrap();
@@ -377,7 +406,9 @@ fn outputs_never_replace_inputs_or_special_files() {
 #[test]
 fn outputs_never_rename_over_a_device_node() {
     if !is_root() {
-        eprintln!("SKIP outputs_never_rename_over_a_device_node: needs root to create device nodes");
+        eprintln!(
+            "SKIP outputs_never_rename_over_a_device_node: needs root to create device nodes"
+        );
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -412,8 +443,26 @@ fn outputs_never_rename_over_a_device_node() {
     assert_eq!(code, 0, "{err}");
     // Writers that rename: refused at commit, the device left as it was, no temporary left.
     for args in [
-        vec!["quantize", s(&gguf), "-o", s(&full), "--quant", "q8_0", "--force", "-q"],
-        vec!["convert", s(&ck), "--to", "gguf", "-o", s(&full), "--force", "-q"],
+        vec![
+            "quantize",
+            s(&gguf),
+            "-o",
+            s(&full),
+            "--quant",
+            "q8_0",
+            "--force",
+            "-q",
+        ],
+        vec![
+            "convert",
+            s(&ck),
+            "--to",
+            "gguf",
+            "-o",
+            s(&full),
+            "--force",
+            "-q",
+        ],
     ] {
         let (code, _, err, _) = run(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -613,7 +662,13 @@ fn npy_zst_bombs_are_refused_before_inflating() {
         cmd.arg("-c")
             .arg("ulimit -v 1048576; exec \"$0\" \"$@\"")
             .arg(env!("CARGO_BIN_EXE_grokit"))
-            .args(["compare", s(p), s(&repo().join("fixtures/tiny")), "--tokens", "1,2"]);
+            .args([
+                "compare",
+                s(p),
+                s(&repo().join("fixtures/tiny")),
+                "--tokens",
+                "1,2",
+            ]);
         let (code, _, err, secs) = run_cmd(&mut cmd);
         assert_eq!(code, 2, "{}: {err}", p.display());
         assert!(err.contains(want), "{err}");

@@ -278,8 +278,18 @@ fn gguf_of(tok: &Tokenizer) -> GgufFile {
 fn assert_same_encoder(from_gguf: &Tokenizer, from_model: &Tokenizer, cases: &Path) -> usize {
     assert_eq!(from_gguf.pieces(), from_model.pieces());
     assert_eq!(
-        (from_gguf.pad_id(), from_gguf.bos_id(), from_gguf.eos_id(), from_gguf.unk_id()),
-        (from_model.pad_id(), from_model.bos_id(), from_model.eos_id(), from_model.unk_id())
+        (
+            from_gguf.pad_id(),
+            from_gguf.bos_id(),
+            from_gguf.eos_id(),
+            from_gguf.unk_id()
+        ),
+        (
+            from_model.pad_id(),
+            from_model.bos_id(),
+            from_model.eos_id(),
+            from_model.unk_id()
+        )
     );
     let n = check_cases(from_gguf, cases);
     // and on strings no case file holds: every case text cut at odd places and doubled
@@ -366,7 +376,11 @@ fn declared_ids_beyond_the_vocabulary_are_refused() {
         out.push(v as u8);
     };
     for (field, value, want) in [
-        (40u64, 600u64, "trainer_spec.unk_id 600 is outside the vocabulary (0..512)"),
+        (
+            40u64,
+            600u64,
+            "trainer_spec.unk_id 600 is outside the vocabulary (0..512)",
+        ),
         (40, u64::MAX, "trainer_spec.unk_id -1 is outside"),
         (41, 512, "trainer_spec.bos_id 512 is outside"),
         (43, 70_000, "trainer_spec.pad_id 70000 is outside"),

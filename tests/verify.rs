@@ -721,7 +721,10 @@ fn shard_files(ckpt0: &Path) -> (Vec<String>, Vec<Vec<u8>>) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let datas = names.iter().map(|n| std::fs::read(ckpt0.join(n)).unwrap()).collect();
+    let datas = names
+        .iter()
+        .map(|n| std::fs::read(ckpt0.join(n)).unwrap())
+        .collect();
     (names, datas)
 }
 
@@ -745,7 +748,12 @@ fn torrent_of_the_checkpoint_folder_is_found() {
     for args in [
         vec!["verify", root.to_str().unwrap()],
         vec!["verify", ck0.to_str().unwrap()],
-        vec!["verify", root.to_str().unwrap(), "--torrent-root", ck0.to_str().unwrap()],
+        vec![
+            "verify",
+            root.to_str().unwrap(),
+            "--torrent-root",
+            ck0.to_str().unwrap(),
+        ],
     ] {
         let mut a = args.clone();
         a.extend(["--torrent", tp.to_str().unwrap(), "-q"]);
@@ -825,7 +833,12 @@ fn torrent_root_candidates() {
     let s = verify::find_root(&d.path().join("dl/release"), &t);
     assert_eq!((s.found, s.looked.len()), (2, 1));
     assert_eq!(s.note(&t), None);
-    let r = verify::check_torrent(&d.path().join("dl/release2"), &t, &small(), &verify::no_progress);
+    let r = verify::check_torrent(
+        &d.path().join("dl/release2"),
+        &t,
+        &small(),
+        &verify::no_progress,
+    );
     assert_eq!(r.files[0].verified_bytes, 2048); // the piece shared with b.bin is missing
     assert_eq!(r.files[1].state, FileState::Missing);
     // check_torrent_at does not look around.

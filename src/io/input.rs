@@ -164,7 +164,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn mkfifo(p: &Path) {
-        let st = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 

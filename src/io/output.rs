@@ -398,7 +398,11 @@ impl Write for OutputFile {
 }
 
 /// Resolve `path` under `rules` and write `bytes` to it whole (temporary + rename, or stream).
-pub fn write_output(path: &Path, rules: &OutputRules, bytes: &[u8]) -> Result<PathBuf, OutputError> {
+pub fn write_output(
+    path: &Path,
+    rules: &OutputRules,
+    bytes: &[u8],
+) -> Result<PathBuf, OutputError> {
     let target = resolve_output(path, rules)?;
     let mut f = target.create()?;
     f.write_all(bytes)?;
@@ -551,7 +555,9 @@ mod tests {
         // /dev/full: the error arrives, the device stays
         let t = resolve_output(Path::new("/dev/full"), &streams).unwrap();
         let mut w = t.create().unwrap();
-        let r = w.write_all(&[1u8; 3 << 20]).and_then(|_| w.commit().map(|_| ()));
+        let r = w
+            .write_all(&[1u8; 3 << 20])
+            .and_then(|_| w.commit().map(|_| ()));
         assert!(r.is_err());
         // a FIFO with a reader
         let fifo = d.path().join("fifo");

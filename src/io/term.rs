@@ -131,7 +131,8 @@ mod tests {
             let s = c.to_string();
             let e = escape(&s);
             assert!(
-                !e.chars().any(|x| x.is_control() || needs_escape(x) && x != '\\'),
+                !e.chars()
+                    .any(|x| x.is_control() || needs_escape(x) && x != '\\'),
                 "U+{:04X} -> {e:?}",
                 c as u32
             );

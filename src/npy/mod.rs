@@ -26,7 +26,7 @@
 
 mod read;
 
-pub use read::{from_bytes, read, read_limited};
+pub use read::{from_bytes, from_zst_bytes, read, read_limited};
 
 use crate::io::input::open_regular;
 use crate::io::output::{resolve_output, OutputError, OutputRules};

@@ -201,9 +201,7 @@ fn read_from(
         return Err(fmt_err(
             path,
             p.len.saturating_add(needed),
-            format!(
-                "data continues past the {needed} bytes shape {shape:?} declares"
-            ),
+            format!("data continues past the {needed} bytes shape {shape:?} declares"),
         ));
     }
     Ok(NpyF32 { shape, data })
@@ -321,9 +319,27 @@ pub fn read_limited(path: &Path, max_data_bytes: u64) -> Result<NpyF32, NpyError
         .map_err(|e| IoError::new("stat", path, e))?
         .len();
     let mut f = std::io::BufReader::new(f);
-    if !is_zst(path) {
-        return read_from(&mut f, path, Some(len), max_data_bytes, None);
+    if is_zst(path) {
+        read_zst(f, len, path, max_data_bytes)
+    } else {
+        read_from(&mut f, path, Some(len), max_data_bytes, None)
     }
+}
+
+/// Parse a `.npy.zst` held in memory (`path` is used only in error messages), with the same
+/// bounds as [`read`]: the compressed size bounds what the header may declare, and exactly the
+/// declared bytes are inflated.
+pub fn from_zst_bytes(compressed: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
+    read_zst(
+        compressed,
+        compressed.len() as u64,
+        path,
+        NPY_MAX_DATA_BYTES,
+    )
+}
+
+/// Inflate and parse a `.npy.zst` of `len` compressed bytes from `r`.
+fn read_zst(mut r: impl Read, len: u64, path: &Path, cap: u64) -> Result<NpyF32, NpyError> {
     let zerr = |e| NpyError::Zstd {
         path: path.into(),
         source: e,
@@ -331,23 +347,24 @@ pub fn read_limited(path: &Path, max_data_bytes: u64) -> Result<NpyF32, NpyError
     // The frame header (at most 18 bytes) says how much the first frame inflates to, when the
     // producer recorded it.
     let mut head = Vec::with_capacity(18);
-    (&mut f)
+    (&mut r)
         .take(18)
         .read_to_end(&mut head)
         .map_err(|e| read_error(path, e))?;
     let frame_size = zstd::zstd_safe::get_frame_content_size(&head)
         .ok()
         .flatten();
-    let mut dec = zstd::stream::read::Decoder::new(std::io::Cursor::new(head).chain(f))
-        .map_err(zerr)?;
+    let mut dec =
+        zstd::stream::read::Decoder::new(std::io::Cursor::new(head).chain(r)).map_err(zerr)?;
     let zst = Zst {
         compressed: len,
         frame_size,
     };
-    read_from(&mut dec, path, None, max_data_bytes, Some(zst)).map_err(|e| match e {
+    read_from(&mut dec, path, None, cap, Some(zst)).map_err(|e| match e {
         // A decoder failure arrives as a read error: report it as zstd's.
-        NpyError::Io(IoError { op: "read", source, .. }) => zerr(source),
+        NpyError::Io(IoError {
+            op: "read", source, ..
+        }) => zerr(source),
         e => e,
     })
 }
-

@@ -154,7 +154,10 @@ fn model_from_gguf(v: &GgufVocab<'_>) -> Result<ModelProto, Refusal> {
             keys::TOKEN_TYPE
         ))
     })?;
-    for (key, len) in [(keys::SCORES, scores.len()), (keys::TOKEN_TYPE, types.len())] {
+    for (key, len) in [
+        (keys::SCORES, scores.len()),
+        (keys::TOKEN_TYPE, types.len()),
+    ] {
         if len != n {
             return Err(Invalid(format!(
                 "{key} has {len} entries but {} has {n}",
@@ -277,7 +280,10 @@ mod tests {
             ..Default::default()
         };
         let tok = Tokenizer::from_gguf_metadata(&v, "m.gguf").unwrap();
-        assert_eq!((tok.unk_id(), tok.bos_id(), tok.eos_id()), (0, Some(1), Some(2)));
+        assert_eq!(
+            (tok.unk_id(), tok.bos_id(), tok.eos_id()),
+            (0, Some(1), Some(2))
+        );
         assert_eq!(tok.pad_id(), None);
         assert_eq!(tok.encode_pieces("ab a"), ["▁a", "b", "▁a"]);
         assert_eq!(tok.decode(&tok.encode("ab a")), "ab a");
@@ -297,26 +303,103 @@ mod tests {
         let bad_type = [2, 3, 3, 1, 1, 1, 1, 9];
         let no_unk = [1, 3, 3, 1, 1, 1, 1, 1];
         let cases: Vec<(GgufVocab<'_>, &str)> = vec![
-            (GgufVocab { model: "gpt2", ..good }, "tokenizer.ggml.model is \"gpt2\""),
-            (GgufVocab { tokens: &[], ..good }, "tokenizer.ggml.tokens is empty"),
-            (GgufVocab { scores: None, ..good }, "tokenizer.ggml.scores is absent"),
-            (GgufVocab { scores: Some(&short), ..good }, "tokenizer.ggml.scores has 3 entries"),
-            (GgufVocab { token_types: Some(&bad_type), ..good }, "token_type[7] = 9"),
-            (GgufVocab { unknown_token_id: Some(8), ..good }, "unknown_token_id 8 is outside the vocabulary (0..8)"),
-            (GgufVocab { unknown_token_id: Some(u64::MAX), ..good }, "is outside the vocabulary"),
-            (GgufVocab { unknown_token_id: Some(4), ..good }, "not the unknown piece"),
-            (GgufVocab { bos_token_id: Some(1 << 40), ..good }, "bos_token_id 1099511627776 is outside"),
-            (GgufVocab { padding_token_id: Some(8), ..good }, "padding_token_id 8 is outside"),
-            (GgufVocab { precompiled_charsmap: Some(&[1]), ..good }, "precompiled_charsmap"),
-            (GgufVocab { token_types: Some(&no_unk), ..good }, "no unknown piece"),
+            (
+                GgufVocab {
+                    model: "gpt2",
+                    ..good
+                },
+                "tokenizer.ggml.model is \"gpt2\"",
+            ),
+            (
+                GgufVocab {
+                    tokens: &[],
+                    ..good
+                },
+                "tokenizer.ggml.tokens is empty",
+            ),
+            (
+                GgufVocab {
+                    scores: None,
+                    ..good
+                },
+                "tokenizer.ggml.scores is absent",
+            ),
+            (
+                GgufVocab {
+                    scores: Some(&short),
+                    ..good
+                },
+                "tokenizer.ggml.scores has 3 entries",
+            ),
+            (
+                GgufVocab {
+                    token_types: Some(&bad_type),
+                    ..good
+                },
+                "token_type[7] = 9",
+            ),
+            (
+                GgufVocab {
+                    unknown_token_id: Some(8),
+                    ..good
+                },
+                "unknown_token_id 8 is outside the vocabulary (0..8)",
+            ),
+            (
+                GgufVocab {
+                    unknown_token_id: Some(u64::MAX),
+                    ..good
+                },
+                "is outside the vocabulary",
+            ),
+            (
+                GgufVocab {
+                    unknown_token_id: Some(4),
+                    ..good
+                },
+                "not the unknown piece",
+            ),
+            (
+                GgufVocab {
+                    bos_token_id: Some(1 << 40),
+                    ..good
+                },
+                "bos_token_id 1099511627776 is outside",
+            ),
+            (
+                GgufVocab {
+                    padding_token_id: Some(8),
+                    ..good
+                },
+                "padding_token_id 8 is outside",
+            ),
+            (
+                GgufVocab {
+                    precompiled_charsmap: Some(&[1]),
+                    ..good
+                },
+                "precompiled_charsmap",
+            ),
+            (
+                GgufVocab {
+                    token_types: Some(&no_unk),
+                    ..good
+                },
+                "no unknown piece",
+            ),
         ];
         for (v, want) in cases {
-            let e = Tokenizer::from_gguf_metadata(&v, "x.gguf").unwrap_err().to_string();
+            let e = Tokenizer::from_gguf_metadata(&v, "x.gguf")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("x.gguf") && e.contains(want), "{want}: {e}");
         }
         assert!(Tokenizer::from_gguf_metadata(&good, "x.gguf").is_ok());
         // an empty charsmap is the identity
-        let id = GgufVocab { precompiled_charsmap: Some(&[]), ..good };
+        let id = GgufVocab {
+            precompiled_charsmap: Some(&[]),
+            ..good
+        };
         assert!(Tokenizer::from_gguf_metadata(&id, "x.gguf").is_ok());
     }
 }

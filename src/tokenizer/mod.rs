@@ -219,7 +219,10 @@ impl Tokenizer {
             if map.insert(key.clone(), id).is_some() {
                 return Err(invalid(
                     path,
-                    format!("piece \"{}\" (id {id}) is already defined", escape(&p.piece)),
+                    format!(
+                        "piece \"{}\" (id {id}) is already defined",
+                        escape(&p.piece)
+                    ),
                 ));
             }
             match p.kind {
@@ -338,7 +341,11 @@ fn check_declared_ids(model: &ModelProto) -> Result<(), String> {
             t.unk_id
         ));
     }
-    for (name, id) in [("bos_id", t.bos_id), ("eos_id", t.eos_id), ("pad_id", t.pad_id)] {
+    for (name, id) in [
+        ("bos_id", t.bos_id),
+        ("eos_id", t.eos_id),
+        ("pad_id", t.pad_id),
+    ] {
         if id != -1 && !in_vocab(id) {
             return Err(format!(
                 "trainer_spec.{name} {id} is outside the vocabulary (0..{n}; -1 means none)"

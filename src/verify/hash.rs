@@ -435,7 +435,9 @@ impl Reader {
         let mut file = match e.src {
             Src::Zeros => None,
             Src::File(p) => {
-                match open_regular_io(p).and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f)) {
+                match open_regular_io(p)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f))
+                {
                     Ok(f) => Some(f),
                     Err(err) => {
                         return self.gap(i, remaining.unwrap_or(0), e.offset, IssueKind::Open(err))

@@ -86,7 +86,10 @@ pub enum ManifestError {
         root: PathBuf,
     },
     /// A manifest of zero files would be written: it would verify anything.
-    #[error("no files to list under {}: refusing to write an empty manifest (it would verify anything)", escape_path(root))]
+    #[error(
+        "no files to list under {}: refusing to write an empty manifest (it would verify anything)",
+        escape_path(root)
+    )]
     NothingToWrite {
         /// The root.
         root: PathBuf,

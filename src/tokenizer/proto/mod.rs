@@ -14,8 +14,8 @@
 
 pub mod wire;
 
-pub use wire::{Field, FieldReader, ProtoError, WireValue};
 use wire::err;
+pub use wire::{Field, FieldReader, ProtoError, WireValue};
 
 use crate::base::limits::{
     TOKENIZER_MAX_PIECES, TOKENIZER_MAX_PIECE_BYTES, TOKENIZER_MAX_SPEC_FIELD_BYTES,

@@ -2,9 +2,9 @@
 
 use super::super::hash::{par_jobs, HashOptions, Progress};
 use super::locate::{find_root, RootSearch};
-use crate::io::input::FileKind;
 use super::meta::{Torrent, TorrentFile};
 use super::pieces::hash_run;
+use crate::io::input::FileKind;
 use std::path::{Path, PathBuf};
 
 /// What a piece turned out to be.

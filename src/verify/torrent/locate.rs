@@ -47,7 +47,9 @@ fn candidates(given: &Path, t: &Torrent) -> Vec<PathBuf> {
     ];
     // The parent of a relative single-component path is the current directory.
     match given.parent() {
-        Some(p) if p.as_os_str().is_empty() => out.extend([PathBuf::from("."), t.name.clone().into()]),
+        Some(p) if p.as_os_str().is_empty() => {
+            out.extend([PathBuf::from("."), t.name.clone().into()])
+        }
         Some(p) => out.extend([p.to_path_buf(), p.join(&t.name)]),
         None => {}
     }

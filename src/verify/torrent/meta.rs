@@ -355,4 +355,3 @@ fn parse_files(list: &Value<'_>) -> Result<Vec<TorrentFile>, TorrentError> {
     }
     Ok(files)
 }
-
