@@ -133,6 +133,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A command's arguments, and whether its message must name the special file yet.
+type CaseRun<'a> = (Vec<&'a str>, bool);
+
 // ---- class 1: special files as inputs --------------------------------------------------------
 
 /// A FIFO (and a symlink to a character device) in place of each kind of input: every command
@@ -203,7 +206,7 @@ fn special_files_as_inputs_are_refused_without_hanging() {
     // and safetensors dispatch in `cli::inspect`/`reference::sources`), so the command fails
     // for a missing file (exit 2, no hang) without naming the FIFO; round 2 of #18 turns those
     // probes into errors naming the file, and these flags into `true`.
-    let cases: Vec<(&Path, Vec<(Vec<&str>, bool)>)> = vec![
+    let cases: Vec<(&Path, Vec<CaseRun>)> = vec![
         (
             &shard,
             vec![

@@ -285,8 +285,8 @@ pub fn check_replaceable(path: &Path) -> Result<(), IoError> {
 
 /// An output being written: an [`AtomicFile`] or a stream into a device, FIFO or descriptor.
 pub enum OutputFile {
-    /// Temporary then rename.
-    Atomic(AtomicFile),
+    /// Temporary then rename (boxed: it is five times the size of a stream).
+    Atomic(Box<AtomicFile>),
     /// Written in place, sequentially.
     Stream(StreamFile),
 }
@@ -316,7 +316,9 @@ impl OutputTarget {
     /// as. A FIFO's open waits for a reader, as `cat > fifo` does.
     pub fn create(&self) -> Result<OutputFile, IoError> {
         match self {
-            OutputTarget::File { path, .. } => Ok(OutputFile::Atomic(AtomicFile::create(path)?)),
+            OutputTarget::File { path, .. } => {
+                Ok(OutputFile::Atomic(Box::new(AtomicFile::create(path)?)))
+            }
             OutputTarget::Stream { path, kind } => {
                 let mut o = OpenOptions::new();
                 o.write(true).custom_flags(libc::O_NOCTTY);
@@ -350,7 +352,7 @@ impl OutputFile {
     /// Append bytes.
     pub fn write_all(&mut self, buf: &[u8]) -> Result<(), IoError> {
         match self {
-            OutputFile::Atomic(a) => a.write_all(buf),
+            OutputFile::Atomic(a) => AtomicFile::write_all(a, buf),
             OutputFile::Stream(s) => {
                 s.out
                     .write_all(buf)
@@ -373,7 +375,7 @@ impl OutputFile {
     /// a closed pipe surfaces here at the latest). Returns the path written.
     pub fn commit(self) -> Result<PathBuf, IoError> {
         match self {
-            OutputFile::Atomic(a) => a.commit(),
+            OutputFile::Atomic(a) => (*a).commit(),
             OutputFile::Stream(mut s) => {
                 s.out
                     .flush()
