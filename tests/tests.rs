@@ -2,12 +2,15 @@
 mod architecture;
 mod cli;
 mod convert;
+mod convert_runs;
+mod convert_st;
 mod faults;
 mod gguf;
 mod hostile;
 mod quant;
 mod quantize;
 mod reference;
+mod reference_hostile;
 mod robustness;
 mod safetensors_io;
 mod source;

@@ -315,7 +315,7 @@ fn gguf_vocabulary_encodes_like_tokenizer_model_tiny12() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("tiny.gguf");
     crate::convert::convert(
-        &crate::util::repo().join("fixtures/tiny"),
+        &crate::util::fixture(),
         &["--to", "gguf", "-o", out.to_str().unwrap(), "-q"],
     );
     let g = GgufFile::open(&out).unwrap();

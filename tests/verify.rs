@@ -1,5 +1,6 @@
 //! Integration tests for `grokit::verify`: manifests (incl. byte-for-byte `sha256sum`
 //! compatibility when it is installed) and torrents built here by a tiny bencode writer.
+use crate::util::{copy_fixture, run, skip_part};
 use grokit::verify::{
     self, bencode, CheckOptions, FileState, HashOptions, Manifest, Torrent, TorrentError,
 };
@@ -147,7 +148,10 @@ fn manifest_round_trip_and_sha256sum_compat() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
-        eprintln!("SKIP sha256sum byte-for-byte comparison: sha256sum not on PATH");
+        skip_part(
+            "sha256sum byte-for-byte comparison",
+            "sha256sum not on PATH",
+        );
         return;
     }
     let out = std::process::Command::new("sha256sum")
@@ -596,25 +600,6 @@ fn manifest_caps() {
 
 // ---- the `grokit verify` command end to end -------------------------------------------------
 
-fn copy_fixture(to: &Path) {
-    let src = crate::util::repo().join("fixtures/tiny");
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
-}
-
-fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let o = crate::util::grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_manifest_and_torrent() {
     let d = tempfile::tempdir().unwrap();
@@ -622,12 +607,12 @@ fn cli_manifest_and_torrent() {
     copy_fixture(&root);
     let r = root.to_str().unwrap();
     // Structure only.
-    let (code, out, err) = run_cli(&["verify", r, "-q"]);
+    let (code, out, err) = run(&["verify", r, "-q"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no problems"));
     // Manifest round trip; sha256sum -c accepts it when installed.
     let m = d.path().join("m.sha256");
-    let (code, _, err) = run_cli(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
+    let (code, _, err) = run(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0, "{err}");
     if std::process::Command::new("sha256sum")
         .arg("--version")
@@ -643,9 +628,9 @@ fn cli_manifest_and_torrent() {
             .unwrap();
         assert!(st.success());
     } else {
-        eprintln!("SKIP sha256sum -c: sha256sum not installed");
+        skip_part("sha256sum -c", "sha256sum not installed");
     }
-    let (code, _, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
+    let (code, _, _) = run(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0);
     // A torrent over the same files, named differently from the directory on disk.
     let mut names: Vec<String> = std::fs::read_dir(root.join("ckpt-0"))
@@ -666,7 +651,7 @@ fn cli_manifest_and_torrent() {
     let tp = d.path().join("t.torrent");
     std::fs::write(&tp, &tb).unwrap();
     let want = grokit::base::hex::encode(&Sha1::digest(&info));
-    let (code, out, err) = run_cli(&[
+    let (code, out, err) = run(&[
         "verify",
         r,
         "--torrent",
@@ -683,7 +668,7 @@ fn cli_manifest_and_torrent() {
     b[5000] ^= 1;
     std::fs::write(&f, &b).unwrap();
     std::fs::remove_file(root.join("ckpt-0/tensor00020_000")).unwrap();
-    let (code, out, _) = run_cli(&[
+    let (code, out, _) = run(&[
         "verify",
         r,
         "--manifest",
@@ -702,13 +687,13 @@ fn cli_manifest_and_torrent() {
         out.contains("BAD piece") && out.contains("tensor00004_000"),
         "{out}"
     );
-    let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
+    let (code, out, _) = run(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["manifest"]["missing"][0], "ckpt-0/tensor00020_000");
     // Errors exit 2.
-    let (code, _, err) = run_cli(&["verify", r, "--manifest", "/nonexistent.sha256"]);
+    let (code, _, err) = run(&["verify", r, "--manifest", "/nonexistent.sha256"]);
     assert_eq!(code, 2, "{err}");
 }
 
@@ -757,12 +742,12 @@ fn torrent_of_the_checkpoint_folder_is_found() {
     ] {
         let mut a = args.clone();
         a.extend(["--torrent", tp.to_str().unwrap(), "-q"]);
-        let (code, out, err) = run_cli(&a);
+        let (code, out, err) = run(&a);
         assert_eq!(code, 0, "{a:?}: {out}{err}");
         assert!(out.contains("0 bad, 0 missing"), "{out}");
         let mut a = args;
         a.extend(["--torrent", tp.to_str().unwrap(), "--json"]);
-        let (_, out, _) = run_cli(&a);
+        let (_, out, _) = run(&a);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["torrent"]["ok"], true, "{out}");
     }
@@ -779,7 +764,7 @@ fn torrent_of_the_checkpoint_folder_is_found() {
     // --torrent-root must be; every piece missing, exit 1.
     let lost = d.path().join("lost");
     std::fs::create_dir(&lost).unwrap();
-    let (code, out, _) = run_cli(&[
+    let (code, out, _) = run(&[
         "verify",
         root.to_str().unwrap(),
         "--torrent-root",

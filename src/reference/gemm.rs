@@ -1,18 +1,18 @@
-//! f32 matrix multiply for the reference model: `matrixmultiply::sgemm`, split across rayon.
+//! f32 × f32 matrix multiply for attention's activation products (`q·kᵀ`, `w·v`):
+//! `matrixmultiply::sgemm`, split across rayon. (Weight products go through [`crate::kernel`].)
 //!
-//! Why sgemm and `unsafe` here: a safe, autovectorised blocked loop reaches a fraction of the
-//! 85 GFLOP/s/core that matrixmultiply's packed AVX2/FMA kernels reach on this hardware
-//! (rust-crates.md §6), and a Grok-1 prompt costs ~2·86 GFLOP per token. `sgemm` is an
-//! `unsafe fn` taking raw pointers and strides, so this module is the one place in the
-//! reference model that opts out of `deny(unsafe_code)`. Every call goes through
-//! [`sgemm_checked`], which verifies, before the call, that the largest index each pointer can
-//! reach lies inside its slice.
+//! Why sgemm and `unsafe` here: a safe, autovectorised blocked loop reaches a fraction of what
+//! matrixmultiply's packed AVX2/FMA kernels reach, and at long contexts attention's products
+//! grow with the square of the sequence. `sgemm` is an `unsafe fn` taking raw pointers and
+//! strides, so this module is the one place in the reference model that opts out of
+//! `deny(unsafe_code)`. Every call goes through [`sgemm_checked`], which verifies, before the
+//! call, that the largest index each pointer can reach lies inside its slice. (When the kernel
+//! module offers an f32 × f32 product with the same row independence, this module goes.)
 //!
-//! Work is split over rayon: by row blocks when there are many rows (prefill), else by column
-//! tiles (decode, where m is 1 and the weights dominate). Each output element is computed by
-//! the same kernel with the same k-blocking whatever the split, so row `i` of the result does
-//! not depend on which other rows were in the batch: a KV-cached decode reproduces a full
-//! recompute exactly.
+//! Work is split over rayon: by row blocks when there are many rows, else by column tiles. Each
+//! output element is computed by the same kernel with the same k-blocking whatever the split, so
+//! row `i` of the result does not depend on which other rows were in the batch: a KV-cached
+//! decode reproduces a full recompute exactly.
 
 use rayon::prelude::*;
 
