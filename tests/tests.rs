@@ -11,6 +11,7 @@ mod quant;
 mod quantize;
 mod reference;
 mod reference_hostile;
+mod robustness;
 mod safetensors_io;
 mod source;
 mod tokenizer;
