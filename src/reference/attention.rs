@@ -20,12 +20,12 @@
 //! uniform softmax over all keys present, which is the whole row in a full forward (as in the
 //! release) but only the keys so far in a cached step.
 
-use crate::kernel::{matmul_f32, Layout};
 use super::model::{Model, Obs};
 use super::ops::{rope_head, round_if, softmax};
 use super::products::Spec;
 use super::store::WeightId;
 use super::ReferenceError;
+use crate::kernel::{matmul_f32, Layout};
 use crate::model::Role;
 use rayon::prelude::*;
 
