@@ -15,8 +15,8 @@
 #               llama-bench); grokit's `timings.prefill_s`.
 #   tg:         seconds per decode step (one token through the KV cache); grokit's
 #               `timings.decode_s_per_token` over 4 steps (--generate 5 --ignore-eos).
-#   ceiling:    f32 FMA peak of THREADS cores (tests/tools/fma_peak.rs, a PLACEHOLDER until the
-#               kernel benchmark provides it); the 64-token prefill's weight GFLOP/s is shown as a
+#   ceiling:    f32 FMA peak of THREADS cores (tests/tools/fma_peak.rs: the kernel benchmark's own register-resident FMA chains,
+#               grokit::kernel::fma_ceiling_gflops); the 64-token prefill's weight GFLOP/s is shown as a
 #               percentage of it (grokit multiplies in f32; llama.cpp uses int8 dot products).
 # Every input is read once first, so runs start with it in the page cache. Peak RSS by
 # /usr/bin/time -v. With the default --mem-budget (8 GB) a GGUF that fits stays resident, as in
@@ -29,7 +29,7 @@ ROOT=$PWD
 source scripts/common.sh
 cargo build --release --quiet --bin grokit --example fma_peak
 G=$ROOT/target/release/grokit
-FMA=$ROOT/target/release/examples/fma_peak   # PLACEHOLDER: the lead switches this to kernel's benchmark
+FMA=$ROOT/target/release/examples/fma_peak   # grokit::kernel::fma_ceiling_gflops, as cargo bench --bench kernel measures it
 THREADS=${THREADS:-$(nproc)}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -12,6 +12,7 @@ mod quant;
 mod quantize;
 mod reference;
 mod reference_hostile;
+mod robustness;
 mod safetensors_io;
 mod source;
 mod tokenizer;

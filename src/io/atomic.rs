@@ -202,6 +202,7 @@ impl AtomicFile {
             f.sync_all()
                 .map_err(|e| IoError::new("fsync", &self.tmp_path, e))?;
             drop(f);
+            super::output::check_replaceable(&self.final_path)?;
             fs::rename(&self.tmp_path, &self.final_path)
                 .map_err(|e| IoError::new("rename", &self.final_path, e))?;
             Ok(digest)

@@ -10,7 +10,6 @@
 
 use super::IoError;
 use memmap2::Mmap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A read-only mapping of a whole file (empty files are represented without a mapping).
@@ -23,7 +22,7 @@ pub struct MappedFile {
 impl MappedFile {
     /// Map `path` read-only.
     pub fn open(path: &Path) -> Result<MappedFile, IoError> {
-        let file = File::open(path).map_err(|e| IoError::new("open", path, e))?;
+        let file = super::input::open_regular(path)?;
         let meta = file.metadata().map_err(|e| IoError::new("stat", path, e))?;
         if meta.is_dir() {
             return Err(IoError::new(

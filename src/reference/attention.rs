@@ -20,12 +20,12 @@
 //! uniform softmax over all keys present, which is the whole row in a full forward (as in the
 //! release) but only the keys so far in a cached step.
 
-use super::gemm::{matmul, BLayout};
 use super::model::{Model, Obs};
 use super::ops::{rope_head, round_if, softmax};
 use super::products::Spec;
 use super::store::WeightId;
 use super::ReferenceError;
+use crate::kernel::{matmul_f32, Layout};
 use crate::model::Role;
 use rayon::prelude::*;
 
@@ -172,7 +172,7 @@ pub(crate) fn attention(
                     q.get((i * h + g * group) * hd..(i * h + (g + 1) * group) * hd)?,
                 );
             }
-            let mut logits = matmul(&qm, rows_q, hd, &kg, BLayout::NK, total)?;
+            let mut logits = matmul_f32(&qm, rows_q, hd, &kg, Layout::Nk, total).ok()?;
             for (ri, row) in logits.chunks_exact_mut(total).enumerate() {
                 let qpos = start + t0 + ri / group;
                 for (s, l) in row.iter_mut().enumerate() {
@@ -186,7 +186,7 @@ pub(crate) fn attention(
                 softmax(row);
                 round_if(r.attn_weights, row);
             }
-            matmul(&logits, rows_q, total, &vg, BLayout::KN, hd)
+            matmul_f32(&logits, rows_q, total, &vg, Layout::Kn, hd).ok()
         })
         .collect();
     let mut o = vec![0f32; m * qw];

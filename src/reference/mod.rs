@@ -44,8 +44,6 @@
 pub mod attention;
 pub mod compare;
 pub mod dims;
-#[allow(unsafe_code)]
-pub mod gemm;
 pub mod model;
 pub mod moe;
 pub mod ops;
