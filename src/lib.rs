@@ -10,11 +10,10 @@
 //! - L3 orchestration and the reference model: `convert`, `reference`.
 //! - L4 `cli`, the binary's front end.
 //!
-//! `unsafe` appears in four small, documented places: `io::mmap` (read-only maps of inputs),
-//! `io::signal` (ignoring SIGXFSZ), `kernel::x86` (`std::arch` only: calls into run-time-detected
-//! AVX2/FMA/F16C functions, unaligned vector loads/stores, prefetch; docs/decisions/0005) and
-//! `reference::gemm` (matrixmultiply's sgemm, until the reference model moves to
-//! `kernel::matmul_f32`).
+//! `unsafe` appears in three small, documented places: `io::mmap` (read-only maps of inputs),
+//! `io::signal` (ignoring SIGXFSZ) and `kernel::x86` (`std::arch` only: calls into
+//! run-time-detected AVX2/FMA/F16C functions, unaligned vector loads/stores, prefetch;
+//! docs/decisions/0005).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -29,7 +29,6 @@ const LAYERS: &[(&str, u32)] = &[
 const LATERAL: &[(&str, &str)] = &[
     ("io", "base"),
     ("numpy", "pickle"),
-    ("reference", "convert"),
     ("synth", "source"),
     ("model", "quant"),
     ("kernel", "quant"),
@@ -115,7 +114,6 @@ fn unsafe_only_where_files_are_mapped() {
         "src/io/signal.rs",
         // std::arch intrinsics only (docs/decisions/0005)
         "src/kernel/x86.rs",
-        "src/reference/gemm.rs",
     ];
     for f in files {
         let rel = f

@@ -16,6 +16,7 @@ use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
+use crate::convert::RunOptions;
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
@@ -274,6 +275,17 @@ impl Convert {
     }
 
     /// Open the checkpoint and do the work.
+    /// The library's run options (which files, workers, resume or replace).
+    fn run(&self) -> RunOptions {
+        RunOptions {
+            shard: self.shard,
+            resume: self.resume,
+            force: self.force,
+            jobs: self.jobs,
+            measure: self.measure,
+        }
+    }
+
     fn execute(&self) -> anyhow::Result<Done> {
         let open = OpenOptions {
             key_size: self.key_size,
@@ -308,11 +320,7 @@ impl Convert {
                     split_max: *split_max,
                     name: name.clone(),
                     add_bos: *add_bos,
-                    shard: self.shard,
-                    resume: self.resume,
-                    force: self.force,
-                    jobs: self.jobs,
-                    measure: self.measure,
+                    run: self.run(),
                 };
                 let total: u64 = tensors.iter().map(|t| t.nbytes).sum();
                 let p = Progress::new("convert", total, quiet);
@@ -338,11 +346,7 @@ impl Convert {
                     dtype: *dtype,
                     shard_size: *shard_size,
                     tokenizer,
-                    resume: self.resume,
-                    force: self.force,
-                    shard: self.shard,
-                    jobs: self.jobs,
-                    measure: self.measure,
+                    run: self.run(),
                 };
                 match self.mode {
                     Mode::DryRun => {

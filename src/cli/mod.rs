@@ -14,6 +14,7 @@
 use clap::{Parser, Subcommand};
 
 mod args;
+mod compare;
 mod convert;
 pub mod exit;
 mod forward;
@@ -46,7 +47,7 @@ pub enum Command {
     #[command(about = "Run Grok-1's forward pass on CPU (release, GGUF or safetensors)")]
     Forward(forward::ForwardArgs),
     #[command(about = "Compare two models (or logits files) on the same tokens")]
-    Compare(forward::CompareArgs),
+    Compare(compare::CompareArgs),
     #[command(about = "Show what a checkpoint holds (tensors, config, problems)")]
     Inspect(inspect::InspectArgs),
     #[command(
@@ -71,8 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Forward(a) => forward::run_forward(a),
-        Command::Compare(a) => forward::run_compare(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
