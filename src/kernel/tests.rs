@@ -667,3 +667,66 @@ fn lane_tree_is_fixed() {
     );
     assert_eq!(tree(&[0.0; LANES]).to_bits(), 0);
 }
+
+/// The few-row paths (1–6 rows: on AVX2 the lockstep block decoders with the lanes in
+/// registers) for every GGUF row type, every row count, column windows that leave partial
+/// groups of stored rows (and start mid-matrix), and `k` that is one block, several blocks, or
+/// (for the float types) not a whole number of 32-element blocks: bit for bit the definition,
+/// on every instruction set.
+#[test]
+fn few_row_products_for_every_row_type() {
+    let mut rng = Rng(0x5eed_f00d_1234);
+    for ty in all_types() {
+        if !is_supported(ty) {
+            continue;
+        }
+        let be = ty.block_elems() as usize;
+        let ks: Vec<usize> = if be == 1 {
+            vec![8, 40, 96, 264]
+        } else {
+            vec![be, 3 * be, 256usize.next_multiple_of(be) + be]
+        };
+        for k in ks {
+            let n = 1 + rng.below(23);
+            let f = rng.f32s(k * n);
+            let mut b = Vec::new();
+            for row in f.chunks_exact(k) {
+                quantize_row(ty, row, &mut b).unwrap();
+            }
+            let mat = Mat {
+                k,
+                n,
+                o: Owned::Rows { ty, b },
+                name: format!("rows {ty}"),
+            };
+            let w = mat.w();
+            let full = mat.full();
+            for m in 1..=7 {
+                let x = rng.f32s(m * k);
+                let a = rng.below(n);
+                let cols = a..a + 1 + rng.below(n - a);
+                let want = dot_order(&x, m, &full, k, n, cols.clone());
+                for isa in isas() {
+                    let mut got = vec![f32::NAN; m * cols.len()];
+                    let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
+                    tile(
+                        isa,
+                        &Src::W(w),
+                        &x,
+                        m,
+                        cols.clone(),
+                        &mut rows,
+                        &mut Scratch::new(),
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{ty} ({}) m={m} k={k} n={n} cols={cols:?}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}
