@@ -83,7 +83,7 @@ pub(crate) fn shape(m: usize) -> Shape {
             np: 24,
             nr: 3,
             mr: 4,
-            kc: 256,
+            kc: 512,
         },
     }
 }

@@ -907,7 +907,10 @@ fn gemv_kn<const M: usize, const V: usize>(
                         if r + GEMV_ROWS < k && c0 % 64 == 0 {
                             prefetch(&q[(r + GEMV_ROWS) * n + c0..]);
                         }
-                        let xv: [__m256; M] = std::array::from_fn(|i| _mm256_set1_ps(x[i * k + r]));
+                        let mut xv = [_mm256_setzero_ps(); M];
+                        for (i, v) in xv.iter_mut().enumerate() {
+                            *v = _mm256_set1_ps(x[i * k + r]);
+                        }
                         let qr = &q[r * n + c0..r * n + c0 + g_cols];
                         for t in 0..V / 2 {
                             let v = ld_b16(arr(qr, 16 * t));
@@ -948,7 +951,10 @@ fn gemv_kn<const M: usize, const V: usize>(
                                 prefetch(&b[ahead + 64 * l..]);
                             }
                         }
-                        let xv: [__m256; M] = std::array::from_fn(|i| _mm256_set1_ps(x[i * k + r]));
+                        let mut xv = [_mm256_setzero_ps(); M];
+                        for (i, v) in xv.iter_mut().enumerate() {
+                            *v = _mm256_set1_ps(x[i * k + r]);
+                        }
                         for v in 0..V {
                             let w = f32x8(arr(b, at + 32 * v));
                             for i in 0..M {
@@ -977,8 +983,15 @@ fn gemv_kn<const M: usize, const V: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot<const MR: usize, const NR: usize>(call: &Call<'_>, state: &mut [Lanes]) {
     let n = call.kcp / LANES;
-    let xs: [&[[f32; 8]]; MR] = std::array::from_fn(|r| &call.xrow(r).as_chunks::<8>().0[..n]);
-    let ws: [&[[f32; 8]]; NR] = std::array::from_fn(|c| &call.wrow(c).as_chunks::<8>().0[..n]);
+    // (plain loops, not `array::from_fn`: its closure would be an out-of-line call per call)
+    let mut xs: [&[[f32; 8]]; MR] = [&[]; MR];
+    for (r, s) in xs.iter_mut().enumerate() {
+        *s = &call.xrow(r).as_chunks::<8>().0[..n];
+    }
+    let mut ws: [&[[f32; 8]]; NR] = [&[]; NR];
+    for (c, s) in ws.iter_mut().enumerate() {
+        *s = &call.wrow(c).as_chunks::<8>().0[..n];
+    }
     let mut a = [[_mm256_setzero_ps(); NR]; MR];
     for (r, ar) in a.iter_mut().enumerate() {
         for (c, v) in ar.iter_mut().enumerate() {
@@ -986,7 +999,10 @@ fn dot<const MR: usize, const NR: usize>(call: &Call<'_>, state: &mut [Lanes]) {
         }
     }
     for t in 0..n {
-        let wv: [__m256; NR] = std::array::from_fn(|c| ld(&ws[c][t]));
+        let mut wv = [_mm256_setzero_ps(); NR];
+        for (v, w) in wv.iter_mut().zip(&ws) {
+            *v = ld(&w[t]);
+        }
         for r in 0..MR {
             let xv = ld(&xs[r][t]);
             for c in 0..NR {
@@ -1018,55 +1034,69 @@ impl Avx2 {
         cols: std::ops::Range<usize>,
         out: &mut [&mut [f32]],
     ) -> bool {
-        let Src::W(mat) = *src else { return false };
-        let Storage::Rows { ty, bytes } = mat.storage else {
-            return false;
-        };
-        let k = mat.k;
         // SAFETY: as in `pack`: the token proves the target features.
-        unsafe {
-            macro_rules! go {
-                ($b:literal, $e:literal, $f:expr) => {{
-                    if !k.is_multiple_of($e) {
-                        return false;
-                    }
-                    let rb = bytes.len() / mat.n;
-                    let s = Lock {
-                        bytes,
-                        rb,
-                        k,
-                        x,
-                        cols,
-                        dec: $f,
-                    };
-                    match m {
-                        1 => lockstep::<$b, $e, 1, 8, _>(&s, out),
-                        2 => lockstep::<$b, $e, 2, 4, _>(&s, out),
-                        3 => lockstep::<$b, $e, 3, 4, _>(&s, out),
-                        4 => lockstep::<$b, $e, 4, 2, _>(&s, out),
-                        5 => lockstep::<$b, $e, 5, 2, _>(&s, out),
-                        6 => lockstep::<$b, $e, 6, 2, _>(&s, out),
-                        _ => return false,
-                    }
-                    true
-                }};
-            }
-            match ty {
-                GgmlType::Q8_0 => go!(34, 32, |b: &[u8; 34], o: &mut [f32; 32]| q8_0(b, o)),
-                GgmlType::Q4_0 => go!(18, 32, |b: &[u8; 18], o: &mut [f32; 32]| q4_0(b, o)),
-                GgmlType::Q4_1 => go!(20, 32, |b: &[u8; 20], o: &mut [f32; 32]| q4_1(b, o)),
-                GgmlType::Q5_0 => go!(22, 32, |b: &[u8; 22], o: &mut [f32; 32]| q5_0(b, o)),
-                GgmlType::Q5_1 => go!(24, 32, |b: &[u8; 24], o: &mut [f32; 32]| q5_1(b, o)),
-                GgmlType::Q2_K => go!(84, 256, |b: &[u8; 84], o: &mut [f32; 256]| q2_k(b, o)),
-                GgmlType::Q3_K => go!(110, 256, |b: &[u8; 110], o: &mut [f32; 256]| q3_k(b, o)),
-                GgmlType::Q4_K => go!(144, 256, |b: &[u8; 144], o: &mut [f32; 256]| q4_k(b, o)),
-                GgmlType::Q5_K => go!(176, 256, |b: &[u8; 176], o: &mut [f32; 256]| q5_k(b, o)),
-                GgmlType::Q6_K => go!(210, 256, |b: &[u8; 210], o: &mut [f32; 256]| q6_k(b, o)),
-                GgmlType::F16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_f16(b, o)),
-                GgmlType::BF16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_bf16(b, o)),
-                GgmlType::F32 => go!(128, 32, |b: &[u8; 128], o: &mut [f32; 32]| row_f32(b, o)),
-                _ => false,
-            }
+        unsafe { small_rows(src, x, m, cols, out) }
+    }
+}
+
+/// See [`Avx2::small_rows`]. A `#[target_feature]` function, so that the decoder closures
+/// below inherit its features and inline into [`lockstep`] (a closure defined outside one is
+/// compiled without AVX2: every block would be a call).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn small_rows(
+    src: &Src<'_>,
+    x: &[f32],
+    m: usize,
+    cols: std::ops::Range<usize>,
+    out: &mut [&mut [f32]],
+) -> bool {
+    let Src::W(mat) = *src else { return false };
+    let Storage::Rows { ty, bytes } = mat.storage else {
+        return false;
+    };
+    let k = mat.k;
+    {
+        macro_rules! go {
+            ($b:literal, $e:literal, $f:expr) => {{
+                if !k.is_multiple_of($e) {
+                    return false;
+                }
+                let rb = bytes.len() / mat.n;
+                let s = Lock {
+                    bytes,
+                    rb,
+                    k,
+                    x,
+                    cols,
+                    dec: $f,
+                };
+                match m {
+                    1 => lockstep::<$b, $e, 1, 8, _>(&s, out),
+                    2 => lockstep::<$b, $e, 2, 4, _>(&s, out),
+                    3 => lockstep::<$b, $e, 3, 4, _>(&s, out),
+                    4 => lockstep::<$b, $e, 4, 2, _>(&s, out),
+                    5 => lockstep::<$b, $e, 5, 2, _>(&s, out),
+                    6 => lockstep::<$b, $e, 6, 2, _>(&s, out),
+                    _ => return false,
+                }
+                true
+            }};
+        }
+        match ty {
+            GgmlType::Q8_0 => go!(34, 32, |b: &[u8; 34], o: &mut [f32; 32]| q8_0(b, o)),
+            GgmlType::Q4_0 => go!(18, 32, |b: &[u8; 18], o: &mut [f32; 32]| q4_0(b, o)),
+            GgmlType::Q4_1 => go!(20, 32, |b: &[u8; 20], o: &mut [f32; 32]| q4_1(b, o)),
+            GgmlType::Q5_0 => go!(22, 32, |b: &[u8; 22], o: &mut [f32; 32]| q5_0(b, o)),
+            GgmlType::Q5_1 => go!(24, 32, |b: &[u8; 24], o: &mut [f32; 32]| q5_1(b, o)),
+            GgmlType::Q2_K => go!(84, 256, |b: &[u8; 84], o: &mut [f32; 256]| q2_k(b, o)),
+            GgmlType::Q3_K => go!(110, 256, |b: &[u8; 110], o: &mut [f32; 256]| q3_k(b, o)),
+            GgmlType::Q4_K => go!(144, 256, |b: &[u8; 144], o: &mut [f32; 256]| q4_k(b, o)),
+            GgmlType::Q5_K => go!(176, 256, |b: &[u8; 176], o: &mut [f32; 256]| q5_k(b, o)),
+            GgmlType::Q6_K => go!(210, 256, |b: &[u8; 210], o: &mut [f32; 256]| q6_k(b, o)),
+            GgmlType::F16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_f16(b, o)),
+            GgmlType::BF16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_bf16(b, o)),
+            GgmlType::F32 => go!(128, 32, |b: &[u8; 128], o: &mut [f32; 32]| row_f32(b, o)),
+            _ => false,
         }
     }
 }
@@ -1104,7 +1134,10 @@ fn lockstep<const B: usize, const E: usize, const M: usize, const R: usize, F>(
                 (s.dec)(arr(s.bytes, at), bf);
             }
             for t in 0..E / 8 {
-                let xv: [__m256; M] = std::array::from_fn(|i| ld(arr(x, i * k + blk * E + 8 * t)));
+                let mut xv = [_mm256_setzero_ps(); M];
+                for (i, v) in xv.iter_mut().enumerate() {
+                    *v = ld(arr(x, i * k + blk * E + 8 * t));
+                }
                 for (r, bf) in buf.iter().enumerate() {
                     let w = ld(arr(bf, 8 * t));
                     for i in 0..M {
