@@ -1101,6 +1101,11 @@ fn small_rows(
     }
 }
 
+/// How far ahead of its decode each stored row's stream is prefetched in [`lockstep`] (bytes:
+/// about a memory latency of decoding; the hardware prefetcher alone left the block decodes
+/// waiting on memory at each new row).
+const LOCK_AHEAD: usize = 1024;
+
 /// The arguments of [`lockstep`].
 struct Lock<'a, F> {
     bytes: &'a [u8],
@@ -1129,6 +1134,21 @@ fn lockstep<const B: usize, const E: usize, const M: usize, const R: usize, F>(
         let rows = R.min(nc - g);
         let mut a = [[_mm256_setzero_ps(); R]; M];
         for blk in 0..nb {
+            // Each stream's bytes `LOCK_AHEAD` ahead, continuing into the next group's rows
+            // near the end of these (so a new group does not start on a cold stream).
+            let ahead = blk * B + LOCK_AHEAD;
+            let (row0, off) = if ahead < rb {
+                (s.cols.start + g, ahead)
+            } else {
+                (s.cols.start + g + R, ahead - rb)
+            };
+            for r in 0..rows {
+                for l in (0..B).step_by(64) {
+                    if let Some(p) = s.bytes.get((row0 + r) * rb + off + l..) {
+                        prefetch(p);
+                    }
+                }
+            }
             for (r, bf) in buf.iter_mut().enumerate().take(rows) {
                 let at = (s.cols.start + g + r) * rb + blk * B;
                 (s.dec)(arr(s.bytes, at), bf);
