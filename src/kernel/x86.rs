@@ -1071,7 +1071,7 @@ fn small_rows(
                     dec: $f,
                 };
                 match m {
-                    1 => lockstep::<$b, $e, 1, 12, _>(&s, out),
+                    1 => lockstep::<$b, $e, 1, 8, _>(&s, out),
                     2 => lockstep::<$b, $e, 2, 4, _>(&s, out),
                     3 => lockstep::<$b, $e, 3, 4, _>(&s, out),
                     4 => lockstep::<$b, $e, 4, 3, _>(&s, out),
