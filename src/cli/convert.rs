@@ -459,7 +459,7 @@ fn find_tokenizer(ck: &Checkpoint) -> Option<PathBuf> {
     ]
     .into_iter()
     .flatten()
-    .find(|p| p.is_file())
+    .find(|p| crate::io::input::present(p))
 }
 
 /// Run `convert`: resolve, execute, render.
