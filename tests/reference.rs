@@ -550,7 +550,7 @@ fn wrong_weight_shape_is_an_error() {
             ..d.clone()
         },
         "test.gguf",
-        grokit::reference::dims::Format::Gguf,
+        grokit::model::KeyFormat::Gguf,
     )
     .unwrap_err();
     assert!(
