@@ -106,16 +106,6 @@ impl<'w> Session<'w> {
         Self::from_model(Model::new(weights, dims, precision)?, batch)
     }
 
-    /// A fresh session with an explicit rounding plan (for precision experiments).
-    pub fn with_rounding(
-        weights: &'w dyn Weights,
-        dims: ModelDims,
-        rounding: Rounding,
-        batch: usize,
-    ) -> Result<Self, ReferenceError> {
-        Self::from_model(Model::with_rounding(weights, dims, rounding)?, batch)
-    }
-
     /// A fresh session for `batch` rows of `model`.
     pub fn from_model(model: Model<'w>, batch: usize) -> Result<Self, ReferenceError> {
         if batch == 0 {
