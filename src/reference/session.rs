@@ -14,7 +14,6 @@
 
 use super::attention::{KvCache, Segment};
 use super::model::{Model, Obs};
-use super::ops::Rounding;
 use super::store::Weights;
 use super::{ModelDims, Precision, ReferenceError};
 use std::time::Instant;
