@@ -430,6 +430,19 @@ fn convert_quantize_and_forward_outputs_follow_the_one_policy() {
     let hard = d.path().join("hard.gguf");
     std::fs::hard_link(&gguf, &hard).unwrap();
     let before = snapshot(d.path());
+    let quantize_to = |o| {
+        let q = [
+            "quantize",
+            s(&gguf),
+            "-o",
+            s(o),
+            "--quant",
+            "q8_0",
+            "--force",
+            "-q",
+        ];
+        q.to_vec()
+    };
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -444,32 +457,8 @@ fn convert_quantize_and_forward_outputs_follow_the_one_policy() {
             ],
             "FIFO",
         ),
-        (
-            vec![
-                "quantize",
-                s(&gguf),
-                "-o",
-                s(&fifo),
-                "--quant",
-                "q8_0",
-                "--force",
-                "-q",
-            ],
-            "FIFO",
-        ),
-        (
-            vec![
-                "quantize",
-                s(&gguf),
-                "-o",
-                s(&hard),
-                "--quant",
-                "q8_0",
-                "--force",
-                "-q",
-            ],
-            "input",
-        ),
+        (quantize_to(&fifo), "FIFO"),
+        (quantize_to(&hard), "input"),
         (
             vec![
                 "forward",

@@ -197,23 +197,19 @@ impl Config {
     /// infinite logits with exit 0 and would be copied into converted metadata (issue #18,
     /// class 8), so every reader refuses them with the key named.
     pub fn real_problems(&self) -> Vec<String> {
+        use super::keys::{KeyFormat, KeyValue, CONFIG_KEYS};
         let mut p = Vec::new();
-        for (name, v) in [
-            ("rms_norm_eps", self.rms_norm_eps),
-            ("rope_base", self.rope_base),
-            ("attn_logit_cap", self.attn_logit_cap),
-            (
-                "embedding_multiplier_scale",
-                self.embedding_multiplier_scale,
-            ),
-            ("output_multiplier_scale", self.output_multiplier_scale),
-            ("attn_output_multiplier", self.attn_output_multiplier),
-        ] {
+        for r in CONFIG_KEYS {
+            let KeyValue::Float(v) = r.field.get(self) else {
+                continue;
+            };
+            let name = r.field.key_name(KeyFormat::Release).unwrap_or("?");
+            let eps = r.field == super::keys::Field::RmsNormEps;
             if !v.is_finite() || v <= 0.0 {
                 p.push(format!("{name} = {v} must be a finite number above 0"));
             } else if v > Self::MAX_REAL {
                 p.push(format!("{name} = {v} exceeds {:e}", Self::MAX_REAL));
-            } else if name == "rms_norm_eps" && v >= 1.0 {
+            } else if eps && v >= 1.0 {
                 p.push(format!("{name} = {v} must be below 1"));
             }
         }
