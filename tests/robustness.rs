@@ -811,6 +811,46 @@ fn escape_sequences_from_files_never_reach_the_terminal_raw() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("control character"), "{err}");
     assert!(!err.contains('\x1b'), "{err:?}");
+    // A GGUF tensor name holding CSI (same length as the name it replaces): inspect lists it
+    // escaped.
+    let gguf = d.path().join("m.gguf");
+    let (code, _, err, _) = run_timed(&["convert", s(&ck), "--to", "gguf", "-o", s(&gguf), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let mut g = std::fs::read(&gguf).unwrap();
+    let at = g
+        .windows(11)
+        .position(|w| w == b"output_norm")
+        .expect("output_norm in the header");
+    g[at..at + 11].copy_from_slice(b"\x1b[31mt_norm");
+    std::fs::write(&gguf, &g).unwrap();
+    let (_, out, err, _) = run_timed(&["inspect", s(&gguf)]);
+    assert!(
+        !out.contains('\x1b') && !err.contains('\x1b'),
+        "{out:?}{err:?}"
+    );
+    assert!(
+        out.contains("\\x1b[31mt_norm") || err.contains("\\x1b[31mt_norm"),
+        "{out}{err}"
+    );
+    // A release shard whose pickle names a forbidden global with escapes in it.
+    let shard = ck.join("ckpt-0/tensor00000_000");
+    std::fs::write(&shard, b"\x80\x02c\x1b]0;pwned\x07os\nsystem\n.").unwrap();
+    for cmd in ["inspect", "verify"] {
+        let (code, out, err, _) = run_timed(&[cmd, s(&ck)]);
+        assert!(code == 1 || code == 2, "{cmd}: {out}{err}");
+        assert!(
+            !out.contains('\x1b') && !err.contains('\x1b'),
+            "{cmd}: {out:?}{err:?}"
+        );
+        assert!(
+            !out.contains('\x07') && !err.contains('\x07'),
+            "{cmd}: {out:?}{err:?}"
+        );
+        assert!(
+            out.contains("forbidden global") || err.contains("forbidden global"),
+            "{cmd}: {out}{err}"
+        );
+    }
 }
 
 // ---- usability: the encoder of a GGUF's own tokenizer metadata --------------------------------
