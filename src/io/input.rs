@@ -241,6 +241,19 @@ mod tests {
     }
 
     #[test]
+    fn probes_see_special_files_as_present() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("config.json");
+        mkfifo(&fifo);
+        // `is_file()` says "absent" for a FIFO; these say "there is something to open".
+        assert!(!fifo.is_file());
+        assert!(present(&fifo) && is_non_dir(&fifo));
+        assert!(present(d.path()) && !is_non_dir(d.path()));
+        assert!(!present(&d.path().join("absent")) && !is_non_dir(&d.path().join("absent")));
+        assert!(present(Path::new("/dev/null")) && is_non_dir(Path::new("/dev/null")));
+    }
+
+    #[test]
     fn capped_reads_stop_at_the_cap() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("f");
