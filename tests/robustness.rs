@@ -930,4 +930,30 @@ fn json_reports_survive_non_utf8_paths() {
         assert!(text.contains("ck-\\\\xff\\\\x1b[2J"), "{cmd}: {text}");
         assert!(!stdout.contains('\x1b'), "{cmd}: raw escape on stdout");
     }
+    // convert and quantize --json name their non-UTF-8 outputs the same way.
+    let g = d.path().join(std::ffi::OsStr::from_bytes(b"g\xff.gguf"));
+    let q = d.path().join(std::ffi::OsStr::from_bytes(b"q\xff.gguf"));
+    let mut convert = Command::new(env!("CARGO_BIN_EXE_grokit"));
+    convert.args([
+        "convert",
+        s(&fixture()),
+        "--to",
+        "gguf",
+        "-q",
+        "--json",
+        "-o",
+    ]);
+    let mut quantize = Command::new(env!("CARGO_BIN_EXE_grokit"));
+    quantize.arg("quantize").arg(&g);
+    quantize.args(["--quant", "q8_0", "-q", "--json", "-o"]);
+    for (mut cmd, out, want) in [
+        (convert, &g, "g\\\\xff.gguf"),
+        (quantize, &q, "q\\\\xff.gguf"),
+    ] {
+        let o = cmd.arg(out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v.to_string().contains(want), "{v}");
+    }
 }

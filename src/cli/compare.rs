@@ -212,7 +212,7 @@ fn render(o: &CompareOptions, r: &CompareReport) -> anyhow::Result<()> {
     let (m, th, v) = (&r.metrics, &o.thresholds, &r.verdict);
     let mut out = std::io::stdout().lock();
     if o.json {
-        let j = json!({"a": o.a, "b": o.b, "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "max_kl": r.max_kl, "top1_agreement": m.top1_agreement,
+        let j = json!({"a": crate::io::term::path_string(&o.a), "b": crate::io::term::path_string(&o.b), "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "max_kl": r.max_kl, "top1_agreement": m.top1_agreement,
             "perplexity_a": r.ppl.0, "perplexity_b": r.ppl.1, "per_prompt": r.per_prompt,
             "thresholds": {"max_abs": th.max_abs, "rms": th.rms, "mean_kl": th.mean_kl, "min_top1": th.min_top1}, "pass": v.pass, "failures": v.failures});
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;

@@ -23,7 +23,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn needs_escape(c: char) -> bool {
     c.is_control()
@@ -126,6 +126,20 @@ pub fn path_string(p: &Path) -> String {
 /// `serialize_with` for a path field of a report type (see [`path_string`]).
 pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&path_string(p))
+}
+
+/// `serialize_with` for a list of paths (see [`path_string`]).
+pub fn serialize_paths<S: serde::Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|p| path_string(p)))
+}
+
+/// `serialize_with` for `(path, size)` pairs, as reports list written files (see
+/// [`path_string`]).
+pub fn serialize_sized_paths<S: serde::Serializer>(
+    v: &[(PathBuf, u64)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(p, n)| (path_string(p), *n)))
 }
 
 /// `Display` adapter: `format!("{}", Escaped(name))` prints `escape(name)`.
