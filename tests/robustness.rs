@@ -414,17 +414,23 @@ fn outputs_never_replace_inputs_or_special_files() {
     assert!(snapshot(&ck) == before);
 }
 
+/// A copy of the fixture in `dir/ck` and its GGUF `dir/m.gguf`.
+fn checkpoint_and_gguf(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = dir.join("ck");
+    copy_fixture(&ck);
+    let gguf = dir.join("m.gguf");
+    let (code, _, err, _) = run_timed(&["convert", s(&ck), "--to", "gguf", "-o", s(&gguf), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    (ck, gguf)
+}
+
 /// `convert` and `quantize` follow the same policy (`io::output::resolve_output`): a FIFO, a
 /// directory or an input is refused before anything is written, `--force` or not; `forward
 /// --logits-out` refuses every file of a GGUF or safetensors model, before the forward pass.
 #[test]
 fn convert_quantize_and_forward_outputs_follow_the_one_policy() {
     let d = tempfile::tempdir().unwrap();
-    let ck = d.path().join("ck");
-    copy_fixture(&ck);
-    let gguf = d.path().join("m.gguf");
-    let (code, _, err, _) = run_timed(&["convert", s(&ck), "--to", "gguf", "-o", s(&gguf), "-q"]);
-    assert_eq!(code, 0, "{err}");
+    let (ck, gguf) = checkpoint_and_gguf(d.path());
     let fifo = d.path().join("fifo.gguf");
     mkfifo(&fifo);
     let hard = d.path().join("hard.gguf");
@@ -787,8 +793,7 @@ fn npy_zst_bombs_are_refused_before_inflating() {
 #[test]
 fn escape_sequences_from_files_never_reach_the_terminal_raw() {
     let d = tempfile::tempdir().unwrap();
-    let ck = d.path().join("ck");
-    copy_fixture(&ck);
+    let (ck, gguf) = checkpoint_and_gguf(d.path());
     // A manifest naming the same path twice, the path holding OSC and CSI sequences.
     let evil = "ckpt-0/\x1b]0;pwned\x07\x1b[2J";
     let h = "0".repeat(64);
@@ -813,9 +818,6 @@ fn escape_sequences_from_files_never_reach_the_terminal_raw() {
     assert!(!err.contains('\x1b'), "{err:?}");
     // A GGUF tensor name holding CSI (same length as the name it replaces): inspect lists it
     // escaped.
-    let gguf = d.path().join("m.gguf");
-    let (code, _, err, _) = run_timed(&["convert", s(&ck), "--to", "gguf", "-o", s(&gguf), "-q"]);
-    assert_eq!(code, 0, "{err}");
     let mut g = std::fs::read(&gguf).unwrap();
     let at = g
         .windows(11)
@@ -823,33 +825,28 @@ fn escape_sequences_from_files_never_reach_the_terminal_raw() {
         .expect("output_norm in the header");
     g[at..at + 11].copy_from_slice(b"\x1b[31mt_norm");
     std::fs::write(&gguf, &g).unwrap();
-    let (_, out, err, _) = run_timed(&["inspect", s(&gguf)]);
-    assert!(
-        !out.contains('\x1b') && !err.contains('\x1b'),
-        "{out:?}{err:?}"
-    );
-    assert!(
-        out.contains("\\x1b[31mt_norm") || err.contains("\\x1b[31mt_norm"),
-        "{out}{err}"
-    );
+    // Neither stream holds a raw control; one of them holds `want`.
+    let clean_with = |args: &[&str], want: &str| {
+        let (code, out, err, _) = run_timed(args);
+        for c in ['\x1b', '\x07'] {
+            assert!(
+                !out.contains(c) && !err.contains(c),
+                "{args:?}: {out:?}{err:?}"
+            );
+        }
+        assert!(
+            out.contains(want) || err.contains(want),
+            "{args:?}: {out}{err}"
+        );
+        code
+    };
+    clean_with(&["inspect", s(&gguf)], "\\x1b[31mt_norm");
     // A release shard whose pickle names a forbidden global with escapes in it.
     let shard = ck.join("ckpt-0/tensor00000_000");
     std::fs::write(&shard, b"\x80\x02c\x1b]0;pwned\x07os\nsystem\n.").unwrap();
     for cmd in ["inspect", "verify"] {
-        let (code, out, err, _) = run_timed(&[cmd, s(&ck)]);
-        assert!(code == 1 || code == 2, "{cmd}: {out}{err}");
-        assert!(
-            !out.contains('\x1b') && !err.contains('\x1b'),
-            "{cmd}: {out:?}{err:?}"
-        );
-        assert!(
-            !out.contains('\x07') && !err.contains('\x07'),
-            "{cmd}: {out:?}{err:?}"
-        );
-        assert!(
-            out.contains("forbidden global") || err.contains("forbidden global"),
-            "{cmd}: {out}{err}"
-        );
+        let code = clean_with(&[cmd, s(&ck)], "forbidden global");
+        assert!(code == 1 || code == 2, "{cmd}: exit {code}");
     }
 }
 
