@@ -53,7 +53,8 @@ pub struct TokenArgs {
     /// most 64 MiB).
     #[arg(long)]
     pub tokens_file: Option<PathBuf>,
-    /// tokenizer.model (default: beside the model).
+    /// tokenizer.model (default: beside the model; for a GGUF without one, the vocabulary in
+    /// its tokenizer.ggml.* metadata).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Head dimension for a release checkpoint without config.json.
