@@ -904,7 +904,7 @@ fn gemv_kn<const M: usize, const V: usize>(
                         }
                     }
                     for r in kb0..kb1 {
-                        if r + GEMV_ROWS < k && c0 % 64 == 0 {
+                        if r + GEMV_ROWS < k && c0.is_multiple_of(64) {
                             prefetch(&q[(r + GEMV_ROWS) * n + c0..]);
                         }
                         let mut xv = [_mm256_setzero_ps(); M];
@@ -957,8 +957,8 @@ fn gemv_kn<const M: usize, const V: usize>(
                         }
                         for v in 0..V {
                             let w = f32x8(arr(b, at + 32 * v));
-                            for i in 0..M {
-                                a[i][v] = _mm256_fmadd_ps(xv[i], w, a[i][v]);
+                            for (ai, xi) in a.iter_mut().zip(&xv) {
+                                ai[v] = _mm256_fmadd_ps(*xi, w, ai[v]);
                             }
                         }
                     }
