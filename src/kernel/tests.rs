@@ -428,6 +428,14 @@ fn decoders_are_bit_exact_on_random_bytes() {
     }
 }
 
+/// One tile of `x[m, k] · W[:, cols]` on `isa` (outputs start as NaN: every one is written).
+fn tile_of(isa: Isa, w: Matrix<'_>, x: &[f32], m: usize, cols: Range<usize>) -> Vec<f32> {
+    let mut got = vec![f32::NAN; m * cols.len()];
+    let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
+    tile(isa, &Src::W(w), x, m, cols, &mut rows, &mut Scratch::new()).unwrap();
+    got
+}
+
 /// Products equal their storage kind's definition bit for bit, for every storage, instruction
 /// set, row count (the one-row, few-row and many-row paths) and column window.
 #[test]
@@ -444,18 +452,7 @@ fn products_are_the_fma_chain() {
             let cols = a..a + 1 + rng.below(n - a);
             let want = definition(&mat, &x, m, &full, k, n, cols.clone());
             for isa in isas() {
-                let mut got = vec![0f32; m * cols.len()];
-                let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
-                tile(
-                    isa,
-                    &Src::W(w),
-                    &x,
-                    m,
-                    cols.clone(),
-                    &mut rows,
-                    &mut Scratch::new(),
-                )
-                .unwrap();
+                let got = tile_of(isa, w, &x, m, cols.clone());
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -707,18 +704,7 @@ fn few_row_products_for_every_row_type() {
                 let cols = a..a + 1 + rng.below(n - a);
                 let want = dot_order(&x, m, &full, k, n, cols.clone());
                 for isa in isas() {
-                    let mut got = vec![f32::NAN; m * cols.len()];
-                    let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
-                    tile(
-                        isa,
-                        &Src::W(w),
-                        &x,
-                        m,
-                        cols.clone(),
-                        &mut rows,
-                        &mut Scratch::new(),
-                    )
-                    .unwrap();
+                    let got = tile_of(isa, w, &x, m, cols.clone());
                     assert_eq!(
                         bits(&got),
                         bits(&want),
