@@ -9,7 +9,7 @@ use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
 use crate::gguf::{ArrayValue, GgufFileWriter, GgufPlan, TensorPlan, Value};
 use crate::model::{Config, Role};
-use crate::quant::policy::{fit_row, Policy};
+use crate::quant::policy::{fit_row, ModelInfo, Policy};
 use crate::quant::GgmlType;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
@@ -144,14 +144,26 @@ pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
     ]
 }
 
+/// The model facts llama-quantize's type rules read, from a release config (GGUF files from the
+/// release tie the output to the embedding).
+pub fn model_info(c: &Config, has_imatrix: bool) -> ModelInfo {
+    ModelInfo {
+        n_layers: c.num_layers as usize,
+        n_expert: c.num_experts as usize,
+        n_gqa: (c.num_q_heads / c.num_kv_heads.max(1)) as usize,
+        tied_output: true,
+        has_imatrix,
+    }
+}
+
 /// Plan the tensors of a GGUF conversion.
 pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
-    let n_layers = ck.config.num_layers as usize;
+    let info = model_info(&ck.config, false);
     let choose = |role: Role, layer: Option<u64>, row: u64| -> (GgmlType, Option<String>) {
         let c = match types {
             TypeChoice::Uniform(t) => fit_row(*t, row),
             TypeChoice::Policy(p) => {
-                p.choose(class_of(role), layer.map(|l| l as usize), n_layers, row)
+                p.choose(class_of(role), layer.map(|l| l as usize), &info, row)
             }
         };
         (c.ty, c.fallback_reason)

@@ -27,7 +27,7 @@ use crate::gguf::constants::keys;
 use crate::gguf::{
     GgufError, GgufFile, GgufFileWriter, GgufPlan, GgufSet, TensorInfo, TensorPlan, Value,
 };
-use crate::quant::policy::{Policy, TensorClass};
+use crate::quant::policy::{ModelInfo, Policy, TensorClass};
 use crate::quant::{self, GgmlType, QuantError};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -153,19 +153,37 @@ pub fn ftype_for(ty: GgmlType) -> u32 {
     ty.mostly_ftype()
 }
 
-fn block_count(set: &GgufSet) -> usize {
+/// An unsigned metadata value of the file's architecture (`<arch>.<key>`).
+fn arch_u(set: &GgufSet, key: &str) -> Option<usize> {
     let arch = set
         .get(keys::GENERAL_ARCHITECTURE)
         .and_then(Value::as_str)
         .unwrap_or("grok");
-    let declared = set
-        .get(&format!("{arch}.block_count"))
-        .and_then(|v| match v {
-            Value::U32(x) => usize::try_from(*x).ok(),
-            Value::U64(x) => usize::try_from(*x).ok(),
-            Value::I32(x) => usize::try_from(*x).ok(),
-            _ => None,
-        });
+    set.get(&format!("{arch}.{key}")).and_then(|v| match v {
+        Value::U32(x) => usize::try_from(*x).ok(),
+        Value::U64(x) => usize::try_from(*x).ok(),
+        Value::I32(x) => usize::try_from(*x).ok(),
+        _ => None,
+    })
+}
+
+/// The model facts llama-quantize's type rules read, from a GGUF's metadata and tensor names.
+pub fn model_info(set: &GgufSet, has_imatrix: bool) -> ModelInfo {
+    let heads = arch_u(set, "attention.head_count").unwrap_or(1);
+    let kv = arch_u(set, "attention.head_count_kv")
+        .unwrap_or(heads)
+        .max(1);
+    ModelInfo {
+        n_layers: block_count(set),
+        n_expert: arch_u(set, "expert_count").unwrap_or(0),
+        n_gqa: heads / kv,
+        tied_output: set.tensors().all(|(_, t)| t.name != "output.weight"),
+        has_imatrix,
+    }
+}
+
+fn block_count(set: &GgufSet) -> usize {
+    let declared = arch_u(set, "block_count");
     declared.unwrap_or_else(|| {
         set.tensors()
             .filter_map(|(_, t)| TensorClass::from_gguf_name(&t.name).and_then(|(_, l)| l))
@@ -182,7 +200,7 @@ pub fn choose_type(
     name: &str,
     ne: &[u64],
     in_ty: GgmlType,
-    n_layers: usize,
+    info: &ModelInfo,
 ) -> (GgmlType, Option<String>) {
     if ne.len() <= 1 {
         return (GgmlType::F32, None);
@@ -197,7 +215,7 @@ pub fn choose_type(
     if !listed && !matches!(class, TensorClass::Norm | TensorClass::Router) {
         return (in_ty, None);
     }
-    let c = policy.choose(class, layer, n_layers, ne.first().copied().unwrap_or(1));
+    let c = policy.choose(class, layer, info, ne.first().copied().unwrap_or(1));
     (c.ty, c.fallback_reason)
 }
 
@@ -209,10 +227,11 @@ pub fn plan_requant(
     policy: &Policy,
     allow_requantize: bool,
 ) -> Result<RequantPlan, RequantError> {
-    let n_layers = block_count(set);
+    let info = model_info(set, false);
+    let n_layers = info.n_layers;
     let mut tensors = Vec::with_capacity(set.tensor_count());
     for (f, t) in set.tensors() {
-        let (out_ty, mut note) = choose_type(policy, &t.name, &t.ne, t.ty, n_layers);
+        let (out_ty, mut note) = choose_type(policy, &t.name, &t.ne, t.ty, &info);
         let action = if out_ty == t.ty {
             Action::Copy
         } else if !quant::is_supported(t.ty) || !quant::is_supported(out_ty) {
@@ -655,36 +674,91 @@ mod tests {
     fn types_follow_the_policy_with_quantize_rules() {
         let p = Policy::parse("q4_0").unwrap();
         assert_eq!(
-            choose_type(&p, "blk.0.attn_k.weight", &[64, 128], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_k.weight",
+                &[64, 128],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q8_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_q.weight",
+                &[64, 256],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q4_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.attn_norm.weight", &[64], G::F16, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_norm.weight",
+                &[64],
+                G::F16,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_gate_inp.weight", &[64, 8], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_gate_inp.weight",
+                &[64, 8],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
-        let (ty, note) = choose_type(&p, "rope_freqs.weight", &[64, 2], G::F16, 2);
+        let (ty, note) = choose_type(
+            &p,
+            "rope_freqs.weight",
+            &[64, 2],
+            G::F16,
+            &ModelInfo::grok(2),
+        );
         assert_eq!(ty, G::F16);
         assert!(note.is_some());
         // Without a preset, unlisted classes keep their input type.
         let p = Policy::parse("experts=q4_k").unwrap();
         assert_eq!(
-            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::Q8_0, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_q.weight",
+                &[64, 256],
+                G::Q8_0,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q8_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_up_exps.weight", &[256, 64, 8], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_up_exps.weight",
+                &[256, 64, 8],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q4_K
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_norm.weight", &[64, 1], G::F16, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_norm.weight",
+                &[64, 1],
+                G::F16,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
     }
