@@ -50,9 +50,12 @@ pub enum Command {
     /// copied verbatim. Quantizing an already block-quantized tensor to another block type needs
     /// `--allow-requantize` (quality suffers: quantize from an F32/BF16 file instead).
     ///
-    /// `--preset` takes llama-quantize's mixtures (q4_k_m gives attn_k/v Q8_0, attn_output Q5_K,
-    /// ffn_down Q6_K on half the layers, token_embd Q6_K); `--quant` takes a preset and/or
-    /// class=type items (see docs/quantization.md); classes it does not list keep their type.
+    /// `--preset` takes llama-quantize's mixtures by name (q4_k_m gives attn_k/v Q8_0, attn_output
+    /// Q5_K, ffn_down Q6_K on half the layers, token_embd Q6_K; also q2_k..q6_k, q4_0..q5_1,
+    /// iq4_xs, iq4_nl, iq3_m, iq3_s, iq3_xs, iq3_xxs, iq2_m, iq2_s, iq2_xs, iq2_xxs); `--quant`
+    /// takes a preset and/or class=type items (see docs/quantization.md); classes it does not
+    /// list keep their type. `--imatrix FILE` (llama-imatrix's GGUF or .dat) weights the
+    /// encoders as `llama-quantize --imatrix` does; IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS need one.
     ///
     /// From an F32 GGUF made by `grokit convert --type f32`, `--preset X` writes the same
     /// metadata and tensors as `grokit convert --quant X`, except Q8_0 matrices: convert copies
@@ -63,6 +66,7 @@ pub enum Command {
     ///   grokit quantize grok-1-bf16-00001-of-00012.gguf -o grok-1-q8_0.gguf --preset q8_0 --split-max-size 50G
     ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
     ///   grokit quantize grok-1-q8_0.gguf -o grok-1-q4_0.gguf --preset q4_0 --allow-requantize
+    ///   grokit quantize grok-1-f32.gguf -o grok-1-iq2_xs.gguf --preset iq2_xs --imatrix grok-1.imatrix.gguf
     #[command(verbatim_doc_comment)]
     Quantize(quantize::QuantizeArgs),
     /// Write a synthetic checkpoint in the release's exact format.

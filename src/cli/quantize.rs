@@ -3,7 +3,9 @@
 use super::convert::parse_size;
 use super::progress::{human, Progress};
 use super::Outcome;
-use crate::convert::requant::{plan_requant, requantize, Action, RequantOptions, RequantReport};
+use crate::convert::requant::{
+    plan_requant_with, requantize_with, Action, RequantOptions, RequantReport,
+};
 use crate::gguf::GgufSet;
 use crate::quant::policy::Policy;
 use anyhow::bail;
@@ -19,9 +21,12 @@ pub struct QuantizeArgs {
     /// Output .gguf (split shards are named from it).
     #[arg(short, long)]
     pub out: PathBuf,
-    /// A llama-quantize-like preset.
-    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k", "f32", "f16", "bf16"], required_unless_present = "quant", conflicts_with = "quant")]
+    /// A llama-quantize preset (q4_k_m, q8_0, iq4_xs, iq2_m, ...; see docs/quantization.md).
+    #[arg(long, value_parser = parse_preset, required_unless_present = "quant", conflicts_with = "quant")]
     pub preset: Option<String>,
+    /// Importance matrix (llama-imatrix's .gguf or legacy .dat) to weight the quantization.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// A quantization policy: a preset and/or class=type items (experts=q4_k,attn=q8_0,...).
     #[arg(long)]
     pub quant: Option<String>,
@@ -59,6 +64,17 @@ pub struct QuantizeArgs {
     pub quiet: bool,
 }
 
+/// A preset name grokit implements (llama-quantize's names, any case).
+pub fn parse_preset(s: &str) -> Result<String, String> {
+    match crate::quant::policy::Preset::from_name(s) {
+        Some(p) if p.is_supported() => Ok(s.to_string()),
+        _ => Err(format!(
+            "unknown preset; one of: {}",
+            crate::quant::ftype::preset_names().join(", ")
+        )),
+    }
+}
+
 /// Run `quantize`.
 pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
     let spec = match (&a.preset, &a.quant) {
@@ -69,7 +85,18 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
     let policy = Policy::parse(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     // GGUF errors name the file (and byte offset) themselves.
     let set = GgufSet::open(&a.input)?;
-    let plan = plan_requant(&set, &policy, a.allow_requantize)?;
+    let imatrix = a
+        .imatrix
+        .as_deref()
+        .map(crate::imatrix::Imatrix::open)
+        .transpose()?;
+    let given = a.imatrix.as_deref().map(|p| p.display().to_string());
+    let plan = plan_requant_with(
+        &set,
+        &policy,
+        a.allow_requantize,
+        imatrix.as_ref().zip(given.as_deref()),
+    )?;
     if a.dry_run {
         let mut out = std::io::stdout().lock();
         for t in &plan.tensors {
@@ -124,7 +151,7 @@ pub fn run(a: QuantizeArgs) -> anyhow::Result<Outcome> {
             ));
         }
     }
-    let r = requantize(&set, &plan, &o, &|n| p.inc(n))?;
+    let r = requantize_with(&set, &plan, &o, imatrix.as_ref(), &|n| p.inc(n))?;
     p.finish();
     render(&a, &r, started.elapsed().as_secs_f64())?;
     Ok(Outcome::Ok)
@@ -145,10 +172,12 @@ fn render(a: &QuantizeArgs, r: &RequantReport, secs: f64) -> anyhow::Result<()> 
             "tensor", "in", "out", "bytes", "bpw", "rms err", "max err"
         )?;
         for t in &r.tensors {
-            let action = match t.action {
-                Action::Copy => "copy",
-                Action::Encode => "encode",
-                Action::Requantize => "requantize",
+            let action = match (t.action, t.imatrix) {
+                (Action::Copy, _) => "copy",
+                (Action::Encode, false) => "encode",
+                (Action::Encode, true) => "encode+imatrix",
+                (Action::Requantize, false) => "requantize",
+                (Action::Requantize, true) => "requantize+imatrix",
             };
             writeln!(
                 out,

@@ -6,6 +6,7 @@ pub mod encode;
 pub mod exec;
 pub mod plan;
 pub mod requant;
+pub mod weights;
 
 use std::path::PathBuf;
 

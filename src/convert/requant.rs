@@ -68,9 +68,13 @@ pub enum RequantError {
         /// Requested type.
         to: GgmlType,
     },
-    /// The request is not allowed (output over the input, existing output, undecodable type).
+    /// The request is not allowed (output over the input, existing output, undecodable type,
+    /// a type that needs an importance matrix without one).
     #[error("{0}")]
     Refused(String),
+    /// The importance matrix is unreadable or made for another model.
+    #[error(transparent)]
+    Imatrix(#[from] crate::imatrix::ImatrixError),
 }
 
 /// What happens to one tensor.
@@ -104,6 +108,8 @@ pub struct RequantTensor {
     pub out_bytes: u64,
     /// A fallback, a kept type or a requantization warning, for the user.
     pub note: Option<String>,
+    /// Encoded with the importance matrix's weights for this tensor.
+    pub imatrix: bool,
 }
 
 impl RequantTensor {
@@ -146,11 +152,6 @@ impl RequantPlan {
             alignment: self.alignment,
         }
     }
-}
-
-/// llama_ftype of a "mostly T" file (output-formats.md §2.2).
-pub fn ftype_for(ty: GgmlType) -> u32 {
-    ty.mostly_ftype()
 }
 
 /// An unsigned metadata value of the file's architecture (`<arch>.<key>`).
@@ -227,7 +228,24 @@ pub fn plan_requant(
     policy: &Policy,
     allow_requantize: bool,
 ) -> Result<RequantPlan, RequantError> {
-    let info = model_info(set, false);
+    plan_requant_with(set, policy, allow_requantize, None)
+}
+
+/// [`plan_requant`] with an importance matrix (`imatrix`: the matrix and the path as the user
+/// gave it, recorded in the output's `quantize.imatrix.file`): the preset rules that depend on
+/// one apply, the matrix is checked against the model (names, widths, expert counts), each
+/// tensor is marked for weighted encoding or noted as quantized without weights
+/// ([`super::weights`]), and a tensor whose type needs a matrix it does not have is an error.
+pub fn plan_requant_with(
+    set: &GgufSet,
+    policy: &Policy,
+    allow_requantize: bool,
+    imatrix: Option<(&crate::imatrix::Imatrix, &str)>,
+) -> Result<RequantPlan, RequantError> {
+    if let Some((m, _)) = imatrix {
+        m.check_model(set.tensors().map(|(_, t)| (t.name.as_str(), &t.ne[..])))?;
+    }
+    let info = model_info(set, imatrix.is_some());
     let n_layers = info.n_layers;
     let mut tensors = Vec::with_capacity(set.tensor_count());
     for (f, t) in set.tensors() {
@@ -267,6 +285,20 @@ pub fn plan_requant(
                 t.ne
             ))
         })?;
+        let mut weighted = false;
+        if action != Action::Copy {
+            let u = super::weights::weight_use(
+                imatrix.map(|(m, _)| m),
+                &t.name,
+                out_ty,
+                policy.preset_of(),
+            )
+            .map_err(|e| RequantError::Refused(format!("{}: {e}", f.path().display())))?;
+            weighted = u.apply;
+            if let Some(n) = u.note {
+                note = Some(note.map_or(n.clone(), |o| format!("{o}; {n}")));
+            }
+        }
         tensors.push(RequantTensor {
             name: t.name.clone(),
             shape: t.shape.clone(),
@@ -276,6 +308,7 @@ pub fn plan_requant(
             in_bytes: t.nbytes,
             out_bytes,
             note,
+            imatrix: weighted,
         });
     }
     // The file type: the preset's; for an ad-hoc string, the experts' type (most of the weights).
@@ -290,7 +323,7 @@ pub fn plan_requant(
                     Some((TensorClass::FfnUpExps, _))
                 )
             })
-            .map_or_else(|| policy.file_type(), |t| ftype_for(t.out_ty))
+            .map_or_else(|| policy.file_type(), |t| t.out_ty.mostly_ftype())
     };
     let mut kvs = Vec::with_capacity(set.kvs().len() + 2);
     let (mut ft, mut qv) = (false, false);
@@ -316,6 +349,14 @@ pub fn plan_requant(
     }
     if !qv {
         kvs.push((keys::GENERAL_QUANTIZATION_VERSION.into(), Value::U32(2)));
+    }
+    if let Some((m, given)) = imatrix {
+        for (k, v) in super::weights::imatrix_kvs(m, given) {
+            match kvs.iter_mut().find(|(kk, _)| *kk == k) {
+                Some(slot) => slot.1 = v,
+                None => kvs.push((k, v)),
+            }
+        }
     }
     let alignment = set
         .files()
@@ -403,6 +444,8 @@ pub struct RequantTensorReport {
     pub ty: String,
     /// What was done.
     pub action: Action,
+    /// Encoded with importance-matrix weights.
+    pub imatrix: bool,
     /// Input bytes.
     pub in_bytes: u64,
     /// Output bytes.
@@ -491,6 +534,19 @@ pub fn requantize(
     o: &RequantOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RequantReport, RequantError> {
+    requantize_with(set, plan, o, None, progress)
+}
+
+/// [`requantize`] with the importance matrix the plan was made with ([`plan_requant_with`]):
+/// tensors marked `imatrix` are encoded row by row with their entry's weights (expert `e`'s
+/// rows with the entry's `e`-th slice), as llama-quantize does.
+pub fn requantize_with(
+    set: &GgufSet,
+    plan: &RequantPlan,
+    o: &RequantOptions,
+    imatrix: Option<&crate::imatrix::Imatrix>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<RequantReport, RequantError> {
     let files = plan.gguf_plan().split(o.split_max, &o.out)?;
     let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
     check_outputs(&set.paths(), &paths, o.force)?;
@@ -514,7 +570,17 @@ pub fn requantize(
                 progress(b.len() as u64);
                 Ok(())
             };
-            let stats = stream_tensor(file, info, t, o, &mut sink)?;
+            let weights = match (t.imatrix, imatrix) {
+                (true, Some(m)) => m.weights(&t.name)?,
+                (true, None) => {
+                    return Err(RequantError::Refused(format!(
+                        "{}: planned with an importance matrix, none given",
+                        t.name
+                    )))
+                }
+                _ => None,
+            };
+            let stats = stream_tensor(file, info, t, o, weights.as_deref(), &mut sink)?;
             file.release_tensor(info);
             total.add(&stats);
             report.tensors.push(RequantTensorReport {
@@ -523,6 +589,7 @@ pub fn requantize(
                 in_type: t.in_ty.name().to_string(),
                 ty: t.out_ty.name().to_string(),
                 action: t.action,
+                imatrix: t.imatrix,
                 in_bytes: t.in_bytes,
                 bytes: t.out_bytes,
                 bpw: t.out_bytes as f64 * 8.0 / t.elems().max(1) as f64,
@@ -566,6 +633,7 @@ fn stream_tensor(
     info: &TensorInfo,
     t: &RequantTensor,
     o: &RequantOptions,
+    weights: Option<&[f32]>,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), RequantError>,
 ) -> Result<ErrStats, RequantError> {
     let data = file.tensor_data(info);
@@ -592,8 +660,15 @@ fn stream_tensor(
         return Ok(ErrStats::default());
     }
     let (tin, tout) = (t.in_ty, t.out_ty);
-    // Block sizes are 1, 32 or 256: the larger is a multiple of the smaller.
-    let unit = tin.block_elems().max(tout.block_elems()).max(1);
+    // Block sizes are 1, 32 or 256: the larger is a multiple of the smaller. With weights,
+    // chunks are whole rows (weights are per column, and Q4_0..Q5_1 weigh by the row).
+    let ne0 = info.ne.first().copied().unwrap_or(1).max(1);
+    let rows_per_mat = info.ne.get(1).copied().unwrap_or(1).max(1);
+    let unit = if weights.is_some() {
+        ne0
+    } else {
+        tin.block_elems().max(tout.block_elems()).max(1)
+    };
     let elems = t.elems();
     if !elems.is_multiple_of(unit) {
         return Err(qerr(QuantError::NotBlockAligned {
@@ -638,7 +713,20 @@ fn stream_tensor(
                 let mut out = Vec::with_capacity(
                     usize::try_from(tout.row_bytes(n as u64).unwrap_or(0)).unwrap_or(0),
                 );
-                quant::quantize_row(tout, &x, &mut out).map_err(qerr)?;
+                match weights {
+                    None => quant::quantize_row(tout, &x, &mut out).map_err(qerr)?,
+                    Some(w) => {
+                        let ne0u = ne0 as usize;
+                        for (r, row) in x.chunks_exact(ne0u).enumerate() {
+                            let global = e0 / ne0 + r as u64;
+                            let mat = (global / rows_per_mat) as usize;
+                            let qw =
+                                super::weights::expert_slice(w, ne0u, Some(mat)).ok_or_else(bad)?;
+                            quant::quantize_row_weighted(tout, row, Some(qw), &mut out)
+                                .map_err(qerr)?;
+                        }
+                    }
+                }
                 let mut st = ErrStats::default();
                 if measure && tout != GgmlType::F32 {
                     let mut y = vec![0f32; n];
@@ -772,7 +860,5 @@ mod tests {
         assert!((s.rms() - (0.25f64 / 3.0).sqrt()).abs() < 1e-12);
         s.compare(&[0.0], &[f32::NAN]);
         assert_eq!(s.max_abs, f32::INFINITY);
-        assert_eq!(ftype_for(G::Q4_K), 15);
-        assert_eq!(ftype_for(G::BF16), 32);
     }
 }
