@@ -4,7 +4,7 @@ use super::progress::{human, Progress};
 use super::Outcome;
 use crate::base::DType;
 use crate::convert::encode::Measure;
-use crate::convert::gguf::{convert_gguf, plan_tensors, GgufOptions, TypeChoice};
+use crate::convert::gguf::{convert_gguf, plan_tensors_with, GgufOptions, TypeChoice};
 use crate::convert::plan::{Layout, StDtype};
 use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
@@ -74,6 +74,10 @@ pub struct ConvertArgs {
     /// GGUF quantization policy: a preset or class=type pairs (overrides --type).
     #[arg(long)]
     pub quant: Option<String>,
+    /// GGUF: importance matrix (llama-imatrix's .gguf or legacy .dat) to weight the
+    /// quantization with, as `llama-quantize --imatrix`.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// SentencePiece tokenizer.model (default: beside the checkpoint).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -220,8 +224,16 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
                 force: a.force,
                 jobs,
                 measure,
+                imatrix: match &a.imatrix {
+                    Some(p) => Some((
+                        std::sync::Arc::new(crate::imatrix::Imatrix::open(p)?),
+                        p.display().to_string(),
+                    )),
+                    None => None,
+                },
             };
-            let tensors = plan_tensors(&ck, &types);
+            let tensors =
+                plan_tensors_with(&ck, &types, o.imatrix.as_ref().map(|(m, _)| m.as_ref()))?;
             if a.dry_run {
                 print_plan(tensors.iter().map(|t| {
                     (

@@ -33,6 +33,20 @@ pub fn stream_tensor(
     scratch: &mut Scratch,
     sink: &mut Sink<'_>,
 ) -> Result<Stats, ConvertError> {
+    stream_tensor_with(ck, t, measure, jobs, None, scratch, sink)
+}
+
+/// [`stream_tensor`] with importance weights for the whole tensor (`n_experts · row` values,
+/// expert-major; `row` for a 2-D tensor): each expert's rows are encoded with its slice.
+pub fn stream_tensor_with(
+    ck: &Checkpoint,
+    t: &OutTensor,
+    measure: Measure,
+    jobs: usize,
+    weights: Option<&[f32]>,
+    scratch: &mut Scratch,
+    sink: &mut Sink<'_>,
+) -> Result<Stats, ConvertError> {
     let mut stats = Stats::default();
     if let Encode::Bytes(b) = &t.encode {
         sink(b)?;
@@ -53,7 +67,7 @@ pub fn stream_tensor(
             Ok(n)
         });
         let pipe = Pipe { tx, pool };
-        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe, scratch);
+        let produced = produce(ck, t, measure, jobs, weights, &mut stats, &pipe, scratch);
         drop(pipe);
         let written = writer
             .join()
@@ -122,19 +136,35 @@ fn recycle(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>, keep: usize) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce(
     ck: &Checkpoint,
     t: &OutTensor,
     measure: Measure,
     jobs: usize,
+    weights: Option<&[f32]>,
     stats: &mut Stats,
     pipe: &Pipe<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), ConvertError> {
     scratch.bands.resize_with(jobs.max(1), Band::default);
     let Scratch { bands, om, .. } = scratch;
+    let row = t.row_len() as usize;
     for piece in &t.pieces {
-        if !produce_piece(ck, t, piece, measure, bands, om, stats, pipe)? {
+        let qw = match weights {
+            None => None,
+            Some(w) => Some(
+                super::weights::expert_slice(w, row, piece.expert).ok_or_else(|| {
+                    ConvertError::Plan(format!(
+                        "{}: importance weights of {} values do not cover expert {:?}",
+                        t.name,
+                        w.len(),
+                        piece.expert
+                    ))
+                })?,
+            ),
+        };
+        if !produce_piece(ck, t, piece, measure, qw, bands, om, stats, pipe)? {
             break; // the writer stopped; its error is reported by the caller
         }
     }
@@ -154,6 +184,7 @@ fn produce_piece(
     t: &OutTensor,
     piece: &Piece,
     measure: Measure,
+    qw: Option<&[f32]>,
     bands: &mut [Band],
     om: &mut OwnedMatrix,
     stats: &mut Stats,
@@ -208,6 +239,7 @@ fn produce_piece(
             src.out_rows(piece.transpose),
             keep_int8,
             measure,
+            qw,
             bands,
             stats,
             pipe,
@@ -241,6 +273,7 @@ fn produce_piece(
             src.out_rows(piece.transpose),
             keep_int8,
             measure,
+            qw,
             bands,
             stats,
             pipe,
@@ -268,7 +301,9 @@ fn produce_piece(
             rows: n,
             cols,
         };
-        if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, pipe)? {
+        if !run_bands(
+            t, &src, false, 0, n, keep_int8, measure, qw, bands, stats, pipe,
+        )? {
             return Ok(false);
         }
         first += n;
@@ -469,6 +504,7 @@ fn run_bands(
     n_rows: usize,
     keep_int8: bool,
     measure: Measure,
+    qw: Option<&[f32]>,
     bands: &mut [Band],
     stats: &mut Stats,
     pipe: &Pipe<'_>,
@@ -485,7 +521,7 @@ fn run_bands(
             fill_band_with(src, transpose, first, n, band, keep_int8);
             let mut out = pipe.buffer(0);
             let mut st = Stats::default();
-            encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
+            encode_band(band, &t.encode, measure, qw, &mut out, &mut st).map_err(|e| {
                 ConvertError::Quant {
                     tensor: t.name.clone(),
                     source: e,

@@ -3,7 +3,7 @@
 //! eps and scales, u32 token ids, f32 scores, i32 token types).
 
 use super::encode::Measure;
-use super::exec::{stream_tensor, Scratch};
+use super::exec::{stream_tensor_with, Scratch};
 use super::plan::{class_of, gguf_tensors, OutTensor};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
@@ -49,11 +49,8 @@ pub struct GgufOptions {
     pub jobs: usize,
     /// Measure quantization errors.
     pub measure: Measure,
-}
-
-/// llama_ftype of a uniform type (output-formats.md §2.2).
-pub fn ftype_of(t: GgmlType) -> u32 {
-    t.mostly_ftype()
+    /// Importance matrix to weight the quantization with, and the path as the user gave it.
+    pub imatrix: Option<(std::sync::Arc<crate::imatrix::Imatrix>, String)>,
 }
 
 fn u32v(x: u64) -> Value {
@@ -171,6 +168,53 @@ pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
     gguf_tensors(ck, &choose)
 }
 
+/// [`plan_tensors`] with an importance matrix (or explicitly without one): the preset rules that
+/// depend on having one apply, the matrix is checked against the model (names, widths, expert
+/// counts), each quantized tensor is marked to use its entry or noted as quantized without one,
+/// and a tensor whose type needs a matrix it does not have is an error naming it.
+pub fn plan_tensors_with(
+    ck: &Checkpoint,
+    types: &TypeChoice,
+    imatrix: Option<&crate::imatrix::Imatrix>,
+) -> Result<Vec<OutTensor>, ConvertError> {
+    let info = model_info(&ck.config, imatrix.is_some());
+    let choose = |role: Role, layer: Option<u64>, row: u64| -> (GgmlType, Option<String>) {
+        let c = match types {
+            TypeChoice::Uniform(t) => fit_row(*t, row),
+            TypeChoice::Policy(p) => {
+                p.choose(class_of(role), layer.map(|l| l as usize), &info, row)
+            }
+        };
+        (c.ty, c.fallback_reason)
+    };
+    let mut tensors = gguf_tensors(ck, &choose);
+    if let Some(m) = imatrix {
+        let nes: Vec<(String, Vec<u64>)> = tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.iter().rev().copied().collect()))
+            .collect();
+        m.check_model(nes.iter().map(|(n, ne)| (n.as_str(), &ne[..])))
+            .map_err(|e| ConvertError::Refused(e.to_string()))?;
+    }
+    let preset = match types {
+        TypeChoice::Policy(p) => p.preset_of(),
+        TypeChoice::Uniform(_) => None,
+    };
+    for t in &mut tensors {
+        let ty = ggml_type_of(t);
+        if !ty.is_quantized() {
+            continue;
+        }
+        let u = super::weights::weight_use(imatrix, &t.name, ty, preset)
+            .map_err(ConvertError::Refused)?;
+        t.imatrix = u.apply;
+        if let Some(n) = u.note {
+            t.note = Some(t.note.take().map_or(n.clone(), |o| format!("{o}; {n}")));
+        }
+    }
+    Ok(tensors)
+}
+
 /// Convert to GGUF. `progress` receives output bytes as they are written.
 pub fn convert_gguf(
     ck: &Checkpoint,
@@ -194,13 +238,17 @@ pub fn convert_gguf(
             ck.config.vocab_size
         )));
     }
-    let tensors = plan_tensors(ck, &o.types);
+    let imatrix = o.imatrix.as_ref().map(|(m, _)| m.as_ref());
+    let tensors = plan_tensors_with(ck, &o.types, imatrix)?;
     let file_type = match &o.types {
-        TypeChoice::Uniform(t) => ftype_of(*t),
+        TypeChoice::Uniform(t) => t.mostly_ftype(),
         TypeChoice::Policy(p) => p.file_type(),
     };
     let mut kvs = model_kvs(&ck.config, &o.name, file_type);
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
+    if let Some((m, given)) = &o.imatrix {
+        kvs.extend(super::weights::imatrix_kvs(m, given));
+    }
     let plan = GgufPlan::new(
         kvs,
         tensors
@@ -245,7 +293,21 @@ pub fn convert_gguf(
                 progress(b.len() as u64);
                 Ok(())
             };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
+            let weights = match (t.imatrix, imatrix) {
+                (true, Some(m)) => m
+                    .weights(&t.name)
+                    .map_err(|e| ConvertError::Refused(e.to_string()))?,
+                _ => None,
+            };
+            let stats = stream_tensor_with(
+                ck,
+                t,
+                o.measure,
+                o.jobs,
+                weights.as_deref(),
+                &mut scratch,
+                &mut sink,
+            )?;
             report
                 .tensors
                 .push(TensorReport::new(t, ggml_type_of(t).name(), stats));
