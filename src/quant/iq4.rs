@@ -21,8 +21,47 @@ use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
 const NTRY: i32 = 7;
 
 /// ggml's `best_index_int8` over the 16 levels: the nearest level, the upper one on a tie.
+/// Branch-free: for `v0 < x < v15` its binary search ends at the largest `k` with
+/// `v[k] <= x` (the levels are strictly increasing, so that `k` does not depend on the search
+/// path), then picks `k` or `k + 1` with ggml's exact float comparison. `best_index_ref` is
+/// the search as ggml writes it; the test checks they agree.
 #[inline(always)]
 pub(crate) fn best_index(x: f32) -> u8 {
+    let v = &KVALUES_F;
+    if x.is_nan() {
+        return 15; // ggml's search runs to its last pair and keeps the upper one
+    }
+    if x <= v[0] {
+        return 0;
+    }
+    if x >= v[15] {
+        return 15;
+    }
+    let mut k = 0usize;
+    for &t in &v[1..15] {
+        k += usize::from(t <= x);
+    }
+    if x - v[k] < v[k + 1] - x {
+        k as u8
+    } else {
+        (k + 1) as u8
+    }
+}
+
+/// The levels as f32 (each exact).
+const KVALUES_F: [f32; 16] = {
+    let mut o = [0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        o[i] = KVALUES_IQ4NL[i] as f32;
+        i += 1;
+    }
+    o
+};
+
+/// ggml's `best_index_int8` as written (binary search), the reference for [`best_index`].
+#[cfg(test)]
+fn best_index_ref(x: f32) -> u8 {
     let v = &KVALUES_IQ4NL;
     if x <= f32::from(v[0]) {
         return 0;
@@ -46,63 +85,102 @@ pub(crate) fn best_index(x: f32) -> u8 {
     }
 }
 
-/// Fit one 32-element block: indices into `l`, returns the block's scale (0 for an all-zero
-/// block, whose indices are left for the caller to recompute).
+/// The level nearest `x` (what `KVALUES_IQ4NL[best_index(x)]` gives), branch-free so lanes
+/// vectorize: the largest level `<= x` and the smallest `> x`, then ggml's comparison.
+#[inline(always)]
+fn best_value(x: f32) -> f32 {
+    let v = &KVALUES_F;
+    let mut lo = v[0];
+    let mut hi = v[15];
+    for k in 1..15 {
+        lo = if v[k] <= x { v[k] } else { lo };
+        hi = if v[15 - k] > x { v[15 - k] } else { hi };
+    }
+    let q = if x - lo < hi - x { lo } else { hi };
+    if x.is_nan() {
+        v[15]
+    } else {
+        q
+    }
+}
+
+/// Fit `L` 32-element blocks at once (lane k = block k; see `k_lanes` for why lanes): per lane
+/// the weights `qw·sqrt(σ² + x²)` or `x²`, the first scale `-max/-127`, then the 15 trial
+/// inverse scales, keeping the weighted least-squares best. Returns each block's scale (0 for
+/// an all-zero block). The per-lane operations are exactly the scalar sequence of ggml's
+/// `quantize_row_iq4_nl_impl`.
 #[inline]
-fn fit_block(xb: &[f32; 32], qw: Option<&[f32; 32]>, sigma2: f32, l: &mut [u8; 32]) -> f32 {
-    let mut weight = [0f32; 32];
-    match qw {
-        Some(q) => {
-            for j in 0..32 {
-                weight[j] = q[j] * (sigma2 + xb[j] * xb[j]).sqrt();
-            }
-        }
-        None => {
-            for j in 0..32 {
-                weight[j] = xb[j] * xb[j];
-            }
-        }
-    }
-    let mut amax = 0f32;
-    let mut max = 0f32;
-    for &v in xb {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
-        return 0.0;
-    }
-    let v0 = f32::from(KVALUES_IQ4NL[0]);
-    let mut d = -max / v0;
-    let mut id = 1.0 / d;
-    let mut sumqx = 0f32;
-    let mut sumq2 = 0f32;
+fn fit_lanes<const L: usize>(
+    xt: &[[f32; L]; 32],
+    qw: Option<&[[f32; L]; 32]>,
+    sigma2: &[f32; L],
+) -> [f32; L] {
+    let mut w = [[0f32; L]; 32];
     for j in 0..32 {
-        let k = best_index(id * xb[j]);
-        l[j] = k;
-        let q = f32::from(KVALUES_IQ4NL[k as usize]);
-        let w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
-    }
-    d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
-    let mut best = d * sumqx;
-    for itry in -NTRY..=NTRY {
-        id = (itry + i32::from(KVALUES_IQ4NL[0])) as f32 / max;
-        sumqx = 0.0;
-        sumq2 = 0.0;
-        for j in 0..32 {
-            let q = f32::from(KVALUES_IQ4NL[best_index(id * xb[j]) as usize]);
-            let w = weight[j];
-            sumqx += w * q * xb[j];
-            sumq2 += w * q * q;
+        for k in 0..L {
+            let x = xt[j][k];
+            w[j][k] = match qw {
+                Some(q) => q[j][k] * (sigma2[k] + x * x).sqrt(),
+                None => x * x,
+            };
         }
-        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
-            d = sumqx / sumq2;
-            best = d * sumqx;
+    }
+    let mut amax = [0f32; L];
+    let mut max = [0f32; L];
+    for row in xt {
+        for k in 0..L {
+            let ax = row[k].abs();
+            if ax > amax[k] {
+                amax[k] = ax;
+                max[k] = row[k];
+            }
+        }
+    }
+    let v0 = KVALUES_F[0];
+    let sums = |id: &[f32; L]| {
+        let mut sumqx = [0f32; L];
+        let mut sumq2 = [0f32; L];
+        for j in 0..32 {
+            for k in 0..L {
+                let q = best_value(id[k] * xt[j][k]);
+                let wq = w[j][k] * q;
+                sumqx[k] += wq * xt[j][k];
+                sumq2[k] += wq * q;
+            }
+        }
+        (sumqx, sumq2)
+    };
+    let mut id = [0f32; L];
+    for k in 0..L {
+        id[k] = 1.0 / (-max[k] / v0);
+    }
+    let (sumqx, sumq2) = sums(&id);
+    let mut d = [0f32; L];
+    let mut best = [0f32; L];
+    for k in 0..L {
+        d[k] = if sumq2[k] > 0.0 {
+            sumqx[k] / sumq2[k]
+        } else {
+            0.0
+        };
+        best[k] = d[k] * sumqx[k];
+    }
+    for itry in -NTRY..=NTRY {
+        let t = (itry + i32::from(KVALUES_IQ4NL[0])) as f32;
+        for k in 0..L {
+            id[k] = t / max[k];
+        }
+        let (sumqx, sumq2) = sums(&id);
+        for k in 0..L {
+            if sumq2[k] > 0.0 && sumqx[k] * sumqx[k] > best[k] * sumq2[k] {
+                d[k] = sumqx[k] / sumq2[k];
+                best[k] = d[k] * sumqx[k];
+            }
+        }
+    }
+    for k in 0..L {
+        if amax[k] < GROUP_MAX_EPS {
+            d[k] = 0.0;
         }
     }
     d
@@ -121,44 +199,100 @@ fn sub<const N: usize>(x: &[f32], i: usize) -> &[f32; N] {
     x[N * i..N * i + N].try_into().expect("block in range")
 }
 
-/// IQ4_NL: `d f16; qs[16]` (18 bytes). `qw`: the block's 32 importance weights.
-pub(crate) fn iq4_nl_block(x: &[f32; 32], qw: Option<&[f32; 32]>, y: &mut [u8; 18]) {
-    let mut sigma2 = 0f32;
+#[inline]
+fn sq_sum(x: &[f32]) -> f32 {
+    let mut s = 0f32;
     for &v in x {
-        sigma2 += v * v;
+        s += v * v;
     }
-    sigma2 *= 2.0 / 32.0;
-    let mut l = [0u8; 32];
-    let d = fit_block(x, qw, sigma2, &mut l);
-    y[..2].copy_from_slice(&f32_to_f16_bits(d).to_le_bytes());
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    for j in 0..32 {
-        l[j] = best_index(id * x[j]);
+    s
+}
+
+/// IQ4_NL: `d f16; qs[16]` (18 bytes) per 32 elements, for a run of whole blocks `x` (and their
+/// importance weights), eight blocks at a time as lanes.
+pub(crate) fn iq4_nl_run(x: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
+    let (xs, _) = x.as_chunks::<32>();
+    let start = out.len();
+    out.resize(start + 18 * xs.len(), 0);
+    let mut i = 0;
+    while i < xs.len() {
+        let n = (xs.len() - i).min(8);
+        if n == 8 {
+            nl_lanes::<8>(
+                &xs[i..i + 8],
+                qw.map(|w| &w[32 * i..32 * (i + 8)]),
+                &mut out[start + 18 * i..],
+            );
+        } else {
+            for k in 0..n {
+                let j = i + k;
+                nl_lanes::<1>(
+                    &xs[j..j + 1],
+                    qw.map(|w| &w[32 * j..32 * (j + 1)]),
+                    &mut out[start + 18 * j..],
+                );
+            }
+        }
+        i += n;
     }
-    pack_nibbles(&l, &mut y[2..]);
+}
+
+fn nl_lanes<const L: usize>(xs: &[[f32; 32]], qw: Option<&[f32]>, y: &mut [u8]) {
+    let mut xt = [[0f32; L]; 32];
+    let mut wt = [[0f32; L]; 32];
+    let mut sigma2 = [0f32; L];
+    for k in 0..L {
+        sigma2[k] = sq_sum(&xs[k]) * (2.0 / 32.0);
+        for j in 0..32 {
+            xt[j][k] = xs[k][j];
+            if let Some(w) = qw {
+                wt[j][k] = w[32 * k + j];
+            }
+        }
+    }
+    let d = fit_lanes::<L>(&xt, qw.map(|_| &wt), &sigma2);
+    for k in 0..L {
+        let yb = &mut y[18 * k..18 * k + 18];
+        yb[..2].copy_from_slice(&f32_to_f16_bits(d[k]).to_le_bytes());
+        let id = if d[k] != 0.0 { 1.0 / d[k] } else { 0.0 };
+        let mut l = [0u8; 32];
+        for j in 0..32 {
+            l[j] = best_index(id * xs[k][j]);
+        }
+        pack_nibbles(&l, &mut yb[2..]);
+    }
+}
+
+/// IQ4_NL of one block (the reference for [`iq4_nl_run`]).
+#[cfg(test)]
+pub(crate) fn iq4_nl_block(x: &[f32; 32], qw: Option<&[f32; 32]>, y: &mut [u8; 18]) {
+    nl_lanes::<1>(std::slice::from_ref(x), qw.map(|w| &w[..]), y);
 }
 
 /// IQ4_XS: `d f16; scales_h u16; scales_l[4]; qs[128]` (136 bytes). `qw`: the super-block's
 /// 256 importance weights.
 pub(crate) fn iq4_xs_block(x: &[f32; 256], qw: Option<&[f32; 256]>, y: &mut [u8; 136]) {
-    let mut sigma2 = 0f32;
-    for &v in x {
-        sigma2 += v * v;
+    let sigma2 = sq_sum(x) * (2.0 / 256.0);
+    let mut xt = [[0f32; 8]; 32];
+    let mut wt = [[0f32; 8]; 32];
+    for k in 0..8 {
+        for j in 0..32 {
+            xt[j][k] = x[32 * k + j];
+            if let Some(w) = qw {
+                wt[j][k] = w[32 * k + j];
+            }
+        }
     }
-    sigma2 *= 2.0 / 256.0;
-    let mut l = [0u8; 256];
-    let mut scales = [0f32; 8];
+    let scales = fit_lanes::<8>(&xt, qw.map(|_| &wt), &[sigma2; 8]);
     let mut max_scale = 0f32;
     let mut amax_scale = 0f32;
-    for ib in 0..8 {
-        let lb: &mut [u8; 32] = (&mut l[32 * ib..32 * ib + 32]).try_into().expect("block");
-        let d = fit_block(sub(x, ib), qw.map(|q| sub(q, ib)), sigma2, lb);
-        scales[ib] = d;
+    for &d in &scales {
         if d.abs() > amax_scale {
             amax_scale = d.abs();
             max_scale = d;
         }
     }
+    let mut l = [0u8; 256];
     let d = -max_scale / 32.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut scales_h = 0u16;
@@ -226,5 +360,25 @@ mod tests {
         // midpoint of -10 and 1 is -4.5: a tie goes to the upper level (strict <)
         assert_eq!(best_index(-4.5), 8);
         assert_eq!(best_index(-4.6), 7);
+        assert_eq!(best_index(f32::NAN), best_index_ref(f32::NAN));
+        // every level, every midpoint and its float neighbours, and a dense random sweep
+        let mut xs: Vec<f32> = Vec::new();
+        for k in 0..16 {
+            let a = f32::from(v[k]);
+            xs.extend([a, a.next_up(), a.next_down()]);
+            if k < 15 {
+                let m = (a + f32::from(v[k + 1])) / 2.0;
+                xs.extend([m, m.next_up(), m.next_down()]);
+            }
+        }
+        let mut s: u32 = 7;
+        for _ in 0..200_000 {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            xs.push((s >> 8) as f32 / 8_388_608.0 * 300.0 - 150.0);
+        }
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-30, -1e-30]);
+        for x in xs {
+            assert_eq!(best_index(x), best_index_ref(x), "{x}");
+        }
     }
 }

@@ -210,22 +210,7 @@ pub fn quantize_row_weighted(
         (T::Q4_1, None) => enc(x, out, legacy::q4_1_block),
         (T::Q5_0, None) => enc(x, out, legacy::q5_0_block),
         (T::Q5_1, None) => enc(x, out, legacy::q5_1_block),
-        (T::Q4_0, Some(w)) => {
-            let s = weighted::row_sigma2(x);
-            enc_w(x, w, out, |a, b, y| weighted::q4_0_block_w(a, b, s, y))
-        }
-        (T::Q4_1, Some(w)) => {
-            let s = weighted::row_sigma2(x);
-            enc_w(x, w, out, |a, b, y| weighted::q4_1_block_w(a, b, s, y))
-        }
-        (T::Q5_0, Some(w)) => {
-            let s = weighted::row_sigma2(x);
-            enc_w(x, w, out, |a, b, y| weighted::q5_0_block_w(a, b, s, y))
-        }
-        (T::Q5_1, Some(w)) => {
-            let s = weighted::row_sigma2(x);
-            enc_w(x, w, out, |a, b, y| weighted::q5_1_block_w(a, b, s, y))
-        }
+        (T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1, Some(w)) => weighted::legacy_row_w(ty, x, w, out),
         (T::Q8_0, _) => enc(x, out, legacy::q8_0_block),
         (T::Q8_1, _) => enc(x, out, legacy::q8_1_block),
         (T::Q2_K, None) => enc(x, out, k_low::q2_k_block),
@@ -239,8 +224,7 @@ pub fn quantize_row_weighted(
         (T::Q5_K, Some(w)) => enc_w(x, w, out, weighted::q5_k_block_w),
         (T::Q6_K, Some(w)) => enc_w(x, w, out, weighted::q6_k_block_w),
         (T::Q8_K, _) => enc(x, out, k_quants::q8_k_block),
-        (T::IQ4_NL, None) => enc(x, out, |a, y| iq4::iq4_nl_block(a, None, y)),
-        (T::IQ4_NL, Some(w)) => enc_w(x, w, out, |a, b, y| iq4::iq4_nl_block(a, Some(b), y)),
+        (T::IQ4_NL, w) => iq4::iq4_nl_run(x, w, out),
         (T::IQ4_XS, None) => enc(x, out, |a, y| iq4::iq4_xs_block(a, None, y)),
         (T::IQ4_XS, Some(w)) => enc_w(x, w, out, |a, b, y| iq4::iq4_xs_block(a, Some(b), y)),
         (T::IQ3_XXS, None) => enc(x, out, |a, y| iq3::iq3_xxs_block(a, None, y)),

@@ -43,8 +43,13 @@ fn bench(melems: f64) -> Result<(), Box<dyn Error>> {
         GgmlType::Q5_K,
         GgmlType::Q6_K,
         GgmlType::Q8_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ2_S,
     ];
-    println!("{:<6} {:>12} {:>12}", "type", "enc Melem/s", "dec Melem/s");
+    println!("{:<7} {:>12} {:>12}", "type", "enc Melem/s", "dec Melem/s");
     // Touch the buffers first so page faults are not timed; best of 3 (the machine is shared).
     let mut out = vec![1u8; n * 4];
     let mut y = vec![1f32; n];
@@ -60,11 +65,46 @@ fn bench(melems: f64) -> Result<(), Box<dyn Error>> {
             dec = dec.min(t1.elapsed().as_secs_f64());
         }
         println!(
-            "{:<6} {:>12.1} {:>12.1}",
+            "{:<7} {:>12.1} {:>12.1}",
             t.to_string(),
             n as f64 / enc / 1e6,
             n as f64 / dec / 1e6
         );
+    }
+    // With importance weights (rows of 4096, one weight per column), as with --imatrix.
+    let row = 4096.min(n);
+    let w: Vec<f32> = (0..row)
+        .map(|i| 0.1 + ((i * 7919) % 1000) as f32 * 0.002)
+        .collect();
+    println!("{:<7} {:>12}", "type", "enc+imatrix Melem/s");
+    for t in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ2_S,
+    ] {
+        let mut enc = f64::MAX;
+        for _ in 0..3 {
+            out.clear();
+            let t0 = Instant::now();
+            for r in x.chunks_exact(row) {
+                grokit::quant::quantize_row_weighted(t, r, Some(&w), &mut out)?;
+            }
+            enc = enc.min(t0.elapsed().as_secs_f64());
+        }
+        println!("{:<7} {:>12.1}", t.to_string(), n as f64 / enc / 1e6);
     }
     // The lossless int8 -> Q8_0 transcode (per-row bf16 scale, 6144-wide rows).
     let q: Vec<i8> = x.iter().map(|&v| (v * 6000.0) as i8).collect();
