@@ -13,7 +13,8 @@ use std::path::PathBuf;
 /// Show the tensors, configuration and any structural problems of a checkpoint.
 ///
 /// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one), a GGUF file
-/// (the first file of a split set), or a safetensors file/directory.
+/// (the first file of a split set), a safetensors file/directory, or an importance matrix
+/// (llama-imatrix's .gguf or legacy .dat: its entries, widths, expert counts and counts).
 /// Nothing is executed: pickles are read by an allow-list parser, payloads are not read.
 /// Exit status: 0 when the checkpoint is well-formed, 1 when problems were found, 2 on errors.
 ///
@@ -146,6 +147,9 @@ fn inspect_safetensors(a: &InspectArgs) -> anyhow::Result<Outcome> {
 
 /// Run `inspect`.
 pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
+    if super::imatrix::is_imatrix_file(&a.path) {
+        return super::imatrix::inspect(&a.path, a.json);
+    }
     let ext = a.path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if a.path.is_file() && ext == "gguf" {
         return inspect_gguf(&a);

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod convert;
 mod forward;
+mod imatrix;
 mod inspect;
 pub mod progress;
 mod quantize;
@@ -40,8 +41,10 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Compare two models (or logits files) on the same tokens.
     Compare(forward::CompareArgs),
-    /// Show what a checkpoint holds (tensors, config, problems).
+    /// Show what a checkpoint holds (tensors, config, problems), or an importance matrix.
     Inspect(inspect::InspectArgs),
+    /// Rewrite an importance matrix (llama-imatrix's .gguf or .dat) in either format.
+    ImatrixConvert(imatrix::ImatrixConvertArgs),
     /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
     ///
     /// Every tensor is decoded to f32 and encoded with ggml's reference quantizers (bit for bit),
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::ImatrixConvert(a) => imatrix::run_convert(a),
         Command::Forward(a) => forward::run_forward(a),
         Command::Compare(a) => forward::run_compare(a),
         Command::Quantize(a) => quantize::run(a),

@@ -263,12 +263,6 @@ fn nl_lanes<const L: usize>(xs: &[[f32; 32]], qw: Option<&[f32]>, y: &mut [u8]) 
     }
 }
 
-/// IQ4_NL of one block (the reference for [`iq4_nl_run`]).
-#[cfg(test)]
-pub(crate) fn iq4_nl_block(x: &[f32; 32], qw: Option<&[f32; 32]>, y: &mut [u8; 18]) {
-    nl_lanes::<1>(std::slice::from_ref(x), qw.map(|w| &w[..]), y);
-}
-
 /// IQ4_XS: `d f16; scales_h u16; scales_l[4]; qs[128]` (136 bytes). `qw`: the super-block's
 /// 256 importance weights.
 pub(crate) fn iq4_xs_block(x: &[f32; 256], qw: Option<&[f32; 256]>, y: &mut [u8; 136]) {
