@@ -74,8 +74,8 @@ pub struct ConvertArgs {
     /// GGUF quantization policy: a preset or class=type pairs (overrides --type).
     #[arg(long)]
     pub quant: Option<String>,
-    /// GGUF: importance matrix (llama-imatrix's .gguf or legacy .dat) to weight the
-    /// quantization with, as `llama-quantize --imatrix`.
+    /// Importance matrix (llama-imatrix's .gguf or legacy .dat): GGUF quantization weighted as
+    /// `llama-quantize --imatrix`; safetensors `--dtype int4` scales chosen by a weighted search.
     #[arg(long, value_name = "FILE")]
     pub imatrix: Option<PathBuf>,
     /// SentencePiece tokenizer.model (default: beside the checkpoint).
@@ -271,7 +271,17 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
                 "int4" => StDtype::Ct(4),
                 d => StDtype::Float(DType::from_name(d).context("unknown --dtype")?),
             };
+            let imatrix = match &a.imatrix {
+                Some(p) if a.dtype == "int4" => Some(std::sync::Arc::new(
+                    crate::imatrix::Imatrix::open(p)?,
+                )),
+                Some(_) => bail!(
+                    "--imatrix applies to --to gguf and to --to safetensors --dtype int4 (bf16 and int8 are lossless)"
+                ),
+                None => None,
+            };
             let o = StOptions {
+                imatrix,
                 out_dir: a.out.clone(),
                 layout: match a.layout {
                     LayoutArg::Hf => Layout::Hf,

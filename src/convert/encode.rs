@@ -158,7 +158,14 @@ pub fn encode_band(
                     quant::ct::ct_int8_from_grok(q, &gs, *group, &mut words, &mut scales)?;
                     stats.lossless += (len / group) as u64;
                 } else {
-                    quant::ct::ct_quantize_row(*bits, *group, x, &mut words, &mut scales)?;
+                    quant::ct::ct_quantize_row_weighted(
+                        *bits,
+                        *group,
+                        x,
+                        qw,
+                        &mut words,
+                        &mut scales,
+                    )?;
                     stats.requantized += (len / group) as u64;
                 }
                 if matches!(e, Encode::CtPacked { .. }) {

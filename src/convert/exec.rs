@@ -149,21 +149,8 @@ fn produce(
 ) -> Result<(), ConvertError> {
     scratch.bands.resize_with(jobs.max(1), Band::default);
     let Scratch { bands, om, .. } = scratch;
-    let row = t.row_len() as usize;
     for piece in &t.pieces {
-        let qw = match weights {
-            None => None,
-            Some(w) => Some(
-                super::weights::expert_slice(w, row, piece.expert).ok_or_else(|| {
-                    ConvertError::Plan(format!(
-                        "{}: importance weights of {} values do not cover expert {:?}",
-                        t.name,
-                        w.len(),
-                        piece.expert
-                    ))
-                })?,
-            ),
-        };
+        let qw = weights.map(|w| (w, piece.expert));
         if !produce_piece(ck, t, piece, measure, qw, bands, om, stats, pipe)? {
             break; // the writer stopped; its error is reported by the caller
         }
@@ -184,7 +171,7 @@ fn produce_piece(
     t: &OutTensor,
     piece: &Piece,
     measure: Measure,
-    qw: Option<&[f32]>,
+    qw: Option<(&[f32], Option<usize>)>,
     bands: &mut [Band],
     om: &mut OwnedMatrix,
     stats: &mut Stats,
@@ -504,12 +491,24 @@ fn run_bands(
     n_rows: usize,
     keep_int8: bool,
     measure: Measure,
-    qw: Option<&[f32]>,
+    qw: Option<(&[f32], Option<usize>)>,
     bands: &mut [Band],
     stats: &mut Stats,
     pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
     let per_band = band_rows(src, transpose).max(1);
+    // The expert's slice of the tensor's importance weights, one per output column.
+    let row = src.out_cols(transpose);
+    let qw = match qw {
+        None => None,
+        Some((w, e)) => Some(super::weights::expert_slice(w, row, e).ok_or_else(|| {
+            ConvertError::Plan(format!(
+                "{}: importance weights of {} values do not cover expert {e:?} of {row} columns",
+                t.name,
+                w.len()
+            ))
+        })?),
+    };
     for_each_band(
         from,
         n_rows,

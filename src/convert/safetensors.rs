@@ -3,7 +3,7 @@
 //! layout order; every output gets a SHA-256 in `SHA256SUMS`, computed while writing.
 
 use super::encode::Measure;
-use super::exec::{stream_tensor, Scratch};
+use super::exec::{stream_tensor_with, Scratch};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::{ConvertReport, TensorReport};
 use super::{check_output_path, ConvertError};
@@ -42,6 +42,8 @@ pub struct StOptions {
     pub jobs: usize,
     /// Measure quantization errors.
     pub measure: Measure,
+    /// Importance matrix for a weighted scale search of the int4 groups (`--dtype int4`).
+    pub imatrix: Option<std::sync::Arc<crate::imatrix::Imatrix>>,
 }
 
 fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), ConvertError> {
@@ -148,6 +150,25 @@ fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
     Ok((w.sha256 == want).then_some(w))
 }
 
+/// The importance-matrix entry of an int4 compressed-tensors tensor (`weight_packed` or
+/// `weight_scale`), found by the GGUF name of its role and layer; `None` without a matrix,
+/// for other encodings, or when the matrix has no entry (quantized with the plain scale).
+fn int4_weights(o: &StOptions, t: &OutTensor) -> Result<Option<Vec<f32>>, ConvertError> {
+    use super::plan::Encode;
+    let Some(m) = &o.imatrix else {
+        return Ok(None);
+    };
+    if !matches!(
+        t.encode,
+        Encode::CtPacked { bits: 4, .. } | Encode::CtScale { bits: 4, .. }
+    ) {
+        return Ok(None);
+    }
+    let name = fill(t.role.info().gguf, t.layer, None);
+    m.weights(&name)
+        .map_err(|e| ConvertError::Refused(e.to_string()))
+}
+
 /// Convert to safetensors. Without `--shard`, also writes the index, configs and SHA256SUMS.
 pub fn convert_safetensors(
     ck: &Checkpoint,
@@ -162,6 +183,19 @@ pub fn convert_safetensors(
         });
     }
     let (tensors, sp) = plan(ck, o)?;
+    if let Some(m) = &o.imatrix {
+        // The matrix names tensors as GGUF does; check it against the model's GGUF view.
+        let g = super::gguf::plan_tensors(
+            ck,
+            &super::gguf::TypeChoice::Uniform(crate::quant::GgmlType::BF16),
+        );
+        let nes: Vec<(String, Vec<u64>)> = g
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.iter().rev().copied().collect()))
+            .collect();
+        m.check_model(nes.iter().map(|(n, ne)| (n.as_str(), &ne[..])))
+            .map_err(|e| ConvertError::Refused(e.to_string()))?;
+    }
     // Refuse before creating any directory: the nearest existing ancestor of the output
     // directory must not lie inside the input (a refused run leaves the input untouched).
     let mut existing = o.out_dir.as_path();
@@ -226,7 +260,16 @@ pub fn convert_safetensors(
                 progress(b.len() as u64);
                 Ok(())
             };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
+            let weights = int4_weights(o, t)?;
+            let stats = stream_tensor_with(
+                ck,
+                t,
+                o.measure,
+                o.jobs,
+                weights.as_deref(),
+                &mut scratch,
+                &mut sink,
+            )?;
             report
                 .tensors
                 .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
