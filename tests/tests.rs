@@ -6,6 +6,7 @@ mod faults;
 mod gguf;
 mod hostile;
 mod quant;
+mod quant_imatrix;
 mod quantize;
 mod reference;
 mod safetensors_io;
