@@ -93,7 +93,6 @@ pub enum FormatArg {
 /// Examples:
 ///   grokit imatrix-convert grok-1.imatrix.dat -o grok-1.imatrix.gguf
 ///   grokit imatrix-convert grok-1.imatrix.gguf -o grok-1.imatrix.dat
-///   grokit inspect grok-1.imatrix.gguf
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ImatrixConvertArgs {

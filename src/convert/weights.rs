@@ -13,6 +13,7 @@
 //! The output file records the matrix as llama-quantize does: `quantize.imatrix.file`,
 //! `quantize.imatrix.dataset`, `quantize.imatrix.entries_count`, `quantize.imatrix.chunks_count`.
 
+use super::ConvertError;
 use crate::gguf::Value;
 use crate::imatrix::Imatrix;
 use crate::quant::policy::{requires_imatrix, Preset, TensorClass};
@@ -27,26 +28,22 @@ pub struct WeightUse {
     pub note: Option<String>,
 }
 
-/// Decide for one tensor that will be encoded to `out_ty`. `Err` carries the message of a
-/// tensor that needs an importance matrix and has none.
+/// Decide for one tensor that will be encoded to `out_ty`. `Err`: the tensor needs an importance
+/// matrix and has none ([`ConvertError::NeedsImatrix`]).
 pub fn weight_use(
     imatrix: Option<&Imatrix>,
     name: &str,
     out_ty: GgmlType,
     preset: Option<Preset>,
-) -> Result<WeightUse, String> {
+) -> Result<WeightUse, ConvertError> {
     let class = TensorClass::from_gguf_name(name).map(|(c, _)| c);
     let needed = class.is_some_and(|c| requires_imatrix(out_ty, c, preset));
     let entry = imatrix.and_then(|m| m.info(name));
     if needed && entry.is_none() {
-        return Err(match imatrix {
-            None => format!(
-                "tensor '{name}': {out_ty} needs an importance matrix (llama-quantize refuses it too); pass --imatrix FILE, or choose a type that does not need one (e.g. iq4_xs, q4_k_m)"
-            ),
-            Some(m) => format!(
-                "tensor '{name}': {out_ty} needs an importance matrix, and {} has no entry for it",
-                m.path().display()
-            ),
+        return Err(ConvertError::NeedsImatrix {
+            tensor: name.to_string(),
+            ty: out_ty,
+            imatrix: imatrix.map(|m| m.path().to_path_buf()),
         });
     }
     if !quant::uses_weights(out_ty) {

@@ -2,7 +2,7 @@
 //! the number `general.file_type` holds, the preset name a user types, and the default tensor
 //! type the preset starts from (llama-quant.cpp `llama_ftype_get_default_type`). Presets
 //! ([`Preset`]), `general.file_type` of ad-hoc policies ([`GgmlType::mostly_ftype`]) and the
-//! CLI's list of preset names all read this table.
+//! CLI's list of preset names (`policy::PRESETS`) all read this table.
 
 use super::GgmlType;
 
@@ -47,7 +47,7 @@ pub enum Preset {
 pub struct FtypeInfo {
     /// The preset.
     pub preset: Preset,
-    /// llama-quantize's name (case-insensitive on grokit's command line).
+    /// llama-quantize's name, lower-cased (names are case-insensitive, as in llama-quantize).
     pub name: &'static str,
     /// Another name llama-quantize accepts for it (`Q4_K` = `Q4_K_M`), if any.
     pub alias: Option<&'static str>,
@@ -82,36 +82,36 @@ pub const LLAMA_FTYPES: &[FtypeInfo] = {
     use GgmlType as G;
     use Preset as P;
     &[
-        row(P::F32, "F32", None, 0, G::F32, true),
-        row(P::F16, "F16", None, 1, G::F16, true),
-        row(P::Q4_0, "Q4_0", None, 2, G::Q4_0, true),
-        row(P::Q4_1, "Q4_1", None, 3, G::Q4_1, true),
-        row(P::Q8_0, "Q8_0", None, 7, G::Q8_0, true),
-        row(P::Q5_0, "Q5_0", None, 8, G::Q5_0, true),
-        row(P::Q5_1, "Q5_1", None, 9, G::Q5_1, true),
-        row(P::Q2_K, "Q2_K", None, 10, G::Q2_K, true),
-        row(P::Q3_K_S, "Q3_K_S", None, 11, G::Q3_K, false),
-        row(P::Q3_K_M, "Q3_K_M", Some("Q3_K"), 12, G::Q3_K, true),
-        row(P::Q3_K_L, "Q3_K_L", None, 13, G::Q3_K, false),
-        row(P::Q4_K_S, "Q4_K_S", None, 14, G::Q4_K, false),
-        row(P::Q4_K_M, "Q4_K_M", Some("Q4_K"), 15, G::Q4_K, true),
-        row(P::Q5_K_S, "Q5_K_S", None, 16, G::Q5_K, false),
-        row(P::Q5_K_M, "Q5_K_M", Some("Q5_K"), 17, G::Q5_K, true),
-        row(P::Q6_K, "Q6_K", None, 18, G::Q6_K, true),
-        row(P::IQ2_XXS, "IQ2_XXS", None, 19, G::IQ2_XXS, true),
-        row(P::IQ2_XS, "IQ2_XS", None, 20, G::IQ2_XS, true),
-        row(P::Q2_K_S, "Q2_K_S", None, 21, G::Q2_K, false),
-        row(P::IQ3_XS, "IQ3_XS", None, 22, G::IQ3_S, false),
-        row(P::IQ3_XXS, "IQ3_XXS", None, 23, G::IQ3_XXS, true),
-        row(P::IQ1_S, "IQ1_S", None, 24, G::IQ1_S, true),
-        row(P::IQ4_NL, "IQ4_NL", None, 25, G::IQ4_NL, true),
-        row(P::IQ3_S, "IQ3_S", None, 26, G::IQ3_S, true),
-        row(P::IQ3_M, "IQ3_M", None, 27, G::IQ3_S, false),
-        row(P::IQ2_S, "IQ2_S", None, 28, G::IQ2_XS, false),
-        row(P::IQ2_M, "IQ2_M", None, 29, G::IQ2_S, true),
-        row(P::IQ4_XS, "IQ4_XS", None, 30, G::IQ4_XS, true),
-        row(P::IQ1_M, "IQ1_M", None, 31, G::IQ1_M, true),
-        row(P::BF16, "BF16", None, 32, G::BF16, true),
+        row(P::F32, "f32", None, 0, G::F32, true),
+        row(P::F16, "f16", None, 1, G::F16, true),
+        row(P::Q4_0, "q4_0", None, 2, G::Q4_0, true),
+        row(P::Q4_1, "q4_1", None, 3, G::Q4_1, true),
+        row(P::Q8_0, "q8_0", None, 7, G::Q8_0, true),
+        row(P::Q5_0, "q5_0", None, 8, G::Q5_0, true),
+        row(P::Q5_1, "q5_1", None, 9, G::Q5_1, true),
+        row(P::Q2_K, "q2_k", None, 10, G::Q2_K, true),
+        row(P::Q3_K_S, "q3_k_s", None, 11, G::Q3_K, false),
+        row(P::Q3_K_M, "q3_k_m", Some("q3_k"), 12, G::Q3_K, true),
+        row(P::Q3_K_L, "q3_k_l", None, 13, G::Q3_K, false),
+        row(P::Q4_K_S, "q4_k_s", None, 14, G::Q4_K, false),
+        row(P::Q4_K_M, "q4_k_m", Some("q4_k"), 15, G::Q4_K, true),
+        row(P::Q5_K_S, "q5_k_s", None, 16, G::Q5_K, false),
+        row(P::Q5_K_M, "q5_k_m", Some("q5_k"), 17, G::Q5_K, true),
+        row(P::Q6_K, "q6_k", None, 18, G::Q6_K, true),
+        row(P::IQ2_XXS, "iq2_xxs", None, 19, G::IQ2_XXS, true),
+        row(P::IQ2_XS, "iq2_xs", None, 20, G::IQ2_XS, true),
+        row(P::Q2_K_S, "q2_k_s", None, 21, G::Q2_K, false),
+        row(P::IQ3_XS, "iq3_xs", None, 22, G::IQ3_S, false),
+        row(P::IQ3_XXS, "iq3_xxs", None, 23, G::IQ3_XXS, true),
+        row(P::IQ1_S, "iq1_s", None, 24, G::IQ1_S, true),
+        row(P::IQ4_NL, "iq4_nl", None, 25, G::IQ4_NL, true),
+        row(P::IQ3_S, "iq3_s", None, 26, G::IQ3_S, true),
+        row(P::IQ3_M, "iq3_m", None, 27, G::IQ3_S, false),
+        row(P::IQ2_S, "iq2_s", None, 28, G::IQ2_XS, false),
+        row(P::IQ2_M, "iq2_m", None, 29, G::IQ2_S, true),
+        row(P::IQ4_XS, "iq4_xs", None, 30, G::IQ4_XS, true),
+        row(P::IQ1_M, "iq1_m", None, 31, G::IQ1_M, true),
+        row(P::BF16, "bf16", None, 32, G::BF16, true),
     ]
 };
 
@@ -148,16 +148,6 @@ impl Preset {
     pub fn is_supported(self) -> bool {
         super::is_supported(self.default_type())
     }
-}
-
-/// Lower-case names of the presets grokit implements, in table order (for `--help` and CLI
-/// value lists).
-pub fn preset_names() -> Vec<String> {
-    LLAMA_FTYPES
-        .iter()
-        .filter(|r| r.preset.is_supported())
-        .map(|r| r.name.to_ascii_lowercase())
-        .collect()
 }
 
 impl GgmlType {

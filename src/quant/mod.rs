@@ -334,6 +334,12 @@ pub fn is_supported(ty: GgmlType) -> bool {
     )
 }
 
+/// True if `ty` cannot be encoded without importance weights (IQ2_XXS, IQ2_XS: ggml's encoders
+/// require them; [`quantize_row`] refuses).
+pub fn needs_weights(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::IQ2_XXS | GgmlType::IQ2_XS)
+}
+
 /// True if the weighted encoder of `ty` reads the whole row (Q4_0, Q4_1, Q5_0, Q5_1: their
 /// weighting uses the row's mean square), so weighted input must be cut at row boundaries.
 pub fn weighted_needs_whole_rows(ty: GgmlType) -> bool {
@@ -347,4 +353,12 @@ pub fn weighted_needs_whole_rows(ty: GgmlType) -> bool {
 /// `quantize_*_impl` path in ggml; Q8_0, Q8_K and the float types ignore them).
 pub fn uses_weights(ty: GgmlType) -> bool {
     ty.is_quantized() && !matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K)
+}
+
+/// True if `ty` can be asked for as the stored type of a weight (`--type`, `--quant`): the
+/// codecs implement it and it is not one of ggml's activation-only formats (Q8_1, Q8_K). The
+/// CLI lists `--type`'s values from [`types::GGML_TYPES`] through this, so a type added to the
+/// table and the codecs appears there without touching the CLI.
+pub fn is_weight_type(ty: GgmlType) -> bool {
+    is_supported(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
 }

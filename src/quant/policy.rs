@@ -30,7 +30,9 @@
 //! the Q2_K_S preset ([`Choice::needs_imatrix`]).
 
 pub use super::ftype::Preset;
+use super::ftype::LLAMA_FTYPES;
 use super::{GgmlType, QuantError};
+use std::sync::LazyLock;
 
 /// The role of a tensor, as far as type choice is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +92,17 @@ impl TensorClass {
         Some((class, layer))
     }
 }
+
+/// Every preset grokit implements under its `--quant` / `--preset` name (llama-quantize's name,
+/// lower-cased), in [`LLAMA_FTYPES`]'s order: the CLI's value lists read this, and the names
+/// themselves are written once, in that table.
+pub static PRESETS: LazyLock<Vec<(&'static str, Preset)>> = LazyLock::new(|| {
+    LLAMA_FTYPES
+        .iter()
+        .filter(|r| r.preset.is_supported())
+        .map(|r| (r.name, r.preset))
+        .collect()
+});
 
 /// The model facts llama-quantize's rules read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
