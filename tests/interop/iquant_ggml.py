@@ -260,5 +260,17 @@ for label, ckpt in models:
     C.check(r.returncode == 2 and "needs an importance matrix" in r.stderr and ".weight" in r.stderr,
             f"{label}: iq2_xxs without a matrix: exit {r.returncode}: {r.stderr.strip()[-200:]}")
 
+# a matrix made for another model (tiny12's, on the fixture: other widths and expert counts) is
+# refused with exit 2 naming the tensor, by quantize and by convert
+other, fx = WORK / "tiny12" / "llama.imatrix.gguf", WORK / "fixture" / "f32.gguf"
+if other.exists() and fx.exists():
+    for cmd in ([a.grokit, "quantize", fx, "-o", WORK / "wrong.gguf", "--preset", "iq4_xs", "--imatrix", other, "--force"],
+                [a.grokit, "convert", REPO / "fixtures" / "tiny", "--to", "gguf", "-o", WORK / "wrong.gguf",
+                 "--quant", "iq4_xs", "--imatrix", other, "--force"]):
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        C.check(r.returncode == 2 and "tensor 'blk." in r.stderr and "another model" in r.stderr,
+                f"{cmd[1]} with tiny12's matrix on the fixture: exit {r.returncode}: {r.stderr.strip()[-200:]}")
+        C.check(not (WORK / "wrong.gguf").exists(), f"{cmd[1]}: no output left after the refusal")
+
 stage("done")
 C.finish()
