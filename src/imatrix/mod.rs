@@ -139,6 +139,8 @@ pub struct Imatrix {
     chunk_size: u32,
 }
 
+// One per open matrix: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     Map(MappedFile),
     Gguf(GgufFile),

@@ -113,6 +113,7 @@ pub(crate) fn snap<const D: usize>(
 
 /// Snap, then move to the best neighbour when off the codebook. Returns (entry, was on it).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the search's state, as ggml passes it; inlined
 pub(crate) fn snap_to_grid<const D: usize>(
     lat: &Lattice<D>,
     xval: &[f32],
@@ -266,35 +267,52 @@ pub(crate) fn iq2_xxs_block(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut [u8; 66])
     }
 }
 
-/// The shared search of IQ2_XS and IQ2_S over one 16-element group (two 8-tuples): returns the
-/// scale and leaves the levels in `l`.
+/// How [`search_group`] runs for one type: the lattice's largest level and bits per level, the
+/// trial scales (`nis` each side of the plain one, `step` apart), whether tuples count as on
+/// the codebook before the first trial, and whether the final re-snap covers every tuple or
+/// only the off-codebook ones.
+pub(crate) struct GroupSearch {
+    pub kmax: i32,
+    pub bits: u32,
+    pub nis: i32,
+    pub step: f32,
+    pub start_on_grid: bool,
+    pub resnap_all: bool,
+}
+
+/// The trial-scale search of the IQ2/IQ3 encoders over one group of `T` `D`-tuples (`N = T·D`
+/// elements; ggml's loop over `is` in `quantize_row_iq{2,3}_*_impl`): for each trial scale,
+/// snap every tuple to the codebook (or its best neighbour) and keep the weighted
+/// least-squares best; then, if a kept tuple was off the codebook, re-snap at the best scale
+/// and refit it. Returns the scale; the levels are left in `l`.
 #[inline]
-fn search16(
-    lat: &Lattice<8>,
-    xval: &[f32; 16],
-    weight: &[f32; 16],
-    waux: &[f32; 16],
+pub(crate) fn search_group<const D: usize, const T: usize, const N: usize>(
+    lat: &Lattice<D>,
+    xval: &[f32; N],
+    weight: &[f32; N],
+    waux: &[f32; N],
     max: f32,
-    l: &mut [i8; 16],
+    g: &GroupSearch,
+    l: &mut [i8; N],
 ) -> f32 {
     let mut best = 0f32;
-    let mut scale = max / (2 * KMAXQ - 1) as f32;
-    let mut on_grid = [true; 2];
-    let mut laux = [0i8; 16];
-    for is in -9i32..=9 {
-        let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.1) / max;
+    let mut scale = max / (2 * g.kmax - 1) as f32;
+    let mut on_grid = [g.start_on_grid; T];
+    let mut laux = [0i8; N];
+    for is in -g.nis..=g.nis {
+        let id = ((2 * g.kmax - 1) as f32 + is as f32 * g.step) / max;
         let this_scale = 1.0 / id;
-        let mut on_aux = [true; 2];
-        for k in 0..2 {
-            let r = 8 * k..8 * k + 8;
-            on_aux[k] = snap_to_grid::<8>(
+        let mut on_aux = [true; T];
+        for (k, on) in on_aux.iter_mut().enumerate() {
+            let r = D * k..D * k + D;
+            *on = snap_to_grid::<D>(
                 lat,
                 &xval[r.clone()],
                 &waux[r.clone()],
                 id,
                 this_scale,
-                KMAXQ,
-                2,
+                g.kmax,
+                g.bits,
                 &mut laux[r],
             )
             .1;
@@ -309,19 +327,21 @@ fn search16(
     }
     if on_grid.iter().any(|&o| !o) && scale > 0.0 {
         let id = 1.0 / scale;
-        for k in 0..2 {
-            if on_grid[k] {
+        for (k, &on) in on_grid.iter().enumerate() {
+            if on && !g.resnap_all {
                 continue;
             }
-            let r = 8 * k..8 * k + 8;
-            snap_to_grid::<8>(
+            // The snapped levels are those of the chosen codebook entry (ggml takes them from
+            // the entry it finds).
+            let r = D * k..D * k + D;
+            snap_to_grid::<D>(
                 lat,
                 &xval[r.clone()],
                 &waux[r.clone()],
                 id,
                 scale,
-                KMAXQ,
-                2,
+                g.kmax,
+                g.bits,
                 &mut l[r],
             );
         }
@@ -332,6 +352,16 @@ fn search16(
     }
     scale
 }
+
+/// IQ2_XS and IQ2_S search 16-element groups (two 8-tuples), 19 trial scales 0.1 apart.
+const IQ2_SEARCH: GroupSearch = GroupSearch {
+    kmax: KMAXQ,
+    bits: 2,
+    nis: 9,
+    step: 0.1,
+    start_on_grid: true,
+    resnap_all: false,
+};
 
 /// IQ2_XS: `d f16; qs[32] u16; scales[8]` (74 bytes): per 8 elements a u16 of a 9-bit codebook
 /// index and 7 sign bits; a 4-bit scale per 16 elements.
@@ -367,7 +397,8 @@ pub(crate) fn iq2_xs_block(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut [u8; 74]) 
         if max < GROUP_MAX_EPS {
             continue;
         }
-        let mut scale = search16(lat, &xval, &weight, &waux, max, &mut l);
+        let mut scale =
+            search_group::<8, 2, 16>(lat, &xval, &weight, &waux, max, &IQ2_SEARCH, &mut l);
         if scale < 0.0 {
             scale = -scale;
             for s in &mut signs {
@@ -441,7 +472,8 @@ pub(crate) fn iq2_s_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [u8
         if max < GROUP_MAX_EPS_IQ2_S {
             continue;
         }
-        let mut scale = search16(lat, &xval, &weight, &waux, max, &mut l);
+        let mut scale =
+            search_group::<8, 2, 16>(lat, &xval, &weight, &waux, max, &IQ2_SEARCH, &mut l);
         if scale < 0.0 {
             scale = -scale;
             for s in &mut signs {

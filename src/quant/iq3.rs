@@ -12,8 +12,8 @@
 // Index loops mirror the C reference one to one (operand order matters for byte equality).
 #![allow(clippy::needless_range_loop)]
 
-use super::iq2::{cmax, entry_of, fold_signs, scale_code, snap_to_grid, sums};
-use super::iq_grid::{iq3, Iq3, Lattice};
+use super::iq2::{cmax, entry_of, fold_signs, scale_code, search_group, GroupSearch};
+use super::iq_grid::{iq3, Iq3};
 use super::iq_tables::{IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
 
@@ -48,82 +48,6 @@ fn weights(xb: &[f32; 32], qw: Option<&[f32; 32]>, sigma2: f32) -> ([f32; 32], [
     (weight, waux)
 }
 
-/// The trial-scale search over one 32-block of eight 4-tuples: `nis` trials each side with step
-/// 0.2, then the re-snap of off-codebook tuples (all of them when `resnap_all`, as IQ3_S
-/// does; IQ3_S also starts from "not on the codebook"). Returns the scale; levels in `l`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn search32(
-    lat: &Lattice<4>,
-    xval: &[f32; 32],
-    weight: &[f32; 32],
-    waux: &[f32; 32],
-    max: f32,
-    nis: i32,
-    start_on_grid: bool,
-    resnap_all: bool,
-    l: &mut [i8; 32],
-) -> f32 {
-    let mut best = 0f32;
-    let mut scale = max / (2 * KMAXQ - 1) as f32;
-    let mut on_grid = [start_on_grid; 8];
-    let mut laux = [0i8; 32];
-    for is in -nis..=nis {
-        let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.2) / max;
-        let this_scale = 1.0 / id;
-        let mut on_aux = [true; 8];
-        for k in 0..8 {
-            let r = 4 * k..4 * k + 4;
-            on_aux[k] = snap_to_grid::<4>(
-                lat,
-                &xval[r.clone()],
-                &waux[r.clone()],
-                id,
-                this_scale,
-                KMAXQ,
-                3,
-                &mut laux[r],
-            )
-            .1;
-        }
-        let (sumqx, sumq2) = sums(weight, xval, &laux);
-        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
-            *l = laux;
-            on_grid = on_aux;
-        }
-    }
-    if on_grid.iter().any(|&o| !o) && scale > 0.0 {
-        let id = 1.0 / scale;
-        for k in 0..8 {
-            if on_grid[k] && !resnap_all {
-                continue;
-            }
-            let r = 4 * k..4 * k + 4;
-            // ggml computes the index here without storing the levels, then takes them from
-            // the chosen codebook entry: the same values.
-            let mut tmp = [0i8; 4];
-            let (j, _) = snap_to_grid::<4>(
-                lat,
-                &xval[r.clone()],
-                &waux[r.clone()],
-                id,
-                scale,
-                KMAXQ,
-                3,
-                &mut tmp,
-            );
-            lat.set_levels(j, &mut l[r]);
-        }
-        let (sumqx, sumq2) = sums(weight, xval, l);
-        if sumq2 > 0.0 {
-            scale = sumqx / sumq2;
-        }
-    }
-    scale
-}
-
 /// IQ3_XXS: `d f16; qs[64]; scales_and_signs[8] u32` (98 bytes): per 4 elements a codebook
 /// index byte; per 32 elements a u32 of four 7-bit sign groups and a 4-bit scale on top.
 pub(crate) fn iq3_xxs_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [u8; 98]) {
@@ -151,7 +75,15 @@ pub(crate) fn iq3_xxs_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [
         if max < GROUP_MAX_EPS_IQ3_XXS {
             continue;
         }
-        let mut scale = search32(lat, &xval, &weight, &waux, max, 15, true, false, &mut l);
+        let g = GroupSearch {
+            kmax: KMAXQ,
+            bits: 3,
+            nis: 15,
+            step: 0.2,
+            start_on_grid: true,
+            resnap_all: false,
+        };
+        let mut scale = search_group::<4, 8, 32>(lat, &xval, &weight, &waux, max, &g, &mut l);
         if scale < 0.0 {
             scale = -scale;
             for s in &mut signs {
@@ -212,7 +144,16 @@ pub(crate) fn iq3_s_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [u8
         if max == 0.0 {
             continue;
         }
-        let mut scale = search32(lat, &xval, &weight, &waux, max, 9, false, true, &mut l);
+        // IQ3_S starts from "not on the codebook" and re-snaps every tuple.
+        let g = GroupSearch {
+            kmax: KMAXQ,
+            bits: 3,
+            nis: 9,
+            step: 0.2,
+            start_on_grid: false,
+            resnap_all: true,
+        };
+        let mut scale = search_group::<4, 8, 32>(lat, &xval, &weight, &waux, max, &g, &mut l);
         if scale < 0.0 {
             scale = -scale;
             for s in &mut signs {

@@ -60,6 +60,7 @@ impl<const D: usize> Lattice<D> {
         let mask = (1usize << bits) - 1;
         let mut neighbours = Vec::new();
         let mut d2 = vec![0i32; grid.len()];
+        #[allow(clippy::needless_range_loop)] // map[i] is written in the loop
         for i in 0..map_size {
             if map[i] >= 0 {
                 continue;

@@ -184,9 +184,9 @@ pub(crate) fn make_qx_lanes_w<const LANES: usize, const N: usize>(
 ) -> [f32; LANES] {
     let mut max = [0f32; LANES];
     let mut amax = [0f32; LANES];
-    for i in 0..N {
+    for xi in x {
         for k in 0..LANES {
-            let v = x[i][k];
+            let v = xi[k];
             let ax = v.abs();
             if ax > amax[k] {
                 amax[k] = ax;

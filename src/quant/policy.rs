@@ -426,9 +426,7 @@ pub fn preset_type(
                 } else {
                     G::IQ3_XXS
                 }
-            } else if is(&[P::IQ3_XS, P::IQ3_S]) && m.n_gqa >= 4 {
-                G::Q4_K
-            } else if ft == P::IQ3_M {
+            } else if (is(&[P::IQ3_XS, P::IQ3_S]) && m.n_gqa >= 4) || ft == P::IQ3_M {
                 G::Q4_K
             } else if ft == P::Q3_K_M {
                 if i < 2 {
@@ -436,9 +434,7 @@ pub fn preset_type(
                 } else {
                     G::Q4_K
                 }
-            } else if ft == P::Q3_K_L {
-                G::Q5_K
-            } else if is(&[P::IQ4_NL, P::IQ4_XS]) && m.n_gqa >= 4 {
+            } else if ft == P::Q3_K_L || (is(&[P::IQ4_NL, P::IQ4_XS]) && m.n_gqa >= 4) {
                 G::Q5_K
             } else if is(&[P::Q4_K_M, P::Q5_K_M]) && more {
                 G::Q6_K

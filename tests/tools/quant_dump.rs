@@ -147,7 +147,10 @@ fn rows(n: &str, t: &str, inp: &str, outp: &str, qw: Option<&str>) -> Result<(),
     }
     let nrows = x.len() / n;
     let n_mat = w.as_ref().map_or(1, |w| w.len() / n);
-    if n_mat == 0 || nrows % n_mat != 0 || w.as_ref().is_some_and(|w| w.len() % n != 0) {
+    if n_mat == 0
+        || !nrows.is_multiple_of(n_mat)
+        || w.as_ref().is_some_and(|w| !w.len().is_multiple_of(n))
+    {
         return Err("weights must be N floats per matrix".into());
     }
     let mut o = Vec::new();
