@@ -149,36 +149,68 @@ pub(crate) fn scale_code(id: f32, s: f32) -> u8 {
     nearest_int(0.5 * (id * s - 1.0)).clamp(0, 15) as u8
 }
 
-/// IQ2_XXS: `d f16; qs[32] u16` (66 bytes): per 32 elements one u32 of four codebook indices and
-/// one u32 of four 7-bit sign groups plus the 4-bit scale in the top bits.
-pub(crate) fn iq2_xxs_block(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut [u8; 66]) {
-    let lat = iq2(Iq2::Xxs);
+/// The super-block's mean square `σ²` (sums left to right, as ggml).
+fn sigma2_of(x: &[f32; QK_K]) -> f32 {
     let mut sumx2 = 0f32;
     for &v in x {
         sumx2 += v * v;
     }
-    let sigma2 = sumx2 / QK_K as f32;
+    sumx2 / QK_K as f32
+}
+
+/// One group of `N` elements prepared for the IQ2_XXS/IQ2_XS search (the prologue of ggml's
+/// group loop): weights `qw·sqrt(σ² + x²)` and their square roots, the sign-folded magnitudes
+/// with their `S` sign bytes (even parity), and the largest magnitude.
+struct Group<const N: usize, const S: usize> {
+    weight: [f32; N],
+    waux: [f32; N],
+    xval: [f32; N],
+    signs: [u8; S],
+    max: f32,
+}
+
+impl<const N: usize, const S: usize> Group<N, S> {
+    #[inline]
+    fn new(xb: &[f32; N], qwb: &[f32; N], sigma2: f32) -> Self {
+        let mut weight = [0f32; N];
+        for i in 0..N {
+            weight[i] = qwb[i] * (sigma2 + xb[i] * xb[i]).sqrt();
+        }
+        let waux = weight.map(f32::sqrt);
+        let mut xval = [0f32; N];
+        let mut signs = [0u8; S];
+        fold_signs(xb, &weight, true, &mut xval, &mut signs);
+        let mut max = xval[0];
+        for &v in &xval[1..] {
+            max = cmax(max, v);
+        }
+        Group {
+            weight,
+            waux,
+            xval,
+            signs,
+            max,
+        }
+    }
+}
+
+/// IQ2_XXS: `d f16; qs[32] u16` (66 bytes): per 32 elements one u32 of four codebook indices and
+/// one u32 of four 7-bit sign groups plus the 4-bit scale in the top bits.
+pub(crate) fn iq2_xxs_block(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut [u8; 66]) {
+    let lat = iq2(Iq2::Xxs);
+    let sigma2 = sigma2_of(x);
     let mut q2 = [0u32; 16];
     let mut scales = [0f32; 8];
     let mut max_scale = 0f32;
     for ib in 0..8 {
         let xb: &[f32; 32] = sub(x, ib);
-        let qwb: &[f32; 32] = sub(qw, ib);
-        let mut weight = [0f32; 32];
-        let mut waux = [0f32; 32];
-        for i in 0..32 {
-            weight[i] = qwb[i] * (sigma2 + xb[i] * xb[i]).sqrt();
-        }
-        for i in 0..32 {
-            waux[i] = weight[i].sqrt();
-        }
-        let mut xval = [0f32; 32];
-        let mut signs = [0u8; 4];
-        fold_signs(xb, &weight, true, &mut xval, &mut signs);
-        let mut max = xval[0];
-        for i in 1..32 {
-            max = cmax(max, xval[i]);
-        }
+        let Group {
+            weight,
+            waux,
+            xval,
+            mut signs,
+            max,
+        } = Group::<32, 4>::new(xb, sub(qw, ib), sigma2);
         let mut l = [0i8; 32];
         if max < GROUP_MAX_EPS {
             continue;
@@ -367,32 +399,19 @@ const IQ2_SEARCH: GroupSearch = GroupSearch {
 /// index and 7 sign bits; a 4-bit scale per 16 elements.
 pub(crate) fn iq2_xs_block(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut [u8; 74]) {
     let lat = iq2(Iq2::Xs);
-    let mut sumx2 = 0f32;
-    for &v in x {
-        sumx2 += v * v;
-    }
-    let sigma2 = sumx2 / QK_K as f32;
+    let sigma2 = sigma2_of(x);
     let mut q2 = [0u16; 32];
     let mut scales = [0f32; 16];
     let mut max_scale = 0f32;
     for ib in 0..16 {
         let xb: &[f32; 16] = sub(x, ib);
-        let qwb: &[f32; 16] = sub(qw, ib);
-        let mut weight = [0f32; 16];
-        let mut waux = [0f32; 16];
-        for i in 0..16 {
-            weight[i] = qwb[i] * (sigma2 + xb[i] * xb[i]).sqrt();
-        }
-        for i in 0..16 {
-            waux[i] = weight[i].sqrt();
-        }
-        let mut xval = [0f32; 16];
-        let mut signs = [0u8; 2];
-        fold_signs(xb, &weight, true, &mut xval, &mut signs);
-        let mut max = xval[0];
-        for i in 1..16 {
-            max = cmax(max, xval[i]);
-        }
+        let Group {
+            weight,
+            waux,
+            xval,
+            mut signs,
+            max,
+        } = Group::<16, 2>::new(xb, sub(qw, ib), sigma2);
         let mut l = [0i8; 16];
         if max < GROUP_MAX_EPS {
             continue;
@@ -502,8 +521,9 @@ pub(crate) fn iq2_s_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [u8
     }
 }
 
+/// `v`, negated when bit `j` of `signs` is set.
 #[inline(always)]
-fn signed(v: f32, signs: u8, j: usize) -> f32 {
+pub(crate) fn signed(v: f32, signs: u8, j: usize) -> f32 {
     if signs & (1 << j) != 0 {
         -v
     } else {

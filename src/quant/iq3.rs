@@ -12,7 +12,7 @@
 // Index loops mirror the C reference one to one (operand order matters for byte equality).
 #![allow(clippy::needless_range_loop)]
 
-use super::iq2::{cmax, entry_of, fold_signs, scale_code, search_group, GroupSearch};
+use super::iq2::{cmax, entry_of, fold_signs, scale_code, search_group, signed, GroupSearch};
 use super::iq_grid::{iq3, Iq3};
 use super::iq_tables::{IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::base::float::{f16_bits_to_f32, f32_to_f16_bits};
@@ -182,15 +182,7 @@ pub(crate) fn iq3_s_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut [u8
     }
 }
 
-#[inline(always)]
-fn signed(v: f32, signs: u8, j: usize) -> f32 {
-    if signs & (1 << j) != 0 {
-        -v
-    } else {
-        v
-    }
-}
-
+/// A codebook entry's `j`-th magnitude.
 #[inline(always)]
 fn mag(e: u32, j: usize) -> f32 {
     f32::from((e >> (8 * j)) as u8)
