@@ -232,19 +232,9 @@ fn fit_k4_w(
             lm[j] = lm[j].min(63);
         }
     }
-    // ggml's packing, without the 6-bit masking of `pack_scale_min_k4` (a value above 63 would
-    // spill into the neighbouring fields there too).
-    let mut s = [0u8; 12];
-    for j in 0..8 {
-        if j < 4 {
-            s[j] = ls[j];
-            s[j + 4] = lm[j];
-        } else {
-            s[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
-            s[j - 4] |= (ls[j] >> 4) << 6;
-            s[j] |= (lm[j] >> 4) << 6;
-        }
-    }
+    // ggml's packing (it does not mask to 6 bits either: a value above 63 would spill into the
+    // neighbouring fields there too).
+    let s = super::kutil::pack_scale_min_k4(&ls, &lm);
     (s, f32_to_f16_bits(d_block), f32_to_f16_bits(m_block))
 }
 
