@@ -691,8 +691,9 @@ fn few_row_products_for_every_row_type() {
             let n = 1 + rng.below(23);
             let f = rng.f32s(k * n);
             let mut b = Vec::new();
+            let w = needs_weights(ty).then(|| vec![1.0f32; k]);
             for row in f.chunks_exact(k) {
-                quantize_row(ty, row, &mut b).unwrap();
+                quantize_row_weighted(ty, row, w.as_deref(), &mut b).unwrap();
             }
             let mat = Mat {
                 k,
