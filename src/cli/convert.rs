@@ -372,7 +372,7 @@ impl Convert {
                 let p = Progress::new("convert", total, quiet);
                 let r = convert_safetensors(&ck, &o, &|n| p.inc(n))?;
                 p.finish();
-                if let Some(line) = marlin_report(&ck.config, o.dtype) {
+                if let Some(line) = marlin_report(&ck.config, o.layout, o.dtype) {
                     if !self.show.quiet {
                         eprintln!("compressed-tensors: {line}");
                     }

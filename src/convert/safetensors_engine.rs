@@ -8,6 +8,7 @@
 //! binary byte for byte.
 
 use super::plan::{ct_group, Layout, StDtype};
+use crate::model::roles::fill;
 use crate::model::{Config, ROLES};
 use serde_json::{json, Value as Json};
 
@@ -157,20 +158,23 @@ pub fn marlin_line<'a>(
     )
 }
 
-/// The Marlin line for a conversion of `c` to `dtype` (None for float outputs).
-pub fn marlin_report(c: &Config, dtype: StDtype) -> Option<String> {
+/// The Marlin line for a conversion of `c` to `dtype` in `layout` (None for float outputs).
+/// Matrices are named as layer 0 (expert 0) names them: every layer has the same widths.
+pub fn marlin_report(c: &Config, layout: Layout, dtype: StDtype) -> Option<String> {
     let StDtype::Ct(_) = dtype else {
         return None;
     };
-    let shapes: Vec<(&str, u64, u64)> = ROLES
+    let shapes: Vec<(String, u64, u64)> = ROLES
         .iter()
         .filter(|r| r.quantized)
         .map(|r| {
             let s = r.piece_shape(c);
-            (r.hf, s[0], s.get(1).copied().unwrap_or(0))
+            let name = fill(r.st_name(layout), Some(0), Some(0));
+            (name, s[0], s.get(1).copied().unwrap_or(0))
         })
         .collect();
-    Some(marlin_line(ct_group(c), shapes.into_iter()).1)
+    let it = shapes.iter().map(|(n, o, i)| (n.as_str(), *o, *i));
+    Some(marlin_line(ct_group(c), it).1)
 }
 
 #[cfg(test)]
@@ -179,16 +183,14 @@ mod tests {
 
     #[test]
     fn marlin_grok1_yes_tiny_no() {
-        let g = marlin_report(&Config::grok1(), StDtype::Ct(4)).unwrap();
+        let g = marlin_report(&Config::grok1(), Layout::Hf, StDtype::Ct(4)).unwrap();
         assert!(g.starts_with("Marlin-compatible"), "{g}");
-        let t = marlin_report(&Config::tiny(), StDtype::Ct(8)).unwrap();
-        assert!(
-            t.contains("group size channel") && t.contains("first failing"),
-            "{t}"
-        );
-        assert!(
-            marlin_report(&Config::grok1(), StDtype::Float(crate::base::DType::BF16)).is_none()
-        );
+        let t = marlin_report(&Config::tiny(), Layout::Hf, StDtype::Ct(8)).unwrap();
+        let first =
+            "first failing matrix: model.layers.0.moe_block.experts.0.linear.weight [344, 64]";
+        assert!(t.contains("group size channel") && t.contains(first), "{t}");
+        let bf16 = StDtype::Float(crate::base::DType::BF16);
+        assert!(marlin_report(&Config::grok1(), Layout::Hf, bf16).is_none());
     }
 
     #[test]
