@@ -204,22 +204,19 @@ def main():
     # The hf column of ROLES is what grokit writes today (so the role table above is grokit's).
     tiny = os.path.join(a.shared, "reference", "tiny12")
     if os.path.isdir(tiny) and os.path.exists(a.grokit):
-        out = os.path.join(a.work, "tiny12-hf")
-        subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", "hf",
-                        "--dtype", "f32", "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
-        got = safetensors_names(out)
-        c.check(got == sorted(spec_names(12, 8, "hf")),
-                f"grokit's hf names differ from the role table: {sorted(set(got) ^ set(spec_names(12, 8, 'hf')))[:4]}")
-        print(f"  grokit --layout hf of tiny12: {len(got)} names = the role table's hf column")
-        # `--layout sglang`: grokit's own names through SGLang's loader.
         help_text = subprocess.run([a.grokit, "convert", "--help"], capture_output=True, text=True).stdout
         c.check("sglang" in help_text, "grokit convert --help does not offer --layout sglang")
-        out = os.path.join(a.work, "tiny12-sglang")
-        subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", "sglang",
-                        "--dtype", "bf16", "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
-        got = safetensors_names(out)
-        c.check(got == sorted(spec_names(12, 8, "sglang")),
-                f"grokit's sglang names differ from the role table: {sorted(set(got) ^ set(spec_names(12, 8, 'sglang')))[:4]}")
+        # grokit's own names are exactly the role table's column, for hf and sglang.
+        for layout, dtype in (("hf", "f32"), ("sglang", "bf16")):
+            out = os.path.join(a.work, f"tiny12-{layout}")
+            subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", layout,
+                            "--dtype", dtype, "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
+            got = safetensors_names(out)
+            want = sorted(spec_names(12, 8, layout))
+            c.check(got == want, f"grokit's {layout} names differ from the role table: "
+                                 f"{sorted(set(got) ^ set(want))[:4]}")
+            print(f"  grokit --layout {layout} of tiny12: {len(got)} names = the role table's {layout} column")
+        # `--layout sglang` (the loop's last output): its names through SGLang's loader.
         check_layout(c, "grokit --layout sglang of tiny12", got, 12, 8)
         with open(os.path.join(out, "config.json")) as f:
             cfg = json.load(f)
