@@ -1,5 +1,6 @@
 //! `inspect DIR` of a safetensors directory: is it a Grok-1 an engine will load as the release?
-//! The seven checks of docs/decisions/0004-engine-layouts.md ("inspect DIR"): config and layout,
+//! The seven checks of docs/decisions/0004-engine-layouts.md ("`inspect DIR` of a safetensors
+//! directory", listed again in docs/formats/engines.md): config and layout,
 //! geometry, names, shapes and dtypes, numerics switches, the remote code (`auto_map` and the
 //! Python files), and the Marlin report for compressed-tensors. Every expectation comes from the
 //! same tables the writer uses (role table, key table, [`super::safetensors_engine`]), so a

@@ -81,7 +81,7 @@ pub fn numerics_switches() -> [(&'static str, Json); 2] {
 pub const GROK2_KEYS: &[&str] = &["moe_intermediate_size", "residual_moe"];
 
 /// The fields SGLang 0.5.23's `grok.py` reads beyond the shared ones, with the release's values
-/// (docs/decisions/0004-engine-layouts.md "config.json, --layout sglang").
+/// (docs/decisions/0004-engine-layouts.md, section "`config.json`, `--layout sglang`").
 fn sglang_fields() -> Vec<(&'static str, Json)> {
     vec![
         ("rope_rotate_half_dims", json!(false)),
