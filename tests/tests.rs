@@ -10,6 +10,7 @@ mod faults;
 mod gguf;
 mod hostile;
 mod quant;
+mod quant_imatrix;
 mod quantize;
 mod reference;
 mod reference_hostile;
