@@ -16,6 +16,7 @@ use std::path::Path;
 enum Lay {
     Hf,
     Jax,
+    Sglang,
 }
 
 /// Expected name of a tensor, written by hand from docs/formats/safetensors-output.md
@@ -38,6 +39,22 @@ fn name(l: Lay, role: Role, layer: Option<u64>, e: Option<usize>) -> String {
             Role::MoeGate => format!("model.layers.{n}.moe_block.experts.{e}.linear.weight"),
             Role::MoeUp => format!("model.layers.{n}.moe_block.experts.{e}.linear_v.weight"),
             Role::MoeDown => format!("model.layers.{n}.moe_block.experts.{e}.linear_1.weight"),
+        },
+        Lay::Sglang => match role {
+            Role::Embed => "model.embed_tokens.weight".into(),
+            Role::FinalNorm => "model.norm.weight".into(),
+            Role::AttnQ => format!("model.layers.{n}.self_attn.q_proj.weight"),
+            Role::AttnK => format!("model.layers.{n}.self_attn.k_proj.weight"),
+            Role::AttnV => format!("model.layers.{n}.self_attn.v_proj.weight"),
+            Role::AttnO => format!("model.layers.{n}.self_attn.o_proj.weight"),
+            Role::PreAttnNorm => format!("model.layers.{n}.pre_attn_norm.weight"),
+            Role::PostAttnNorm => format!("model.layers.{n}.post_attn_norm.weight"),
+            Role::PreMoeNorm => format!("model.layers.{n}.pre_moe_norm.weight"),
+            Role::PostMoeNorm => format!("model.layers.{n}.post_moe_norm.weight"),
+            Role::Router => format!("model.layers.{n}.block_sparse_moe.gate.weight"),
+            Role::MoeGate => format!("model.layers.{n}.block_sparse_moe.experts.{e}.w1.weight"),
+            Role::MoeUp => format!("model.layers.{n}.block_sparse_moe.experts.{e}.w3.weight"),
+            Role::MoeDown => format!("model.layers.{n}.block_sparse_moe.experts.{e}.w2.weight"),
         },
         Lay::Jax => match role {
             Role::Embed => "transformer.in_out_embed.weight".into(),
@@ -158,11 +175,81 @@ fn check_sums(dir: &Path) {
     assert_eq!(listed, all);
 }
 
+/// The engine side files of docs/decisions/0004-engine-layouts.md, written by hand: the remote
+/// code beside the shards (byte for byte the repository's `src/convert/hf_code/`), `auto_map`,
+/// the numerics switches, SGLang's fields; then `grokit inspect` passes the directory.
+fn check_engine_files(out: &Path, lay: Lay, cfg: &Json) {
+    let code = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/convert/hf_code");
+    let files: &[&str] = match lay {
+        Lay::Hf => &["configuration_grok1.py", "modeling_grok1.py"],
+        Lay::Sglang => &["configuration_grok1.py"],
+        Lay::Jax => &[],
+    };
+    for f in ["configuration_grok1.py", "modeling_grok1.py"] {
+        if files.contains(&f) {
+            assert_eq!(
+                std::fs::read(out.join(f)).unwrap(),
+                std::fs::read(code.join(f)).unwrap(),
+                "{f}"
+            );
+        } else {
+            assert!(!out.join(f).exists(), "{f} written for this layout");
+        }
+    }
+    for k in ["moe_intermediate_size", "residual_moe"] {
+        assert!(cfg.get(k).is_none(), "{k}: vLLM 0.24 would load Grok-2");
+    }
+    assert_eq!(cfg["model_type"], "grok-1");
+    assert_eq!(cfg["hidden_act"], "gelu_pytorch_tanh");
+    assert_eq!(cfg["attn_logit_softcapping"], 30.0);
+    match lay {
+        Lay::Jax => assert!(cfg.get("auto_map").is_none()),
+        Lay::Hf | Lay::Sglang => {
+            assert_eq!(cfg["router_logit_softcapping"], 0.0);
+            assert_eq!(cfg["moe_renormalize"], false);
+            assert_eq!(cfg["dtype"], cfg["torch_dtype"]);
+            let mut m = serde_json::json!({"AutoConfig": "configuration_grok1.Grok1Config"});
+            if lay == Lay::Hf {
+                m["AutoModel"] = "modeling_grok1.Grok1Model".into();
+                m["AutoModelForCausalLM"] = "modeling_grok1.Grok1ModelForCausalLM".into();
+            }
+            assert_eq!(cfg["auto_map"], m);
+        }
+    }
+    if lay == Lay::Sglang {
+        for k in [
+            "load_presharded_moe",
+            "load_presharded_attn",
+            "load_presharded_mlp",
+            "load_presharded_embedding",
+            "replicate_lm_head",
+            "replicate_embedding",
+            "rope_rotate_half_dims",
+        ] {
+            assert_eq!(cfg[k], false, "{k}");
+        }
+        assert_eq!(cfg["attn_logit_softcapping_method"], "tanh");
+    }
+    let (code, stdout, stderr) = run(&["inspect", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "inspect:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("no problems found"), "{stdout}");
+    let lay_s = match lay {
+        Lay::Hf => "hf",
+        Lay::Jax => "jax",
+        Lay::Sglang => "sglang",
+    };
+    assert!(stdout.contains(&format!("layout {lay_s}")), "{stdout}");
+}
+
 /// Convert, read back, and check names, dtypes, shapes, values and the side files.
 fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("st");
-    let lay_s = if lay == Lay::Hf { "hf" } else { "jax" };
+    let lay_s = match lay {
+        Lay::Hf => "hf",
+        Lay::Jax => "jax",
+        Lay::Sglang => "sglang",
+    };
     convert(
         ck_dir,
         &[
@@ -183,18 +270,19 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
     let r = StReader::open(&out).unwrap();
     let cfg = json(&out.join("config.json"));
     let c = &ck.config;
-    let arch = if lay == Lay::Hf {
-        "Grok1ModelForCausalLM"
-    } else {
-        "GrokForCausalLM"
+    let arch = match lay {
+        Lay::Hf => "Grok1ModelForCausalLM",
+        Lay::Jax => "GrokForCausalLM",
+        Lay::Sglang => "Grok1ForCausalLM",
     };
     assert_eq!(cfg["architectures"], serde_json::json!([arch]));
+    check_engine_files(&out, lay, &cfg);
     assert_eq!(cfg["num_experts"], c.num_experts);
     assert_eq!(cfg["num_local_experts"], c.num_experts);
     assert_eq!(cfg["num_experts_per_tok"], c.num_selected_experts);
     assert_eq!(cfg["hidden_size"], c.emb_size);
     assert_eq!(cfg["num_hidden_layers"], c.num_layers);
-    assert_eq!(cfg["tie_word_embeddings"], true);
+    assert_eq!(cfg["tie_word_embeddings"], lay != Lay::Sglang);
     assert_eq!(cfg["embedding_multiplier_scale"], 78.38367176906169);
     let gen = json(&out.join("generation_config.json"));
     assert_eq!(
@@ -338,18 +426,18 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         assert!(r.tensor(&nm).is_none(), "{nm} should only exist packed");
         assert_eq!(
             (p.dtype, s.dtype, sh.dtype),
-            (DType::I32, DType::BF16, DType::I32)
+            (DType::I32, DType::BF16, DType::I64)
         );
         assert_eq!(p.shape, vec![rows as u64, cols.div_ceil(per) as u64]);
         assert_eq!(s.shape, vec![rows as u64, (cols / group) as u64]);
         assert_eq!(sh.shape, vec![2]);
-        let shape_v: Vec<i32> = r
+        let shape_v: Vec<i64> = r
             .tensor_bytes(&sh.name)
             .unwrap()
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        assert_eq!(shape_v, vec![rows as i32, cols as i32]);
+        assert_eq!(shape_v, vec![rows as i64, cols as i64]);
         let pw = words(r.tensor_bytes(&p.name).unwrap());
         let sc = u16s(r.tensor_bytes(&s.name).unwrap());
         let wpr = cols.div_ceil(per);
@@ -380,6 +468,19 @@ fn st_case(ck_dir: &Path, lay: Lay, dtype: &str, shard_size: &str) -> usize {
         n_tensors += 3;
         n_values += rows * cols;
     }
+    if lay == Lay::Sglang {
+        // SGLang's untied head: the embedding again, same dtype, same bytes.
+        let (e, h) = (
+            r.tensor("model.embed_tokens.weight").unwrap(),
+            r.tensor("lm_head.weight").unwrap(),
+        );
+        assert_eq!((e.dtype, &e.shape), (h.dtype, &h.shape));
+        assert_eq!(
+            r.tensor_bytes("lm_head.weight").unwrap(),
+            r.tensor_bytes("model.embed_tokens.weight").unwrap()
+        );
+        n_tensors += 1;
+    }
     assert_eq!(n_tensors, r.len(), "unexpected extra tensors");
     eprintln!(
         "{}: safetensors {dtype} {lay_s}: {n_tensors} tensors, {n_values} values checked",
@@ -395,6 +496,13 @@ fn safetensors_bf16_both_layouts_fixture() {
     st_case(&fx, Lay::Jax, "bf16", "200K");
     st_case(&fx, Lay::Hf, "f32", "200K");
     st_case(&fx, Lay::Jax, "f16", "5G");
+}
+
+#[test]
+fn safetensors_sglang_layout_fixture() {
+    let fx = fixture();
+    st_case(&fx, Lay::Sglang, "bf16", "5G");
+    st_case(&fx, Lay::Sglang, "f32", "200K");
 }
 
 #[test]
@@ -416,6 +524,7 @@ fn safetensors_tiny12() {
     st_case(&t, Lay::Jax, "bf16", "5G");
     st_case(&t, Lay::Hf, "int8", "1M");
     st_case(&t, Lay::Hf, "int4", "5G");
+    st_case(&t, Lay::Sglang, "bf16", "5G");
 }
 
 fn st_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

@@ -5,6 +5,7 @@ mod convert;
 mod convert_runs;
 mod convert_st;
 mod docs;
+mod engines;
 mod faults;
 mod gguf;
 mod hostile;

@@ -18,6 +18,7 @@ use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
+use crate::convert::safetensors_engine::marlin_report;
 use crate::convert::RunOptions;
 use crate::imatrix::Imatrix;
 use crate::quant::policy::Policy;
@@ -46,6 +47,9 @@ pub enum LayoutArg {
     Hf,
     /// The release's own paths (transformer.decoder_layer.N...), which llama.cpp's HF converter maps.
     Jax,
+    /// SGLang 0.5.23 Grok1ForCausalLM names (self_attn.q_proj, block_sparse_moe.experts.E.w1,
+    /// *_norm.weight, lm_head.weight); bf16/f16/f32 only.
+    Sglang,
 }
 
 /// safetensors dtypes for matrices (the long help above says what each one is; doc comments on
@@ -74,7 +78,12 @@ pub enum DtypeArg {
 /// safetensors: `--dtype bf16` (default) is bit-identical to the weights the release computes
 /// with; `int8` is lossless compressed-tensors (pack-quantized, group 128); `int4` is
 /// compressed-tensors W4A16 group 128. (Small checkpoints whose widths or scale blocks 128 does
-/// not divide get the largest power-of-two group that does, e.g. 32 for fixtures/tiny.)
+/// not divide get the largest power-of-two group that does, e.g. 4 for tiny12; the run says
+/// whether the group suits the GPU engines' Marlin kernels.)
+/// `--layout hf` (default) loads in transformers (grokit writes its own Grok-1 modeling code
+/// and `auto_map` beside the shards: `AutoModelForCausalLM.from_pretrained(DIR,
+/// trust_remote_code=True)`) and in vLLM 0.24; `--layout sglang` in SGLang 0.5.23
+/// (`--trust-remote-code`), bf16/f16/f32 only. See docs/formats/engines.md.
 ///
 /// Outputs are written to temporary names and renamed when complete; an interrupted run leaves
 /// no partial file, and `--resume` keeps the finished ones. Sizes are decimal (50G = 50·10⁹
@@ -87,6 +96,7 @@ pub enum DtypeArg {
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-iq2_m.gguf --quant iq2_m --imatrix grok-1.imatrix.gguf
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-f32.gguf --type f32 --dry-run
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-hf --dtype bf16
+///   grokit convert /data/grok-1 --to safetensors -o grok-1-sglang --layout sglang
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-int8 --dtype int8 --shard 0/2   # worker 0 of 2
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-int8 --dtype int8 --finish      # after all workers
 ///   grokit convert fixtures/tiny --to gguf -o /tmp/tiny.gguf --report
@@ -244,6 +254,7 @@ impl Convert {
                 layout: match a.layout {
                     LayoutArg::Hf => Layout::Hf,
                     LayoutArg::Jax => Layout::Jax,
+                    LayoutArg::Sglang => Layout::Sglang,
                 },
                 dtype: match a.dtype {
                     DtypeArg::Bf16 => StDtype::Float(DType::BF16),
@@ -391,6 +402,11 @@ impl Convert {
                 let p = Progress::new("convert", total, quiet);
                 let r = convert_safetensors(&ck, &o, &|n| p.inc(n))?;
                 p.finish();
+                if let Some(line) = marlin_report(&ck.config, o.layout, o.dtype) {
+                    if !self.show.quiet {
+                        eprintln!("compressed-tensors: {line}");
+                    }
+                }
                 r
             }
         };

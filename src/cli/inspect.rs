@@ -6,6 +6,7 @@
 use super::progress::human;
 use super::render::write_json;
 use super::Outcome;
+use crate::convert::safetensors_check::{check_dir, StCheck};
 use crate::gguf::GgufSet;
 use crate::io::term::{escape, escape_path, path_string, sanitize};
 use crate::numpy::Stored;
@@ -22,6 +23,10 @@ use std::path::PathBuf;
 /// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one), a GGUF file
 /// (the first file of a split set), a safetensors file/directory, or an importance matrix
 /// (llama-imatrix's .gguf or legacy .dat: its entries, widths, expert counts and counts).
+/// A safetensors directory is also checked as Grok-1 for the engines: its config.json, layout
+/// (hf, sglang or jax), names, shapes and dtypes, the numerics switches, the remote code beside
+/// it (auto_map), and for compressed-tensors whether Marlin GPU kernels can run its group size
+/// (docs/formats/engines.md).
 /// Nothing is executed: pickles are read by an allow-list parser, payloads are not read.
 /// Exit status: 0 when the checkpoint is well-formed, 1 when problems were found, 2 on errors.
 ///
@@ -114,22 +119,33 @@ fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Resul
     Ok(())
 }
 
-fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow::Result<()> {
+fn render_safetensors(
+    out: &mut impl Write,
+    r: &StReader,
+    check: &StCheck,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let total = r.total_size();
+    let outcome = if check.problems.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Mismatch
+    };
     if json {
         let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": path_string(&t.file), "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
         write_json(
             out,
-            &json!({"format": "safetensors", "files": r.files().map(path_string).collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}),
+            &json!({"format": "safetensors", "files": r.files().map(path_string).collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "layout": check.layout, "problems": check.problems, "notes": check.notes, "marlin": check.marlin}),
         )?;
-        return Ok(());
+        return Ok(outcome);
     }
     writeln!(
         out,
-        "safetensors: {} file(s), {} tensors, {} of tensor data",
+        "safetensors: {} file(s), {} tensors, {} of tensor data, layout {}",
         r.files().count(),
         r.len(),
-        human(total)
+        human(total),
+        check.layout.unwrap_or("unknown")
     )?;
     for t in r.tensors() {
         writeln!(
@@ -141,8 +157,22 @@ fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow:
             t.data_offsets.1 - t.data_offsets.0
         )?;
     }
-    writeln!(out, "\nno problems found")?;
-    Ok(())
+    writeln!(out)?;
+    if let Some(m) = &check.marlin {
+        writeln!(out, "compressed-tensors: {m}")?;
+    }
+    for n in &check.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    if check.problems.is_empty() {
+        writeln!(out, "no problems found")?;
+    } else {
+        writeln!(out, "{} problem(s):", check.problems.len())?;
+        for p in &check.problems {
+            writeln!(out, "  {p}")?;
+        }
+    }
+    Ok(outcome)
 }
 
 fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::Result<Outcome> {
@@ -262,7 +292,7 @@ pub struct Inspect {
 /// An opened input.
 enum Opened {
     Gguf(GgufSet),
-    Safetensors(StReader),
+    Safetensors(StReader, StCheck),
     Release(Checkpoint),
 }
 
@@ -300,10 +330,18 @@ impl Inspect {
             Format::Gguf => Opened::Gguf(
                 GgufSet::open(p).with_context(|| format!("reading GGUF {}", p.display()))?,
             ),
-            Format::Safetensors => Opened::Safetensors(
-                StReader::open(p)
-                    .with_context(|| format!("reading safetensors {}", p.display()))?,
-            ),
+            Format::Safetensors => {
+                let r = StReader::open(p)
+                    .with_context(|| format!("reading safetensors {}", p.display()))?;
+                // config.json and the Python files live beside the shards.
+                let dir = if p.is_dir() {
+                    p.clone()
+                } else {
+                    p.parent().map(PathBuf::from).unwrap_or_default()
+                };
+                let check = check_dir(&dir, &r);
+                Opened::Safetensors(r, check)
+            }
             Format::Release => {
                 let opts = OpenOptions {
                     key_size: self.key_size,
@@ -322,9 +360,7 @@ impl Inspect {
         let mut out = std::io::stdout().lock();
         match opened {
             Opened::Gguf(set) => render_gguf(&mut out, set, self.json).map(|()| Outcome::Ok),
-            Opened::Safetensors(r) => {
-                render_safetensors(&mut out, r, self.json).map(|()| Outcome::Ok)
-            }
+            Opened::Safetensors(r, check) => render_safetensors(&mut out, r, check, self.json),
             Opened::Release(ck) => render_release(&mut out, ck, self.json),
         }
     }

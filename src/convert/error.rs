@@ -61,6 +61,16 @@ pub enum ConvertError {
         /// The group size.
         group: usize,
     },
+    /// A layout that cannot carry the requested dtype (`--layout sglang` with int8/int4).
+    #[error("--layout {layout} cannot hold {dtype}: {reason}")]
+    LayoutDtype {
+        /// The layout's name.
+        layout: &'static str,
+        /// The dtype asked for.
+        dtype: String,
+        /// Why the engine cannot load it.
+        reason: &'static str,
+    },
     /// A planned tensor's encoding has no GGUF type (compressed-tensors, raw bytes).
     #[error("{tensor}: its encoding has no GGUF type")]
     NotGguf {

@@ -13,6 +13,8 @@ pub mod plan;
 pub mod report;
 pub mod requant;
 pub mod safetensors;
+pub mod safetensors_check;
+pub mod safetensors_engine;
 pub mod sink;
 pub mod weights;
 

@@ -43,7 +43,8 @@ pub enum Encode {
         /// group size
         group: usize,
     },
-    /// Fixed bytes (e.g. compressed-tensors `weight_shape`).
+    /// Fixed little-endian I64 values (compressed-tensors `weight_shape`, which
+    /// compressed-tensors writes as `torch.tensor(shape)`: int64).
     Bytes(Vec<u8>),
 }
 
@@ -69,7 +70,8 @@ impl Encode {
     pub fn st_dtype(&self) -> DType {
         match self {
             Encode::Float(d) => *d,
-            Encode::CtPacked { .. } | Encode::Bytes(_) => DType::I32,
+            Encode::CtPacked { .. } => DType::I32,
+            Encode::Bytes(_) => DType::I64,
             Encode::CtScale { .. } => DType::BF16,
             Encode::Ggml(_) => DType::U8,
         }
@@ -260,13 +262,26 @@ pub fn ct_group(c: &Config) -> Option<usize> {
     Some(largest(true)).filter(|&g| g >= 4).map(|g| g as usize)
 }
 
-/// Plan the safetensors tensors (experts split out, one tensor per expert).
+/// Why SGLang cannot load compressed-tensors Grok-1 experts (docs/formats/engines.md).
+pub const SGLANG_NO_CT: &str = "SGLang 0.5.23's compressed-tensors MoE asserts SiLU activation \
+     (\"Only SiLU activation is supported\") and Grok-1's experts use GELU; use --dtype bf16 or \
+     f16 for SGLang, or --layout hf for int8/int4 (transformers, vLLM)";
+
+/// Plan the safetensors tensors (experts split out, one tensor per expert; the layout's untied
+/// head, if any, last).
 pub fn st_tensors(
     ck: &Checkpoint,
     layout: Layout,
     dtype: StDtype,
 ) -> Result<Vec<OutTensor>, ConvertError> {
     let c = &ck.config;
+    if let (Layout::Sglang, StDtype::Ct(bits)) = (layout, dtype) {
+        return Err(ConvertError::LayoutDtype {
+            layout: layout.name(),
+            dtype: format!("int{bits}"),
+            reason: SGLANG_NO_CT,
+        });
+    }
     let ct = ct_group(c);
     let mut out = Vec::new();
     for (role, layer) in output_order(c) {
@@ -338,8 +353,8 @@ pub fn st_tensors(
                         None,
                     ));
                     let mut b = Vec::new();
-                    b.extend_from_slice(&(rows as i32).to_le_bytes());
-                    b.extend_from_slice(&(cols as i32).to_le_bytes());
+                    b.extend_from_slice(&(rows as i64).to_le_bytes());
+                    b.extend_from_slice(&(cols as i64).to_le_bytes());
                     out.push(mk(
                         format!("{base}.weight_shape"),
                         vec![2],
@@ -348,6 +363,13 @@ pub fn st_tensors(
                     ));
                 }
             }
+        }
+    }
+    if let Some(head) = layout.head() {
+        if let Some(embed) = out.iter().find(|t| t.role == Role::Embed) {
+            let mut t = embed.clone();
+            t.name = head.to_string();
+            out.push(t);
         }
     }
     Ok(out)

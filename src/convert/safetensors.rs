@@ -6,6 +6,7 @@
 use super::output::{check_outputs, Existing, Inputs};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
 use super::report::ConvertReport;
+use super::safetensors_engine::{add_engine_fields, code_files};
 use super::sink::ShardFile;
 use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOptions};
 use crate::base::DType;
@@ -58,6 +59,8 @@ const SIDE_FILES: &[&str] = &[
     "tokenizer.model",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "configuration_grok1.py",
+    "modeling_grok1.py",
     "SHA256SUMS",
 ];
 
@@ -268,6 +271,9 @@ fn finish_with(
         "config.json",
         pretty(&hf_config(&ck.config, o.layout, o.dtype)),
     )?);
+    for f in code_files(o.layout) {
+        all.push(small(f.name, f.text.to_string())?);
+    }
     all.push(small("generation_config.json", pretty(&json!({"_from_model_config": true, "bos_token_id": ck.config.bos_token, "eos_token_id": ck.config.eos_token, "pad_token_id": ck.config.pad_token})))?);
     if let Some(tp) = &o.tokenizer {
         let tok = load_tokenizer(ck, tp)?;
@@ -315,19 +321,15 @@ fn pretty(v: &Json) -> String {
 
 /// `config.json` for the chosen layout: the configuration's keys from the one key table
 /// ([`crate::model::CONFIG_KEYS`]), plus the constants transformers and vLLM expect
-/// (docs/formats/safetensors-output.md "config.json").
+/// (docs/formats/safetensors-output.md "config.json") and the layout's engine fields
+/// ([`add_engine_fields`]: `auto_map`, numerics switches, SGLang's fields).
 pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
-    let arch = match layout {
-        Layout::Hf => "Grok1ModelForCausalLM",
-        Layout::Jax => "GrokForCausalLM",
-    };
     let torch_dtype = match dtype {
         StDtype::Float(DType::F32) => "float32",
         StDtype::Float(DType::F16) => "float16",
         StDtype::Float(_) | StDtype::Ct(_) => "bfloat16",
     };
     let mut v = json!({
-        "architectures": [arch],
         "model_type": "grok-1",
         "hidden_act": "gelu_pytorch_tanh",
         "router_aux_loss_coef": 0.001,
@@ -342,6 +344,7 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
             KeyValue::Float(f) => json!(f),
         };
     }
+    add_engine_fields(&mut v, layout);
     if let StDtype::Ct(bits) = dtype {
         let embed = Role::Embed.info().st_name(layout);
         let mut ignore = vec![

@@ -4,8 +4,9 @@
 //! consecutive release files (docs/formats/grok-checkpoint.md "File order"); GGUF names are
 //! llama.cpp's `grok` names (docs/formats/gguf-output.md "Grok tensors"); `hf` is the
 //! hpcai-tech/vLLM `Grok1ModelForCausalLM` layout and `jax` the keyfan-style names llama.cpp's
-//! HF converter maps (docs/formats/safetensors-output.md "Tensor names"). `{L}` is the layer,
-//! `{E}` the expert.
+//! HF converter maps (docs/formats/safetensors-output.md "Tensor names"); `sglang` is SGLang
+//! 0.5.23's `Grok1ForCausalLM` checkpoint names (docs/decisions/0004-engine-layouts.md). `{L}` is
+//! the layer, `{E}` the expert.
 
 use super::config::{Config, Dim};
 use crate::quant::policy::TensorClass;
@@ -69,13 +70,17 @@ pub struct RoleInfo {
     pub hf: &'static str,
     /// keyfan / JAX-style HF name (`--layout jax`).
     pub jax: &'static str,
+    /// SGLang 0.5.23 `Grok1ForCausalLM` checkpoint name (`--layout sglang`;
+    /// docs/decisions/0004-engine-layouts.md). The embedding is also written as
+    /// [`SGLANG_HEAD`] (SGLang's head is untied).
+    pub sglang: &'static str,
     /// True for per-expert tensors (stacked [E, ...] in the release and in GGUF).
     pub experts: bool,
 }
 
 macro_rules! role {
     ($role:ident, $slot:expr, $path:literal, [$($dim:ident),*], $tr:literal, $q:literal, $b:literal,
-     $class:ident, $gguf:literal, $hf:literal, $jax:literal) => {
+     $class:ident, $gguf:literal, $hf:literal, $jax:literal, $sglang:literal) => {
         RoleInfo {
             role: Role::$role,
             slot: $slot,
@@ -88,6 +93,7 @@ macro_rules! role {
             gguf: $gguf,
             hf: $hf,
             jax: $jax,
+            sglang: $sglang,
             experts: matches!([$(Dim::$dim),*], [Dim::Experts, ..]),
         }
     };
@@ -106,7 +112,8 @@ pub const ROLES: &[RoleInfo] = &[
         TokenEmbd,
         "token_embd.weight",
         "model.embed_tokens.weight",
-        "transformer.in_out_embed.weight"
+        "transformer.in_out_embed.weight",
+        "model.embed_tokens.weight"
     ),
     role!(
         FinalNorm,
@@ -119,7 +126,8 @@ pub const ROLES: &[RoleInfo] = &[
         Norm,
         "output_norm.weight",
         "model.norm.scale",
-        "transformer.rms_norm.weight"
+        "transformer.rms_norm.weight",
+        "model.norm.weight"
     ),
     role!(
         MoeGate,
@@ -132,7 +140,8 @@ pub const ROLES: &[RoleInfo] = &[
         FfnGateExps,
         "blk.{L}.ffn_gate_exps.weight",
         "model.layers.{L}.moe_block.experts.{E}.linear.weight",
-        "transformer.decoder_layer.{L}.moe.{E}.linear.weight"
+        "transformer.decoder_layer.{L}.moe.{E}.linear.weight",
+        "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight"
     ),
     role!(
         MoeDown,
@@ -145,7 +154,8 @@ pub const ROLES: &[RoleInfo] = &[
         FfnDownExps,
         "blk.{L}.ffn_down_exps.weight",
         "model.layers.{L}.moe_block.experts.{E}.linear_1.weight",
-        "transformer.decoder_layer.{L}.moe.{E}.linear_1.weight"
+        "transformer.decoder_layer.{L}.moe.{E}.linear_1.weight",
+        "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight"
     ),
     role!(
         MoeUp,
@@ -158,7 +168,8 @@ pub const ROLES: &[RoleInfo] = &[
         FfnUpExps,
         "blk.{L}.ffn_up_exps.weight",
         "model.layers.{L}.moe_block.experts.{E}.linear_v.weight",
-        "transformer.decoder_layer.{L}.moe.{E}.linear_v.weight"
+        "transformer.decoder_layer.{L}.moe.{E}.linear_v.weight",
+        "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight"
     ),
     role!(
         AttnK,
@@ -171,7 +182,8 @@ pub const ROLES: &[RoleInfo] = &[
         AttnK,
         "blk.{L}.attn_k.weight",
         "model.layers.{L}.attn.k_proj.weight",
-        "transformer.decoder_layer.{L}.multi_head_attention.key.weight"
+        "transformer.decoder_layer.{L}.multi_head_attention.key.weight",
+        "model.layers.{L}.self_attn.k_proj.weight"
     ),
     role!(
         AttnO,
@@ -184,7 +196,8 @@ pub const ROLES: &[RoleInfo] = &[
         AttnOutput,
         "blk.{L}.attn_output.weight",
         "model.layers.{L}.attn.o_proj.weight",
-        "transformer.decoder_layer.{L}.multi_head_attention.linear.weight"
+        "transformer.decoder_layer.{L}.multi_head_attention.linear.weight",
+        "model.layers.{L}.self_attn.o_proj.weight"
     ),
     role!(
         AttnQ,
@@ -197,7 +210,8 @@ pub const ROLES: &[RoleInfo] = &[
         AttnQ,
         "blk.{L}.attn_q.weight",
         "model.layers.{L}.attn.q_proj.weight",
-        "transformer.decoder_layer.{L}.multi_head_attention.query.weight"
+        "transformer.decoder_layer.{L}.multi_head_attention.query.weight",
+        "model.layers.{L}.self_attn.q_proj.weight"
     ),
     role!(
         AttnV,
@@ -210,7 +224,8 @@ pub const ROLES: &[RoleInfo] = &[
         AttnV,
         "blk.{L}.attn_v.weight",
         "model.layers.{L}.attn.v_proj.weight",
-        "transformer.decoder_layer.{L}.multi_head_attention.value.weight"
+        "transformer.decoder_layer.{L}.multi_head_attention.value.weight",
+        "model.layers.{L}.self_attn.v_proj.weight"
     ),
     role!(
         PreAttnNorm,
@@ -223,7 +238,8 @@ pub const ROLES: &[RoleInfo] = &[
         Norm,
         "blk.{L}.attn_norm.weight",
         "model.layers.{L}.pre_attn_norm.scale",
-        "transformer.decoder_layer.{L}.rms_norm.weight"
+        "transformer.decoder_layer.{L}.rms_norm.weight",
+        "model.layers.{L}.pre_attn_norm.weight"
     ),
     role!(
         PostAttnNorm,
@@ -236,7 +252,8 @@ pub const ROLES: &[RoleInfo] = &[
         Norm,
         "blk.{L}.attn_output_norm.weight",
         "model.layers.{L}.post_attn_norm.scale",
-        "transformer.decoder_layer.{L}.rms_norm_1.weight"
+        "transformer.decoder_layer.{L}.rms_norm_1.weight",
+        "model.layers.{L}.post_attn_norm.weight"
     ),
     role!(
         PreMoeNorm,
@@ -249,7 +266,8 @@ pub const ROLES: &[RoleInfo] = &[
         Norm,
         "blk.{L}.ffn_norm.weight",
         "model.layers.{L}.pre_moe_norm.scale",
-        "transformer.decoder_layer.{L}.rms_norm_2.weight"
+        "transformer.decoder_layer.{L}.rms_norm_2.weight",
+        "model.layers.{L}.pre_moe_norm.weight"
     ),
     role!(
         PostMoeNorm,
@@ -262,7 +280,8 @@ pub const ROLES: &[RoleInfo] = &[
         Norm,
         "blk.{L}.layer_output_norm.weight",
         "model.layers.{L}.post_moe_norm.scale",
-        "transformer.decoder_layer.{L}.rms_norm_3.weight"
+        "transformer.decoder_layer.{L}.rms_norm_3.weight",
+        "model.layers.{L}.post_moe_norm.weight"
     ),
     role!(
         Router,
@@ -275,7 +294,8 @@ pub const ROLES: &[RoleInfo] = &[
         Router,
         "blk.{L}.ffn_gate_inp.weight",
         "model.layers.{L}.moe_block.gate.weight",
-        "transformer.decoder_layer.{L}.router.weight"
+        "transformer.decoder_layer.{L}.router.weight",
+        "model.layers.{L}.block_sparse_moe.gate.weight"
     ),
 ];
 
@@ -342,6 +362,34 @@ pub enum Layout {
     Hf,
     /// keyfan-style names that llama.cpp's HF converter maps ([`RoleInfo::jax`]).
     Jax,
+    /// SGLang 0.5.23 `Grok1ForCausalLM` names ([`RoleInfo::sglang`]) plus an untied
+    /// [`SGLANG_HEAD`].
+    Sglang,
+}
+
+/// SGLang's separate output head: the embedding written a second time (same values, same
+/// dtype), because SGLang's `Grok1ForCausalLM` has an untied `ParallelLMHead`.
+pub const SGLANG_HEAD: &str = "lm_head.weight";
+
+/// Every layout, for readers and `inspect` that recognise a directory by its names.
+pub const LAYOUTS: &[Layout] = &[Layout::Hf, Layout::Sglang, Layout::Jax];
+
+impl Layout {
+    /// The layout's `--layout` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Hf => "hf",
+            Layout::Jax => "jax",
+            Layout::Sglang => "sglang",
+        }
+    }
+    /// The untied output head's name, for layouts that write one.
+    pub fn head(self) -> Option<&'static str> {
+        match self {
+            Layout::Sglang => Some(SGLANG_HEAD),
+            Layout::Hf | Layout::Jax => None,
+        }
+    }
 }
 
 impl RoleInfo {
@@ -350,6 +398,7 @@ impl RoleInfo {
         match layout {
             Layout::Hf => self.hf,
             Layout::Jax => self.jax,
+            Layout::Sglang => self.sglang,
         }
     }
 }

@@ -146,7 +146,7 @@ def check_case(c, a, label0, ck, rel, layout, dtype, shard_size):
         group = group0 or cols
         c.check(packed.dtype == np.int32 and packed.shape == (rows, -(-cols // (32 // bits))), f"{label}: {base} weight_packed shape {packed.shape}")
         c.check(scale.dtype == ml_dtypes.bfloat16 and scale.shape == (rows, cols // group), f"{label}: {base} weight_scale {scale.dtype} {scale.shape}")
-        c.check(shape.dtype == np.int32 and list(shape) == [rows, cols], f"{label}: {base} weight_shape")
+        c.check(shape.dtype == np.int64 and list(shape) == [rows, cols], f"{label}: {base} weight_shape {shape.dtype} (compressed-tensors writes int64)")
         lv = unpack(packed, bits, cols)
         s_full = np.repeat(scale.astype(np.float32), group, axis=1)
         rep = q8.shape[-2] // sc.shape[-2]

@@ -18,8 +18,9 @@ use super::super::{ModelDims, ReferenceError};
 use crate::base::limits::CKPT_MAX_CONFIG_BYTES;
 use crate::base::DType;
 use crate::model::keys::{read_config, KeyFormat, KeyValue};
-use crate::model::roles::fill;
+use crate::model::roles::{fill, Layout as StLayout, LAYOUTS};
 use crate::model::Config;
+use crate::model::Role;
 use crate::quant::{ct, GgmlType};
 use crate::safetensors_io::StReader;
 use std::ops::Range;
@@ -33,7 +34,7 @@ const RELEASE_MARGIN: u64 = 1 << 20;
 /// `config.json`.
 pub struct StWeights {
     reader: StReader,
-    hf: bool,
+    layout: StLayout,
     /// Configuration from `config.json`.
     pub config: Config,
     /// The dims, checked against the tensors.
@@ -103,16 +104,21 @@ impl StWeights {
         };
         let cj = dir.join("config.json");
         let config = read_config_json(&cj)?;
-        let hf = reader.tensor("model.embed_tokens.weight").is_some();
-        if !hf && reader.tensor("transformer.in_out_embed.weight").is_none() {
+        // The layout whose embedding and final-norm names are present (hf and sglang share
+        // the embedding's name).
+        let Some(layout) = LAYOUTS.iter().copied().find(|&l| {
+            [Role::Embed, Role::FinalNorm]
+                .iter()
+                .all(|r| reader.tensor(r.info().st_name(l)).is_some())
+        }) else {
             return Err(ReferenceError::Open {
                 file: p,
-                source: "neither the hf (model.embed_tokens.weight) nor the jax (transformer.in_out_embed.weight) layout".into(),
+                source: "none of grokit's layouts (hf: model.norm.scale, sglang: model.norm.weight, jax: transformer.rms_norm.weight)".into(),
             });
-        }
+        };
         let w = StWeights {
             reader,
-            hf,
+            layout,
             dims: ModelDims::from_config_unchecked(&config),
             config,
             keep_resident: AtomicBool::new(false),
@@ -143,7 +149,7 @@ impl StWeights {
             return Err(weight_err(id, "expert index mismatch"));
         }
         let name = fill(
-            if self.hf { info.hf } else { info.jax },
+            info.st_name(self.layout),
             id.layer.map(|l| l as u64),
             id.expert.map(|e| e as u64),
         );
@@ -192,12 +198,23 @@ impl StWeights {
             .reader
             .tensor_bytes(&shn)
             .map_err(|e| weight_err(id, format!("{base}: no float or packed tensor ({e})")))?;
-        let [a0, a1, a2, a3, b0, b1, b2, b3] = shape_b[..] else {
-            return Err(weight_err(id, format!("{shn} is not 2 × I32")));
+        // compressed-tensors writes I64 (grokit since #16 round 2); I32 (older grokit) is
+        // accepted too, as transformers and vLLM do.
+        let dtype = self.reader.tensor(&shn).map(|t| t.dtype);
+        let vals: Vec<i64> = match (dtype, shape_b.len()) {
+            (Some(DType::I64), 16) => shape_b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+            (Some(DType::I32), 8) => shape_b
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .collect(),
+            _ => return Err(weight_err(id, format!("{shn} is not 2 × I64 (or 2 × I32)"))),
         };
-        let dim = |x: i32| usize::try_from(x).map_err(|_| weight_err(id, format!("{shn}: {x}")));
-        let n = dim(i32::from_le_bytes([a0, a1, a2, a3]))?;
-        let k = dim(i32::from_le_bytes([b0, b1, b2, b3]))?;
+        let dim = |x: i64| usize::try_from(x).map_err(|_| weight_err(id, format!("{shn}: {x}")));
+        let n = dim(vals[0])?;
+        let k = dim(vals[1])?;
         let (pt, st) = match (self.reader.tensor(&pn), self.reader.tensor(&sn)) {
             (Some(p), Some(s)) => (p, s),
             _ => return Err(weight_err(id, format!("{pn} or {sn} is missing"))),

@@ -1,6 +1,7 @@
 """grokit's `--to safetensors --layout hf` outputs of xAI's tiny12, loaded by transformers itself
-through the Python modeling code grokit ships (python/grokit_hf/), against the release's golden
-logits and against `grokit forward --generate`.
+through the Python modeling code grokit ships (src/convert/hf_code/, embedded in the binary and
+written beside the shards with `auto_map`), against the release's golden logits and against
+`grokit forward --generate`. The directories are used exactly as `grokit convert` writes them.
 
 Run by .ci/run in the venv of requirements-hf.txt (transformers 4.57) and again with the
 transformers 5.x overlay of requirements-hf5.txt first on PYTHONPATH. For each of f32, bf16,
@@ -30,34 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
 
-PY_SRC = os.path.join(ROOT, "python", "grokit_hf")
+PY_SRC = os.path.join(ROOT, "src", "convert", "hf_code")
 DTYPES = ["f32", "bf16", "f16", "int8", "int4"]
 F32_BOUND = 1e-4
-
-
-# ---------------------------------------------------------------------------------------------
-# ROUND-1 SHIM (issue #16): delete this function once `grokit convert --layout hf` writes the
-# modeling files, `auto_map` and these config fields itself (docs/decisions/0004-engine-layouts.md).
-def round1_postprocess(out_dir):
-    """Make grokit's current hf output what round 2 of #16 writes: the two Python files beside
-    the shards, `auto_map`, and the switches older engines read."""
-    for name in ("configuration_grok1.py", "modeling_grok1.py"):
-        shutil.copyfile(os.path.join(PY_SRC, name), os.path.join(out_dir, name))
-    path = os.path.join(out_dir, "config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    cfg["auto_map"] = {
-        "AutoConfig": "configuration_grok1.Grok1Config",
-        "AutoModel": "modeling_grok1.Grok1Model",
-        "AutoModelForCausalLM": "modeling_grok1.Grok1ModelForCausalLM",
-    }
-    cfg["router_logit_softcapping"] = 0.0
-    cfg["moe_renormalize"] = False
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=2, sort_keys=True)
-        f.write("\n")
-# END OF ROUND-1 SHIM
-# ---------------------------------------------------------------------------------------------
 
 
 def convert(grokit, tiny, dtype, out):
@@ -68,7 +44,12 @@ def convert(grokit, tiny, dtype, out):
          "--tokenizer", os.path.join(tiny, "tokenizer.model"), "-o", out],
         check=True, stdout=subprocess.DEVNULL,
     )
-    round1_postprocess(out)
+    # Everything transformers needs is grokit's own output (no patching): the remote code,
+    # auto_map and the switches (docs/decisions/0004-engine-layouts.md).
+    for name in ("configuration_grok1.py", "modeling_grok1.py"):
+        with open(os.path.join(out, name), "rb") as f, open(os.path.join(PY_SRC, name), "rb") as g:
+            if f.read() != g.read():
+                raise SystemExit(f"{out}/{name} is not the repository's {PY_SRC}/{name}")
 
 
 def grokit_generate(grokit, model_dir, prompt, n):

@@ -8,10 +8,11 @@ The mapping is TRANSCRIBED (not imported: sglang needs CUDA) from **SGLang 0.5.2
 fused_moe_triton/layer.py`: `FusedMoE.make_expert_params_mapping`). When the pinned version
 changes, re-read those functions and update `sglang_params` / `sglang_load` below.
 
-Round 1 of #16: the names come from the role table of the specification (ROLES below, one row
-per `model::roles` role, checked against grokit's own hf names by `--grokit`: the hf output's
-tensor list must be exactly the hf column). Round 2: the same check runs on the tensor names of
-`grokit convert --layout sglang` (read from its index / shard headers).
+ROLES below is the role table of the specification (one row per `model::roles` role); with
+`--grokit` the hf output's tensor list must be exactly its hf column, and the tensor names of
+`grokit convert --layout sglang` (read from its shard headers) exactly its sglang column, which
+then goes through SGLang's loader; the sglang config.json must hold every field grok.py reads at
+the release's values, and `--layout sglang --dtype int4` must be refused (exit 2).
 """
 import json
 import os
@@ -203,22 +204,52 @@ def main():
     # The hf column of ROLES is what grokit writes today (so the role table above is grokit's).
     tiny = os.path.join(a.shared, "reference", "tiny12")
     if os.path.isdir(tiny) and os.path.exists(a.grokit):
-        out = os.path.join(a.work, "tiny12-hf")
-        subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", "hf",
-                        "--dtype", "f32", "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
-        got = safetensors_names(out)
-        c.check(got == sorted(spec_names(12, 8, "hf")),
-                f"grokit's hf names differ from the role table: {sorted(set(got) ^ set(spec_names(12, 8, 'hf')))[:4]}")
-        print(f"  grokit --layout hf of tiny12: {len(got)} names = the role table's hf column")
-        # Round 2: `--layout sglang` exists; check its names with SGLang's loader too.
         help_text = subprocess.run([a.grokit, "convert", "--help"], capture_output=True, text=True).stdout
-        if "sglang" in help_text:
-            out = os.path.join(a.work, "tiny12-sglang")
-            subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", "sglang",
-                            "--dtype", "bf16", "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
-            check_layout(c, "grokit --layout sglang of tiny12", safetensors_names(out), 12, 8)
-        else:
-            print("  (grokit has no --layout sglang yet: round 2 of #16)")
+        c.check("sglang" in help_text, "grokit convert --help does not offer --layout sglang")
+        # grokit's own names are exactly the role table's column, for hf and sglang.
+        for layout, dtype in (("hf", "f32"), ("sglang", "bf16")):
+            out = os.path.join(a.work, f"tiny12-{layout}")
+            subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", layout,
+                            "--dtype", dtype, "--force", "-o", out], check=True, stdout=subprocess.DEVNULL)
+            got = safetensors_names(out)
+            want = sorted(spec_names(12, 8, layout))
+            c.check(got == want, f"grokit's {layout} names differ from the role table: "
+                                 f"{sorted(set(got) ^ set(want))[:4]}")
+            print(f"  grokit --layout {layout} of tiny12: {len(got)} names = the role table's {layout} column")
+        # `--layout sglang` (the loop's last output): its names through SGLang's loader.
+        check_layout(c, "grokit --layout sglang of tiny12", got, 12, 8)
+        with open(os.path.join(out, "config.json")) as f:
+            cfg = json.load(f)
+        # The config fields SGLang 0.5.23's grok.py reads, at the release's values.
+        want = {"architectures": ["Grok1ForCausalLM"], "model_type": "grok-1",
+                "auto_map": {"AutoConfig": "configuration_grok1.Grok1Config"},
+                "num_local_experts": 8, "num_experts_per_tok": 2, "head_dim": 16,
+                "rope_rotate_half_dims": False, "attn_logit_softcapping": 30.0,
+                "attn_logit_softcapping_method": "tanh", "load_presharded_moe": False,
+                "load_presharded_attn": False, "load_presharded_mlp": False,
+                "load_presharded_embedding": False, "replicate_lm_head": False,
+                "replicate_embedding": False, "tie_word_embeddings": False,
+                "router_logit_softcapping": 0.0, "moe_renormalize": False,
+                "hidden_act": "gelu_pytorch_tanh"}
+        bad = {k: cfg.get(k) for k, v in want.items() if cfg.get(k) != v}
+        c.check(not bad, f"sglang config.json fields differ: {bad}")
+        for k in ("hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
+                  "vocab_size", "rms_norm_eps", "pad_token_id", "intermediate_size",
+                  "max_position_embeddings", "rope_theta", "embedding_multiplier_scale",
+                  "output_multiplier_scale"):
+            c.check(k in cfg, f"sglang config.json lacks {k} (grok.py reads it)")
+        for k in ("moe_intermediate_size", "residual_moe", "rope_type", "attn_temperature_len",
+                  "final_logit_softcapping"):
+            c.check(k not in cfg, f"sglang config.json has {k} (changes SGLang's model)")
+        c.check(os.path.exists(os.path.join(out, "configuration_grok1.py")),
+                "sglang output lacks configuration_grok1.py (AutoConfig needs it)")
+        print(f"  grokit --layout sglang config.json: {len(want)} SGLang fields at the release's values")
+        # int8/int4 are refused for SGLang (its compressed-tensors MoE asserts SiLU).
+        r = subprocess.run([a.grokit, "convert", tiny, "--to", "safetensors", "--layout", "sglang",
+                            "--dtype", "int4", "-o", os.path.join(a.work, "refused")],
+                           capture_output=True, text=True)
+        c.check(r.returncode == 2 and "SiLU" in r.stderr, f"sglang int4 not refused: {r.returncode} {r.stderr[-200:]}")
+        c.check(not os.path.exists(os.path.join(a.work, "refused")), "refused run created its output")
     else:
         print(f"SKIP grokit's own names: no tiny12 under {a.shared} or no grokit binary")
     c.finish()

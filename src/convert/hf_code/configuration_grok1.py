@@ -1,9 +1,10 @@
 # configuration_grok1.py: the Hugging Face configuration of xAI's Grok-1, as released.
 #
 # Written by grokit (the Grok-1 toolkit) beside the safetensors shards of
-# `grokit convert --to safetensors --layout hf`, with `auto_map` in config.json pointing here, so
-# that `AutoConfig.from_pretrained(dir, trust_remote_code=True)` loads it. Source of truth:
-# python/grokit_hf/configuration_grok1.py in the grokit repository (embedded in the binary).
+# `grokit convert --to safetensors --layout hf` (and `--layout sglang`), with `auto_map` in
+# config.json pointing here, so that `AutoConfig.from_pretrained(dir, trust_remote_code=True)`
+# loads it. Source of truth:
+# src/convert/hf_code/configuration_grok1.py in the grokit repository (embedded in the binary).
 #
 # Copyright 2026 the grokit authors. Licensed under the Apache License, Version 2.0
 # (http://www.apache.org/licenses/LICENSE-2.0). Not derived from any other Grok-1 port.

@@ -6,7 +6,7 @@
 # that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` loads grokit's f32,
 # bf16 and f16 outputs and its compressed-tensors int8/int4 outputs (through transformers' own
 # compressed-tensors integration: every expert and attention projection is an `nn.Linear`).
-# Source of truth: python/grokit_hf/modeling_grok1.py in the grokit repository (embedded in the
+# Source of truth: src/convert/hf_code/modeling_grok1.py in the grokit repository (embedded in the
 # binary); tests/interop/hf/ checks it against the release's own golden logits.
 #
 # Copyright 2026 the grokit authors. Licensed under the Apache License, Version 2.0
