@@ -7,7 +7,8 @@
 //! - L1 codecs and descriptions: `pickle`, `numpy`, `model`, `quant`, `tokenizer`; `kernel`,
 //!   matrix products over weights as they are stored.
 //! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`.
-//! - L3 orchestration and the reference model: `convert`, `reference`.
+//! - L3 orchestration and the reference model: `convert`, `reference`; `eval`, whole-model
+//!   evaluation (perplexity, KL divergence) layer by layer on the reference model.
 //! - L4 `cli`, the binary's front end.
 //!
 //! `unsafe` appears in three small, documented places: `io::mmap` (read-only maps of inputs),
@@ -19,6 +20,7 @@
 pub mod base;
 pub mod cli;
 pub mod convert;
+pub mod eval;
 pub mod gguf;
 #[allow(unsafe_code)]
 pub mod io;

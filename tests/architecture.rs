@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("verify", 2),
     ("convert", 3),
     ("reference", 3),
+    ("eval", 3),
     ("synth", 3),
     ("cli", 4),
 ];
@@ -30,6 +31,7 @@ const LATERAL: &[(&str, &str)] = &[
     ("io", "base"),
     ("numpy", "pickle"),
     ("reference", "convert"),
+    ("eval", "reference"),
     ("synth", "source"),
     ("model", "quant"),
     ("kernel", "quant"),

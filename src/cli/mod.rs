@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod convert;
 mod forward;
 mod inspect;
+mod perplexity;
 pub mod progress;
 mod quantize;
 mod synth;
@@ -42,6 +43,8 @@ pub enum Command {
     Compare(forward::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
+    /// Perplexity and KL divergence like llama-perplexity, layer by layer (any model grokit reads)
+    Perplexity(perplexity::PerplexityArgs),
     /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
     ///
     /// Every tensor is decoded to f32 and encoded with ggml's reference quantizers (bit for bit),
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run_forward(a),
         Command::Compare(a) => forward::run_compare(a),
+        Command::Perplexity(a) => perplexity::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
