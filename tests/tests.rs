@@ -5,6 +5,7 @@ mod convert;
 mod faults;
 mod gguf;
 mod hostile;
+mod perplexity;
 mod quant;
 mod quantize;
 mod reference;

@@ -92,7 +92,8 @@ pub struct PerplexityArgs {
     /// Numerics.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
-    /// Write the logits as llama-perplexity's --kl-divergence-base file.
+    /// Write the logits as llama-perplexity's --kl-divergence-base file (with --shard, each
+    /// shard's rows go to --parts and --finish writes FILE).
     #[arg(long, conflicts_with = "kl_base")]
     pub save_logits: Option<PathBuf>,
     /// KL divergence against this base file (llama-perplexity --kl-divergence-base output).
@@ -563,6 +564,9 @@ fn single(
                 p.display()
             );
         }
+    }
+    if let Some(k) = &s.kl {
+        k.check_rows(chunks.clone())?;
     }
     let save_path = match (&o.extra, shard) {
         (Extra::Save(p), None) => {

@@ -130,7 +130,8 @@ pub struct Calls {
     pub layer: Vec<u64>,
     /// `Model::head` calls.
     pub head: u64,
-    /// Tokens gathered from the embedding.
+    /// Distinct embedding rows gathered (per call: a row is read once however often its
+    /// token occurs).
     pub embedded: u64,
 }
 
@@ -191,7 +192,10 @@ impl<'p, 'w> Pass<'p, 'w> {
         }
         if self.done[g] == 0 {
             let toks: Vec<u32> = self.seqs[self.state.groups()[g].clone()].concat();
-            self.calls.embedded += toks.len() as u64;
+            let mut distinct = toks.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            self.calls.embedded += distinct.len() as u64;
             return Ok(self.model.embed(&toks)?);
         }
         self.state.load(g, self.values(g), self.done[g])

@@ -164,6 +164,15 @@ impl KlBase {
         &self.tokens
     }
 
+    /// Read the rows of chunks `chunks` once and check them ([`KlBase::chunk_rows`]): a
+    /// damaged row is found before hours of evaluation, not after (a sequential read).
+    pub fn check_rows(&self, chunks: std::ops::Range<usize>) -> Result<(), EvalError> {
+        for c in chunks {
+            self.chunk_rows(c)?;
+        }
+        Ok(())
+    }
+
     /// Chunk `c`'s rows (`scored · row_u16s(n_vocab)` values), each row's header checked.
     pub fn chunk_rows(&self, c: usize) -> Result<Vec<u16>, EvalError> {
         let nv = row_u16s(self.n_vocab);

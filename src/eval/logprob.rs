@@ -100,8 +100,8 @@ pub struct KlSums {
     pub sum_p_diff2: f64,
     /// Σ Δp⁴.
     pub sum_p_diff4: f64,
-    /// max |Δp|.
-    pub max_p_diff: f32,
+    /// max |Δp| (an f32 value, kept as f64 so it serializes exactly).
+    pub max_p_diff: f64,
     /// Positions where the model's and the base's most likely tokens agree.
     pub n_same_top: u64,
     /// Positions.
@@ -170,7 +170,7 @@ pub fn kl_row(logits: &[f32], base: &[u16], tok: usize, s: &mut KlSums) -> (f64,
     let p_diff2 = f64::from(p_diff * p_diff);
     s.sum_p_diff2 += p_diff2;
     s.sum_p_diff4 += p_diff2 * p_diff2;
-    s.max_p_diff = s.max_p_diff.max(p_diff.abs());
+    s.max_p_diff = s.max_p_diff.max(f64::from(p_diff.abs()));
     (kld, p_diff)
 }
 
@@ -322,14 +322,14 @@ impl KlRunning {
 }
 
 impl KlReport {
-    /// The final statistics from the total sums and every position's KLD and Δp (any order).
-    /// `None` when there are no positions.
-    pub fn of(s: &KlSums, kld: &[f32], p_diff: &[f32]) -> Option<KlReport> {
+    /// The final statistics from the total sums and every position's KLD and Δp (any order;
+    /// f32 values, as llama-perplexity keeps them). `None` when there are no positions.
+    pub fn of(s: &KlSums, kld: &[f64], p_diff: &[f64]) -> Option<KlReport> {
         if s.count == 0 || kld.is_empty() || p_diff.is_empty() {
             return None;
         }
-        let mut k = kld.to_vec();
-        let mut p = p_diff.to_vec();
+        let mut k: Vec<f32> = kld.iter().map(|&x| x as f32).collect();
+        let mut p: Vec<f32> = p_diff.iter().map(|&x| x as f32).collect();
         k.sort_by(f32::total_cmp);
         p.sort_by(f32::total_cmp);
         let (lp, lb, r, cov) = ln_ratio(s);

@@ -36,10 +36,11 @@ pub enum Scoring<'a> {
 pub struct KlChunk {
     /// llama-perplexity's sums over the chunk.
     pub sums: KlSums,
-    /// KL divergence at each scored position.
-    pub kld: Vec<f32>,
-    /// Δp at each scored position.
-    pub p_diff: Vec<f32>,
+    /// KL divergence at each scored position (f32 values, as llama-perplexity keeps them;
+    /// stored as f64 so they serialize exactly).
+    pub kld: Vec<f64>,
+    /// Δp at each scored position (f32 values, stored as f64).
+    pub p_diff: Vec<f64>,
 }
 
 /// One chunk's contribution.
@@ -123,8 +124,8 @@ pub fn score_chunk(
                 .enumerate()
             {
                 let (kld, dp) = kl_row(row, b, plan.target(c, j) as usize, &mut k.sums);
-                k.kld.push(kld as f32);
-                k.p_diff.push(dp);
+                k.kld.push(f64::from(kld as f32));
+                k.p_diff.push(f64::from(dp));
             }
             r.nll = k.sums.sum_nll;
             r.nll2 = k.sums.sum_nll2;
