@@ -392,106 +392,58 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     let fx = fixture();
     let t = text(dir, 12_000);
     let scratch = dir.join("scratch");
+    // `grokit perplexity FIXTURE ARGS... --scratch DIR` must fail with exit 2 saying `needle`.
     let expect = |args: &[&str], needle: &str| {
-        let mut a = args.to_vec();
+        let mut a = vec!["perplexity", fx.as_str()];
+        a.extend_from_slice(args);
         a.extend(["--scratch", s(&scratch)]);
         let (code, _, err) = run(&a);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     };
-    let empty = dir.join("empty.txt");
-    std::fs::write(&empty, "").unwrap();
-    expect(&["perplexity", &fx, "-f", s(&empty)], "no text");
-    let short = dir.join("short.txt");
-    std::fs::write(&short, "The answer to life the universe and everything.").unwrap();
-    expect(
-        &["perplexity", &fx, "-f", s(&short), "--ctx", "64"],
-        "needs at least 128",
+    // The same with the test text and --ctx 64 first.
+    let expect_t = |args: &[&str], needle: &str| {
+        let mut a = vec!["-f", s(&t), "--ctx", "64"];
+        a.extend_from_slice(args);
+        expect(&a, needle);
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    expect(&["-f", s(&write("empty.txt", b""))], "no text");
+    let short = write(
+        "short.txt",
+        b"The answer to life the universe and everything.",
     );
+    expect(&["-f", s(&short), "--ctx", "64"], "needs at least 128");
     expect(
-        &["perplexity", &fx, "-f", s(&t), "--ctx", "100000"],
+        &["-f", s(&t), "--ctx", "100000"],
         "beyond the model's context",
     );
-    expect(&["perplexity", &fx, "-f", s(&t), "--ctx", "2"], "--ctx 2");
-    expect(
-        &["perplexity", &fx, "-f", s(&t), "--chunks", "0"],
-        "--chunks 0",
-    );
-    expect(&["perplexity", &fx, "-f", s(dir)], "not a regular file");
-    let bin = dir.join("bin.txt");
-    std::fs::write(&bin, b"abc\xff\xfedef").unwrap();
-    expect(&["perplexity", &fx, "-f", s(&bin)], "offset 3");
-    expect(&["perplexity", &fx], "-f FILE");
-    expect(
-        &["perplexity", &fx, "-f", s(&t), "--mem-budget", "lots"],
-        "--mem-budget",
-    );
-    expect(
-        &[
-            "perplexity",
-            &fx,
-            "-f",
-            s(&t),
-            "--shard",
-            "3/3",
-            "--parts",
-            s(dir),
-        ],
-        "K must be in",
-    );
+    expect(&["-f", s(&t), "--ctx", "2"], "--ctx 2");
+    expect_t(&["--chunks", "0"], "--chunks 0");
+    expect(&["-f", s(dir)], "not a regular file");
+    expect(&["-f", s(&write("bin.txt", b"abc\xff\xfedef"))], "offset 3");
+    expect(&[], "-f FILE");
+    expect_t(&["--mem-budget", "lots"], "--mem-budget");
+    expect_t(&["--shard", "3/3", "--parts", s(dir)], "K must be in");
     let fifo = dir.join("fifo");
     if std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .is_ok_and(|s| s.success())
     {
-        expect(&["perplexity", &fx, "-f", s(&fifo)], "not a regular file");
+        expect(&["-f", s(&fifo)], "not a regular file");
     }
     // Outputs: never an input, never a non-regular file, never an existing file without --force.
-    expect(
-        &[
-            "perplexity",
-            &fx,
-            "-f",
-            s(&t),
-            "--ctx",
-            "64",
-            "--save-logits",
-            s(&t),
-            "--force",
-        ],
-        "input",
-    );
-    expect(
-        &[
-            "perplexity",
-            &fx,
-            "-f",
-            s(&t),
-            "--ctx",
-            "64",
-            "--save-logits",
-            s(dir),
-        ],
-        "not a regular file",
-    );
-    let existing = dir.join("existing.kld");
-    std::fs::write(&existing, "mine").unwrap();
-    expect(
-        &[
-            "perplexity",
-            &fx,
-            "-f",
-            s(&t),
-            "--ctx",
-            "64",
-            "--save-logits",
-            s(&existing),
-        ],
-        "--force",
-    );
+    expect_t(&["--save-logits", s(&t), "--force"], "input");
+    expect_t(&["--save-logits", s(dir)], "not a regular file");
+    let existing = write("existing.kld", b"mine");
+    expect_t(&["--save-logits", s(&existing)], "--force");
     assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
-    // KL base files: another vocabulary, other tokens, truncation, garbage.
+    // KL base files: another vocabulary, other tokens, truncation, garbage, a damaged row.
     let good = dir.join("good.kld");
     let (code, _, err) = run(&[
         "perplexity",
@@ -514,44 +466,34 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     let mut b = g[..rows_start].to_vec();
     b[12..16].copy_from_slice(&1000i32.to_le_bytes());
     b.resize(rows_start + n_chunk * (64 - 1 - 32) * (1000 + 4) * 2, 0);
-    let other_vocab = dir.join("vocab.kld");
-    std::fs::write(&other_vocab, &b).unwrap();
     expect(
-        &["perplexity", &fx, "--kl-base", s(&other_vocab)],
+        &["--kl-base", s(&write("vocab.kld", &b))],
         "vocab.kld: computed for a vocabulary of 1000 tokens, but the model's is 512",
     );
-    let other = dir.join("other.txt");
-    std::fs::write(
-        &other,
-        std::fs::read_to_string(&t)
-            .unwrap()
-            .replace("grokit", "kitgro"),
-    )
-    .unwrap();
+    let other = std::fs::read_to_string(&t)
+        .unwrap()
+        .replace("grokit", "kitgro");
+    let other = write("other.txt", other.as_bytes());
+    expect(&["-f", s(&other), "--kl-base", s(&good)], "other tokens");
+    expect(&["--kl-base", s(&good), "--ctx", "32"], "context of 64");
+    let cut = g.len() - 5;
     expect(
-        &["perplexity", &fx, "-f", s(&other), "--kl-base", s(&good)],
-        "other tokens",
+        &["--kl-base", s(&write("trunc.kld", &g[..cut]))],
+        &format!("trunc.kld at byte offset {cut}"),
     );
     expect(
-        &["perplexity", &fx, "--kl-base", s(&good), "--ctx", "32"],
-        "context of 64",
+        &[
+            "--kl-base",
+            s(&write("junk.kld", b"this is not a logits file at all")),
+        ],
+        "_logits_",
     );
-    let trunc = dir.join("trunc.kld");
-    std::fs::write(&trunc, &g[..g.len() - 5]).unwrap();
-    expect(
-        &["perplexity", &fx, "--kl-base", s(&trunc)],
-        &format!("trunc.kld at byte offset {}", g.len() - 5),
-    );
-    let junk = dir.join("junk.kld");
-    std::fs::write(&junk, b"not a logits file at all").unwrap();
-    expect(&["perplexity", &fx, "--kl-base", s(&junk)], "_logits_");
     let mut b = g.clone();
     b[rows_start..rows_start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let bad_row = dir.join("badrow.kld");
-    std::fs::write(&bad_row, &b).unwrap();
     expect(
-        &["perplexity", &fx, "--kl-base", s(&bad_row)],
+        &["--kl-base", s(&write("badrow.kld", &b))],
         &format!("offset {rows_start}"),
     );
     assert!(temporaries(dir).is_empty(), "{:?}", temporaries(dir));
+    assert!(!scratch.exists(), "no state is left by a refused run");
 }

@@ -8,6 +8,7 @@ use crate::eval::chunks::{bos_rule, read_text, shard_range, tokenize, BosRule, C
 use crate::eval::engine::{plan_layout, Calls, Layout, Step};
 use crate::eval::footprint::{storage_read_bytes, Footprint};
 use crate::eval::kldfile::{write_header, KlBase, HEADER_BYTES};
+use crate::eval::logprob::{KLD_QUANTILES, P_DIFF_QUANTILES};
 use crate::eval::parts::{logits_name, part_name, read_all, write_merged_logits, LogitsPart, Part};
 use crate::eval::perplexity::{evaluate, ChunkResult, Scoring, Summary};
 use crate::eval::state::{tokens_hash, Found, Identity, StateDir};
@@ -900,45 +901,31 @@ fn render_kl(out: &mut dyn Write, k: &crate::eval::perplexity::KlSummary) -> any
         )?;
     }
     writeln!(out, "====== Perplexity statistics ======")?;
-    writeln!(
-        out,
-        "Mean PPL(Q)                   : {:10.6} ± {:10.6}",
-        r.ppl.0, r.ppl.1
-    )?;
-    writeln!(
-        out,
-        "Mean PPL(base)                : {:10.6} ± {:10.6}",
-        r.ppl_base.0, r.ppl_base.1
-    )?;
+    let est = [
+        ("Mean PPL(Q)                   ", r.ppl),
+        ("Mean PPL(base)                ", r.ppl_base),
+    ];
+    for (label, (v, e)) in est {
+        writeln!(out, "{label}: {v:10.6} ± {e:10.6}")?;
+    }
     writeln!(
         out,
         "Cor(ln(PPL(Q)), ln(PPL(base))): {:6.2}%",
         100.0 * r.cor
     )?;
-    writeln!(
-        out,
-        "Mean ln(PPL(Q)/PPL(base))     : {:10.6} ± {:10.6}",
-        r.ln_ppl_ratio.0, r.ln_ppl_ratio.1
-    )?;
-    writeln!(
-        out,
-        "Mean PPL(Q)/PPL(base)         : {:10.6} ± {:10.6}",
-        r.ppl_ratio.0, r.ppl_ratio.1
-    )?;
-    writeln!(
-        out,
-        "Mean PPL(Q)-PPL(base)         : {:10.6} ± {:10.6}",
-        r.ppl_diff.0, r.ppl_diff.1
-    )?;
+    let est = [
+        ("Mean ln(PPL(Q)/PPL(base))     ", r.ln_ppl_ratio),
+        ("Mean PPL(Q)/PPL(base)         ", r.ppl_ratio),
+        ("Mean PPL(Q)-PPL(base)         ", r.ppl_diff),
+    ];
+    for (label, (v, e)) in est {
+        writeln!(out, "{label}: {v:10.6} ± {e:10.6}")?;
+    }
     writeln!(out)?;
     writeln!(out, "====== KL divergence statistics ======")?;
     writeln!(out, "Mean    KLD: {:10.6} ± {:10.6}", r.kld.0, r.kld.1)?;
-    let kq = [
-        "Maximum", "99.9%  ", "99.0%  ", "95.0%  ", "90.0%  ", "Median ", "10.0%  ", " 5.0%  ",
-        " 1.0%  ", " 0.1%  ", "Minimum",
-    ];
-    for (name, v) in kq.iter().zip(&r.kld_quantiles) {
-        writeln!(out, "{name} KLD: {v:10.6}")?;
+    for ((label, _), v) in KLD_QUANTILES.iter().zip(&r.kld_quantiles) {
+        writeln!(out, "{label} KLD: {v:10.6}")?;
     }
     writeln!(out)?;
     writeln!(out, "====== Token probability statistics ======")?;
@@ -948,12 +935,8 @@ fn render_kl(out: &mut dyn Write, k: &crate::eval::perplexity::KlSummary) -> any
         100.0 * r.p_diff.0,
         100.0 * r.p_diff.1
     )?;
-    let pq = [
-        "Maximum", "99.9%  ", "99.0%  ", "95.0%  ", "90.0%  ", "75.0%  ", "Median ", "25.0%  ",
-        "10.0%  ", " 5.0%  ", " 1.0%  ", " 0.1%  ", "Minimum",
-    ];
-    for (name, v) in pq.iter().zip(&r.p_diff_quantiles) {
-        writeln!(out, "{name} Δp: {:6.3}%", 100.0 * f64::from(*v))?;
+    for ((label, _), v) in P_DIFF_QUANTILES.iter().zip(&r.p_diff_quantiles) {
+        writeln!(out, "{label} Δp: {:6.3}%", 100.0 * f64::from(*v))?;
     }
     writeln!(
         out,

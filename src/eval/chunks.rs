@@ -23,6 +23,8 @@ use std::path::Path;
 
 /// Largest text file read (wikitext-103's training split is 540 MB).
 pub const TEXT_MAX_BYTES: u64 = 1 << 30;
+/// Largest `tokenizer_config.json` read (a few kB in practice).
+pub const TOKENIZER_CONFIG_MAX_BYTES: u64 = 16 << 20;
 
 /// Read a text file for evaluation: a regular file only (a FIFO or device is refused before it
 /// can block or stream forever), at most [`TEXT_MAX_BYTES`], UTF-8 (the error names the offset
@@ -118,7 +120,7 @@ pub fn bos_rule(path: &Path, src: &Source) -> Result<BosRule, EvalError> {
                 path.parent().map(Path::to_path_buf).unwrap_or_default()
             };
             let tc = dir.join("tokenizer_config.json");
-            let add = crate::io::read_capped(&tc, 16 << 20)
+            let add = crate::io::read_capped(&tc, TOKENIZER_CONFIG_MAX_BYTES)
                 .ok()
                 .flatten()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -236,6 +236,54 @@ pub fn ppl_estimate(nll: f64, nll2: f64, count: u64) -> (f64, Option<f64>) {
     )
 }
 
+/// Which value of a sorted list a printed quantile is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Quantile {
+    /// [`percentile`] at this fraction (1 is the maximum, 0 the minimum).
+    At(f32),
+    /// [`median`] (not the 0.5 percentile: llama-perplexity averages the two middle values).
+    Median,
+}
+
+/// The KLD quantiles llama-perplexity prints, with its labels (padded as it prints them).
+pub const KLD_QUANTILES: [(&str, Quantile); 11] = [
+    ("Maximum", Quantile::At(1.0)),
+    ("99.9%  ", Quantile::At(0.999)),
+    ("99.0%  ", Quantile::At(0.990)),
+    ("95.0%  ", Quantile::At(0.950)),
+    ("90.0%  ", Quantile::At(0.900)),
+    ("Median ", Quantile::Median),
+    ("10.0%  ", Quantile::At(0.100)),
+    (" 5.0%  ", Quantile::At(0.050)),
+    (" 1.0%  ", Quantile::At(0.010)),
+    (" 0.1%  ", Quantile::At(0.001)),
+    ("Minimum", Quantile::At(0.0)),
+];
+
+/// The Δp quantiles llama-perplexity prints, with its labels.
+pub const P_DIFF_QUANTILES: [(&str, Quantile); 13] = [
+    ("Maximum", Quantile::At(1.0)),
+    ("99.9%  ", Quantile::At(0.999)),
+    ("99.0%  ", Quantile::At(0.990)),
+    ("95.0%  ", Quantile::At(0.950)),
+    ("90.0%  ", Quantile::At(0.900)),
+    ("75.0%  ", Quantile::At(0.750)),
+    ("Median ", Quantile::Median),
+    ("25.0%  ", Quantile::At(0.250)),
+    ("10.0%  ", Quantile::At(0.100)),
+    (" 5.0%  ", Quantile::At(0.050)),
+    (" 1.0%  ", Quantile::At(0.010)),
+    (" 0.1%  ", Quantile::At(0.001)),
+    ("Minimum", Quantile::At(0.0)),
+];
+
+fn quantiles<const N: usize>(sorted: &[f32], table: &[(&str, Quantile); N]) -> [f32; N] {
+    table.map(|(_, q)| match q {
+        Quantile::At(f) => percentile(sorted, f),
+        Quantile::Median => median(sorted),
+    })
+}
+
 /// Every statistic llama-perplexity prints at the end of `--kl-divergence`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KlReport {
@@ -255,11 +303,11 @@ pub struct KlReport {
     pub ppl_diff: (f64, f64),
     /// Mean KLD and its error.
     pub kld: (f64, f64),
-    /// KLD: maximum, 99.9 %, 99 %, 95 %, 90 %, median, 10 %, 5 %, 1 %, 0.1 %, minimum.
+    /// KLD at [`KLD_QUANTILES`] (maximum, 99.9 %, …, median, …, 0.1 %, minimum).
     pub kld_quantiles: [f32; 11],
     /// Mean Δp and its error (fractions, printed as %).
     pub p_diff: (f64, f64),
-    /// Δp: maximum, 99.9, 99, 95, 90, 75 %, median, 25, 10, 5, 1, 0.1 %, minimum.
+    /// Δp at [`P_DIFF_QUANTILES`] (maximum, 99.9 %, …, median, …, 0.1 %, minimum).
     pub p_diff_quantiles: [f32; 13],
     /// RMS Δp and its error.
     pub p_diff_rms: (f64, f64),
@@ -337,7 +385,6 @@ impl KlReport {
         let (ppl_u, ppl_bu) = (ppl * lp.1, ppl_b * lb.1);
         let ratio = r.0.exp();
         let pcov = ppl * ppl_b * cov;
-        let pc = |v: &[f32], f: f32| percentile(v, f);
         Some(KlReport {
             count: s.count,
             ppl: (ppl, ppl_u),
@@ -350,35 +397,9 @@ impl KlReport {
                 (ppl_u * ppl_u + ppl_bu * ppl_bu - 2.0 * pcov).sqrt(),
             ),
             kld: mean_and_uncertainty(s.sum_kld, s.sum_kld2, s.count),
-            kld_quantiles: [
-                k[k.len() - 1],
-                pc(&k, 0.999),
-                pc(&k, 0.990),
-                pc(&k, 0.950),
-                pc(&k, 0.900),
-                median(&k),
-                pc(&k, 0.100),
-                pc(&k, 0.050),
-                pc(&k, 0.010),
-                pc(&k, 0.001),
-                k[0],
-            ],
+            kld_quantiles: quantiles(&k, &KLD_QUANTILES),
             p_diff: mean_and_uncertainty(s.sum_p_diff, s.sum_p_diff2, s.count),
-            p_diff_quantiles: [
-                p[p.len() - 1],
-                pc(&p, 0.999),
-                pc(&p, 0.990),
-                pc(&p, 0.950),
-                pc(&p, 0.900),
-                pc(&p, 0.750),
-                median(&p),
-                pc(&p, 0.250),
-                pc(&p, 0.100),
-                pc(&p, 0.050),
-                pc(&p, 0.010),
-                pc(&p, 0.001),
-                p[0],
-            ],
+            p_diff_quantiles: quantiles(&p, &P_DIFF_QUANTILES),
             p_diff_rms: rms(s),
             same_top: same_top(s),
         })

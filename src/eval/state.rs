@@ -85,6 +85,8 @@ struct RunFile {
 }
 
 const RUN: &str = "run.json";
+/// Largest `run.json` read (its identity and grouping take a few kB).
+const RUN_MAX_BYTES: u64 = 16 << 20;
 const FORMAT: &str = "grokit-perplexity-state";
 const MAGIC: &[u8; 8] = b"GKHIDDEN";
 const VERSION: u32 = 1;
@@ -164,8 +166,9 @@ impl StateDir {
             s.write_run(identity)?;
             return Ok((s, Found::Fresh));
         }
-        let text = crate::io::read_capped(&run, 16 << 20)?
-            .ok_or_else(|| EvalError::file(&run, None, "larger than 16 MiB"))?;
+        let text = crate::io::read_capped(&run, RUN_MAX_BYTES)?.ok_or_else(|| {
+            EvalError::file(&run, None, format!("larger than {RUN_MAX_BYTES} bytes"))
+        })?;
         let saved: RunFile = serde_json::from_slice(&text).map_err(|e| {
             EvalError::file(
                 &run,
@@ -298,6 +301,12 @@ impl StateDir {
                 "belongs to another run (identity hash differs)".into(),
             ));
         }
+        let declared = u64::from_le_bytes([
+            head[24], head[25], head[26], head[27], head[28], head[29], head[30], head[31],
+        ]);
+        if declared != n {
+            return Err(bad(24, format!("declares {declared} values, expected {n}")));
+        }
         let layers = u32at(16) as usize;
         let mut sha = Sha256::new();
         sha.update(head);
@@ -368,46 +377,28 @@ impl StateDir {
 
 /// The fields in which two identities differ, for the refusal message.
 fn differences(saved: &Identity, now: &Identity) -> String {
-    let mut d = Vec::new();
-    let mut cmp = |what: &str, a: String, b: String| {
-        if a != b {
-            d.push(format!("{what}: saved {a}, now {b}"));
-        }
+    let short = |h: &str| h.chars().take(12).collect::<String>();
+    let fields = |i: &Identity| {
+        [
+            ("grokit", i.grokit.clone()),
+            ("model", short(&i.model)),
+            ("layers", i.n_layers.to_string()),
+            ("width", i.d_model.to_string()),
+            ("tokens", short(&i.tokens)),
+            ("ctx", i.ctx.to_string()),
+            ("chunks", i.n_chunks.to_string()),
+            ("shard", format!("{:?}", i.chunks)),
+            ("BOS", format!("{:?}", i.bos)),
+            ("precision", i.precision.clone()),
+        ]
     };
-    cmp("grokit", saved.grokit.clone(), now.grokit.clone());
-    cmp(
-        "model",
-        saved.model[..12.min(saved.model.len())].into(),
-        now.model[..12.min(now.model.len())].into(),
-    );
-    cmp(
-        "layers",
-        saved.n_layers.to_string(),
-        now.n_layers.to_string(),
-    );
-    cmp(
-        "tokens",
-        saved.tokens[..12.min(saved.tokens.len())].into(),
-        now.tokens[..12.min(now.tokens.len())].into(),
-    );
-    cmp("ctx", saved.ctx.to_string(), now.ctx.to_string());
-    cmp(
-        "chunks",
-        saved.n_chunks.to_string(),
-        now.n_chunks.to_string(),
-    );
-    cmp(
-        "shard",
-        format!("{:?}", saved.chunks),
-        format!("{:?}", now.chunks),
-    );
-    cmp("BOS", format!("{:?}", saved.bos), format!("{:?}", now.bos));
-    cmp("precision", saved.precision.clone(), now.precision.clone());
-    if d.is_empty() {
-        "model dims differ".into()
-    } else {
-        d.join(", ")
-    }
+    let d: Vec<String> = fields(saved)
+        .into_iter()
+        .zip(fields(now))
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|((what, a), (_, b))| format!("{what}: saved {a}, now {b}"))
+        .collect();
+    d.join(", ")
 }
 
 #[cfg(test)]
