@@ -497,3 +497,89 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     assert!(temporaries(dir).is_empty(), "{:?}", temporaries(dir));
     assert!(!scratch.exists(), "no state is left by a refused run");
 }
+
+#[test]
+fn every_source_gives_the_release_numbers() {
+    // The fixture as the release, a GGUF split set and safetensors in both layouts, all F32
+    // (exact): the same weights, so the same perplexity.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let t = text(dir, 8_000);
+    let fx = fixture();
+    let tok = repo().join("fixtures/tiny/tokenizer.model");
+    let conv = |extra: &[&str]| {
+        let mut a = vec!["convert", fx.as_str(), "-q"];
+        a.extend_from_slice(extra);
+        let (code, _, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+    };
+    let gguf = dir.join("fx.gguf");
+    conv(&[
+        "--to",
+        "gguf",
+        "--type",
+        "f32",
+        "--split-max-size",
+        "400K",
+        "-o",
+        s(&gguf),
+    ]);
+    let first = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("-00001-of-"))
+        .expect("a split set");
+    let hf = dir.join("hf");
+    conv(&[
+        "--to",
+        "safetensors",
+        "--dtype",
+        "f32",
+        "--layout",
+        "hf",
+        "-o",
+        s(&hf),
+    ]);
+    let jax = dir.join("jax");
+    conv(&[
+        "--to",
+        "safetensors",
+        "--dtype",
+        "f32",
+        "--layout",
+        "jax",
+        "-o",
+        s(&jax),
+    ]);
+    let ppl = |model: &str| {
+        let (code, out, err) = run(&[
+            "perplexity",
+            model,
+            "-f",
+            s(&t),
+            "--ctx",
+            "64",
+            "--tokenizer",
+            s(&tok),
+            "--json",
+            "-q",
+            "--scratch",
+            s(&dir.join("scratch")),
+        ]);
+        assert_eq!(code, 0, "{model}: {err}");
+        let j = json(&out);
+        (
+            j["format"].as_str().unwrap().to_string(),
+            j["result"]["perplexity"]["ppl"].as_f64().unwrap(),
+        )
+    };
+    let (_, want) = ppl(&fx);
+    for m in [s(&first), s(&hf), s(&jax)] {
+        let (format, got) = ppl(m);
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "{format} {m}: {got} vs the release's {want}"
+        );
+    }
+}
