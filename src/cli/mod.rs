@@ -43,7 +43,7 @@ pub enum Command {
     Compare(forward::CompareArgs),
     /// Show what a checkpoint holds (tensors, config, problems).
     Inspect(inspect::InspectArgs),
-    /// Perplexity and KL divergence like llama-perplexity, layer by layer (any model grokit reads)
+    #[allow(missing_docs)] // PerplexityArgs' doc comment is the help (summary and examples)
     Perplexity(perplexity::PerplexityArgs),
     /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
     ///

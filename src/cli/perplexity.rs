@@ -39,6 +39,8 @@ pub enum BosArg {
     No,
 }
 
+/// Perplexity and KL divergence like llama-perplexity, layer by layer (any model grokit reads)
+///
 /// Perplexity of a model over a text file, or KL divergence against a base model's logits,
 /// computed exactly as llama-perplexity does, but layer by layer: every chunk through layer 0,
 /// then every chunk through layer 1, ... so each layer's weights are read once per run
