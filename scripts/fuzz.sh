@@ -15,7 +15,7 @@ SECS="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(pickle_numpy gguf safetensors torrent tokenizer npy)
+    TARGETS=(pickle_numpy gguf safetensors torrent tokenizer npy manifest gguf_tokenizer)
 fi
 export RUSTC_BOOTSTRAP=1
 FUZZ=tests/fuzz
@@ -24,13 +24,13 @@ CORPUS="$FUZZ/corpus"
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz not installed: cargo install cargo-fuzz" >&2; exit 2; }
 
 # Seeds: the fixture's release pickles and tokenizer, and small synthetic files of each format.
-mkdir -p "$CORPUS"/{pickle_numpy,gguf,safetensors,torrent,tokenizer,npy}
+mkdir -p "$CORPUS"/{pickle_numpy,gguf,safetensors,torrent,tokenizer,npy,manifest,gguf_tokenizer}
 for f in fixtures/tiny/ckpt-0/tensor0000[0-5]_000; do cp -f "$f" "$CORPUS/pickle_numpy/"; done
 cp -f fixtures/tiny/tokenizer.model "$CORPUS/tokenizer/seed-tiny.model"
 if command -v python3 >/dev/null; then
     python3 tests/fuzz/seeds.py "$CORPUS"
 else
-    echo "note: python3 not found; gguf/safetensors/torrent/npy start from an empty corpus" >&2
+    echo "note: python3 not found; gguf/safetensors/torrent/npy/manifest/gguf_tokenizer start from an empty corpus" >&2
 fi
 
 cargo fuzz build --fuzz-dir "$FUZZ"

@@ -12,7 +12,9 @@
 //! - L4 `cli`, the binary's front end.
 //!
 //! `unsafe` appears in three small, documented places: `io::mmap` (read-only maps of inputs),
-//! `io::signal` (ignoring SIGXFSZ) and `reference::gemm` (matrixmultiply's sgemm).
+//! `io::signal` (ignoring SIGXFSZ) and `kernel::x86` (`std::arch` only: calls into
+//! run-time-detected AVX2/FMA/F16C functions, unaligned vector loads/stores, prefetch;
+//! docs/decisions/0005).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -1,5 +1,10 @@
-//! The `grokit` binary: parse arguments, run, map the outcome to an exit code
-//! (0 success, 1 verification mismatch, 2 error).
-fn main() -> std::process::ExitCode {
-    grokit::cli::main()
+//! The `grokit` binary: parse the command line, run, exit with the outcome's code. Everything
+//! lives in `grokit::cli`; exit codes are decided in `cli::exit` alone.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match grokit::cli::parse() {
+        Ok(cli) => grokit::cli::exit::code(grokit::cli::run(cli)),
+        Err(code) => code,
+    }
 }

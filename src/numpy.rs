@@ -1,5 +1,6 @@
 //! L1: interpret the pickle machine's inert values as numpy arrays and the release's
-//! `QuantizedWeight8bit`, following numpy's reduce protocol (grok1-checkpoint.md §4.2):
+//! `QuantizedWeight8bit`, following numpy's reduce protocol (docs/formats/grok-checkpoint.md
+//! "Arrays and QuantizedWeight8bit"):
 //! `_reconstruct(ndarray, (0,), b'b')` then `BUILD (1, shape, dtype, fortran, data)`, with the
 //! dtype built by `dtype(descr, False, True)` + `BUILD (3, byteorder, ...)`.
 //!

@@ -1,36 +1,7 @@
 //! End-to-end: the binary's subcommands, exit codes and error messages.
 
-use crate::util::{grokit, repo, shared};
+use crate::util::{assert_dirs_identical, copy_fixture, repo, run, shared, skip};
 use std::path::Path;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn files_equal(a: &Path, b: &Path) {
-    let mut names: Vec<_> = std::fs::read_dir(a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    for n in names {
-        let (pa, pb) = (a.join(&n), b.join(&n));
-        if pa.is_dir() {
-            files_equal(&pa, &pb);
-        } else {
-            assert!(
-                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
-                "{} differs",
-                pa.display()
-            );
-        }
-    }
-}
 
 #[test]
 fn synth_reproduces_the_committed_fixture() {
@@ -46,7 +17,7 @@ fn synth_reproduces_the_committed_fixture() {
         "-q",
     ]);
     assert_eq!(code, 0, "{err}");
-    files_equal(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
+    assert_dirs_identical(&out.join("ckpt-0"), &repo().join("fixtures/tiny/ckpt-0"));
     assert_eq!(
         std::fs::read(out.join("config.json")).unwrap(),
         std::fs::read(repo().join("fixtures/tiny/config.json")).unwrap()
@@ -87,16 +58,6 @@ fn inspect_tiny12() {
     let (code, out, err) = run(&["inspect", s.join("reference/tiny12").to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("files: 146"));
-}
-
-fn copy_fixture(to: &Path) {
-    let src = repo().join("fixtures/tiny");
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
 }
 
 #[test]
@@ -183,7 +144,7 @@ fn sparse_full_release_inspects_as_grok1() {
     drop(f);
     let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&probe).unwrap());
     if blocks > 1024 {
-        eprintln!("SKIP sparse release: this filesystem does not keep holes");
+        skip("this filesystem does not keep holes (a sparse 318 GB release needs them)");
         return;
     }
     let out = d.path().join("rel");
@@ -250,66 +211,32 @@ fn forward_and_compare() {
     assert_eq!(v["rows"][0]["position"], 3);
     let arr = grokit::npy::read(&npy).unwrap();
     assert_eq!(arr.shape, vec![1, 4, 512]);
+    let convert = |out: &Path, args: &[&str]| {
+        let mut a = vec!["convert", f, "-o", out.to_str().unwrap(), "-q"];
+        a.extend_from_slice(args);
+        let (code, _, err) = run(&a);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    };
+    let compare = |model: &Path, thresholds: &str, json: bool| {
+        let mut a = vec!["compare", f, model.to_str().unwrap(), "--tokens"];
+        a.extend(["5,6,7,300,12,99", "--thresholds", thresholds]);
+        a.extend(json.then_some("--json"));
+        let (code, out, _) = run(&a);
+        (code, out)
+    };
     // An f32 GGUF holds exactly the release's values: identical logits.
     let g = d.path().join("f.gguf");
-    let (code, _, err) = run(&[
-        "convert",
-        f,
-        "--to",
-        "gguf",
-        "-o",
-        g.to_str().unwrap(),
-        "--type",
-        "f32",
-        "-q",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        g.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "f32",
-        "--json",
-    ]);
+    convert(&g, &["--to", "gguf", "--type", "f32"]);
+    let (code, out) = compare(&g, "f32", true);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["max_abs"], 0.0);
     // int4 safetensors: passes the 4-bit thresholds, fails the f32 ones (exit 1).
     let s = d.path().join("st4");
-    let (code, _, err) = run(&[
-        "convert",
-        f,
-        "--to",
-        "safetensors",
-        "-o",
-        s.to_str().unwrap(),
-        "--dtype",
-        "int4",
-        "-q",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        s.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "q4",
-    ]);
+    convert(&s, &["--to", "safetensors", "--dtype", "int4"]);
+    let (code, out) = compare(&s, "q4", false);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = run(&[
-        "compare",
-        f,
-        s.to_str().unwrap(),
-        "--tokens",
-        "5,6,7,300,12,99",
-        "--thresholds",
-        "f32",
-    ]);
+    let (code, out) = compare(&s, "f32", false);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL"));
     // Bad input: a token outside the vocabulary.

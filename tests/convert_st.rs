@@ -2,7 +2,8 @@
 //! compressed-tensors int8 (lossless) and int4 encodings, config/tokenizer files, SHA256SUMS,
 //! index.json, determinism, work split with `--finish`, resume.
 
-use super::{assert_dirs_identical, convert, dir_bytes, exact, fixture, open, tiny12};
+use crate::convert::{convert, exact, lossless_geometry, open};
+use crate::util::{assert_dirs_identical, dir_bytes, fixture, run, tiny12};
 use grokit::base::DType;
 use grokit::model::Role;
 use grokit::safetensors_io::StReader;
@@ -17,7 +18,8 @@ enum Lay {
     Jax,
 }
 
-/// Expected name of a tensor, written by hand from output-formats.md §1.5.
+/// Expected name of a tensor, written by hand from docs/formats/safetensors-output.md
+/// (tensor names per layout).
 fn name(l: Lay, role: Role, layer: Option<u64>, e: Option<usize>) -> String {
     let (n, e) = (layer.unwrap_or(0), e.unwrap_or(0));
     match l {
@@ -398,7 +400,7 @@ fn safetensors_bf16_both_layouts_fixture() {
 #[test]
 fn safetensors_int8_lossless_and_int4_fixture() {
     // Grok-1-like scale blocks (multiples of 128 rows): groups of 128, int8 lossless.
-    let fx = super::lossless_geometry();
+    let fx = lossless_geometry();
     st_case(&fx, Lay::Hf, "int8", "5G");
     st_case(&fx, Lay::Jax, "int8", "200K");
     st_case(&fx, Lay::Hf, "int4", "200K");
@@ -407,7 +409,9 @@ fn safetensors_int8_lossless_and_int4_fixture() {
 
 #[test]
 fn safetensors_tiny12() {
-    let Some(t) = tiny12() else { return };
+    let Some(t) = tiny12("safetensors conversions of tiny12") else {
+        return;
+    };
     st_case(&t, Lay::Hf, "bf16", "1M");
     st_case(&t, Lay::Jax, "bf16", "5G");
     st_case(&t, Lay::Hf, "int8", "1M");
@@ -497,7 +501,7 @@ fn safetensors_deterministic_workers_and_resume() {
     assert_dirs_identical(&a, &s);
     // --finish with a missing shard is refused.
     std::fs::remove_file(s.join(&victim)).unwrap();
-    let (code, _, err) = super::run(&[
+    let (code, _, err) = run(&[
         "convert",
         fx.to_str().unwrap(),
         "--to",

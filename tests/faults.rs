@@ -1,36 +1,17 @@
 //! Faults around the real binary: kills, full disks, file-size limits, hostile paths, symlink
 //! loops, non-UTF-8 names, files changing under grokit, read-only filesystems, exit codes.
-//! Tests that need root (mounts) print SKIP with the reason when they cannot run.
+//! Tests that need root (mounts) are reported as skipped, with the reason, when they cannot run
+//! (see `tests/util.rs`).
 
-use crate::util::{grokit, repo};
+use crate::util::{copy_fixture, grokit, repo, run, skip};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn run(args: &[&OsStr]) -> (i32, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
-}
-
-fn copy_fixture(to: &Path) {
-    let src = repo().join("fixtures/tiny");
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    for f in ["config.json", "tokenizer.model"] {
-        std::fs::copy(src.join(f), to.join(f)).unwrap();
-    }
 }
 
 /// Every file under `dir` with its bytes, to prove inputs were left untouched.
@@ -66,7 +47,7 @@ fn temporaries(dir: &Path) -> Vec<PathBuf> {
 /// takes long enough to interrupt.
 fn big_checkpoint(dir: &Path) -> PathBuf {
     let p = dir.join("big");
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("synth"),
         p.as_os_str(),
         os("--preset"),
@@ -93,7 +74,7 @@ struct Mount(PathBuf);
 impl Mount {
     fn new(args: &[&str], at: &Path, why: &str) -> Option<Mount> {
         if !is_root() {
-            eprintln!("SKIP {why}: not root, cannot mount");
+            skip(format!("{why}: not root, cannot mount"));
             return None;
         }
         std::fs::create_dir_all(at).unwrap();
@@ -101,14 +82,14 @@ impl Mount {
         match o {
             Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
             Ok(o) => {
-                eprintln!(
-                    "SKIP {why}: mount not permitted: {}",
+                skip(format!(
+                    "{why}: mount not permitted: {}",
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("SKIP {why}: no mount command: {e}");
+                skip(format!("{why}: no mount command: {e}"));
                 None
             }
         }
@@ -126,7 +107,7 @@ fn killed_conversion_leaves_nothing_and_resume_completes_identically() {
     let d = tempfile::tempdir().unwrap();
     let ck = big_checkpoint(d.path());
     let reference = d.path().join("ref");
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("convert"),
         ck.as_os_str(),
         os("--to"),
@@ -171,7 +152,7 @@ fn killed_conversion_leaves_nothing_and_resume_completes_identically() {
     }
     child.wait().unwrap();
     if !killed {
-        eprintln!("SKIP kill test: the conversion finished before its temporary was seen");
+        skip("the conversion finished before its temporary was seen");
         return;
     }
     assert!(
@@ -180,7 +161,7 @@ fn killed_conversion_leaves_nothing_and_resume_completes_identically() {
     );
     assert!(!out.join("SHA256SUMS").exists());
     // --resume (a plain rerun works too: nothing finished exists) completes it byte for byte.
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("convert"),
         ck.as_os_str(),
         os("--to"),
@@ -256,7 +237,7 @@ fn full_disk_is_a_clean_error() {
         ("gguf", mnt.join("o.gguf")),
         ("safetensors", mnt.join("st")),
     ] {
-        let (code, err) = run(&[
+        let (code, _, err) = run(&[
             os("convert"),
             input.as_os_str(),
             os("--to"),
@@ -312,7 +293,7 @@ fn outputs_inside_or_over_the_input_are_refused() {
         if force {
             args.push(os("--force"));
         }
-        let (code, err) = run(&args);
+        let (code, _, err) = run(&args);
         assert_eq!(code, 2, "{} accepted: {err}", out.display());
         assert!(
             err.contains("refused") || err.contains("would overwrite"),
@@ -328,7 +309,7 @@ fn outputs_inside_or_over_the_input_are_refused() {
         d.path().file_name().unwrap().to_string_lossy()
     ));
     std::os::unix::fs::symlink(c.join("tensor00001_000"), &link).unwrap();
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("convert"),
         d.path().as_os_str(),
         os("--to"),
@@ -367,7 +348,7 @@ fn unwritable_output_directory() {
     }
     let ck = repo().join("fixtures/tiny");
     for (to, out) in [("gguf", ro.join("o.gguf")), ("safetensors", ro.join("st"))] {
-        let (code, err) = run(&[
+        let (code, _, err) = run(&[
             os("convert"),
             ck.as_os_str(),
             os("--to"),
@@ -393,10 +374,10 @@ fn symlink_loops() {
     std::os::unix::fs::symlink("self", c.join("self")).unwrap();
     std::os::unix::fs::symlink("ping", c.join("pong")).unwrap();
     std::os::unix::fs::symlink("pong", c.join("ping")).unwrap();
-    let (code, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
+    let (code, _, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
     assert_eq!(code, 0, "loop entries beside the shards are ignored: {err}");
     let out = d.path().join("a.gguf");
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("convert"),
         d.path().join("a").as_os_str(),
         os("--to"),
@@ -408,7 +389,7 @@ fn symlink_loops() {
     assert_eq!(code, 0, "{err}");
     // A loop named like a shard is an error naming it.
     std::os::unix::fs::symlink("tensor00026_000", c.join("tensor00026_000")).unwrap();
-    let (code, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
+    let (code, _, err) = run(&[os("inspect"), d.path().join("a").as_os_str()]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("tensor00026_000") || err.contains("tensor00027_000"),
@@ -419,7 +400,7 @@ fn symlink_loops() {
     std::fs::create_dir(&b).unwrap();
     std::os::unix::fs::symlink("ckpt-0", b.join("ckpt-0")).unwrap();
     for p in [b.clone(), b.join("ckpt-0")] {
-        let (code, err) = run(&[os("inspect"), p.as_os_str()]);
+        let (code, _, err) = run(&[os("inspect"), p.as_os_str()]);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(&b.display().to_string()), "{err}");
     }
@@ -436,32 +417,28 @@ fn non_utf8_names() {
         b"x",
     )
     .unwrap();
-    let (code, err) = run(&[os("inspect"), root.as_os_str()]);
+    let (code, _, err) = run(&[os("inspect"), root.as_os_str()]);
     assert_eq!(code, 0, "{err}");
-    let out = d.path().join(OsStr::from_bytes(b"out-\xe9.gguf"));
-    let (code, err) = run(&[
-        os("convert"),
-        root.as_os_str(),
-        os("--to"),
-        os("gguf"),
-        os("-o"),
-        out.as_os_str(),
-        os("-q"),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.exists() && temporaries(d.path()).is_empty());
+    // Outputs under non-UTF-8 names: a GGUF file, a safetensors directory.
+    let gguf = d.path().join(OsStr::from_bytes(b"out-\xe9.gguf"));
     let st = d.path().join(OsStr::from_bytes(b"st-\xff"));
-    let (code, err) = run(&[
-        os("convert"),
-        root.as_os_str(),
-        os("--to"),
-        os("safetensors"),
-        os("-o"),
-        st.as_os_str(),
-        os("-q"),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(st.join("model.safetensors").exists());
+    for (to, out, written) in [
+        ("gguf", &gguf, gguf.clone()),
+        ("safetensors", &st, st.join("model.safetensors")),
+    ] {
+        let (code, _, err) = run(&[
+            os("convert"),
+            root.as_os_str(),
+            os("--to"),
+            os(to),
+            os("-o"),
+            out.as_os_str(),
+            os("-q"),
+        ]);
+        assert_eq!(code, 0, "{to}: {err}");
+        assert!(written.exists(), "{to}");
+    }
+    assert!(temporaries(d.path()).is_empty());
     // A non-UTF-8 name that looks like a shard is reported, not a panic.
     std::fs::write(
         root.join("ckpt-0")
@@ -469,7 +446,7 @@ fn non_utf8_names() {
         b"x",
     )
     .unwrap();
-    let (code, err) = run(&[os("inspect"), root.as_os_str()]);
+    let (code, _, err) = run(&[os("inspect"), root.as_os_str()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tensor"), "{err}");
 }
@@ -513,7 +490,7 @@ fn checkpoint_on_a_read_only_filesystem_converts() {
         .arg(&ro)
         .status();
     if !st.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP read-only input: remount ro not permitted");
+        skip("read-only input: remount ro not permitted");
         return;
     }
     assert!(
@@ -521,7 +498,7 @@ fn checkpoint_on_a_read_only_filesystem_converts() {
         "bind mount is not read-only"
     );
     let out = d.path().join("o.gguf");
-    let (code, err) = run(&[
+    let (code, _, err) = run(&[
         os("convert"),
         ro.as_os_str(),
         os("--to"),
@@ -531,116 +508,54 @@ fn checkpoint_on_a_read_only_filesystem_converts() {
         os("-q"),
     ]);
     assert_eq!(code, 0, "{err}");
-    let (code, err) = run(&[os("inspect"), ro.as_os_str()]);
+    let (code, _, err) = run(&[os("inspect"), ro.as_os_str()]);
     assert_eq!(code, 0, "{err}");
 }
 
 #[test]
 fn exit_codes_of_every_subcommand() {
     let d = tempfile::tempdir().unwrap();
-    let fx = repo().join("fixtures/tiny");
-    let s = d.path().join("s");
-    // synth: 0 success, 2 error (existing output).
-    assert_eq!(
-        run(&[
-            os("synth"),
-            s.as_os_str(),
-            os("--preset"),
-            os("tiny"),
-            os("-q")
-        ])
-        .0,
-        0
+    let path = |p: PathBuf| p.to_str().unwrap().to_string();
+    let (fx, s) = (path(repo().join("fixtures/tiny")), path(d.path().join("s")));
+    let (o, p, none) = (
+        path(d.path().join("o.gguf")),
+        path(d.path().join("p.gguf")),
+        path(d.path().join("none")),
     );
-    assert_eq!(
-        run(&[
-            os("synth"),
-            s.as_os_str(),
-            os("--preset"),
-            os("tiny"),
-            os("-q")
-        ])
-        .0,
-        2
+    // synth: 0 success, 2 error (existing output).
+    expect(0, &["synth", &s, "--preset", "tiny", "-q"], "synth");
+    expect(
+        2,
+        &["synth", &s, "--preset", "tiny", "-q"],
+        "synth over a checkpoint",
     );
     // inspect: 0, 1 (a structural mismatch: trailing bytes), 2 (unreadable).
-    assert_eq!(run(&[os("inspect"), fx.as_os_str()]).0, 0);
-    let f = s.join("ckpt-0/tensor00002_000");
+    expect(0, &["inspect", &fx], "inspect");
+    let f = d.path().join("s/ckpt-0/tensor00002_000");
     let mut b = std::fs::read(&f).unwrap();
     b.extend_from_slice(b"junk");
     std::fs::write(&f, &b).unwrap();
-    assert_eq!(run(&[os("inspect"), s.as_os_str()]).0, 1);
-    assert_eq!(
-        run(&[os("inspect"), d.path().join("none").as_os_str()]).0,
-        2
-    );
+    expect(1, &["inspect", &s], "inspect with trailing bytes");
+    expect(2, &["inspect", &none], "inspect of nothing");
     // convert: 0, 2 (a checkpoint with problems is refused; a bad option; a bad path).
-    let o = d.path().join("o.gguf");
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("-q")
-        ])
-        .0,
-        0
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("--dry-run")
-        ])
-        .0,
-        0
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            s.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            d.path().join("p.gguf").as_os_str(),
-            os("-q")
-        ])
-        .0,
-        2
-    );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("gguf"),
-            os("-o"),
-            o.as_os_str(),
-            os("-q")
-        ])
-        .0,
+    let gguf = |ck: &str, out: &str, last: &str| {
+        ["convert", ck, "--to", "gguf", "-o", out, last].map(String::from)
+    };
+    expect(0, &gguf(&fx, &o, "-q"), "convert");
+    expect(0, &gguf(&fx, &o, "--dry-run"), "dry run");
+    expect(2, &gguf(&s, &p, "-q"), "a checkpoint with problems");
+    expect(2, &gguf(&fx, &o, "-q"), "existing output without --force");
+    expect(
         2,
-        "existing output without --force"
+        &["convert", &fx, "--to", "nope", "-o", &o],
+        "a bad option",
     );
-    assert_eq!(
-        run(&[
-            os("convert"),
-            fx.as_os_str(),
-            os("--to"),
-            os("nope"),
-            os("-o"),
-            o.as_os_str()
-        ])
-        .0,
-        2
-    );
-    assert_eq!(run(&[os("frobnicate")]).0, 2);
-    assert_eq!(run(&[os("--version")]).0, 0);
+    expect(2, &["frobnicate"], "an unknown subcommand");
+    expect(0, &["--version"], "--version");
+}
+
+/// Run grokit with `args` and check its exit code.
+fn expect<S: AsRef<OsStr> + std::fmt::Debug>(want: i32, args: &[S], why: &str) {
+    let (code, _, err) = run(args);
+    assert_eq!(code, want, "{why}: grokit {args:?}: {err}");
 }

@@ -196,18 +196,28 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn side_files_are_read_with_a_bound_even_from_devices() {
-    // `/dev/zero` reports length 0 to stat; a stat-then-read would never finish.
+    // `/dev/zero` reports length 0 to stat and reads without end: only regular files are
+    // data, so it is refused as a character device before a byte is read (issue #18).
     let zero = std::path::Path::new("/dev/zero");
     if zero.exists() {
-        assert!(matches!(
-            grokit::verify::Torrent::read(zero),
-            Err(grokit::verify::TorrentError::TooBig { .. })
-        ));
-        assert!(grokit::verify::Manifest::read(zero).is_err());
-        assert_eq!(grokit::io::read_capped(zero, 10).unwrap(), None);
+        let e = grokit::verify::Torrent::read(zero).unwrap_err().to_string();
+        assert!(e.contains("character device"), "{e}");
+        let e = grokit::verify::Manifest::read(zero)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("character device"), "{e}");
+        let e = grokit::io::read_capped(zero, 10).unwrap_err();
+        assert_eq!(
+            e.not_regular(),
+            Some(grokit::io::input::FileKind::CharDevice)
+        );
     }
-    // A config.json over its cap (sparse, so the test writes almost nothing) is refused.
+    // A regular file over the cap: the read stops at cap + 1 bytes.
     let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big");
+    std::fs::write(&big, vec![1u8; 100]).unwrap();
+    assert_eq!(grokit::io::read_capped(&big, 99).unwrap(), None);
+    // A config.json over its cap (sparse, so the test writes almost nothing) is refused.
     let c = d.path().join("ckpt-0");
     std::fs::create_dir(&c).unwrap();
     for e in std::fs::read_dir(repo().join("fixtures/tiny/ckpt-0")).unwrap() {

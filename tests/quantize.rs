@@ -8,21 +8,12 @@
 //! must instead equal `quantize_row(Q8_0, f32 values)`, and a policy without Q8_0 tensors gives
 //! whole-file equality.
 
-use crate::util::{grokit, repo};
+use crate::util::{repo, run};
 use grokit::convert::requant::{plan_requant, requantize, RequantOptions};
 use grokit::gguf::{GgufFile, GgufSet, Value};
 use grokit::quant::policy::Policy;
 use grokit::quant::{dequantize_row, quantize_row, GgmlType};
 use std::path::{Path, PathBuf};
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn ok(args: &[&str]) -> String {
     let (code, out, err) = run(args);

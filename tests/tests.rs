@@ -2,6 +2,9 @@
 mod architecture;
 mod cli;
 mod convert;
+mod convert_runs;
+mod convert_st;
+mod docs;
 mod faults;
 mod gguf;
 mod hostile;
@@ -9,6 +12,8 @@ mod perplexity;
 mod quant;
 mod quantize;
 mod reference;
+mod reference_hostile;
+mod robustness;
 mod safetensors_io;
 mod source;
 mod tokenizer;

@@ -217,3 +217,184 @@ fn hostile_models_error_without_panicking() {
     }
     eprintln!("corruption fuzz: {loaded} of 3000 corrupted models still loaded (and encoded)");
 }
+
+// ---- the encoder built from a GGUF's tokenizer metadata (issue #18) -------------------------
+
+use grokit::gguf::{ArrayValue, GgufFile, Value as GValue};
+use grokit::tokenizer::gguf_vocab::{keys, GgufVocab};
+
+/// What a GGUF reader hands `Tokenizer::from_gguf_metadata` (the round-2 callers do the same
+/// with their reader): the `tokenizer.ggml.*` values as plain slices.
+fn tokenizer_of_gguf(g: &GgufFile) -> Result<Tokenizer, grokit::tokenizer::TokenizerError> {
+    let string = |k| match g.get(k) {
+        Some(GValue::String(s)) => s.as_str(),
+        _ => "",
+    };
+    let id = |k| match g.get(k) {
+        Some(GValue::U32(v)) => Some(u64::from(*v)),
+        _ => None,
+    };
+    let flag = |k| match g.get(k) {
+        Some(GValue::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let tokens = match g.get(keys::TOKENS) {
+        Some(GValue::Array(ArrayValue::Str(v))) => v.as_slice(),
+        _ => &[],
+    };
+    let scores = match g.get(keys::SCORES) {
+        Some(GValue::Array(ArrayValue::F32(v))) => Some(v.as_slice()),
+        _ => None,
+    };
+    let types = match g.get(keys::TOKEN_TYPE) {
+        Some(GValue::Array(ArrayValue::I32(v))) => Some(v.as_slice()),
+        _ => None,
+    };
+    let v = GgufVocab {
+        model: string(keys::MODEL),
+        tokens,
+        scores,
+        token_types: types,
+        unknown_token_id: id(keys::UNK_ID),
+        bos_token_id: id(keys::BOS_ID),
+        eos_token_id: id(keys::EOS_ID),
+        padding_token_id: id(keys::PAD_ID),
+        add_space_prefix: flag(keys::ADD_SPACE_PREFIX),
+        remove_extra_whitespaces: flag(keys::REMOVE_EXTRA_WHITESPACES),
+        precompiled_charsmap: None,
+    };
+    Tokenizer::from_gguf_metadata(&v, g.path())
+}
+
+/// The GGUF header grokit's writer produces for `tok`'s metadata (no tensors), read back.
+fn gguf_of(tok: &Tokenizer) -> GgufFile {
+    let kvs = grokit::convert::gguf::tokenizer_kvs(tok, false);
+    let plan = grokit::gguf::GgufPlan::new(kvs, vec![]);
+    let files = plan.split(None, Path::new("vocab.gguf")).unwrap();
+    GgufFile::from_bytes(files[0].header_bytes(), "vocab.gguf").unwrap()
+}
+
+/// Both encoders agree: same pieces, special ids, and ids and text on every case.
+fn assert_same_encoder(from_gguf: &Tokenizer, from_model: &Tokenizer, cases: &Path) -> usize {
+    assert_eq!(from_gguf.pieces(), from_model.pieces());
+    assert_eq!(
+        (
+            from_gguf.pad_id(),
+            from_gguf.bos_id(),
+            from_gguf.eos_id(),
+            from_gguf.unk_id()
+        ),
+        (
+            from_model.pad_id(),
+            from_model.bos_id(),
+            from_model.eos_id(),
+            from_model.unk_id()
+        )
+    );
+    let n = check_cases(from_gguf, cases);
+    // and on strings no case file holds: every case text cut at odd places and doubled
+    let text = std::fs::read_to_string(cases).unwrap();
+    for line in text.lines().filter(|l| !l.is_empty()).take(200) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let s = v["text"].as_str().unwrap();
+        let cut: String = s.chars().skip(1).collect();
+        for t in [format!("{s}{s}"), format!("  {cut} "), cut.clone()] {
+            assert_eq!(from_gguf.encode(&t), from_model.encode(&t), "{t:?}");
+        }
+    }
+    n
+}
+
+#[test]
+fn gguf_vocabulary_encodes_like_tokenizer_model_tiny12() {
+    let model = Tokenizer::from_file(fixture("tiny12.model")).unwrap();
+    let tok = tokenizer_of_gguf(&gguf_of(&model)).unwrap();
+    let n = assert_same_encoder(&tok, &model, &fixture("tiny12_cases.jsonl"));
+    eprintln!("tiny12: the GGUF-built encoder matches on {n} library cases");
+    // Through the real writer: `grokit convert` of the fixture checkpoint to GGUF.
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("tiny.gguf");
+    crate::convert::convert(
+        &crate::util::fixture(),
+        &["--to", "gguf", "-o", out.to_str().unwrap(), "-q"],
+    );
+    let g = GgufFile::open(&out).unwrap();
+    let tok = tokenizer_of_gguf(&g).unwrap();
+    assert_same_encoder(&tok, &model, &fixture("tiny12_cases.jsonl"));
+}
+
+#[test]
+fn gguf_vocabulary_encodes_like_tokenizer_model_grok1() {
+    let Some(sh) = shared("Grok-1 tokenizer from GGUF metadata") else {
+        return;
+    };
+    let model = Tokenizer::from_file(sh.join("grok1/tokenizer.model")).unwrap();
+    let tok = tokenizer_of_gguf(&gguf_of(&model)).unwrap();
+    assert_eq!(tok.len(), 131_072);
+    let n = assert_same_encoder(&tok, &model, &fixture("grok1_cases.jsonl"));
+    eprintln!("grok1: the GGUF-built encoder matches on {n} library cases");
+}
+
+#[test]
+fn hostile_gguf_vocabularies_are_refused_by_key() {
+    let model = Tokenizer::from_file(fixture("tiny12.model")).unwrap();
+    let g = gguf_of(&model);
+    let mut kvs: Vec<(String, GValue)> = g.kvs().to_vec();
+    let set = |kvs: &mut Vec<(String, GValue)>, k: &str, v: GValue| {
+        if let Some(e) = kvs.iter_mut().find(|(key, _)| key == k) {
+            e.1 = v;
+        } else {
+            kvs.push((k.to_string(), v));
+        }
+    };
+    // An unknown id beyond the vocabulary, as a hostile GGUF would carry it.
+    set(&mut kvs, keys::UNK_ID, GValue::U32(600));
+    let plan = grokit::gguf::GgufPlan::new(kvs, vec![]);
+    let bytes = plan.split(None, Path::new("h.gguf")).unwrap()[0].header_bytes();
+    let g = GgufFile::from_bytes(bytes, "h.gguf").unwrap();
+    let e = tokenizer_of_gguf(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("h.gguf")
+            && e.contains("tokenizer.ggml.unknown_token_id 600 is outside the vocabulary (0..512)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn declared_ids_beyond_the_vocabulary_are_refused() {
+    // tiny12.model with trainer_spec.unk_id (field 40) set to 600: appended to the trainer
+    // spec as a second occurrence (the last one wins, as protobuf says).
+    let good = std::fs::read(fixture("tiny12.model")).unwrap();
+    let m = grokit::tokenizer::ModelProto::parse(&good).unwrap();
+    assert_eq!(m.trainer.unk_id, 3);
+    // An extra top-level trainer_spec message merges into the first one.
+    let varint = |out: &mut Vec<u8>, mut v: u64| {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    };
+    for (field, value, want) in [
+        (
+            40u64,
+            600u64,
+            "trainer_spec.unk_id 600 is outside the vocabulary (0..512)",
+        ),
+        (40, u64::MAX, "trainer_spec.unk_id -1 is outside"),
+        (41, 512, "trainer_spec.bos_id 512 is outside"),
+        (43, 70_000, "trainer_spec.pad_id 70000 is outside"),
+    ] {
+        let mut inner = Vec::new();
+        varint(&mut inner, field << 3); // wire type 0
+        varint(&mut inner, value);
+        let mut bytes = good.clone();
+        bytes.push(0x12); // field 2 (trainer_spec), length-delimited
+        bytes.push(inner.len() as u8);
+        bytes.extend_from_slice(&inner);
+        let e = Tokenizer::from_bytes(&bytes, "unk.model")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unk.model") && e.contains(want), "{want}: {e}");
+    }
+}

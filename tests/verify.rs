@@ -1,5 +1,6 @@
 //! Integration tests for `grokit::verify`: manifests (incl. byte-for-byte `sha256sum`
 //! compatibility when it is installed) and torrents built here by a tiny bencode writer.
+use crate::util::{copy_fixture, run, skip_part};
 use grokit::verify::{
     self, bencode, CheckOptions, FileState, HashOptions, Manifest, Torrent, TorrentError,
 };
@@ -147,7 +148,10 @@ fn manifest_round_trip_and_sha256sum_compat() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
-        eprintln!("SKIP sha256sum byte-for-byte comparison: sha256sum not on PATH");
+        skip_part(
+            "sha256sum byte-for-byte comparison",
+            "sha256sum not on PATH",
+        );
         return;
     }
     let out = std::process::Command::new("sha256sum")
@@ -596,25 +600,6 @@ fn manifest_caps() {
 
 // ---- the `grokit verify` command end to end -------------------------------------------------
 
-fn copy_fixture(to: &Path) {
-    let src = crate::util::repo().join("fixtures/tiny");
-    std::fs::create_dir_all(to.join("ckpt-0")).unwrap();
-    for e in std::fs::read_dir(src.join("ckpt-0")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join("ckpt-0").join(e.file_name())).unwrap();
-    }
-    std::fs::copy(src.join("config.json"), to.join("config.json")).unwrap();
-}
-
-fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let o = crate::util::grokit().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_manifest_and_torrent() {
     let d = tempfile::tempdir().unwrap();
@@ -622,12 +607,12 @@ fn cli_manifest_and_torrent() {
     copy_fixture(&root);
     let r = root.to_str().unwrap();
     // Structure only.
-    let (code, out, err) = run_cli(&["verify", r, "-q"]);
+    let (code, out, err) = run(&["verify", r, "-q"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no problems"));
     // Manifest round trip; sha256sum -c accepts it when installed.
     let m = d.path().join("m.sha256");
-    let (code, _, err) = run_cli(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
+    let (code, _, err) = run(&["verify", r, "--write-manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0, "{err}");
     if std::process::Command::new("sha256sum")
         .arg("--version")
@@ -643,9 +628,9 @@ fn cli_manifest_and_torrent() {
             .unwrap();
         assert!(st.success());
     } else {
-        eprintln!("SKIP sha256sum -c: sha256sum not installed");
+        skip_part("sha256sum -c", "sha256sum not installed");
     }
-    let (code, _, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
+    let (code, _, _) = run(&["verify", r, "--manifest", m.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0);
     // A torrent over the same files, named differently from the directory on disk.
     let mut names: Vec<String> = std::fs::read_dir(root.join("ckpt-0"))
@@ -666,7 +651,7 @@ fn cli_manifest_and_torrent() {
     let tp = d.path().join("t.torrent");
     std::fs::write(&tp, &tb).unwrap();
     let want = grokit::base::hex::encode(&Sha1::digest(&info));
-    let (code, out, err) = run_cli(&[
+    let (code, out, err) = run(&[
         "verify",
         r,
         "--torrent",
@@ -683,7 +668,7 @@ fn cli_manifest_and_torrent() {
     b[5000] ^= 1;
     std::fs::write(&f, &b).unwrap();
     std::fs::remove_file(root.join("ckpt-0/tensor00020_000")).unwrap();
-    let (code, out, _) = run_cli(&[
+    let (code, out, _) = run(&[
         "verify",
         r,
         "--manifest",
@@ -702,12 +687,147 @@ fn cli_manifest_and_torrent() {
         out.contains("BAD piece") && out.contains("tensor00004_000"),
         "{out}"
     );
-    let (code, out, _) = run_cli(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
+    let (code, out, _) = run(&["verify", r, "--manifest", m.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["manifest"]["missing"][0], "ckpt-0/tensor00020_000");
     // Errors exit 2.
-    let (code, _, err) = run_cli(&["verify", r, "--manifest", "/nonexistent.sha256"]);
+    let (code, _, err) = run(&["verify", r, "--manifest", "/nonexistent.sha256"]);
     assert_eq!(code, 2, "{err}");
+}
+
+// ---- where a torrent's files are (issue #18) ------------------------------------------------
+
+/// The checkpoint's shard files, sorted, with their bytes.
+fn shard_files(ckpt0: &Path) -> (Vec<String>, Vec<Vec<u8>>) {
+    let mut names: Vec<String> = std::fs::read_dir(ckpt0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let datas = names
+        .iter()
+        .map(|n| std::fs::read(ckpt0.join(n)).unwrap())
+        .collect();
+    (names, datas)
+}
+
+/// A torrent made of the `ckpt-0` folder itself (top folder `ckpt-0`, files `tensor…`) is
+/// found with `verify DIR` and `verify DIR/ckpt-0` without `--torrent-root`.
+#[test]
+fn torrent_of_the_checkpoint_folder_is_found() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("grok-1");
+    copy_fixture(&root);
+    let (names, datas) = shard_files(&root.join("ckpt-0"));
+    let files: Vec<(Vec<&str>, &[u8])> = names
+        .iter()
+        .zip(&datas)
+        .map(|(n, dd)| (vec![n.as_str()], dd.as_slice()))
+        .collect();
+    let (tb, _) = multi("ckpt-0", &files, 16384);
+    let tp = d.path().join("ckpt-0.torrent");
+    std::fs::write(&tp, &tb).unwrap();
+    let ck0 = root.join("ckpt-0");
+    for args in [
+        vec!["verify", root.to_str().unwrap()],
+        vec!["verify", ck0.to_str().unwrap()],
+        vec![
+            "verify",
+            root.to_str().unwrap(),
+            "--torrent-root",
+            ck0.to_str().unwrap(),
+        ],
+    ] {
+        let mut a = args.clone();
+        a.extend(["--torrent", tp.to_str().unwrap(), "-q"]);
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 0, "{a:?}: {out}{err}");
+        assert!(out.contains("0 bad, 0 missing"), "{out}");
+        let mut a = args;
+        a.extend(["--torrent", tp.to_str().unwrap(), "--json"]);
+        let (_, out, _) = run(&a);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["torrent"]["ok"], true, "{out}");
+    }
+    // The library says where it looked and what it chose.
+    let t = Torrent::read(&tp).unwrap();
+    let s = verify::find_root(&root, &t);
+    assert_eq!(s.root, ck0);
+    assert_eq!((s.found, s.wanted), (names.len(), names.len()));
+    assert!(s.note(&t).unwrap().contains("found under"));
+    let r = verify::check_torrent(&root, &t, &small(), &verify::no_progress);
+    assert!(r.is_complete());
+    assert_eq!(r.root, ck0);
+    // Files elsewhere: nothing found anywhere, the note names every place looked at and what
+    // --torrent-root must be; every piece missing, exit 1.
+    let lost = d.path().join("lost");
+    std::fs::create_dir(&lost).unwrap();
+    let (code, out, _) = run(&[
+        "verify",
+        root.to_str().unwrap(),
+        "--torrent-root",
+        lost.to_str().unwrap(),
+        "--torrent",
+        tp.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let w = v["torrent"]["warnings"].to_string();
+    assert!(
+        w.contains("none of the torrent's 26 files were found")
+            && w.contains(&lost.display().to_string())
+            && w.contains(&lost.join("ckpt-0").display().to_string())
+            && w.contains("--torrent-root DIR where DIR/tensor00000_000"),
+        "{w}"
+    );
+}
+
+/// The candidates: the directory given, `<given>/<name>`, `<given>/ckpt-0`, the parent and
+/// `<parent>/<name>`; the one holding most files wins, the given one on a tie.
+#[test]
+fn torrent_root_candidates() {
+    let d = tempfile::tempdir().unwrap();
+    let a = data(3000, 1);
+    let b = data(5000, 2);
+    let files = [(vec!["x", "a.bin"], &a[..]), (vec!["b.bin"], &b[..])];
+    let (tb, _) = multi("release", &files, 1024);
+    let t = Torrent::parse(&tb).unwrap();
+    // Top folder named after the torrent, below the directory given.
+    write_tree(&d.path().join("dl/release"), &files);
+    let s = verify::find_root(&d.path().join("dl"), &t);
+    assert_eq!(s.root, d.path().join("dl/release"));
+    assert_eq!(s.looked[0], (d.path().join("dl"), 0));
+    // Given the top folder's child: the parent is found.
+    let s = verify::find_root(&d.path().join("dl/release/x"), &t);
+    assert_eq!(s.root, d.path().join("dl/release"));
+    // A partial download beside a fuller copy: verified where the user said, with a note.
+    std::fs::create_dir_all(d.path().join("dl/release2/x")).unwrap();
+    std::fs::write(d.path().join("dl/release2/x/a.bin"), &a).unwrap();
+    let s = verify::find_root(&d.path().join("dl/release2"), &t);
+    assert_eq!((s.root.clone(), s.found), (d.path().join("dl/release2"), 1));
+    let note = s.note(&t).unwrap();
+    assert!(
+        note.contains("2 of the torrent's 2 files are under")
+            && note.contains(&d.path().join("dl/release").display().to_string()),
+        "{note}"
+    );
+    // All files where the user said: no note.
+    let s = verify::find_root(&d.path().join("dl/release"), &t);
+    assert_eq!((s.found, s.looked.len()), (2, 1));
+    assert_eq!(s.note(&t), None);
+    let r = verify::check_torrent(
+        &d.path().join("dl/release2"),
+        &t,
+        &small(),
+        &verify::no_progress,
+    );
+    assert_eq!(r.files[0].verified_bytes, 2048); // the piece shared with b.bin is missing
+    assert_eq!(r.files[1].state, FileState::Missing);
+    // check_torrent_at does not look around.
+    let r = verify::check_torrent_at(&d.path().join("dl"), &t, &small(), &verify::no_progress);
+    assert_eq!(r.good_pieces, 0);
+    assert!(r.search.is_none());
 }

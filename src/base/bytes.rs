@@ -114,18 +114,6 @@ impl<'a> ByteCursor<'a> {
     pub fn u64_le(&mut self) -> Result<u64, CursorError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-    /// Read a little-endian i64.
-    pub fn i64_le(&mut self) -> Result<i64, CursorError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-    /// Read a little-endian f32.
-    pub fn f32_le(&mut self) -> Result<f32, CursorError> {
-        Ok(f32::from_le_bytes(self.array()?))
-    }
-    /// Read a little-endian f64.
-    pub fn f64_le(&mut self) -> Result<f64, CursorError> {
-        Ok(f64::from_le_bytes(self.array()?))
-    }
     /// Read a protobuf/LEB128 varint (at most 10 bytes).
     pub fn varint(&mut self) -> Result<u64, CursorError> {
         let mut v = 0u64;

@@ -132,27 +132,17 @@ pub const DTYPES: &[DTypeInfo] = &[
     },
 ];
 
-impl DType {
-    /// This type's row of [`DTYPES`].
-    pub fn info(self) -> &'static DTypeInfo {
-        // The table has one row per variant; `all_variants_have_rows` pins that.
-        DTYPES
-            .iter()
-            .find(|r| r.dtype == self)
-            .unwrap_or(&DTYPES[0])
-    }
+// `all_variants_have_rows` pins one row per variant.
+super::row_accessors!(DType => DTypeInfo, DTYPES, dtype {
     /// Element size in bytes.
-    pub fn size(self) -> usize {
-        self.info().size
-    }
+    size: usize,
     /// Short name (`"bf16"`).
-    pub fn name(self) -> &'static str {
-        self.info().name
-    }
+    name: &'static str,
     /// safetensors dtype string (`"BF16"`).
-    pub fn safetensors(self) -> &'static str {
-        self.info().safetensors
-    }
+    safetensors: &'static str,
+});
+
+impl DType {
     /// Look a type up by its safetensors string.
     pub fn from_safetensors(s: &str) -> Option<DType> {
         DTYPES.iter().find(|r| r.safetensors == s).map(|r| r.dtype)

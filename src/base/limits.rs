@@ -30,7 +30,7 @@ pub const NUMPY_MAX_DIMS: usize = 8;
 /// Most `tensorNNNNN_NNN` files a checkpoint directory may hold (Grok-1 has 770).
 pub const CKPT_MAX_FILES: usize = 100_000;
 
-// ---- GGUF (reader and writer; output-formats.md §2.1, ggml `src/gguf.cpp`) ---------------
+// ---- GGUF (reader and writer; docs/formats/gguf-output.md, ggml `src/gguf.cpp`) ------------
 
 /// Longest GGUF string (key, string value, array element, tensor name) ggml accepts:
 /// `GGUF_MAX_STRING_LENGTH` = 1 GiB. A declared length is also checked against the bytes left.

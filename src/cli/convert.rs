@@ -1,22 +1,31 @@
 //! `grokit convert`: the release to GGUF or safetensors, streaming, in bounded memory.
+//!
+//! [`ConvertArgs`] (what clap parsed) → [`Convert`] (every value parsed and checked, before the
+//! checkpoint is opened) → [`Convert::execute`] (the conversion, with progress on stderr) →
+//! [`Convert::render`] (the plan, the report or JSON on stdout, status lines on stderr).
 
+use super::args::{self, parse_shard, parse_size, WriteArgs};
 use super::progress::{human, Progress};
+use super::render::{print_written, write_json};
 use super::Outcome;
 use crate::base::DType;
 use crate::convert::encode::Measure;
-use crate::convert::gguf::{convert_gguf, plan_tensors, GgufOptions, TypeChoice};
-use crate::convert::plan::{Layout, StDtype};
+use crate::convert::gguf::{convert_gguf, ggml_type_of, plan_tensors, GgufOptions, TypeChoice};
+use crate::convert::plan::{st_tensors, Layout, OutTensor, StDtype};
 use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
+use crate::convert::RunOptions;
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
 use anyhow::{bail, Context};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -36,12 +45,24 @@ pub enum LayoutArg {
     Jax,
 }
 
+/// safetensors dtypes for matrices (the long help above says what each one is; doc comments on
+/// the variants would make clap print a second, shorter list).
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DtypeArg {
+    Bf16,
+    F16,
+    F32,
+    Int8,
+    Int4,
+}
+
 /// Convert a release checkpoint to GGUF or safetensors.
 ///
 /// GGUF (llama.cpp, architecture `grok`): matrices are transposed to [out, in], experts stacked,
 /// norms and router kept F32, the embedding tied (no output.weight). `--type q8_0` copies the
 /// release's int8 bit for bit into Q8_0 blocks wherever the scale allows (all of Grok-1).
-/// `--quant` takes a preset (q8_0, q4_0, q4_k_m, q5_k_m, q6_k) or per-class types such as
+/// `--quant` takes a preset (listed under --quant below) or per-class types such as
 /// `experts=q4_k,attn=q8_0,embed=q6_k` (see docs/quantization.md).
 ///
 /// safetensors: `--dtype bf16` (default) is bit-identical to the weights the release computes
@@ -50,12 +71,17 @@ pub enum LayoutArg {
 /// not divide get the largest power-of-two group that does, e.g. 32 for fixtures/tiny.)
 ///
 /// Outputs are written to temporary names and renamed when complete; an interrupted run leaves
-/// no partial file, and `--resume` keeps the finished ones.
+/// no partial file, and `--resume` keeps the finished ones. Sizes are decimal (50G = 50·10⁹
+/// bytes), like huggingface_hub and gguf-split.
 ///
 /// Examples:
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-q8_0.gguf --type q8_0 --split-max-size 50G
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-q4_k_m.gguf --quant q4_k_m
+///   grokit convert /data/grok-1 --to gguf -o grok-1-mixed.gguf --quant experts=q4_k,attn=q8_0
+///   grokit convert /data/grok-1 --to gguf -o grok-1-f32.gguf --type f32 --dry-run
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-hf --dtype bf16
+///   grokit convert /data/grok-1 --to safetensors -o grok-1-int8 --dtype int8 --shard 0/2   # worker 0 of 2
+///   grokit convert /data/grok-1 --to safetensors -o grok-1-int8 --dtype int8 --finish      # after all workers
 ///   grokit convert fixtures/tiny --to gguf -o /tmp/tiny.gguf --report
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
@@ -69,17 +95,14 @@ pub struct ConvertArgs {
     #[arg(short, long)]
     pub out: PathBuf,
     /// GGUF tensor type for matrices and the embedding.
-    #[arg(long, value_parser = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"], default_value = "bf16")]
+    #[arg(long, value_parser = PossibleValuesParser::new(args::weight_type_names()), default_value = "bf16")]
     pub r#type: String,
     /// GGUF quantization policy: a preset or class=type pairs (overrides --type).
-    #[arg(long)]
+    #[arg(long, help = quant_help())]
     pub quant: Option<String>,
     /// SentencePiece tokenizer.model (default: beside the checkpoint).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// GGUF: split into files of at most this size (e.g. 50G; decimal units).
-    #[arg(long)]
-    pub split_max_size: Option<String>,
     /// GGUF general.name.
     #[arg(long, default_value = "Grok-1")]
     pub name: String,
@@ -87,8 +110,8 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub add_bos: bool,
     /// safetensors dtype for matrices (norms and router stay F32).
-    #[arg(long, value_parser = ["bf16", "f16", "f32", "int8", "int4"], default_value = "bf16")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub dtype: DtypeArg,
     /// safetensors naming layout.
     #[arg(long, value_enum, default_value = "hf")]
     pub layout: LayoutArg,
@@ -98,35 +121,15 @@ pub struct ConvertArgs {
     /// Keep output files that already exist with their planned size and header; write the rest.
     #[arg(long)]
     pub resume: bool,
-    /// Replace existing output files.
-    #[arg(long)]
-    pub force: bool,
     /// Write only output files K, K+N, ... (0-based K of N workers; same plan everywhere).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
     /// After --shard workers: check every output file and write the index/config/SHA256SUMS.
     #[arg(long)]
     pub finish: bool,
-    /// Print the plan (names, shapes, types, bytes) and write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the per-tensor report (type, bytes, bits per weight, RMS and max error).
-    #[arg(long)]
-    pub report: bool,
-    /// Machine-readable JSON report on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Skip the error statistics (faster for quantized types).
-    #[arg(long)]
-    pub no_error_stats: bool,
-    /// Parallel workers (default: all cores).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
-    /// Write outputs through the page cache instead of with direct I/O (direct I/O is the
-    /// default for GGUF files and safetensors shards on Linux: it reaches the disk's speed
-    /// where buffered writes are limited by the cache; also GROKIT_DIRECT_IO=0).
-    #[arg(long)]
-    pub buffered_io: bool,
+    /// Output, reporting and parallelism (shared with `quantize`).
+    #[command(flatten)]
+    pub write: WriteArgs,
     /// Head dimension when there is no config.json.
     #[arg(long)]
     pub key_size: Option<u64>,
@@ -135,35 +138,321 @@ pub struct ConvertArgs {
     pub quiet: bool,
 }
 
-/// Parse `50G`, `5GB`, `500M`, `1000` (decimal units).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().to_ascii_uppercase();
-    let t = t.strip_suffix('B').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('K') => (&t[..t.len() - 1], 1e3),
-        Some('M') => (&t[..t.len() - 1], 1e6),
-        Some('G') => (&t[..t.len() - 1], 1e9),
-        Some('T') => (&t[..t.len() - 1], 1e12),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num.trim().parse().with_context(|| {
-        format!("size {s:?}: expected a number with an optional K/M/G/T suffix")
-    })?;
-    anyhow::ensure!(v > 0.0, "size {s:?} must be positive");
-    Ok((v * mult) as u64)
+fn quant_help() -> String {
+    format!(
+        "GGUF quantization policy: a preset ({}) or class=type pairs (overrides --type)",
+        args::preset_names().join(", ")
+    )
 }
 
-fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
-    let (k, n) = s.split_once('/').context("--shard takes K/N, e.g. 0/3")?;
-    let (k, n): (usize, usize) = (k.trim().parse()?, n.trim().parse()?);
-    anyhow::ensure!(n >= 1 && k < n, "--shard {s}: K must be in 0..N");
-    Ok((k, n))
+/// `convert`'s options, validated.
+#[derive(Debug)]
+pub struct Convert {
+    ckpt: PathBuf,
+    key_size: Option<u64>,
+    out: PathBuf,
+    target: Target,
+    /// `--tokenizer`; otherwise looked up beside the checkpoint.
+    tokenizer: Option<PathBuf>,
+    shard: Option<(usize, usize)>,
+    resume: bool,
+    force: bool,
+    mode: Mode,
+    jobs: usize,
+    measure: Measure,
+    buffered_io: bool,
+    show: Show,
 }
 
-fn find_tokenizer(ck: &Checkpoint, explicit: &Option<PathBuf>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.clone());
+/// The output format and its settings.
+#[derive(Debug)]
+enum Target {
+    Gguf {
+        types: TypeChoice,
+        split_max: Option<u64>,
+        name: String,
+        add_bos: bool,
+    },
+    Safetensors {
+        layout: Layout,
+        dtype: StDtype,
+        shard_size: u64,
+    },
+}
+
+/// What the run does (`--dry-run` wins over `--finish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Write,
+    DryRun,
+    Finish,
+}
+
+/// What to print.
+#[derive(Debug, Clone, Copy)]
+struct Show {
+    json: bool,
+    report: bool,
+    quiet: bool,
+}
+
+/// What a run did, for [`Convert::render`].
+enum Done {
+    /// `--dry-run`: the planned tensors.
+    Plan(Vec<OutTensor>),
+    /// `--finish` for GGUF, which needs none.
+    NothingToFinish,
+    /// `--finish` for safetensors: shards checked.
+    Finished(usize),
+    /// The conversion, and how long it took.
+    Converted(ConvertReport, f64),
+}
+
+impl Convert {
+    /// Parse and check every argument; nothing is opened yet. Arguments of the other format
+    /// (`--shard-size` for GGUF, `--type` for safetensors, ...) are ignored, as before.
+    pub fn resolve(a: ConvertArgs) -> anyhow::Result<Convert> {
+        let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+        let target = match a.to {
+            To::Gguf => Target::Gguf {
+                types: match &a.quant {
+                    Some(q) => TypeChoice::Policy(
+                        Policy::parse(q).map_err(|e| anyhow::anyhow!("--quant {q}: {e}"))?,
+                    ),
+                    None => TypeChoice::Uniform(
+                        GgmlType::from_name(&a.r#type).context("unknown --type")?,
+                    ),
+                },
+                split_max: a.write.split_max()?,
+                name: a.name,
+                add_bos: a.add_bos,
+            },
+            To::Safetensors => Target::Safetensors {
+                layout: match a.layout {
+                    LayoutArg::Hf => Layout::Hf,
+                    LayoutArg::Jax => Layout::Jax,
+                },
+                dtype: match a.dtype {
+                    DtypeArg::Bf16 => StDtype::Float(DType::BF16),
+                    DtypeArg::F16 => StDtype::Float(DType::F16),
+                    DtypeArg::F32 => StDtype::Float(DType::F32),
+                    DtypeArg::Int8 => StDtype::Ct(8),
+                    DtypeArg::Int4 => StDtype::Ct(4),
+                },
+                shard_size: parse_size(&a.shard_size)?,
+            },
+        };
+        let mode = if a.write.dry_run {
+            Mode::DryRun
+        } else if a.finish {
+            Mode::Finish
+        } else {
+            Mode::Write
+        };
+        Ok(Convert {
+            jobs: a.write.jobs(),
+            measure: if a.write.no_error_stats {
+                Measure::No
+            } else {
+                Measure::Errors
+            },
+            buffered_io: a.write.buffered_io,
+            force: a.write.force,
+            show: Show {
+                json: a.write.json,
+                report: a.write.report,
+                quiet: a.quiet,
+            },
+            ckpt: a.ckpt,
+            key_size: a.key_size,
+            out: a.out,
+            target,
+            tokenizer: a.tokenizer,
+            shard,
+            resume: a.resume,
+            mode,
+        })
     }
+
+    /// Open the checkpoint and do the work.
+    /// The library's run options (which files, workers, resume or replace).
+    fn run(&self) -> RunOptions {
+        RunOptions {
+            shard: self.shard,
+            resume: self.resume,
+            force: self.force,
+            jobs: self.jobs,
+            measure: self.measure,
+        }
+    }
+
+    fn execute(&self) -> anyhow::Result<Done> {
+        let open = OpenOptions {
+            key_size: self.key_size,
+            ..Default::default()
+        };
+        let ck = Checkpoint::open(&self.ckpt, &open)
+            .with_context(|| format!("reading checkpoint {}", self.ckpt.display()))?;
+        args::apply_buffered_io(self.buffered_io);
+        let tokenizer = self.tokenizer.clone().or_else(|| find_tokenizer(&ck));
+        let started = Instant::now();
+        let quiet = self.show.quiet || self.show.json;
+        let report = match &self.target {
+            Target::Gguf {
+                types,
+                split_max,
+                name,
+                add_bos,
+            } => {
+                let Some(tokenizer) = tokenizer else {
+                    bail!("no tokenizer.model beside {}: pass --tokenizer FILE (GGUF files carry the vocabulary)", ck.dir.display());
+                };
+                let tensors = plan_tensors(&ck, types);
+                match self.mode {
+                    Mode::DryRun => return Ok(Done::Plan(tensors)),
+                    Mode::Finish => return Ok(Done::NothingToFinish),
+                    Mode::Write => {}
+                }
+                let o = GgufOptions {
+                    out: self.out.clone(),
+                    types: types.clone(),
+                    tokenizer,
+                    split_max: *split_max,
+                    name: name.clone(),
+                    add_bos: *add_bos,
+                    run: self.run(),
+                };
+                let total: u64 = tensors.iter().map(|t| t.nbytes).sum();
+                let p = Progress::new("convert", total, quiet);
+                for t in tensors.iter().filter(|t| t.note.is_some()) {
+                    p.println(&format!(
+                        "warning: {}: {}",
+                        t.name,
+                        t.note.as_deref().unwrap_or("")
+                    ));
+                }
+                let r = convert_gguf(&ck, &o, &|n| p.inc(n))?;
+                p.finish();
+                r
+            }
+            Target::Safetensors {
+                layout,
+                dtype,
+                shard_size,
+            } => {
+                let o = StOptions {
+                    out_dir: self.out.clone(),
+                    layout: *layout,
+                    dtype: *dtype,
+                    shard_size: *shard_size,
+                    tokenizer,
+                    run: self.run(),
+                };
+                match self.mode {
+                    Mode::DryRun => {
+                        let tensors =
+                            st_tensors(&ck, o.layout, o.dtype).map_err(|e| anyhow::anyhow!(e))?;
+                        return Ok(Done::Plan(tensors));
+                    }
+                    Mode::Finish => return Ok(Done::Finished(finish_safetensors(&ck, &o)?.len())),
+                    Mode::Write => {}
+                }
+                let total = planned_bytes(&ck, &o)?;
+                let p = Progress::new("convert", total, quiet);
+                let r = convert_safetensors(&ck, &o, &|n| p.inc(n))?;
+                p.finish();
+                r
+            }
+        };
+        Ok(Done::Converted(report, started.elapsed().as_secs_f64()))
+    }
+
+    /// Print what the run did.
+    fn render(&self, done: &Done) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match done {
+            Done::Plan(tensors) => self.render_plan(&mut out, tensors)?,
+            Done::NothingToFinish => {
+                eprintln!(
+                    "GGUF outputs need no finishing step: each split is complete when renamed"
+                )
+            }
+            Done::Finished(shards) => {
+                if !self.show.quiet {
+                    eprintln!(
+                        "checked {shards} shard(s) and wrote the index, configs and SHA256SUMS in {}",
+                        self.out.display()
+                    );
+                }
+            }
+            Done::Converted(r, secs) => self.render_report(&mut out, r, *secs)?,
+        }
+        Ok(())
+    }
+
+    fn render_plan(&self, out: &mut impl Write, tensors: &[OutTensor]) -> anyhow::Result<()> {
+        let mut total = 0;
+        for t in tensors {
+            let ty = match self.target {
+                Target::Gguf { .. } => ggml_type_of(t).to_string(),
+                Target::Safetensors { .. } => t.st_dtype().safetensors().to_string(),
+            };
+            total += t.nbytes;
+            writeln!(
+                out,
+                "{:<60} {:<22} {ty:<6} {:>14}{}",
+                t.name,
+                format!("{:?}", t.shape),
+                t.nbytes,
+                t.note
+                    .as_deref()
+                    .map(|n| format!("  ({n})"))
+                    .unwrap_or_default()
+            )?;
+        }
+        writeln!(out, "total tensor bytes: {total} ({})", human(total))?;
+        Ok(())
+    }
+
+    fn render_report(
+        &self,
+        out: &mut impl Write,
+        r: &ConvertReport,
+        secs: f64,
+    ) -> anyhow::Result<()> {
+        if self.show.json {
+            let v = serde_json::json!({"output": self.out, "seconds": secs, "report": r});
+            write_json(out, &v)?;
+            return Ok(());
+        }
+        if self.show.report {
+            writeln!(
+                out,
+                "{:<48} {:<6} {:>13} {:>6} {:>11} {:>11} {:>9}",
+                "tensor", "type", "bytes", "bpw", "rms err", "max err", "lossless"
+            )?;
+            for t in &r.tensors {
+                let total = t.lossless_blocks + t.requantized_blocks;
+                let ll = if total == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{:.1}%", 100.0 * t.lossless_blocks as f64 / total as f64)
+                };
+                writeln!(
+                    out,
+                    "{:<48} {:<6} {:>13} {:>6.2} {:>11.3e} {:>11.3e} {:>9}",
+                    t.name, t.ty, t.bytes, t.bpw, t.rms, t.max_abs, ll
+                )?;
+            }
+        }
+        if !self.show.quiet {
+            print_written(&r.files, &r.skipped, r.tensors.len(), secs);
+        }
+        Ok(())
+    }
+}
+
+fn find_tokenizer(ck: &Checkpoint) -> Option<PathBuf> {
     [
         Some(ck.dir.join("tokenizer.model")),
         ck.dir.parent().map(|p| p.join("tokenizer.model")),
@@ -173,204 +462,10 @@ fn find_tokenizer(ck: &Checkpoint, explicit: &Option<PathBuf>) -> Option<PathBuf
     .find(|p| p.is_file())
 }
 
-/// Run `convert`.
+/// Run `convert`: resolve, execute, render.
 pub fn run(a: ConvertArgs) -> anyhow::Result<Outcome> {
-    let ck = Checkpoint::open(
-        &a.ckpt,
-        &OpenOptions {
-            key_size: a.key_size,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("reading checkpoint {}", a.ckpt.display()))?;
-    if a.buffered_io {
-        crate::io::atomic::set_direct_writes(false);
-    }
-    let jobs = a.jobs.unwrap_or_else(rayon::current_num_threads).max(1);
-    let measure = if a.no_error_stats {
-        Measure::No
-    } else {
-        Measure::Errors
-    };
-    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let tokenizer = find_tokenizer(&ck, &a.tokenizer);
-    let started = std::time::Instant::now();
-    let report: ConvertReport = match a.to {
-        To::Gguf => {
-            let types = match &a.quant {
-                Some(q) => TypeChoice::Policy(
-                    Policy::parse(q).map_err(|e| anyhow::anyhow!("--quant {q}: {e}"))?,
-                ),
-                None => {
-                    TypeChoice::Uniform(GgmlType::from_name(&a.r#type).context("unknown --type")?)
-                }
-            };
-            let Some(tokenizer) = tokenizer else {
-                bail!("no tokenizer.model beside {}: pass --tokenizer FILE (GGUF files carry the vocabulary)", ck.dir.display());
-            };
-            let o = GgufOptions {
-                out: a.out.clone(),
-                types: types.clone(),
-                tokenizer,
-                split_max: a.split_max_size.as_deref().map(parse_size).transpose()?,
-                name: a.name.clone(),
-                add_bos: a.add_bos,
-                shard,
-                resume: a.resume,
-                force: a.force,
-                jobs,
-                measure,
-            };
-            let tensors = plan_tensors(&ck, &types);
-            if a.dry_run {
-                print_plan(tensors.iter().map(|t| {
-                    (
-                        t.name.as_str(),
-                        &t.shape[..],
-                        crate::convert::gguf::ggml_type_of(t).to_string(),
-                        t.nbytes,
-                        t.note.as_deref(),
-                    )
-                }))?;
-                return Ok(Outcome::Ok);
-            }
-            if a.finish {
-                eprintln!(
-                    "GGUF outputs need no finishing step: each split is complete when renamed"
-                );
-                return Ok(Outcome::Ok);
-            }
-            let total: u64 = tensors.iter().map(|t| t.nbytes).sum();
-            let p = Progress::new("convert", total, a.quiet || a.json);
-            for t in tensors.iter().filter(|t| t.note.is_some()) {
-                p.println(&format!(
-                    "warning: {}: {}",
-                    t.name,
-                    t.note.as_deref().unwrap_or("")
-                ));
-            }
-            let r = convert_gguf(&ck, &o, &|n| p.inc(n))?;
-            p.finish();
-            r
-        }
-        To::Safetensors => {
-            let dtype = match a.dtype.as_str() {
-                "int8" => StDtype::Ct(8),
-                "int4" => StDtype::Ct(4),
-                d => StDtype::Float(DType::from_name(d).context("unknown --dtype")?),
-            };
-            let o = StOptions {
-                out_dir: a.out.clone(),
-                layout: match a.layout {
-                    LayoutArg::Hf => Layout::Hf,
-                    LayoutArg::Jax => Layout::Jax,
-                },
-                dtype,
-                shard_size: parse_size(&a.shard_size)?,
-                tokenizer,
-                resume: a.resume,
-                force: a.force,
-                shard,
-                jobs,
-                measure,
-            };
-            if a.dry_run {
-                let tensors = crate::convert::plan::st_tensors(&ck, o.layout, o.dtype)
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                print_plan(tensors.iter().map(|t| {
-                    (
-                        t.name.as_str(),
-                        &t.shape[..],
-                        t.st_dtype().safetensors().to_string(),
-                        t.nbytes,
-                        t.note.as_deref(),
-                    )
-                }))?;
-                return Ok(Outcome::Ok);
-            }
-            if a.finish {
-                let w = finish_safetensors(&ck, &o)?;
-                if !a.quiet {
-                    eprintln!(
-                        "checked {} shard(s) and wrote the index, configs and SHA256SUMS in {}",
-                        w.len(),
-                        a.out.display()
-                    );
-                }
-                return Ok(Outcome::Ok);
-            }
-            let total = planned_bytes(&ck, &o)?;
-            let p = Progress::new("convert", total, a.quiet || a.json);
-            let r = convert_safetensors(&ck, &o, &|n| p.inc(n))?;
-            p.finish();
-            r
-        }
-    };
-    let secs = started.elapsed().as_secs_f64();
-    render(&a, &report, secs, &a.out)?;
+    let c = Convert::resolve(a)?;
+    let done = c.execute()?;
+    c.render(&done)?;
     Ok(Outcome::Ok)
-}
-
-fn print_plan<'a>(
-    rows: impl Iterator<Item = (&'a str, &'a [u64], String, u64, Option<&'a str>)>,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut total = 0;
-    for (name, shape, ty, bytes, note) in rows {
-        total += bytes;
-        writeln!(
-            out,
-            "{name:<60} {:<22} {ty:<6} {bytes:>14}{}",
-            format!("{shape:?}"),
-            note.map(|n| format!("  ({n})")).unwrap_or_default()
-        )?;
-    }
-    writeln!(out, "total tensor bytes: {total} ({})", human(total))?;
-    Ok(())
-}
-
-fn render(a: &ConvertArgs, r: &ConvertReport, secs: f64, out_path: &Path) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        let v = serde_json::json!({"output": out_path, "seconds": secs, "report": r});
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(());
-    }
-    if a.report {
-        writeln!(
-            out,
-            "{:<48} {:<6} {:>13} {:>6} {:>11} {:>11} {:>9}",
-            "tensor", "type", "bytes", "bpw", "rms err", "max err", "lossless"
-        )?;
-        for t in &r.tensors {
-            let total = t.lossless_blocks + t.requantized_blocks;
-            let ll = if total == 0 {
-                "-".to_string()
-            } else {
-                format!("{:.1}%", 100.0 * t.lossless_blocks as f64 / total as f64)
-            };
-            writeln!(
-                out,
-                "{:<48} {:<6} {:>13} {:>6.2} {:>11.3e} {:>11.3e} {:>9}",
-                t.name, t.ty, t.bytes, t.bpw, t.rms, t.max_abs, ll
-            )?;
-        }
-    }
-    let bytes: u64 = r.files.iter().map(|f| f.1).sum();
-    if !a.quiet {
-        for (p, n) in &r.files {
-            eprintln!("wrote {} ({})", p.display(), human(*n));
-        }
-        for p in &r.skipped {
-            eprintln!("kept {} (already complete)", p.display());
-        }
-        eprintln!(
-            "{} tensors, {} in {:.1} s ({:.0} MB/s)",
-            r.tensors.len(),
-            human(bytes),
-            secs,
-            bytes as f64 / 1e6 / secs.max(1e-9)
-        );
-    }
-    Ok(())
 }

@@ -1,8 +1,14 @@
 //! `grokit inspect`: what is inside a checkpoint, in a table or as JSON.
+//!
+//! [`InspectArgs`] → [`Inspect`] (which format PATH is) → [`Inspect::execute`] (open it) →
+//! [`Inspect::render`] (table or JSON; the exit status says whether problems were found).
 
 use super::progress::human;
+use super::render::write_json;
 use super::Outcome;
+use crate::gguf::GgufSet;
 use crate::numpy::Stored;
+use crate::safetensors_io::StReader;
 use crate::source::grok::{Checkpoint, OpenOptions};
 use anyhow::Context;
 use clap::Args;
@@ -20,10 +26,13 @@ use std::path::PathBuf;
 /// Examples:
 ///   grokit inspect fixtures/tiny
 ///   grokit inspect /data/grok-1 --json | jq '.tensors[0]'
+///   grokit inspect grok-1-q8_0-00001-of-00007.gguf           # metadata and every tensor of the set
+///   grokit inspect grok-1-hf --json | jq '.tensors | length'  # a safetensors directory
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
-    /// Checkpoint directory.
+    /// A release checkpoint directory, a .gguf file (the first of a split set), or a
+    /// safetensors file, index or directory.
     pub path: PathBuf,
     /// Machine-readable JSON on stdout.
     #[arg(long)]
@@ -55,13 +64,10 @@ fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
     }
 }
 
-fn inspect_gguf(a: &InspectArgs) -> anyhow::Result<Outcome> {
-    let set = crate::gguf::GgufSet::open(&a.path)
-        .with_context(|| format!("reading GGUF {}", a.path.display()))?;
-    let mut out = std::io::stdout().lock();
+fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Result<()> {
     let tensors: Vec<_> = set.tensors().map(|(f, t)| json!({"name": t.name, "type": t.ty.name(), "shape": t.shape, "ne": t.ne, "bytes": t.nbytes, "offset": t.offset, "file": f.path()})).collect();
     let total: u64 = set.tensors().map(|(_, t)| t.nbytes).sum();
-    if a.json {
+    if json {
         let kvs: serde_json::Map<String, serde_json::Value> = set
             .kvs()
             .iter()
@@ -72,14 +78,11 @@ fn inspect_gguf(a: &InspectArgs) -> anyhow::Result<Outcome> {
                 )
             })
             .collect();
-        writeln!(
+        write_json(
             out,
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []})
-            )?
+            &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     writeln!(
         out,
@@ -104,24 +107,18 @@ fn inspect_gguf(a: &InspectArgs) -> anyhow::Result<Outcome> {
         )?;
     }
     writeln!(out, "\nno problems found")?;
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
-fn inspect_safetensors(a: &InspectArgs) -> anyhow::Result<Outcome> {
-    let r = crate::safetensors_io::StReader::open(&a.path)
-        .with_context(|| format!("reading safetensors {}", a.path.display()))?;
-    let mut out = std::io::stdout().lock();
+fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow::Result<()> {
     let total = r.total_size();
-    if a.json {
+    if json {
         let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": t.file, "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
-        writeln!(
+        write_json(
             out,
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []})
-            )?
+            &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     writeln!(
         out,
@@ -141,34 +138,11 @@ fn inspect_safetensors(a: &InspectArgs) -> anyhow::Result<Outcome> {
         )?;
     }
     writeln!(out, "\nno problems found")?;
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
-/// Run `inspect`.
-pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
-    let ext = a.path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if a.path.is_file() && ext == "gguf" {
-        return inspect_gguf(&a);
-    }
-    if (a.path.is_file() && ext == "safetensors")
-        || (a.path.is_dir()
-            && (a.path.join("model.safetensors").exists()
-                || a.path.join("model.safetensors.index.json").exists()))
-        || (a.path.is_file()
-            && a.path
-                .to_string_lossy()
-                .ends_with(".safetensors.index.json"))
-    {
-        return inspect_safetensors(&a);
-    }
-    let opts = OpenOptions {
-        key_size: a.key_size,
-        ..Default::default()
-    };
-    let ck = Checkpoint::open(&a.path, &opts)
-        .with_context(|| format!("reading checkpoint {}", a.path.display()))?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
+fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::Result<Outcome> {
+    if json {
         let tensors: Vec<_> = ck
             .tensors
             .iter()
@@ -191,7 +165,7 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
             "tensors": tensors, "problems": ck.problems, "warnings": ck.warnings,
         });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
     } else {
         let c = &ck.config;
         writeln!(out, "Grok-1 release checkpoint: {}", ck.dir.display())?;
@@ -256,4 +230,98 @@ pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Mismatch
     })
+}
+
+/// What PATH is.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Gguf,
+    Safetensors,
+    Release,
+}
+
+/// `inspect`'s options, resolved.
+#[derive(Debug)]
+pub struct Inspect {
+    path: PathBuf,
+    format: Format,
+    json: bool,
+    key_size: Option<u64>,
+}
+
+/// An opened input.
+enum Opened {
+    Gguf(GgufSet),
+    Safetensors(StReader),
+    Release(Checkpoint),
+}
+
+impl Inspect {
+    /// Tell the format from the path: a `.gguf` file, a safetensors file, index or directory,
+    /// otherwise a release checkpoint.
+    pub fn resolve(a: InspectArgs) -> Inspect {
+        let p = &a.path;
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let format = if p.is_file() && ext == "gguf" {
+            Format::Gguf
+        } else if (p.is_file() && ext == "safetensors")
+            || (p.is_dir()
+                && (p.join("model.safetensors").exists()
+                    || p.join("model.safetensors.index.json").exists()))
+            || (p.is_file() && p.to_string_lossy().ends_with(".safetensors.index.json"))
+        {
+            Format::Safetensors
+        } else {
+            Format::Release
+        };
+        Inspect {
+            path: a.path,
+            format,
+            json: a.json,
+            key_size: a.key_size,
+        }
+    }
+
+    /// Open (and, for the release, check) the input; payloads are not read.
+    fn execute(&self) -> anyhow::Result<Opened> {
+        let p = &self.path;
+        Ok(match self.format {
+            Format::Gguf => Opened::Gguf(
+                GgufSet::open(p).with_context(|| format!("reading GGUF {}", p.display()))?,
+            ),
+            Format::Safetensors => Opened::Safetensors(
+                StReader::open(p)
+                    .with_context(|| format!("reading safetensors {}", p.display()))?,
+            ),
+            Format::Release => {
+                let opts = OpenOptions {
+                    key_size: self.key_size,
+                    ..Default::default()
+                };
+                Opened::Release(
+                    Checkpoint::open(p, &opts)
+                        .with_context(|| format!("reading checkpoint {}", p.display()))?,
+                )
+            }
+        })
+    }
+
+    /// Print the table or JSON; a release with problems is a mismatch (exit 1).
+    fn render(&self, opened: &Opened) -> anyhow::Result<Outcome> {
+        let mut out = std::io::stdout().lock();
+        match opened {
+            Opened::Gguf(set) => render_gguf(&mut out, set, self.json).map(|()| Outcome::Ok),
+            Opened::Safetensors(r) => {
+                render_safetensors(&mut out, r, self.json).map(|()| Outcome::Ok)
+            }
+            Opened::Release(ck) => render_release(&mut out, ck, self.json),
+        }
+    }
+}
+
+/// Run `inspect`: resolve, execute, render.
+pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
+    let i = Inspect::resolve(a);
+    let opened = i.execute()?;
+    i.render(&opened)
 }

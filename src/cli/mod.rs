@@ -1,27 +1,32 @@
-//! L4: the command line. Thin: each subcommand is one file that turns validated arguments into
-//! library calls and renders the outcome. Exit codes: 0 success, 1 a check found a mismatch,
-//! 2 an error (bad input, I/O). A broken pipe on stdout counts as success.
+//! L4: the command line, ripgrep's way. Each subcommand is one file that goes from raw
+//! arguments (a clap struct) to validated options (`resolve`: every string parsed and every
+//! conflict settled before any input is opened) to the work (library calls; progress on
+//! stderr) to rendering (text or `--json` on stdout). `main.rs` only strings [`parse`], [`run`]
+//! and [`exit::code`] together; exit codes (0 success, 1 a check found a mismatch, 2 an error;
+//! a broken pipe on stdout counts as success) are decided in [`exit`] alone. What `convert` and
+//! `quantize` share is written once, in `args`; output pieces several commands print, in
+//! `render`.
+//!
+//! Help: `grokit --help` lists the one-line summaries written on [`Command`]; `grokit CMD
+//! --help` prints the doc comment of CMD's argument struct, which ends with examples (a unit
+//! test parses every example line).
 
 use clap::{Parser, Subcommand};
 
+mod args;
+mod compare;
 mod convert;
+pub mod exit;
 mod forward;
 mod inspect;
 mod perplexity;
 pub mod progress;
 mod quantize;
+mod render;
 mod synth;
 mod verify;
-use std::process::ExitCode;
 
-/// What a subcommand returns when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything checked out.
-    Ok,
-    /// A verification or comparison found a mismatch (exit 1).
-    Mismatch,
-}
+pub use exit::Outcome;
 
 /// grokit: read, verify, convert, quantize and run the Grok-1 release, without Python.
 #[derive(Parser, Debug)]
@@ -32,106 +37,127 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// Subcommands, with the one-line summaries `grokit --help` lists. The long help of each is the
+/// doc comment of its argument struct; these variants carry no doc comment, because clap would
+/// let it replace that long help.
+#[allow(missing_docs)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Convert a release checkpoint to GGUF or safetensors.
+    #[command(about = "Convert a release checkpoint to GGUF or safetensors")]
     Convert(convert::ConvertArgs),
-    /// Run Grok-1's forward pass on CPU (release, GGUF or safetensors).
+    #[command(about = "Run Grok-1's forward pass on CPU (release, GGUF or safetensors)")]
     Forward(forward::ForwardArgs),
-    /// Compare two models (or logits files) on the same tokens.
-    Compare(forward::CompareArgs),
-    /// Show what a checkpoint holds (tensors, config, problems).
+    #[command(about = "Compare two models (or logits files) on the same tokens")]
+    Compare(compare::CompareArgs),
+    #[command(about = "Show what a checkpoint holds (tensors, config, problems)")]
     Inspect(inspect::InspectArgs),
-    #[allow(missing_docs)] // PerplexityArgs' doc comment is the help (summary and examples)
+    #[command(about = "Perplexity and KL divergence over a text file, like llama-perplexity")]
     Perplexity(perplexity::PerplexityArgs),
-    /// Requantize a GGUF file (or split set) into another GGUF, like llama-quantize
-    ///
-    /// Every tensor is decoded to f32 and encoded with ggml's reference quantizers (bit for bit),
-    /// streaming in bounded memory. Metadata is copied; `general.file_type` and split keys are set
-    /// anew. Norms, the router and 1-D tensors stay F32; a tensor already in its target type is
-    /// copied verbatim. Quantizing an already block-quantized tensor to another block type needs
-    /// `--allow-requantize` (quality suffers: quantize from an F32/BF16 file instead).
-    ///
-    /// `--preset` takes llama-quantize's mixtures (q4_k_m gives attn_k/v Q8_0, attn_output Q5_K,
-    /// ffn_down Q6_K on half the layers, token_embd Q6_K); `--quant` takes a preset and/or
-    /// class=type items (see docs/quantization.md); classes it does not list keep their type.
-    ///
-    /// From an F32 GGUF made by `grokit convert --type f32`, `--preset X` writes the same
-    /// metadata and tensors as `grokit convert --quant X`, except Q8_0 matrices: convert copies
-    /// those losslessly from the release's int8, quantize re-derives them from f32 (ggml's Q8_0).
-    ///
-    /// Examples:
-    ///   grokit quantize grok-1-f32.gguf -o grok-1-q4_k_m.gguf --preset q4_k_m
-    ///   grokit quantize grok-1-bf16-00001-of-00012.gguf -o grok-1-q8_0.gguf --preset q8_0 --split-max-size 50G
-    ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
-    ///   grokit quantize grok-1-q8_0.gguf -o grok-1-q4_0.gguf --preset q4_0 --allow-requantize
-    #[command(verbatim_doc_comment)]
+    #[command(
+        about = "Requantize a GGUF file (or split set) into another GGUF, like llama-quantize"
+    )]
     Quantize(quantize::QuantizeArgs),
-    /// Write a synthetic checkpoint in the release's exact format.
+    #[command(about = "Write a synthetic checkpoint in the release's exact format")]
     Synth(synth::SynthArgs),
-    /// Verify a release: structure, SHA-256 manifest, torrent pieces.
+    #[command(about = "Verify a release: structure, SHA-256 manifest, torrent pieces")]
     Verify(verify::VerifyArgs),
 }
 
-/// Parse, run, and map to an exit code.
-pub fn main() -> ExitCode {
-    crate::io::ignore_file_size_signal();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    match run(cli) {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Mismatch) => ExitCode::from(1),
-        Err(e) => {
-            if is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("error: {}", render_error(&e));
-            ExitCode::from(2)
-        }
-    }
+/// Parse the process's arguments. On `--help`, `--version` or a usage error, clap's message
+/// has been printed and the error holds the exit code.
+pub fn parse() -> Result<Cli, std::process::ExitCode> {
+    Cli::try_parse().map_err(exit::usage)
 }
 
-/// The error and its causes on one line, skipping a cause whose text the previous message
-/// already contains (library errors print their source inline).
-pub fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for c in e.chain() {
-        let m = c.to_string();
-        if out.contains(&m) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&m);
-    }
-    out
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Dispatch a parsed command line.
+/// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    crate::io::ignore_file_size_signal();
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Forward(a) => forward::run_forward(a),
-        Command::Compare(a) => forward::run_compare(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The example lines (`grokit …`) of every subcommand's long help.
+    fn examples() -> Vec<(String, String)> {
+        let cmd = Cli::command();
+        let mut out = Vec::new();
+        for sub in cmd.get_subcommands() {
+            let help = sub
+                .get_long_about()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            for line in help.lines().map(str::trim) {
+                if line.starts_with("grokit ") {
+                    out.push((sub.get_name().to_string(), line.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Split a command line like a shell would for these examples: quotes group words, and a
+    /// pipe or a ` #` comment ends the grokit command.
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut cur: Option<String> = None;
+        let mut quote = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => cur.get_or_insert_with(String::new).push(c),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    cur.get_or_insert_with(String::new);
+                }
+                (None, '|') => break,
+                (None, '#') if prev == ' ' => break,
+                (None, c) if c.is_whitespace() => words.extend(cur.take()),
+                (None, c) => cur.get_or_insert_with(String::new).push(c),
+            }
+            prev = c;
+        }
+        words.extend(cur);
+        words
+    }
+
+    #[test]
+    fn every_subcommand_teaches_with_examples() {
+        let ex = examples();
+        for sub in Cli::command().get_subcommands() {
+            let n = ex.iter().filter(|(s, _)| s == sub.get_name()).count();
+            assert!(n > 0, "`grokit {} --help` has no examples", sub.get_name());
+        }
+    }
+
+    #[test]
+    fn every_example_parses() {
+        assert_eq!(
+            words(r#"grokit forward m --prompt "a b" | jq x"#),
+            ["grokit", "forward", "m", "--prompt", "a b"]
+        );
+        assert_eq!(
+            words("grokit synth /d --sparse   # note"),
+            ["grokit", "synth", "/d", "--sparse"]
+        );
+        for (sub, line) in examples() {
+            let w = words(&line);
+            assert_eq!(w.get(1).map(String::as_str), Some(sub.as_str()), "{line}");
+            if let Err(e) = Cli::try_parse_from(&w) {
+                panic!("example of `grokit {sub}` does not parse: {line}\n{e}");
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::eval::perplexity::{evaluate, ChunkResult, Scoring, Summary};
 use crate::eval::state::{tokens_hash, Found, Identity, StateDir};
 use crate::eval::Model;
 use crate::io::atomic::AtomicFile;
-use crate::reference::sources::Model as Source;
+use crate::reference::sources::Source;
 use crate::reference::{ModelDims, Precision};
 use crate::source::grok::OpenOptions;
 use crate::tokenizer::Tokenizer;

@@ -1,4 +1,6 @@
 //! `grokit synth`: write a synthetic checkpoint in the release's exact format.
+//!
+//! [`SynthArgs`] → [`Synth`] (a checked geometry) → [`Synth::execute`] → [`Synth::render`].
 
 use super::progress::{human, Progress};
 use super::Outcome;
@@ -73,90 +75,124 @@ pub struct SynthArgs {
     pub quiet: bool,
 }
 
-/// Run `synth`.
-pub fn run(a: SynthArgs) -> anyhow::Result<Outcome> {
-    let mut config = match a.preset {
-        Preset::Tiny => Config::tiny(),
-        Preset::Grok1 => Config::grok1(),
-    };
-    if let Some(n) = a.layers {
-        anyhow::ensure!(
-            (1..=4096).contains(&n),
-            "--layers must be between 1 and 4096"
-        );
-        config.num_layers = n;
-    }
-    let out = a
-        .out
-        .clone()
-        .or(a.out_flag.clone())
-        .ok_or_else(|| anyhow::anyhow!("give the output directory"))?;
-    if let Some(d) = a.d_model {
-        config.emb_size = d;
-        config.ffn_size = Config::ffn_rule(d);
-    }
-    for (v, slot) in [
-        (a.q_heads, &mut config.num_q_heads),
-        (a.kv_heads, &mut config.num_kv_heads),
-        (a.head_dim, &mut config.key_size),
-        (a.vocab, &mut config.vocab_size),
-        (a.experts, &mut config.num_experts),
-        (a.ffn, &mut config.ffn_size),
-    ] {
-        if let Some(v) = v {
-            *slot = v;
-        }
-    }
-    let problems = config.problems();
-    anyhow::ensure!(
-        problems.is_empty(),
-        "inconsistent geometry: {}",
-        problems.join("; ")
-    );
-    anyhow::ensure!(config.num_q_heads * config.key_size % 8 == 0 && config.ffn_size % 8 == 0, "the O and down projections have 8 scale row blocks: q_heads x head_dim and the ffn width must be multiples of 8");
-    for v in config.rule_violations() {
-        eprintln!("warning: {v} (inspect will report it)");
-    }
-    let table = ParamTable::new(&config);
-    let total: u64 = table
-        .params
-        .iter()
-        .map(|p| expected_file_size(p, &config))
-        .sum();
-    let avail = fs_available(&out);
-    if !a.sparse {
-        if let Some(avail) = avail {
+/// `synth`'s options, validated: a consistent geometry and an output directory.
+#[derive(Debug)]
+pub struct Synth {
+    out: PathBuf,
+    config: Config,
+    seed: u64,
+    sparse: bool,
+    quiet: bool,
+}
+
+impl Synth {
+    /// Build the geometry from the preset and the overrides, and check it.
+    pub fn resolve(a: SynthArgs) -> anyhow::Result<Synth> {
+        let mut config = match a.preset {
+            Preset::Tiny => Config::tiny(),
+            Preset::Grok1 => Config::grok1(),
+        };
+        if let Some(n) = a.layers {
             anyhow::ensure!(
-                avail > total,
-                "{} needs {} but only {} is free there",
-                out.display(),
-                human(total),
-                human(avail)
+                (1..=4096).contains(&n),
+                "--layers must be between 1 and 4096"
+            );
+            config.num_layers = n;
+        }
+        let out = a
+            .out
+            .or(a.out_flag)
+            .ok_or_else(|| anyhow::anyhow!("give the output directory"))?;
+        if let Some(d) = a.d_model {
+            config.emb_size = d;
+            config.ffn_size = Config::ffn_rule(d);
+        }
+        for (v, slot) in [
+            (a.q_heads, &mut config.num_q_heads),
+            (a.kv_heads, &mut config.num_kv_heads),
+            (a.head_dim, &mut config.key_size),
+            (a.vocab, &mut config.vocab_size),
+            (a.experts, &mut config.num_experts),
+            (a.ffn, &mut config.ffn_size),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        let problems = config.problems();
+        anyhow::ensure!(
+            problems.is_empty(),
+            "inconsistent geometry: {}",
+            problems.join("; ")
+        );
+        anyhow::ensure!(config.num_q_heads * config.key_size % 8 == 0 && config.ffn_size % 8 == 0, "the O and down projections have 8 scale row blocks: q_heads x head_dim and the ffn width must be multiples of 8");
+        Ok(Synth {
+            out,
+            config,
+            seed: a.seed,
+            sparse: a.sparse,
+            quiet: a.quiet,
+        })
+    }
+
+    /// Check the free space (dense output) and write the checkpoint; returns the bytes written,
+    /// the file count and the seconds taken.
+    fn execute(&self) -> anyhow::Result<(u64, usize, f64)> {
+        for v in self.config.rule_violations() {
+            eprintln!("warning: {v} (inspect will report it)");
+        }
+        let table = ParamTable::new(&self.config);
+        let total: u64 = table
+            .params
+            .iter()
+            .map(|p| expected_file_size(p, &self.config))
+            .sum();
+        if !self.sparse {
+            if let Some(avail) = fs_available(&self.out) {
+                anyhow::ensure!(
+                    avail > total,
+                    "{} needs {} but only {} is free there",
+                    self.out.display(),
+                    human(total),
+                    human(avail)
+                );
+            }
+        }
+        let p = Progress::new("synth", total, self.quiet);
+        let written = synth(
+            &self.out,
+            &SynthOptions {
+                config: self.config.clone(),
+                seed: self.seed,
+                sparse: self.sparse,
+            },
+            &|n, _| p.inc(n),
+        )
+        .with_context(|| format!("writing {}", self.out.display()))?;
+        p.finish();
+        Ok((written, table.len(), p.elapsed()))
+    }
+
+    /// The closing status line (stderr).
+    fn render(&self, (written, files, secs): (u64, usize, f64)) {
+        if !self.quiet {
+            eprintln!(
+                "wrote {} files, {} ({}), in {:.1} s to {}",
+                files,
+                human(written),
+                if self.sparse { "sparse" } else { "dense" },
+                secs,
+                self.out.join("ckpt-0").display()
             );
         }
     }
-    let p = Progress::new("synth", total, a.quiet);
-    let written = synth(
-        &out,
-        &SynthOptions {
-            config: config.clone(),
-            seed: a.seed,
-            sparse: a.sparse,
-        },
-        &|n, _| p.inc(n),
-    )
-    .with_context(|| format!("writing {}", out.display()))?;
-    p.finish();
-    if !a.quiet {
-        eprintln!(
-            "wrote {} files, {} ({}), in {:.1} s to {}",
-            table.len(),
-            human(written),
-            if a.sparse { "sparse" } else { "dense" },
-            p.elapsed(),
-            out.join("ckpt-0").display()
-        );
-    }
+}
+
+/// Run `synth`: resolve, execute, render.
+pub fn run(a: SynthArgs) -> anyhow::Result<Outcome> {
+    let s = Synth::resolve(a)?;
+    let done = s.execute()?;
+    s.render(done);
     Ok(Outcome::Ok)
 }
 

@@ -1,11 +1,19 @@
 //! `grokit verify`: is a downloaded release complete and intact?
+//!
+//! [`VerifyArgs`] → [`Verify`] → [`Verify::execute`] (structure, then each requested check,
+//! collected into a [`Report`]; an unreadable manifest or torrent is an error, a failed check is
+//! not) → [`Report::render_text`] or [`Report::to_json`] → exit 0 when everything verified,
+//! 1 otherwise.
 
 use super::progress::{human, Progress};
+use super::render::write_json;
 use super::Outcome;
 use crate::base::hex;
-use crate::source::grok::{discover, Checkpoint, OpenOptions};
+use crate::source::grok::{discover, layout::find_dir, Checkpoint, OpenOptions};
 use crate::source::SourceError;
-use crate::verify::{self, CheckOptions, HashOptions, Manifest, Torrent};
+use crate::verify::{
+    self, CheckOptions, HashOptions, Manifest, ManifestReport, Torrent, TorrentReport,
+};
 use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value as Json};
@@ -31,7 +39,9 @@ use std::path::{Path, PathBuf};
 ///   grokit verify /data/grok-1
 ///   grokit verify /data/grok-1 --write-manifest grok-1.sha256
 ///   grokit verify /data/grok-1 --manifest grok-1.sha256
+///   grokit verify /data/grok-1 --manifest grok-1.sha256 -j 1    # one file at a time (spinning disk)
 ///   grokit verify /data/grok-1 --torrent grok-1.torrent --torrent-root /data/grok-1
+///   grokit verify /data/grok-1 --manifest grok-1.sha256 --json | jq .ok
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
@@ -64,252 +74,400 @@ pub struct VerifyArgs {
     pub quiet: bool,
 }
 
-fn structure(ckpt: &Path) -> anyhow::Result<(Json, bool, Option<Checkpoint>)> {
-    match Checkpoint::open(ckpt, &OpenOptions::default()) {
-        Ok(ck) => {
-            let ok = ck.problems.is_empty();
-            let v = json!({
-                "ok": ok, "dir": ck.dir, "files": ck.tensors.len(), "bytes": ck.total_bytes(),
-                "is_grok1": ck.config.is_grok1(), "problems": ck.problems, "warnings": ck.warnings,
-            });
-            Ok((v, ok, Some(ck)))
-        }
-        Err(e @ (SourceError::NotACheckpoint { .. } | SourceError::Io(_))) => {
-            Err(e).with_context(|| format!("reading {}", ckpt.display()))
-        }
-        Err(SourceError::Files {
-            dir,
-            missing,
-            unexpected,
-        }) => Ok((
-            json!({"ok": false, "dir": dir, "missing": missing, "unexpected": unexpected}),
-            false,
-            None,
-        )),
-        Err(e) => Ok((json!({"ok": false, "error": e.to_string()}), false, None)),
+/// `verify`'s options.
+#[derive(Debug)]
+pub struct Verify {
+    ckpt: PathBuf,
+    write_manifest: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    torrent: Option<PathBuf>,
+    torrent_root: Option<PathBuf>,
+    root: Option<PathBuf>,
+    hash: HashOptions,
+    json: bool,
+    /// No progress bars (`--quiet`, or `--json`).
+    quiet: bool,
+}
+
+/// What the structure check found.
+#[derive(Debug)]
+enum Structure {
+    /// The checkpoint opened; its problems (if any) are listed in it.
+    Opened(Checkpoint),
+    /// Shard files are missing or unexpected.
+    Files {
+        dir: PathBuf,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+    },
+    /// Any other defect (a shard that does not parse, ...).
+    Failed(String),
+}
+
+impl Structure {
+    fn ok(&self) -> bool {
+        matches!(self, Structure::Opened(ck) if ck.problems.is_empty())
     }
 }
 
-/// Run `verify`.
-pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
-    let opts = HashOptions {
-        threads: a.jobs.unwrap_or(0),
-        ..HashOptions::default()
-    };
-    let (st, mut ok, ck) = structure(&a.ckpt)?;
-    let dir = match &ck {
-        Some(c) => c.dir.clone(),
-        None => crate::source::grok::layout::find_dir(&a.ckpt).map_err(anyhow::Error::from)?,
-    };
-    let root = a.root.clone().unwrap_or_else(|| {
-        dir.parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    });
-    let mut report = json!({"structure": st});
-    let quiet = a.quiet || a.json;
-    let mut lines: Vec<String> = Vec::new();
-    render_structure(&report["structure"], &mut lines);
+/// A manifest written with `--write-manifest`.
+#[derive(Debug)]
+struct Wrote {
+    path: PathBuf,
+    entries: usize,
+    bytes: u64,
+    seconds: f64,
+}
 
-    if let Some(out) = &a.write_manifest {
-        let files = discover(&a.ckpt)
+/// Everything `verify` found.
+#[derive(Debug)]
+pub struct Report {
+    structure: Structure,
+    wrote: Option<Wrote>,
+    manifest: Option<(ManifestReport, f64)>,
+    torrent: Option<(TorrentReport, f64)>,
+}
+
+impl Report {
+    /// True when every check passed.
+    fn ok(&self) -> bool {
+        self.structure.ok()
+            && self.manifest.as_ref().is_none_or(|(r, _)| r.is_clean())
+            && self.torrent.as_ref().is_none_or(|(r, _)| r.is_complete())
+    }
+}
+
+impl Verify {
+    /// Options from the arguments (all of them are paths or flags: nothing to reject).
+    pub fn resolve(a: VerifyArgs) -> Verify {
+        Verify {
+            hash: HashOptions {
+                threads: a.jobs.unwrap_or(0),
+                ..HashOptions::default()
+            },
+            quiet: a.quiet || a.json,
+            json: a.json,
+            ckpt: a.ckpt,
+            write_manifest: a.write_manifest,
+            manifest: a.manifest,
+            torrent: a.torrent,
+            torrent_root: a.torrent_root,
+            root: a.root,
+        }
+    }
+
+    /// Run the structure check and each requested one, in order.
+    fn execute(&self) -> anyhow::Result<Report> {
+        let structure = self.structure()?;
+        let dir = match &structure {
+            Structure::Opened(ck) => ck.dir.clone(),
+            _ => find_dir(&self.ckpt).map_err(anyhow::Error::from)?,
+        };
+        let root = self.root.clone().unwrap_or_else(|| {
+            dir.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        let wrote = match &self.write_manifest {
+            Some(out) => Some(self.write_manifest(&root, out)?),
+            None => None,
+        };
+        let manifest = match &self.manifest {
+            Some(m) => Some(self.check_manifest(&root, m)?),
+            None => None,
+        };
+        let torrent = match &self.torrent {
+            Some(t) => Some(self.check_torrent(self.torrent_root.as_ref().unwrap_or(&root), t)?),
+            None => None,
+        };
+        Ok(Report {
+            structure,
+            wrote,
+            manifest,
+            torrent,
+        })
+    }
+
+    fn structure(&self) -> anyhow::Result<Structure> {
+        match Checkpoint::open(&self.ckpt, &OpenOptions::default()) {
+            Ok(ck) => Ok(Structure::Opened(ck)),
+            Err(e @ (SourceError::NotACheckpoint { .. } | SourceError::Io(_))) => {
+                Err(e).with_context(|| format!("reading {}", self.ckpt.display()))
+            }
+            Err(SourceError::Files {
+                dir,
+                missing,
+                unexpected,
+            }) => Ok(Structure::Files {
+                dir,
+                missing,
+                unexpected,
+            }),
+            Err(e) => Ok(Structure::Failed(e.to_string())),
+        }
+    }
+
+    fn write_manifest(&self, root: &Path, out: &Path) -> anyhow::Result<Wrote> {
+        let files = discover(&self.ckpt)
             .map(|f| f.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
             .unwrap_or_default();
         let rel: Vec<PathBuf> = files
             .iter()
-            .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+            .filter_map(|p| p.strip_prefix(root).ok().map(Path::to_path_buf))
             .collect();
-        let total: u64 = files
+        let bytes: u64 = files
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        let p = Progress::new("hashing", total, quiet);
-        let m = verify::write_manifest(&root, &rel, &opts, &|n| p.inc(n))
+        let p = Progress::new("hashing", bytes, self.quiet);
+        let m = verify::write_manifest(root, &rel, &self.hash, &|n| p.inc(n))
             .with_context(|| "hashing the shards")?;
         p.finish();
         m.write(out)
             .with_context(|| format!("writing {}", out.display()))?;
-        lines.push(format!(
-            "manifest: wrote {} entries to {} ({:.1} s, {:.0} MB/s)",
-            m.entries.len(),
-            out.display(),
-            p.elapsed(),
-            total as f64 / 1e6 / p.elapsed().max(1e-9)
-        ));
-        report["write_manifest"] =
-            json!({"path": out, "entries": m.entries.len(), "seconds": p.elapsed()});
+        Ok(Wrote {
+            path: out.to_path_buf(),
+            entries: m.entries.len(),
+            bytes,
+            seconds: p.elapsed(),
+        })
     }
-    if let Some(mp) = &a.manifest {
-        let m = Manifest::read(mp).with_context(|| format!("reading manifest {}", mp.display()))?;
+
+    fn check_manifest(&self, root: &Path, path: &Path) -> anyhow::Result<(ManifestReport, f64)> {
+        let m =
+            Manifest::read(path).with_context(|| format!("reading manifest {}", path.display()))?;
         let total: u64 = m
             .entries
             .iter()
             .filter_map(|e| std::fs::metadata(root.join(&e.path)).ok())
             .map(|x| x.len())
             .sum();
-        let p = Progress::new("checking", total, quiet);
-        let r = verify::check_manifest(
-            &root,
-            &m,
-            &CheckOptions {
-                hash: opts,
-                find_extra: false,
-                ignore: vec![],
-            },
-            &|n| p.inc(n),
-        );
+        let p = Progress::new("checking", total, self.quiet);
+        let opts = CheckOptions {
+            hash: self.hash,
+            find_extra: false,
+            ignore: vec![],
+        };
+        let r = verify::check_manifest(root, &m, &opts, &|n| p.inc(n));
         p.finish();
-        ok &= r.is_clean();
-        lines.push(format!(
-            "manifest: {} ok, {} mismatched, {} missing, {} unreadable ({} hashed in {:.1} s)",
-            r.ok.len(),
-            r.mismatched.len(),
-            r.missing.len(),
-            r.unreadable.len(),
-            human(r.bytes_hashed),
-            p.elapsed()
-        ));
-        for x in &r.mismatched {
-            lines.push(format!(
-                "  MISMATCH {}: expected {} got {}",
-                x.path.display(),
-                hex::encode(&x.expected),
-                hex::encode(&x.actual)
-            ));
-        }
-        for x in &r.missing {
-            lines.push(format!("  MISSING  {}", x.display()));
-        }
-        for (x, why) in &r.unreadable {
-            lines.push(format!("  UNREADABLE {}: {why}", x.display()));
-        }
-        report["manifest"] = json!({
-            "ok": r.is_clean(), "matched": r.ok.len(),
-            "mismatched": r.mismatched.iter().map(|m| json!({"path": m.path, "expected": hex::encode(&m.expected), "actual": hex::encode(&m.actual)})).collect::<Vec<_>>(),
-            "missing": r.missing, "unreadable": r.unreadable.iter().map(|(p, w)| json!({"path": p, "error": w})).collect::<Vec<_>>(),
-            "bytes_hashed": r.bytes_hashed, "seconds": p.elapsed(),
-        });
+        Ok((r, p.elapsed()))
     }
-    if let Some(tp) = &a.torrent {
-        let t = Torrent::read(tp).with_context(|| format!("reading torrent {}", tp.display()))?;
-        let troot = a.torrent_root.clone().unwrap_or_else(|| root.clone());
-        let p = Progress::new("pieces", t.total_length, quiet);
-        let r = verify::check_torrent(&troot, &t, &opts, &|n| p.inc(n));
+
+    fn check_torrent(&self, root: &Path, path: &Path) -> anyhow::Result<(TorrentReport, f64)> {
+        let t =
+            Torrent::read(path).with_context(|| format!("reading torrent {}", path.display()))?;
+        let p = Progress::new("pieces", t.total_length, self.quiet);
+        let r = verify::check_torrent(root, &t, &self.hash, &|n| p.inc(n));
         p.finish();
-        ok &= r.is_complete();
-        let official = r.infohash == verify::GROK1_INFOHASH;
-        lines.push(format!(
-            "torrent: infohash {}{}",
-            r.infohash,
-            if official {
-                " (the official Grok-1 release)"
-            } else {
-                " (not the official Grok-1 infohash)"
-            }
-        ));
-        lines.push(format!(
-            "torrent: {} of {} pieces good, {} bad, {} missing",
-            r.good_pieces,
-            r.pieces,
-            r.bad_pieces.len(),
-            r.missing_pieces
-                .iter()
-                .map(|x| x.end - x.start)
-                .sum::<u64>()
-        ));
-        for b in &r.bad_pieces {
-            lines.push(format!(
-                "  BAD piece {} in {}",
-                b.index,
-                b.files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        for f in r.files.iter().filter(|f| f.verified_fraction < 1.0) {
-            lines.push(format!(
-                "  {}: {:?}, {:.1}% verified",
-                f.path.display(),
-                f.state,
-                100.0 * f.verified_fraction
-            ));
-        }
-        report["torrent"] = json!({
-            "ok": r.is_complete(), "infohash": r.infohash, "official_grok1": official, "name": r.name,
-            "pieces": r.pieces, "good_pieces": r.good_pieces,
-            "bad_pieces": r.bad_pieces.iter().map(|b| json!({"index": b.index, "files": b.files})).collect::<Vec<_>>(),
-            "missing_pieces": r.missing_pieces.iter().map(|x| [x.start, x.end]).collect::<Vec<_>>(),
-            "files": r.files.iter().map(|f| json!({"path": f.path, "length": f.length, "state": format!("{:?}", f.state), "verified_fraction": f.verified_fraction})).collect::<Vec<_>>(),
-            "warnings": r.warnings,
-        });
+        Ok((r, p.elapsed()))
     }
-    report["ok"] = json!(ok);
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
+}
+
+impl Report {
+    /// The human-readable report, one line per finding, ending with OK or FAILED.
+    fn render_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut lines = Vec::new();
+        self.structure.render(&mut lines);
+        if let Some(w) = &self.wrote {
+            lines.push(format!(
+                "manifest: wrote {} entries to {} ({:.1} s, {:.0} MB/s)",
+                w.entries,
+                w.path.display(),
+                w.seconds,
+                w.bytes as f64 / 1e6 / w.seconds.max(1e-9)
+            ));
+        }
+        if let Some((r, secs)) = &self.manifest {
+            render_manifest(r, *secs, &mut lines);
+        }
+        if let Some((r, _)) = &self.torrent {
+            render_torrent(r, &mut lines);
+        }
         for l in &lines {
             writeln!(out, "{l}")?;
         }
-        writeln!(
-            out,
-            "{}",
-            if ok {
-                "OK: everything verified"
-            } else {
-                "FAILED: see above"
-            }
-        )?;
+        let verdict = if self.ok() {
+            "OK: everything verified"
+        } else {
+            "FAILED: see above"
+        };
+        writeln!(out, "{verdict}")
     }
-    Ok(if ok { Outcome::Ok } else { Outcome::Mismatch })
+
+    /// The `--json` report.
+    fn to_json(&self) -> Json {
+        let mut report = json!({"structure": self.structure.to_json(), "ok": self.ok()});
+        if let Some(w) = &self.wrote {
+            report["write_manifest"] =
+                json!({"path": w.path, "entries": w.entries, "seconds": w.seconds});
+        }
+        if let Some((r, secs)) = &self.manifest {
+            report["manifest"] = json!({
+                "ok": r.is_clean(), "matched": r.ok.len(),
+                "mismatched": r.mismatched.iter().map(|m| json!({"path": m.path, "expected": hex::encode(&m.expected), "actual": hex::encode(&m.actual)})).collect::<Vec<_>>(),
+                "missing": r.missing, "unreadable": r.unreadable.iter().map(|(p, w)| json!({"path": p, "error": w})).collect::<Vec<_>>(),
+                "bytes_hashed": r.bytes_hashed, "seconds": secs,
+            });
+        }
+        if let Some((r, _)) = &self.torrent {
+            report["torrent"] = json!({
+                "ok": r.is_complete(), "infohash": r.infohash, "official_grok1": r.infohash == verify::GROK1_INFOHASH, "name": r.name,
+                "pieces": r.pieces, "good_pieces": r.good_pieces,
+                "bad_pieces": r.bad_pieces.iter().map(|b| json!({"index": b.index, "files": b.files})).collect::<Vec<_>>(),
+                "missing_pieces": r.missing_pieces.iter().map(|x| [x.start, x.end]).collect::<Vec<_>>(),
+                "files": r.files.iter().map(|f| json!({"path": f.path, "length": f.length, "state": format!("{:?}", f.state), "verified_fraction": f.verified_fraction})).collect::<Vec<_>>(),
+                "warnings": r.warnings,
+            });
+        }
+        report
+    }
 }
 
-fn render_structure(s: &Json, lines: &mut Vec<String>) {
-    if s["ok"] == json!(true) {
-        lines.push(format!(
-            "structure: {} files, {} bytes, no problems{}",
-            s["files"],
-            s["bytes"],
-            if s["is_grok1"] == json!(true) {
-                " (Grok-1 geometry, exact release sizes)"
-            } else {
-                ""
-            }
-        ));
-        return;
+impl Structure {
+    fn to_json(&self) -> Json {
+        match self {
+            Structure::Opened(ck) => json!({
+                "ok": self.ok(), "dir": ck.dir, "files": ck.tensors.len(), "bytes": ck.total_bytes(),
+                "is_grok1": ck.config.is_grok1(), "problems": ck.problems, "warnings": ck.warnings,
+            }),
+            Structure::Files {
+                dir,
+                missing,
+                unexpected,
+            } => json!({"ok": false, "dir": dir, "missing": missing, "unexpected": unexpected}),
+            Structure::Failed(e) => json!({"ok": false, "error": e}),
+        }
     }
-    lines.push("structure: FAILED".into());
-    for k in ["missing", "unexpected"] {
-        if let Some(v) = s[k].as_array() {
-            if !v.is_empty() {
+
+    fn render(&self, lines: &mut Vec<String>) {
+        if let Structure::Opened(ck) = self {
+            if ck.problems.is_empty() {
                 lines.push(format!(
-                    "  {k}: {}",
-                    v.iter()
-                        .filter_map(Json::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "structure: {} files, {} bytes, no problems{}",
+                    ck.tensors.len(),
+                    ck.total_bytes(),
+                    if ck.config.is_grok1() {
+                        " (Grok-1 geometry, exact release sizes)"
+                    } else {
+                        ""
+                    }
                 ));
+                return;
+            }
+        }
+        lines.push("structure: FAILED".into());
+        match self {
+            Structure::Files {
+                missing,
+                unexpected,
+                ..
+            } => {
+                for (k, v) in [("missing", missing), ("unexpected", unexpected)] {
+                    if !v.is_empty() {
+                        lines.push(format!("  {k}: {}", v.join(", ")));
+                    }
+                }
+            }
+            Structure::Failed(e) => lines.push(format!("  {e}")),
+            Structure::Opened(ck) => {
+                for p in &ck.problems {
+                    let at = p
+                        .offset
+                        .map(|o| format!(" at byte offset {o}"))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "  {} ({}){at}: {}",
+                        p.file.display(),
+                        p.tensor,
+                        p.msg
+                    ));
+                }
             }
         }
     }
-    if let Some(e) = s["error"].as_str() {
-        lines.push(format!("  {e}"));
+}
+
+fn render_manifest(r: &ManifestReport, secs: f64, lines: &mut Vec<String>) {
+    lines.push(format!(
+        "manifest: {} ok, {} mismatched, {} missing, {} unreadable ({} hashed in {:.1} s)",
+        r.ok.len(),
+        r.mismatched.len(),
+        r.missing.len(),
+        r.unreadable.len(),
+        human(r.bytes_hashed),
+        secs
+    ));
+    for x in &r.mismatched {
+        lines.push(format!(
+            "  MISMATCH {}: expected {} got {}",
+            x.path.display(),
+            hex::encode(&x.expected),
+            hex::encode(&x.actual)
+        ));
     }
-    if let Some(ps) = s["problems"].as_array() {
-        for p in ps {
-            let at = p["offset"]
-                .as_u64()
-                .map(|o| format!(" at byte offset {o}"))
-                .unwrap_or_default();
-            lines.push(format!(
-                "  {} ({}){at}: {}",
-                p["file"].as_str().unwrap_or(""),
-                p["tensor"].as_str().unwrap_or(""),
-                p["msg"].as_str().unwrap_or("")
-            ));
+    for x in &r.missing {
+        lines.push(format!("  MISSING  {}", x.display()));
+    }
+    for (x, why) in &r.unreadable {
+        lines.push(format!("  UNREADABLE {}: {why}", x.display()));
+    }
+}
+
+fn render_torrent(r: &TorrentReport, lines: &mut Vec<String>) {
+    lines.push(format!(
+        "torrent: infohash {}{}",
+        r.infohash,
+        if r.infohash == verify::GROK1_INFOHASH {
+            " (the official Grok-1 release)"
+        } else {
+            " (not the official Grok-1 infohash)"
         }
+    ));
+    lines.push(format!(
+        "torrent: {} of {} pieces good, {} bad, {} missing",
+        r.good_pieces,
+        r.pieces,
+        r.bad_pieces.len(),
+        r.missing_pieces
+            .iter()
+            .map(|x| x.end - x.start)
+            .sum::<u64>()
+    ));
+    for b in &r.bad_pieces {
+        lines.push(format!(
+            "  BAD piece {} in {}",
+            b.index,
+            b.files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
+    for f in r.files.iter().filter(|f| f.verified_fraction < 1.0) {
+        lines.push(format!(
+            "  {}: {:?}, {:.1}% verified",
+            f.path.display(),
+            f.state,
+            100.0 * f.verified_fraction
+        ));
+    }
+}
+
+/// Run `verify`: resolve, execute, render.
+pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
+    let v = Verify::resolve(a);
+    let report = v.execute()?;
+    let mut out = std::io::stdout().lock();
+    if v.json {
+        write_json(&mut out, &report.to_json())?;
+    } else {
+        report.render_text(&mut out)?;
+    }
+    Ok(if report.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Mismatch
+    })
 }

@@ -1,5 +1,6 @@
 //! Encoding bands of exact f32 output rows into the bytes of each output type, with lossless
-//! copies of the release's int8 where the target allows it, and error statistics for lossy ones.
+//! copies of the release's int8 where the target allows it, and error statistics for lossy ones
+//! ([`Stats`], which `quantize` uses too).
 
 use super::band::Band;
 use super::plan::Encode;
@@ -7,14 +8,16 @@ use crate::base::float::{extend_bf16_le, extend_f16_le, extend_f32_le, f32_to_bf
 use crate::base::DType;
 use crate::quant::{self, GgmlType, QuantError};
 
-/// Error statistics of an encoding against the exact values.
+/// Error statistics of an encoding against the exact values (`convert`: the release's exact
+/// dequantized weights; `quantize`: the input file's decoded values), and how many blocks
+/// were copied losslessly.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Stats {
     /// Elements compared.
     pub n: u64,
     /// Sum of squared errors.
     pub sse: f64,
-    /// Max absolute error.
+    /// Max absolute error (infinite when a NaN appeared on one side only).
     pub max_abs: f32,
     /// Blocks/groups copied losslessly from the release's int8.
     pub lossless: u64,
@@ -39,23 +42,27 @@ impl Stats {
             (self.sse / self.n as f64).sqrt()
         }
     }
-    /// Add the errors of `got` against `exact`.
+    /// Add the errors of `got` against `exact` (and their count). Bit-identical pairs have no
+    /// error (so a NaN or infinity kept as is costs nothing).
     pub fn add_errors(&mut self, exact: &[f32], got: &[f32]) {
-        self.compare(exact, got)
-    }
-    fn compare(&mut self, exact: &[f32], got: &[f32]) {
         for (&a, &b) in exact.iter().zip(got) {
-            self.add_diff((a - b).abs());
+            if a.to_bits() != b.to_bits() {
+                self.add_diff((a - b).abs());
+            }
         }
         self.n += exact.len() as u64;
     }
     /// Count one absolute error `d` into the sum of squares and the maximum (a NaN makes the
-    /// maximum infinite); the caller adds the element count to `n`.
+    /// maximum infinite and leaves the sum alone); the caller adds the element count to `n`.
     #[inline]
     pub fn add_diff(&mut self, d: f32) {
+        if d.is_nan() {
+            self.max_abs = f32::INFINITY;
+            return;
+        }
         self.sse += f64::from(d) * f64::from(d);
-        if d > self.max_abs || d.is_nan() {
-            self.max_abs = if d.is_nan() { f32::INFINITY } else { d };
+        if d > self.max_abs {
+            self.max_abs = d;
         }
     }
 }
@@ -104,7 +111,7 @@ pub fn encode_band(
                 if measure == Measure::Errors && !has_q {
                     scratch.clear();
                     scratch.extend(x.iter().map(|&v| crate::base::float::round_bf16(v)));
-                    stats.compare(x, &scratch);
+                    stats.add_errors(x, &scratch);
                 }
             }
             Encode::Float(DType::F16) => {
@@ -114,7 +121,7 @@ pub fn encode_band(
                     scratch.extend(x.iter().map(|&v| {
                         crate::base::float::f16_bits_to_f32(crate::base::float::f32_to_f16_bits(v))
                     }));
-                    stats.compare(x, &scratch);
+                    stats.add_errors(x, &scratch);
                 }
             }
             Encode::Float(d) => {
@@ -141,7 +148,7 @@ pub fn encode_band(
                     scratch.clear();
                     scratch.resize(len, 0.0);
                     quant::dequantize_row(*ty, &out[start..], &mut scratch)?;
-                    stats.compare(x, &scratch);
+                    stats.add_errors(x, &scratch);
                 }
             }
             Encode::CtPacked { bits, group } | Encode::CtScale { bits, group } => {
@@ -167,7 +174,7 @@ pub fn encode_band(
                         scratch.clear();
                         scratch.resize(len, 0.0);
                         quant::ct::ct_dequantize_row(*bits, *group, &words, &scales, &mut scratch)?;
-                        stats.compare(x, &scratch);
+                        stats.add_errors(x, &scratch);
                     }
                 } else {
                     for &sc in &scales {

@@ -13,15 +13,13 @@
 use super::band::{band_rows, fill_band_with, Band, Src};
 use super::encode::{encode_band, Measure, Stats};
 use super::plan::{Encode, OutTensor, Piece};
+use super::sink::Chunks;
 use super::ConvertError;
-use crate::source::grok::OwnedMatrix;
+use crate::source::grok::{Matrix, OwnedMatrix};
 use crate::source::Checkpoint;
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
-
-/// Where encoded bytes go (a GGUF or safetensors writer), called from the writer thread.
-pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), ConvertError> + Send + 'a;
 
 /// Stream the encoded bytes of `t` into `sink`, returning error statistics. `scratch` is the
 /// caller's, kept from one tensor to the next.
@@ -31,7 +29,7 @@ pub fn stream_tensor(
     measure: Measure,
     jobs: usize,
     scratch: &mut Scratch,
-    sink: &mut Sink<'_>,
+    sink: &mut Chunks<'_>,
 ) -> Result<Stats, ConvertError> {
     let mut stats = Stats::default();
     if let Encode::Bytes(b) = &t.encode {
@@ -39,39 +37,73 @@ pub fn stream_tensor(
         return Ok(stats);
     }
     let jobs = jobs.max(1);
+    scratch.bands.resize_with(jobs, Band::default);
+    let Scratch { bands, om, pool } = scratch;
+    pipeline(&t.name, t.nbytes, jobs, pool, sink, |pipe| {
+        let mut job = Job {
+            t,
+            measure,
+            bands,
+            stats: &mut stats,
+            pipe,
+        };
+        for piece in &t.pieces {
+            if !produce_piece(ck, piece, &mut job, om)? {
+                break; // the writer stopped; its error is reported by the pipeline
+            }
+        }
+        Ok(())
+    })?;
+    Ok(stats)
+}
+
+/// Run `produce`, which queues a tensor's encoded bytes in order through the [`Pipe`], while a
+/// writer thread hands them to `sink`: computing the next bytes overlaps writing the last
+/// ones. Checks that exactly `planned` bytes were written. `pool` keeps the buffers for the
+/// next tensor. (`convert` and `quantize` both stream through here.)
+pub(crate) fn pipeline(
+    tensor: &str,
+    planned: u64,
+    jobs: usize,
+    pool: &mut Vec<Vec<u8>>,
+    sink: &mut Chunks<'_>,
+    produce: impl FnOnce(&Pipe<'_>) -> Result<(), ConvertError>,
+) -> Result<(), ConvertError> {
+    let jobs = jobs.max(1);
     let (tx, rx) = sync_channel::<Vec<u8>>(2 * jobs);
-    let pool = Mutex::new(std::mem::take(&mut scratch.pool));
+    let shared = Mutex::new(std::mem::take(pool));
     let result = std::thread::scope(|scope| {
-        let pool = &pool;
+        let shared = &shared;
         let writer = scope.spawn(move || -> Result<u64, ConvertError> {
             let mut n = 0u64;
             for buf in rx {
                 sink(&buf)?;
                 n += buf.len() as u64;
-                recycle(pool, buf, 3 * jobs);
+                recycle(shared, buf, 3 * jobs);
             }
             Ok(n)
         });
-        let pipe = Pipe { tx, pool };
-        let produced = produce(ck, t, measure, jobs, &mut stats, &pipe, scratch);
+        let pipe = Pipe { tx, pool: shared };
+        let produced = produce(&pipe);
         drop(pipe);
-        let written = writer
-            .join()
-            .map_err(|_| ConvertError::Plan(format!("{}: writer thread panicked", t.name)))?;
+        let written = writer.join().map_err(|_| ConvertError::WriterPanicked {
+            tensor: tensor.to_string(),
+        })?;
         // A writer error explains a producer stop; report it first.
         let written = written?;
         produced?;
         Ok::<u64, ConvertError>(written)
     });
-    scratch.pool = pool.into_inner().unwrap_or_default();
-    let result = result?;
-    if result != t.nbytes {
-        return Err(ConvertError::Plan(format!(
-            "{}: encoded {result} bytes but the plan says {}",
-            t.name, t.nbytes
-        )));
+    *pool = shared.into_inner().unwrap_or_default();
+    let encoded = result?;
+    if encoded != planned {
+        return Err(ConvertError::EncodedLength {
+            tensor: tensor.to_string(),
+            encoded,
+            planned,
+        });
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// Buffers a conversion reuses from one tensor to the next (create one per output file loop
@@ -89,18 +121,18 @@ pub struct Scratch {
 /// the buffers the writer is done with come back through `pool`, so the steady state allocates
 /// nothing (a fresh multi-megabyte allocation costs page faults and zeroing in the kernel,
 /// which measured about a tenth of a conversion's CPU time before buffers were reused).
-struct Pipe<'p> {
+pub(crate) struct Pipe<'p> {
     tx: SyncSender<Vec<u8>>,
     pool: &'p Mutex<Vec<Vec<u8>>>,
 }
 
 impl Pipe<'_> {
     /// Queue bytes for the writer; false when the writer has stopped.
-    fn send(&self, buf: Vec<u8>) -> bool {
+    pub(crate) fn send(&self, buf: Vec<u8>) -> bool {
         self.tx.send(buf).is_ok()
     }
     /// An empty buffer with room for `cap` bytes, recycled when one is available.
-    fn buffer(&self, cap: usize) -> Vec<u8> {
+    pub(crate) fn buffer(&self, cap: usize) -> Vec<u8> {
         let mut b = self
             .pool
             .lock()
@@ -122,23 +154,29 @@ fn recycle(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>, keep: usize) {
     }
 }
 
-fn produce(
-    ck: &Checkpoint,
-    t: &OutTensor,
+/// One tensor being encoded: what to produce, the workers' bands, and where bytes and
+/// statistics go.
+struct Job<'j, 'p> {
+    t: &'j OutTensor,
     measure: Measure,
-    jobs: usize,
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
-    scratch: &mut Scratch,
-) -> Result<(), ConvertError> {
-    scratch.bands.resize_with(jobs.max(1), Band::default);
-    let Scratch { bands, om, .. } = scratch;
-    for piece in &t.pieces {
-        if !produce_piece(ck, t, piece, measure, bands, om, stats, pipe)? {
-            break; // the writer stopped; its error is reported by the caller
-        }
+    bands: &'j mut [Band],
+    stats: &'j mut Stats,
+    pipe: &'j Pipe<'p>,
+}
+
+impl Job<'_, '_> {
+    /// [`for_each_band`] over this job's bands, stats and pipe.
+    fn each_band<F>(
+        &mut self,
+        n_rows: usize,
+        per_band: usize,
+        encode: F,
+    ) -> Result<bool, ConvertError>
+    where
+        F: Fn(usize, usize, &mut Band) -> Result<(Vec<u8>, Stats), ConvertError> + Sync,
+    {
+        for_each_band(n_rows, per_band, self.bands, self.stats, self.pipe, encode)
     }
-    Ok(())
 }
 
 /// f32 sources larger than this are read a group of bands at a time (the 3.2 GB embedding);
@@ -148,23 +186,20 @@ const WHOLE_F32_BYTES: u64 = 64 << 20;
 /// One piece: source data is read with `pread` (never through a map), so a file truncated by
 /// another process mid-read is an error, not a SIGBUS; memory holds at most one int8 expert
 /// matrix (201 MB for Grok-1) or one group of embedding rows.
-#[allow(clippy::too_many_arguments)]
 fn produce_piece(
     ck: &Checkpoint,
-    t: &OutTensor,
     piece: &Piece,
-    measure: Measure,
-    bands: &mut [Band],
+    job: &mut Job<'_, '_>,
     om: &mut OwnedMatrix,
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
-    let src_t = ck.tensors.get(piece.tensor).ok_or_else(|| {
-        ConvertError::Plan(format!(
-            "{}: source index {} out of range",
-            t.name, piece.tensor
-        ))
-    })?;
+    let t = job.t;
+    let src_t = ck
+        .tensors
+        .get(piece.tensor)
+        .ok_or_else(|| ConvertError::NoSource {
+            tensor: t.name.clone(),
+            index: piece.tensor,
+        })?;
     // Only the lossless encoders need the original int8 values and scales.
     let keep_int8 = matches!(
         t.encode,
@@ -181,13 +216,13 @@ fn produce_piece(
             && m.rows.is_multiple_of(32)
             && m.block_height().is_multiple_of(32)
         {
-            return run_q8_direct(t, &m, measure, bands, stats, pipe);
+            return run_q8_direct(job, &m);
         }
         // bf16 (safetensors, GGUF): each element is RNE(q · s) — exact in f32, so this equals
         // the generic path's value — computed straight from the transposed int8, without the
         // f32 band.
         if piece.transpose && t.encode == Encode::Float(crate::base::DType::BF16) {
-            return run_bf16_direct(&m, measure, bands, stats, pipe);
+            return run_bf16_direct(job, &m);
         }
         // compressed-tensors int8 whose groups lie inside one release scale block: copy too.
         if let Encode::CtPacked { bits: 8, group } | Encode::CtScale { bits: 8, group } = t.encode {
@@ -196,22 +231,11 @@ fn produce_piece(
                 && m.rows.is_multiple_of(group)
                 && m.block_height().is_multiple_of(group)
             {
-                return run_ct8_direct(t, &m, group, measure, bands, stats, pipe);
+                return run_ct8_direct(job, &m, group);
             }
         }
         let src = Src::Int8(m);
-        return run_bands(
-            t,
-            &src,
-            piece.transpose,
-            0,
-            src.out_rows(piece.transpose),
-            keep_int8,
-            measure,
-            bands,
-            stats,
-            pipe,
-        );
+        return run_bands(job, &src, piece.transpose, keep_int8);
     }
     let a = src_t.weight();
     let dims = a.shape.dims();
@@ -219,10 +243,10 @@ fn produce_piece(
         [n] => (1usize, *n as usize),
         [r, c] => (*r as usize, *c as usize),
         _ => {
-            return Err(ConvertError::Plan(format!(
-                "{}: unexpected source shape {dims:?}",
-                t.name
-            )))
+            return Err(ConvertError::SourceShape {
+                tensor: t.name.clone(),
+                shape: dims.to_vec(),
+            })
         }
     };
     let total = (a.data.end - a.data.start) as usize;
@@ -233,18 +257,7 @@ fn produce_piece(
             rows,
             cols,
         };
-        return run_bands(
-            t,
-            &src,
-            piece.transpose,
-            0,
-            src.out_rows(piece.transpose),
-            keep_int8,
-            measure,
-            bands,
-            stats,
-            pipe,
-        );
+        return run_bands(job, &src, piece.transpose, keep_int8);
     }
     // Large and not transposed (the embedding): read one group of bands' rows at a time.
     let probe = Src::F32 {
@@ -252,7 +265,7 @@ fn produce_piece(
         rows,
         cols,
     };
-    let per_group = band_rows(&probe, false).max(1) * bands.len();
+    let per_group = band_rows(&probe, false).max(1) * job.bands.len();
     let mut first = 0;
     let mut bytes = Vec::new();
     while first < rows {
@@ -268,7 +281,7 @@ fn produce_piece(
             rows: n,
             cols,
         };
-        if !run_bands(t, &src, false, 0, n, keep_int8, measure, bands, stats, pipe)? {
+        if !run_bands(job, &src, false, keep_int8)? {
             return Ok(false);
         }
         first += n;
@@ -280,18 +293,12 @@ fn produce_piece(
 /// multiples of 32 rows: each 32-block shares one scale, so it is copied (`d = f16(scale)`,
 /// `qs = q`) unless the scale is not an exact f16 or a value is -128, in which case that block
 /// alone is quantized from its exact values. No f32 band is built.
-fn run_q8_direct(
-    t: &OutTensor,
-    m: &crate::source::grok::Matrix<'_>,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
-) -> Result<bool, ConvertError> {
+fn run_q8_direct(job: &mut Job<'_, '_>, m: &Matrix<'_>) -> Result<bool, ConvertError> {
     use crate::quant::{self, GgmlType};
+    let (t, measure, pipe) = (job.t, job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         super::band::gather_int8_transposed(m, first, n, &mut band.q);
         let mut out = pipe.buffer(n * len / 32 * 34);
         let mut st = Stats::default();
@@ -312,21 +319,13 @@ fn run_q8_direct(
                     *x = f32::from(q) * s;
                 }
                 let at = out.len();
-                quant::quantize_row(GgmlType::Q8_0, &xb, &mut out).map_err(|e| {
-                    ConvertError::Quant {
-                        tensor: t.name.clone(),
-                        source: e,
-                    }
-                })?;
+                quant::quantize_row(GgmlType::Q8_0, &xb, &mut out)
+                    .map_err(|e| encode_error(t, e))?;
                 st.requantized += 1;
                 if measure == Measure::Errors {
                     let mut y = [0f32; 32];
-                    quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y).map_err(|e| {
-                        ConvertError::Quant {
-                            tensor: t.name.clone(),
-                            source: e,
-                        }
-                    })?;
+                    quant::dequantize_row(GgmlType::Q8_0, &out[at..], &mut y)
+                        .map_err(|e| encode_error(t, e))?;
                     st.add_errors(&xb, &y);
                 }
             }
@@ -337,18 +336,13 @@ fn run_q8_direct(
 
 /// bf16 straight from the release's int8 for a transposed matrix: per output row (a release
 /// column) and scale block, `bf16(q · s)` with round-to-nearest-even. No f32 band is built.
-fn run_bf16_direct(
-    m: &crate::source::grok::Matrix<'_>,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
-) -> Result<bool, ConvertError> {
+fn run_bf16_direct(job: &mut Job<'_, '_>, m: &Matrix<'_>) -> Result<bool, ConvertError> {
     use crate::base::float::bf16_bits_to_f32;
+    let (measure, pipe) = (job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
     let bh = m.block_height().max(1);
     let per_band = (super::band::BAND_BYTES / 2 / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         super::band::gather_int8_transposed(m, first, n, &mut band.q);
         let mut out = pipe.buffer(n * len * 2);
         let mut st = Stats::default();
@@ -359,7 +353,10 @@ fn run_bf16_direct(
                 if measure == Measure::Errors {
                     for &q in qb {
                         let x = f32::from(q) * s;
-                        st.add_diff((x - crate::base::float::round_bf16(x)).abs());
+                        let y = crate::base::float::round_bf16(x);
+                        if x.to_bits() != y.to_bits() {
+                            st.add_diff((x - y).abs());
+                        }
                     }
                     st.n += qb.len() as u64;
                 }
@@ -373,18 +370,15 @@ fn run_bf16_direct(
 /// word (first element in the lowest bits), `weight_scale` the release's bf16 scale of each
 /// group. Lossless by construction; no f32 band is built.
 fn run_ct8_direct(
-    t: &OutTensor,
-    m: &crate::source::grok::Matrix<'_>,
+    job: &mut Job<'_, '_>,
+    m: &Matrix<'_>,
     group: usize,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
+    let (measure, pipe) = (job.measure, job.pipe);
     let (n_rows, len) = (m.cols, m.rows);
-    let packed = matches!(t.encode, Encode::CtPacked { .. });
+    let packed = matches!(job.t.encode, Encode::CtPacked { .. });
     let per_band = (super::band::BAND_BYTES / len.max(1)).clamp(1, n_rows.max(1));
-    for_each_band(0, n_rows, per_band, bands, stats, pipe, |first, n, band| {
+    job.each_band(n_rows, per_band, |first, n, band| {
         let mut st = Stats::default();
         let groups = (len / group) as u64;
         let mut out = pipe.buffer(if packed {
@@ -425,12 +419,11 @@ fn run_ct8_direct(
     })
 }
 
-/// The band loop every encoder shares: output rows `from..n_rows` in bands of `per_band`,
+/// The band loop every encoder shares: output rows `0..n_rows` in bands of `per_band`,
 /// up to `bands.len()` of them encoded in parallel by `encode(first, n, band)`, each band's
 /// bytes queued for the writer in order (no concatenation copy) and its stats added. False
 /// when the writer has stopped.
-fn for_each_band<F>(
-    from: usize,
+pub(crate) fn for_each_band<F>(
     n_rows: usize,
     per_band: usize,
     bands: &mut [Band],
@@ -442,7 +435,7 @@ where
     F: Fn(usize, usize, &mut Band) -> Result<(Vec<u8>, Stats), ConvertError> + Sync,
 {
     let per_band = per_band.max(1);
-    let starts: Vec<usize> = (from..n_rows).step_by(per_band).collect();
+    let starts: Vec<usize> = (0..n_rows).step_by(per_band).collect();
     for group in starts.chunks(bands.len().max(1)) {
         let encoded: Vec<Result<(Vec<u8>, Stats), ConvertError>> = group
             .par_iter()
@@ -460,38 +453,28 @@ where
     Ok(true)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The generic encoder: bands of exact f32 output rows ([`fill_band_with`]), encoded by
+/// [`encode_band`].
 fn run_bands(
-    t: &OutTensor,
+    job: &mut Job<'_, '_>,
     src: &Src<'_>,
     transpose: bool,
-    from: usize,
-    n_rows: usize,
     keep_int8: bool,
-    measure: Measure,
-    bands: &mut [Band],
-    stats: &mut Stats,
-    pipe: &Pipe<'_>,
 ) -> Result<bool, ConvertError> {
+    let (t, measure, pipe) = (job.t, job.measure, job.pipe);
     let per_band = band_rows(src, transpose).max(1);
-    for_each_band(
-        from,
-        n_rows,
-        per_band,
-        bands,
-        stats,
-        pipe,
-        |first, n, band| {
-            fill_band_with(src, transpose, first, n, band, keep_int8);
-            let mut out = pipe.buffer(0);
-            let mut st = Stats::default();
-            encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| {
-                ConvertError::Quant {
-                    tensor: t.name.clone(),
-                    source: e,
-                }
-            })?;
-            Ok((out, st))
-        },
-    )
+    job.each_band(src.out_rows(transpose), per_band, |first, n, band| {
+        fill_band_with(src, transpose, first, n, band, keep_int8);
+        let mut out = pipe.buffer(0);
+        let mut st = Stats::default();
+        encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| encode_error(t, e))?;
+        Ok((out, st))
+    })
+}
+
+fn encode_error(t: &OutTensor, source: crate::quant::QuantError) -> ConvertError {
+    ConvertError::Encode {
+        tensor: t.name.clone(),
+        source,
+    }
 }

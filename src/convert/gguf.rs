@@ -1,19 +1,18 @@
-//! `convert --to gguf`: the release as llama.cpp's `grok` architecture (output-formats.md §2-4).
-//! Metadata types are the ones llama.cpp's typed getters insist on (u32 hyper-parameters, f32
-//! eps and scales, u32 token ids, f32 scores, i32 token types).
+//! `convert --to gguf`: the release as llama.cpp's `grok` architecture
+//! (docs/formats/gguf-output.md). Metadata types are the ones llama.cpp's typed getters insist
+//! on (u32 hyper-parameters, f32 eps and scales, u32 token ids, f32 scores, i32 token types).
 
-use super::encode::Measure;
-use super::exec::{stream_tensor, Scratch};
-use super::plan::{class_of, gguf_tensors, OutTensor};
-use super::report::{ConvertReport, TensorReport};
-use super::{check_output_path, ConvertError};
-use crate::gguf::{ArrayValue, GgufFileWriter, GgufPlan, TensorPlan, Value};
-use crate::model::{Config, Role};
+use super::plan::{gguf_tensors, OutTensor};
+use super::report::ConvertReport;
+use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOptions};
+use crate::gguf::constants::keys;
+use crate::gguf::{ArrayValue, GgufPlan, TensorPlan, Value, Written};
+use crate::model::{Config, KeyFormat, KeyValue, Role};
 use crate::quant::policy::{fit_row, Policy};
 use crate::quant::GgmlType;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How tensor types are chosen.
 #[derive(Clone, Debug)]
@@ -39,109 +38,64 @@ pub struct GgufOptions {
     pub name: String,
     /// `tokenizer.ggml.add_bos_token` (the release's runner adds no BOS).
     pub add_bos: bool,
-    /// Write only files `k` (0-based) of every `n`.
-    pub shard: Option<(usize, usize)>,
-    /// Keep output files that already exist with their planned size.
-    pub resume: bool,
-    /// Replace existing outputs.
-    pub force: bool,
-    /// Parallel bands.
-    pub jobs: usize,
-    /// Measure quantization errors.
-    pub measure: Measure,
+    /// Which files, how many workers, resume or replace.
+    pub run: RunOptions,
 }
 
-/// llama_ftype of a uniform type (output-formats.md §2.2).
+/// llama_ftype of a uniform type (docs/formats/gguf-output.md "General metadata").
 pub fn ftype_of(t: GgmlType) -> u32 {
     t.mostly_ftype()
 }
 
-fn u32v(x: u64) -> Value {
-    Value::U32(u32::try_from(x).unwrap_or(u32::MAX))
-}
-
-/// The `general.*` and `grok.*` metadata for a config.
+/// The `general.*` and `grok.*` metadata for a config: `grok.*` from the one key table
+/// ([`crate::model::CONFIG_KEYS`]), counts as u32 and reals as f32, the types llama.cpp's
+/// getters insist on.
 pub fn model_kvs(c: &Config, name: &str, file_type: u32) -> Vec<(String, Value)> {
     let kv = |k: &str, v: Value| (k.to_string(), v);
-    vec![
-        kv("general.architecture", Value::String("grok".into())),
-        kv("general.type", Value::String("model".into())),
-        kv("general.name", Value::String(name.into())),
-        kv("general.file_type", Value::U32(file_type)),
-        kv("general.quantization_version", Value::U32(2)),
-        kv("grok.vocab_size", u32v(c.vocab_size)),
-        kv("grok.context_length", u32v(c.max_seq_len)),
-        kv("grok.embedding_length", u32v(c.emb_size)),
-        kv("grok.block_count", u32v(c.num_layers)),
-        kv("grok.feed_forward_length", u32v(c.ffn_size)),
-        kv("grok.attention.head_count", u32v(c.num_q_heads)),
-        kv("grok.attention.head_count_kv", u32v(c.num_kv_heads)),
-        kv(
-            "grok.attention.layer_norm_rms_epsilon",
-            Value::F32(c.rms_norm_eps as f32),
-        ),
-        kv("grok.rope.freq_base", Value::F32(c.rope_base as f32)),
-        kv("grok.rope.dimension_count", u32v(c.key_size)),
-        kv("grok.expert_count", u32v(c.num_experts)),
-        kv("grok.expert_used_count", u32v(c.num_selected_experts)),
-        kv(
-            "grok.embedding_scale",
-            Value::F32(c.embedding_multiplier_scale as f32),
-        ),
-        kv(
-            "grok.attention.output_scale",
-            Value::F32(c.attn_output_multiplier as f32),
-        ),
-        kv(
-            "grok.attn_logit_softcapping",
-            Value::F32(c.attn_logit_cap as f32),
-        ),
-        kv(
-            "grok.logit_scale",
-            Value::F32(c.output_multiplier_scale as f32),
-        ),
-    ]
+    let mut out = vec![
+        kv(keys::GENERAL_ARCHITECTURE, Value::String("grok".into())),
+        kv(keys::GENERAL_TYPE, Value::String("model".into())),
+        kv(keys::GENERAL_NAME, Value::String(name.into())),
+        kv(keys::GENERAL_FILE_TYPE, Value::U32(file_type)),
+        kv(keys::GENERAL_QUANTIZATION_VERSION, Value::U32(2)),
+    ];
+    out.extend(c.to_keys(KeyFormat::Gguf).into_iter().map(|(k, v)| {
+        let v = match v {
+            KeyValue::Int(n) => Value::U32(u32::try_from(n).unwrap_or(u32::MAX)),
+            KeyValue::Float(x) => Value::F32(x as f32),
+        };
+        kv(k, v)
+    }));
+    out
 }
 
-/// The `tokenizer.ggml.*` metadata from a SentencePiece model.
+/// The `tokenizer.ggml.*` metadata from a SentencePiece model (docs/formats/gguf-output.md
+/// "Tokenizer metadata"): llama.cpp's SentencePiece vocabulary, the special ids (the release's
+/// when the model lacks one), and no BOS unless asked (the release's runner adds none).
 pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
-    let kv = |k: &str, v: Value| (k.to_string(), v);
     let pieces = tok.pieces();
-    vec![
-        kv("tokenizer.ggml.model", Value::String("llama".into())),
-        kv("tokenizer.ggml.pre", Value::String("default".into())),
-        kv(
-            "tokenizer.ggml.tokens",
-            Value::Array(ArrayValue::Str(
-                pieces.iter().map(|p| p.piece.clone()).collect(),
-            )),
-        ),
-        kv(
-            "tokenizer.ggml.scores",
-            Value::Array(ArrayValue::F32(pieces.iter().map(|p| p.score).collect())),
-        ),
-        kv(
-            "tokenizer.ggml.token_type",
-            Value::Array(ArrayValue::I32(
-                pieces.iter().map(|p| p.kind.as_i32()).collect(),
-            )),
-        ),
-        kv(
-            "tokenizer.ggml.bos_token_id",
-            Value::U32(tok.bos_id().unwrap_or(1)),
-        ),
-        kv(
-            "tokenizer.ggml.eos_token_id",
-            Value::U32(tok.eos_id().unwrap_or(2)),
-        ),
-        kv("tokenizer.ggml.unknown_token_id", Value::U32(tok.unk_id())),
-        kv(
-            "tokenizer.ggml.padding_token_id",
-            Value::U32(tok.pad_id().unwrap_or(0)),
-        ),
-        kv("tokenizer.ggml.add_bos_token", Value::Bool(add_bos)),
-        kv("tokenizer.ggml.add_eos_token", Value::Bool(false)),
-    ]
+    let tokens = pieces.iter().map(|p| p.piece.clone()).collect();
+    let scores = pieces.iter().map(|p| p.score).collect();
+    let types = pieces.iter().map(|p| p.kind.as_i32()).collect();
+    let special = [
+        ("bos_token_id", tok.bos_id().unwrap_or(1)),
+        ("eos_token_id", tok.eos_id().unwrap_or(2)),
+        ("unknown_token_id", tok.unk_id()),
+        ("padding_token_id", tok.pad_id().unwrap_or(0)),
+    ];
+    let mut kvs = vec![
+        ("model", Value::String("llama".into())),
+        ("pre", Value::String("default".into())),
+        ("tokens", Value::Array(ArrayValue::Str(tokens))),
+        ("scores", Value::Array(ArrayValue::F32(scores))),
+        ("token_type", Value::Array(ArrayValue::I32(types))),
+    ];
+    kvs.extend(special.map(|(k, id)| (k, Value::U32(id))));
+    kvs.push(("add_bos_token", Value::Bool(add_bos)));
+    kvs.push(("add_eos_token", Value::Bool(false)));
+    kvs.into_iter()
+        .map(|(k, v)| (format!("tokenizer.ggml.{k}"), v))
+        .collect()
 }
 
 /// Plan the tensors of a GGUF conversion.
@@ -151,7 +105,7 @@ pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
         let c = match types {
             TypeChoice::Uniform(t) => fit_row(*t, row),
             TypeChoice::Policy(p) => {
-                p.choose(class_of(role), layer.map(|l| l as usize), n_layers, row)
+                p.choose(role.info().class, layer.map(|l| l as usize), n_layers, row)
             }
         };
         (c.ty, c.fallback_reason)
@@ -165,23 +119,8 @@ pub fn convert_gguf(
     o: &GgufOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ConvertReport, ConvertError> {
-    if let Some(p) = ck.problems.first() {
-        return Err(ConvertError::Problems {
-            dir: ck.dir.clone(),
-            count: ck.problems.len(),
-            first: format!("{}: {}", p.tensor, p.msg),
-        });
-    }
-    let tok = Tokenizer::from_file(&o.tokenizer)
-        .map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", o.tokenizer.display())))?;
-    if tok.pieces().len() as u64 != ck.config.vocab_size {
-        return Err(ConvertError::Refused(format!(
-            "tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer",
-            o.tokenizer.display(),
-            tok.pieces().len(),
-            ck.config.vocab_size
-        )));
-    }
+    refuse_problems(ck)?;
+    let tok = load_tokenizer(ck, &o.tokenizer)?;
     let tensors = plan_tensors(ck, &o.types);
     let file_type = match &o.types {
         TypeChoice::Uniform(t) => ftype_of(*t),
@@ -189,70 +128,38 @@ pub fn convert_gguf(
     };
     let mut kvs = model_kvs(&ck.config, &o.name, file_type);
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
-    let plan = GgufPlan::new(
-        kvs,
-        tensors
-            .iter()
-            .map(|t| TensorPlan::new(t.name.clone(), t.shape.clone(), ggml_type_of(t)))
-            .collect(),
-    );
-    let files = plan
-        .split(o.split_max, &o.out)
-        .map_err(|e| ConvertError::Plan(e.to_string()))?;
-    // With --shard, other workers' files may already exist in the shared output: check only ours.
-    let paths: Vec<&Path> = files
+    let plans = tensors
         .iter()
-        .enumerate()
-        .filter(|(fi, _)| o.shard.is_none_or(|(k, n)| fi % n == k))
-        .map(|(_, f)| f.path())
-        .collect();
-    check_output_path(&ck.dir, &paths, o.force || o.resume)?;
-    let mut report = ConvertReport::default();
-    let mut scratch = Scratch::default();
-    for (fi, f) in files.iter().enumerate() {
-        if let Some((k, n)) = o.shard {
-            if fi % n != k {
-                continue;
-            }
-        }
-        if o.resume && super::complete_as_planned(f.path(), f.file_len(), &f.header_bytes()) {
-            report.skipped.push(f.path().to_path_buf());
-            progress(f.data_len());
-            continue;
-        }
-        let mut w =
-            GgufFileWriter::create(f.clone()).map_err(|e| ConvertError::Plan(e.to_string()))?;
-        for pt in f.tensors() {
-            let t = tensors
-                .iter()
-                .find(|t| t.name == pt.name)
-                .ok_or_else(|| ConvertError::Plan(format!("{} planned but not found", pt.name)))?;
-            let mut sink = |b: &[u8]| -> Result<(), ConvertError> {
-                w.write_tensor_chunk(b)
-                    .map_err(|e| ConvertError::Plan(e.to_string()))?;
-                progress(b.len() as u64);
-                Ok(())
-            };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
-            report
-                .tensors
-                .push(TensorReport::new(t, ggml_type_of(t).name(), stats));
-        }
-        let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
-        report.files.push((written.path, written.bytes));
-    }
+        .map(|t| {
+            Ok(TensorPlan::new(
+                t.name.clone(),
+                t.shape.clone(),
+                t.ggml_type()?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ConvertError>>()?;
+    let files = GgufPlan::new(kvs, plans).split(o.split_max, &o.out)?;
+    let (report, _) = convert_files(
+        ck,
+        &tensors,
+        &files,
+        &o.run,
+        progress,
+        &|t| Ok(t.ggml_type()?.name()),
+        &mut |f| {
+            Ok(Some(Written {
+                path: f.path().to_path_buf(),
+                bytes: f.file_len(),
+                sha256: Default::default(),
+            }))
+        },
+        &mut |_| Ok(()),
+    )?;
     Ok(report)
 }
 
-/// The ggml type an output tensor is stored as.
+/// The ggml type an output tensor is stored as, for listing a GGUF plan (F32 for encodings
+/// GGUF does not carry, which a GGUF plan never holds; [`OutTensor::ggml_type`] says so).
 pub fn ggml_type_of(t: &OutTensor) -> GgmlType {
-    match &t.encode {
-        super::plan::Encode::Ggml(q) => *q,
-        super::plan::Encode::Float(d) => match d {
-            crate::base::DType::F16 => GgmlType::F16,
-            crate::base::DType::BF16 => GgmlType::BF16,
-            _ => GgmlType::F32,
-        },
-        _ => GgmlType::F32,
-    }
+    t.encode.ggml_type().unwrap_or(GgmlType::F32)
 }

@@ -1,142 +1,137 @@
-//! L3: conversions of the release to GGUF and safetensors. Plan everything first
-//! ([`plan`]), then stream one tensor at a time in bounded bands ([`exec`]).
+//! L3: conversions of the release to GGUF and safetensors (`convert`), and of a GGUF into
+//! another (`quantize`, [`requant`]). Plan everything first ([`plan`]), then stream one tensor
+//! at a time in bounded bands ([`exec`]) through the one file loop both formats share
+//! ([`sink`]). docs/architecture.md "How a tensor flows" walks through it.
 
 pub mod band;
 pub mod encode;
+mod error;
 pub mod exec;
-pub mod plan;
-pub mod requant;
-
-use std::path::PathBuf;
-
-/// Why a conversion failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConvertError {
-    /// Reading the source failed.
-    #[error(transparent)]
-    Source(#[from] crate::source::SourceError),
-    /// Writing failed.
-    #[error(transparent)]
-    Io(#[from] crate::io::IoError),
-    /// A codec refused the data.
-    #[error("tensor {tensor}: {source}")]
-    Quant {
-        /// output tensor
-        tensor: String,
-        /// cause
-        source: crate::quant::QuantError,
-    },
-    /// The plan is inconsistent or cannot be made.
-    #[error("{0}")]
-    Plan(String),
-    /// The request is not allowed (output inside the input, existing output, ...).
-    #[error("{0}")]
-    Refused(String),
-    /// The checkpoint has structural problems.
-    #[error(
-        "{dir}: {count} structural problem(s); run `grokit inspect` to list them (first: {first})"
-    )]
-    Problems {
-        /// checkpoint dir
-        dir: PathBuf,
-        /// number of problems
-        count: usize,
-        /// the first one
-        first: String,
-    },
-}
-
 pub mod gguf;
+pub mod output;
+pub mod plan;
 pub mod report;
+pub mod requant;
 pub mod safetensors;
+pub mod sink;
 
-use std::path::Path;
+pub use error::ConvertError;
 
-/// The absolute, symlink-resolved form of `p`, which need not exist yet: its deepest existing
-/// ancestor is canonicalized and the rest appended (`..` in the missing part is refused).
-fn canonical_or_parent(p: &Path) -> Option<PathBuf> {
-    if let Ok(c) = p.canonicalize() {
-        return Some(c);
-    }
-    let mut rest = Vec::new();
-    let mut cur = p;
-    loop {
-        let name = cur.file_name()?;
-        rest.push(name);
-        let parent = cur
-            .parent()
-            .filter(|x| !x.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(c) = parent.canonicalize() {
-            return Some(rest.iter().rev().fold(c, |acc, n| acc.join(n)));
+use crate::io::atomic::Written;
+use crate::source::Checkpoint;
+use crate::tokenizer::Tokenizer;
+use encode::Measure;
+use exec::{stream_tensor, Scratch};
+use output::{check_outputs, Existing, Inputs, FORCE_OR_RESUME};
+use plan::OutTensor;
+use report::{ConvertReport, TensorReport};
+use sink::{ByName, FileLoop, OutputFile};
+use std::path::{Path, PathBuf};
+
+/// How a conversion runs, whatever its output format.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Write only output files `k` (0-based) of every `n` (`--shard K/N`).
+    pub shard: Option<(usize, usize)>,
+    /// Keep output files that already exist as planned (`--resume`).
+    pub resume: bool,
+    /// Replace existing outputs (`--force`).
+    pub force: bool,
+    /// Parallel bands.
+    pub jobs: usize,
+    /// Measure quantization errors.
+    pub measure: Measure,
+}
+
+impl RunOptions {
+    /// Whether existing outputs may be replaced or kept.
+    fn existing(&self) -> Existing {
+        if self.force || self.resume {
+            Existing::Allow
+        } else {
+            Existing::Refuse(FORCE_OR_RESUME)
         }
-        cur = parent;
     }
 }
 
-/// Names a checkpoint reader takes from beside the shard directory (`config.json`,
-/// `tokenizer.model`): outputs may not replace them.
-const INPUT_SIDE_FILES: [&str; 2] = ["config.json", "tokenizer.model"];
-
-/// Refuse outputs that would land inside (or on) the input checkpoint or replace a file it is
-/// read with, and existing outputs unless `allow_existing` (`--force`/`--resume`). Nothing the
-/// user had is overwritten silently. Works before the output directory exists.
-pub fn check_output_path(
-    input_dir: &Path,
-    outputs: &[&Path],
-    allow_existing: bool,
-) -> Result<(), ConvertError> {
-    let input = input_dir
-        .canonicalize()
-        .map_err(|e| crate::io::IoError::new("resolve", input_dir, e))?;
-    let root = input.parent().map(Path::to_path_buf);
-    for o in outputs {
-        let c = canonical_or_parent(o).ok_or_else(|| {
-            ConvertError::Refused(format!("{}: cannot resolve the output path", o.display()))
-        })?;
-        if c.starts_with(&input) {
-            return Err(ConvertError::Refused(format!(
-                "{}: output inside the input checkpoint {} is refused",
-                o.display(),
-                input.display()
-            )));
-        }
-        // Files beside ckpt-0 (config.json, tokenizer.model) belong to the input too.
-        if let Some(r) = &root {
-            let beside = c.parent() == Some(r.as_path()) && c.exists();
-            let named_side = c
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| INPUT_SIDE_FILES.contains(&n));
-            if beside && (named_side || r.join("ckpt-0") == input || r.join("ckpt") == input) {
-                return Err(ConvertError::Refused(format!(
-                    "{}: would overwrite a file of the input checkpoint's directory",
-                    o.display()
-                )));
-            }
-        }
-        if c.exists() && !allow_existing {
-            return Err(ConvertError::Refused(format!("{}: already exists (use --force to replace it, or --resume to keep finished files)", o.display())));
-        }
+/// Refuse a checkpoint with structural problems (`grokit inspect` lists them).
+fn refuse_problems(ck: &Checkpoint) -> Result<(), ConvertError> {
+    match ck.problems.first() {
+        None => Ok(()),
+        Some(p) => Err(ConvertError::Problems {
+            dir: ck.dir.clone(),
+            count: ck.problems.len(),
+            first: format!("{}: {}", p.tensor, p.msg),
+        }),
     }
-    Ok(())
 }
 
-/// `--resume`'s test for a finished output: `path` has exactly `len` bytes and starts with the
-/// planned `header` (same tensors, types and metadata). Why the header and not only the size:
-/// a file of another plan can have the same size (bf16 vs f16, another `general.name` of the
-/// same length) and must be rewritten, not kept.
-pub fn complete_as_planned(path: &Path, len: u64, header: &[u8]) -> bool {
-    use std::io::Read;
-    if std::fs::metadata(path)
-        .map(|m| m.len() != len)
-        .unwrap_or(true)
-    {
-        return false;
+/// Load a tokenizer, refusing one whose vocabulary is not the checkpoint's.
+fn load_tokenizer(ck: &Checkpoint, path: &Path) -> Result<Tokenizer, ConvertError> {
+    let tok = Tokenizer::from_file(path).map_err(|source| ConvertError::Tokenizer {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let pieces = tok.pieces().len() as u64;
+    if pieces != ck.config.vocab_size {
+        return Err(ConvertError::VocabMismatch {
+            path: path.to_path_buf(),
+            pieces,
+            vocab: ck.config.vocab_size,
+        });
     }
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
+    Ok(tok)
+}
+
+/// The name a report gives an output tensor's stored type.
+type TypeName<'a> = dyn Fn(&OutTensor) -> Result<&'static str, ConvertError> + 'a;
+
+/// Write a release conversion's `files` (this run's, per `run.shard`): refuse outputs that
+/// would replace an input or, without `--force`/`--resume`, an existing file; keep finished
+/// files `keep` accepts; stream every planned tensor (looked up by name in an index, once);
+/// tell `done` about each finished file. Returns the report and every file written or kept.
+#[allow(clippy::too_many_arguments)]
+fn convert_files<F: OutputFile>(
+    ck: &Checkpoint,
+    tensors: &[OutTensor],
+    files: &[F],
+    run: &RunOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    type_name: &TypeName<'_>,
+    keep: &mut dyn FnMut(&F) -> Result<Option<Written>, ConvertError>,
+    done: &mut dyn FnMut(&Written) -> Result<(), ConvertError>,
+) -> Result<(ConvertReport, Vec<Written>), ConvertError> {
+    let files_loop = FileLoop {
+        shard: run.shard,
+        resume: run.resume,
+        progress,
     };
-    let mut buf = vec![0u8; header.len()];
-    f.read_exact(&mut buf).is_ok() && buf == header
+    // With --shard, other workers' files may already exist in the shared output: check only ours.
+    let paths = files_loop.paths(files);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    check_outputs(Inputs::checkpoint(&ck.dir), &refs, run.existing())?;
+    let index = ByName::new(tensors, |t| t.name.as_str());
+    let mut report = ConvertReport::default();
+    let mut scratch = Scratch::default();
+    let outcome = files_loop.run(
+        files,
+        keep,
+        &mut |file, name, chunks| {
+            let t = index.get(file, name)?;
+            let stats = stream_tensor(ck, t, run.measure, run.jobs, &mut scratch, chunks)?;
+            report
+                .tensors
+                .push(TensorReport::new(t, type_name(t)?, stats));
+            Ok(())
+        },
+        done,
+    )?;
+    let all = outcome
+        .written
+        .iter()
+        .chain(&outcome.kept)
+        .cloned()
+        .collect();
+    report.add(outcome);
+    Ok((report, all))
 }

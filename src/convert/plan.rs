@@ -2,11 +2,13 @@
 //! byte length and where its rows come from. Built completely before any byte is written, so
 //! writers know every size up front and `--dry-run` can print it.
 
+use super::ConvertError;
 use crate::base::DType;
-use crate::model::{roles::fill, Config, Role};
-use crate::quant::policy::TensorClass;
+use crate::model::{roles::fill, Config, Role, ROLES};
 use crate::quant::GgmlType;
 use crate::source::Checkpoint;
+
+pub use crate::model::roles::Layout;
 
 /// Where an output tensor's rows come from: one source parameter (or one expert of it),
 /// transposed from the release's [in, out] to [out, in] or not.
@@ -45,6 +47,35 @@ pub enum Encode {
     Bytes(Vec<u8>),
 }
 
+impl Encode {
+    /// How a tensor of ggml type `t` is encoded: plain types as float elements, block types
+    /// as ggml blocks.
+    pub fn of_ggml(t: GgmlType) -> Encode {
+        match DType::from_ggml(t.id()) {
+            Some(d) if !t.is_quantized() => Encode::Float(d),
+            _ => Encode::Ggml(t),
+        }
+    }
+    /// The ggml type of the encoded bytes; `None` for encodings GGUF does not carry
+    /// (compressed-tensors, fixed bytes).
+    pub fn ggml_type(&self) -> Option<GgmlType> {
+        match self {
+            Encode::Float(d) => d.info().ggml.and_then(GgmlType::from_id),
+            Encode::Ggml(t) => Some(*t),
+            Encode::CtPacked { .. } | Encode::CtScale { .. } | Encode::Bytes(_) => None,
+        }
+    }
+    /// The safetensors dtype of the encoded bytes.
+    pub fn st_dtype(&self) -> DType {
+        match self {
+            Encode::Float(d) => *d,
+            Encode::CtPacked { .. } | Encode::Bytes(_) => DType::I32,
+            Encode::CtScale { .. } => DType::BF16,
+            Encode::Ggml(_) => DType::U8,
+        }
+    }
+}
+
 /// One output tensor.
 #[derive(Clone, Debug)]
 pub struct OutTensor {
@@ -77,12 +108,15 @@ impl OutTensor {
     }
     /// The safetensors dtype the encoded bytes have.
     pub fn st_dtype(&self) -> DType {
-        match &self.encode {
-            Encode::Float(d) => *d,
-            Encode::CtPacked { .. } | Encode::Bytes(_) => DType::I32,
-            Encode::CtScale { .. } => DType::BF16,
-            Encode::Ggml(_) => DType::U8,
-        }
+        self.encode.st_dtype()
+    }
+    /// The ggml type the encoded bytes have, or [`ConvertError::NotGguf`].
+    pub fn ggml_type(&self) -> Result<GgmlType, ConvertError> {
+        self.encode
+            .ggml_type()
+            .ok_or_else(|| ConvertError::NotGguf {
+                tensor: self.name.clone(),
+            })
     }
 }
 
@@ -97,37 +131,6 @@ pub fn encoded_bytes(shape: &[u64], e: &Encode) -> Option<u64> {
         Encode::CtPacked { .. } => rows.checked_mul(row)?.checked_mul(4),
         Encode::CtScale { .. } => rows.checked_mul(row)?.checked_mul(2),
         Encode::Bytes(b) => Some(b.len() as u64),
-    }
-}
-
-/// The quant-policy class of a role.
-pub fn class_of(role: Role) -> TensorClass {
-    match role {
-        Role::Embed => TensorClass::TokenEmbd,
-        Role::AttnQ => TensorClass::AttnQ,
-        Role::AttnK => TensorClass::AttnK,
-        Role::AttnV => TensorClass::AttnV,
-        Role::AttnO => TensorClass::AttnOutput,
-        Role::MoeGate => TensorClass::FfnGateExps,
-        Role::MoeUp => TensorClass::FfnUpExps,
-        Role::MoeDown => TensorClass::FfnDownExps,
-        Role::Router => TensorClass::Router,
-        _ => TensorClass::Norm,
-    }
-}
-
-/// Output shape [out, in] (or the release shape for untransposed tensors) of one piece.
-fn piece_shape(c: &Config, role: Role) -> (Vec<u64>, bool) {
-    let (d, f, e, v) = (c.emb_size, c.ffn_size, c.num_experts, c.vocab_size);
-    match role {
-        Role::Embed => (vec![v, d], false),
-        r if r.is_norm() => (vec![d], false),
-        Role::Router => (vec![e, d], true),
-        Role::AttnQ => (vec![c.q_width(), d], true),
-        Role::AttnK | Role::AttnV => (vec![c.kv_width(), d], true),
-        Role::AttnO => (vec![d, c.q_width()], true),
-        Role::MoeGate | Role::MoeUp => (vec![f, d], true),
-        _ => (vec![d, f], true), // MoeDown
     }
 }
 
@@ -170,7 +173,7 @@ pub fn gguf_tensors(
             continue;
         };
         let info = role.info();
-        let (shape, transpose) = piece_shape(c, role);
+        let (shape, transpose) = (info.piece_shape(c), info.transposed);
         let (pieces, shape) = if info.experts {
             let p: Vec<Piece> = (0..c.num_experts as usize)
                 .map(|e| Piece {
@@ -191,17 +194,12 @@ pub fn gguf_tensors(
             )
         };
         let row = *shape.last().unwrap_or(&1);
-        let (ty, note) = if role.is_norm() || role == Role::Router {
+        let (ty, note) = if role.stays_f32() {
             (GgmlType::F32, None)
         } else {
             choose(role, layer, row)
         };
-        let encode = match ty {
-            GgmlType::F32 => Encode::Float(DType::F32),
-            GgmlType::F16 => Encode::Float(DType::F16),
-            GgmlType::BF16 => Encode::Float(DType::BF16),
-            q => Encode::Ggml(q),
-        };
+        let encode = Encode::of_ggml(ty);
         let nbytes = encoded_bytes(&shape, &encode).unwrap_or(0);
         out.push(OutTensor {
             name: fill(info.gguf, layer, None),
@@ -215,15 +213,6 @@ pub fn gguf_tensors(
         });
     }
     out
-}
-
-/// Safetensors naming scheme.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// hpcai-tech / vLLM `Grok1ModelForCausalLM` names.
-    Hf,
-    /// keyfan-style names that llama.cpp's HF converter maps.
-    Jax,
 }
 
 /// What safetensors holds for matrices.
@@ -246,20 +235,11 @@ pub const CT_GROUP: usize = 128;
 /// - `None` when there is none (the fixture's 344-wide down projection has 43-row blocks): one
 ///   scale per output channel (strategy "channel"), lossless only for single-block matrices.
 pub fn ct_group(c: &Config) -> Option<usize> {
-    let roles = [
-        Role::AttnQ,
-        Role::AttnK,
-        Role::AttnV,
-        Role::AttnO,
-        Role::MoeGate,
-        Role::MoeUp,
-        Role::MoeDown,
-    ];
     let largest = |with_blocks: bool| {
         let mut g = CT_GROUP as u64;
-        for role in roles {
-            let width = piece_shape(c, role).0.get(1).copied().unwrap_or(0);
-            let b = role.info().scale_blocks.max(1);
+        for info in ROLES.iter().filter(|r| r.quantized) {
+            let width = info.piece_shape(c).get(1).copied().unwrap_or(0);
+            let b = info.scale_blocks.max(1);
             let block = if width % b == 0 { width / b } else { width };
             let ns: &[u64] = if with_blocks {
                 &[width, block]
@@ -282,7 +262,7 @@ pub fn st_tensors(
     ck: &Checkpoint,
     layout: Layout,
     dtype: StDtype,
-) -> Result<Vec<OutTensor>, String> {
+) -> Result<Vec<OutTensor>, ConvertError> {
     let c = &ck.config;
     let ct = ct_group(c);
     let mut out = Vec::new();
@@ -291,11 +271,8 @@ pub fn st_tensors(
             continue;
         };
         let info = role.info();
-        let template = match layout {
-            Layout::Hf => info.hf,
-            Layout::Jax => info.jax,
-        };
-        let (shape, transpose) = piece_shape(c, role);
+        let template = info.st_name(layout);
+        let (shape, transpose) = (info.piece_shape(c), info.transposed);
         let experts: Vec<Option<usize>> = if info.experts {
             (0..c.num_experts as usize).map(Some).collect()
         } else {
@@ -321,7 +298,7 @@ pub fn st_tensors(
                     note,
                 }
             };
-            if role.is_norm() || role == Role::Router {
+            if role.stays_f32() {
                 out.push(mk(name, shape.clone(), Encode::Float(DType::F32), None));
                 continue;
             }
@@ -338,7 +315,11 @@ pub fn st_tensors(
                     let (rows, cols) = (shape[0], shape[1]);
                     let group = ct.unwrap_or(cols as usize);
                     if group == 0 || cols % group as u64 != 0 {
-                        return Err(format!("{name}: input width {cols} is not a multiple of the group size {group}"));
+                        return Err(ConvertError::GroupWidth {
+                            tensor: name,
+                            width: cols,
+                            group,
+                        });
                     }
                     out.push(mk(
                         format!("{base}.weight_packed"),

@@ -3,6 +3,7 @@
 
 use super::encode::Stats;
 use super::plan::OutTensor;
+use super::sink::Outcome;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -34,13 +35,12 @@ pub struct TensorReport {
 impl TensorReport {
     /// Build from a plan entry and its stats.
     pub fn new(t: &OutTensor, ty: &str, s: Stats) -> TensorReport {
-        let elems = t.elems().max(1);
         TensorReport {
             name: t.name.clone(),
             ty: ty.to_string(),
             shape: t.shape.clone(),
             bytes: t.nbytes,
-            bpw: t.nbytes as f64 * 8.0 / elems as f64,
+            bpw: bits_per_weight(t.nbytes, t.elems()),
             rms: s.rms(),
             max_abs: s.max_abs,
             lossless_blocks: s.lossless,
@@ -59,4 +59,18 @@ pub struct ConvertReport {
     pub skipped: Vec<PathBuf>,
     /// Tensors written.
     pub tensors: Vec<TensorReport>,
+}
+
+impl ConvertReport {
+    /// Record the files of a [`FileLoop::run`](super::sink::FileLoop::run).
+    pub fn add(&mut self, o: Outcome) {
+        self.files
+            .extend(o.written.into_iter().map(|w| (w.path, w.bytes)));
+        self.skipped.extend(o.kept.into_iter().map(|w| w.path));
+    }
+}
+
+/// Bits per weight of `bytes` holding `elems` elements.
+pub fn bits_per_weight(bytes: u64, elems: u64) -> f64 {
+    bytes as f64 * 8.0 / elems.max(1) as f64
 }

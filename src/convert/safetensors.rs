@@ -1,19 +1,20 @@
-//! `convert --to safetensors`: Hugging Face / vLLM layouts (output-formats.md §1, §7).
-//! Shards follow huggingface_hub's rules; tensors are streamed into each shard in the writer's
-//! layout order; every output gets a SHA-256 in `SHA256SUMS`, computed while writing.
+//! `convert --to safetensors`: Hugging Face / vLLM layouts
+//! (docs/formats/safetensors-output.md). Shards follow huggingface_hub's rules; tensors are
+//! streamed into each shard in the writer's layout order; every output gets a SHA-256 in
+//! `SHA256SUMS`, computed while writing.
 
-use super::encode::Measure;
-use super::exec::{stream_tensor, Scratch};
+use super::output::{check_outputs, Existing, Inputs};
 use super::plan::{ct_group, st_tensors, Layout, OutTensor, StDtype};
-use super::report::{ConvertReport, TensorReport};
-use super::{check_output_path, ConvertError};
+use super::report::ConvertReport;
+use super::sink::ShardFile;
+use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOptions};
 use crate::base::DType;
-use crate::model::{roles::fill, Config, Role};
+use crate::io::atomic::Sha256Sum;
+use crate::model::{roles::fill, Config, KeyFormat, KeyValue, Role};
 use crate::safetensors_io::{
-    plan_shards, write_sha256sums, write_small_file, ShardPlan, ShardWriter, StTensor, Written,
+    plan_shards, write_sha256sums, write_small_file, ShardPlan, StTensor, Written,
 };
 use crate::source::Checkpoint;
-use crate::tokenizer::Tokenizer;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -32,25 +33,18 @@ pub struct StOptions {
     pub shard_size: u64,
     /// `tokenizer.model` to copy (with its config files).
     pub tokenizer: Option<PathBuf>,
-    /// Keep shards that already exist with their planned size.
-    pub resume: bool,
-    /// Replace existing outputs.
-    pub force: bool,
-    /// Write only shards `k` (0-based) of every `n`, and no index/config files.
-    pub shard: Option<(usize, usize)>,
-    /// Parallel bands.
-    pub jobs: usize,
-    /// Measure quantization errors.
-    pub measure: Measure,
+    /// Which shards (with `--shard`, no index/config files), how many workers, resume or
+    /// replace.
+    pub run: RunOptions,
 }
 
 fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), ConvertError> {
-    let tensors = st_tensors(ck, o.layout, o.dtype).map_err(ConvertError::Plan)?;
+    let tensors = st_tensors(ck, o.layout, o.dtype)?;
     let st: Vec<StTensor> = tensors
         .iter()
         .map(|t| StTensor::new(t.name.clone(), t.st_dtype(), t.shape.clone()))
         .collect();
-    let sp = plan_shards(&st, o.shard_size).map_err(|e| ConvertError::Plan(e.to_string()))?;
+    let sp = plan_shards(&st, o.shard_size)?;
     Ok((tensors, sp))
 }
 
@@ -70,18 +64,7 @@ const SIDE_FILES: &[&str] = &[
 fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> {
     let side: Vec<PathBuf> = SIDE_FILES.iter().map(|n| o.out_dir.join(n)).collect();
     let refs: Vec<&Path> = side.iter().map(PathBuf::as_path).collect();
-    check_output_path(&ck.dir, &refs, true)
-}
-
-/// Load the tokenizer to copy, refusing one whose vocabulary does not match the checkpoint
-/// (as the GGUF path does).
-fn load_tokenizer(ck: &Checkpoint, tp: &Path) -> Result<Tokenizer, ConvertError> {
-    let tok = Tokenizer::from_file(tp)
-        .map_err(|e| ConvertError::Plan(format!("tokenizer {}: {e}", tp.display())))?;
-    if tok.pieces().len() as u64 != ck.config.vocab_size {
-        return Err(ConvertError::Refused(format!("tokenizer {} has {} pieces but the checkpoint's vocabulary is {}; pass the matching --tokenizer", tp.display(), tok.pieces().len(), ck.config.vocab_size)));
-    }
-    Ok(tok)
+    check_outputs(Inputs::checkpoint(&ck.dir), &refs, Existing::Allow)
 }
 
 fn hash_file(path: &Path) -> Result<Written, ConvertError> {
@@ -102,7 +85,7 @@ fn hash_file(path: &Path) -> Result<Written, ConvertError> {
     Ok(Written {
         path: path.to_path_buf(),
         bytes: n,
-        sha256: crate::base::hex::encode(&h.finalize()),
+        sha256: Sha256Sum(Some(crate::base::hex::encode(&h.finalize()))),
     })
 }
 
@@ -145,7 +128,7 @@ fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
         return Ok(None);
     };
     let w = hash_file(path)?;
-    Ok((w.sha256 == want).then_some(w))
+    Ok((w.sha256.hex() == Some(want.as_str())).then_some(w))
 }
 
 /// Convert to safetensors. Without `--shard`, also writes the index, configs and SHA256SUMS.
@@ -154,13 +137,7 @@ pub fn convert_safetensors(
     o: &StOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ConvertReport, ConvertError> {
-    if let Some(p) = ck.problems.first() {
-        return Err(ConvertError::Problems {
-            dir: ck.dir.clone(),
-            count: ck.problems.len(),
-            first: format!("{}: {}", p.tensor, p.msg),
-        });
-    }
+    refuse_problems(ck)?;
     let (tensors, sp) = plan(ck, o)?;
     // Refuse before creating any directory: the nearest existing ancestor of the output
     // directory must not lie inside the input (a refused run leaves the input untouched).
@@ -174,69 +151,33 @@ pub fn convert_safetensors(
             }
         }
     }
-    check_output_path(&ck.dir, &[existing], true)?;
+    check_outputs(Inputs::checkpoint(&ck.dir), &[existing], Existing::Allow)?;
     std::fs::create_dir_all(&o.out_dir)
         .map_err(|e| crate::io::IoError::new("create", &o.out_dir, e))?;
-    // With --shard, other workers' shards may already exist in the shared output: check only ours.
-    let paths: Vec<PathBuf> = sp
+    let files: Vec<ShardFile<'_>> = sp
         .shards()
         .iter()
-        .enumerate()
-        .filter(|(si, _)| o.shard.is_none_or(|(k, n)| si % n == k))
-        .map(|(_, s)| o.out_dir.join(s.file_name()))
+        .map(|shard| ShardFile {
+            dir: &o.out_dir,
+            shard,
+        })
         .collect();
-    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    check_output_path(&ck.dir, &refs, o.force || o.resume)?;
     check_side_files(ck, o)?;
     if let Some(tp) = &o.tokenizer {
         load_tokenizer(ck, tp)?;
     }
-    let mut report = ConvertReport::default();
-    let mut fresh: Vec<Written> = Vec::new();
-    let mut scratch = Scratch::default();
-    for (si, shard) in sp.shards().iter().enumerate() {
-        if let Some((k, n)) = o.shard {
-            if si % n != k {
-                continue;
-            }
-        }
-        let path = o.out_dir.join(shard.file_name());
-        if o.resume && super::complete_as_planned(&path, shard.file_size(), shard.header()) {
-            // Keep it only if its content still has the hash recorded when it was written.
-            if let Some(w) = recorded_and_matching(&path)? {
-                report.skipped.push(path);
-                fresh.push(w);
-                progress(shard.data_len());
-                continue;
-            }
-        }
-        let mut w = ShardWriter::create(&o.out_dir, shard)
-            .map_err(|e| ConvertError::Plan(e.to_string()))?;
-        let layout: Vec<String> = w.layout().iter().map(|t| t.name.clone()).collect();
-        for name in layout {
-            let t = tensors
-                .iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| ConvertError::Plan(format!("{name} planned but not found")))?;
-            w.begin_tensor(&name)
-                .map_err(|e| ConvertError::Plan(e.to_string()))?;
-            let mut sink = |b: &[u8]| -> Result<(), ConvertError> {
-                w.write_tensor_chunk(b)
-                    .map_err(|e| ConvertError::Plan(e.to_string()))?;
-                progress(b.len() as u64);
-                Ok(())
-            };
-            let stats = stream_tensor(ck, t, o.measure, o.jobs, &mut scratch, &mut sink)?;
-            report
-                .tensors
-                .push(TensorReport::new(t, t.st_dtype().safetensors(), stats));
-        }
-        let written = w.finish().map_err(|e| ConvertError::Plan(e.to_string()))?;
-        record(&written)?;
-        report.files.push((written.path.clone(), written.bytes));
-        fresh.push(written);
-    }
-    if o.shard.is_none() {
+    let (report, fresh) = convert_files(
+        ck,
+        &tensors,
+        &files,
+        &o.run,
+        progress,
+        &|t| Ok(t.st_dtype().safetensors()),
+        // Keep a shard only if its content still has the hash recorded when it was written.
+        &mut |f| recorded_and_matching(&f.dir.join(f.shard.file_name())),
+        &mut |w| record(w),
+    )?;
+    if o.run.shard.is_none() {
         finish_with(ck, o, &fresh)?;
     }
     Ok(report)
@@ -270,11 +211,11 @@ fn finish_with(
             .map(|m| m.len())
             .map_err(|e| crate::io::IoError::new("stat", &p, e))?;
         if len != s.file_size() {
-            return Err(ConvertError::Refused(format!(
-                "{}: {len} bytes but the plan says {}; rerun the worker that owns it",
-                p.display(),
-                s.file_size()
-            )));
+            return Err(ConvertError::ShardSize {
+                path: p,
+                len,
+                planned: s.file_size(),
+            });
         }
         match known.iter().find(|w| w.path == p && w.bytes == len) {
             Some(w) => all.push(w.clone()),
@@ -282,8 +223,7 @@ fn finish_with(
         }
     }
     let small = |name: &str, text: String| -> Result<Written, ConvertError> {
-        write_small_file(&o.out_dir, name, text.as_bytes())
-            .map_err(|e| ConvertError::Plan(e.to_string()))
+        Ok(write_small_file(&o.out_dir, name, text.as_bytes())?)
     };
     if sp.is_sharded() {
         all.push(small("model.safetensors.index.json", sp.index_json())?);
@@ -296,10 +236,7 @@ fn finish_with(
     if let Some(tp) = &o.tokenizer {
         let tok = load_tokenizer(ck, tp)?;
         let bytes = std::fs::read(tp).map_err(|e| crate::io::IoError::new("read", tp, e))?;
-        all.push(
-            write_small_file(&o.out_dir, "tokenizer.model", &bytes)
-                .map_err(|e| ConvertError::Plan(e.to_string()))?,
-        );
+        all.push(write_small_file(&o.out_dir, "tokenizer.model", &bytes)?);
         let piece = |id: Option<u32>, dflt: &str| {
             id.and_then(|i| tok.id_to_piece(i))
                 .map(str::to_string)
@@ -322,7 +259,7 @@ fn finish_with(
             ),
         )?);
     }
-    let sums = write_sha256sums(&o.out_dir, &all).map_err(|e| ConvertError::Plan(e.to_string()))?;
+    let sums = write_sha256sums(&o.out_dir, &all)?;
     // SHA256SUMS now holds every shard's hash: the per-shard resume records are redundant.
     for s in sp.shards() {
         let _ = std::fs::remove_file(record_path(&o.out_dir.join(s.file_name())));
@@ -335,7 +272,9 @@ fn pretty(v: &Json) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
 
-/// `config.json` for the chosen layout (spec §8 keys and §1.5 consumer keys).
+/// `config.json` for the chosen layout: the configuration's keys from the one key table
+/// ([`crate::model::CONFIG_KEYS`]), plus the constants transformers and vLLM expect
+/// (docs/formats/safetensors-output.md "config.json").
 pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
     let arch = match layout {
         Layout::Hf => "Grok1ModelForCausalLM",
@@ -344,56 +283,32 @@ pub fn hf_config(c: &Config, layout: Layout, dtype: StDtype) -> Json {
     let torch_dtype = match dtype {
         StDtype::Float(DType::F32) => "float32",
         StDtype::Float(DType::F16) => "float16",
-        _ => "bfloat16",
+        StDtype::Float(_) | StDtype::Ct(_) => "bfloat16",
     };
     let mut v = json!({
         "architectures": [arch],
         "model_type": "grok-1",
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.emb_size,
-        "intermediate_size": c.ffn_size,
-        "num_hidden_layers": c.num_layers,
-        "num_attention_heads": c.num_q_heads,
-        "num_key_value_heads": c.num_kv_heads,
-        "head_dim": c.key_size,
-        "max_position_embeddings": c.max_seq_len,
-        "rms_norm_eps": c.rms_norm_eps,
-        "rope_theta": c.rope_base,
         "hidden_act": "gelu_pytorch_tanh",
-        "attn_output_multiplier": c.attn_output_multiplier,
-        "embedding_multiplier_scale": c.embedding_multiplier_scale,
-        "output_multiplier_scale": c.output_multiplier_scale,
-        "max_attn_value": c.attn_logit_cap,
-        "attn_logit_softcapping": c.attn_logit_cap,
-        "num_experts_per_tok": c.num_selected_experts,
-        "num_experts": c.num_experts,
-        "num_local_experts": c.num_experts,
         "router_aux_loss_coef": 0.001,
         "output_router_logits": false,
         "tie_word_embeddings": true,
         "use_cache": true,
-        "pad_token_id": c.pad_token,
-        "bos_token_id": c.bos_token,
-        "eos_token_id": c.eos_token,
         "torch_dtype": torch_dtype,
     });
-    if let StDtype::Ct(bits) = dtype {
-        let info_e = Role::Embed.info();
-        let embed = match layout {
-            Layout::Hf => info_e.hf,
-            Layout::Jax => info_e.jax,
+    for (k, x) in c.to_keys(KeyFormat::Hf) {
+        v[k] = match x {
+            KeyValue::Int(n) => json!(n),
+            KeyValue::Float(f) => json!(f),
         };
+    }
+    if let StDtype::Ct(bits) = dtype {
+        let embed = Role::Embed.info().st_name(layout);
         let mut ignore = vec![
             Json::from("lm_head"),
             Json::from(embed.strip_suffix(".weight").unwrap_or(embed)),
         ];
         for l in 0..c.num_layers {
-            let info = Role::Router.info();
-            let t = match layout {
-                Layout::Hf => info.hf,
-                Layout::Jax => info.jax,
-            };
-            let n = fill(t, Some(l), None);
+            let n = fill(Role::Router.info().st_name(layout), Some(l), None);
             ignore.push(Json::from(n.strip_suffix(".weight").unwrap_or(&n)));
         }
         v["quantization_config"] = json!({

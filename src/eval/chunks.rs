@@ -15,7 +15,7 @@
 use super::EvalError;
 use crate::gguf::{GgufSet, Value};
 use crate::io::IoError;
-use crate::reference::sources::Model as Source;
+use crate::reference::sources::Source;
 use crate::tokenizer::Tokenizer;
 use std::io::Read;
 use std::ops::Range;

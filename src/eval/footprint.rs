@@ -15,7 +15,7 @@ use crate::gguf::GgufSet;
 use crate::io::IoError;
 use crate::model::roles::ROLES;
 use crate::model::Role;
-use crate::reference::sources::Model as Source;
+use crate::reference::sources::Source;
 use crate::safetensors_io::StReader;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ impl Footprint {
         let mut files: BTreeMap<PathBuf, u64> = BTreeMap::new();
         match src {
             Source::Release(ck) => {
-                for t in &ck.tensors {
+                for t in &ck.ck.tensors {
                     add(&t.spec.path, t.payload_bytes());
                     files.insert(t.file.clone(), t.file_len);
                 }

@@ -28,8 +28,8 @@
 //! - [`footprint`]: the model's stored bytes per layer (to report bytes read per run) and its
 //!   fingerprint.
 //!
-//! The model API this module is written against is `reference::Model` (embed / layer / head);
-//! until it lands, [`shim`] provides the same signatures over today's reference internals.
+//! The model is the reference model's layer-major API, `reference::Model` (embed / layer /
+//! head): the forward pass's own kernels and numerics.
 
 pub mod chunks;
 pub mod engine;
@@ -38,12 +38,9 @@ pub mod kldfile;
 pub mod logprob;
 pub mod parts;
 pub mod perplexity;
-pub mod shim;
 pub mod state;
 
-// The one line to change when `forward`'s layer-major `reference::Model` merges:
-// `pub use crate::reference::{Model, Observer};` (and delete `shim.rs` and its `mod` line).
-pub use shim::{Model, Observer};
+pub use crate::reference::{Model, Observer};
 
 use crate::io::IoError;
 use crate::reference::ReferenceError;

@@ -3,8 +3,8 @@
 //!
 //! Why one table for value types: the id, the name printed in errors and the fixed encoded size
 //! are needed by the encoder, the decoder and the error messages; keeping them in one row each
-//! means they cannot drift (candle's reader/writer id matches drifted; house-style.md §3).
-//! Source: output-formats.md §2.1 (ggml `docs/gguf.md`, `include/gguf.h`).
+//! means they cannot drift (candle's reader and writer each matched ids by hand, and drifted).
+//! Layout: docs/formats/gguf-output.md "Byte layout" (ggml `docs/gguf.md`, `include/gguf.h`).
 
 /// The four magic bytes at offset 0 (`GGUF`, u32 0x46554747 read little-endian).
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
@@ -134,27 +134,17 @@ pub const VALUE_TYPES: &[ValueTypeInfo] = &[
 /// Bytes of the u64 length that precedes every GGUF string.
 pub const STRING_LEN_BYTES: u64 = 8;
 
-impl ValueType {
-    /// This type's row.
-    pub fn info(self) -> &'static ValueTypeInfo {
-        // Every variant has a row (pinned by the unit test); the fallback is unreachable.
-        VALUE_TYPES
-            .iter()
-            .find(|r| r.ty == self)
-            .unwrap_or(&VALUE_TYPES[0])
-    }
+// `table_is_complete_and_consistent` pins one row per variant.
+crate::base::row_accessors!(ValueType => ValueTypeInfo, VALUE_TYPES, ty {
     /// The id stored in files.
-    pub fn id(self) -> u32 {
-        self.info().id
-    }
+    id: u32,
     /// gguf-py's name (`UINT32`, `STRING`, ...).
-    pub fn name(self) -> &'static str {
-        self.info().name
-    }
+    name: &'static str,
     /// Fixed encoded size, `None` for string and array.
-    pub fn fixed_size(self) -> Option<u64> {
-        self.info().fixed_size
-    }
+    fixed_size: Option<u64>,
+});
+
+impl ValueType {
     /// Smallest encoded size of one value of this type (a string is at least its u64 length;
     /// an array at least its u32 type and u64 count). Used to bound declared counts.
     pub fn min_size(self) -> u64 {
@@ -176,7 +166,7 @@ impl std::fmt::Display for ValueType {
     }
 }
 
-/// `general.*` keys (output-formats.md §2.2).
+/// `general.*` keys (docs/formats/gguf-output.md "General metadata").
 pub mod keys {
     /// string: model architecture (`grok`).
     pub const GENERAL_ARCHITECTURE: &str = "general.architecture";
@@ -190,7 +180,7 @@ pub mod keys {
     pub const GENERAL_QUANTIZATION_VERSION: &str = "general.quantization_version";
     /// u32: data alignment; must be a non-zero power of two.
     pub const GENERAL_ALIGNMENT: &str = "general.alignment";
-    /// u16 in every shard: 0-based shard index (output-formats.md §2.3).
+    /// u16 in every shard: 0-based shard index (docs/formats/gguf-output.md "Splits").
     pub const SPLIT_NO: &str = "split.no";
     /// u16 in every shard: number of shards.
     pub const SPLIT_COUNT: &str = "split.count";
@@ -210,8 +200,9 @@ const STR: KeyType = (ValueType::String, None);
 const BOOL: KeyType = (ValueType::Bool, None);
 const I32_ARRAY: KeyType = (ValueType::Array, Some(ValueType::I32));
 
-/// The value types llama.cpp accepts for the keys a Grok conversion writes (output-formats.md
-/// §2.2, §3.2, §4.2): its typed getters throw "key %s has wrong type" or assert otherwise, and
+/// The value types llama.cpp accepts for the keys a Grok conversion writes
+/// (docs/formats/gguf-output.md "General metadata", "Grok metadata" and "Tokenizer metadata"):
+/// its typed getters throw "key %s has wrong type" or assert otherwise, and
 /// token scores/types are read as raw `float*`/`int*`. `{arch}.` stands for the value of
 /// `general.architecture`. Keys not listed are free-form. [`GgufPlan::validate`] checks these.
 ///

@@ -2,9 +2,11 @@
 //! (in `what`/`key`/`name`) and the absolute byte offset where the defect was found, because a
 //! user holding a 300 GB file needs to know where it is broken, not just that it is.
 
+use crate::io::atomic::sequence::with_sequence_defects;
 use crate::io::IoError;
 use std::path::PathBuf;
 
+with_sequence_defects! {
 /// Anything that can go wrong planning, writing or reading GGUF files.
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)] // the fields are described by each variant's message
@@ -176,28 +178,11 @@ pub enum GgufError {
     /// The split request cannot be honoured (zero size, too many shards, bad output name).
     #[error("GGUF plan: split: {reason}")]
     PlanSplit { reason: String },
-
-    // ---- streaming writer ---------------------------------------------------------------
-    /// A chunk would give a tensor more bytes than planned.
-    #[error("{}: tensor '{name}' is planned as {expected} bytes, but a chunk brings it to {got}", path.display())]
-    ChunkOverflow {
-        path: PathBuf,
-        name: String,
-        expected: u64,
-        got: u64,
-    },
-    /// `finish` before every tensor received all its bytes.
-    #[error("{}: tensor '{name}' received {got} of its {expected} bytes", path.display())]
-    TensorIncomplete {
-        path: PathBuf,
-        name: String,
-        expected: u64,
-        got: u64,
-    },
-    /// A chunk after every planned tensor was complete.
-    #[error("{}: {len} bytes written after the last planned tensor", path.display())]
-    NoTensorPending { path: PathBuf, len: u64 },
+    // ---- streaming writer: `io::atomic::sequence`'s defects, added by the macro ----------
 }
+}
+
+crate::io::atomic::sequence::from_sequence_error!(GgufError);
 
 /// Result alias for this module.
 pub type Result<T, E = GgufError> = std::result::Result<T, E>;

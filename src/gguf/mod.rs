@@ -1,5 +1,5 @@
 //! L2 GGUF v3: a plan-then-stream writer (single file or llama.cpp split sets) and a bounded
-//! reader, both following ggml's rules (output-formats.md §2.1–2.3).
+//! reader, both following ggml's rules (docs/formats/gguf-output.md).
 //!
 //! Why this shape: a GGUF header lists every tensor's offset, so the writer first builds a
 //! [`GgufPlan`] (validated, split into [`FilePlan`]s with exact header bytes and offsets), then
@@ -18,10 +18,11 @@ pub mod set;
 pub mod value;
 pub mod writer;
 
+pub use crate::io::atomic::Written;
 pub use constants::{ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
 pub use error::GgufError;
-pub use plan::{parse_size, plan_summary, FilePlan, GgufPlan, PlannedTensor, TensorPlan};
+pub use plan::{plan_summary, FilePlan, GgufPlan, PlannedTensor, TensorPlan};
 pub use reader::{GgufFile, TensorInfo};
 pub use set::GgufSet;
 pub use value::{ArrayValue, Value};
-pub use writer::{write_files, GgufFileWriter, WrittenFile};
+pub use writer::GgufFileWriter;

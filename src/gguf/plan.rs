@@ -4,7 +4,8 @@
 //! Why plan first: a GGUF header holds every tensor's data offset, so all names, shapes and
 //! types must be known before the first tensor byte. Planning also lets `--dry-run` print the
 //! file list and sizes, and lets independent workers each stream their own shard
-//! (rust-crates.md §3, gguf-py's writer). Layout rules: output-formats.md §2.1–2.3.
+//! (as gguf-py's writer does). Layout rules: docs/formats/gguf-output.md "Byte layout" and
+//! "Splits".
 
 use super::constants::{
     expected_key_types, keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION,
@@ -124,7 +125,7 @@ impl GgufPlan {
     /// with typed getters carry the type it expects (`constants::KEY_TYPES`: u32 hparams and
     /// token ids, f32 eps/scales, f32 scores, i32 token types), strings and arrays within
     /// ggml's caps, no empty arrays (gguf-py refuses them), `general.alignment` a u32 equal to
-    /// `alignment`; tensor names 1..=63 bytes and unique, 1..=4 dims, last numpy dim (ne[0]) a
+    /// `alignment`; tensor names 1..=63 bytes and unique, 1..=4 dims, last numpy dim (`ne[0]`) a
     /// multiple of the block, element count and byte size without overflow.
     pub fn validate(&self) -> Result<()> {
         if self.alignment == 0 || !self.alignment.is_power_of_two() {
@@ -497,21 +498,6 @@ pub fn plan_summary(files: &[FilePlan]) -> String {
     s
 }
 
-/// Parse a shard size with decimal units, as gguf-split's `--split-max-size` does since #7803:
-/// `123` bytes, `500K`, `500M`, `50G`, `1T` (K = 10^3 ... T = 10^12). `None` if malformed,
-/// zero or overflowing.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1_000u64),
-        (i, 'M' | 'm') => (&s[..i], 1_000_000),
-        (i, 'G' | 'g') => (&s[..i], 1_000_000_000),
-        (i, 'T' | 't') => (&s[..i], 1_000_000_000_000),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mul).filter(|&v| v > 0)
-}
-
 /// Is `ty` the value type grokit writes for `key`'s split role? (Used by the reader.)
 pub(crate) fn split_key_type(key: &str) -> Option<ValueType> {
     match key {
@@ -535,10 +521,6 @@ mod tests {
             split_path(Path::new("m"), 1, 2).unwrap(),
             Path::new("m-00001-of-00002.gguf")
         );
-        assert_eq!(parse_size("50G"), Some(50_000_000_000));
-        assert_eq!(parse_size("7"), Some(7));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("G"), None);
         assert_eq!(align_up(33, 32), Some(64));
         assert_eq!(align_up(0, 32), Some(0));
         assert_eq!(align_up(u64::MAX, 32), None);

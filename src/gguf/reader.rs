@@ -4,7 +4,8 @@
 //! Why validate as strictly as ggml (offsets equal to the running aligned sum, data within the
 //! file, names < 64 bytes, at most 4 dims): grokit reads GGUF to verify its own outputs and to
 //! feed the reference model, so a file this reader accepts must be one llama.cpp accepts too.
-//! Why caps before allocation: see `parse.rs`. Layout: output-formats.md §2.1.
+//! Why caps before allocation: see `parse.rs`. Layout and checks:
+//! docs/formats/gguf-output.md "Byte layout" and "What the reader validates".
 
 use super::constants::{
     keys, ValueType, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MIN_READ_VERSION, GGUF_VERSION,

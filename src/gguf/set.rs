@@ -1,6 +1,6 @@
 //! A GGUF model that may span a split set (`model-00001-of-00009.gguf` ...).
 //!
-//! Why mirror llama.cpp's loader checks (output-formats.md §2.3): a set that grokit accepts
+//! Why mirror llama.cpp's loader checks (docs/formats/gguf-output.md "Splits"): a set that grokit accepts
 //! must load in llama.cpp, which rebuilds the shard names from the first one, requires
 //! `split.no` to equal each shard's index, `split.tensors.count` to equal the tensors found, and
 //! tensor names to be unique across shards.

@@ -2,10 +2,12 @@
 //!
 //! Why typed, homogeneous arrays (`ArrayValue::F32(Vec<f32>)` rather than `Vec<Value>`): GGUF
 //! arrays carry one element type, llama.cpp reads token scores and types as raw `float*`/`int*`
-//! with no per-element check, so the type is part of the contract (output-formats.md §4.2), and
-//! an array of arrays, which ggml rejects, cannot even be built.
+//! with no per-element check, so the type is part of the contract
+//! (docs/formats/gguf-output.md "Tokenizer metadata"), and an array of arrays, which ggml
+//! rejects, cannot even be built.
 
 use super::constants::{ValueType, STRING_LEN_BYTES};
+use crate::model::KeyValue;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,24 +128,30 @@ impl Value {
             _ => None,
         }
     }
-    /// The value if it is a u16.
-    pub fn as_u16(&self) -> Option<u16> {
+    /// The value as a configuration key's value ([`crate::model::read_config`]): integers as
+    /// counts, f32 and f64 as reals; `None` (which the reader refuses, naming the key) for a
+    /// negative integer, a string, an array or a bool. A reader passes
+    /// `|k| set.get(k).map(Value::key_value)`.
+    pub fn key_value(&self) -> Option<KeyValue> {
+        let count = |x: i64| u64::try_from(x).ok().map(KeyValue::Int);
         match self {
-            Value::U16(x) => Some(*x),
-            _ => None,
+            Value::U8(x) => Some(KeyValue::Int(u64::from(*x))),
+            Value::U16(x) => Some(KeyValue::Int(u64::from(*x))),
+            Value::U32(x) => Some(KeyValue::Int(u64::from(*x))),
+            Value::U64(x) => Some(KeyValue::Int(*x)),
+            Value::I8(x) => count(i64::from(*x)),
+            Value::I16(x) => count(i64::from(*x)),
+            Value::I32(x) => count(i64::from(*x)),
+            Value::I64(x) => count(*x),
+            Value::F32(x) => Some(KeyValue::Float(f64::from(*x))),
+            Value::F64(x) => Some(KeyValue::Float(*x)),
+            Value::Bool(_) | Value::String(_) | Value::Array(_) => None,
         }
     }
     /// The value if it is an i32.
     pub fn as_i32(&self) -> Option<i32> {
         match self {
             Value::I32(x) => Some(*x),
-            _ => None,
-        }
-    }
-    /// The value if it is an f32.
-    pub fn as_f32(&self) -> Option<f32> {
-        match self {
-            Value::F32(x) => Some(*x),
             _ => None,
         }
     }

@@ -9,8 +9,7 @@
 //! a signal). Files are checked for a stable size at open; `docs/security.md` states the rest.
 
 use super::IoError;
-use memmap2::{Advice, Mmap};
-use std::fs::File;
+use memmap2::Mmap;
 use std::path::{Path, PathBuf};
 
 /// A read-only mapping of a whole file (empty files are represented without a mapping).
@@ -23,7 +22,7 @@ pub struct MappedFile {
 impl MappedFile {
     /// Map `path` read-only.
     pub fn open(path: &Path) -> Result<MappedFile, IoError> {
-        let file = File::open(path).map_err(|e| IoError::new("open", path, e))?;
+        let file = super::input::open_regular(path)?;
         let meta = file.metadata().map_err(|e| IoError::new("stat", path, e))?;
         if meta.is_dir() {
             return Err(IoError::new(
@@ -80,15 +79,6 @@ impl MappedFile {
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Tell the kernel a range will be read sequentially soon (read-ahead). Advice failures are
-    /// ignored: they only cost speed.
-    pub fn advise_sequential(&self, start: usize, len: usize) {
-        if let Some(m) = &self.map {
-            let _ = m.advise_range(Advice::Sequential, start, len);
-            let _ = m.advise_range(Advice::WillNeed, start, len);
-        }
     }
 
     /// Drop the pages of a range from this process's resident set once it has been consumed, so

@@ -3,8 +3,11 @@
 //! final name. (`ignore_file_size_signal` is the one other `unsafe` call: a signal disposition.)
 
 pub mod atomic;
+pub mod input;
 pub mod mmap;
+pub mod output;
 pub mod signal;
+pub mod term;
 
 use std::path::PathBuf;
 
@@ -35,19 +38,10 @@ impl IoError {
 pub use signal::ignore_file_size_signal;
 /// Read a whole small file, refusing to read more than `cap` bytes: `Ok(None)` when it holds
 /// more. Unlike `metadata().len()` followed by `fs::read`, this is bounded even for a file that
-/// grows meanwhile or a FIFO / character device (`/dev/zero`) that reports length 0.
+/// grows meanwhile; only regular files are read (`input::open_regular`: a FIFO or `/dev/zero` is
+/// an error naming the path, never a hang or an endless read).
 pub fn read_capped(path: &std::path::Path, cap: u64) -> Result<Option<Vec<u8>>, IoError> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| IoError::new("open", path, e))?;
-    let mut out = Vec::new();
-    f.take(cap.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| IoError::new("read", path, e))?;
-    Ok(if out.len() as u64 > cap {
-        None
-    } else {
-        Some(out)
-    })
+    input::read_regular_capped(path, cap)
 }
 
 pub use atomic::AtomicFile;

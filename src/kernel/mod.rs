@@ -6,18 +6,28 @@
 //! of every band. Here a weight matrix is described as it lies in the file ([`Storage`]: the
 //! release's int8 with bf16 row-block scales, GGUF rows of plain or block-quantized values,
 //! safetensors dense rows, compressed-tensors packed int8/int4) and the product `x · W` decodes
-//! the weights only into the small working set the product needs.
+//! the weights only into a cache-sized panel (or, for one row over the release's `[k, n]`
+//! layout, straight into registers).
 //!
-//! The contract every implementation in this module keeps (the reference model relies on it):
+//! # The contract
+//!
+//! Every implementation in this module keeps it (the reference model relies on it):
 //! - **Exact weights.** Every weight enters the product with exactly the f32 value that
 //!   [`Matrix::decode`] gives, which is the value grokit's dequantization has always given
 //!   (`q · s` for the release's int8, [`crate::quant::dequantize_row`] for GGUF types,
-//!   `q · scale` for compressed-tensors). Products and sums are f32.
-//! - **Row and column independence.** Output element `(i, j)` depends only on row `i` of `x`
-//!   and column `j` of `W`: not on how many rows are in the batch, which column range or tile is
-//!   being computed, or how the work is split over threads. The summation order over `k` is a
-//!   fixed function of `k` alone. That is what makes a KV-cached decode step (one row) equal a
-//!   full recompute (many rows) bit for bit, and banded products equal whole ones.
+//!   `q · scale` for compressed-tensors). The panel decoders evaluate the same f32 expressions
+//!   (nothing fused that the scalar code does not fuse) and are tested bit for bit against
+//!   [`Matrix::decode`] on random bytes, NaN/inf/subnormal scales included.
+//! - **One FMA chain per output.** `y[i, j] = fma(x[i, k−1], w[k−1, j], … fma(x[i, 0], w[0, j],
+//!   +0) …)`: a single sequential fused multiply-add chain over `k`, in order, from `+0`.
+//!   Output element `(i, j)` therefore depends only on row `i` of `x` and column `j` of `W`: not
+//!   on how many rows are in the batch, which column range or tile is being computed, the
+//!   k-blocking (a partial chain is stored and reloaded exactly), the thread count, whether the
+//!   one-row or the many-row path ran, or the instruction set (`f32::mul_add` and `vfmadd` are
+//!   the same correctly rounded operation). That is what makes a KV-cached decode step (one
+//!   row) equal a full recompute (many rows) bit for bit, banded products equal whole ones, and
+//!   the portable path equal the AVX2 path (tested; NaN *payloads* may differ between them,
+//!   never a number). The process picks one instruction set ([`isa`]) anyway.
 //! - **No panics on bad geometry.** A [`Matrix`] checks its byte lengths with checked
 //!   arithmetic when it is built; products check their slices and return [`KernelError`].
 //!
@@ -25,9 +35,67 @@
 //! `y[m, n] = x[m, k] · W`. The release stores `[k, n]` ([`Storage::ReleaseInt8`],
 //! [`Storage::F32Kn`]); GGUF and safetensors store `[n, k]`, one row of `k` values per output
 //! ([`Storage::Rows`], [`Storage::Ct`]).
+//!
+//! # How (blocking, instruction sets)
+//!
+//! The work of a product is split into column tiles ([`run`]: tasks over (job, tile) on the
+//! rayon pool). One tile is computed by `driver::tile`:
+//! - for each k-block of `kc` rows, for each panel of columns: decode `W[k-block, columns]`
+//!   into the panel (f32, sub-strips of 16 columns × `kc` rows) — `[n, k]` rows are decoded 8
+//!   at a time into a scratch and transposed 8 × 8 into it; then for each 16-column sub-strip
+//!   and each block of at most 6 rows of `x` run the microkernel: 6 × 16 accumulators (12 AVX2
+//!   registers), per `k` two panel loads, six broadcasts, twelve FMAs;
+//! - `[n, k]` panels are 64 columns × `kc` = 256 (64 for one row, both rounded up to whole
+//!   quant blocks); `[k, n]` panels span up to 1024 columns with `kc · width` ≤ 128 Ki floats,
+//!   so each row of `W` is read as one contiguous run (rows of an expert matrix are 32 KiB
+//!   apart: 64-byte reads per row defeat the hardware prefetcher);
+//! - while a panel is multiplied, the next k-block's bytes are prefetched, spread over the
+//!   microkernel calls; `[n, k]` packing prefetches each row's next k-block as it goes;
+//! - one row (`m = 1`, decode) over `[k, n]` storages skips the panel: 64 columns × 16 rows
+//!   at a time, decoded and FMA'd in registers. Over `[n, k]` storages one row still goes
+//!   through the (L1-sized) panel, because the chain order needs `W` by columns.
+//!
+//! Instruction sets: AVX2 + FMA + F16C, detected at run time (`x86`), and a portable path
+//! (plain Rust, `f32::mul_add`) that every other target runs; a NEON microkernel and decoders
+//! slot in as a third [`Isa`] arm beside them. AVX-512 adds nothing to the f32 FMA ceiling of
+//! the Zen 4 cores we run on (512-bit FMAs are double-pumped), so there is no AVX-512 path.
+//!
+//! Types without a SIMD decoder (Q4_1, Q5_x, Q2_K, Q3_K, Q5_K, Q8_1/Q8_K and whatever `quant`
+//! adds later) are decoded block by block with [`crate::quant::dequantize_row`] into the
+//! scratch and transposed like the rest: new types work without touching this module.
+//!
+//! # Where the time goes
+//!
+//! Measured by `cargo bench --bench kernel` (docs/PERFORMANCE.md, "Kernels"): the microkernel
+//! alone runs near the FMA ceiling; what separates a product from it is the decode of each
+//! weight into the panel (int8: a load, two sign-extensions, two conversions, two multiplies
+//! and two stores per 16 weights), paid once per weight whatever `m` is, so it weighs in
+//! inversely to `m`, and waiting on memory while a panel is packed. A one-row product is bound
+//! by decode throughput and memory latency rather than by the FMAs.
+//!
+//! # Using it from the model
+//!
+//! - Experts: group tokens by expert, then one [`run`] with one [`Job`] per (expert, matrix)
+//!   that has tokens (`x` = that expert's rows). The pool splits every job into column tiles,
+//!   so one token's two experts keep both cores busy.
+//! - Decode: one row per job; each weight is read exactly once per product.
+//! - Attention: [`matmul_f32`] (`q · kᵀ` with [`Layout::Nk`], `p · v` with [`Layout::Kn`]).
+//! - Threads: [`run`] and [`matmul_f32`] use the current rayon pool (`install` a local pool to
+//!   bound them); results do not depend on its size.
+
+mod driver;
+mod pack;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // std::arch only: see x86.rs
+mod x86;
+
+pub use driver::{fma_ceiling_gflops, fma_ceiling_run, isa, Isa};
 
 use crate::base::float::{bf16_bits_to_f32, decode_f32_le};
 use crate::quant::{ct, dequantize_row, GgmlType, QuantError};
+use pack::Src;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -211,6 +279,16 @@ impl<'a> Matrix<'a> {
         &self.storage
     }
 
+    /// Bytes of the stored matrix (weights and scales): what one pass over it reads.
+    pub fn stored_bytes(&self) -> usize {
+        match self.storage {
+            Storage::F32Kn(b) => b.len(),
+            Storage::ReleaseInt8 { q, scales, .. } => q.len() + scales.len(),
+            Storage::Rows { bytes, .. } => bytes.len(),
+            Storage::Ct { packed, scales, .. } => packed.len() + scales.len(),
+        }
+    }
+
     /// The exact f32 weights `W[kr, nr]`, row-major `[kr.len(), nr.len()]` into `out`: the
     /// semantic definition every product in this module follows (and the slow path).
     pub fn decode(
@@ -329,9 +407,8 @@ fn check_range(what: &str, r: &Range<usize>, len: usize) -> Result<(), KernelErr
 
 /// `out[m, cols.len()] = x[m, k] · W[:, cols]`, on the calling thread. `out` is overwritten.
 ///
-/// This first implementation decodes the needed weights with [`Matrix::decode`] in blocks of
-/// [`KB`] rows of `k` and accumulates each block's partial sums into `out` in order (so the
-/// summation order over `k` depends on `k` alone, as the module contract requires).
+/// Output element `(i, j)` is the FMA chain over `k` described in the module docs, whatever
+/// `m` and `cols` are.
 pub fn matmul(
     x: &[f32],
     m: usize,
@@ -348,34 +425,15 @@ pub fn matmul(
             out.len()
         )));
     }
-    out.iter_mut().for_each(|o| *o = 0.0);
     if m == 0 || nc == 0 {
         return Ok(());
     }
-    let mut panel = vec![0f32; KB.min(k.max(1)) * nc];
-    let mut part = vec![0f32; nc];
-    for k0 in (0..k).step_by(KB) {
-        let k1 = (k0 + KB).min(k);
-        let p = &mut panel[..(k1 - k0) * nc];
-        w.decode(k0..k1, cols.clone(), p)?;
-        for i in 0..m {
-            let xr = &x[i * k + k0..i * k + k1];
-            part.iter_mut().for_each(|v| *v = 0.0);
-            for (&a, prow) in xr.iter().zip(p.chunks_exact(nc)) {
-                for (acc, &b) in part.iter_mut().zip(prow) {
-                    *acc = a.mul_add(b, *acc);
-                }
-            }
-            for (o, v) in out[i * nc..(i + 1) * nc].iter_mut().zip(&part) {
-                *o += v;
-            }
-        }
-    }
-    Ok(())
+    let mut rows: Vec<&mut [f32]> = out.chunks_exact_mut(nc).collect();
+    driver::Scratch::with(|sc| driver::tile(isa(), &Src::W(*w), x, m, cols, &mut rows, sc))
 }
 
-/// Rows of `k` decoded per block by the portable [`matmul`].
-pub const KB: usize = 256;
+/// Rows of `k` per panel of the multi-row product (the k-block; results do not depend on it).
+pub const KB: usize = driver::KC_GEMM;
 
 /// One product of a batch run by [`run`]: `out[m, n] = x[m, k] · W`.
 pub struct Job<'a, 'o> {
@@ -392,111 +450,150 @@ pub struct Job<'a, 'o> {
 /// Run several independent products at once, split over (job, column tile) across the rayon
 /// pool, so that even one-row products of a few matrices keep every core busy. Results are
 /// bit-identical to running each job alone (module contract).
+///
+/// Tiles are multiples of 64 columns, at most [`TILE_MAX`], and small enough that every job
+/// has at least 8 tiles per pool thread; each task writes its own rows' slices of the job's
+/// `out` directly (no copies).
 pub fn run(jobs: &mut [Job<'_, '_>]) -> Result<(), KernelError> {
-    const TILE: usize = 64;
-    let tasks: Vec<(usize, Range<usize>)> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| {
-            let n = job.w.n;
-            (0..n.div_ceil(TILE)).map(move |t| (j, t * TILE..((t + 1) * TILE).min(n)))
-        })
-        .collect();
-    let views: Vec<(&[f32], usize, Matrix<'_>)> = jobs.iter().map(|j| (j.x, j.m, j.w)).collect();
-    let parts: Vec<Result<Vec<f32>, KernelError>> = tasks
-        .par_iter()
-        .map(|(j, cols)| {
-            let (x, m, w) = &views[*j];
-            let mut o = vec![0f32; m * cols.len()];
-            matmul(x, *m, w, cols.clone(), &mut o)?;
-            Ok(o)
-        })
-        .collect();
-    for ((j, cols), part) in tasks.iter().zip(parts) {
-        let part = part?;
-        let job = &mut jobs[*j];
-        let n = job.w.n;
-        if job.out.len() != job.m * n {
+    for (j, job) in jobs.iter().enumerate() {
+        let (k, n) = (job.w.k, job.w.n);
+        if job.x.len() != mul(job.m, k, "x")? || job.out.len() != mul(job.m, n, "out")? {
             return Err(KernelError::Args(format!(
-                "job {j}: out holds {} values, expected {} × {n}",
+                "job {j}: x holds {} values and out {}, expected {} × {k} and {} × {n}",
+                job.x.len(),
                 job.out.len(),
+                job.m,
                 job.m
             )));
         }
-        for i in 0..job.m {
-            job.out[i * n + cols.start..i * n + cols.end]
-                .copy_from_slice(&part[i * cols.len()..(i + 1) * cols.len()]);
-        }
     }
-    Ok(())
+    let threads = rayon::current_num_threads().max(1);
+    let mut tasks: Vec<Task<'_, '_>> = Vec::new();
+    for job in jobs.iter_mut() {
+        if job.m == 0 || job.w.n == 0 {
+            continue;
+        }
+        let src = Src::W(job.w);
+        let tile = tile_width(&src, threads);
+        split_tiles(src, job.x, job.m, job.out, tile, &mut tasks);
+    }
+    run_tasks(tasks)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Widest column tile [`run`] hands one task: 4096 columns of a `[k, n]` storage (a whole
+/// 4 KiB page of each int8 row, read once per k-block instead of by four tasks at different
+/// times), 1024 of an `[n, k]` one.
+pub const TILE_MAX: usize = 4096;
 
-    fn int8_matrix() -> (Vec<u8>, Vec<u8>) {
-        let (k, n, blocks) = (8, 5, 2);
-        let q: Vec<u8> = (0..k * n).map(|i| (i as i8 - 20) as u8).collect();
-        let s: Vec<u8> = (0..blocks * n)
-            .flat_map(|i| (0x3f80u16 + i as u16 * 0x10).to_le_bytes())
-            .collect();
-        (q, s)
+/// Column tile for a product of width `n`: a multiple of the panel width, at most
+/// [`TILE_MAX`] (1024 for `[n, k]` storages), at least 3 (`[k, n]`) or 8 (`[n, k]`) tiles per
+/// thread when `n` allows.
+fn tile_width(src: &Src<'_>, threads: usize) -> usize {
+    // [k, n]: few wide tiles (3 per thread), each row's run of bytes as long as possible.
+    let (max, per_thread) = if src.is_rows() {
+        (1024, 8)
+    } else {
+        (TILE_MAX, 3)
+    };
+    (src.n() / (per_thread * threads))
+        .next_multiple_of(pack::NP)
+        .clamp(pack::NP, max)
+}
+
+/// One task: the columns `cols` of one product, its rows' slices of the output.
+struct Task<'a, 'o> {
+    src: Src<'a>,
+    x: &'a [f32],
+    m: usize,
+    cols: Range<usize>,
+    out: Vec<&'o mut [f32]>,
+}
+
+fn split_tiles<'a, 'o>(
+    src: Src<'a>,
+    x: &'a [f32],
+    m: usize,
+    out: &'o mut [f32],
+    tile: usize,
+    tasks: &mut Vec<Task<'a, 'o>>,
+) {
+    let n = src.n();
+    let first = tasks.len();
+    for t in 0..n.div_ceil(tile) {
+        tasks.push(Task {
+            src,
+            x,
+            m,
+            cols: t * tile..((t + 1) * tile).min(n),
+            out: Vec::with_capacity(m),
+        });
     }
-
-    #[test]
-    fn geometry_is_checked() {
-        let (q, s) = int8_matrix();
-        let st = |blocks| Storage::ReleaseInt8 {
-            q: &q,
-            scales: &s,
-            blocks,
-        };
-        assert!(Matrix::new(8, 5, st(2)).is_ok());
-        assert!(Matrix::new(8, 5, st(3)).is_err());
-        assert!(Matrix::new(8, 5, st(0)).is_err());
-        assert!(Matrix::new(9, 5, st(1)).is_err());
-        assert!(Matrix::new(usize::MAX, 2, Storage::F32Kn(&[])).is_err());
-    }
-
-    #[test]
-    fn product_matches_decoded_weights_and_is_row_and_tile_independent() {
-        let (q, s) = int8_matrix();
-        let w = Matrix::new(
-            8,
-            5,
-            Storage::ReleaseInt8 {
-                q: &q,
-                scales: &s,
-                blocks: 2,
-            },
-        )
-        .unwrap();
-        let mut full = vec![0f32; 40];
-        w.decode(0..8, 0..5, &mut full).unwrap();
-        let x: Vec<f32> = (0..3 * 8).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut y = vec![0f32; 15];
-        matmul(&x, 3, &w, 0..5, &mut y).unwrap();
-        for i in 0..3 {
-            for j in 0..5 {
-                let want: f32 = (0..8).map(|kk| x[i * 8 + kk] * full[kk * 5 + j]).sum();
-                assert!((y[i * 5 + j] - want).abs() < 1e-4);
-            }
-            // one row alone, one column at a time: bit-identical
-            for j in 0..5 {
-                let mut o = [0f32];
-                matmul(&x[i * 8..(i + 1) * 8], 1, &w, j..j + 1, &mut o).unwrap();
-                assert_eq!(o[0].to_bits(), y[i * 5 + j].to_bits());
-            }
+    for row in out.chunks_exact_mut(n) {
+        for (t, part) in row.chunks_mut(tile).enumerate() {
+            tasks[first + t].out.push(part);
         }
-        let mut y2 = vec![0f32; 15];
-        run(&mut [Job {
-            x: &x,
-            m: 3,
-            w,
-            out: &mut y2,
-        }])
-        .unwrap();
-        assert_eq!(y, y2);
     }
+}
+
+fn run_tasks(tasks: Vec<Task<'_, '_>>) -> Result<(), KernelError> {
+    let isa = isa();
+    tasks.into_par_iter().try_for_each(|mut t| {
+        driver::Scratch::with(|sc| driver::tile(isa, &t.src, t.x, t.m, t.cols, &mut t.out, sc))
+    })
+}
+
+/// Layout of the right-hand f32 matrix of [`matmul_f32`] (`k × n` logically).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Row-major `[k, n]` (e.g. attention's `p · v`, `v` as `[positions, head_dim]`).
+    Kn,
+    /// Row-major `[n, k]`, the transpose (e.g. `q · kᵀ` with the keys as `[positions,
+    /// head_dim]`).
+    Nk,
+}
+
+/// `c[m, n] = a[m, k] · b` for f32 activations (attention's `q · kᵀ` and `p · v`), with the
+/// module's guarantee: element `(i, j)` is the same FMA chain over `k` whatever `m`, `n` and
+/// the split are, so a one-row (KV-cached) product equals the same row of a full one. Work is
+/// split over column tiles on the rayon pool when it is large enough to pay for it.
+pub fn matmul_f32(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    layout: Layout,
+    n: usize,
+) -> Result<Vec<f32>, KernelError> {
+    let mn = mul(m, n, "m·n")?;
+    if a.len() != mul(m, k, "a")? || b.len() != mul(k, n, "b")? {
+        return Err(KernelError::Args(format!(
+            "a holds {} values and b {}, expected {m} × {k} and {k} × {n}",
+            a.len(),
+            b.len()
+        )));
+    }
+    let mut c = vec![0f32; mn];
+    if mn == 0 {
+        return Ok(c);
+    }
+    let src = match layout {
+        Layout::Kn => Src::Kn { b, k, n },
+        Layout::Nk => Src::Nk { b, k, n },
+    };
+    // Below ~4 MFLOP a split costs more than it saves.
+    let threads = rayon::current_num_threads().max(1);
+    let tile = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= 1 << 21 {
+        tile_width(&src, threads)
+    } else {
+        n
+    };
+    let mut tasks = Vec::new();
+    split_tiles(src, a, m, &mut c, tile, &mut tasks);
+    if tasks.len() == 1 {
+        let mut t = tasks.pop().expect("one task");
+        driver::Scratch::with(|sc| driver::tile(isa(), &t.src, t.x, t.m, t.cols, &mut t.out, sc))?;
+    } else {
+        run_tasks(tasks)?;
+    }
+    Ok(c)
 }

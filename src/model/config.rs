@@ -48,15 +48,27 @@ pub struct Config {
     pub unk_token: u32,
 }
 
-/// Grok-1's multipliers (grok1-checkpoint.md §7).
-pub const GROK1_EMBEDDING_MULTIPLIER: f64 = 78.38367176906169;
-/// Output multiplier.
-pub const GROK1_OUTPUT_MULTIPLIER: f64 = 0.5773502691896257;
-/// Attention multiplier.
-pub const GROK1_ATTN_MULTIPLIER: f64 = 0.08838834764831845;
+/// A size of the configuration, as the role table writes tensor shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// `vocab_size`.
+    Vocab,
+    /// `emb_size` (d_model).
+    Model,
+    /// `ffn_size`.
+    Ffn,
+    /// `num_experts`.
+    Experts,
+    /// Query width: `num_q_heads · key_size`.
+    QWidth,
+    /// Key/value width: `num_kv_heads · key_size`.
+    KvWidth,
+}
 
 impl Config {
-    /// The released Grok-1 (314B): `run.py`'s configuration.
+    /// The released Grok-1 (314B): `run.py`'s configuration (docs/formats/grok-checkpoint.md
+    /// "Hyper-parameters"). The one place these values are written: every default, fixture
+    /// and reader starts from here.
     pub fn grok1() -> Config {
         Config {
             vocab_size: 131072,
@@ -71,9 +83,9 @@ impl Config {
             rms_norm_eps: 1e-5,
             rope_base: 10000.0,
             attn_logit_cap: 30.0,
-            embedding_multiplier_scale: GROK1_EMBEDDING_MULTIPLIER,
-            output_multiplier_scale: GROK1_OUTPUT_MULTIPLIER,
-            attn_output_multiplier: GROK1_ATTN_MULTIPLIER,
+            embedding_multiplier_scale: 78.38367176906169, // √6144
+            output_multiplier_scale: 0.5773502691896257,   // 1/√3
+            attn_output_multiplier: 0.08838834764831845,   // 1/√128
             max_seq_len: 8192,
             pad_token: 0,
             bos_token: 1,
@@ -99,11 +111,15 @@ impl Config {
         }
     }
 
-    /// Grok-1 with only the first `n` layers (for full-size benchmarks).
-    pub fn grok1_layers(n: u64) -> Config {
-        Config {
-            num_layers: n,
-            ..Config::grok1()
+    /// The size `d` stands for.
+    pub fn dim(&self, d: Dim) -> u64 {
+        match d {
+            Dim::Vocab => self.vocab_size,
+            Dim::Model => self.emb_size,
+            Dim::Ffn => self.ffn_size,
+            Dim::Experts => self.num_experts,
+            Dim::QWidth => self.q_width(),
+            Dim::KvWidth => self.kv_width(),
         }
     }
 

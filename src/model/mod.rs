@@ -1,11 +1,13 @@
-//! L1: what Grok-1 is, as data: hyper-parameters ([`Config`]), the ordered table of the 770
-//! release files ([`params`]), and every name each output format gives each parameter
-//! ([`roles::ROLES`], one row per role).
+//! L1: what Grok-1 is, as data: hyper-parameters ([`Config`]) and the key each format gives
+//! each of them ([`keys::CONFIG_KEYS`]), the ordered table of the 770 release files
+//! ([`params`]), and each parameter role's shape, class and names ([`roles::ROLES`]).
 
 pub mod config;
+pub mod keys;
 pub mod params;
 pub mod roles;
 
-pub use config::Config;
+pub use config::{Config, Dim};
+pub use keys::{read_config, KeyFormat, KeyValue, CONFIG_KEYS};
 pub use params::{ParamSpec, ParamTable};
-pub use roles::{Role, RoleInfo};
+pub use roles::{Layout, Role, RoleInfo, ROLES};

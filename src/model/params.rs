@@ -1,7 +1,8 @@
 //! The ordered parameter table: release file index -> parameter. This is the ONLY place that
 //! knows the file order: two global tensors, then each layer's 12 files, with layers ordered as
 //! STRINGS ("0", "1", "10", "11", ..., "19", "2", ...) because `jax.tree_util` sorts dict keys
-//! (grok1-checkpoint.md §2). Compute order is numeric; file order is not.
+//! (docs/formats/grok-checkpoint.md "File order"). Compute order is numeric; file order is
+//! not.
 
 use super::config::Config;
 use super::roles::{fill, Role, SLOTS_PER_LAYER};
@@ -56,23 +57,9 @@ pub struct ParamTable {
 impl ParamTable {
     /// Build the table.
     pub fn new(c: &Config) -> ParamTable {
-        let (d, e, f, v) = (c.emb_size, c.num_experts, c.ffn_size, c.vocab_size);
-        let shape_of = |role: Role| -> (Vec<u64>, Option<Vec<u64>>) {
-            let b = role.info().scale_blocks;
-            match role {
-                Role::Embed => (vec![v, d], None),
-                Role::FinalNorm
-                | Role::PreAttnNorm
-                | Role::PostAttnNorm
-                | Role::PreMoeNorm
-                | Role::PostMoeNorm => (vec![d], None),
-                Role::Router => (vec![d, e], None),
-                Role::MoeGate | Role::MoeUp => (vec![e, d, f], Some(vec![e, b, f])),
-                Role::MoeDown => (vec![e, f, d], Some(vec![e, b, d])),
-                Role::AttnQ => (vec![d, c.q_width()], Some(vec![b, c.q_width()])),
-                Role::AttnK | Role::AttnV => (vec![d, c.kv_width()], Some(vec![b, c.kv_width()])),
-                Role::AttnO => (vec![c.q_width(), d], Some(vec![b, d])),
-            }
+        let shape_of = |role: Role| {
+            let info = role.info();
+            (info.release_shape(c), info.scales_shape(c))
         };
         let mut params = Vec::new();
         for role in [Role::Embed, Role::FinalNorm] {
@@ -136,7 +123,7 @@ mod tests {
     fn grok1_order_matches_spec() {
         let t = ParamTable::new(&Config::grok1());
         assert_eq!(t.len(), 770);
-        // base(L) from grok1-checkpoint.md §2.3
+        // base(L) = 2 + 12 · (rank of the string "L" among the layer names sorted as strings)
         for (l, base) in [
             (0u64, 2usize),
             (1, 14),

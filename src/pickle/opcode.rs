@@ -1,6 +1,7 @@
 //! The ONE opcode table: byte, enum variant and name, written once by a macro so decoding and
 //! names cannot drift (candle's pickle reader wrote its table twice and they disagreed).
-//! These are exactly the opcodes the release's files use (grok1-checkpoint.md §4), plus GLOBAL
+//! These are exactly the opcodes the release's files use (docs/formats/grok-checkpoint.md
+//! "Pickle subset"), plus GLOBAL
 //! and the memo/length variants a conforming protocol-2..4 writer may choose instead.
 
 macro_rules! opcodes {

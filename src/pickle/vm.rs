@@ -382,7 +382,8 @@ impl<'a> Machine<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    /// grok1-checkpoint.md §4.3 (a): `arange(6).reshape(2,3)` as float32, 173 bytes.
+    /// What CPython (3.11, numpy 1.26.4) pickles at protocol 4 for
+    /// `numpy.arange(6, dtype=float32).reshape(2, 3)`: 173 bytes.
     pub(crate) fn example_a() -> Vec<u8> {
         let mut v = vec![0x80, 4, 0x95];
         v.extend_from_slice(&162u64.to_le_bytes());

@@ -383,6 +383,20 @@ mod tests {
         move |w: &mut dyn Write| w.write_all(data)
     }
 
+    /// An array of `dtype` and `shape` whose payload is `len` bytes from `write`.
+    fn spec<'a>(
+        dtype: DType,
+        shape: &'a [u64],
+        len: u64,
+        write: &'a mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> ArraySpec<'a> {
+        ArraySpec {
+            dtype,
+            shape,
+            payload: Payload { len, write },
+        }
+    }
+
     #[test]
     fn spec_example_a_is_reproduced() {
         let mut data = Vec::new();
@@ -391,18 +405,7 @@ mod tests {
         }
         let mut f = bytes_payload(&data);
         let mut out = Vec::new();
-        write_array(
-            &mut out,
-            ArraySpec {
-                dtype: DType::F32,
-                shape: &[2, 3],
-                payload: Payload {
-                    len: 24,
-                    write: &mut f,
-                },
-            },
-        )
-        .unwrap();
+        write_array(&mut out, spec(DType::F32, &[2, 3], 24, &mut f)).unwrap();
         assert_eq!(out, crate::pickle::vm::tests::example_a());
     }
 
@@ -414,26 +417,13 @@ mod tests {
         let mut out = Vec::new();
         write_quantized(
             &mut out,
-            ArraySpec {
-                dtype: DType::I8,
-                shape: &[4, 3],
-                payload: Payload {
-                    len: 12,
-                    write: &mut fw,
-                },
-            },
-            ArraySpec {
-                dtype: DType::BF16,
-                shape: &[1, 3],
-                payload: Payload {
-                    len: 6,
-                    write: &mut fs,
-                },
-            },
+            spec(DType::I8, &[4, 3], 12, &mut fw),
+            spec(DType::BF16, &[1, 3], 6, &mut fs),
         )
         .unwrap();
         assert_eq!(out.len(), 310);
-        // Spot checks from grok1-checkpoint.md §4.3 (c).
+        // Spot checks against CPython's pickle of the same object: the second array fetches the
+        // globals memoized by the first (BINGET 8, 11, 13, 18), then SETITEMS, BUILD, STOP.
         assert_eq!(&out[219..223], &[0x68, 8, 0x68, 11]);
         assert_eq!(&out[227..229], &[0x68, 13]);
         assert_eq!(&out[242..244], &[0x68, 18]);

@@ -231,3 +231,11 @@ pub fn is_supported(ty: GgmlType) -> bool {
         GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64
     )
 }
+
+/// True if `ty` can be asked for as the stored type of a weight (`--type`, `--quant`): the
+/// codecs implement it and it is not one of ggml's activation-only formats (Q8_1, Q8_K). The
+/// CLI lists `--type`'s values from [`types::GGML_TYPES`] through this, so a type added to the
+/// table and the codecs appears there without touching the CLI.
+pub fn is_weight_type(ty: GgmlType) -> bool {
+    is_supported(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
+}

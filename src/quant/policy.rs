@@ -101,19 +101,25 @@ pub enum Preset {
     Q6_K,
 }
 
+/// Every preset under its `--quant` / `--preset` name, in the order `--help` lists them: the
+/// one place a preset is named (parsing and the CLI's value lists read it).
+pub const PRESETS: &[(&str, Preset)] = &[
+    ("f32", Preset::F32),
+    ("f16", Preset::F16),
+    ("bf16", Preset::BF16),
+    ("q8_0", Preset::Q8_0),
+    ("q4_0", Preset::Q4_0),
+    ("q4_k_m", Preset::Q4_K_M),
+    ("q5_k_m", Preset::Q5_K_M),
+    ("q6_k", Preset::Q6_K),
+];
+
 impl Preset {
     fn parse(s: &str) -> Option<Preset> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "f32" => Preset::F32,
-            "f16" => Preset::F16,
-            "bf16" => Preset::BF16,
-            "q8_0" => Preset::Q8_0,
-            "q4_0" => Preset::Q4_0,
-            "q4_k_m" => Preset::Q4_K_M,
-            "q5_k_m" => Preset::Q5_K_M,
-            "q6_k" => Preset::Q6_K,
-            _ => return None,
-        })
+        PRESETS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|&(_, p)| p)
     }
     /// The preset's default tensor type (llama-quantize `default_type`).
     pub fn default_type(self) -> GgmlType {

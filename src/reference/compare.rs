@@ -119,7 +119,8 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
-fn log_softmax_f64(row: &[f32]) -> Vec<f64> {
+/// `log softmax` of a row, in f64 (max-subtracted).
+pub fn log_softmax(row: &[f32]) -> Vec<f64> {
     let m = row
         .iter()
         .map(|&x| f64::from(x))
@@ -172,7 +173,7 @@ pub fn compare(
             }
             sq += f64::from(x - y) * f64::from(x - y);
         }
-        let (la, lb) = (log_softmax_f64(ra), log_softmax_f64(rb));
+        let (la, lb) = (log_softmax(ra), log_softmax(rb));
         kl += la
             .iter()
             .zip(&lb)
@@ -266,12 +267,6 @@ pub struct RowMetrics {
     pub ppl_a: f64,
     /// Perplexity of B.
     pub ppl_b: f64,
-}
-
-fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let z = row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
-    row.iter().map(|&x| x as f64 - z).collect()
 }
 
 /// Per-row metrics of two `[B, T, V]` logits arrays for token rows right-padded with `pad`.

@@ -1,278 +1,316 @@
-//! The whole model: embedding, decoder layers in numeric order, final norm, tied output head;
-//! and [`Session`], the KV-cached driver used for both full forwards and generation.
+//! [`Model`]: the forward pass one piece at a time (embedding, one decoder layer, the output
+//! head), the layer-major API that `perplexity` and `imatrix` evaluate whole corpora with, and
+//! the per-layer code [`super::Session`] runs too.
 //!
-//! A full forward is a prefill into a fresh session, and a decode step is a one-token chunk
-//! through the same code, so "KV-cache generation equals full recompute" holds by
-//! construction (and is tested): every matmul row and every attention row is computed
-//! independently of what else is in the batch.
+//! Why layer-major: a model too large for memory is read once per run if every sequence goes
+//! through layer 0, then every sequence through layer 1, and so on; only the hidden states
+//! (`[tokens, D]` f32) move between layers. [`Model::layer`] takes the hidden states of several
+//! independent sequences at once and runs each expert's product once over all the tokens of all
+//! the sequences routed to it, so the weights of a layer are read once per call, however many
+//! sequences it holds.
 //!
-//! Batches are rows of equal length, right-padded with the pad id; pad tokens are masked as
-//! keys (the release's `tokens > 0` mask) but still produce logits, like the release.
+//! The same [`Model::layer_with`] serves the KV-cached [`super::Session`]: a sequence is a
+//! *segment* of the hidden-state rows with its own KV cache and start position, so a decode step,
+//! a prefill and a layer-major pass all run one code path, and each row's result depends only on
+//! its own sequence (the kernel's row independence), bit for bit.
 
-use super::attention::{attention, AttnInput, KvCache};
-use super::band::{default_band_bytes, matmul_rows_t, open_matrix};
+use super::attention::{attention, KvCache, Segment};
 use super::moe::moe;
 use super::ops::{add_into, rms_norm, rope_inv_freq, round_if, Rounding};
-use super::{fetch, ModelDims, Precision, ReferenceError, Weights};
+use super::products::{self, Budget, Spec};
+use super::store::{WeightId, Weights};
+use super::{ModelDims, Precision, ReferenceError};
+use crate::model::Role;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Logits `[batch, seq, vocab]`, C order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Logits {
-    /// Batch rows.
-    pub batch: usize,
-    /// Positions per row.
-    pub seq: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// `batch * seq * vocab` values.
-    pub data: Vec<f32>,
+/// Sees the input activations of every matrix product of a layer (for importance matrices).
+pub trait Observer {
+    /// `x` is `[x.len()/k, k]`: the activations entering weight `role` of `layer` (for the
+    /// expert tensors, `expert` is `Some(e)` and `x` holds only the rows routed to `e`, in token
+    /// order; for attention q/k/v the normed input; attention output: the attention result; the
+    /// router (`ffn_gate_inp`): its input). Called in a deterministic order: q, k, v, output,
+    /// router, then for each expert with tokens in ascending order its gate and up inputs, then
+    /// for each such expert its down input.
+    fn matmul_input(
+        &mut self,
+        layer: usize,
+        role: Role,
+        expert: Option<usize>,
+        x: &[f32],
+        k: usize,
+    );
 }
 
-impl Logits {
-    /// The logits of row `b`, position `t`.
-    pub fn at(&self, b: usize, t: usize) -> Option<&[f32]> {
-        let i = (b * self.seq + t) * self.vocab;
-        self.data.get(i..i + self.vocab)
-    }
-    /// The shape as a vector (for `.npy` output).
-    pub fn shape(&self) -> Vec<usize> {
-        vec![self.batch, self.seq, self.vocab]
-    }
-}
+/// An optional observer, passed down the layer.
+pub(crate) struct Obs<'o>(pub Option<&'o mut dyn Observer>);
 
-impl From<Logits> for crate::npy::NpyF32 {
-    fn from(l: Logits) -> Self {
-        crate::npy::NpyF32 {
-            shape: l.shape(),
-            data: l.data,
+impl Obs<'_> {
+    pub(crate) fn see(
+        &mut self,
+        layer: usize,
+        role: Role,
+        expert: Option<usize>,
+        x: &[f32],
+        k: usize,
+    ) {
+        if let Some(o) = self.0.as_deref_mut() {
+            o.matmul_input(layer, role, expert, x, k);
         }
     }
 }
 
-/// Embedding path (tied input/output matrix, `[V, D]`).
-pub const EMBED: &str = "language_model/in_out_embed/embeddings";
-/// Final norm path.
-pub const FINAL_NORM: &str = "language_model/rms_norm/scale";
-
-fn norm_path(layer: usize, which: &str) -> String {
-    format!("transformer/decoder_layer_{layer}/{which}/scale")
-}
-
-/// A forward-pass session over a fixed batch, with per-layer KV caches.
-pub struct Session<'w> {
+/// The model: weights, dims and the rounding plan.
+pub struct Model<'w> {
     weights: &'w dyn Weights,
     dims: ModelDims,
     rounding: Rounding,
     inv_freq: Vec<f32>,
-    /// `[layer][row]`.
-    cache: Vec<Vec<KvCache>>,
-    /// Per row: whether each position so far is a real (non-pad) token.
-    key_valid: Vec<Vec<bool>>,
-    len: usize,
-    /// Cap on the f32 weight bytes of one band ([`super::band`]).
-    band_bytes: usize,
+    budget: Budget,
+    flops: AtomicU64,
 }
 
-impl<'w> Session<'w> {
-    /// A fresh session for `batch` rows.
+impl<'w> Model<'w> {
+    /// A model over `weights` with the numerics of `precision` (dims checked).
     pub fn new(
         weights: &'w dyn Weights,
         dims: ModelDims,
         precision: Precision,
-        batch: usize,
     ) -> Result<Self, ReferenceError> {
-        Self::with_rounding(weights, dims, Rounding::for_precision(precision), batch)
+        Self::with_rounding(weights, dims, Rounding::for_precision(precision))
     }
 
-    /// A fresh session with an explicit rounding plan (for precision experiments).
+    /// A model with an explicit rounding plan (for precision experiments).
     pub fn with_rounding(
         weights: &'w dyn Weights,
         dims: ModelDims,
         rounding: Rounding,
-        batch: usize,
     ) -> Result<Self, ReferenceError> {
         dims.validate()?;
-        if batch == 0 {
-            return Err(ReferenceError::Input("empty batch".into()));
-        }
-        Ok(Session {
+        Ok(Model {
             weights,
             inv_freq: rope_inv_freq(dims.head_dim, dims.rope_base),
-            cache: vec![vec![KvCache::default(); batch]; dims.n_layers],
-            key_valid: vec![Vec::new(); batch],
-            len: 0,
-            rounding,
             dims,
-            band_bytes: default_band_bytes(),
+            rounding,
+            budget: Budget::default(),
+            flops: AtomicU64::new(0),
         })
     }
 
-    /// Cap the f32 weight bytes of one band of a matrix (default
-    /// [`super::band::DEFAULT_BAND_BYTES`], 128 MiB). Any value gives the same logits, bit for
-    /// bit; tiny values (even 1: one column per band) exist to test exactly that.
-    pub fn set_band_bytes(&mut self, bytes: usize) {
-        self.band_bytes = bytes.max(1);
+    /// The dims.
+    pub fn dims(&self) -> &ModelDims {
+        &self.dims
     }
 
-    /// The band cap in effect.
-    pub fn band_bytes(&self) -> usize {
-        self.band_bytes
+    /// The rounding plan.
+    pub fn rounding(&self) -> &Rounding {
+        &self.rounding
     }
 
-    /// Positions processed so far.
-    pub fn len(&self) -> usize {
-        self.len
+    /// The weights.
+    pub fn weights(&self) -> &'w dyn Weights {
+        self.weights
     }
 
-    /// True before the first token.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Cap the stored bytes of one band of a matrix (default
+    /// [`products::PIECE_BYTES`], 128 MiB) and of one batch of products (twice that). Any value
+    /// gives the same results, bit for bit; tiny values (even 1: one column per band) exist to
+    /// test exactly that.
+    pub fn set_band_bytes(&mut self, bytes: u64) {
+        let b = bytes.max(1);
+        self.budget = Budget {
+            piece_bytes: b,
+            batch_bytes: b.saturating_mul(2),
+        };
     }
 
-    /// Run `tokens` (one equal-length row per batch row) and return their logits.
-    pub fn prefill(&mut self, tokens: &[Vec<u32>]) -> Result<Logits, ReferenceError> {
-        let rows: Vec<&[u32]> = tokens.iter().map(|r| r.as_slice()).collect();
-        self.chunk(&rows)
+    /// The memory limits of the products.
+    pub fn budget(&self) -> Budget {
+        self.budget
     }
 
-    /// Append one token per batch row and return its logits (`seq` = 1).
-    pub fn step(&mut self, tokens: &[u32]) -> Result<Logits, ReferenceError> {
-        let rows: Vec<&[u32]> = tokens.chunks(1).collect();
-        self.chunk(&rows)
+    pub(crate) fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
     }
 
-    fn chunk(&mut self, rows: &[&[u32]]) -> Result<Logits, ReferenceError> {
-        let dims = self.dims.clone();
-        let (d, v) = (dims.d_model, dims.vocab);
-        let b = self.key_valid.len();
-        if rows.len() != b {
-            return Err(ReferenceError::Input(format!(
-                "{} rows for a batch of {b}",
-                rows.len()
-            )));
-        }
-        let new = rows.first().map_or(0, |r| r.len());
-        if new == 0 || rows.iter().any(|r| r.len() != new) {
-            return Err(ReferenceError::Input(
-                "rows must be non-empty and of equal length (right-pad them)".into(),
-            ));
-        }
-        if let Some(&t) = rows
+    /// Run products through the weights in bounded memory ([`products::run`]).
+    pub(crate) fn products(
+        &self,
+        specs: &[Spec<'_>],
+        round_weights: bool,
+    ) -> Result<Vec<Vec<f32>>, ReferenceError> {
+        let f: u64 = specs
             .iter()
-            .flat_map(|r| r.iter())
-            .find(|&&t| t as usize >= v)
-        {
+            .map(|s| 2 * s.m as u64 * s.k as u64 * s.n as u64)
+            .sum();
+        self.flops.fetch_add(f, Ordering::Relaxed);
+        products::run(self.weights, specs, &self.budget, round_weights)
+    }
+
+    /// Floating-point operations of the weight products run so far (2 per multiply-add;
+    /// attention's activation products and the elementwise work not included): what the
+    /// benchmark compares with the FMA ceiling.
+    pub fn weight_flops(&self) -> u64 {
+        self.flops.load(Ordering::Relaxed)
+    }
+
+    /// Embedding rows of `tokens` times the embedding multiplier: `[tokens.len(), D]`.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ReferenceError> {
+        let (d, v) = (self.dims.d_model, self.dims.vocab);
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= v) {
             return Err(ReferenceError::Input(format!(
                 "token {t} out of vocabulary {v}"
             )));
         }
-        let r = self.rounding;
-        let w = self.weights;
-        // Embedding: gather the batch's rows in f32, times the multiplier.
-        let emb = open_matrix(w, EMBED, None, [v, d])?;
-        let mut h: Vec<f32> = Vec::with_capacity(b * new * d);
-        for &t in rows.iter().flat_map(|r| r.iter()) {
+        let id = WeightId::global(Role::Embed);
+        let info = self.weights.info(id)?;
+        if (info.k, info.n) != (d, v) {
+            return Err(ReferenceError::Shape {
+                path: id.to_string(),
+                got: vec![info.n, info.k],
+                expected: vec![v, d],
+            });
+        }
+        let mut h = vec![0f32; tokens.len() * d];
+        for (&t, row) in tokens.iter().zip(h.chunks_exact_mut(d)) {
             let t = t as usize;
-            let row = emb.rows(t..t + 1)?;
-            if row.len() != d {
-                return Err(ReferenceError::Weight {
-                    path: EMBED.to_string(),
-                    reason: format!("row {t}: {} values, expected {d}", row.len()),
-                });
+            let piece = self.weights.load(id, t..t + 1)?;
+            let m = piece
+                .matrix()
+                .map_err(|e| super::store::weight_err(id, e))?;
+            m.column(0, row)
+                .map_err(|e| super::store::weight_err(id, e))?;
+            row.iter_mut().for_each(|x| *x *= self.dims.emb_mult);
+        }
+        Ok(h)
+    }
+
+    /// Decoder layer `layer`, in place, on the hidden states of independent sequences
+    /// concatenated in `h` (`[Σ len, D]`); `seqs[i]` are sequence i's tokens (for the pad mask);
+    /// each sequence is its own causal context starting at position 0 (no KV cache).
+    /// `obs`, when given, sees the input activations of every matrix product.
+    pub fn layer(
+        &self,
+        layer: usize,
+        h: &mut [f32],
+        seqs: &[&[u32]],
+        obs: Option<&mut dyn Observer>,
+    ) -> Result<(), ReferenceError> {
+        let d = self.dims.d_model;
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        if h.len() != total.saturating_mul(d) {
+            return Err(ReferenceError::Input(format!(
+                "layer {layer}: {} hidden values for {total} tokens of width {d}",
+                h.len()
+            )));
+        }
+        if let Some(s) = seqs.iter().find(|s| s.len() > self.dims.max_seq) {
+            return Err(ReferenceError::Input(format!(
+                "a sequence of {} tokens exceeds the model's context of {}",
+                s.len(),
+                self.dims.max_seq
+            )));
+        }
+        let mut caches = vec![KvCache::default(); seqs.len()];
+        let valid: Vec<Vec<bool>> = seqs
+            .iter()
+            .map(|s| s.iter().map(|&t| t != self.dims.pad_id).collect())
+            .collect();
+        let mut row0 = 0;
+        let mut segs: Vec<Segment<'_>> = Vec::with_capacity(seqs.len());
+        for ((s, cache), valid) in seqs.iter().zip(caches.iter_mut()).zip(&valid) {
+            segs.push(Segment {
+                row0,
+                len: s.len(),
+                start: 0,
+                cache,
+                valid,
+            });
+            row0 += s.len();
+        }
+        self.layer_with(layer, h, &mut segs, &mut Obs(obs))
+    }
+
+    /// One decoder layer over the segments of `h` (the shared per-layer code).
+    pub(crate) fn layer_with(
+        &self,
+        layer: usize,
+        h: &mut [f32],
+        segs: &mut [Segment<'_>],
+        obs: &mut Obs<'_>,
+    ) -> Result<(), ReferenceError> {
+        if layer >= self.dims.n_layers {
+            return Err(ReferenceError::Input(format!(
+                "layer {layer} of a {}-layer model",
+                self.dims.n_layers
+            )));
+        }
+        let r = self.rounding;
+        let x = self.norm(h, Role::PreAttnNorm, layer)?;
+        let a = attention(self, layer, &x, segs, obs)?;
+        add_into(h, &self.norm(&a, Role::PostAttnNorm, layer)?);
+        round_if(r.residual, h);
+        let x = self.norm(h, Role::PreMoeNorm, layer)?;
+        let y = moe(self, layer, &x, obs)?;
+        add_into(h, &self.norm(&y, Role::PostMoeNorm, layer)?);
+        round_if(r.residual, h);
+        Ok(())
+    }
+
+    /// Final norm, tied output head and output multiplier for the selected rows of `h`
+    /// (row indices into h): `[rows.len(), V]`.
+    pub fn head(&self, h: &[f32], rows: &[usize]) -> Result<Vec<f32>, ReferenceError> {
+        let (d, v) = (self.dims.d_model, self.dims.vocab);
+        let have = h.len() / d;
+        if !h.len().is_multiple_of(d) {
+            return Err(ReferenceError::Input(format!(
+                "head: {} hidden values are not rows of {d}",
+                h.len()
+            )));
+        }
+        let mut sel = Vec::with_capacity(rows.len() * d);
+        for &i in rows {
+            if i >= have {
+                return Err(ReferenceError::Input(format!(
+                    "head: row {i} of {have} hidden rows"
+                )));
             }
-            h.extend(row.iter().map(|x| x * dims.emb_mult));
+            sel.extend_from_slice(&h[i * d..(i + 1) * d]);
         }
-        drop(emb);
-        for (kv, row) in self.key_valid.iter_mut().zip(rows) {
-            kv.extend(row.iter().map(|&t| t != dims.pad_id));
-        }
-        let m = b * new;
-        for layer in 0..dims.n_layers {
-            let sc = |which: &str| fetch(w, &norm_path(layer, which), None, &[d]);
-            let x = self.norm(&h, &sc("rms_norm")?);
-            let inp = AttnInput {
-                x: &x,
-                rows: b,
-                new,
-                start: self.len,
-                key_valid: &self.key_valid,
-                band_bytes: self.band_bytes,
-            };
-            let a = attention(
-                &dims,
-                &r,
-                w,
-                layer,
-                &inp,
-                &mut self.cache[layer],
-                &self.inv_freq,
-            )?;
-            add_into(&mut h, &self.norm(&a, &sc("rms_norm_1")?));
-            round_if(r.residual, &mut h);
-            let x = self.norm(&h, &sc("rms_norm_2")?);
-            let y = moe(&dims, &r, w, layer, &x, self.band_bytes)?;
-            add_into(&mut h, &self.norm(&y, &sc("rms_norm_3")?));
-            round_if(r.residual, &mut h);
-        }
-        self.len += new;
-        let hf = self.norm(&h, &fetch(w, FINAL_NORM, None, &[d])?);
-        // Tied output head, streamed over the vocabulary in bands of embedding rows.
-        let mut logits = matmul_rows_t(w, EMBED, &hf, m, (d, v), r.weights, self.band_bytes)?;
+        let scale = self.scale(WeightId::global(Role::FinalNorm))?;
+        let mut x = rms_norm(&sel, &scale, self.dims.rms_eps);
+        round_if(self.rounding.norm_out, &mut x);
+        let r = self.rounding;
+        let spec = Spec {
+            id: WeightId::global(Role::Embed),
+            x: &x,
+            m: rows.len(),
+            k: d,
+            n: v,
+        };
+        let mut logits = self.products(&[spec], r.weights)?.pop().unwrap_or_default();
         round_if(r.logits, &mut logits);
-        logits.iter_mut().for_each(|x| *x *= dims.out_mult);
+        logits.iter_mut().for_each(|x| *x *= self.dims.out_mult);
         round_if(r.logits, &mut logits);
-        Ok(Logits {
-            batch: b,
-            seq: new,
-            vocab: v,
-            data: logits,
-        })
+        Ok(logits)
     }
 
-    fn norm(&self, x: &[f32], scale: &[f32]) -> Vec<f32> {
-        let mut y = rms_norm(x, scale, self.dims.rms_eps);
+    /// A norm scale, length-checked.
+    fn scale(&self, id: WeightId) -> Result<Vec<f32>, ReferenceError> {
+        let s = self.weights.vector(id)?;
+        if s.len() != self.dims.d_model {
+            return Err(ReferenceError::Shape {
+                path: id.to_string(),
+                got: vec![s.len()],
+                expected: vec![self.dims.d_model],
+            });
+        }
+        Ok(s)
+    }
+
+    fn norm(&self, x: &[f32], role: Role, layer: usize) -> Result<Vec<f32>, ReferenceError> {
+        let scale = self.scale(WeightId::layer(role, layer))?;
+        let mut y = rms_norm(x, &scale, self.dims.rms_eps);
         round_if(self.rounding.norm_out, &mut y);
-        y
+        Ok(y)
     }
-}
-
-/// Full forward of a batch of equal-length rows (right-padded with the pad id): `[B, T, V]`.
-pub fn forward(
-    weights: &dyn Weights,
-    dims: &ModelDims,
-    precision: Precision,
-    tokens: &[Vec<u32>],
-) -> Result<Logits, ReferenceError> {
-    Session::new(weights, dims.clone(), precision, tokens.len())?.prefill(tokens)
-}
-
-/// Greedy decoding of one prompt through the KV cache: the prompt is prefilled, then the
-/// argmax token (ties → lower id) is fed back up to `max_new` times, stopping after `eos`.
-/// Returns the generated tokens (without the prompt).
-pub fn greedy(
-    weights: &dyn Weights,
-    dims: &ModelDims,
-    precision: Precision,
-    prompt: &[u32],
-    max_new: usize,
-    eos: Option<u32>,
-) -> Result<Vec<u32>, ReferenceError> {
-    let mut s = Session::new(weights, dims.clone(), precision, 1)?;
-    let lo = s.prefill(&[prompt.to_vec()])?;
-    let mut next = lo.at(0, lo.seq - 1).map(super::compare::argmax);
-    let mut out = Vec::with_capacity(max_new);
-    while let Some(t) = next {
-        if out.len() == max_new {
-            break;
-        }
-        // vocab ≤ u32::MAX is guaranteed by the token range check on the prompt
-        let t = t as u32;
-        out.push(t);
-        if Some(t) == eos || out.len() == max_new {
-            break;
-        }
-        let lo = s.step(&[t])?;
-        next = lo.at(0, 0).map(super::compare::argmax);
-    }
-    Ok(out)
 }

@@ -5,16 +5,21 @@
 //! ties to the lower index (`jax.lax.top_k`), gates are the un-renormalised probabilities;
 //! expert `e` computes `(gelu_tanh(x W_linear[e]) ⊙ x W_linear_v[e]) W_linear_1[e]`.
 //!
-//! Unlike the release (which runs every expert on every token and selects with a one-hot), only
-//! the experts a token was routed to are computed, one matrix at a time, each in bands of output
-//! columns ([`super::band`]): peak weight memory is one band (at most 128 MiB of f32 by
-//! default; plus the raw bytes of one matrix for the release's int8), not an expert's three
-//! 805 MB matrices. Bands split the output dimension only, so the results are bit-identical.
+//! Unlike the release (which runs every expert on every token and selects with a one-hot), the
+//! tokens are grouped per expert and each chosen expert runs once over its tokens: an expert no
+//! token chose is never read. All chosen experts' gate and up products are submitted together,
+//! then all their down products ([`super::products`]: split over (expert, column tile), so even
+//! one token keeps every core busy). The outputs are summed per token in ascending expert order.
+//!
+//! [`super::ModelDims::router_cap`] optionally soft-caps the router logits (`c·tanh(x/c)`, what
+//! SGLang's Grok-1 does); off by default, which is the release.
 
-use super::band::matmul_cols;
-use super::gemm::{matmul, BLayout};
-use super::ops::{gelu_tanh, round1, round_if, softmax, Rounding};
-use super::{fetch, ModelDims, ReferenceError, Weights};
+use super::model::{Model, Obs};
+use super::ops::{gelu_tanh, round1, round_if, softmax};
+use super::products::Spec;
+use super::store::WeightId;
+use super::ReferenceError;
+use crate::model::Role;
 
 /// Routing of one token: `(expert, gate)` pairs, best first.
 pub type Route = Vec<(usize, f32)>;
@@ -39,23 +44,28 @@ pub fn top_k(probs: &[f32], k: usize) -> Route {
     out
 }
 
-fn path(layer: usize, what: &str) -> String {
-    format!("transformer/decoder_layer_{layer}/{what}/w")
-}
-
-/// Route `x` (`[n, D]`, already normalized) through layer `layer`'s router.
-pub fn route(
-    dims: &ModelDims,
-    w: &dyn Weights,
+/// Route `x` (`[n, D]`, already normalized) through `layer`'s router.
+pub(crate) fn route(
+    model: &Model<'_>,
     layer: usize,
     x: &[f32],
+    obs: &mut Obs<'_>,
 ) -> Result<Vec<Route>, ReferenceError> {
+    let dims = model.dims();
     let (d, e) = (dims.d_model, dims.n_experts);
     let n = x.len() / d;
-    let p = path(layer, "router");
-    let wr = fetch(w, &p, None, &[d, e])?;
-    let mut logits = matmul(x, n, d, &wr, BLayout::KN, e)
-        .ok_or_else(|| ReferenceError::Input(format!("{p}: dims")))?;
+    obs.see(layer, Role::Router, None, x, d);
+    let spec = Spec {
+        id: WeightId::layer(Role::Router, layer),
+        x,
+        m: n,
+        k: d,
+        n: e,
+    };
+    let mut logits = model.products(&[spec], false)?.pop().unwrap_or_default();
+    if let Some(c) = dims.router_cap {
+        logits.iter_mut().for_each(|l| *l = c * (*l / c).tanh());
+    }
     Ok(logits
         .chunks_exact_mut(e)
         .map(|row| {
@@ -65,51 +75,85 @@ pub fn route(
         .collect())
 }
 
-/// The MoE block for layer `layer` on `x` (`[n, D]`, normalized). Returns `[n, D]`.
-/// Expert matrices are applied in column bands of at most `band_bytes` of f32 weights.
-pub fn moe(
-    dims: &ModelDims,
-    r: &Rounding,
-    w: &dyn Weights,
+/// The MoE block for `layer` on `x` (`[n, D]`, normalized). Returns `[n, D]`.
+pub(crate) fn moe(
+    model: &Model<'_>,
     layer: usize,
     x: &[f32],
-    band_bytes: usize,
+    obs: &mut Obs<'_>,
 ) -> Result<Vec<f32>, ReferenceError> {
+    let dims = model.dims();
+    let r = *model.rounding();
     let (d, f) = (dims.d_model, dims.ffn);
     let n = x.len() / d;
-    let routes = route(dims, w, layer, x)?;
-    let mut out = vec![0f32; n * d];
+    let routes = route(model, layer, x, obs)?;
+    // Per expert (ascending), the tokens routed to it (in token order) with their gates.
+    let mut sel: Vec<(usize, Vec<(usize, f32)>)> = Vec::new();
     for e in 0..dims.n_experts {
-        // tokens routed to e, with their gates
-        let sel: Vec<(usize, f32)> = routes
+        let toks: Vec<(usize, f32)> = routes
             .iter()
             .enumerate()
             .filter_map(|(t, rt)| rt.iter().find(|(ex, _)| *ex == e).map(|&(_, g)| (t, g)))
             .collect();
-        if sel.is_empty() {
-            continue;
+        if !toks.is_empty() {
+            sel.push((e, toks));
         }
-        let m = sel.len();
-        let xe: Vec<f32> = sel
-            .iter()
-            .flat_map(|&(t, _)| x[t * d..(t + 1) * d].iter().copied())
-            .collect();
-        let mm = |what: &str,
-                  a: &[f32],
-                  k: usize,
-                  nn: usize,
-                  round_out: bool|
-         -> Result<Vec<f32>, ReferenceError> {
-            let p = path(layer, what);
-            let mut y = matmul_cols(w, &p, Some(e), a, m, (k, nn), r.weights, band_bytes)?;
-            round_if(round_out, &mut y);
-            Ok(y)
-        };
-        let h1 = mm("moe/linear", &xe, d, f, r.matmul_out)?;
-        let h2 = mm("moe/linear_v", &xe, d, f, r.matmul_out)?;
-        let act: Vec<f32> = h1.iter().zip(&h2).map(|(a, b)| gelu_tanh(*a) * b).collect();
-        let y = mm("moe/linear_1", &act, f, d, false)?;
-        for (i, &(t, g)) in sel.iter().enumerate() {
+    }
+    let xs: Vec<Vec<f32>> = sel
+        .iter()
+        .map(|(_, toks)| {
+            toks.iter()
+                .flat_map(|&(t, _)| x[t * d..(t + 1) * d].iter().copied())
+                .collect()
+        })
+        .collect();
+    for ((e, _), xe) in sel.iter().zip(&xs) {
+        obs.see(layer, Role::MoeGate, Some(*e), xe, d);
+        obs.see(layer, Role::MoeUp, Some(*e), xe, d);
+    }
+    let mut up_specs = Vec::with_capacity(2 * sel.len());
+    for ((e, toks), xe) in sel.iter().zip(&xs) {
+        for role in [Role::MoeGate, Role::MoeUp] {
+            up_specs.push(Spec {
+                id: WeightId::expert(role, layer, *e),
+                x: xe,
+                m: toks.len(),
+                k: d,
+                n: f,
+            });
+        }
+    }
+    let mut h = model.products(&up_specs, r.weights)?;
+    drop(up_specs);
+    drop(xs);
+    h.iter_mut().for_each(|y| round_if(r.matmul_out, y));
+    // act = gelu(x W_linear) ⊙ x W_linear_v, into the gate buffers.
+    let mut acts: Vec<Vec<f32>> = Vec::with_capacity(sel.len());
+    let mut it = h.into_iter();
+    while let (Some(mut g), Some(u)) = (it.next(), it.next()) {
+        g.iter_mut()
+            .zip(&u)
+            .for_each(|(a, b)| *a = gelu_tanh(*a) * b);
+        acts.push(g);
+    }
+    for ((e, _), a) in sel.iter().zip(&acts) {
+        obs.see(layer, Role::MoeDown, Some(*e), a, f);
+    }
+    let down_specs: Vec<Spec<'_>> = sel
+        .iter()
+        .zip(&acts)
+        .map(|((e, toks), a)| Spec {
+            id: WeightId::expert(Role::MoeDown, layer, *e),
+            x: a,
+            m: toks.len(),
+            k: f,
+            n: d,
+        })
+        .collect();
+    let ys = model.products(&down_specs, r.weights)?;
+    let mut out = vec![0f32; n * d];
+    for ((_, toks), y) in sel.iter().zip(&ys) {
+        for (i, &(t, g)) in toks.iter().enumerate() {
             let g = round1(r.gate, g);
             out[t * d..(t + 1) * d]
                 .iter_mut()

@@ -11,7 +11,7 @@ use crate::base::float::round_bf16;
 /// Where the bf16 path rounds to bf16.
 ///
 /// The release declares every activation bf16, but XLA on CPU (default
-/// `xla_allow_excess_precision`) keeps many intermediates in f32 inside fusions (spec §7.4).
+/// `xla_allow_excess_precision`) keeps many intermediates in f32 inside fusions (docs/reference-model.md, "Numerics").
 /// The points below were chosen by a greedy search against tiny12's `logits_bf16.npy` (toggle
 /// one point, keep the change if the mean |Δ| over both rows drops; started from "round
 /// everywhere"), then checked one toggle at a time from the final plan:
@@ -31,7 +31,7 @@ use crate::base::float::round_bf16;
 ///
 /// So XLA evidently keeps the residual stream, norm outputs and weights in f32 inside its
 /// fusions, and materialises bf16 at matmul outputs, RoPE, attention weights/output, gates and
-/// logits. Bit-exact emulation of XLA's bf16 path is not a meaningful target (spec §7.4):
+/// logits. Bit-exact emulation of XLA's bf16 path is not a meaningful target (docs/reference-model.md):
 /// judge bf16 runs with tolerances ([`super::compare::Thresholds::bf16`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Rounding {

@@ -1,9 +1,11 @@
 //! The one error type of `safetensors_io`: every variant names the file, tensor and/or byte
 //! offset involved, so a message alone is enough to find the defect.
 
+use crate::io::atomic::sequence::with_sequence_defects;
 use crate::io::IoError;
 use std::path::PathBuf;
 
+with_sequence_defects! {
 /// A safetensors planning, writing or reading failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StError {
@@ -51,49 +53,10 @@ pub enum StError {
     #[error("safetensors plan: bad metadata: {0}")]
     BadMetadata(String),
 
-    // ---- writing --------------------------------------------------------------------------
-    /// A chunk runs past the end of the tensor being written.
-    #[error("{}: chunk of {chunk} bytes overruns tensor `{tensor}`, which has {left} bytes left", path.display())]
-    ChunkOverrun {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor being written.
-        tensor: String,
-        /// Bytes in the chunk.
-        chunk: u64,
-        /// Bytes still owed to the tensor.
-        left: u64,
-    },
-    /// Data arrived after every tensor of the shard was complete.
-    #[error("{}: {extra} bytes written after the last tensor", path.display())]
-    TooMuchData {
-        /// Output file.
-        path: PathBuf,
-        /// Extra bytes offered.
-        extra: u64,
-    },
-    /// A tensor was begun out of the shard's layout order.
-    #[error("{}: expected tensor `{expected}` next, got `{got}`", path.display())]
-    OutOfOrder {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor the layout wants next.
-        expected: String,
-        /// The tensor offered.
-        got: String,
-    },
-    /// A tensor received fewer bytes than it needs (at a new tensor or at finish).
-    #[error("{}: tensor `{tensor}` incomplete: {written} of {expected} bytes written", path.display())]
-    IncompleteTensor {
-        /// Output file.
-        path: PathBuf,
-        /// The tensor.
-        tensor: String,
-        /// Bytes written.
-        written: u64,
-        /// Bytes required.
-        expected: u64,
-    },
+    // ---- writing (and `io::atomic::sequence`'s defects, added by the macro) ---------------
+    /// A file listed for `SHA256SUMS` whose SHA-256 was not computed while it was written.
+    #[error("{0}: no SHA-256 was computed while it was written")]
+    NotHashed(String),
     /// A file name that cannot appear in a `SHA256SUMS` line or an index.
     #[error("file name `{0}` is not a plain file name")]
     BadFileName(String),
@@ -248,3 +211,6 @@ pub enum StError {
     #[error("tensor `{0}` not found")]
     NotFound(String),
 }
+}
+
+crate::io::atomic::sequence::from_sequence_error!(StError);

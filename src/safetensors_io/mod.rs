@@ -28,9 +28,7 @@ pub mod writer;
 pub use error::StError;
 pub use plan::{plan_shards, plan_shards_with_metadata, PlannedTensor, Shard, ShardPlan, StTensor};
 pub use reader::{StReader, TensorEntry};
-pub use writer::{
-    sha256sums_text, write_plan, write_sha256sums, write_small_file, ShardWriter, Written,
-};
+pub use writer::{sha256sums_text, write_sha256sums, write_small_file, ShardWriter, Written};
 
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, StError>;

@@ -151,10 +151,6 @@ impl ShardPlan {
     pub fn weight_map(&self) -> &BTreeMap<String, String> {
         &self.weight_map
     }
-    /// Total bytes of all shard files.
-    pub fn files_size(&self) -> u64 {
-        self.shards.iter().map(Shard::file_size).sum()
-    }
     /// Where a tensor lands: shard index and its placement.
     pub fn find(&self, name: &str) -> Option<(usize, &PlannedTensor)> {
         self.shards

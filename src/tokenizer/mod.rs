@@ -14,6 +14,7 @@
 
 mod decode;
 mod encode;
+pub mod gguf_vocab;
 pub mod proto;
 
 use std::collections::HashMap;
@@ -21,8 +22,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::base::limits::TOKENIZER_MAX_FILE_BYTES;
-use crate::io::{IoError, MappedFile};
+use crate::io::term::escape;
+use crate::io::IoError;
 
+pub use gguf_vocab::GgufVocab;
 pub use proto::{ModelProto, NormalizerSpec, Piece, PieceKind, ProtoError, TrainerSpec};
 
 /// Everything that can go wrong loading a tokenizer.
@@ -125,18 +128,20 @@ fn invalid(path: &Path, reason: impl Into<String>) -> TokenizerError {
 }
 
 impl Tokenizer {
-    /// Load `tokenizer.model` from disk.
+    /// Load `tokenizer.model` from disk: a regular file only (a FIFO or device is an error,
+    /// never a hang), read with a bound of [`TOKENIZER_MAX_FILE_BYTES`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
-        let map = MappedFile::open(path)?;
-        if map.len() > TOKENIZER_MAX_FILE_BYTES {
+        let Some(bytes) = crate::io::input::read_regular_capped(path, TOKENIZER_MAX_FILE_BYTES)?
+        else {
+            let size = std::fs::metadata(path).map_or(TOKENIZER_MAX_FILE_BYTES + 1, |m| m.len());
             return Err(TokenizerError::TooLarge {
                 path: path.into(),
-                size: map.len(),
+                size,
                 cap: TOKENIZER_MAX_FILE_BYTES,
             });
-        }
-        Self::from_bytes(map.bytes(), path)
+        };
+        Self::from_bytes(&bytes, path)
     }
 
     /// Parse a model held in memory; `path` only names it in errors.
@@ -214,7 +219,10 @@ impl Tokenizer {
             if map.insert(key.clone(), id).is_some() {
                 return Err(invalid(
                     path,
-                    format!("piece {:?} (id {id}) is already defined", p.piece),
+                    format!(
+                        "piece \"{}\" (id {id}) is already defined",
+                        escape(&p.piece)
+                    ),
                 ));
             }
             match p.kind {
@@ -232,8 +240,8 @@ impl Tokenizer {
                     return Err(invalid(
                         path,
                         format!(
-                            "byte piece {:?} (id {id}) but byte_fallback is off",
-                            p.piece
+                            "byte piece \"{}\" (id {id}) but byte_fallback is off",
+                            escape(&p.piece)
                         ),
                     ))
                 }
@@ -242,6 +250,7 @@ impl Tokenizer {
             }
         }
         let unk = unk.ok_or_else(|| invalid(path, "no unknown piece"))?;
+        check_declared_ids(&model).map_err(|r| invalid(path, r))?;
         let mut user_lens: Vec<usize> = user.keys().map(|k| k.len()).collect();
         user_lens.sort_unstable_by(|a, b| b.cmp(a));
         user_lens.dedup();
@@ -316,6 +325,34 @@ impl Tokenizer {
         let id = self.piece_to_id(piece);
         (self.kind(id) == Some(kind)).then_some(id)
     }
+}
+
+/// The trainer spec's declared special ids must name pieces of the vocabulary (issue #18: an
+/// `unk_id` beyond it was accepted). `-1` means "none" for bos/eos/pad, as in
+/// `sentencepiece_model.proto`. Like the library, encoding uses the piece *types* (the unknown
+/// piece is the one of type UNKNOWN), so an in-range id that names another piece is tolerated.
+fn check_declared_ids(model: &ModelProto) -> Result<(), String> {
+    let n = model.pieces.len();
+    let t = &model.trainer;
+    let in_vocab = |id: i32| usize::try_from(id).is_ok_and(|i| i < n);
+    if !in_vocab(t.unk_id) {
+        return Err(format!(
+            "trainer_spec.unk_id {} is outside the vocabulary (0..{n})",
+            t.unk_id
+        ));
+    }
+    for (name, id) in [
+        ("bos_id", t.bos_id),
+        ("eos_id", t.eos_id),
+        ("pad_id", t.pad_id),
+    ] {
+        if id != -1 && !in_vocab(id) {
+            return Err(format!(
+                "trainer_spec.{name} {id} is outside the vocabulary (0..{n}; -1 means none)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Fast, bounded, parallel hashing of files (SHA-256 here; the torrent checker reuses the
 //! same pipeline for SHA-1 pieces).
 //!
-//! Why this shape (rust-crates.md §4): SHA-256 with SHA-NI runs at about 1.6 GB/s per core and
-//! a cold disk at about 1.4 GB/s, so hashing and reading must overlap or each file costs the
-//! sum of both. Each worker therefore runs a *reader thread* that fills large blocks with
+//! Why this shape: SHA-256 with SHA-NI runs at about 1.6 GB/s per core and a cold disk at
+//! about 1.4 GB/s (measured on the project's reference machine; `docs/PERFORMANCE.md`,
+//! "Verification", has the comparison with `sha256sum`), so hashing and reading must overlap
+//! or each file costs the sum of both. Each worker therefore runs a *reader thread* that fills large blocks with
 //! ordinary `read` calls (never mmap: a file truncated under us is a clean error, not SIGBUS)
 //! and hands them to the hashing thread through a bounded channel; a fixed pool of buffers
 //! circulates between the two. Several files (or piece ranges) are hashed in parallel, one per
@@ -13,10 +14,14 @@
 //! reported by [`HashOptions::memory_bound`]. Nothing else grows with file size.
 //!
 //! Workers are plain scoped threads, not rayon tasks, because they block on disk I/O.
+//!
+//! Only regular files are read (`io::input::open_regular_io`): a FIFO, device or directory
+//! named by a manifest or torrent is reported as such, never opened in a way that blocks.
 
 use crate::base::limits::{VERIFY_MAX_BLOCK, VERIFY_MAX_BUFFERS, VERIFY_MAX_THREADS};
+use crate::io::input::{not_regular_kind, open_regular_io, FileKind};
+use crate::io::term::{escape, escape_path};
 use sha2::{Digest, Sha256};
-use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,19 +89,21 @@ impl HashOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     /// The file does not exist.
-    #[error("{}: no such file", path.display())]
+    #[error("{}: no such file", escape_path(path))]
     NotFound {
         /// The file.
         path: PathBuf,
     },
-    /// It exists but is not a regular file (directory, device, ...).
-    #[error("{}: not a regular file", path.display())]
+    /// It exists but is not a regular file (directory, FIFO, device, ...).
+    #[error("{}: is {}, not a regular file", escape_path(path), kind.describe())]
     NotAFile {
         /// The path.
         path: PathBuf,
+        /// What it is.
+        kind: FileKind,
     },
     /// Opening failed (permissions, ...).
-    #[error("open {}: {source}", path.display())]
+    #[error("open {}: {source}", escape_path(path))]
     Open {
         /// The file.
         path: PathBuf,
@@ -105,7 +112,7 @@ pub enum HashError {
         source: std::io::Error,
     },
     /// A read failed part-way.
-    #[error("read {} at byte {offset}: {source}", path.display())]
+    #[error("read {} at byte {offset}: {source}", escape_path(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -116,12 +123,12 @@ pub enum HashError {
         source: std::io::Error,
     },
     /// A path from untrusted input that would leave the root directory.
-    #[error("{path:?}: refused, {why}")]
+    #[error("{}: refused, {why}", escape(path))]
     UnsafePath {
         /// The path as given.
         path: String,
         /// Why it is refused.
-        why: &'static str,
+        why: String,
     },
 }
 
@@ -165,6 +172,7 @@ fn hash_file_with(
     if !meta.is_file() {
         return Err(HashError::NotAFile {
             path: path.to_path_buf(),
+            kind: FileKind::of_meta(&meta),
         });
     }
     let extents = [Extent {
@@ -191,7 +199,12 @@ fn hash_file_with(
 }
 
 fn open_error(path: &Path, e: std::io::Error) -> HashError {
-    if e.kind() == ErrorKind::NotFound {
+    if let Some(kind) = not_regular_kind(&e) {
+        HashError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        }
+    } else if e.kind() == ErrorKind::NotFound {
         HashError::NotFound {
             path: path.to_path_buf(),
         }
@@ -422,7 +435,9 @@ impl Reader {
         let mut file = match e.src {
             Src::Zeros => None,
             Src::File(p) => {
-                match File::open(p).and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f)) {
+                match open_regular_io(p)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(e.offset)).map(|_| f))
+                {
                     Ok(f) => Some(f),
                     Err(err) => {
                         return self.gap(i, remaining.unwrap_or(0), e.offset, IssueKind::Open(err))

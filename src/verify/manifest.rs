@@ -17,6 +17,16 @@
 //!
 //! Checking never stops at the first problem: [`check_manifest`] hashes every entry and sorts
 //! the outcomes into ok / mismatched / missing / unreadable / extra.
+//!
+//! Checks that would pass while checking nothing do not pass (issue #18, class 9): a manifest
+//! with no entries (empty, blank or comment-only) is not clean, as `sha256sum -c` exits 1 on
+//! it ("no properly formatted checksum lines found"); writing a manifest of zero files is an
+//! error; and an entry that resolves, through a symlink anywhere on its path, to a file
+//! outside the root is refused rather than followed and hashed.
+//!
+//! Writing goes through the output policy (`io::output`): never over one of the files the
+//! manifest lists, never over a device (a character device or FIFO such as `/dev/stdout` is
+//! streamed into), and never over an existing file that is not itself a manifest.
 
 use super::hash::{hash_files, FileDigest, HashError, HashOptions, Progress};
 use crate::base::hex;
@@ -24,6 +34,8 @@ use crate::base::limits::{
     VERIFY_MANIFEST_MAX_BYTES, VERIFY_MANIFEST_MAX_ENTRIES, VERIFY_MANIFEST_MAX_LINE,
     VERIFY_MAX_WALK_DEPTH, VERIFY_MAX_WALK_ENTRIES,
 };
+use crate::io::output::{resolve_output, OutputError, OutputRules};
+use crate::io::term::escape_path;
 use crate::io::IoError;
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -58,12 +70,38 @@ pub enum ManifestError {
     #[error("hashing for the manifest: {0}")]
     Hash(#[from] HashError),
     /// A path given to the writer cannot be written in `sha256sum` form.
-    #[error("{path:?}: {why}")]
+    #[error("{}: {why}", escape_path(path))]
     BadPath {
         /// The path.
         path: PathBuf,
         /// Why.
         why: &'static str,
+    },
+    /// A file to list lies outside the root its path must be relative to.
+    #[error("{}: outside the manifest root {}; manifest paths are relative to the root (choose a --root that contains every file)", escape_path(path), escape_path(root))]
+    OutsideRoot {
+        /// The file.
+        path: PathBuf,
+        /// The root.
+        root: PathBuf,
+    },
+    /// A manifest of zero files would be written: it would verify anything.
+    #[error(
+        "no files to list under {}: refusing to write an empty manifest (it would verify anything)",
+        escape_path(root)
+    )]
+    NothingToWrite {
+        /// The root.
+        root: PathBuf,
+    },
+    /// The output path was refused by the output policy.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The output exists and is not a manifest.
+    #[error("{}: already exists and is not a sha256sum manifest; refusing to replace it (remove it or choose another name)", escape_path(path))]
+    NotAManifest {
+        /// The output path.
+        path: PathBuf,
     },
 }
 
@@ -85,6 +123,9 @@ pub struct ManifestEntry {
 pub struct Manifest {
     /// The entries.
     pub entries: Vec<ManifestEntry>,
+    /// For a manifest built by [`write_manifest`]: the files hashed, which [`Manifest::write`]
+    /// never writes over.
+    hashed: Vec<PathBuf>,
 }
 
 impl Manifest {
@@ -142,7 +183,7 @@ impl Manifest {
             let (hash, path, binary) = parse_line(raw).map_err(|w| bad(w.into()))?;
             let path = bytes_to_path(&path).ok_or_else(|| bad("path is not valid UTF-8".into()))?;
             if !seen.insert(path.clone()) {
-                return Err(bad(format!("duplicate entry for {}", path.display())));
+                return Err(bad(format!("duplicate entry for {}", escape_path(&path))));
             }
             if entries.len() >= VERIFY_MANIFEST_MAX_ENTRIES {
                 return Err(ManifestError::TooBig {
@@ -158,7 +199,10 @@ impl Manifest {
                 line,
             });
         }
-        Ok(Manifest { entries })
+        Ok(Manifest {
+            entries,
+            hashed: Vec::new(),
+        })
     }
 
     /// Render exactly as GNU `sha256sum` (text mode, untagged) would: `<hex>  <path>\n`, or
@@ -199,9 +243,34 @@ impl Manifest {
         out
     }
 
-    /// Write [`Manifest::to_gnu_bytes`] atomically to `path`.
+    /// Write [`Manifest::to_gnu_bytes`] to `path` under the output policy, with the files this
+    /// manifest was built from as the inputs it may not replace (see [`Manifest::write_with`]).
     pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
-        crate::io::atomic::write_file(path, &self.to_gnu_bytes())?;
+        self.write_with(path, &OutputRules::default())
+    }
+
+    /// Write [`Manifest::to_gnu_bytes`] to `path` under `rules` (the command's inputs and
+    /// input directories, `--force`), adding the files hashed for this manifest as inputs.
+    /// Files: atomically (temporary, then rename). A character device or FIFO (`/dev/stdout`
+    /// piped) is streamed into. An existing regular file is replaced only if it is itself a
+    /// `sha256sum` manifest (or empty), or with `rules.force`: a model, shard or `config.json`
+    /// given by mistake is never overwritten.
+    pub fn write_with(&self, path: &Path, rules: &OutputRules) -> Result<(), ManifestError> {
+        let mut rules = rules.clone();
+        rules.inputs.extend(self.hashed.iter().cloned());
+        rules.streams = true;
+        let is_manifest = crate::io::read_capped(path, VERIFY_MANIFEST_MAX_BYTES)
+            .ok()
+            .flatten()
+            .is_some_and(|b| Manifest::parse(&b, "").is_ok());
+        rules.replace_without_force |= is_manifest;
+        let target = match resolve_output(path, &rules) {
+            Err(OutputError::Exists { path }) => return Err(ManifestError::NotAManifest { path }),
+            r => r?,
+        };
+        let mut f = target.create()?;
+        f.write_all(&self.to_gnu_bytes())?;
+        f.commit()?;
         Ok(())
     }
 }
@@ -314,13 +383,13 @@ pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, HashError> {
             Component::ParentDir => {
                 return Err(HashError::UnsafePath {
                     path: shown(),
-                    why: "contains '..'",
+                    why: "contains '..'".into(),
                 })
             }
             Component::RootDir | Component::Prefix(_) => {
                 return Err(HashError::UnsafePath {
                     path: shown(),
-                    why: "is absolute",
+                    why: "is absolute".into(),
                 })
             }
         }
@@ -328,10 +397,35 @@ pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, HashError> {
     if !any {
         return Err(HashError::UnsafePath {
             path: shown(),
-            why: "names no file",
+            why: "names no file".into(),
         });
     }
     Ok(out)
+}
+
+/// [`safe_join`], then refuse a path that resolves (through a symlink anywhere on it) to a
+/// file outside `root`. Returns the resolved path when the file exists (so the file checked is
+/// the file hashed), else the joined path (which then hashes as missing).
+pub fn contained_path(root: &Path, rel: &Path) -> Result<PathBuf, HashError> {
+    let joined = safe_join(root, rel)?;
+    let Ok(resolved) = joined.canonicalize() else {
+        return Ok(joined);
+    };
+    let Ok(croot) = root.canonicalize() else {
+        return Ok(joined);
+    };
+    if resolved.starts_with(&croot) {
+        Ok(resolved)
+    } else {
+        Err(HashError::UnsafePath {
+            path: rel.display().to_string(),
+            why: format!(
+                "resolves through a symlink to {}, outside the root {}",
+                escape_path(&resolved),
+                escape_path(&croot)
+            ),
+        })
+    }
 }
 
 /// Options for [`check_manifest`].
@@ -373,12 +467,20 @@ pub struct ManifestReport {
     pub extra: Vec<PathBuf>,
     /// Bytes hashed in total.
     pub bytes_hashed: u64,
+    /// The manifest had no entries, so nothing was checked (never clean).
+    pub no_entries: bool,
 }
 
+/// What a report says when the manifest had no entries (GNU `sha256sum -c`'s wording).
+pub const NO_ENTRIES: &str =
+    "no properly formatted checksum lines found: the manifest checks nothing";
+
 impl ManifestReport {
-    /// True when every entry matched and nothing is missing, unreadable or extra.
+    /// True when at least one entry was checked, every entry matched and nothing is missing,
+    /// unreadable or extra.
     pub fn is_clean(&self) -> bool {
-        self.mismatched.is_empty()
+        !self.no_entries
+            && self.mismatched.is_empty()
             && self.missing.is_empty()
             && self.unreadable.is_empty()
             && self.extra.is_empty()
@@ -392,10 +494,13 @@ pub fn check_manifest(
     opts: &CheckOptions,
     progress: Progress<'_>,
 ) -> ManifestReport {
-    let mut report = ManifestReport::default();
+    let mut report = ManifestReport {
+        no_entries: manifest.entries.is_empty(),
+        ..Default::default()
+    };
     let mut jobs = Vec::new(); // (entry index, absolute path)
     for (i, e) in manifest.entries.iter().enumerate() {
-        match safe_join(root, &e.path) {
+        match contained_path(root, &e.path) {
             Ok(p) => jobs.push((i, p)),
             Err(err) => report.unreadable.push((e.path.clone(), err.to_string())),
         }
@@ -482,29 +587,51 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// Hash `files` (relative to `root`, in the order given) and build a manifest of them.
-/// Fails on the first file that cannot be hashed (a manifest must not silently omit files).
+/// Hash `files` (relative to `root`, or absolute paths under it; in the order given) and build
+/// a manifest of them. Fails on the first file that cannot be hashed (a manifest must not
+/// silently omit files), on a file outside `root` (directly or through a symlink), and when
+/// there are no files at all (an empty manifest would verify anything).
 pub fn write_manifest(
     root: &Path,
     files: &[PathBuf],
     opts: &HashOptions,
     progress: Progress<'_>,
 ) -> Result<Manifest, ManifestError> {
+    if files.is_empty() {
+        return Err(ManifestError::NothingToWrite {
+            root: root.to_path_buf(),
+        });
+    }
+    let mut rels = Vec::with_capacity(files.len());
     let mut paths = Vec::with_capacity(files.len());
     for f in files {
-        paths.push(safe_join(root, f)?);
+        let rel = if f.is_absolute() {
+            f.strip_prefix(root)
+                .map_err(|_| ManifestError::OutsideRoot {
+                    path: f.clone(),
+                    root: root.to_path_buf(),
+                })?
+                .to_path_buf()
+        } else {
+            f.clone()
+        };
+        paths.push(contained_path(root, &rel)?);
+        rels.push(rel);
     }
     let mut entries = Vec::with_capacity(files.len());
-    for (f, r) in files.iter().zip(hash_files(&paths, opts, progress)) {
+    for (f, r) in rels.into_iter().zip(hash_files(&paths, opts, progress)) {
         let d = r?;
         entries.push(ManifestEntry {
-            path: f.clone(),
+            path: f,
             sha256: d.sha256,
             binary: false,
             line: 0,
         });
     }
-    Ok(Manifest { entries })
+    Ok(Manifest {
+        entries,
+        hashed: paths,
+    })
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ pub use manifest::{
     ManifestReport, Mismatch,
 };
 pub use torrent::{
-    check_torrent, BadPiece, FileReport, FileState, PieceState, Torrent, TorrentError, TorrentFile,
-    TorrentReport,
+    check_torrent, check_torrent_at, find_root, BadPiece, FileReport, FileState, PieceState,
+    RootSearch, Torrent, TorrentError, TorrentFile, TorrentReport,
 };
 
 /// The BitTorrent v1 infohash of the official Grok-1 release (from the README's magnet link).

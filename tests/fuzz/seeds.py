@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write small, valid seed inputs for the fuzz targets (scripts/fuzz.sh): GGUF, safetensors,
-.torrent and .npy files of a few hundred bytes, so libFuzzer starts from the formats' real
-structure. Usage: seeds.py CORPUS_DIR (creates CORPUS_DIR/<target>/seed-*)."""
+.torrent, .npy and .npy.zst files, sha256sum manifests and structured GGUF vocabularies of a
+few hundred bytes, so libFuzzer starts from the formats' real structure.
+Usage: seeds.py CORPUS_DIR (creates CORPUS_DIR/<target>/seed-*)."""
 import hashlib
 import json
 import os
@@ -75,6 +76,31 @@ def npy():
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr + struct.pack("<6f", *range(6))
 
 
+def zst_raw(payload):
+    """A zstd frame by hand (RFC 8878): no content size, 128 KiB window, one raw last block."""
+    assert len(payload) < 1 << 17
+    return b"\x28\xb5\x2f\xfd" + bytes([0x00, 7 << 3]) + struct.pack("<I", 1 | (len(payload) << 3))[:3] + payload
+
+
+def manifests():
+    h = hashlib.sha256(b"").hexdigest()
+    return [
+        f"{h}  ckpt-0/tensor00000_000\n{h} *bin\n".encode(),
+        f"SHA256 (tag (x)) = {h}\n\\{h}  back\\\\slash\\nnl\n# comment\n\r\n".encode(),
+    ]
+
+
+def vocab():
+    """gguf_tokenizer's structured input: flags, (type, score, len, text)..., 0xff, ids."""
+    pieces = [(2, 0, "<unk>"), (3, 0, "<s>"), (3, 0, "</s>"), (4, 0, "<sep>"), (1, -4, "\u2581"),
+              (1, -8, "a"), (1, -12, "b"), (1, -16, "ab"), (1, -20, "\u2581ab"), (6, 0, "<0x41>")]
+    out = bytearray([0])
+    for ty, sc, text in pieces:
+        b = text.encode()
+        out += bytes([ty, sc & 0xff, len(b)]) + b
+    return bytes(out + bytes([0xff, 0, 1, 2, 0xff]))
+
+
 def main():
     root = sys.argv[1]
     put(root, "gguf", "seed-small.gguf", gguf())
@@ -82,6 +108,10 @@ def main():
     for i, t in enumerate(torrents()):
         put(root, "torrent", f"seed-{i}.torrent", t)
     put(root, "npy", "seed-small.npy", npy())
+    put(root, "npy", "seed-small.npy.zst", zst_raw(npy()))
+    for i, m in enumerate(manifests()):
+        put(root, "manifest", f"seed-{i}.sha256", m)
+    put(root, "gguf_tokenizer", "seed-vocab", vocab())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ not given), and check
   * a clean tree verifies completely;
   * flipping one byte makes exactly the expected piece bad, naming the files it touches;
   * truncating a file makes pieces missing (not bad).
+Then, with the `grokit` binary (--grokit, else built): torrents each tool makes of a checkpoint
+folder itself (top folder `ckpt-0`) and of the folder holding it are found by
+`grokit verify DIR` and `grokit verify DIR/ckpt-0` without --torrent-root (issue #18), and a
+torrent whose files are nowhere says where it looked and what --torrent-root must be.
 Prints a final line "N passed, M failed" and exits non-zero on any failure.
 """
 import os
@@ -143,6 +147,42 @@ def flip_and_check(label, example, torrent, root, meta, rng):
         f.write(keep)
 
 
+def checkpoint_torrents(grokit, repo, work, makers):
+    """Torrents of the fixture checkpoint's `ckpt-0` folder and of its parent, by each maker,
+    verified by `grokit verify` from either directory without --torrent-root."""
+    top = os.path.join(work, "ckpt-dl")
+    shutil.rmtree(top, ignore_errors=True)
+    d = os.path.join(top, "grok-1")
+    shutil.copytree(os.path.join(repo, "fixtures", "tiny"), d)
+    empty = os.path.join(work, "nowhere", "empty")  # no candidate around it holds the files
+    shutil.rmtree(os.path.dirname(empty), ignore_errors=True)
+    os.makedirs(empty)
+    for label, make in makers:
+        for what, src in (("ckpt-0 folder", os.path.join(d, "ckpt-0")), ("checkpoint directory", d)):
+            tor = os.path.join(top, f"{label}-{os.path.basename(src)}.torrent")
+            if os.path.exists(tor):
+                os.remove(tor)
+            make(src, tor)
+            for target in (d, os.path.join(d, "ckpt-0")):
+                p = subprocess.run([grokit, "verify", target, "--torrent", tor, "--json"], capture_output=True, text=True)
+                ok = False
+                try:
+                    t = json.loads(p.stdout)["torrent"]
+                    ok = p.returncode == 0 and t["ok"] and t["good_pieces"] == t["pieces"] > 0
+                    got = f"{t['good_pieces']}/{t['pieces']} pieces"
+                except (ValueError, KeyError) as e:
+                    got = f"exit {p.returncode}: {p.stderr.strip()[:200]} {e}"
+                check(ok, f"{label} torrent of the {what}: verify {os.path.relpath(target, top)} finds its files ({got})")
+        p = subprocess.run([grokit, "verify", d, "--torrent", tor, "--torrent-root", empty, "--json"],
+                           capture_output=True, text=True)
+        try:
+            w = " ".join(json.loads(p.stdout)["torrent"]["warnings"])
+        except (ValueError, KeyError):
+            w = ""
+        check(p.returncode == 1 and "looked in" in w and "--torrent-root" in w,
+              f"{label}: files nowhere -> exit {p.returncode}, the report says where it looked: {w[:120]}..")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grokit")
@@ -208,6 +248,23 @@ def main():
             meta = parse_torrent(tor)
             check(meta["infohash"] == t.infohash, f"torf {psize}: scanner infohash == torf's {t.infohash[:12]}..")
             flip_and_check(f"torf {psize}", example, tor, root, meta, rng)
+
+    makers = []
+    if shutil.which("mktorrent"):
+        makers.append(("mktorrent", lambda src, tor: subprocess.run(
+            ["mktorrent", "-t", "1", "-l", "15", "-a", "http://t.invalid/a", "-o", tor, src], check=True, capture_output=True)))
+    if torf is not None:
+        def torf_make(src, tor):
+            t = torf.Torrent(path=src, trackers=["http://t.invalid/a"], piece_size=32768, private=True)
+            t.generate()
+            t.write(tor, overwrite=True)
+        makers.append(("torf", torf_make))
+    if makers:
+        grokit = args.grokit
+        if not grokit:
+            subprocess.run(["cargo", "build", "--quiet", "--bin", "grokit"], cwd=repo, check=True)
+            grokit = os.path.join(repo, "target", "debug", "grokit")
+        checkpoint_torrents(grokit, repo, work, makers)
 
     if PASSED + FAILED == 0:
         print("SKIP all: neither mktorrent nor torf available")

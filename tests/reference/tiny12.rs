@@ -1,14 +1,15 @@
-//! TEST-ONLY weights for tiny12 until `crate::source::grok` lands: finds each pickle's payload
-//! by its BINBYTES/SHORT_BINBYTES opcode and the byte length that `params.tsv` predicts, then
-//! dequantizes int8 × bf16 with the release's row-block scales (spec §3.1).
+//! An independent TEST-ONLY loader for tiny12: finds each pickle's payload by its
+//! BINBYTES/SHORT_BINBYTES opcode and the byte length that `params.tsv` predicts, then
+//! dequantizes int8 × bf16 with the release's row-block scales (docs/formats/grok-checkpoint.md),
+//! without grokit's release reader, to cross-check it.
 #![allow(dead_code)]
-use grokit::reference::{ModelDims, ReferenceError, WeightTensor, Weights};
+use grokit::reference::{MemoryWeights, ModelDims};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Every tensor of the checkpoint, dequantized, by path without `params/`.
+/// Every tensor of the checkpoint, dequantized: `(shape, values)` by path without `params/`.
 pub struct Tiny12 {
-    pub tensors: HashMap<String, WeightTensor>,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 fn dims(s: &str) -> (String, Vec<usize>) {
@@ -79,37 +80,18 @@ impl Tiny12 {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
             };
-            tensors.insert(
-                path,
-                WeightTensor {
-                    shape: wshape,
-                    data,
-                },
-            );
+            tensors.insert(path, (wshape, data));
         }
         Tiny12 { tensors }
     }
-}
 
-impl Weights for Tiny12 {
-    fn get(&self, path: &str, expert: Option<usize>) -> Result<WeightTensor, ReferenceError> {
-        let t = self
-            .tensors
-            .get(path)
-            .ok_or_else(|| ReferenceError::Weight {
-                path: path.into(),
-                reason: "missing".into(),
-            })?;
-        match expert {
-            None => Ok(t.clone()),
-            Some(e) => {
-                let per: usize = t.shape[1..].iter().product();
-                Ok(WeightTensor {
-                    shape: t.shape[1..].to_vec(),
-                    data: t.data[e * per..(e + 1) * per].to_vec(),
-                })
-            }
+    /// The same values as an in-memory weight source.
+    pub fn weights(&self) -> MemoryWeights {
+        let mut w = MemoryWeights::new();
+        for (p, (s, d)) in &self.tensors {
+            w.insert_path(p, s.clone(), d).expect(p);
         }
+        w
     }
 }
 
@@ -137,6 +119,7 @@ pub fn tiny12_dims(dir: &Path) -> ModelDims {
         out_mult: f("output_multiplier_scale"),
         attn_mult: f("attn_output_multiplier"),
         pad_id: u("pad_token") as u32,
+        ..ModelDims::grok1()
     }
 }
 

@@ -6,8 +6,9 @@
 //! forward_npy roundtrip IN.npy OUT.npy[.zst]                        # read, then write again
 //! ```
 use grokit::npy::{self, NpyF32};
-use grokit::reference::{forward, ModelDims, Precision};
-use grokit::source::grok::{open_options, Checkpoint};
+use grokit::reference::sources::ReleaseWeights;
+use grokit::reference::{forward, Precision};
+use grokit::source::grok::open_options;
 use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
@@ -19,8 +20,8 @@ fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         ["forward", ckpt, tokens, prec, out] => {
-            let ck = Checkpoint::open(Path::new(ckpt), &open_options())?;
-            let dims = ModelDims::from_config(&ck.config)?;
+            let ck = ReleaseWeights::open(Path::new(ckpt), &open_options())?;
+            let dims = ck.dims.clone();
             let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tokens)?)?;
             let rows: Vec<Vec<u32>> = serde_json::from_value(j["tokens"].clone())?;
             let p = match *prec {

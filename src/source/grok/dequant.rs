@@ -1,4 +1,5 @@
-//! Exact dequantization of the release's int8 weights (grok1-checkpoint.md §3.1):
+//! Exact dequantization of the release's int8 weights (docs/formats/grok-checkpoint.md
+//! "Dequantization"):
 //! `W[i, j] = q[i, j] · s[i / (R/B), j]` where the scales have B row blocks (1, or 8 for the
 //! row-parallel O and down projections, whose scales were sharded with the rows).
 //! int8 × bf16 has at most 8 + 8 significant bits, so the f32 product is exact.

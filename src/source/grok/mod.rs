@@ -1,16 +1,21 @@
-//! The Grok-1 release reader: discover `ckpt-0/tensorNNNNN_000`, run the allow-list pickle
-//! machine over each file, check every tensor against the parameter table, and hand out exact
-//! dequantized values. Files are mapped on demand and payloads are used in place.
+//! The Grok-1 release reader: discover `ckpt-0/tensorNNNNN_000` ([`layout`]), run the
+//! allow-list pickle machine over each file (`reader`: opening), infer the configuration
+//! (`config`), check every tensor against the parameter table (`check`), and hand out exact
+//! dequantized values (`access`, `dequant`). Files are mapped on demand and payloads are used
+//! in place. docs/formats/grok-checkpoint.md describes the format.
 
+mod access;
+mod check;
+mod config;
 mod dequant;
 pub mod layout;
 mod reader;
 
+pub use access::OwnedMatrix;
+pub use check::expected_file_size;
 pub use dequant::{dequant_block_rows, dequant_matrix_rows, Matrix};
 pub use layout::{discover, CkptFiles};
-pub use reader::{
-    expected_file_size, open_options, Checkpoint, OpenOptions, OwnedMatrix, Problem, Tensor,
-};
+pub use reader::{open_options, Checkpoint, OpenOptions, Problem, Tensor};
 
 use std::path::PathBuf;
 

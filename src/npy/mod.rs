@@ -10,19 +10,46 @@
 //! `(n,)`, and space padding so magic + header length + header (incl. the final `\n`) is a
 //! multiple of 64 bytes. `.npy.zst` files (zstd-compressed npy) are read and written through the
 //! `zstd` crate, chosen by the file name.
+//!
+//! Reading is bounded at the source (issue #18, class 10): the file is opened only if it is a
+//! regular file (`io::input`), the preamble and header are read alone, and the data is read
+//! only after the shape it declares was checked against the cap ([`NPY_MAX_DATA_BYTES`], or
+//! the caller's own through [`read_limited`]) and, for a plain `.npy`, against the file's size.
+//! A `.npy.zst` is inflated exactly as far as its header declares (one byte more proves there
+//! is no excess), in 1 MiB steps, so a small file cannot inflate toward a cap it merely claims;
+//! a zstd frame that declares more content than the header needs is refused before inflating.
+//!
+//! Writing goes through the output policy (`io::output`): a character device or FIFO
+//! (`/dev/null`, `/dev/stdout` piped) is streamed into, never renamed over, and an existing
+//! file is replaced only if it is itself a `.npy` (or `.npy.zst`, or empty), so a model file,
+//! a shard or a `config.json` given as `--logits-out` by mistake is never overwritten.
 
-use crate::base::bytes::ByteCursor;
-use crate::io::{AtomicFile, IoError};
+mod read;
+
+pub use read::{from_bytes, from_zst_bytes, read, read_limited};
+
+use crate::io::input::open_regular;
+use crate::io::output::{resolve_output, OutputError, OutputRules};
+use crate::io::IoError;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Largest header accepted (numpy itself refuses headers over 10 000 bytes by default).
 pub const NPY_MAX_HEADER: usize = 10_000;
 /// Most dimensions accepted in a shape.
 pub const NPY_MAX_DIMS: usize = 8;
-/// Largest decompressed `.npy.zst` accepted (16 GiB): a cap on what a compressed file may claim.
-pub const NPY_MAX_ZST_BYTES: u64 = 16 << 30;
+/// Largest array data [`read`] accepts (4 GiB: Grok-1's logits for 8,192 positions of its
+/// 131,072-token vocabulary). A caller that knows the shape it expects passes the exact size
+/// to [`read_limited`] instead.
+pub const NPY_MAX_DATA_BYTES: u64 = 4 << 30;
+/// Most a `.npy.zst`'s declared data may exceed its compressed size by. Float data such as
+/// logits compresses by well under 2x; a header declaring more than 256x the file's size is a
+/// decompression bomb (zstd can encode 4 GiB of zeros in 128 KiB), refused before inflating.
+pub const NPY_MAX_ZST_RATIO: u64 = 256;
+/// Bytes read (and inflated) per step while reading array data.
+pub(crate) const READ_STEP: usize = 1 << 20;
 
-const MAGIC: &[u8; 6] = b"\x93NUMPY";
+pub(crate) const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// Errors reading or writing `.npy`.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +87,37 @@ pub enum NpyError {
         /// Bytes present.
         present: u64,
     },
+    /// The declared array is larger than the reader's cap.
+    #[error("{}: shape {shape:?} declares {needed} data bytes, over the cap of {cap}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Declared shape.
+        shape: Vec<usize>,
+        /// Bytes the shape needs.
+        needed: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A compressed file declaring far more data than it could honestly hold.
+    #[error("{}: the header declares {needed} data bytes from {compressed} compressed bytes, more than {NPY_MAX_ZST_RATIO}x: refused as a decompression bomb", path.display())]
+    Inflation {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the shape needs.
+        needed: u64,
+        /// The file's (compressed) size.
+        compressed: u64,
+    },
+    /// The output path was refused by the output policy.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The output exists and is not a `.npy`.
+    #[error("{}: already exists and is not a .npy file; refusing to replace it (remove it or choose another name)", path.display())]
+    NotAnNpy {
+        /// The output path.
+        path: PathBuf,
+    },
     /// zstd (de)compression failed.
     #[error("{}: zstd: {source}", path.display())]
     Zstd {
@@ -80,7 +138,7 @@ pub struct NpyF32 {
     pub data: Vec<f32>,
 }
 
-fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
+pub(crate) fn fmt_err(path: &Path, offset: u64, reason: impl Into<String>) -> NpyError {
     NpyError::Format {
         path: path.to_path_buf(),
         offset,
@@ -139,217 +197,33 @@ pub fn to_bytes(arr: &NpyF32) -> Vec<u8> {
     out
 }
 
-/// Parse `.npy` bytes (`path` is used only in error messages).
-pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyF32, NpyError> {
-    let mut c = ByteCursor::new(bytes);
-    let magic = c
-        .take(6)
-        .map_err(|_| fmt_err(path, 0, "shorter than the magic"))?;
-    if magic != MAGIC {
-        return Err(fmt_err(path, 0, "bad magic (expected \\x93NUMPY)"));
-    }
-    let ver = c
-        .array::<2>()
-        .map_err(|e| fmt_err(path, e.offset, "truncated version"))?;
-    let hlen = match ver {
-        [1, 0] => usize::from(
-            c.u16_le()
-                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?,
-        ),
-        [2, 0] => {
-            let n = c
-                .u32_le()
-                .map_err(|e| fmt_err(path, e.offset, "truncated header length"))?;
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }
-        _ => {
-            return Err(NpyError::Unsupported {
-                path: path.into(),
-                reason: format!("format version {}.{}", ver[0], ver[1]),
-            })
-        }
-    };
-    if hlen > NPY_MAX_HEADER {
-        return Err(fmt_err(
-            path,
-            c.offset(),
-            format!("header of {hlen} bytes exceeds cap {NPY_MAX_HEADER}"),
-        ));
-    }
-    let hoff = c.offset();
-    let header = c
-        .take(hlen as u64)
-        .map_err(|e| fmt_err(path, e.offset, "truncated header"))?;
-    let header = std::str::from_utf8(header)
-        .map_err(|_| fmt_err(path, hoff, "header is not ASCII/UTF-8"))?;
-    let h = parse_header(header).map_err(|r| fmt_err(path, hoff, r))?;
-    if h.descr != "<f4" {
-        return Err(NpyError::Unsupported {
-            path: path.into(),
-            reason: format!("dtype {:?} (only '<f4')", h.descr),
-        });
-    }
-    if h.fortran {
-        return Err(NpyError::Unsupported {
-            path: path.into(),
-            reason: "fortran_order True".into(),
-        });
-    }
-    let count = h
-        .shape
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-    let needed = count.and_then(|n| n.checked_mul(4)).unwrap_or(u64::MAX);
-    let present = c.remaining() as u64;
-    if needed != present {
-        return Err(NpyError::Size {
-            path: path.into(),
-            shape: h.shape,
-            needed,
-            present,
-        });
-    }
-    let body = c
-        .take(needed)
-        .map_err(|e| fmt_err(path, e.offset, "truncated data"))?;
-    let mut data = vec![0f32; body.len() / 4];
-    crate::base::float::decode_f32_le(body, &mut data);
-    Ok(NpyF32 {
-        shape: h.shape,
-        data,
-    })
-}
-
-struct Header {
-    descr: String,
-    fortran: bool,
-    shape: Vec<usize>,
-}
-
-/// Parse numpy's header dict: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`
-/// plus space/newline padding. Keys may come in any order; each must appear exactly once.
-fn parse_header(h: &str) -> Result<Header, String> {
-    let s = h.trim_end_matches([' ', '\n', '\0']).trim();
-    let inner = s
-        .strip_prefix('{')
-        .and_then(|x| x.strip_suffix('}'))
-        .ok_or("header is not a {...} dict")?;
-    let (mut descr, mut fortran, mut shape) = (None, None, None);
-    let mut rest = inner.trim_start();
-    while !rest.is_empty() {
-        let (key, after) = quoted(rest).ok_or("expected a quoted key")?;
-        let after = after
-            .trim_start()
-            .strip_prefix(':')
-            .ok_or("expected ':' after key")?
-            .trim_start();
-        let after = match key {
-            "descr" => {
-                let (v, a) = quoted(after).ok_or("descr is not a string")?;
-                set_once(&mut descr, v.to_string(), key)?;
-                a
-            }
-            "fortran_order" => {
-                let (v, a) = if let Some(a) = after.strip_prefix("False") {
-                    (false, a)
-                } else if let Some(a) = after.strip_prefix("True") {
-                    (true, a)
-                } else {
-                    return Err("fortran_order is not True/False".into());
-                };
-                set_once(&mut fortran, v, key)?;
-                a
-            }
-            "shape" => {
-                let (v, a) = parse_shape(after)?;
-                set_once(&mut shape, v, key)?;
-                a
-            }
-            other => return Err(format!("unexpected key {other:?}")),
-        };
-        let after = after.trim_start();
-        rest = match after.strip_prefix(',') {
-            Some(a) => a.trim_start(),
-            None if after.is_empty() => after,
-            None => return Err("expected ',' between entries".into()),
-        };
-    }
-    Ok(Header {
-        descr: descr.ok_or("missing 'descr'")?,
-        fortran: fortran.ok_or("missing 'fortran_order'")?,
-        shape: shape.ok_or("missing 'shape'")?,
-    })
-}
-
-fn set_once<T>(slot: &mut Option<T>, v: T, key: &str) -> Result<(), String> {
-    if slot.replace(v).is_some() {
-        return Err(format!("duplicate key {key:?}"));
-    }
-    Ok(())
-}
-
-/// A `'...'` or `"..."` string without escapes; returns (content, rest).
-fn quoted(s: &str) -> Option<(&str, &str)> {
-    let q = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    let body = &s[1..];
-    let end = body.find(q)?;
-    Some((&body[..end], &body[end + 1..]))
-}
-
-/// `(d0, d1, ...)` with an optional trailing comma; returns (dims, rest).
-fn parse_shape(s: &str) -> Result<(Vec<usize>, &str), String> {
-    let body = s.strip_prefix('(').ok_or("shape is not a tuple")?;
-    let end = body.find(')').ok_or("unterminated shape tuple")?;
-    let mut dims = Vec::new();
-    for part in body[..end].split(',') {
-        let p = part.trim();
-        if p.is_empty() {
-            continue;
-        }
-        if dims.len() == NPY_MAX_DIMS {
-            return Err(format!("more than {NPY_MAX_DIMS} dims"));
-        }
-        dims.push(p.parse::<usize>().map_err(|_| format!("bad dim {p:?}"))?);
-    }
-    Ok((dims, &body[end + 1..]))
-}
-
-fn is_zst(path: &Path) -> bool {
+pub(crate) fn is_zst(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }
 
-/// Read a `.npy` (or, by name, `.npy.zst`) float32 array.
-pub fn read(path: &Path) -> Result<NpyF32, NpyError> {
-    let raw = std::fs::read(path).map_err(|e| IoError::new("read", path, e))?;
-    if is_zst(path) {
-        let dec = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| NpyError::Zstd {
-            path: path.into(),
-            source: e,
-        })?;
-        let mut out = Vec::new();
-        use std::io::Read;
-        let n = dec
-            .take(NPY_MAX_ZST_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| NpyError::Zstd {
-                path: path.into(),
-                source: e,
-            })?;
-        if n as u64 > NPY_MAX_ZST_BYTES {
-            return Err(fmt_err(
-                path,
-                0,
-                format!("decompresses to more than {NPY_MAX_ZST_BYTES} bytes"),
-            ));
-        }
-        from_bytes(&out, path)
-    } else {
-        from_bytes(&raw, path)
+/// Whether an existing file may be replaced by a `.npy` output: empty, or already an `.npy`
+/// (or a zstd frame, for `.zst` names).
+fn replaceable_as_npy(path: &Path) -> bool {
+    let Ok(mut f) = open_regular(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(6);
+    if (&mut f).take(6).read_to_end(&mut head).is_err() {
+        return false;
     }
+    head.is_empty() || head == MAGIC || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
-/// Write `arr` to `path` atomically (temp + rename); `.zst` names are zstd-compressed (level 3).
+/// Write `arr` to `path` under the output policy (see the module docs): atomically (temp +
+/// rename) for files, streamed into character devices and FIFOs; `.zst` names are
+/// zstd-compressed (level 3).
 pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
+    write_with(path, arr, &OutputRules::default())
+}
+
+/// [`write`] under `rules` (the command's inputs and input directories, `--force`). An
+/// existing regular file is replaced without `--force` only when it is itself an `.npy`.
+pub fn write_with(path: &Path, arr: &NpyF32, rules: &OutputRules) -> Result<(), NpyError> {
     let expect = arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if expect != Some(arr.data.len()) {
         return Err(NpyError::Size {
@@ -361,6 +235,13 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
             present: (arr.data.len() as u64).saturating_mul(4),
         });
     }
+    let mut rules = rules.clone();
+    rules.streams = true;
+    rules.replace_without_force |= replaceable_as_npy(path);
+    let target = match resolve_output(path, &rules) {
+        Err(OutputError::Exists { path }) => return Err(NpyError::NotAnNpy { path }),
+        r => r?,
+    };
     let bytes = to_bytes(arr);
     let payload = if is_zst(path) {
         zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd {
@@ -370,7 +251,7 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
     } else {
         bytes
     };
-    let mut f = AtomicFile::create(path)?;
+    let mut f = target.create()?;
     f.write_all(&payload)?;
     f.commit()?;
     Ok(())

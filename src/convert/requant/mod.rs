@@ -10,68 +10,34 @@
 //!
 //! How: metadata is copied (split keys dropped and recomputed, `general.file_type` from the
 //! policy, `general.quantization_version` = 2), tensor order is kept, and each tensor is
-//! streamed in chunks of whole blocks: decode to f32 (`dequantize_row`), encode
-//! (`quantize_row`), up to `jobs` chunks in parallel, written in order through
-//! [`GgufFileWriter`]. Every ggml block type encodes each block independently, so cutting a
-//! tensor at any common block boundary gives the same bytes as encoding it whole. Memory per
-//! worker is about three chunks (`CHUNK_ELEMS` f32 in, f32 decoded back for the error
-//! statistics, encoded bytes), and the input's mapped pages are released as they are consumed,
-//! so the peak does not depend on tensor or file size.
+//! streamed in chunks of whole blocks (`stream`): decode to f32 (`dequantize_row`), encode
+//! (`quantize_row`), up to `jobs` chunks in parallel, written in order by the conversion
+//! pipeline's writer thread through the file loop `convert` uses too ([`super::sink`]). Every
+//! ggml block type encodes each block independently, so cutting a tensor at any common block
+//! boundary gives the same bytes as encoding it whole. Memory per worker is about three chunks
+//! (`CHUNK_ELEMS` f32 in, f32 decoded back for the error statistics, encoded bytes), plus the
+//! encoded chunks queued for the writer, and the input's mapped pages are released as they are
+//! consumed, so the peak does not depend on tensor or file size.
 //!
 //! Safety rails, as llama-quantize: a tensor that is already block-quantized is not quantized
 //! again to another block type without `allow_requantize` (two rounding errors compound); a
 //! tensor whose type does not change is copied verbatim, never decoded.
 
-use super::canonical_or_parent;
+mod stream;
+
+use super::encode::Stats;
+use super::output::{check_outputs, Existing, Inputs};
+use super::report::bits_per_weight;
+use super::sink::{ByName, FileLoop};
+use super::ConvertError;
 use crate::gguf::constants::keys;
-use crate::gguf::{
-    GgufError, GgufFile, GgufFileWriter, GgufPlan, GgufSet, TensorInfo, TensorPlan, Value,
-};
+use crate::gguf::{GgufFile, GgufPlan, GgufSet, TensorPlan, Value};
 use crate::quant::policy::{Policy, TensorClass};
-use crate::quant::{self, GgmlType, QuantError};
-use rayon::prelude::*;
+use crate::quant::{self, GgmlType};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Elements per chunk a worker decodes and encodes at once (4 MiB of f32). A multiple of every
-/// block size (32 and 256).
-pub const CHUNK_ELEMS: usize = 1 << 20;
-
-/// Bytes per write when a tensor is copied verbatim.
-const COPY_CHUNK: usize = 16 << 20;
-
-/// Why a requantization failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RequantError {
-    /// Reading the input or writing the output GGUF failed.
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    /// A codec refused the data of a tensor.
-    #[error("{}: tensor '{tensor}': {source}", path.display())]
-    Quant {
-        /// Input file holding the tensor.
-        path: PathBuf,
-        /// Tensor name.
-        tensor: String,
-        /// Cause.
-        source: QuantError,
-    },
-    /// A block-quantized tensor would be quantized again without `allow_requantize`.
-    #[error("{}: tensor '{tensor}' is already {from}; quantizing it again to {to} compounds two rounding errors (quantize from an F32/F16/BF16 file, or pass --allow-requantize)", path.display())]
-    Requantize {
-        /// Input file holding the tensor.
-        path: PathBuf,
-        /// Tensor name.
-        tensor: String,
-        /// Input type.
-        from: GgmlType,
-        /// Requested type.
-        to: GgmlType,
-    },
-    /// The request is not allowed (output over the input, existing output, undecodable type).
-    #[error("{0}")]
-    Refused(String),
-}
+pub use stream::CHUNK_ELEMS;
 
 /// What happens to one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -148,11 +114,6 @@ impl RequantPlan {
     }
 }
 
-/// llama_ftype of a "mostly T" file (output-formats.md §2.2).
-pub fn ftype_for(ty: GgmlType) -> u32 {
-    ty.mostly_ftype()
-}
-
 fn block_count(set: &GgufSet) -> usize {
     let arch = set
         .get(keys::GENERAL_ARCHITECTURE)
@@ -208,7 +169,7 @@ pub fn plan_requant(
     set: &GgufSet,
     policy: &Policy,
     allow_requantize: bool,
-) -> Result<RequantPlan, RequantError> {
+) -> Result<RequantPlan, ConvertError> {
     let n_layers = block_count(set);
     let mut tensors = Vec::with_capacity(set.tensor_count());
     for (f, t) in set.tensors() {
@@ -216,15 +177,15 @@ pub fn plan_requant(
         let action = if out_ty == t.ty {
             Action::Copy
         } else if !quant::is_supported(t.ty) || !quant::is_supported(out_ty) {
-            return Err(RequantError::Refused(format!(
-                "{}: tensor '{}': cannot convert {} to {out_ty}",
-                f.path().display(),
-                t.name,
-                t.ty
-            )));
+            return Err(ConvertError::Unconvertible {
+                path: f.path().to_path_buf(),
+                tensor: t.name.clone(),
+                from: t.ty,
+                to: out_ty,
+            });
         } else if t.ty.is_quantized() && out_ty.is_quantized() {
             if !allow_requantize {
-                return Err(RequantError::Requantize {
+                return Err(ConvertError::Requantize {
                     path: f.path().to_path_buf(),
                     tensor: t.name.clone(),
                     from: t.ty,
@@ -240,14 +201,14 @@ pub fn plan_requant(
         } else {
             Action::Encode
         };
-        let out_bytes = out_ty.tensor_bytes(&t.ne).ok_or_else(|| {
-            RequantError::Refused(format!(
-                "{}: tensor '{}': {out_ty} does not fit ne {:?}",
-                f.path().display(),
-                t.name,
-                t.ne
-            ))
-        })?;
+        let out_bytes = out_ty
+            .tensor_bytes(&t.ne)
+            .ok_or_else(|| ConvertError::DoesNotFit {
+                path: f.path().to_path_buf(),
+                tensor: t.name.clone(),
+                to: out_ty,
+                ne: t.ne.clone(),
+            })?;
         tensors.push(RequantTensor {
             name: t.name.clone(),
             shape: t.shape.clone(),
@@ -271,7 +232,7 @@ pub fn plan_requant(
                     Some((TensorClass::FfnUpExps, _))
                 )
             })
-            .map_or_else(|| policy.file_type(), |t| ftype_for(t.out_ty))
+            .map_or_else(|| policy.file_type(), |t| t.out_ty.mostly_ftype())
     };
     let mut kvs = Vec::with_capacity(set.kvs().len() + 2);
     let (mut ft, mut qv) = (false, false);
@@ -327,48 +288,6 @@ pub struct RequantOptions {
     /// Elements per chunk (0 = [`CHUNK_ELEMS`]); rounded to whole blocks. The output does not
     /// depend on it; tests use small values to exercise chunk boundaries.
     pub chunk_elems: usize,
-}
-
-/// Error statistics against the decoded input values.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct ErrStats {
-    /// Elements compared.
-    pub n: u64,
-    /// Sum of squared errors.
-    pub sse: f64,
-    /// Max absolute error (infinite if a NaN appeared on one side only).
-    pub max_abs: f32,
-}
-
-impl ErrStats {
-    fn add(&mut self, o: &ErrStats) {
-        self.n += o.n;
-        self.sse += o.sse;
-        self.max_abs = self.max_abs.max(o.max_abs);
-    }
-    fn compare(&mut self, exact: &[f32], got: &[f32]) {
-        for (&a, &b) in exact.iter().zip(got) {
-            if a.to_bits() == b.to_bits() {
-                continue;
-            }
-            let d = (a - b).abs();
-            if d.is_nan() {
-                self.max_abs = f32::INFINITY;
-                continue;
-            }
-            self.sse += f64::from(d) * f64::from(d);
-            self.max_abs = self.max_abs.max(d);
-        }
-        self.n += exact.len() as u64;
-    }
-    /// Root-mean-square error.
-    pub fn rms(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            (self.sse / self.n as f64).sqrt()
-        }
-    }
 }
 
 /// One tensor's line of the report.
@@ -436,66 +355,50 @@ pub struct RequantReport {
     pub totals: RequantTotals,
 }
 
-/// Refuse outputs that are an input file, and existing outputs unless `force`.
-fn check_outputs(inputs: &[PathBuf], outputs: &[&Path], force: bool) -> Result<(), RequantError> {
-    let ins: Vec<PathBuf> = inputs
-        .iter()
-        .filter_map(|p| p.canonicalize().ok())
-        .collect();
-    for o in outputs {
-        let c = canonical_or_parent(o).ok_or_else(|| {
-            RequantError::Refused(format!(
-                "{}: the output's directory does not exist",
-                o.display()
-            ))
-        })?;
-        if ins.contains(&c) {
-            return Err(RequantError::Refused(format!(
-                "{}: the output would replace an input file",
-                o.display()
-            )));
-        }
-        if c.exists() && !force {
-            return Err(RequantError::Refused(format!(
-                "{}: already exists (use --force to replace it)",
-                o.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Write the plan's output. `progress` receives output bytes as they are written.
 pub fn requantize(
     set: &GgufSet,
     plan: &RequantPlan,
     o: &RequantOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<RequantReport, RequantError> {
+) -> Result<RequantReport, ConvertError> {
     let files = plan.gguf_plan().split(o.split_max, &o.out)?;
     let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
-    check_outputs(&set.paths(), &paths, o.force)?;
+    let inputs = set.paths();
+    let existing = if o.force {
+        Existing::Allow
+    } else {
+        Existing::Refuse("--force to replace it")
+    };
+    check_outputs(
+        Inputs {
+            checkpoint: None,
+            files: &inputs,
+        },
+        &paths,
+        existing,
+    )?;
     let mut report = RequantReport {
         file_type: plan.file_type,
         ..Default::default()
     };
-    let mut next = plan.tensors.iter();
-    let mut total = ErrStats::default();
-    for f in &files {
-        let mut w = GgufFileWriter::create(f.clone())?;
-        for pt in f.tensors() {
-            let t = next.next().filter(|t| t.name == pt.name).ok_or_else(|| {
-                RequantError::Refused(format!("{}: planned out of order", pt.name))
+    let by_name = ByName::new(&plan.tensors, |t| t.name.as_str());
+    let mut total = Stats::default();
+    let mut pool = Vec::new();
+    let run = FileLoop {
+        shard: None,
+        resume: false,
+        progress,
+    };
+    let outcome = run.run(
+        &files,
+        &mut |_| Ok(None),
+        &mut |path, name, chunks| {
+            let t = by_name.get(path, name)?;
+            let (file, info) = set.tensor(name).ok_or_else(|| ConvertError::NotInInput {
+                tensor: name.to_string(),
             })?;
-            let (file, info) = set
-                .tensor(&t.name)
-                .ok_or_else(|| RequantError::Refused(format!("{}: not in the input", t.name)))?;
-            let mut sink = |b: &[u8]| -> Result<(), RequantError> {
-                w.write_tensor_chunk(b)?;
-                progress(b.len() as u64);
-                Ok(())
-            };
-            let stats = stream_tensor(file, info, t, o, &mut sink)?;
+            let stats = stream::stream_tensor(file, info, t, o, &mut pool, chunks)?;
             file.release_tensor(info);
             total.add(&stats);
             report.tensors.push(RequantTensorReport {
@@ -506,144 +409,43 @@ pub fn requantize(
                 action: t.action,
                 in_bytes: t.in_bytes,
                 bytes: t.out_bytes,
-                bpw: t.out_bytes as f64 * 8.0 / t.elems().max(1) as f64,
+                bpw: bits_per_weight(t.out_bytes, t.elems()),
                 rms: stats.rms(),
                 max_abs: stats.max_abs,
                 note: t.note.clone(),
             });
-        }
-        let written = w.finish()?;
-        report.files.push((written.path, written.bytes));
-    }
-    let tt = &mut report.totals;
-    tt.tensors = plan.tensors.len();
-    tt.elements = plan.tensors.iter().map(RequantTensor::elems).sum();
-    tt.in_bytes = plan.tensors.iter().map(|t| t.in_bytes).sum();
-    tt.out_bytes = plan.out_bytes();
-    tt.bpw = tt.out_bytes as f64 * 8.0 / tt.elements.max(1) as f64;
-    tt.rms = total.rms();
-    tt.max_abs = total.max_abs;
-    tt.copied = plan
-        .tensors
-        .iter()
-        .filter(|t| t.action == Action::Copy)
-        .count();
-    tt.encoded = plan
-        .tensors
-        .iter()
-        .filter(|t| t.action == Action::Encode)
-        .count();
-    tt.requantized = plan
-        .tensors
-        .iter()
-        .filter(|t| t.action == Action::Requantize)
-        .count();
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    )?;
+    report.files = outcome
+        .written
+        .into_iter()
+        .map(|w| (w.path, w.bytes))
+        .collect();
+    report.totals = RequantTotals::of(plan, &total);
     Ok(report)
 }
 
-/// Stream one tensor's output bytes into `sink` in order.
-fn stream_tensor(
-    file: &GgufFile,
-    info: &TensorInfo,
-    t: &RequantTensor,
-    o: &RequantOptions,
-    sink: &mut dyn FnMut(&[u8]) -> Result<(), RequantError>,
-) -> Result<ErrStats, RequantError> {
-    let data = file.tensor_data(info);
-    let qerr = |source: QuantError| RequantError::Quant {
-        path: file.path().to_path_buf(),
-        tensor: t.name.clone(),
-        source,
-    };
-    if data.len() as u64 != info.nbytes {
-        let got = data.len() as u64;
-        return Err(qerr(QuantError::LengthMismatch {
-            what: "tensor data".into(),
-            expected: info.nbytes,
-            got,
-        }));
-    }
-    if t.action == Action::Copy {
-        let mut done = 0u64;
-        for c in data.chunks(COPY_CHUNK) {
-            sink(c)?;
-            file.release(info.offset.saturating_add(done), c.len() as u64);
-            done += c.len() as u64;
-        }
-        return Ok(ErrStats::default());
-    }
-    let (tin, tout) = (t.in_ty, t.out_ty);
-    // Block sizes are 1, 32 or 256: the larger is a multiple of the smaller.
-    let unit = tin.block_elems().max(tout.block_elems()).max(1);
-    let elems = t.elems();
-    if !elems.is_multiple_of(unit) {
-        return Err(qerr(QuantError::NotBlockAligned {
-            what: format!("{tin} → {tout}"),
-            len: elems,
-            block: unit,
-        }));
-    }
-    let chunk = if o.chunk_elems == 0 {
-        CHUNK_ELEMS
-    } else {
-        o.chunk_elems
-    };
-    let per = (chunk as u64 / unit).max(1) * unit;
-    let n_chunks = elems.div_ceil(per);
-    let chunk_ids: Vec<u64> = (0..n_chunks).collect();
-    let measure = o.measure;
-    let mut stats = ErrStats::default();
-    for group in chunk_ids.chunks(o.jobs.max(1)) {
-        let encoded: Vec<Result<(Vec<u8>, ErrStats), RequantError>> = group
-            .par_iter()
-            .map(|&ci| {
-                let e0 = ci * per;
-                let n = per.min(elems - e0);
-                let bad = || {
-                    qerr(QuantError::LengthMismatch {
-                        what: format!("chunk of {tin}"),
-                        expected: n,
-                        got: 0,
-                    })
-                };
-                let b0 = tin.row_bytes(e0).ok_or_else(bad)?;
-                let nb = tin.row_bytes(n).ok_or_else(bad)?;
-                let src = usize::try_from(b0)
-                    .ok()
-                    .zip(usize::try_from(b0.saturating_add(nb)).ok())
-                    .and_then(|(a, b)| data.get(a..b))
-                    .ok_or_else(bad)?;
-                let n = usize::try_from(n).map_err(|_| bad())?;
-                let mut x = vec![0f32; n];
-                quant::dequantize_row(tin, src, &mut x).map_err(qerr)?;
-                let mut out = Vec::with_capacity(
-                    usize::try_from(tout.row_bytes(n as u64).unwrap_or(0)).unwrap_or(0),
-                );
-                quant::quantize_row(tout, &x, &mut out).map_err(qerr)?;
-                let mut st = ErrStats::default();
-                if measure && tout != GgmlType::F32 {
-                    let mut y = vec![0f32; n];
-                    quant::dequantize_row(tout, &out, &mut y).map_err(qerr)?;
-                    st.compare(&x, &y);
-                } else {
-                    st.n = n as u64;
-                }
-                Ok((out, st))
-            })
-            .collect();
-        for r in encoded {
-            let (bytes, st) = r?;
-            stats.add(&st);
-            sink(&bytes)?;
-        }
-        // Release the input consumed by this group.
-        if let (Some(&first), Some(&last)) = (group.first(), group.last()) {
-            let a = tin.row_bytes(first * per).unwrap_or(0);
-            let b = tin.row_bytes(((last + 1) * per).min(elems)).unwrap_or(0);
-            file.release(info.offset.saturating_add(a), b.saturating_sub(a));
+impl RequantTotals {
+    /// The totals of `plan`, with the error statistics of every tensor written.
+    fn of(plan: &RequantPlan, errors: &Stats) -> RequantTotals {
+        let count = |a: Action| plan.tensors.iter().filter(|t| t.action == a).count();
+        let elements = plan.tensors.iter().map(RequantTensor::elems).sum();
+        let out_bytes = plan.out_bytes();
+        RequantTotals {
+            tensors: plan.tensors.len(),
+            elements,
+            in_bytes: plan.tensors.iter().map(|t| t.in_bytes).sum(),
+            out_bytes,
+            bpw: bits_per_weight(out_bytes, elements),
+            rms: errors.rms(),
+            max_abs: errors.max_abs,
+            copied: count(Action::Copy),
+            encoded: count(Action::Encode),
+            requantized: count(Action::Requantize),
         }
     }
-    Ok(stats)
 }
 
 #[cfg(test)]
@@ -691,14 +493,14 @@ mod tests {
 
     #[test]
     fn error_stats() {
-        let mut s = ErrStats::default();
-        s.compare(&[1.0, 2.0, f32::NAN], &[1.5, 2.0, f32::NAN]);
+        let mut s = Stats::default();
+        s.add_errors(&[1.0, 2.0, f32::NAN], &[1.5, 2.0, f32::NAN]);
         assert_eq!(s.n, 3);
         assert_eq!(s.max_abs, 0.5);
         assert!((s.rms() - (0.25f64 / 3.0).sqrt()).abs() < 1e-12);
-        s.compare(&[0.0], &[f32::NAN]);
+        s.add_errors(&[0.0], &[f32::NAN]);
         assert_eq!(s.max_abs, f32::INFINITY);
-        assert_eq!(ftype_for(G::Q4_K), 15);
-        assert_eq!(ftype_for(G::BF16), 32);
+        assert_eq!(G::Q4_K.mostly_ftype(), 15);
+        assert_eq!(G::BF16.mostly_ftype(), 32);
     }
 }
