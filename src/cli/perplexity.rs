@@ -14,6 +14,7 @@ use crate::eval::perplexity::{evaluate, ChunkResult, Scoring, Summary};
 use crate::eval::state::{tokens_hash, Found, Identity, StateDir};
 use crate::eval::Model;
 use crate::io::atomic::AtomicFile;
+use crate::io::output::{resolve_output, OutputRules, OutputTarget};
 use crate::reference::sources::Source;
 use crate::reference::{ModelDims, Precision};
 use crate::source::grok::OpenOptions;
@@ -23,7 +24,6 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use std::io::Write;
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -286,6 +286,8 @@ struct Setup {
     identity: Identity,
     mode: String,
     inputs: Vec<PathBuf>,
+    /// The model's directory (release, safetensors): no output may go inside it.
+    input_dirs: Vec<PathBuf>,
 }
 
 fn precision_name(p: Precision) -> &'static str {
@@ -304,8 +306,8 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
         },
     )
     .with_context(|| format!("opening {}", o.model.display()))?;
-    let dims = ModelDims::from_config(src.config())?;
-    dims.validate()?;
+    // The source's own checked dims (as `forward` runs them).
+    let dims = src.dims().clone();
     let foot = Footprint::of(&o.model, &src, dims.n_layers)?;
     let mut bos = bos_rule(&o.model, &src)?;
     match o.bos {
@@ -320,7 +322,7 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
         }
     }
     let mut inputs: Vec<PathBuf> = foot.files.iter().map(|f| f.0.clone()).collect();
-    let max_ctx = src.config().max_seq_len as usize;
+    let max_ctx = dims.max_seq;
     let check_ctx = |ctx: usize| -> anyhow::Result<()> {
         ensure!(
             ctx <= max_ctx,
@@ -446,48 +448,48 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
         identity,
         mode,
         inputs,
+        input_dirs: if o.model.is_dir() {
+            vec![o.model.clone()]
+        } else {
+            Vec::new()
+        },
     })
 }
 
-/// Refuse an output that exists (without --force), is not a regular file, or is an input.
-fn check_output(out: &Path, inputs: &[PathBuf], force: bool) -> anyhow::Result<()> {
-    match std::fs::symlink_metadata(out) {
-        Err(_) => {
-            let parent = out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            ensure!(
-                parent.is_dir(),
-                "{}: directory {} does not exist",
-                out.display(),
-                parent.display()
-            );
-            Ok(())
-        }
-        Ok(m) => {
-            ensure!(
-                m.is_file(),
-                "{}: exists and is not a regular file; refusing to replace it",
-                out.display()
-            );
-            for i in inputs {
-                if let Ok(im) = std::fs::metadata(i) {
-                    ensure!(
-                        !(im.dev() == m.dev() && im.ino() == m.ino()),
-                        "{}: is an input of this run ({}); refusing to replace it",
-                        out.display(),
-                        i.display()
-                    );
-                }
-            }
-            ensure!(
-                force,
-                "{}: exists (pass --force to replace it)",
-                out.display()
-            );
-            Ok(())
-        }
+/// Where a file this run writes goes, decided by the one output policy (`io::output`) before
+/// any work: never one of the inputs or a file inside the model's directory, never a device,
+/// FIFO or directory (perplexity's outputs are files written to a temporary, then renamed); an
+/// existing file needs `--force` unless `owned` (the run's own state and shard files, whose
+/// reuse the caller has already decided). Returns the path to write (a symlink's target).
+fn output_rules(s: &Setup, force: bool, owned: bool) -> OutputRules {
+    OutputRules {
+        inputs: s.inputs.clone(),
+        input_dirs: s.input_dirs.clone(),
+        force,
+        replace_without_force: owned,
+        ..OutputRules::default()
+    }
+}
+
+fn output_path(p: &Path, s: &Setup, force: bool, owned: bool) -> anyhow::Result<PathBuf> {
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    ensure!(
+        parent.is_dir(),
+        "{}: directory {} does not exist",
+        p.display(),
+        parent.display()
+    );
+    match resolve_output(p, &output_rules(s, force, owned))? {
+        OutputTarget::File { path, .. } => Ok(path),
+        OutputTarget::Stream { path, kind } => bail!(
+            "{}: refused as an output: it is {}; perplexity writes its files to a temporary \
+             beside them, then renames",
+            path.display(),
+            kind.describe()
+        ),
     }
 }
 
@@ -567,16 +569,18 @@ fn single(
                 p.display()
             );
         }
+        output_path(&p, s, o.force, true)?;
     }
     if let Some(k) = &s.kl {
         k.check_rows(chunks.clone())?;
     }
     let save_path = match (&o.extra, shard) {
         (Extra::Save(p), None) => {
-            check_output(p, &s.inputs, o.force)?;
-            Some(p.clone())
+            Some(output_path(p, s, o.force, false)?)
         }
-        (Extra::Save(_), Some((k, n, dir))) => Some(dir.join(logits_name(k, n))),
+        (Extra::Save(_), Some((k, n, dir))) => {
+            Some(output_path(&dir.join(logits_name(k, n)), s, o.force, true)?)
+        }
         _ => None,
     };
     let dims = &s.dims;
@@ -585,6 +589,13 @@ fn single(
         let h = crate::base::hex::encode(&identity.hash());
         std::env::temp_dir().join(format!("grokit-perplexity-{}", &h[..16]))
     });
+    // The state files follow the output policy too: never inside the model's directory, never
+    // over a device or FIFO (the directory may not exist yet: it is judged by its ancestors).
+    resolve_output(
+        &state_dir.join("run.json"),
+        &output_rules(s, o.force, true),
+    )
+    .with_context(|| format!("--scratch {}", state_dir.display()))?;
     let d = dims.d_model as u64;
     let ctx = s.plan.ctx as u64;
     let (state, found) = StateDir::open(
@@ -715,8 +726,8 @@ fn finish(o: &Options, s: &Setup, dir: &Path) -> anyhow::Result<Outcome> {
     let parts = read_all(dir, &s.identity, &s.mode)?;
     let results: Vec<ChunkResult> = crate::eval::parts::results(&parts);
     if let Extra::Save(p) = &o.extra {
-        check_output(p, &s.inputs, o.force)?;
-        write_merged_logits(dir, &parts, p, s.plan.ctx, s.dims.vocab, s.plan.tokens())?;
+        let p = output_path(p, s, o.force, false)?;
+        write_merged_logits(dir, &parts, &p, s.plan.ctx, s.dims.vocab, s.plan.tokens())?;
     }
     let summary = Summary::of(&results, s.plan.scored())?;
     let run = json!({"finished_from": dir, "shards": parts.len()});

@@ -269,3 +269,80 @@ impl Summary {
         Ok(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::state::{tokens_hash, Identity};
+    use crate::reference::sources::Source;
+    use crate::reference::{forward, Precision};
+
+    /// The layer-major evaluation is the forward pass: on the tiny release, in two groups (so
+    /// the second group's layers run after the first group's head is planned), every chunk's
+    /// NLL sums equal those computed from `reference::forward`'s logits of the same tokens, bit
+    /// for bit, in both precisions.
+    #[test]
+    fn layer_major_scores_equal_the_forward_pass() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny");
+        let src = Source::open(&dir, &Default::default()).unwrap();
+        let dims = src.dims().clone();
+        let ctx = 12;
+        let tokens: Vec<u32> = (0..ctx as u32 * 3)
+            .map(|i| (i * 7919 + 13) % dims.vocab as u32)
+            .collect();
+        let plan = ChunkPlan::new(tokens, ctx, None, Some(1)).unwrap();
+        for precision in [Precision::F32, Precision::Bf16] {
+            let model = Model::new(src.weights(), dims.clone(), precision).unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let id = Identity {
+                grokit: "test".into(),
+                model: "tiny".into(),
+                n_layers: dims.n_layers,
+                d_model: dims.d_model,
+                tokens: tokens_hash(plan.tokens()),
+                ctx,
+                n_chunks: plan.n_chunks,
+                chunks: 0..plan.n_chunks,
+                bos: plan.bos,
+                precision: format!("{precision:?}"),
+            };
+            let d = dims.d_model as u64;
+            let (state, _) = StateDir::open(
+                &scratch.path().join("s"),
+                &id,
+                vec![0..2, 2..3],
+                |r| r.len() as u64 * ctx as u64 * d,
+                false,
+            )
+            .unwrap();
+            let (got, _) = evaluate(
+                &model,
+                &plan,
+                0..plan.n_chunks,
+                &state,
+                false,
+                2,
+                &mut Scoring::Ppl,
+                &mut |_| {},
+            )
+            .unwrap();
+            let seqs: Vec<Vec<u32>> = (0..plan.n_chunks).map(|c| plan.eval_tokens(c)).collect();
+            let l = forward(src.weights(), &dims, precision, &seqs).unwrap();
+            assert_eq!(got.len(), plan.n_chunks);
+            for (c, r) in got.iter().enumerate() {
+                let (mut s, mut s2) = (0f64, 0f64);
+                for j in 0..plan.scored() {
+                    let row = c * ctx + plan.first() + j;
+                    assert_eq!(l.positions[row], (c, plan.first() + j));
+                    let v = nll(
+                        &l.data[row * l.vocab..(row + 1) * l.vocab],
+                        plan.target(c, j) as usize,
+                    );
+                    s += v;
+                    s2 += v * v;
+                }
+                assert_eq!((r.nll, r.nll2), (s, s2), "{precision:?} chunk {c}");
+            }
+        }
+    }
+}
