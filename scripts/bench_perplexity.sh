@@ -10,6 +10,10 @@
 #     1, 4 and 16 chunks of 512: grokit on the release; then the release converted to a q8_0
 #     GGUF (11.3 GB), the release deleted (disk), and grokit and llama-perplexity on the GGUF.
 #     Everything it creates is deleted at the end. Needs about 25 GB free at the peak.
+#   BENCH_GGUF=FILE (e.g. /work/bench/grok1-1l-q8_0.gguf, the 1-layer checkpoint at Grok-1's
+#     widths as q8_0): no synth and no conversion; grokit and llama-perplexity on FILE only, for
+#     the chunk counts in CHUNKS (default "1 4 16"), in a scratch directory under /tmp. FILE is
+#     only read. With BENCH_INPUT=DIR too, grokit also runs on that release checkpoint.
 #   --quick: the tiny fixture, 1 and 4 chunks of 128 (llama-perplexity too when the llama.cpp
 #     cache is already built), to keep the script working in CI.
 # Inputs are read once first (`cat > /dev/null`), so every run starts with them in the page cache:
@@ -77,6 +81,41 @@ fi
 TOK=$SHARED/grok1/tokenizer.model
 [[ -f "$TOK" ]] || { echo "need the Grok-1 tokenizer at $TOK (set GROKIT_SHARED)"; exit 1; }
 [[ -x "$LP" ]] || LP=$(bash scripts/build_llama_cpp.sh | tail -1)/bin/llama-perplexity
+# bench_gguf GGUF: grokit and llama-perplexity on GGUF, alternating, for each chunk count.
+bench_gguf() {
+  local GGUF=$1 SIZE
+  SIZE=$(stat -L -c %s "$GGUF")
+  dd if="$GGUF" of=/dev/null bs=8M iflag=direct 2> "$DIR/dd.log" || true
+  echo "GGUF: $SIZE bytes; disk read (dd iflag=direct): $(tail -1 "$DIR/dd.log")"
+  cat "$GGUF" > /dev/null
+  for n in ${CHUNKS:-1 4 16}; do
+    bench "grokit GGUF, $n chunks of 512" "$DIR/g$n.log" "$G" perplexity "$GGUF" --tokenizer "$TOK" -f "$DIR/text.txt" --chunks $n -q --scratch "$DIR/scratch"
+    bench "llama-perplexity GGUF, $n chunks" "$DIR/l$n.log" "$LP" -m "$GGUF" -f "$DIR/text.txt" -c 512 --chunks $n -t "$T"
+    passes=$(( (n + 3) / 4 ))
+    printf "    grokit %s\n    llama  %s\n" "$(ppl_of "$DIR/g$n.log")" "$(ppl_of "$DIR/l$n.log")"
+    echo "    grokit $(read_of "$DIR/g$n.log")"
+    printf "    llama-perplexity: %d pass(es) over the weights (4 chunks per decode) = %.2f GB computed\n" "$passes" "$(echo "$passes * $SIZE / 1e9" | bc -l)"
+    printf "    time ratio grokit / llama-perplexity: %.2f\n" "$(echo "${SECS["grokit GGUF, $n chunks of 512"]} / ${SECS["llama-perplexity GGUF, $n chunks"]}" | bc -l)"
+  done
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+if [[ -n "${BENCH_GGUF:-}" ]]; then
+  DIR=$(mktemp -d /tmp/grokit-bench-ppl.XXXXXX)
+  trap 'rm -rf "$DIR"' EXIT
+  for i in 1 2; do cat README.md docs/*.md; done > "$DIR/text.txt"
+  echo "$(nproc) cores, $T threads; $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  if [[ -n "${BENCH_INPUT:-}" ]]; then
+    for n in ${CHUNKS:-1 4 16}; do
+      bench "grokit release, $n chunks of 512" "$DIR/r$n.log" "$G" perplexity "$BENCH_INPUT" --tokenizer "$TOK" -f "$DIR/text.txt" --chunks $n -q --scratch "$DIR/scratch"
+      echo "    $(ppl_of "$DIR/r$n.log")"
+      echo "    $(read_of "$DIR/r$n.log")"
+    done
+  fi
+  bench_gguf "$BENCH_GGUF"
+  exit 0
+fi
+
 DIR=${BENCH_DIR:-/work/bench/ppl-2l}
 rm -rf "$DIR"; mkdir -p "$DIR"
 trap 'rm -rf "$DIR"' EXIT
@@ -96,16 +135,4 @@ done
 GGUF=$DIR/q8_0.gguf
 "$G" convert "$DIR/in" --to gguf -o "$GGUF" --type q8_0 --tokenizer "$TOK" -q
 if [[ -z "${BENCH_INPUT:-}" ]]; then rm -rf "$DIR/in"; fi   # disk: the release is not needed any more
-SIZE=$(stat -c %s "$GGUF")
-dd if="$GGUF" of=/dev/null bs=8M iflag=direct 2> "$DIR/dd.log"
-echo "GGUF: $SIZE bytes; disk read (dd iflag=direct): $(tail -1 "$DIR/dd.log")"
-cat "$GGUF" > /dev/null
-for n in 1 4 16; do
-  bench "grokit q8_0 GGUF, $n chunks of 512" "$DIR/g$n.log" "$G" perplexity "$GGUF" --tokenizer "$TOK" -f "$DIR/text.txt" --chunks $n -q --scratch "$DIR/scratch"
-  bench "llama-perplexity q8_0 GGUF, $n chunks" "$DIR/l$n.log" "$LP" -m "$GGUF" -f "$DIR/text.txt" -c 512 --chunks $n -t "$T"
-  passes=$(( (n + 3) / 4 ))
-  printf "    grokit %s\n    llama  %s\n" "$(ppl_of "$DIR/g$n.log")" "$(ppl_of "$DIR/l$n.log")"
-  echo "    grokit $(read_of "$DIR/g$n.log")"
-  printf "    llama-perplexity: %d pass(es) over the weights (4 chunks per decode) = %.2f GB computed\n" "$passes" "$(echo "$passes * $SIZE / 1e9" | bc -l)"
-  printf "    time ratio grokit / llama-perplexity: %.2f\n" "$(echo "${SECS["grokit q8_0 GGUF, $n chunks of 512"]} / ${SECS["llama-perplexity q8_0 GGUF, $n chunks"]}" | bc -l)"
-done
+bench_gguf "$GGUF"

@@ -103,6 +103,26 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
     assert_eq!(spilled["result"], one["result"]);
     let kld = std::fs::read(d.path().join("one.kld")).unwrap();
     assert_eq!(kld, std::fs::read(d.path().join("spill.kld")).unwrap());
+    // Bytes read per run: one group applies each layer once (so about the model's size is
+    // read, whatever the number of chunks); one chunk per group applies each layer per chunk.
+    let calls = |j: &serde_json::Value| -> Vec<u64> {
+        j["run"]["layer_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    assert!(calls(&one).iter().all(|&c| c == 1), "{}", one["run"]);
+    assert!(calls(&spilled).iter().all(|&c| c == n_chunks), "{}", spilled["run"]);
+    let read = |j: &serde_json::Value| j["run"]["bytes_read_computed"].as_u64().unwrap();
+    let model = one["run"]["model_bytes"].as_u64().unwrap();
+    assert!(
+        read(&one) <= 2 * model && read(&one) * 2 >= model,
+        "one group reads about the model once: {} of {model}",
+        read(&one)
+    );
+    assert!(read(&spilled) > 2 * read(&one), "{} vs {}", read(&spilled), read(&one));
     // Three shards, then --finish: the single-machine result and base file, byte for byte.
     let parts = d.path().join("parts");
     std::fs::create_dir(&parts).unwrap();

@@ -58,7 +58,7 @@ check("llama-perplexity built", os.access(LP, os.X_OK), LP)
 if not os.access(LP, os.X_OK):
     C.finish()
 
-tiny = os.path.join(a.shared, "reference", "tiny12")
+tiny = os.path.abspath(os.path.join(a.shared, "reference", "tiny12"))  # symlinked below
 fixture = os.path.join(repo, "fixtures", "tiny")
 W = a.work
 text = os.path.join(W, "text.txt")
