@@ -459,7 +459,18 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     }
     // Outputs: never an input, never a non-regular file, never an existing file without --force.
     expect_t(&["--save-logits", s(&t), "--force"], "input");
-    expect_t(&["--save-logits", s(dir)], "not a regular file");
+    expect_t(&["--save-logits", s(dir)], "refused as an output: it is a directory");
+    // io::output's policy: nothing inside the model's directory (a release directory here).
+    let inside = Path::new(&fx).join("x.kld");
+    expect_t(&["--save-logits", s(&inside)], "inside the input directory");
+    assert!(!inside.exists());
+    let mut a = vec!["perplexity", fx.as_str(), "-f", s(&t), "--ctx", "64", "--scratch"];
+    let in_model = Path::new(&fx).join("scratch");
+    a.push(s(&in_model));
+    let (code, _, err) = run(&a);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inside the input directory"), "{err}");
+    assert!(!in_model.exists());
     let existing = write("existing.kld", b"mine");
     expect_t(&["--save-logits", s(&existing)], "--force");
     assert_eq!(std::fs::read(&existing).unwrap(), b"mine");

@@ -174,6 +174,8 @@ def kl_both_ways(tag, candidate, bases):
         if ls and gs:
             print(f"{tag} vs {who}'s base: mean KLD grokit {gs['Mean    KLD'][0]} llama {ls['Mean    KLD'][0]}; "
                   f"PPL(Q) grokit {gs['Mean PPL(Q)'][0]} llama {ls['Mean PPL(Q)'][0]}")
+        if not ls:
+            print(f"llama-perplexity printed no KL statistics; its output ends:\n{(lo or '')[-1500:]}")
         check(f"llama-perplexity reads {who}'s base file ({tag})", bool(ls))
         compare_stats(f"{tag}, {who}'s base", gs, ls)
 
