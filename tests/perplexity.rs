@@ -114,7 +114,11 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
             .collect()
     };
     assert!(calls(&one).iter().all(|&c| c == 1), "{}", one["run"]);
-    assert!(calls(&spilled).iter().all(|&c| c == n_chunks), "{}", spilled["run"]);
+    assert!(
+        calls(&spilled).iter().all(|&c| c == n_chunks),
+        "{}",
+        spilled["run"]
+    );
     let read = |j: &serde_json::Value| j["run"]["bytes_read_computed"].as_u64().unwrap();
     let model = one["run"]["model_bytes"].as_u64().unwrap();
     assert!(
@@ -122,7 +126,12 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
         "one group reads about the model once: {} of {model}",
         read(&one)
     );
-    assert!(read(&spilled) > 2 * read(&one), "{} vs {}", read(&spilled), read(&one));
+    assert!(
+        read(&spilled) > 2 * read(&one),
+        "{} vs {}",
+        read(&spilled),
+        read(&one)
+    );
     // Three shards, then --finish: the single-machine result and base file, byte for byte.
     let parts = d.path().join("parts");
     std::fs::create_dir(&parts).unwrap();
@@ -459,12 +468,23 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     }
     // Outputs: never an input, never a non-regular file, never an existing file without --force.
     expect_t(&["--save-logits", s(&t), "--force"], "input");
-    expect_t(&["--save-logits", s(dir)], "refused as an output: it is a directory");
+    expect_t(
+        &["--save-logits", s(dir)],
+        "refused as an output: it is a directory",
+    );
     // io::output's policy: nothing inside the model's directory (a release directory here).
     let inside = Path::new(&fx).join("x.kld");
     expect_t(&["--save-logits", s(&inside)], "inside the input directory");
     assert!(!inside.exists());
-    let mut a = vec!["perplexity", fx.as_str(), "-f", s(&t), "--ctx", "64", "--scratch"];
+    let mut a = vec![
+        "perplexity",
+        fx.as_str(),
+        "-f",
+        s(&t),
+        "--ctx",
+        "64",
+        "--scratch",
+    ];
     let in_model = Path::new(&fx).join("scratch");
     a.push(s(&in_model));
     let (code, _, err) = run(&a);

@@ -575,9 +575,7 @@ fn single(
         k.check_rows(chunks.clone())?;
     }
     let save_path = match (&o.extra, shard) {
-        (Extra::Save(p), None) => {
-            Some(output_path(p, s, o.force, false)?)
-        }
+        (Extra::Save(p), None) => Some(output_path(p, s, o.force, false)?),
         (Extra::Save(_), Some((k, n, dir))) => {
             Some(output_path(&dir.join(logits_name(k, n)), s, o.force, true)?)
         }
@@ -591,11 +589,8 @@ fn single(
     });
     // The state files follow the output policy too: never inside the model's directory, never
     // over a device or FIFO (the directory may not exist yet: it is judged by its ancestors).
-    resolve_output(
-        &state_dir.join("run.json"),
-        &output_rules(s, o.force, true),
-    )
-    .with_context(|| format!("--scratch {}", state_dir.display()))?;
+    resolve_output(&state_dir.join("run.json"), &output_rules(s, o.force, true))
+        .with_context(|| format!("--scratch {}", state_dir.display()))?;
     let d = dims.d_model as u64;
     let ctx = s.plan.ctx as u64;
     let (state, found) = StateDir::open(
