@@ -54,7 +54,7 @@ bench() {
   SECS[$name]=$(echo "$t1 - $t0" | bc -l)
   printf "%-44s %9.1f s   peak RSS %7s MiB   storage reads %6s GB\n" "$name" "${SECS[$name]}" "$rss" "$inb"
 }
-ppl_of() { grep -oE 'Final estimate: PPL = [0-9.]+ \+/- [0-9.]+' "$1" | head -1 || true; }
+ppl_of() { grep -oE 'Final estimate: PPL = [0-9.a-z]+ \+/- [0-9.a-z]+' "$1" | head -1 || true; }
 read_of() { grep -oE 'weights read per run: .*' "$1" | head -1 || true; }
 
 if [[ "${1:-}" == "--quick" ]]; then
@@ -94,7 +94,7 @@ bench_gguf() {
     passes=$(( (n + 3) / 4 ))
     printf "    grokit %s\n    llama  %s\n" "$(ppl_of "$DIR/g$n.log")" "$(ppl_of "$DIR/l$n.log")"
     echo "    grokit $(read_of "$DIR/g$n.log")"
-    printf "    llama-perplexity: %d pass(es) over the weights (4 chunks per decode) = %.2f GB computed\n" "$passes" "$(echo "$passes * $SIZE / 1e9" | bc -l)"
+    printf "    llama-perplexity: %d pass(es) over the weights (4 chunks per decode) = %.2f GB computed\n" "$passes" "$(echo "$passes * $SIZE / 1000000000" | bc -l)"
     printf "    time ratio grokit / llama-perplexity: %.2f\n" "$(echo "${SECS["grokit GGUF, $n chunks of 512"]} / ${SECS["llama-perplexity GGUF, $n chunks"]}" | bc -l)"
   done
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
