@@ -48,6 +48,13 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// `grokit perplexity MODEL -f TEXT --ctx 64 EXTRA...`.
+fn ppl64(model: &str, text: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut a = vec!["perplexity", model, "-f", s(text), "--ctx", "64"];
+    a.extend_from_slice(extra);
+    run(&a)
+}
+
 fn fixture() -> String {
     repo().join("fixtures/tiny").to_str().unwrap().to_string()
 }
@@ -137,41 +144,37 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
     std::fs::create_dir(&parts).unwrap();
     for k in 0..3 {
         let sh = format!("{k}/3");
-        let (code, out, err) = run(&[
-            "perplexity",
+        let (code, out, err) = ppl64(
             &fx,
-            "-f",
-            s(&t),
-            "--ctx",
-            "64",
-            "-q",
-            "--shard",
-            &sh,
-            "--parts",
-            s(&parts),
-            "--save-logits",
-            "ignored.kld",
-            "--scratch",
-            s(&scratch),
-        ]);
+            &t,
+            &[
+                "-q",
+                "--shard",
+                &sh,
+                "--parts",
+                s(&parts),
+                "--save-logits",
+                "ignored.kld",
+                "--scratch",
+                s(&scratch),
+            ],
+        );
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&format!("shard {k}/3")), "{out}");
     }
     let merged = d.path().join("merged.kld");
-    let (code, out, err) = run(&[
-        "perplexity",
+    let (code, out, err) = ppl64(
         &fx,
-        "-f",
-        s(&t),
-        "--ctx",
-        "64",
-        "--json",
-        "--finish",
-        "--parts",
-        s(&parts),
-        "--save-logits",
-        s(&merged),
-    ]);
+        &t,
+        &[
+            "--json",
+            "--finish",
+            "--parts",
+            s(&parts),
+            "--save-logits",
+            s(&merged),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let fin = json(&out);
     assert_eq!(
@@ -180,32 +183,28 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
     );
     assert_eq!(std::fs::read(&merged).unwrap(), kld);
     // The text rendering of --finish is the single run's.
-    let (_, single_txt, _) = run(&[
-        "perplexity",
+    let (_, single_txt, _) = ppl64(
         &fx,
-        "-f",
-        s(&t),
-        "--ctx",
-        "64",
-        "-q",
-        "--scratch",
-        s(&scratch),
-        "--save-logits",
-        s(&d.path().join("two.kld")),
-    ]);
-    let (_, fin_txt, _) = run(&[
-        "perplexity",
+        &t,
+        &[
+            "-q",
+            "--scratch",
+            s(&scratch),
+            "--save-logits",
+            s(&d.path().join("two.kld")),
+        ],
+    );
+    let (_, fin_txt, _) = ppl64(
         &fx,
-        "-f",
-        s(&t),
-        "--ctx",
-        "64",
-        "--finish",
-        "--parts",
-        s(&parts),
-        "--save-logits",
-        s(&d.path().join("merged2.kld")),
-    ]);
+        &t,
+        &[
+            "--finish",
+            "--parts",
+            s(&parts),
+            "--save-logits",
+            s(&d.path().join("merged2.kld")),
+        ],
+    );
     let pick = |x: &str| -> String {
         x.lines()
             .filter(|l| l.starts_with('[') || l.starts_with("Final"))
@@ -496,19 +495,11 @@ fn bad_input_is_exit_2_and_leaves_nothing() {
     assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
     // KL base files: another vocabulary, other tokens, truncation, garbage, a damaged row.
     let good = dir.join("good.kld");
-    let (code, _, err) = run(&[
-        "perplexity",
+    let (code, _, err) = ppl64(
         &fx,
-        "-f",
-        s(&t),
-        "--ctx",
-        "64",
-        "-q",
-        "--save-logits",
-        s(&good),
-        "--scratch",
-        s(&scratch),
-    ]);
+        &t,
+        &["-q", "--save-logits", s(&good), "--scratch", s(&scratch)],
+    );
     assert_eq!(code, 0, "{err}");
     let g = std::fs::read(&good).unwrap();
     // A well-formed file for a vocabulary of 1000: this model's tokens, all-zero rows.

@@ -31,29 +31,17 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import args, Checks
+from common import args, Checks, llama_cpp_dir
 
 a = args()
 repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 C = Checks("llama_perplexity")
+check = C.report
 THREADS = "2"
 CTX = "128"
 CHUNKS = "16"
 
-
-def check(name, ok, detail=""):
-    C.check(ok, f"{name} {detail}")
-    if ok:
-        print(f"PASS {name} {detail}", flush=True)
-
-
-r = subprocess.run(["bash", os.path.join(repo, "scripts", "build_llama_cpp.sh")],
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-if r.returncode != 0 or not r.stdout.strip():
-    sys.stderr.write(r.stderr[-2000:])
-    check("llama.cpp build", False, f"scripts/build_llama_cpp.sh exited {r.returncode}")
-    C.finish()
-LP = os.path.join(r.stdout.strip().splitlines()[-1], "bin", "llama-perplexity")
+LP = os.path.join(llama_cpp_dir(repo, C), "bin", "llama-perplexity")
 check("llama-perplexity built", os.access(LP, os.X_OK), LP)
 if not os.access(LP, os.X_OK):
     C.finish()
