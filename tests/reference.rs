@@ -10,8 +10,8 @@ use grokit::reference::ops::Rounding;
 use grokit::reference::sources::ReleaseWeights;
 use grokit::reference::store::dense;
 use grokit::reference::{
-    forward, Loaded, MatrixInfo, MemoryWeights, ModelDims, Precision, ReferenceError, Session,
-    WeightId, Weights,
+    forward, Loaded, MatrixInfo, MemoryWeights, Model, ModelDims, Precision, ReferenceError,
+    Session, WeightId, Weights,
 };
 use grokit::source::grok::open_options;
 use std::collections::HashMap;
@@ -125,7 +125,7 @@ fn tiny12_bf16_top1_matches_jax() {
     let mean_with = |r: Rounding| {
         let mut s = 0f64;
         for (b, row) in toks.iter().enumerate() {
-            let lo = Session::with_rounding(&w, dims.clone(), r, 1)
+            let lo = Session::from_model(Model::with_rounding(&w, dims.clone(), r).unwrap(), 1)
                 .unwrap()
                 .prefill(std::slice::from_ref(row))
                 .unwrap();
@@ -550,7 +550,7 @@ fn wrong_weight_shape_is_an_error() {
             ..d.clone()
         },
         "test.gguf",
-        grokit::reference::dims::Format::Gguf,
+        grokit::model::KeyFormat::Gguf,
     )
     .unwrap_err();
     assert!(

@@ -202,7 +202,11 @@ fn gguf_dims_are_checked_before_anything_is_sized() {
             Kv::U32(3),
             vec!["3 layers, but layer 2 cannot be read", "blk.2"],
         ),
-        ("grok.block_count", Kv::Str("2"), vec!["is not an integer"]),
+        (
+            "grok.block_count",
+            Kv::Str("2"),
+            vec!["is not a non-negative integer"],
+        ),
         (
             "grok.rope.dimension_count",
             Kv::U64(1 << 40),
@@ -253,7 +257,7 @@ fn gguf_dims_are_checked_before_anything_is_sized() {
         (
             "grok.attn_logit_softcapping",
             Kv::Str("30"),
-            vec!["is not a float"],
+            vec!["is not a number"],
         ),
     ];
     for (i, (key, v, frags)) in cases.into_iter().enumerate() {

@@ -1,5 +1,5 @@
 //! [`ModelDims`]: the hyper-parameters the forward pass runs with, where each one comes from in
-//! every format ([`DIM_KEYS`]), and the checks they pass before anything is sized by them.
+//! every format ([`DIM_FIELDS`], rows of the one key table), and the checks they pass before anything is sized by them.
 //!
 //! Why checks here: the dims come from files (a release `config.json`, GGUF metadata, a
 //! safetensors `config.json`) and size every buffer of the forward pass. A `grok.block_count`
@@ -9,6 +9,7 @@
 //! ([`super::sources`]) then check every dimension against the tensors actually present.
 
 use super::ReferenceError;
+use crate::model::keys::{Field, KeyFormat};
 use crate::model::Config;
 
 /// Hyper-parameters of a Grok-1-shaped model.
@@ -71,170 +72,61 @@ pub const MAX_FFN: usize = 1 << 20;
 /// Longest context (Grok-1: 8192).
 pub const MAX_CONTEXT: usize = 1 << 22;
 
-/// Where a [`ModelDims`] field comes from in each format (`""`: not a key there; the value is
-/// derived from a tensor's shape or fixed by the architecture).
-#[derive(Clone, Copy, Debug)]
-pub struct DimKey {
-    /// The [`ModelDims`] field.
-    pub field: &'static str,
-    /// The release's `config.json` / `run.py` name (`model::Config` field).
-    pub release: &'static str,
-    /// The GGUF metadata key.
-    pub gguf: &'static str,
-    /// The Hugging Face `config.json` key (grokit's safetensors output).
-    pub hf: &'static str,
-}
-
-macro_rules! dim_key {
-    ($f:literal, $r:literal, $g:literal, $h:literal) => {
-        DimKey {
-            field: $f,
-            release: $r,
-            gguf: $g,
-            hf: $h,
-        }
-    };
-}
-
-/// One row per hyper-parameter, in every format (docs/reference-model.md, "Hyper-parameters").
-pub const DIM_KEYS: &[DimKey] = &[
-    dim_key!(
-        "vocab",
-        "vocab_size",
-        "token_embd.weight (rows)",
-        "vocab_size"
-    ),
-    dim_key!(
-        "d_model",
-        "emb_size",
-        "grok.embedding_length",
-        "hidden_size"
-    ),
-    dim_key!(
-        "n_layers",
-        "num_layers",
-        "grok.block_count",
-        "num_hidden_layers"
-    ),
-    dim_key!(
-        "n_q_heads",
-        "num_q_heads",
-        "grok.attention.head_count",
-        "num_attention_heads"
-    ),
-    dim_key!(
-        "n_kv_heads",
-        "num_kv_heads",
-        "grok.attention.head_count_kv",
-        "num_key_value_heads"
-    ),
-    dim_key!(
-        "head_dim",
-        "key_size",
-        "grok.rope.dimension_count",
-        "head_dim"
-    ),
-    dim_key!(
-        "n_experts",
-        "num_experts",
-        "grok.expert_count",
-        "num_local_experts"
-    ),
-    dim_key!(
-        "top_k",
-        "num_selected_experts",
-        "grok.expert_used_count",
-        "num_experts_per_tok"
-    ),
-    dim_key!(
-        "ffn",
-        "ffn_size",
-        "grok.feed_forward_length",
-        "intermediate_size"
-    ),
-    dim_key!(
-        "rms_eps",
-        "rms_norm_eps",
-        "grok.attention.layer_norm_rms_epsilon",
-        "rms_norm_eps"
-    ),
-    dim_key!(
-        "rope_base",
-        "rope_base",
-        "grok.rope.freq_base",
-        "rope_theta"
-    ),
-    dim_key!(
-        "attn_cap",
-        "attn_logit_cap",
-        "grok.attn_logit_softcapping",
-        "max_attn_value"
-    ),
-    dim_key!(
-        "emb_mult",
-        "embedding_multiplier_scale",
-        "grok.embedding_scale",
-        "embedding_multiplier_scale"
-    ),
-    dim_key!(
-        "out_mult",
-        "output_multiplier_scale",
-        "grok.logit_scale",
-        "output_multiplier_scale"
-    ),
-    dim_key!(
-        "attn_mult",
-        "attn_output_multiplier",
-        "grok.attention.output_scale",
-        "attn_output_multiplier"
-    ),
-    dim_key!("pad_id", "pad_token", "", "pad_token_id"),
-    dim_key!(
-        "max_seq",
-        "max_seq_len",
-        "grok.context_length",
-        "max_position_embeddings"
-    ),
-    dim_key!("router_cap", "", "", ""),
+/// Which [`Config`] field (and so which row of [`CONFIG_KEYS`], the one table of every
+/// format's key names) each [`ModelDims`] field comes from. `None`: not a key in any format
+/// (the router cap is grokit's own knob).
+///
+/// [`CONFIG_KEYS`]: crate::model::keys::CONFIG_KEYS
+pub const DIM_FIELDS: &[(&str, Option<Field>)] = &[
+    ("vocab", Some(Field::VocabSize)),
+    ("d_model", Some(Field::EmbSize)),
+    ("n_layers", Some(Field::NumLayers)),
+    ("n_q_heads", Some(Field::NumQHeads)),
+    ("n_kv_heads", Some(Field::NumKvHeads)),
+    ("head_dim", Some(Field::KeySize)),
+    ("n_experts", Some(Field::NumExperts)),
+    ("top_k", Some(Field::NumSelectedExperts)),
+    ("ffn", Some(Field::FfnSize)),
+    ("rms_eps", Some(Field::RmsNormEps)),
+    ("rope_base", Some(Field::RopeBase)),
+    ("attn_cap", Some(Field::AttnLogitCap)),
+    ("emb_mult", Some(Field::EmbeddingMultiplierScale)),
+    ("out_mult", Some(Field::OutputMultiplierScale)),
+    ("attn_mult", Some(Field::AttnOutputMultiplier)),
+    ("pad_id", Some(Field::PadToken)),
+    ("max_seq", Some(Field::MaxSeqLen)),
+    ("router_cap", None),
 ];
 
-/// The row of [`DIM_KEYS`] for `field`.
-pub fn dim_key(field: &str) -> Option<&'static DimKey> {
-    DIM_KEYS.iter().find(|k| k.field == field)
+/// The key that carries the [`ModelDims`] field `field` in format `f` (its name in the key
+/// table), or the field's own name where `f` has no key for it: what an error names.
+pub fn key_name(field: &'static str, f: KeyFormat) -> &'static str {
+    if field == "vocab" && f == KeyFormat::Gguf {
+        // GGUF readers take the vocabulary from the embedding's rows (the key is optional).
+        return "token_embd.weight (rows)";
+    }
+    DIM_FIELDS
+        .iter()
+        .find(|(n, _)| *n == field)
+        .and_then(|(_, c)| c.and_then(|c| c.key_name(f)))
+        .unwrap_or(field)
 }
 
 /// A dims problem: the [`ModelDims`] field and what is wrong with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DimsProblem {
-    /// The field ([`DimKey::field`]).
+    /// The field (its name in [`DIM_FIELDS`]).
     pub field: &'static str,
     /// What is wrong.
     pub reason: String,
 }
 
-/// Which format's key names an error uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// The release (`model::Config` field names).
-    Release,
-    /// GGUF metadata keys.
-    Gguf,
-    /// Hugging Face `config.json` keys.
-    Hf,
-}
-
 impl DimsProblem {
     /// The error naming `file` and this field's key in `format`.
-    pub fn into_error(self, file: &str, format: Format) -> ReferenceError {
-        let key = dim_key(self.field).map_or("", |k| match format {
-            Format::Release => k.release,
-            Format::Gguf => k.gguf,
-            Format::Hf => k.hf,
-        });
-        let key = if key.is_empty() { self.field } else { key };
+    pub fn into_error(self, file: &str, format: KeyFormat) -> ReferenceError {
         ReferenceError::Metadata {
             file: file.to_string(),
-            key: key.to_string(),
+            key: key_name(self.field, format).to_string(),
             reason: self.reason,
         }
     }
@@ -251,7 +143,7 @@ impl ModelDims {
         let d = ModelDims::from_config_unchecked(c);
         match d.problem() {
             None => Ok(d),
-            Some(p) => Err(p.into_error("the configuration", Format::Release)),
+            Some(p) => Err(p.into_error("the configuration", KeyFormat::Release)),
         }
     }
 
@@ -453,8 +345,12 @@ mod tests {
             Some("router_cap")
         );
         assert_eq!(with(&|d| d.router_cap = Some(30.0)), None);
-        for k in DIM_KEYS {
-            assert!(dim_key(k.field).is_some());
-        }
+        assert_eq!(key_name("n_layers", KeyFormat::Gguf), "grok.block_count");
+        assert_eq!(key_name("head_dim", KeyFormat::Hf), "head_dim");
+        assert_eq!(
+            key_name("vocab", KeyFormat::Gguf),
+            "token_embd.weight (rows)"
+        );
+        assert_eq!(key_name("router_cap", KeyFormat::Hf), "router_cap");
     }
 }

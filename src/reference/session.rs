@@ -14,7 +14,6 @@
 
 use super::attention::{KvCache, Segment};
 use super::model::{Model, Obs};
-use super::ops::Rounding;
 use super::store::Weights;
 use super::{ModelDims, Precision, ReferenceError};
 use std::time::Instant;
@@ -104,16 +103,6 @@ impl<'w> Session<'w> {
         batch: usize,
     ) -> Result<Self, ReferenceError> {
         Self::from_model(Model::new(weights, dims, precision)?, batch)
-    }
-
-    /// A fresh session with an explicit rounding plan (for precision experiments).
-    pub fn with_rounding(
-        weights: &'w dyn Weights,
-        dims: ModelDims,
-        rounding: Rounding,
-        batch: usize,
-    ) -> Result<Self, ReferenceError> {
-        Self::from_model(Model::with_rounding(weights, dims, rounding)?, batch)
     }
 
     /// A fresh session for `batch` rows of `model`.

@@ -9,12 +9,12 @@
 //! drops its pages from the resident set (the page cache keeps them), so a multi-GB file never
 //! accumulates in RSS.
 
-use super::super::dims::{dim_key, Format};
 use super::super::store::{
     check_cols, page_release, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
 };
 use super::super::{ModelDims, ReferenceError};
 use crate::gguf::{GgufSet, TensorInfo, Value};
+use crate::model::keys::{read_config, KeyFormat, KeyValue};
 use crate::model::roles::fill;
 use crate::model::Config;
 use crate::quant::dequantize_row;
@@ -43,39 +43,20 @@ fn meta(file: &str, key: &str, reason: impl Into<String>) -> ReferenceError {
     }
 }
 
-/// An integer key: `None` when absent; an error when present with another type or negative.
+/// An integer key outside the key table (a token id): `None` when absent; an error when
+/// present with another type or negative.
 fn int_key(set: &GgufSet, file: &str, key: &str) -> Result<Option<u64>, ReferenceError> {
-    let v = match set.get(key) {
-        None => return Ok(None),
-        Some(v) => v,
-    };
-    let x = match v {
-        Value::U8(x) => Some(u64::from(*x)),
-        Value::U16(x) => Some(u64::from(*x)),
-        Value::U32(x) => Some(u64::from(*x)),
-        Value::U64(x) => Some(*x),
-        Value::I8(x) => u64::try_from(*x).ok(),
-        Value::I16(x) => u64::try_from(*x).ok(),
-        Value::I32(x) => u64::try_from(*x).ok(),
-        Value::I64(x) => u64::try_from(*x).ok(),
-        _ => return Err(meta(file, key, format!("{v:?} is not an integer"))),
-    };
-    x.map(Some)
-        .ok_or_else(|| meta(file, key, format!("{v:?} is negative")))
-}
-
-/// A float key: `None` when absent; an error when present with another type.
-fn float_key(set: &GgufSet, file: &str, key: &str) -> Result<Option<f64>, ReferenceError> {
     match set.get(key) {
         None => Ok(None),
-        Some(Value::F32(x)) => Ok(Some(f64::from(*x))),
-        Some(Value::F64(x)) => Ok(Some(*x)),
-        Some(v) => Err(meta(file, key, format!("{v:?} is not a float"))),
+        Some(v) => match v.key_value() {
+            Some(KeyValue::Int(x)) => Ok(Some(x)),
+            _ => Err(meta(
+                file,
+                key,
+                format!("{v:?} is not a non-negative integer"),
+            )),
+        },
     }
-}
-
-fn gguf_key(field: &str) -> &'static str {
-    dim_key(field).map_or("", |k| k.gguf)
 }
 
 impl GgufWeights {
@@ -96,23 +77,9 @@ impl GgufWeights {
                 ))
             }
         }
-        let mut c = Config::grok1();
-        let need = |field: &str| -> Result<u64, ReferenceError> {
-            let key = gguf_key(field);
-            int_key(&set, &file, key)?.ok_or_else(|| meta(&file, key, "missing"))
-        };
-        c.emb_size = need("d_model")?;
-        c.num_layers = need("n_layers")?;
-        c.ffn_size = need("ffn")?;
-        c.num_q_heads = need("n_q_heads")?;
-        c.num_experts = need("n_experts")?;
-        c.num_selected_experts = need("top_k")?;
-        let opt = |field: &str| int_key(&set, &file, gguf_key(field));
-        c.num_kv_heads = opt("n_kv_heads")?.unwrap_or(c.num_q_heads);
-        c.key_size = match opt("head_dim")? {
-            Some(x) => x,
-            None => c.emb_size / c.num_q_heads.max(1),
-        };
+        // Every `grok.*` key through the one key table (model::keys), as convert writes them.
+        let mut c = read_config(KeyFormat::Gguf, &|k| set.get(k).map(Value::key_value))
+            .map_err(|e| super::key_error(&file, e, &|k| set.get(k).map(|v| format!("{v:?}"))))?;
         c.vocab_size = match set.tensor("token_embd.weight") {
             Some((_, t)) => match t.shape.first() {
                 Some(&0) | None => {
@@ -126,27 +93,6 @@ impl GgufWeights {
             },
             None => return Err(meta(&file, "token_embd.weight", "no such tensor")),
         };
-        if let Some(x) = opt("max_seq")? {
-            c.max_seq_len = x;
-        }
-        let fl = |field: &str| float_key(&set, &file, gguf_key(field));
-        if let Some(x) = fl("rms_eps")? {
-            c.rms_norm_eps = x;
-        }
-        if let Some(x) = fl("rope_base")? {
-            c.rope_base = x;
-        }
-        // Stored as f32: read back the f64 constants when the f32 value matches, so a GGUF
-        // runs with exactly the multipliers the release uses.
-        let exact = |stored: Option<f64>, full: f64| match stored {
-            Some(s) if (s as f32) == (full as f32) => full,
-            Some(s) => s,
-            None => full,
-        };
-        c.embedding_multiplier_scale = exact(fl("emb_mult")?, c.embedding_multiplier_scale);
-        c.attn_output_multiplier = exact(fl("attn_mult")?, c.attn_output_multiplier);
-        c.attn_logit_cap = exact(fl("attn_cap")?, c.attn_logit_cap);
-        c.output_multiplier_scale = exact(fl("out_mult")?, c.output_multiplier_scale);
         if let Some(x) = int_key(&set, &file, "tokenizer.ggml.eos_token_id")? {
             c.eos_token = u32::try_from(x).unwrap_or(u32::MAX);
         }
@@ -157,7 +103,7 @@ impl GgufWeights {
             dims,
             keep_resident: AtomicBool::new(false),
         };
-        super::verify_shapes(&w, &w.dims, &file, Format::Gguf)?;
+        super::verify_shapes(&w, &w.dims, &file, KeyFormat::Gguf)?;
         Ok(w)
     }
 

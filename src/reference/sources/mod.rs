@@ -18,9 +18,9 @@ pub use gguf::GgufWeights;
 pub use release::ReleaseWeights;
 pub use safetensors::StWeights;
 
-use super::dims::Format;
 use super::store::{WeightId, Weights};
 use super::{ModelDims, ReferenceError};
+use crate::model::keys::{KeyError, KeyFormat};
 use crate::model::{Config, Role};
 use crate::source::grok::OpenOptions;
 use std::path::Path;
@@ -53,18 +53,39 @@ fn shape_fields(role: Role) -> &'static [&'static str] {
     }
 }
 
-fn keys(fields: &[&str], format: Format) -> String {
+fn keys(fields: &[&'static str], format: KeyFormat) -> String {
     fields
         .iter()
-        .map(|f| {
-            super::dims::dim_key(f).map_or(*f, |k| match format {
-                Format::Release => k.release,
-                Format::Gguf => k.gguf,
-                Format::Hf => k.hf,
-            })
-        })
+        .map(|f| super::dims::key_name(f, format))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A [`KeyError`] of the key table's reader as an error naming `file`, the key and (through
+/// `raw`, the value as the file holds it) what was found.
+pub(crate) fn key_error(
+    file: &str,
+    e: KeyError,
+    raw: &dyn Fn(&str) -> Option<String>,
+) -> ReferenceError {
+    let key = e.key();
+    let reason = match &e {
+        KeyError::Missing { .. } => "missing".to_string(),
+        KeyError::WrongKind { wanted, .. } => {
+            let wanted = if *wanted == "count" {
+                "non-negative integer"
+            } else {
+                wanted
+            };
+            let found = raw(key).unwrap_or_else(|| "the value".to_string());
+            format!("{found} is not a {wanted}")
+        }
+    };
+    ReferenceError::Metadata {
+        file: file.to_string(),
+        key: key.to_string(),
+        reason,
+    }
 }
 
 /// Check `dims` (caps and sanity, naming the key in `format` and `file`), then every tensor the
@@ -74,12 +95,12 @@ pub fn verify_shapes(
     w: &dyn Weights,
     dims: &ModelDims,
     file: &str,
-    format: Format,
+    format: KeyFormat,
 ) -> Result<(), ReferenceError> {
     if let Some(p) = dims.problem() {
         return Err(p.into_error(file, format));
     }
-    let meta = |fields: &[&str], reason: String| ReferenceError::Metadata {
+    let meta = |fields: &[&'static str], reason: String| ReferenceError::Metadata {
         file: file.to_string(),
         key: keys(fields, format),
         reason,

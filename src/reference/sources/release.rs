@@ -15,13 +15,13 @@
 //! ([`Checkpoint::problems`]): a shard with f32 scales where the release has bf16 is refused,
 //! never reinterpreted.
 
-use super::super::dims::Format;
 use super::super::store::{
     check_cols, weight_err, Bytes, Layout, Loaded, MatrixInfo, OnDrop, WeightId, Weights,
 };
 use super::super::{ModelDims, ReferenceError};
 use crate::base::float::decode_f32_le;
 use crate::base::DType;
+use crate::model::keys::KeyFormat;
 use crate::model::Role;
 use crate::numpy::Stored;
 use crate::quant::GgmlType;
@@ -78,7 +78,7 @@ pub(super) fn dims_of(ck: &Checkpoint) -> Result<ModelDims, ReferenceError> {
     let file = config_file(ck);
     let dims = ModelDims::from_config_unchecked(&ck.config);
     let w = Plain(ck);
-    super::verify_shapes(&w, &dims, &file, Format::Release)?;
+    super::verify_shapes(&w, &dims, &file, KeyFormat::Release)?;
     Ok(dims)
 }
 

@@ -11,13 +11,13 @@
 //! type it needs (a `head_dim` of 16.9 or a multiplier written as the string `"NaN"` is an error
 //! naming the key, not a silent default).
 
-use super::super::dims::{dim_key, Format};
 use super::super::store::{
     check_cols, page_release, weight_err, Bytes, Layout, Loaded, MatrixInfo, WeightId, Weights,
 };
 use super::super::{ModelDims, ReferenceError};
 use crate::base::limits::CKPT_MAX_CONFIG_BYTES;
 use crate::base::DType;
+use crate::model::keys::{read_config, KeyFormat, KeyValue};
 use crate::model::roles::fill;
 use crate::model::Config;
 use crate::quant::{ct, GgmlType};
@@ -59,43 +59,8 @@ fn ggml_of(d: DType) -> Option<GgmlType> {
     }
 }
 
-/// `config.json`'s keys, typed.
-struct Json<'a> {
-    file: &'a Path,
-    obj: &'a serde_json::Map<String, serde_json::Value>,
-}
-
-impl Json<'_> {
-    fn int(&self, key: &str) -> Result<Option<u64>, ReferenceError> {
-        match self.obj.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| meta(self.file, key, format!("{v} is not a non-negative integer"))),
-        }
-    }
-    fn float(&self, key: &str) -> Result<Option<f64>, ReferenceError> {
-        match self.obj.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| meta(self.file, key, format!("{v} is not a number"))),
-        }
-    }
-    fn field_int(&self, field: &str) -> Result<Option<u64>, ReferenceError> {
-        self.int(dim_key(field).map_or(field, |k| k.hf))
-    }
-    fn need(&self, field: &str) -> Result<u64, ReferenceError> {
-        let key = dim_key(field).map_or(field, |k| k.hf);
-        self.int(key)?
-            .ok_or_else(|| meta(self.file, key, "missing"))
-    }
-}
-
 /// The configuration a grokit `config.json` describes.
-fn read_config(cj: &Path) -> Result<Config, ReferenceError> {
+fn read_config_json(cj: &Path) -> Result<Config, ReferenceError> {
     let text = crate::io::read_capped(cj, CKPT_MAX_CONFIG_BYTES)
         .map_err(|e| meta(cj, "(file)", e.to_string()))?
         .ok_or_else(|| {
@@ -110,49 +75,16 @@ fn read_config(cj: &Path) -> Result<Config, ReferenceError> {
     let obj = v
         .as_object()
         .ok_or_else(|| meta(cj, "(file)", "not a JSON object"))?;
-    let j = Json { file: cj, obj };
-    let mut c = Config::grok1();
-    c.vocab_size = j.need("vocab")?;
-    c.emb_size = j.need("d_model")?;
-    c.ffn_size = j.need("ffn")?;
-    c.num_layers = j.need("n_layers")?;
-    c.num_q_heads = j.need("n_q_heads")?;
-    c.num_kv_heads = j.field_int("n_kv_heads")?.unwrap_or(c.num_q_heads);
-    c.key_size = match j.field_int("head_dim")? {
-        Some(x) => x,
-        None => c.emb_size / c.num_q_heads.max(1),
-    };
-    c.num_experts = match j.field_int("n_experts")? {
-        Some(x) => x,
-        None => j.int("num_experts")?.unwrap_or(8),
-    };
-    c.num_selected_experts = j.field_int("top_k")?.unwrap_or(2);
-    if let Some(x) = j.field_int("max_seq")? {
-        c.max_seq_len = x;
-    }
-    for (field, slot) in [
-        ("rms_eps", &mut c.rms_norm_eps),
-        ("rope_base", &mut c.rope_base),
-        ("attn_mult", &mut c.attn_output_multiplier),
-        ("emb_mult", &mut c.embedding_multiplier_scale),
-        ("out_mult", &mut c.output_multiplier_scale),
-        ("attn_cap", &mut c.attn_logit_cap),
-    ] {
-        if let Some(v) = j.float(dim_key(field).map_or(field, |k| k.hf))? {
-            *slot = v;
-        }
-    }
-    for (key, slot) in [
-        ("pad_token_id", &mut c.pad_token),
-        ("eos_token_id", &mut c.eos_token),
-        ("bos_token_id", &mut c.bos_token),
-    ] {
-        if let Some(v) = j.int(key)? {
-            *slot =
-                u32::try_from(v).map_err(|_| meta(cj, key, format!("{v} is not a token id")))?;
-        }
-    }
-    Ok(c)
+    // Every key through the one key table (model::keys), as convert writes them; a present
+    // key that is not a number of the right kind (16.9 layers, "NaN") is an error naming it.
+    read_config(KeyFormat::Hf, &|k| {
+        obj.get(k).filter(|v| !v.is_null()).map(KeyValue::from_json)
+    })
+    .map_err(|e| {
+        super::key_error(&cj.display().to_string(), e, &|k| {
+            obj.get(k).map(|v| v.to_string())
+        })
+    })
 }
 
 impl StWeights {
@@ -170,7 +102,7 @@ impl StWeights {
             path.parent().map(Path::to_path_buf).unwrap_or_default()
         };
         let cj = dir.join("config.json");
-        let config = read_config(&cj)?;
+        let config = read_config_json(&cj)?;
         let hf = reader.tensor("model.embed_tokens.weight").is_some();
         if !hf && reader.tensor("transformer.in_out_embed.weight").is_none() {
             return Err(ReferenceError::Open {
@@ -185,7 +117,7 @@ impl StWeights {
             config,
             keep_resident: AtomicBool::new(false),
         };
-        super::verify_shapes(&w, &w.dims, &cj.display().to_string(), Format::Hf)?;
+        super::verify_shapes(&w, &w.dims, &cj.display().to_string(), KeyFormat::Hf)?;
         Ok(w)
     }
 
