@@ -75,20 +75,9 @@ fn same_result_whatever_the_grouping_spilling_or_sharding() {
     let fx = fixture();
     let scratch = d.path().join("scratch");
     let base = |extra: &[&str]| {
-        let mut a = vec![
-            "perplexity",
-            &fx,
-            "-f",
-            s(&t),
-            "--ctx",
-            "64",
-            "--json",
-            "-q",
-            "--scratch",
-            s(&scratch),
-        ];
+        let mut a = vec!["--json", "-q", "--scratch", s(&scratch)];
         a.extend_from_slice(extra);
-        let (code, out, err) = run(&a);
+        let (code, out, err) = ppl64(&fx, &t, &a);
         assert_eq!(code, 0, "{err}");
         assert!(!scratch.exists(), "the state is removed after a run");
         json(&out)

@@ -254,24 +254,14 @@ impl Options {
     }
 }
 
+/// `--tokenizer`, else the `tokenizer.model` beside the model (`forward`'s search).
 fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.clone());
-    }
-    let dir = if model.is_dir() {
-        model.to_path_buf()
-    } else {
-        model.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    [dir.join("tokenizer.model"), dir.join("../tokenizer.model")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "no tokenizer.model beside {}: pass --tokenizer",
-                model.display()
-            )
-        })
+    super::forward::find_tokenizer(model, explicit).with_context(|| {
+        format!(
+            "no tokenizer.model beside {}: pass --tokenizer",
+            model.display()
+        )
+    })
 }
 
 /// The run's inputs, resolved: model, chunks, identity.
