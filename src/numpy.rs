@@ -43,7 +43,7 @@ pub enum NumpyError {
     #[error("not a numpy array pickle: {0}")]
     Structure(&'static str),
     /// A dtype grokit does not read.
-    #[error("unsupported dtype {0}")]
+    #[error("unsupported dtype {}", crate::io::term::Escaped(.0))]
     Dtype(String),
     /// Big-endian or Fortran-ordered data.
     #[error("unsupported array layout: {0}")]

@@ -277,7 +277,8 @@ pub fn synth(
             let path = dir.join(spec.file_name());
             let n = if opts.sparse {
                 let tmp = crate::io::atomic::temp_path_for(&path);
-                let f = std::fs::File::create(&tmp).map_err(|e| IoError::new("create", &tmp, e))?;
+                let f = crate::io::atomic::create_temp(&tmp, 0)
+                    .map_err(|e| IoError::new("create", &tmp, e))?;
                 let written = (|| {
                     let mut hw = HoleWriter {
                         inner: io::BufWriter::with_capacity(1 << 16, f),
@@ -290,6 +291,7 @@ pub fn synth(
                         .map_err(|e| IoError::new("write", &tmp, e.into_error()))?;
                     f.set_len(n)
                         .map_err(|e| IoError::new("truncate", &tmp, e))?;
+                    crate::io::output::check_replaceable(&path)?;
                     std::fs::rename(&tmp, &path).map_err(|e| IoError::new("rename", &path, e))?;
                     Ok::<u64, IoError>(n)
                 })();

@@ -613,4 +613,17 @@ fn every_source_gives_the_release_numbers() {
             "{format} {m}: {got} vs the release's {want}"
         );
     }
+    // A GGUF with no tokenizer.model beside it: its own vocabulary, the same tokens.
+    assert!(!dir.join("tokenizer.model").exists());
+    let (code, out, err) = ppl64(
+        s(&first),
+        &t,
+        &["--json", "-q", "--scratch", s(&dir.join("scratch"))],
+    );
+    assert_eq!(code, 0, "{err}");
+    let got = json(&out)["result"]["perplexity"]["ppl"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() <= 1e-9 * want,
+        "GGUF vocabulary: {got} vs {want}"
+    );
 }

@@ -401,17 +401,52 @@ fn release_config_and_structure_are_checked() {
         (
             "embedding_multiplier_scale",
             serde_json::json!(1e300),
-            "inf",
+            "exceeds 1e9",
         ),
+        (
+            "attn_output_multiplier",
+            serde_json::json!(1e12),
+            "exceeds 1e9",
+        ),
+        (
+            "rms_norm_eps",
+            serde_json::json!(f64::NAN.to_string()),
+            "\"NaN\" is not a number",
+        ),
+        (
+            "output_multiplier_scale",
+            serde_json::json!("NaN"),
+            "\"NaN\" is not a number",
+        ),
+        (
+            "key_size",
+            serde_json::json!(16.9),
+            "16.9 is not a non-negative integer",
+        ),
+        ("rms_norm_eps", serde_json::json!(2.0), "must be below 1"),
     ] {
         let mut j = base.clone();
         j[key] = v;
         std::fs::write(&cj, serde_json::to_vec_pretty(&j).unwrap()).unwrap();
-        refused(
-            &["forward", ck.to_str().unwrap(), "--tokens", "5,6"],
-            &[&cj],
-            &["config.json", key, frag],
-        );
+        let o = d.path().join("o.gguf");
+        // Every command that reads the release refuses it (convert would copy it into GGUF
+        // metadata), naming the key and the file.
+        for args in [
+            vec!["forward", ck.to_str().unwrap(), "--tokens", "5,6"],
+            vec!["inspect", ck.to_str().unwrap()],
+            vec![
+                "convert",
+                ck.to_str().unwrap(),
+                "--to",
+                "gguf",
+                "-o",
+                o.to_str().unwrap(),
+                "-q",
+            ],
+        ] {
+            refused(&args, &[&cj], &["config.json", key, frag]);
+            assert!(!o.exists());
+        }
     }
     std::fs::write(&cj, serde_json::to_vec_pretty(&base).unwrap()).unwrap();
     // A shard whose scales are f32 where the release has bf16 (same values, twice the bytes):

@@ -188,12 +188,8 @@ fn special_files_as_inputs_are_refused_without_hanging() {
     let torrent = d.path().join("t.torrent");
     let o = d.path().join("o.gguf");
     // (the file replaced by a FIFO, the commands that read it, whether the message names the
-    // FIFO yet). Where `false`: the CLI or the checkpoint reader looks for the file with
-    // `is_file()` and takes one that is not a regular file for absent (`config.json` in
-    // `source::grok::reader`, `tokenizer.model` in `cli::convert`/`cli::forward`, the GGUF
-    // dispatch in `cli::inspect`), so the command fails
-    // for a missing file (exit 2, no hang) without naming the FIFO; round 2 of #18 turns those
-    // probes into errors naming the file, and these flags into `true`.
+    // FIFO). Every reader looks for optional inputs with `io::input::present` (not
+    // `is_file()`, which took a FIFO for an absent file) and opens them with `open_regular`.
     let cases: Vec<(&Path, Vec<CaseRun>)> = vec![
         (
             &shard,
@@ -210,12 +206,12 @@ fn special_files_as_inputs_are_refused_without_hanging() {
         (
             &config,
             vec![
-                (vec!["inspect", s(&ck)], false),
+                (vec!["inspect", s(&ck)], true),
                 (
                     vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"],
-                    false,
+                    true,
                 ),
-                (vec!["forward", s(&ck), "--tokens", "1,2"], false),
+                (vec!["forward", s(&ck), "--tokens", "1,2"], true),
             ],
         ),
         (
@@ -223,15 +219,15 @@ fn special_files_as_inputs_are_refused_without_hanging() {
             vec![
                 (
                     vec!["convert", s(&ck), "--to", "gguf", "-o", s(&o), "-q"],
-                    false,
+                    true,
                 ),
-                (vec!["forward", s(&ck), "--prompt", "hello"], false),
+                (vec!["forward", s(&ck), "--prompt", "hello"], true),
             ],
         ),
         (
             &gguf,
             vec![
-                (vec!["inspect", s(&gguf)], false),
+                (vec!["inspect", s(&gguf)], true),
                 (vec!["forward", s(&gguf), "--tokens", "1,2"], true),
                 (
                     vec!["quantize", s(&gguf), "-o", s(&o), "--quant", "q8_0", "-q"],
@@ -344,18 +340,44 @@ fn outputs_never_replace_inputs_or_special_files() {
         (shard.clone(), "is the input"),
         (soft.clone(), "is the input"),
         (hard.clone(), "is the input"),
-        (ck.join("config.json"), "not a sha256sum manifest"),
-        (ck.join("tokenizer.model"), "not a sha256sum manifest"),
+        (ck.join("config.json"), "is the input"),
+        (ck.join("tokenizer.model"), "is the input"),
     ] {
-        let (code, _, err, _) = run_timed(&["verify", s(&ck), "--write-manifest", s(&out), "-q"]);
-        assert_eq!(code, 2, "--write-manifest {}: {err}", out.display());
-        assert!(err.contains(want), "{err}");
-        assert!(snapshot(&ck) == before, "{} replaced", out.display());
+        // inputs are refused with --force too
+        for force in [false, true] {
+            let mut args = vec!["verify", s(&ck), "--write-manifest", s(&out), "-q"];
+            if force {
+                args.push("--force");
+            }
+            let (code, _, err, _) = run_timed(&args);
+            assert_eq!(code, 2, "--write-manifest {}: {err}", out.display());
+            assert!(err.contains(want), "{err}");
+            assert!(snapshot(&ck) == before, "{} replaced", out.display());
+        }
     }
+    // A file that is not a manifest (and not an input) needs --force.
+    let notes = d.path().join("notes.txt");
+    std::fs::write(&notes, b"my notes\n").unwrap();
+    let (code, _, err, _) = run_timed(&["verify", s(&ck), "--write-manifest", s(&notes), "-q"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a sha256sum manifest"), "{err}");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes\n");
+    let (code, _, err, _) = run_timed(&[
+        "verify",
+        s(&ck),
+        "--write-manifest",
+        s(&notes),
+        "--force",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(&notes)
+        .unwrap()
+        .contains("tensor00000_000"));
     for (out, want) in [
-        (shard.clone(), "not a .npy"),
-        (ck.join("config.json"), "not a .npy"),
-        (ck.join("tokenizer.model"), "not a .npy"),
+        (shard.clone(), "inside the input directory"),
+        (ck.join("config.json"), "is the input"),
+        (ck.join("tokenizer.model"), "is the input"),
     ] {
         let (code, _, err, _) = run_timed(&[
             "forward",
@@ -390,6 +412,79 @@ fn outputs_never_replace_inputs_or_special_files() {
     assert_eq!(reader.join().unwrap(), std::fs::read(&m).unwrap());
     assert!(is_fifo(&fifo));
     assert!(snapshot(&ck) == before);
+}
+
+/// A copy of the fixture in `dir/ck` and its GGUF `dir/m.gguf`.
+fn checkpoint_and_gguf(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = dir.join("ck");
+    copy_fixture(&ck);
+    let gguf = dir.join("m.gguf");
+    let (code, _, err, _) = run_timed(&["convert", s(&ck), "--to", "gguf", "-o", s(&gguf), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    (ck, gguf)
+}
+
+/// `convert` and `quantize` follow the same policy (`io::output::resolve_output`): a FIFO, a
+/// directory or an input is refused before anything is written, `--force` or not; `forward
+/// --logits-out` refuses every file of a GGUF or safetensors model, before the forward pass.
+#[test]
+fn convert_quantize_and_forward_outputs_follow_the_one_policy() {
+    let d = tempfile::tempdir().unwrap();
+    let (ck, gguf) = checkpoint_and_gguf(d.path());
+    let fifo = d.path().join("fifo.gguf");
+    mkfifo(&fifo);
+    let hard = d.path().join("hard.gguf");
+    std::fs::hard_link(&gguf, &hard).unwrap();
+    let before = snapshot(d.path());
+    let quantize_to = |o| {
+        let q = [
+            "quantize",
+            s(&gguf),
+            "-o",
+            s(o),
+            "--quant",
+            "q8_0",
+            "--force",
+            "-q",
+        ];
+        q.to_vec()
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "convert",
+                s(&ck),
+                "--to",
+                "gguf",
+                "-o",
+                s(&fifo),
+                "--force",
+                "-q",
+            ],
+            "FIFO",
+        ),
+        (quantize_to(&fifo), "FIFO"),
+        (quantize_to(&hard), "input"),
+        (
+            vec![
+                "forward",
+                s(&gguf),
+                "--tokens",
+                "1,2",
+                "--logits-out",
+                s(&hard),
+            ],
+            "is the input",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, _, err, secs) = run_timed(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(secs < 20.0, "{args:?} took {secs:.1} s");
+        assert!(is_fifo(&fifo));
+        assert!(snapshot(d.path()) == before, "{args:?} changed a file");
+    }
 }
 
 /// As root, a rename over a device node would replace it with a regular file (for the real
@@ -657,12 +752,27 @@ fn npy_zst_bombs_are_refused_before_inflating() {
         cmd.arg("-c")
             .arg("ulimit -v 1048576; exec \"$0\" \"$@\"")
             .arg(env!("CARGO_BIN_EXE_grokit"))
-            .args(["compare", s(p), s(&fixture()), "--tokens", "1,2"]);
+            // (a budget large enough that npy's own caps, not compare's share of the budget,
+            // are what refuses; the default budget refuses (2) even earlier)
+            .args([
+                "compare",
+                s(p),
+                s(&fixture()),
+                "--tokens",
+                "1,2",
+                "--mem-budget",
+                "64G",
+            ]);
         let (code, _, err, secs) = run_cmd(&mut cmd);
         assert_eq!(code, 2, "{}: {err}", p.display());
         assert!(err.contains(want), "{err}");
         assert!(secs < 20.0);
     }
+    // With the default 8 GB budget, compare reads each side within half of it: a header
+    // declaring 4 GiB is refused before any data is read.
+    let (code, _, err) = crate::util::run(&["compare", s(&b2), s(&fixture()), "--tokens", "1,2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("over the cap of 4000000000"), "{err}");
     assert!(snapshot(d.path()) == before);
     // An honest file of the same shape still reads.
     let ok = d.path().join("ok.npy.zst");
@@ -683,8 +793,7 @@ fn npy_zst_bombs_are_refused_before_inflating() {
 #[test]
 fn escape_sequences_from_files_never_reach_the_terminal_raw() {
     let d = tempfile::tempdir().unwrap();
-    let ck = d.path().join("ck");
-    copy_fixture(&ck);
+    let (ck, gguf) = checkpoint_and_gguf(d.path());
     // A manifest naming the same path twice, the path holding OSC and CSI sequences.
     let evil = "ckpt-0/\x1b]0;pwned\x07\x1b[2J";
     let h = "0".repeat(64);
@@ -707,4 +816,141 @@ fn escape_sequences_from_files_never_reach_the_terminal_raw() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("control character"), "{err}");
     assert!(!err.contains('\x1b'), "{err:?}");
+    // A GGUF tensor name holding CSI (same length as the name it replaces): inspect lists it
+    // escaped.
+    let mut g = std::fs::read(&gguf).unwrap();
+    let at = g
+        .windows(11)
+        .position(|w| w == b"output_norm")
+        .expect("output_norm in the header");
+    g[at..at + 11].copy_from_slice(b"\x1b[31mt_norm");
+    std::fs::write(&gguf, &g).unwrap();
+    // Neither stream holds a raw control; one of them holds `want`.
+    let clean_with = |args: &[&str], want: &str| {
+        let (code, out, err, _) = run_timed(args);
+        for c in ['\x1b', '\x07'] {
+            assert!(
+                !out.contains(c) && !err.contains(c),
+                "{args:?}: {out:?}{err:?}"
+            );
+        }
+        assert!(
+            out.contains(want) || err.contains(want),
+            "{args:?}: {out}{err}"
+        );
+        code
+    };
+    clean_with(&["inspect", s(&gguf)], "\\x1b[31mt_norm");
+    // A release shard whose pickle names a forbidden global with escapes in it.
+    let shard = ck.join("ckpt-0/tensor00000_000");
+    std::fs::write(&shard, b"\x80\x02c\x1b]0;pwned\x07os\nsystem\n.").unwrap();
+    for cmd in ["inspect", "verify"] {
+        let code = clean_with(&[cmd, s(&ck)], "forbidden global");
+        assert!(code == 1 || code == 2, "{cmd}: exit {code}");
+    }
+}
+
+// ---- usability: the encoder of a GGUF's own tokenizer metadata --------------------------------
+
+/// `forward --prompt` on a GGUF with no `tokenizer.model` anywhere near it encodes with the
+/// GGUF's `tokenizer.ggml.*` metadata, to the same ids as `tokenizer.model`; so does `compare`.
+#[test]
+fn prompt_on_a_gguf_uses_its_own_vocabulary() {
+    let d = tempfile::tempdir().unwrap();
+    let gguf = d.path().join("m.gguf");
+    let (code, _, err, _) = run_timed(&[
+        "convert",
+        s(&fixture()),
+        "--to",
+        "gguf",
+        "-o",
+        s(&gguf),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!d.path().join("tokenizer.model").exists());
+    let prompt = "The quick brown fox jumps over 13 lazy dogs.";
+    let ids = |extra: &[&str]| {
+        let mut a = vec![
+            "forward",
+            s(&gguf),
+            "--prompt",
+            prompt,
+            "--generate",
+            "1",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let (code, out, err, _) = run_timed(&a);
+        assert_eq!(code, 0, "{a:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["prompt"].clone(), v["generated"].clone())
+    };
+    let from_gguf = ids(&[]);
+    let tm = fixture().join("tokenizer.model");
+    let from_model = ids(&["--tokenizer", s(&tm)]);
+    assert_eq!(from_gguf, from_model);
+    assert!(
+        from_gguf.0.as_array().is_some_and(|a| a.len() > 3),
+        "{from_gguf:?}"
+    );
+    // compare --prompt between the GGUF and the release it came from
+    let (code, _, err, _) = run_timed(&["compare", s(&gguf), s(&fixture()), "--prompt", prompt]);
+    assert!(code == 0 || code == 1, "{err}");
+}
+
+/// `inspect --json` and `verify --json` of a checkpoint under a non-UTF-8 name report the name
+/// (escaped) instead of panicking.
+#[test]
+fn json_reports_survive_non_utf8_paths() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let ck = d
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"ck-\xff\x1b[2J"));
+    copy_fixture(&ck);
+    for cmd in ["inspect", "verify"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_grokit"))
+            .arg(cmd)
+            .arg(&ck)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let text = v.to_string();
+        assert!(text.contains("ck-\\\\xff\\\\x1b[2J"), "{cmd}: {text}");
+        assert!(!stdout.contains('\x1b'), "{cmd}: raw escape on stdout");
+    }
+    // convert and quantize --json name their non-UTF-8 outputs the same way.
+    let g = d.path().join(std::ffi::OsStr::from_bytes(b"g\xff.gguf"));
+    let q = d.path().join(std::ffi::OsStr::from_bytes(b"q\xff.gguf"));
+    let mut convert = Command::new(env!("CARGO_BIN_EXE_grokit"));
+    convert.args([
+        "convert",
+        s(&fixture()),
+        "--to",
+        "gguf",
+        "-q",
+        "--json",
+        "-o",
+    ]);
+    let mut quantize = Command::new(env!("CARGO_BIN_EXE_grokit"));
+    quantize.arg("quantize").arg(&g);
+    quantize.args(["--quant", "q8_0", "-q", "--json", "-o"]);
+    for (mut cmd, out, want) in [
+        (convert, &g, "g\\\\xff.gguf"),
+        (quantize, &q, "q\\\\xff.gguf"),
+    ] {
+        let o = cmd.arg(out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v.to_string().contains(want), "{v}");
+    }
 }

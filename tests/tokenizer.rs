@@ -220,50 +220,13 @@ fn hostile_models_error_without_panicking() {
 
 // ---- the encoder built from a GGUF's tokenizer metadata (issue #18) -------------------------
 
-use grokit::gguf::{ArrayValue, GgufFile, Value as GValue};
-use grokit::tokenizer::gguf_vocab::{keys, GgufVocab};
+use grokit::gguf::{GgufFile, Value as GValue};
+use grokit::tokenizer::gguf_vocab::keys;
 
-/// What a GGUF reader hands `Tokenizer::from_gguf_metadata` (the round-2 callers do the same
-/// with their reader): the `tokenizer.ggml.*` values as plain slices.
+/// The encoder of a GGUF's tokenizer metadata, as `forward`/`compare --prompt` build it
+/// (`GgufFile::tokenizer`, the library's one mapping of `tokenizer.ggml.*`).
 fn tokenizer_of_gguf(g: &GgufFile) -> Result<Tokenizer, grokit::tokenizer::TokenizerError> {
-    let string = |k| match g.get(k) {
-        Some(GValue::String(s)) => s.as_str(),
-        _ => "",
-    };
-    let id = |k| match g.get(k) {
-        Some(GValue::U32(v)) => Some(u64::from(*v)),
-        _ => None,
-    };
-    let flag = |k| match g.get(k) {
-        Some(GValue::Bool(b)) => Some(*b),
-        _ => None,
-    };
-    let tokens = match g.get(keys::TOKENS) {
-        Some(GValue::Array(ArrayValue::Str(v))) => v.as_slice(),
-        _ => &[],
-    };
-    let scores = match g.get(keys::SCORES) {
-        Some(GValue::Array(ArrayValue::F32(v))) => Some(v.as_slice()),
-        _ => None,
-    };
-    let types = match g.get(keys::TOKEN_TYPE) {
-        Some(GValue::Array(ArrayValue::I32(v))) => Some(v.as_slice()),
-        _ => None,
-    };
-    let v = GgufVocab {
-        model: string(keys::MODEL),
-        tokens,
-        scores,
-        token_types: types,
-        unknown_token_id: id(keys::UNK_ID),
-        bos_token_id: id(keys::BOS_ID),
-        eos_token_id: id(keys::EOS_ID),
-        padding_token_id: id(keys::PAD_ID),
-        add_space_prefix: flag(keys::ADD_SPACE_PREFIX),
-        remove_extra_whitespaces: flag(keys::REMOVE_EXTRA_WHITESPACES),
-        precompiled_charsmap: None,
-    };
-    Tokenizer::from_gguf_metadata(&v, g.path())
+    Ok(g.tokenizer()?.expect("the GGUF has tokenizer.ggml.tokens"))
 }
 
 /// The GGUF header grokit's writer produces for `tok`'s metadata (no tensors), read back.
@@ -347,6 +310,23 @@ fn hostile_gguf_vocabularies_are_refused_by_key() {
             kvs.push((k.to_string(), v));
         }
     };
+    // A present key of the wrong type is named, not taken for absent (grokit's writer
+    // refuses to write one, so the lookup is changed instead of the file).
+    let wrong = GValue::String("3".into());
+    let lookup = |k: &str| {
+        if k == keys::UNK_ID {
+            Some(&wrong)
+        } else {
+            g.get(k)
+        }
+    };
+    let e = grokit::gguf::vocab::tokenizer_of(&lookup, Path::new("t.gguf"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.gguf") && e.contains("tokenizer.ggml.unknown_token_id is STRING"),
+        "{e}"
+    );
     // An unknown id beyond the vocabulary, as a hostile GGUF would carry it.
     set(&mut kvs, keys::UNK_ID, GValue::U32(600));
     let plan = grokit::gguf::GgufPlan::new(kvs, vec![]);

@@ -87,7 +87,9 @@ impl CompareOptions {
     /// Resolve the thresholds and read the tokens.
     pub fn new(a: CompareArgs) -> anyhow::Result<CompareOptions> {
         let rows = if a.input.given() {
-            Some(token_rows(&a.a, &a.input)?.0)
+            // The model side's tokenizer (a GGUF's own metadata when it has no file beside).
+            let model = if is_npy(&a.a) { &a.b } else { &a.a };
+            Some(token_rows(model, &a.input)?.0)
         } else {
             None
         };
@@ -127,7 +129,9 @@ fn is_npy(p: &Path) -> bool {
 /// The logits of one side: read from a `.npy`, or computed by the model at every position.
 fn logits_of(p: &Path, o: &CompareOptions) -> anyhow::Result<NpyF32> {
     if is_npy(p) {
-        return npy::read(p).with_context(|| format!("reading {}", p.display()));
+        // Two sides in memory at once: each within half the budget (and npy's own cap).
+        let cap = (o.mem_budget / 2).min(npy::NPY_MAX_DATA_BYTES);
+        return npy::read_limited(p, cap).with_context(|| format!("reading {}", p.display()));
     }
     let source = Source::open(p, &o.input.open_options())?;
     let rows = o
@@ -208,7 +212,7 @@ fn render(o: &CompareOptions, r: &CompareReport) -> anyhow::Result<()> {
     let (m, th, v) = (&r.metrics, &o.thresholds, &r.verdict);
     let mut out = std::io::stdout().lock();
     if o.json {
-        let j = json!({"a": o.a, "b": o.b, "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "max_kl": r.max_kl, "top1_agreement": m.top1_agreement,
+        let j = json!({"a": crate::io::term::path_string(&o.a), "b": crate::io::term::path_string(&o.b), "positions": m.positions, "max_abs": m.max_abs, "rms": m.rms, "mean_kl": m.mean_kl, "max_kl": r.max_kl, "top1_agreement": m.top1_agreement,
             "perplexity_a": r.ppl.0, "perplexity_b": r.ppl.1, "per_prompt": r.per_prompt,
             "thresholds": {"max_abs": th.max_abs, "rms": th.rms, "mean_kl": th.mean_kl, "min_top1": th.min_top1}, "pass": v.pass, "failures": v.failures});
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;

@@ -421,7 +421,7 @@ impl Convert {
         secs: f64,
     ) -> anyhow::Result<()> {
         if self.show.json {
-            let v = serde_json::json!({"output": self.out, "seconds": secs, "report": r});
+            let v = serde_json::json!({"output": crate::io::term::path_string(&self.out), "seconds": secs, "report": r});
             write_json(out, &v)?;
             return Ok(());
         }
@@ -459,7 +459,7 @@ fn find_tokenizer(ck: &Checkpoint) -> Option<PathBuf> {
     ]
     .into_iter()
     .flatten()
-    .find(|p| p.is_file())
+    .find(|p| crate::io::input::present(p))
 }
 
 /// Run `convert`: resolve, execute, render.

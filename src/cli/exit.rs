@@ -30,7 +30,8 @@ pub fn code(result: anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::Mismatch) => ExitCode::from(MISMATCH),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            // Messages quote names read from files: no control character reaches the terminal.
+            eprintln!("error: {}", crate::io::term::sanitize(&render_error(&e)));
             ExitCode::from(ERROR)
         }
     }

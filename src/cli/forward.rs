@@ -6,6 +6,7 @@
 //! render. The token arguments and the precision flag are shared with `compare`.
 
 use super::Outcome;
+use crate::io::output::OutputRules;
 use crate::npy::{self, NpyF32};
 use crate::reference::sources::Source;
 use crate::reference::{generate, Model, ModelDims, Positions, Precision, Session};
@@ -52,7 +53,8 @@ pub struct TokenArgs {
     /// most 64 MiB).
     #[arg(long)]
     pub tokens_file: Option<PathBuf>,
-    /// tokenizer.model (default: beside the model).
+    /// tokenizer.model (default: beside the model; for a GGUF without one, the vocabulary in
+    /// its tokenizer.ggml.* metadata).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Head dimension for a release checkpoint without config.json.
@@ -145,7 +147,7 @@ pub(super) fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> Option
         base.join("ckpt-0/../tokenizer.model"),
     ]
     .into_iter()
-    .find(|p| p.is_file())
+    .find(|p| crate::io::input::present(p))
 }
 
 /// Token rows from the arguments (right-padded with 0 to equal length), and the tokenizer when
@@ -159,12 +161,20 @@ pub fn token_rows(
             Tokenizer::from_file(&p)
                 .with_context(|| format!("reading tokenizer {}", p.display()))?,
         ),
+        // A GGUF carries its vocabulary: the encoder is built from its metadata (proven to
+        // encode as `tokenizer.model` does; tests/tokenizer.rs).
+        None if a.prompt.is_some() && model.extension().is_some_and(|e| e == "gguf") => {
+            let g = crate::gguf::GgufSet::open(model)
+                .with_context(|| format!("reading GGUF {}", model.display()))?;
+            crate::gguf::vocab::tokenizer_of(&|k| g.get(k), model)
+                .with_context(|| format!("the tokenizer metadata of {}", model.display()))?
+        }
         None => None,
     };
     let rows = if let Some(text) = &a.prompt {
         let Some(t) = &tok else {
             bail!(
-                "--prompt needs a tokenizer.model: none beside {}; pass --tokenizer",
+                "--prompt needs a tokenizer.model (or a GGUF with tokenizer metadata): none beside {}; pass --tokenizer",
                 model.display()
             )
         };
@@ -307,6 +317,8 @@ pub struct ForwardOptions {
     generate: Option<usize>,
     eos: Option<u32>,
     logits_out: Option<PathBuf>,
+    /// The output policy of `--logits-out`: the model's files, tokenizer and tokens file.
+    out_rules: OutputRules,
     chunk: usize,
     json: bool,
     model_path: PathBuf,
@@ -340,6 +352,20 @@ impl ForwardOptions {
         )?;
         source.set_keep_resident(bounds.keep_resident);
         let eos = (!a.ignore_eos).then_some(source.config().eos_token);
+        let mut out_rules = source.output_rules();
+        out_rules.inputs.push(a.model.clone());
+        out_rules.inputs.extend(
+            a.input
+                .tokenizer
+                .iter()
+                .chain(&a.input.tokens_file)
+                .cloned(),
+        );
+        if let Some(p) = &a.logits_out {
+            // Refused before the forward pass, not after it.
+            npy::check_output(p, &out_rules)
+                .with_context(|| format!("--logits-out {}", p.display()))?;
+        }
         Ok(ForwardOptions {
             dims,
             rows,
@@ -349,6 +375,7 @@ impl ForwardOptions {
             generate: a.generate,
             eos,
             logits_out: a.logits_out,
+            out_rules,
             chunk: bounds.chunk,
             json: a.json,
             model_path: a.model,
@@ -461,7 +488,7 @@ fn render(o: &ForwardOptions, r: &ForwardReport) -> anyhow::Result<()> {
     if let Some(gen) = &r.generated {
         let text = o.tok.as_ref().map(|t| t.decode(gen)).unwrap_or_default();
         if o.json {
-            let j = json!({"model": o.model_path, "format": o.source.kind(), "prompt": o.rows[0], "generated": gen, "text": text, "timings": t});
+            let j = json!({"model": crate::io::term::path_string(&o.model_path), "format": o.source.kind(), "prompt": o.rows[0], "generated": gen, "text": text, "timings": t});
             writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
         } else {
             writeln!(out, "generated ids: {gen:?}")?;
@@ -481,8 +508,7 @@ fn render(o: &ForwardOptions, r: &ForwardReport) -> anyhow::Result<()> {
                 json!({"row": b, "position": pos, "top": top.iter().map(|(i, l, p)| json!({"id": i, "piece": piece(*i), "logit": l, "prob": p})).collect::<Vec<_>>()})
             })
             .collect();
-        let j =
-            json!({"model": o.model_path, "format": o.source.kind(), "rows": rows, "timings": t});
+        let j = json!({"model": crate::io::term::path_string(&o.model_path), "format": o.source.kind(), "rows": rows, "timings": t});
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
         return Ok(());
     }
@@ -533,7 +559,8 @@ pub fn run(a: ForwardArgs) -> anyhow::Result<Outcome> {
     let r = execute(&o)?;
     render(&o, &r)?;
     if let (Some(p), Some(all)) = (&o.logits_out, &r.all) {
-        npy::write(p, all).with_context(|| format!("writing {}", p.display()))?;
+        npy::write_with(p, all, &o.out_rules)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(Outcome::Ok)
 }

@@ -7,6 +7,7 @@ use super::progress::human;
 use super::render::write_json;
 use super::Outcome;
 use crate::gguf::GgufSet;
+use crate::io::term::{escape, escape_path, path_string, sanitize};
 use crate::numpy::Stored;
 use crate::safetensors_io::StReader;
 use crate::source::grok::{Checkpoint, OpenOptions};
@@ -65,7 +66,7 @@ fn value_json(v: &crate::gguf::Value) -> serde_json::Value {
 }
 
 fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Result<()> {
-    let tensors: Vec<_> = set.tensors().map(|(f, t)| json!({"name": t.name, "type": t.ty.name(), "shape": t.shape, "ne": t.ne, "bytes": t.nbytes, "offset": t.offset, "file": f.path()})).collect();
+    let tensors: Vec<_> = set.tensors().map(|(f, t)| json!({"name": t.name, "type": t.ty.name(), "shape": t.shape, "ne": t.ne, "bytes": t.nbytes, "offset": t.offset, "file": path_string(f.path())})).collect();
     let total: u64 = set.tensors().map(|(_, t)| t.nbytes).sum();
     if json {
         let kvs: serde_json::Map<String, serde_json::Value> = set
@@ -80,7 +81,7 @@ fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Resul
             .collect();
         write_json(
             out,
-            &json!({"format": "gguf", "files": set.paths(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}),
+            &json!({"format": "gguf", "files": set.paths().iter().map(|p| path_string(p)).collect::<Vec<_>>(), "kvs": kvs, "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
         return Ok(());
     }
@@ -92,14 +93,15 @@ fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Resul
         human(total)
     )?;
     for (k, v) in set.kvs() {
-        writeln!(out, "  {k:<45} {:<12} {}", v.type_name(), value_json(v))?;
+        let shown = sanitize(&value_json(v).to_string()).into_owned();
+        writeln!(out, "  {:<45} {:<12} {shown}", escape(k), v.type_name())?;
     }
     writeln!(out)?;
     for (_, t) in set.tensors() {
         writeln!(
             out,
             "{:<40} {:<6} {:<24} {:>14} @{}",
-            t.name,
+            escape(&t.name),
             t.ty.name(),
             format!("{:?}", t.shape),
             t.nbytes,
@@ -113,10 +115,10 @@ fn render_gguf(out: &mut impl Write, set: &GgufSet, json: bool) -> anyhow::Resul
 fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow::Result<()> {
     let total = r.total_size();
     if json {
-        let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": t.file, "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
+        let tensors: Vec<_> = r.tensors().map(|t| json!({"name": t.name, "dtype": t.dtype.safetensors(), "shape": t.shape, "file": path_string(&t.file), "offset": t.file_offset, "bytes": t.data_offsets.1 - t.data_offsets.0})).collect();
         write_json(
             out,
-            &json!({"format": "safetensors", "files": r.files().collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}),
+            &json!({"format": "safetensors", "files": r.files().map(path_string).collect::<Vec<_>>(), "metadata": r.metadata(), "tensors": tensors, "total_bytes": total, "problems": []}),
         )?;
         return Ok(());
     }
@@ -131,7 +133,7 @@ fn render_safetensors(out: &mut impl Write, r: &StReader, json: bool) -> anyhow:
         writeln!(
             out,
             "{:<64} {:<5} {:<22} {:>14}",
-            t.name,
+            escape(&t.name),
             t.dtype.safetensors(),
             format!("{:?}", t.shape),
             t.data_offsets.1 - t.data_offsets.0
@@ -160,7 +162,7 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
             })
             .collect();
         let v = json!({
-            "format": "grok-ckpt", "dir": ck.dir, "files": ck.tensors.len(),
+            "format": "grok-ckpt", "dir": path_string(&ck.dir), "files": ck.tensors.len(),
             "total_bytes": ck.total_bytes(), "config": ck.config, "config_notes": ck.config_notes,
             "param_count": ck.config.param_count(), "is_grok1": ck.config.is_grok1(),
             "tensors": tensors, "problems": ck.problems, "warnings": ck.warnings,
@@ -168,7 +170,7 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
         write_json(out, &v)?;
     } else {
         let c = &ck.config;
-        writeln!(out, "Grok-1 release checkpoint: {}", ck.dir.display())?;
+        writeln!(out, "Grok-1 release checkpoint: {}", escape_path(&ck.dir))?;
         writeln!(
             out,
             "  files: {}   total: {} ({} bytes)   parameters: {}",
@@ -184,7 +186,7 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
             if c.is_grok1() { "  = Grok-1" } else { "" }
         )?;
         for n in &ck.config_notes {
-            writeln!(out, "  ({n})")?;
+            writeln!(out, "  ({})", sanitize(n))?;
         }
         writeln!(out)?;
         writeln!(
@@ -210,7 +212,7 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
         }
         writeln!(out)?;
         for w in &ck.warnings {
-            writeln!(out, "warning: {}", w.msg)?;
+            writeln!(out, "warning: {}", sanitize(&w.msg))?;
         }
         if ck.problems.is_empty() {
             writeln!(out, "no problems found")?;
@@ -221,7 +223,13 @@ fn render_release(out: &mut impl Write, ck: &Checkpoint, json: bool) -> anyhow::
                     .offset
                     .map(|o| format!(" at byte offset {o}"))
                     .unwrap_or_default();
-                writeln!(out, "  {} ({}){at}: {}", p.file.display(), p.tensor, p.msg)?;
+                writeln!(
+                    out,
+                    "  {} ({}){at}: {}",
+                    escape_path(&p.file),
+                    escape(&p.tensor),
+                    sanitize(&p.msg)
+                )?;
             }
         }
     }
@@ -262,13 +270,14 @@ impl Inspect {
     pub fn resolve(a: InspectArgs) -> Inspect {
         let p = &a.path;
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let format = if p.is_file() && ext == "gguf" {
+        let format = if crate::io::input::is_non_dir(p) && ext == "gguf" {
             Format::Gguf
-        } else if (p.is_file() && ext == "safetensors")
+        } else if (crate::io::input::is_non_dir(p) && ext == "safetensors")
             || (p.is_dir()
                 && (p.join("model.safetensors").exists()
                     || p.join("model.safetensors.index.json").exists()))
-            || (p.is_file() && p.to_string_lossy().ends_with(".safetensors.index.json"))
+            || (crate::io::input::is_non_dir(p)
+                && p.to_string_lossy().ends_with(".safetensors.index.json"))
         {
             Format::Safetensors
         } else {

@@ -50,8 +50,8 @@ pub enum BosArg {
 /// killed run continues with --resume.
 ///
 /// MODEL is a release checkpoint, a GGUF (first file of a split set) or a safetensors
-/// directory. The text is tokenized with tokenizer.model (beside the model, or --tokenizer),
-/// BOS as the model's metadata says (--add-bos), cut into chunks of --ctx tokens, and the
+/// directory. The text is tokenized with tokenizer.model (beside the model, or --tokenizer;
+/// a GGUF without one: its own vocabulary), BOS as the model's metadata says (--add-bos), cut into chunks of --ctx tokens, and the
 /// second half of each chunk is scored, as llama-perplexity does: the same model and text give
 /// the same numbers. --save-logits writes llama-perplexity's --kl-divergence-base file (read
 /// by `llama-perplexity --kl-divergence`), --kl-base reads one (written by either tool) and
@@ -86,7 +86,8 @@ pub struct PerplexityArgs {
     /// Evaluate at most this many chunks [default: all].
     #[arg(long)]
     pub chunks: Option<usize>,
-    /// tokenizer.model [default: beside the model].
+    /// tokenizer.model [default: beside the model; for a GGUF without one, the vocabulary in
+    /// its metadata].
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// BOS at the start of the text and of every chunk.
@@ -254,14 +255,32 @@ impl Options {
     }
 }
 
-/// `--tokenizer`, else the `tokenizer.model` beside the model (`forward`'s search).
-fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    super::forward::find_tokenizer(model, explicit).with_context(|| {
-        format!(
-            "no tokenizer.model beside {}: pass --tokenizer",
-            model.display()
-        )
-    })
+/// The tokenizer, as `forward` finds it: `--tokenizer`, else the `tokenizer.model` beside the
+/// model, else (a GGUF) the vocabulary in its metadata (`gguf::vocab`, proven to encode as
+/// `tokenizer.model` does; llama-perplexity tokenizes with that vocabulary too). Returns it with
+/// its name for messages and the file it came from when that is not the model itself.
+fn tokenizer(
+    model: &Path,
+    explicit: &Option<PathBuf>,
+) -> anyhow::Result<(Tokenizer, String, Option<PathBuf>)> {
+    if let Some(p) = super::forward::find_tokenizer(model, explicit) {
+        let t = Tokenizer::from_file(&p)
+            .with_context(|| format!("reading tokenizer {}", p.display()))?;
+        return Ok((t, p.display().to_string(), Some(p)));
+    }
+    if model.extension().is_some_and(|e| e == "gguf") {
+        let g = crate::gguf::GgufSet::open(model)
+            .with_context(|| format!("reading GGUF {}", model.display()))?;
+        if let Some(t) = crate::gguf::vocab::tokenizer_of(&|k| g.get(k), model)
+            .with_context(|| format!("the tokenizer metadata of {}", model.display()))?
+        {
+            return Ok((t, format!("the vocabulary of {}", model.display()), None));
+        }
+    }
+    bail!(
+        "no tokenizer.model beside {} (and no GGUF tokenizer metadata): pass --tokenizer",
+        model.display()
+    )
 }
 
 /// The run's inputs, resolved: model, chunks, identity.
@@ -320,15 +339,14 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
         );
         Ok(())
     };
-    let text_tokens = |tok_path: &Path| -> anyhow::Result<Vec<u32>> {
+    let text_tokens = |inputs: &mut Vec<PathBuf>| -> anyhow::Result<Vec<u32>> {
         let path = o.text.as_ref().context("no text")?;
         let text = read_text(path)?;
-        let tok = Tokenizer::from_file(tok_path)
-            .with_context(|| format!("reading tokenizer {}", tok_path.display()))?;
+        let (tok, name, file) = tokenizer(&o.model, &o.tokenizer)?;
+        inputs.extend(file);
         ensure!(
             tok.len() == dims.vocab,
-            "tokenizer {} has {} pieces but the model's vocabulary is {}: pass the model's --tokenizer",
-            tok_path.display(),
+            "tokenizer {name} has {} pieces but the model's vocabulary is {}: pass the model's --tokenizer",
             tok.len(),
             dims.vocab
         );
@@ -374,9 +392,7 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
             };
             let toks = base.tokens()[..n_chunk * base.n_ctx].to_vec();
             if o.text.is_some() {
-                let tp = find_tokenizer(&o.model, &o.tokenizer)?;
-                inputs.push(tp.clone());
-                let mine = text_tokens(&tp)?;
+                let mine = text_tokens(&mut inputs)?;
                 if let Some(i) = (0..toks.len()).find(|&i| mine.get(i) != Some(&toks[i])) {
                     bail!(
                         "{}: holds other tokens than the text gives: position {i} (byte offset {}) is {} in the file, {} from the text",
@@ -394,9 +410,7 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
         _ => {
             let ctx = o.ctx.unwrap_or(512);
             check_ctx(ctx)?;
-            let tp = find_tokenizer(&o.model, &o.tokenizer)?;
-            inputs.push(tp.clone());
-            let toks = text_tokens(&tp)?;
+            let toks = text_tokens(&mut inputs)?;
             let n = toks.len();
             (ChunkPlan::new(toks, ctx, o.chunks, bos.bos)?, None, n)
         }

@@ -163,7 +163,7 @@ impl Quantize {
         secs: f64,
     ) -> anyhow::Result<()> {
         if self.json {
-            let v = serde_json::json!({"input": self.input, "output": self.options.out, "seconds": secs, "report": r});
+            let v = serde_json::json!({"input": crate::io::term::path_string(&self.input), "output": crate::io::term::path_string(&self.options.out), "seconds": secs, "report": r});
             write_json(out, &v)?;
             return Ok(());
         }

@@ -9,6 +9,8 @@ use super::progress::{human, Progress};
 use super::render::write_json;
 use super::Outcome;
 use crate::base::hex;
+use crate::io::output::{resolve_output, OutputRules};
+use crate::io::term::{escape, escape_path, path_string as ps, sanitize};
 use crate::source::grok::{discover, layout::find_dir, Checkpoint, OpenOptions};
 use crate::source::SourceError;
 use crate::verify::{
@@ -72,6 +74,11 @@ pub struct VerifyArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Let --write-manifest replace an existing file that is not a manifest (never one of the
+    /// checkpoint's files, config.json, tokenizer.model, or a file given with --manifest or
+    /// --torrent; never a device).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `verify`'s options.
@@ -87,6 +94,8 @@ pub struct Verify {
     json: bool,
     /// No progress bars (`--quiet`, or `--json`).
     quiet: bool,
+    /// `--force`: --write-manifest may replace an existing non-manifest file.
+    force: bool,
 }
 
 /// What the structure check found.
@@ -153,6 +162,7 @@ impl Verify {
             torrent: a.torrent,
             torrent_root: a.torrent_root,
             root: a.root,
+            force: a.force,
         }
     }
 
@@ -169,7 +179,7 @@ impl Verify {
                 .unwrap_or_else(|| PathBuf::from("."))
         });
         let wrote = match &self.write_manifest {
-            Some(out) => Some(self.write_manifest(&root, out)?),
+            Some(out) => Some(self.write_manifest(&root, &dir, out)?),
             None => None,
         };
         let manifest = match &self.manifest {
@@ -207,10 +217,37 @@ impl Verify {
         }
     }
 
-    fn write_manifest(&self, root: &Path, out: &Path) -> anyhow::Result<Wrote> {
+    /// The output rules of `--write-manifest`: never a file this command reads (the
+    /// checkpoint directory `dir` and everything in it, the `config.json` and
+    /// `tokenizer.model` beside it, `--manifest`, `--torrent`), `--force` for an existing
+    /// file that is not a manifest.
+    fn manifest_rules(&self, dir: &Path) -> OutputRules {
+        let mut inputs: Vec<PathBuf> = self.manifest.iter().chain(&self.torrent).cloned().collect();
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            inputs.extend(["config.json", "tokenizer.model"].map(|n| d.join(n)));
+        }
+        OutputRules {
+            inputs,
+            input_dirs: vec![dir.to_path_buf()],
+            force: self.force,
+            ..Default::default()
+        }
+    }
+
+    fn write_manifest(&self, root: &Path, dir: &Path, out: &Path) -> anyhow::Result<Wrote> {
         let files = discover(&self.ckpt)
             .map(|f| f.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
             .unwrap_or_default();
+        let rules = self.manifest_rules(dir);
+        // Refuse an input, a directory or a block device before hashing (which takes long);
+        // whether an existing file may be replaced is decided when writing.
+        let early = OutputRules {
+            inputs: rules.inputs.iter().chain(&files).cloned().collect(),
+            streams: true,
+            replace_without_force: true,
+            ..rules.clone()
+        };
+        resolve_output(out, &early).with_context(|| format!("writing {}", out.display()))?;
         let rel: Vec<PathBuf> = files
             .iter()
             .filter_map(|p| p.strip_prefix(root).ok().map(Path::to_path_buf))
@@ -224,7 +261,7 @@ impl Verify {
         let m = verify::write_manifest(root, &rel, &self.hash, &|n| p.inc(n))
             .with_context(|| "hashing the shards")?;
         p.finish();
-        m.write(out)
+        m.write_with(out, &rules)
             .with_context(|| format!("writing {}", out.display()))?;
         Ok(Wrote {
             path: out.to_path_buf(),
@@ -273,7 +310,7 @@ impl Report {
             lines.push(format!(
                 "manifest: wrote {} entries to {} ({:.1} s, {:.0} MB/s)",
                 w.entries,
-                w.path.display(),
+                escape_path(&w.path),
                 w.seconds,
                 w.bytes as f64 / 1e6 / w.seconds.max(1e-9)
             ));
@@ -300,13 +337,13 @@ impl Report {
         let mut report = json!({"structure": self.structure.to_json(), "ok": self.ok()});
         if let Some(w) = &self.wrote {
             report["write_manifest"] =
-                json!({"path": w.path, "entries": w.entries, "seconds": w.seconds});
+                json!({"path": ps(&w.path), "entries": w.entries, "seconds": w.seconds});
         }
         if let Some((r, secs)) = &self.manifest {
             report["manifest"] = json!({
                 "ok": r.is_clean(), "matched": r.ok.len(),
-                "mismatched": r.mismatched.iter().map(|m| json!({"path": m.path, "expected": hex::encode(&m.expected), "actual": hex::encode(&m.actual)})).collect::<Vec<_>>(),
-                "missing": r.missing, "unreadable": r.unreadable.iter().map(|(p, w)| json!({"path": p, "error": w})).collect::<Vec<_>>(),
+                "mismatched": r.mismatched.iter().map(|m| json!({"path": ps(&m.path), "expected": hex::encode(&m.expected), "actual": hex::encode(&m.actual)})).collect::<Vec<_>>(),
+                "missing": pv(&r.missing), "unreadable": r.unreadable.iter().map(|(p, w)| json!({"path": ps(p), "error": w})).collect::<Vec<_>>(),
                 "bytes_hashed": r.bytes_hashed, "seconds": secs,
             });
         }
@@ -314,9 +351,9 @@ impl Report {
             report["torrent"] = json!({
                 "ok": r.is_complete(), "infohash": r.infohash, "official_grok1": r.infohash == verify::GROK1_INFOHASH, "name": r.name,
                 "pieces": r.pieces, "good_pieces": r.good_pieces,
-                "bad_pieces": r.bad_pieces.iter().map(|b| json!({"index": b.index, "files": b.files})).collect::<Vec<_>>(),
+                "bad_pieces": r.bad_pieces.iter().map(|b| json!({"index": b.index, "files": pv(&b.files)})).collect::<Vec<_>>(),
                 "missing_pieces": r.missing_pieces.iter().map(|x| [x.start, x.end]).collect::<Vec<_>>(),
-                "files": r.files.iter().map(|f| json!({"path": f.path, "length": f.length, "state": format!("{:?}", f.state), "verified_fraction": f.verified_fraction})).collect::<Vec<_>>(),
+                "files": r.files.iter().map(|f| json!({"path": ps(&f.path), "length": f.length, "state": format!("{:?}", f.state), "verified_fraction": f.verified_fraction})).collect::<Vec<_>>(),
                 "warnings": r.warnings,
             });
         }
@@ -328,14 +365,14 @@ impl Structure {
     fn to_json(&self) -> Json {
         match self {
             Structure::Opened(ck) => json!({
-                "ok": self.ok(), "dir": ck.dir, "files": ck.tensors.len(), "bytes": ck.total_bytes(),
+                "ok": self.ok(), "dir": ps(&ck.dir), "files": ck.tensors.len(), "bytes": ck.total_bytes(),
                 "is_grok1": ck.config.is_grok1(), "problems": ck.problems, "warnings": ck.warnings,
             }),
             Structure::Files {
                 dir,
                 missing,
                 unexpected,
-            } => json!({"ok": false, "dir": dir, "missing": missing, "unexpected": unexpected}),
+            } => json!({"ok": false, "dir": ps(dir), "missing": missing, "unexpected": unexpected}),
             Structure::Failed(e) => json!({"ok": false, "error": e}),
         }
     }
@@ -365,11 +402,12 @@ impl Structure {
             } => {
                 for (k, v) in [("missing", missing), ("unexpected", unexpected)] {
                     if !v.is_empty() {
+                        let v: Vec<_> = v.iter().map(|x| escape(x)).collect();
                         lines.push(format!("  {k}: {}", v.join(", ")));
                     }
                 }
             }
-            Structure::Failed(e) => lines.push(format!("  {e}")),
+            Structure::Failed(e) => lines.push(format!("  {}", sanitize(e))),
             Structure::Opened(ck) => {
                 for p in &ck.problems {
                     let at = p
@@ -378,9 +416,9 @@ impl Structure {
                         .unwrap_or_default();
                     lines.push(format!(
                         "  {} ({}){at}: {}",
-                        p.file.display(),
-                        p.tensor,
-                        p.msg
+                        escape_path(&p.file),
+                        escape(&p.tensor),
+                        sanitize(&p.msg)
                     ));
                 }
             }
@@ -401,16 +439,20 @@ fn render_manifest(r: &ManifestReport, secs: f64, lines: &mut Vec<String>) {
     for x in &r.mismatched {
         lines.push(format!(
             "  MISMATCH {}: expected {} got {}",
-            x.path.display(),
+            escape_path(&x.path),
             hex::encode(&x.expected),
             hex::encode(&x.actual)
         ));
     }
     for x in &r.missing {
-        lines.push(format!("  MISSING  {}", x.display()));
+        lines.push(format!("  MISSING  {}", escape_path(x)));
     }
     for (x, why) in &r.unreadable {
-        lines.push(format!("  UNREADABLE {}: {why}", x.display()));
+        lines.push(format!(
+            "  UNREADABLE {}: {}",
+            escape_path(x),
+            sanitize(why)
+        ));
     }
 }
 
@@ -440,7 +482,7 @@ fn render_torrent(r: &TorrentReport, lines: &mut Vec<String>) {
             b.index,
             b.files
                 .iter()
-                .map(|f| f.display().to_string())
+                .map(|f| escape_path(f))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -448,7 +490,7 @@ fn render_torrent(r: &TorrentReport, lines: &mut Vec<String>) {
     for f in r.files.iter().filter(|f| f.verified_fraction < 1.0) {
         lines.push(format!(
             "  {}: {:?}, {:.1}% verified",
-            f.path.display(),
+            escape_path(&f.path),
             f.state,
             100.0 * f.verified_fraction
         ));
@@ -470,4 +512,9 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Mismatch
     })
+}
+
+/// Paths as report strings (`io::term::path_string`: a non-UTF-8 name must not panic `--json`).
+fn pv(v: &[PathBuf]) -> Vec<String> {
+    v.iter().map(|p| ps(p)).collect()
 }

@@ -131,6 +131,9 @@ pub enum ConvertError {
     /// Writing, reading or renaming a file failed (a full disk arrives here).
     #[error(transparent)]
     Io(IoError),
+    /// An output path refused by the output policy (`io::output`): a device, FIFO, directory.
+    #[error(transparent)]
+    Output(crate::io::output::OutputError),
     /// An encoder refused an output tensor's values.
     #[error("tensor {tensor}: {source}")]
     Encode {

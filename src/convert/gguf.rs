@@ -73,29 +73,28 @@ pub fn model_kvs(c: &Config, name: &str, file_type: u32) -> Vec<(String, Value)>
 /// "Tokenizer metadata"): llama.cpp's SentencePiece vocabulary, the special ids (the release's
 /// when the model lacks one), and no BOS unless asked (the release's runner adds none).
 pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
+    use crate::tokenizer::gguf_vocab::{keys, SPM_MODEL};
     let pieces = tok.pieces();
     let tokens = pieces.iter().map(|p| p.piece.clone()).collect();
     let scores = pieces.iter().map(|p| p.score).collect();
     let types = pieces.iter().map(|p| p.kind.as_i32()).collect();
     let special = [
-        ("bos_token_id", tok.bos_id().unwrap_or(1)),
-        ("eos_token_id", tok.eos_id().unwrap_or(2)),
-        ("unknown_token_id", tok.unk_id()),
-        ("padding_token_id", tok.pad_id().unwrap_or(0)),
+        (keys::BOS_ID, tok.bos_id().unwrap_or(1)),
+        (keys::EOS_ID, tok.eos_id().unwrap_or(2)),
+        (keys::UNK_ID, tok.unk_id()),
+        (keys::PAD_ID, tok.pad_id().unwrap_or(0)),
     ];
     let mut kvs = vec![
-        ("model", Value::String("llama".into())),
-        ("pre", Value::String("default".into())),
-        ("tokens", Value::Array(ArrayValue::Str(tokens))),
-        ("scores", Value::Array(ArrayValue::F32(scores))),
-        ("token_type", Value::Array(ArrayValue::I32(types))),
+        (keys::MODEL, Value::String(SPM_MODEL.into())),
+        (keys::PRE, Value::String("default".into())),
+        (keys::TOKENS, Value::Array(ArrayValue::Str(tokens))),
+        (keys::SCORES, Value::Array(ArrayValue::F32(scores))),
+        (keys::TOKEN_TYPE, Value::Array(ArrayValue::I32(types))),
     ];
     kvs.extend(special.map(|(k, id)| (k, Value::U32(id))));
-    kvs.push(("add_bos_token", Value::Bool(add_bos)));
-    kvs.push(("add_eos_token", Value::Bool(false)));
-    kvs.into_iter()
-        .map(|(k, v)| (format!("tokenizer.ggml.{k}"), v))
-        .collect()
+    kvs.push((keys::ADD_BOS, Value::Bool(add_bos)));
+    kvs.push((keys::ADD_EOS, Value::Bool(false)));
+    kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// Plan the tensors of a GGUF conversion.

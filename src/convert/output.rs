@@ -3,6 +3,7 @@
 //! already written as planned.
 
 use super::ConvertError;
+use crate::io::output::{resolve_output, OutputError, OutputRules};
 use std::path::{Path, PathBuf};
 
 /// What an output must not touch.
@@ -82,6 +83,12 @@ pub fn check_outputs(
         .iter()
         .filter_map(|p| p.canonicalize().ok())
         .collect();
+    let rules = OutputRules {
+        inputs: inputs.files.to_vec(),
+        input_dirs: checkpoint.iter().cloned().collect(),
+        force: existing == Existing::Allow,
+        ..Default::default()
+    };
     for o in outputs {
         let c = canonical_or_parent(o).ok_or_else(|| ConvertError::Unresolvable {
             path: o.to_path_buf(),
@@ -112,11 +119,37 @@ pub fn check_outputs(
                 output: o.to_path_buf(),
             });
         }
-        if let (true, Existing::Refuse(hint)) = (c.exists(), existing) {
-            return Err(ConvertError::Exists {
-                path: o.to_path_buf(),
-                hint,
-            });
+        // An existing directory here is where a safetensors conversion writes (its files are
+        // checked one by one); only whether it may be written into is decided above.
+        if std::fs::metadata(o).is_ok_and(|m| m.is_dir()) {
+            if let Existing::Refuse(hint) = existing {
+                return Err(ConvertError::Exists {
+                    path: o.to_path_buf(),
+                    hint,
+                });
+            }
+            continue;
+        }
+        // The one output policy (`io::output`): inputs by device and inode (hard links too),
+        // never anything but a regular file (a device node, FIFO or dangling symlink is
+        // refused, also with --force), existing files only when allowed.
+        match resolve_output(o, &rules) {
+            Ok(_) => {}
+            Err(OutputError::Exists { .. }) => {
+                let Existing::Refuse(hint) = existing else {
+                    unreachable!("force is set when existing outputs are allowed")
+                };
+                return Err(ConvertError::Exists {
+                    path: o.to_path_buf(),
+                    hint,
+                });
+            }
+            Err(OutputError::IsInput { .. }) => {
+                return Err(ConvertError::ReplacesInput {
+                    output: o.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(ConvertError::Output(e)),
         }
     }
     Ok(())
@@ -137,7 +170,7 @@ pub fn complete_as_planned(path: &Path, len: u64, header: &[u8]) -> bool {
     {
         return false;
     }
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(mut f) = crate::io::input::open_regular(path) else {
         return false;
     };
     let mut buf = vec![0u8; header.len()];

@@ -54,8 +54,10 @@ impl TensorReport {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConvertReport {
     /// Files written, with sizes.
+    #[serde(serialize_with = "crate::io::term::serialize_sized_paths")]
     pub files: Vec<(PathBuf, u64)>,
     /// Files kept from an earlier run (`--resume`).
+    #[serde(serialize_with = "crate::io::term::serialize_paths")]
     pub skipped: Vec<PathBuf>,
     /// Tensors written.
     pub tensors: Vec<TensorReport>,

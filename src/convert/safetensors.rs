@@ -68,7 +68,7 @@ fn check_side_files(ck: &Checkpoint, o: &StOptions) -> Result<(), ConvertError> 
 }
 
 fn hash_file(path: &Path) -> Result<Written, ConvertError> {
-    let mut f = std::fs::File::open(path).map_err(|e| crate::io::IoError::new("open", path, e))?;
+    let mut f = crate::io::input::open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 8 << 20];
     let mut n = 0u64;
@@ -113,8 +113,15 @@ fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let sums = path.with_file_name("SHA256SUMS");
-    let line = std::fs::read_to_string(record_path(path)).ok().or_else(|| {
-        std::fs::read_to_string(&sums).ok().and_then(|t| {
+    // Bounded reads of regular files only (a FIFO planted as a record must not hang --resume).
+    let text = |p: &Path| {
+        crate::io::read_capped(p, crate::base::limits::VERIFY_MANIFEST_MAX_BYTES)
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let line = text(&record_path(path)).or_else(|| {
+        text(&sums).and_then(|t| {
             t.lines()
                 .find(|l| l.ends_with(&format!("  {name}")))
                 .map(str::to_string)
@@ -235,7 +242,12 @@ fn finish_with(
     all.push(small("generation_config.json", pretty(&json!({"_from_model_config": true, "bos_token_id": ck.config.bos_token, "eos_token_id": ck.config.eos_token, "pad_token_id": ck.config.pad_token})))?);
     if let Some(tp) = &o.tokenizer {
         let tok = load_tokenizer(ck, tp)?;
-        let bytes = std::fs::read(tp).map_err(|e| crate::io::IoError::new("read", tp, e))?;
+        let bytes = crate::tokenizer::Tokenizer::read_file(tp).map_err(|source| {
+            ConvertError::Tokenizer {
+                path: tp.to_path_buf(),
+                source,
+            }
+        })?;
         all.push(write_small_file(&o.out_dir, "tokenizer.model", &bytes)?);
         let piece = |id: Option<u32>, dflt: &str| {
             id.and_then(|i| tok.id_to_piece(i))

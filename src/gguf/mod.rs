@@ -16,6 +16,7 @@ pub mod plan;
 pub mod reader;
 pub mod set;
 pub mod value;
+pub mod vocab;
 pub mod writer;
 
 pub use crate::io::atomic::Written;

@@ -68,12 +68,41 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Create the temporary `tmp` afresh: a stale one (a regular file left by a crash) is removed
+/// first, then the file is created with `O_CREAT | O_EXCL | O_NOFOLLOW` (`create_new`), so a
+/// symlink, FIFO or device planted under the temporary's name is never followed, opened or
+/// written through: the create fails instead (`EEXIST`). Only a regular file or a symlink
+/// (the link itself, not its target) is removed as stale; anything else is refused by name.
+/// `extra_flags` are more `open(2)` flags (`O_DIRECT`).
+pub fn create_temp(tmp: &Path, extra_flags: i32) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::symlink_metadata(tmp) {
+        Ok(m) if m.file_type().is_file() || m.file_type().is_symlink() => fs::remove_file(tmp)?,
+        Ok(m) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "a temporary's name is taken by {}; remove it",
+                    super::input::FileKind::of_meta(&m).describe()
+                ),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | extra_flags)
+        .open(tmp)
+}
+
 impl AtomicFile {
     /// Create the temp file for `final_path` (replacing a stale temp from an earlier crash),
     /// written through an 8 MiB buffer.
     pub fn create(final_path: &Path) -> Result<AtomicFile, IoError> {
         let tmp_path = temp_path_for(final_path);
-        let f = File::create(&tmp_path).map_err(|e| IoError::new("create", &tmp_path, e))?;
+        let f = create_temp(&tmp_path, 0).map_err(|e| IoError::new("create", &tmp_path, e))?;
         Ok(AtomicFile {
             final_path: final_path.to_path_buf(),
             tmp_path,
@@ -298,6 +327,38 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted under the temporary's name is removed, not followed (the file it
+    /// names keeps its bytes); a FIFO there is refused by name, never opened.
+    #[test]
+    fn temporaries_are_created_afresh_never_through_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        for large in [false, true] {
+            let p = d.path().join(if large { "big.bin" } else { "out.bin" });
+            std::os::unix::fs::symlink(&victim, temp_path_for(&p)).unwrap();
+            let mut f = if large {
+                AtomicFile::create_large(&p).unwrap()
+            } else {
+                AtomicFile::create(&p).unwrap()
+            };
+            f.write_all(b"new").unwrap();
+            f.commit().unwrap();
+            assert_eq!(fs::read(&p).unwrap(), b"new");
+            assert_eq!(fs::read(&victim).unwrap(), b"precious");
+            assert!(fs::symlink_metadata(temp_path_for(&p)).is_err());
+        }
+        let p = d.path().join("f.bin");
+        let st = std::process::Command::new("mkfifo")
+            .arg(temp_path_for(&p))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let e = AtomicFile::create(&p).err().unwrap().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+    }
+
     #[test]
     fn commit_and_abandon() {
         let d = tempfile::tempdir().unwrap();

@@ -143,6 +143,21 @@ pub fn open_regular(path: &Path) -> Result<File, IoError> {
     open_regular_io(path).map_err(|e| IoError::new("open", path, e))
 }
 
+/// True when anything is at `path` (following symlinks): a regular file or not. Code that looks
+/// for an optional input (`config.json`, `tokenizer.model`, an index) asks this instead of
+/// `is_file()`, then opens with [`open_regular`]: a FIFO or a device in place of the file is
+/// refused with its name and kind instead of being taken for an absent file.
+pub fn present(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok()
+}
+
+/// True when `path` names something that is not a directory (a regular file, or a special
+/// file that [`open_regular`] will refuse by name): for telling a file input from a directory
+/// input (format sniffing) without taking a FIFO for "not a file".
+pub fn is_non_dir(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_dir())
+}
+
 /// Read everything `r` yields, but at most `cap` bytes: `Ok(None)` when there is more.
 /// The buffer grows with the bytes actually read (never sized by a declared length).
 pub fn read_to_end_capped(r: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
@@ -223,6 +238,19 @@ mod tests {
         let e = open_regular(&d.path().join("absent")).unwrap_err();
         assert_eq!(e.not_regular(), None);
         assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn probes_see_special_files_as_present() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("config.json");
+        mkfifo(&fifo);
+        // `is_file()` says "absent" for a FIFO; these say "there is something to open".
+        assert!(!fifo.is_file());
+        assert!(present(&fifo) && is_non_dir(&fifo));
+        assert!(present(d.path()) && !is_non_dir(d.path()));
+        assert!(!present(&d.path().join("absent")) && !is_non_dir(&d.path().join("absent")));
+        assert!(present(Path::new("/dev/null")) && is_non_dir(Path::new("/dev/null")));
     }
 
     #[test]

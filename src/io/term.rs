@@ -23,7 +23,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn needs_escape(c: char) -> bool {
     c.is_control()
@@ -93,6 +93,55 @@ pub fn escape_path(p: &Path) -> Cow<'_, str> {
     escape_bytes(p.as_os_str().as_encoded_bytes())
 }
 
+/// Text for the terminal that may already hold escapes: every control character (newlines
+/// included, so a message stays one line), bidirectional control and line separator is
+/// written as in [`escape`], but a backslash is left alone (so names escaped where the message
+/// was built are not escaped twice). The CLI passes every error message through this before
+/// printing it: the net under the per-name escaping of the readers.
+pub fn sanitize(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\\' && needs_escape(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c != '\\' && needs_escape(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A path as a JSON/report string: the path itself when it is UTF-8, else [`escape_path`]
+/// (non-UTF-8 bytes as `\xNN`). Why: serde refuses a non-UTF-8 `Path`, and `json!` turned
+/// that refusal into a panic in `inspect --json` and `verify --json`.
+pub fn path_string(p: &Path) -> String {
+    match p.to_str() {
+        Some(s) => s.to_owned(),
+        None => escape_path(p).into_owned(),
+    }
+}
+
+/// `serialize_with` for a path field of a report type (see [`path_string`]).
+pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path_string(p))
+}
+
+/// `serialize_with` for a list of paths (see [`path_string`]).
+pub fn serialize_paths<S: serde::Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|p| path_string(p)))
+}
+
+/// `serialize_with` for `(path, size)` pairs, as reports list written files (see
+/// [`path_string`]).
+pub fn serialize_sized_paths<S: serde::Serializer>(
+    v: &[(PathBuf, u64)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(p, n)| (path_string(p), *n)))
+}
+
 /// `Display` adapter: `format!("{}", Escaped(name))` prints `escape(name)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a str);
@@ -123,6 +172,16 @@ mod tests {
         assert_eq!(format!("{}", Escaped("\x00")), "\\x00");
         // printable non-ASCII passes
         assert_eq!(escape("日本語 émoji 🎉"), "日本語 émoji 🎉");
+    }
+
+    #[test]
+    fn sanitize_keeps_backslashes_and_paths_serialize() {
+        assert_eq!(sanitize("a\\x1b\x1b[2J\nb"), "a\\x1b\\x1b[2J\\nb");
+        assert!(matches!(sanitize("plain \\ text"), Cow::Borrowed(_)));
+        use std::os::unix::ffi::OsStrExt;
+        let p = Path::new(std::ffi::OsStr::from_bytes(b"dir/\xffname"));
+        assert_eq!(path_string(p), "dir/\\xffname");
+        assert_eq!(path_string(Path::new("a/b")), "a/b");
     }
 
     #[test]

@@ -188,8 +188,36 @@ impl Config {
         if !self.key_size.is_multiple_of(2) {
             p.push(format!("key_size {} must be even for RoPE", self.key_size));
         }
+        p.extend(self.real_problems());
         p
     }
+    /// The real-valued hyper-parameters that no model can use: non-finite or not above 0, an
+    /// epsilon of 1 or more, or a multiplier, cap or RoPE base beyond [`Config::MAX_REAL`]
+    /// (the release's largest is the embedding multiplier, 78.4). Such values give NaN or
+    /// infinite logits with exit 0 and would be copied into converted metadata (issue #18,
+    /// class 8), so every reader refuses them with the key named.
+    pub fn real_problems(&self) -> Vec<String> {
+        use super::keys::{KeyFormat, KeyValue, CONFIG_KEYS};
+        let mut p = Vec::new();
+        for r in CONFIG_KEYS {
+            let KeyValue::Float(v) = r.field.get(self) else {
+                continue;
+            };
+            let name = r.field.key_name(KeyFormat::Release).unwrap_or("?");
+            let eps = r.field == super::keys::Field::RmsNormEps;
+            if !v.is_finite() || v <= 0.0 {
+                p.push(format!("{name} = {v} must be a finite number above 0"));
+            } else if v > Self::MAX_REAL {
+                p.push(format!("{name} = {v} exceeds {:e}", Self::MAX_REAL));
+            } else if eps && v >= 1.0 {
+                p.push(format!("{name} = {v} must be below 1"));
+            }
+        }
+        p
+    }
+    /// The largest multiplier, soft-cap or RoPE base accepted (1e9: RoPE bases in use reach
+    /// 1e6-1e7; a multiplier near this already overflows f32 activations).
+    pub const MAX_REAL: f64 = 1e9;
     /// The expert FFN width Grok-1's `ffn_size(emb_size, widening_factor=8)` gives
     /// (model.py: `int(8 · D) · 2 // 3`, rounded up to a multiple of 8).
     pub fn ffn_rule(emb_size: u64) -> u64 {

@@ -29,7 +29,7 @@ mod read;
 pub use read::{from_bytes, from_zst_bytes, read, read_limited};
 
 use crate::io::input::open_regular;
-use crate::io::output::{resolve_output, OutputError, OutputRules};
+use crate::io::output::{resolve_output, OutputError, OutputRules, OutputTarget};
 use crate::io::IoError;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -221,6 +221,20 @@ pub fn write(path: &Path, arr: &NpyF32) -> Result<(), NpyError> {
     write_with(path, arr, &OutputRules::default())
 }
 
+/// Where [`write_with`] would write `path` under `rules`, decided without writing: commands
+/// call this before their long computation so a refused output fails at once. A device or
+/// FIFO is streamed into; an existing regular file is replaced without `--force` only when it
+/// is itself an `.npy`/`.npy.zst` (or empty).
+pub fn check_output(path: &Path, rules: &OutputRules) -> Result<OutputTarget, NpyError> {
+    let mut rules = rules.clone();
+    rules.streams = true;
+    rules.replace_without_force |= replaceable_as_npy(path);
+    match resolve_output(path, &rules) {
+        Err(OutputError::Exists { path }) => Err(NpyError::NotAnNpy { path }),
+        r => Ok(r?),
+    }
+}
+
 /// [`write`] under `rules` (the command's inputs and input directories, `--force`). An
 /// existing regular file is replaced without `--force` only when it is itself an `.npy`.
 pub fn write_with(path: &Path, arr: &NpyF32, rules: &OutputRules) -> Result<(), NpyError> {
@@ -235,13 +249,7 @@ pub fn write_with(path: &Path, arr: &NpyF32, rules: &OutputRules) -> Result<(), 
             present: (arr.data.len() as u64).saturating_mul(4),
         });
     }
-    let mut rules = rules.clone();
-    rules.streams = true;
-    rules.replace_without_force |= replaceable_as_npy(path);
-    let target = match resolve_output(path, &rules) {
-        Err(OutputError::Exists { path }) => return Err(NpyError::NotAnNpy { path }),
-        r => r?,
-    };
+    let target = check_output(path, rules)?;
     let bytes = to_bytes(arr);
     let payload = if is_zst(path) {
         zstd::stream::encode_all(bytes.as_slice(), 3).map_err(|e| NpyError::Zstd {

@@ -48,7 +48,7 @@ pub enum PickleErrorKind {
     #[error("unsupported pickle protocol {0}")]
     UnsupportedProtocol(u8),
     /// A global outside the allow-list (this is where malicious pickles stop).
-    #[error("forbidden global {module}.{name}: grokit only resolves numpy/ml_dtypes array globals and __main__.QuantizedWeight8bit")]
+    #[error("forbidden global {module_e}.{name_e}: grokit only resolves numpy/ml_dtypes array globals and __main__.QuantizedWeight8bit", name_e = crate::io::term::Escaped(name), module_e = crate::io::term::Escaped(module))]
     ForbiddenGlobal {
         /// module
         module: String,

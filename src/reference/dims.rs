@@ -251,6 +251,12 @@ impl ModelDims {
             if !v.is_finite() || v <= 0.0 {
                 return bad(field, format!("{v} (must be a finite number above 0)"));
             }
+            if f64::from(v) > crate::model::Config::MAX_REAL {
+                return bad(
+                    field,
+                    format!("{v} (exceeds {:e})", crate::model::Config::MAX_REAL),
+                );
+            }
         }
         if self.rms_eps >= 1.0 {
             return bad(

@@ -24,7 +24,7 @@ pub enum StError {
     #[error("safetensors plan: tensor name `{0}` is reserved or invalid")]
     BadTensorName(String),
     /// A shape whose element count or byte length overflows u64.
-    #[error("safetensors plan: tensor `{tensor}` shape {shape} overflows")]
+    #[error("safetensors plan: tensor `{tensor_e}` shape {shape} overflows", tensor_e = crate::io::term::Escaped(tensor))]
     ShapeOverflow {
         /// Tensor name.
         tensor: String,
@@ -32,7 +32,7 @@ pub enum StError {
         shape: String,
     },
     /// A dtype the `safetensors` crate cannot represent (should not happen for grokit's table).
-    #[error("safetensors plan: tensor `{tensor}`: dtype {dtype} unknown to the safetensors crate")]
+    #[error("safetensors plan: tensor `{tensor_e}`: dtype {dtype} unknown to the safetensors crate", tensor_e = crate::io::term::Escaped(tensor))]
     DtypeNotInCrate {
         /// Tensor name.
         tensor: String,
@@ -63,7 +63,7 @@ pub enum StError {
 
     // ---- reading --------------------------------------------------------------------------
     /// File shorter than the 8-byte length prefix.
-    #[error("{}: {len} bytes, too small for the 8-byte header length", path.display())]
+    #[error("{}: {len} bytes, too small for the 8-byte header length", crate::io::term::escape_path(path))]
     TooSmall {
         /// File.
         path: PathBuf,
@@ -71,7 +71,7 @@ pub enum StError {
         len: u64,
     },
     /// Declared header length over the cap.
-    #[error("{}: header length {len} exceeds the {max}-byte limit", path.display())]
+    #[error("{}: header length {len} exceeds the {max}-byte limit", crate::io::term::escape_path(path))]
     HeaderTooLarge {
         /// File.
         path: PathBuf,
@@ -81,7 +81,7 @@ pub enum StError {
         max: u64,
     },
     /// Declared header runs past the end of the file.
-    #[error("{}: header of {len} bytes runs past the end of the {file_len}-byte file", path.display())]
+    #[error("{}: header of {len} bytes runs past the end of the {file_len}-byte file", crate::io::term::escape_path(path))]
     HeaderPastEnd {
         /// File.
         path: PathBuf,
@@ -91,7 +91,7 @@ pub enum StError {
         file_len: u64,
     },
     /// Header is not UTF-8.
-    #[error("{}: header is not UTF-8 (bad byte at file offset {offset})", path.display())]
+    #[error("{}: header is not UTF-8 (bad byte at file offset {offset})", crate::io::term::escape_path(path))]
     HeaderNotUtf8 {
         /// File.
         path: PathBuf,
@@ -99,7 +99,7 @@ pub enum StError {
         offset: u64,
     },
     /// Header is not the expected JSON.
-    #[error("{}: bad header JSON: {msg}", path.display())]
+    #[error("{}: bad header JSON: {msg}", crate::io::term::escape_path(path))]
     HeaderJson {
         /// File.
         path: PathBuf,
@@ -107,7 +107,7 @@ pub enum StError {
         msg: String,
     },
     /// A tensor dtype grokit does not handle.
-    #[error("{}: tensor `{tensor}` has dtype {dtype}, which grokit does not support", path.display())]
+    #[error("{}: tensor `{tensor_e}` has dtype {dtype}, which grokit does not support", crate::io::term::escape_path(path), tensor_e = crate::io::term::Escaped(tensor))]
     UnsupportedDtype {
         /// File.
         path: PathBuf,
@@ -117,7 +117,7 @@ pub enum StError {
         dtype: String,
     },
     /// A tensor with more dims than [`crate::base::limits::ST_MAX_DIMS`].
-    #[error("{}: tensor `{tensor}` has {dims} dims, over the limit of {max}", path.display())]
+    #[error("{}: tensor `{tensor_e}` has {dims} dims, over the limit of {max}", crate::io::term::escape_path(path), tensor_e = crate::io::term::Escaped(tensor))]
     TooManyDims {
         /// File.
         path: PathBuf,
@@ -129,7 +129,7 @@ pub enum StError {
         max: usize,
     },
     /// `data_offsets` do not match `shape` x dtype size (or end < begin, or overflow).
-    #[error("{}: tensor `{tensor}`: data_offsets [{begin}, {end}] do not hold {expected} bytes", path.display())]
+    #[error("{}: tensor `{tensor_e}`: data_offsets [{begin}, {end}] do not hold {expected} bytes", crate::io::term::escape_path(path), tensor_e = crate::io::term::Escaped(tensor))]
     SizeMismatch {
         /// File.
         path: PathBuf,
@@ -143,7 +143,7 @@ pub enum StError {
         expected: u64,
     },
     /// A hole in the byte buffer before a tensor.
-    #[error("{}: gap in the data buffer: tensor `{tensor}` starts at {begin}, previous data ends at {expected}", path.display())]
+    #[error("{}: gap in the data buffer: tensor `{tensor_e}` starts at {begin}, previous data ends at {expected}", crate::io::term::escape_path(path), tensor_e = crate::io::term::Escaped(tensor))]
     Gap {
         /// File.
         path: PathBuf,
@@ -155,7 +155,7 @@ pub enum StError {
         expected: u64,
     },
     /// Two tensors share bytes.
-    #[error("{}: tensor `{tensor}` at {begin} overlaps the previous tensor, which ends at {expected}", path.display())]
+    #[error("{}: tensor `{tensor_e}` at {begin} overlaps the previous tensor, which ends at {expected}", crate::io::term::escape_path(path), tensor_e = crate::io::term::Escaped(tensor))]
     Overlap {
         /// File.
         path: PathBuf,
@@ -167,7 +167,7 @@ pub enum StError {
         expected: u64,
     },
     /// The data buffer is shorter than the tensors need.
-    #[error("{}: truncated: tensors need {needed} data bytes, file holds {present}", path.display())]
+    #[error("{}: truncated: tensors need {needed} data bytes, file holds {present}", crate::io::term::escape_path(path))]
     Truncated {
         /// File.
         path: PathBuf,
@@ -177,7 +177,7 @@ pub enum StError {
         present: u64,
     },
     /// Bytes after the last tensor.
-    #[error("{}: {extra} trailing bytes after the last tensor", path.display())]
+    #[error("{}: {extra} trailing bytes after the last tensor", crate::io::term::escape_path(path))]
     TrailingBytes {
         /// File.
         path: PathBuf,
@@ -185,7 +185,7 @@ pub enum StError {
         extra: u64,
     },
     /// The `safetensors` crate rejected a file grokit's own checks accepted.
-    #[error("{}: rejected by the safetensors crate: {source}", path.display())]
+    #[error("{}: rejected by the safetensors crate: {source}", crate::io::term::escape_path(path))]
     Crate {
         /// File.
         path: PathBuf,
@@ -194,7 +194,7 @@ pub enum StError {
         source: safetensors::SafeTensorError,
     },
     /// A bad `model.safetensors.index.json`.
-    #[error("{}: bad index: {msg}", path.display())]
+    #[error("{}: bad index: {msg}", crate::io::term::escape_path(path))]
     BadIndex {
         /// Index file.
         path: PathBuf,
@@ -202,13 +202,13 @@ pub enum StError {
         msg: String,
     },
     /// A directory with neither an index nor `model.safetensors`.
-    #[error("{}: no model.safetensors.index.json or model.safetensors here", path.display())]
+    #[error("{}: no model.safetensors.index.json or model.safetensors here", crate::io::term::escape_path(path))]
     NoModel {
         /// Directory.
         path: PathBuf,
     },
     /// A tensor name not in the file or set.
-    #[error("tensor `{0}` not found")]
+    #[error("tensor `{}` not found", crate::io::term::Escaped(.0))]
     NotFound(String),
 }
 }

@@ -55,11 +55,11 @@ impl StReader {
     pub fn open(path: &Path) -> Result<StReader> {
         if path.is_dir() {
             let idx = path.join(INDEX_FILE_NAME);
-            if idx.is_file() {
+            if crate::io::input::present(&idx) {
                 return Self::open_index(&idx);
             }
             let single = path.join(SINGLE_FILE_NAME);
-            if single.is_file() {
+            if crate::io::input::present(&single) {
                 return Self::open_file(&single);
             }
             return Err(StError::NoModel {

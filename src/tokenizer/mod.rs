@@ -132,6 +132,14 @@ impl Tokenizer {
     /// never a hang), read with a bound of [`TOKENIZER_MAX_FILE_BYTES`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
+        let bytes = Self::read_file(path)?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// The bytes of a `tokenizer.model` file, read as [`Tokenizer::from_file`] reads them
+    /// (a regular file only, at most [`TOKENIZER_MAX_FILE_BYTES`]), for callers that copy the
+    /// file (conversion writes it beside its output).
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, TokenizerError> {
         let Some(bytes) = crate::io::input::read_regular_capped(path, TOKENIZER_MAX_FILE_BYTES)?
         else {
             let size = std::fs::metadata(path).map_or(TOKENIZER_MAX_FILE_BYTES + 1, |m| m.len());
@@ -141,7 +149,7 @@ impl Tokenizer {
                 cap: TOKENIZER_MAX_FILE_BYTES,
             });
         };
-        Self::from_bytes(&bytes, path)
+        Ok(bytes)
     }
 
     /// Parse a model held in memory; `path` only names it in errors.

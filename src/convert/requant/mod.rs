@@ -346,6 +346,7 @@ pub struct RequantTotals {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RequantReport {
     /// Files written, with sizes.
+    #[serde(serialize_with = "crate::io::term::serialize_sized_paths")]
     pub files: Vec<(PathBuf, u64)>,
     /// `general.file_type` written.
     pub file_type: u32,

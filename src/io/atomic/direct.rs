@@ -250,7 +250,11 @@ fn io_thread(
         };
         match r {
             Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                file = OpenOptions::new().write(true).open(tmp)?;
+                file = std::os::unix::fs::OpenOptionsExt::custom_flags(
+                    OpenOptions::new().write(true),
+                    libc::O_NOFOLLOW,
+                )
+                .open(tmp)?;
                 direct = false;
                 file.write_all_at(&w[..real], job.pos)?;
             }
@@ -266,19 +270,21 @@ fn io_thread(
 
 #[cfg(target_os = "linux")]
 fn open_direct(tmp: &Path) -> std::io::Result<(File, bool)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    match o.clone().custom_flags(libc::O_DIRECT).open(tmp) {
+    // O_EXCL | O_NOFOLLOW through `create_temp`. A filesystem refusing O_DIRECT fails the open
+    // with EINVAL (possibly after creating the file); the buffered retry removes that regular
+    // file and creates it afresh.
+    match super::create_temp(tmp, libc::O_DIRECT) {
         Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((o.open(tmp)?, false)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Ok((super::create_temp(tmp, 0)?, false))
+        }
         Err(e) => Err(e),
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn open_direct(tmp: &Path) -> std::io::Result<(File, bool)> {
-    Ok((File::create(tmp)?, false))
+    Ok((super::create_temp(tmp, 0)?, false))
 }
 
 #[cfg(test)]

@@ -107,6 +107,11 @@ impl GgufWeights {
         Ok(w)
     }
 
+    /// The files read (every part of a split set).
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.set.paths()
+    }
+
     /// Bytes of the mapped files.
     pub fn mapped_bytes(&self) -> u64 {
         self.set

@@ -181,7 +181,8 @@ impl Source {
         if path.extension().is_some_and(|e| e == "gguf") {
             return Ok(Source::Gguf(GgufWeights::open(path)?));
         }
-        let is_st = (path.is_file() && path.extension().is_some_and(|e| e == "safetensors"))
+        let is_st = (crate::io::input::is_non_dir(path)
+            && path.extension().is_some_and(|e| e == "safetensors"))
             || (path.is_dir()
                 && (path.join("model.safetensors").exists()
                     || path.join("model.safetensors.index.json").exists()));
@@ -229,6 +230,44 @@ impl Source {
             Source::Release(_) => {}
             Source::Gguf(g) => g.set_keep_resident(keep),
             Source::Safetensors(s) => s.set_keep_resident(keep),
+        }
+    }
+    /// What an output of a command reading this source may not replace (`io::output`): every
+    /// file read, and the directory holding the shards with the `config.json` and
+    /// `tokenizer.model` beside it.
+    pub fn output_rules(&self) -> crate::io::output::OutputRules {
+        let (files, dir) = match self {
+            Source::Release(c) => (Vec::new(), c.ck.dir.clone()),
+            Source::Gguf(g) => {
+                let p = g.paths();
+                let dir = p.first().and_then(|f| f.parent()).map(Path::to_path_buf);
+                (p, dir.unwrap_or_default())
+            }
+            Source::Safetensors(s) => {
+                let p = s.paths();
+                let dir = p.first().and_then(|f| f.parent()).map(Path::to_path_buf);
+                (p, dir.unwrap_or_default())
+            }
+        };
+        let mut inputs = files;
+        for d in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+            for n in [
+                "config.json",
+                "tokenizer.model",
+                "model.safetensors.index.json",
+            ] {
+                inputs.push(d.join(n));
+            }
+        }
+        crate::io::output::OutputRules {
+            inputs,
+            // Only the release's shard directory: logits are often written beside a GGUF or
+            // into a converted model's folder.
+            input_dirs: match self {
+                Source::Release(_) => vec![dir],
+                _ => Vec::new(),
+            },
+            ..Default::default()
         }
     }
     /// A short description of the format.

@@ -121,6 +121,11 @@ impl StWeights {
         Ok(w)
     }
 
+    /// The files read (shards; the index and `config.json` are beside them).
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.reader.files().map(Path::to_path_buf).collect()
+    }
+
     /// Bytes of tensor data in the mapped files.
     pub fn mapped_bytes(&self) -> u64 {
         self.reader.total_size()

@@ -155,8 +155,7 @@ impl Checkpoint {
                     ),
                 )
             })?;
-        let f = std::fs::File::open(&t.file)
-            .map_err(|e| crate::io::IoError::new("open", &t.file, e))?;
+        let f = crate::io::input::open_regular(&t.file)?;
         let now = f
             .metadata()
             .map_err(|e| crate::io::IoError::new("stat", &t.file, e))?

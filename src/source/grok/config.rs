@@ -28,7 +28,7 @@ fn read_config_json(
         .collect(),
     };
     for c in candidates {
-        if !c.is_file() {
+        if !crate::io::input::present(&c) {
             if explicit.is_some() {
                 return Err(SourceError::Config {
                     dir: dir.to_path_buf(),
@@ -102,6 +102,7 @@ pub(super) fn infer_config(
         })
     };
     let mut notes = Vec::new();
+    let mut json_path: Option<std::path::PathBuf> = None;
     let mut c = Config::grok1();
     c.num_layers = num_layers;
     let emb = shape(0)?;
@@ -129,30 +130,62 @@ pub(super) fn infer_config(
         let qw = shape(2 + 5)?.get(1).copied().unwrap_or(0);
         let kw = shape(2 + 3)?.get(1).copied().unwrap_or(0);
         let json = read_config_json(dir, opts.config_json.as_deref())?;
+        json_path = json.as_ref().map(|(p, _)| p.clone());
         let mut key_size = None;
         if let Some((path, m)) = &json {
             notes.push(format!("config.json: {}", path.display()));
-            let num = |f: Field| {
-                let key = f.row()?.key(KeyFormat::Release).names.first()?;
-                Some((*key, m.get(*key).and_then(Json::as_f64)?))
+            // A present key must hold what its field needs: a non-negative integer for a
+            // count (`key_size` 16.9 is not 16), a finite number for a real (the string "NaN"
+            // is not absent). The key and the file are named.
+            let num = |f: Field| -> Result<Option<(&'static str, KeyValue)>, SourceError> {
+                let Some(key) = f
+                    .row()
+                    .and_then(|r| r.key(KeyFormat::Release).names.first())
+                else {
+                    return Ok(None);
+                };
+                let Some(j) = m.get(*key) else {
+                    return Ok(None);
+                };
+                let bad = |wanted: &str| {
+                    cfg_err(format!(
+                        "{}: {key} = {} is not {wanted}",
+                        path.display(),
+                        crate::io::term::escape(&j.to_string())
+                    ))
+                };
+                // The field's kind (count or real) from Grok-1's values.
+                match (f.get(&Config::grok1()), KeyValue::from_json(j)) {
+                    (_, None) => Err(bad("a number")),
+                    (KeyValue::Int(_), Some(v @ KeyValue::Int(_))) => Ok(Some((*key, v))),
+                    (KeyValue::Int(_), Some(KeyValue::Float(_))) => {
+                        Err(bad("a non-negative integer"))
+                    }
+                    (KeyValue::Float(_), Some(v)) if v.real().is_finite() => {
+                        Ok(Some((*key, KeyValue::Float(v.real()))))
+                    }
+                    (KeyValue::Float(_), Some(_)) => Err(bad("a finite number")),
+                }
             };
-            if let Some((_, v)) = num(Field::KeySize) {
-                key_size = Some(v as u64);
+            let int = |v: KeyValue| match v {
+                KeyValue::Int(n) => n,
+                KeyValue::Float(x) => x as u64,
+            };
+            if let Some((_, v)) = num(Field::KeySize)? {
+                key_size = Some(int(v));
             }
             for f in READ_FROM_JSON {
-                if let Some((_, v)) = num(f) {
-                    let v = match f.get(&c) {
-                        KeyValue::Int(_) => KeyValue::Int(v as u64),
-                        KeyValue::Float(_) => KeyValue::Float(v),
-                    };
+                if let Some((_, v)) = num(f)? {
                     f.set(&mut c, v);
                 }
             }
             for f in CHECKED_AGAINST_SHAPES {
-                if let (Some((k, v)), KeyValue::Int(have)) = (num(f), f.get(&c)) {
-                    if v as u64 != have {
+                if let (Some((k, v)), KeyValue::Int(have)) = (num(f)?, f.get(&c)) {
+                    if int(v) != have {
                         return Err(cfg_err(format!(
-                            "config.json says {k} = {v} but the shards say {have}"
+                            "{}: {k} = {} but the shards say {have}",
+                            path.display(),
+                            int(v)
                         )));
                     }
                 }
@@ -185,7 +218,11 @@ pub(super) fn infer_config(
     notes.push("sizes from the shards' shapes".into());
     let problems = c.problems();
     if !problems.is_empty() {
-        return Err(cfg_err(problems.join("; ")));
+        let from = match &json_path {
+            Some(p) => format!(" (config.json: {})", p.display()),
+            None => String::new(),
+        };
+        return Err(cfg_err(format!("{}{from}", problems.join("; "))));
     }
     Ok((c, notes))
 }

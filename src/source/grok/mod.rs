@@ -26,7 +26,10 @@ pub enum SourceError {
     #[error(transparent)]
     Io(#[from] crate::io::IoError),
     /// The path is not a checkpoint directory.
-    #[error("{}: not a Grok-1 checkpoint: {why}", path.display())]
+    #[error(
+        "{}: not a Grok-1 checkpoint: {why}",
+        crate::io::term::escape_path(path)
+    )]
     NotACheckpoint {
         /// path given
         path: PathBuf,
@@ -44,7 +47,7 @@ pub enum SourceError {
         unexpected: Vec<String>,
     },
     /// A pickle could not be parsed.
-    #[error("{} (tensor {tensor}): {source}", file.display())]
+    #[error("{} (tensor {tensor_e}): {source}", crate::io::term::escape_path(file), tensor_e = crate::io::term::Escaped(tensor))]
     Pickle {
         /// file
         file: PathBuf,
@@ -54,7 +57,7 @@ pub enum SourceError {
         source: crate::pickle::PickleError,
     },
     /// A pickle parsed but is not an array the release contains.
-    #[error("{} (tensor {tensor}): {source}", file.display())]
+    #[error("{} (tensor {tensor_e}): {source}", crate::io::term::escape_path(file), tensor_e = crate::io::term::Escaped(tensor))]
     Numpy {
         /// file
         file: PathBuf,
@@ -64,7 +67,7 @@ pub enum SourceError {
         source: crate::numpy::NumpyError,
     },
     /// The configuration could not be determined or is inconsistent.
-    #[error("{}: {msg}", dir.display())]
+    #[error("{}: {msg}", crate::io::term::escape_path(dir))]
     Config {
         /// the ckpt dir
         dir: PathBuf,
@@ -72,7 +75,7 @@ pub enum SourceError {
         msg: String,
     },
     /// A tensor does not fit the model (wrong dtype, shape or scales), or is asked for wrongly.
-    #[error("{} (tensor {tensor}): {msg}", file.display())]
+    #[error("{} (tensor {tensor_e}): {msg}", crate::io::term::escape_path(file), tensor_e = crate::io::term::Escaped(tensor))]
     Tensor {
         /// file
         file: PathBuf,

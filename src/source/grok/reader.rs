@@ -73,6 +73,7 @@ impl Tensor {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Problem {
     /// The file.
+    #[serde(serialize_with = "crate::io::term::serialize_path")]
     pub file: PathBuf,
     /// The parameter path.
     pub tensor: String,

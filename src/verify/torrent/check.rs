@@ -106,7 +106,7 @@ impl TorrentReport {
 /// torrent's `name` (it may be named differently); for a single-file torrent, `root` may be the
 /// file itself or the directory holding a file called `name`.
 pub fn disk_path(root: &Path, t: &Torrent, f: &TorrentFile) -> PathBuf {
-    if t.single_file && root.is_file() {
+    if t.single_file && crate::io::input::is_non_dir(root) {
         root.to_path_buf()
     } else {
         root.join(&f.path)
