@@ -561,28 +561,21 @@ fn every_source_gives_the_release_numbers() {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().contains("-00001-of-"))
         .expect("a split set");
-    let hf = dir.join("hf");
-    conv(&[
-        "--to",
-        "safetensors",
-        "--dtype",
-        "f32",
-        "--layout",
-        "hf",
-        "-o",
-        s(&hf),
-    ]);
-    let jax = dir.join("jax");
-    conv(&[
-        "--to",
-        "safetensors",
-        "--dtype",
-        "f32",
-        "--layout",
-        "jax",
-        "-o",
-        s(&jax),
-    ]);
+    let st = |layout: &str| {
+        let out = dir.join(layout);
+        conv(&[
+            "--to",
+            "safetensors",
+            "--dtype",
+            "f32",
+            "--layout",
+            layout,
+            "-o",
+            s(&out),
+        ]);
+        out
+    };
+    let (hf, jax) = (st("hf"), st("jax"));
     let ppl = |model: &str| {
         let (code, out, err) = run(&[
             "perplexity",
