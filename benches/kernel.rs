@@ -5,8 +5,10 @@
 //! - the memory read bandwidth (summing the same weight bytes the GEMV reads),
 //! - the previous path (decode to f32, then `matrixmultiply::sgemm`).
 //!
-//! Run: `cargo bench --bench kernel` (about 4 minutes on 2 cores; `-- --quick` for a smaller
-//! subset, `-- --reps N` for more repeats, `-- --ceiling` for the ceiling alone). Every figure is the median of the repeats, with
+//! Run: `cargo bench --bench kernel` (about 8 minutes on 2 cores, 2 GB of memory at most;
+//! `-- --quick` for a smaller subset, `-- --reps N` for more repeats, `-- --ceiling` for the
+//! ceiling alone, `-- --layer` for the end-to-end layer model alone, `-- --profile KIND M` to
+//! loop one expert-shaped product for `perf record`). Every figure is the median of the repeats, with
 //! the spread (max/min − 1) beside it; ratios are against the ceiling or bandwidth measured in
 //! the same run. Times are the process's CPU time divided by the thread count (read from
 //! `/proc/self/task/*/schedstat`), so that other processes on a shared machine do not count;
@@ -23,6 +25,7 @@ use std::time::Instant;
 struct Opts {
     profile: Option<(String, usize)>,
     ceiling_only: bool,
+    layer_only: bool,
     quick: bool,
     reps: usize,
 }
@@ -32,6 +35,7 @@ fn opts() -> Opts {
     let mut o = Opts {
         profile: None,
         ceiling_only: false,
+        layer_only: false,
         quick: false,
         reps: 3,
     };
@@ -41,6 +45,7 @@ fn opts() -> Opts {
             "--quick" => o.quick = true,
             "--wall" => CPU_TIME.store(false, std::sync::atomic::Ordering::Relaxed),
             "--ceiling" => o.ceiling_only = true,
+            "--layer" => o.layer_only = true,
             "--profile" => {
                 let kind = args.get(i + 1).cloned().unwrap_or_default();
                 let m = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(16);
@@ -139,6 +144,16 @@ impl Weights {
                 block_type(GgmlType::Q6_K, &[208]),
                 Vec::new(),
                 Some(GgmlType::Q6_K),
+            ),
+            "Q5_K" => (
+                block_type(GgmlType::Q5_K, &[0, 2]),
+                Vec::new(),
+                Some(GgmlType::Q5_K),
+            ),
+            "Q4_1" => (
+                block_type(GgmlType::Q4_1, &[0, 2]),
+                Vec::new(),
+                Some(GgmlType::Q4_1),
             ),
             "ct int4" => (
                 random_bytes(k / 2 * n, 6),
@@ -345,45 +360,66 @@ fn main() {
         }
         return;
     }
+    if o.layer_only {
+        layer_model(&o, c0);
+        return;
+    }
 
-    // ---- GEMM at the expert shape ----
+    // ---- small m and GEMM at the expert shape ----
     let (k, n) = (6144, if o.quick { 8192 } else { 32768 });
     let kinds: &[&str] = if o.quick {
         &["int8", "Q8_0", "Q4_K"]
     } else {
         &[
-            "int8", "Q8_0", "Q4_0", "Q4_K", "Q6_K", "bf16", "f32", "ct int4",
+            "int8", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K", "bf16", "f32", "ct int4",
         ]
     };
-    let ms: &[usize] = &[8, 16, 32, 64, 128];
-    println!("## GEMM, k = {k}, n = {n} (expert w1/v shape): GFLOP/s (× ceiling, spread)\n");
+    let small: &[usize] = &[1, 2, 4];
+    let ms: &[usize] = &[8, 16, 32, 64];
+    let mut small_rows = Vec::new();
+    let mut gemm_rows = Vec::new();
+    for &kind in kinds {
+        let wts = Weights::make(kind, k, n, 1);
+        let w = wts.matrix();
+        let (bw, bsp) = read_bandwidth(stored_bytes(&w), o.reps.max(3));
+        let mut row = format!(
+            "| {kind} | {:.0} | {bw:.1} ({}) |",
+            w.stored_bytes() as f64 / 1e6,
+            pct(bsp)
+        );
+        for &m in small {
+            let t = product_time(&o, &w, m);
+            let gbs = w.stored_bytes() as f64 / t.0 / 1e9;
+            row += &format!(" {:.2} ({}) **{:.2}** |", t.0 * 1e3, pct(t.1), gbs / bw);
+        }
+        small_rows.push(row);
+        let mut row = format!("| {kind} |");
+        for &m in ms {
+            let (t, sp) = product_time(&o, &w, m);
+            let g = 2.0 * (m * k * n) as f64 / t / 1e9;
+            row += &format!(" {g:.1} (**{:.2}**, {}) |", g / c0, pct(sp));
+        }
+        gemm_rows.push(row);
+    }
+    println!(
+        "## Small m, k = {k}, n = {n} (expert w1/v shape): ms per matrix (spread) and **× read bandwidth** of the same bytes\n"
+    );
+    print!("| weights | MB | read GB/s |");
+    for m in small {
+        print!(" m = {m} |");
+    }
+    println!("\n|---|---|---|{}", "---|".repeat(small.len()));
+    for r in &small_rows {
+        println!("{r}");
+    }
+    println!("\n## GEMM, k = {k}, n = {n}: GFLOP/s (**× ceiling**, spread)\n");
     print!("| weights |");
     for m in ms {
         print!(" m = {m} |");
     }
     println!("\n|---|{}", "---|".repeat(ms.len()));
-    let mut gemv_rows = Vec::new();
-    for &kind in kinds {
-        let wts = Weights::make(kind, k, n, 1);
-        let w = wts.matrix();
-        print!("| {kind} |");
-        for &m in ms {
-            let x = x_rows(m, k);
-            let mut out = vec![0f32; m * n];
-            let (t, sp) = time(o.reps, || {
-                run(&mut [Job {
-                    x: &x,
-                    m,
-                    w,
-                    out: &mut out,
-                }])
-                .expect("run")
-            });
-            let g = 2.0 * (m * k * n) as f64 / t / 1e9;
-            print!(" {g:.1} ({:.2}, {}) |", g / c0, pct(sp));
-        }
-        println!();
-        gemv_rows.push(gemv(&o, "expert", &w));
+    for r in &gemm_rows {
+        println!("{r}");
     }
     let c1 = ceiling(&mut ceil);
 
@@ -391,9 +427,6 @@ fn main() {
     println!("\n## GEMV (m = 1): time per matrix, weight bytes / time, × read bandwidth of the same bytes\n");
     println!("| matrix | weights | MB | ms (spread) | GB/s | read GB/s (spread) | × bandwidth |");
     println!("|---|---|---|---|---|---|---|");
-    for r in &gemv_rows {
-        println!("{r}");
-    }
     let shapes: Vec<(&str, usize, usize, usize, Vec<&str>)> = if o.quick {
         vec![("attn 6144×6144", 6144, 6144, 1, vec!["int8", "Q8_0"])]
     } else {
@@ -419,6 +452,9 @@ fn main() {
         head_f32(&o);
     }
     let c2 = ceiling(&mut ceil);
+    if !o.quick {
+        layer_model(&o, c0);
+    }
 
     // ---- the previous path ----
     println!(
@@ -478,13 +514,7 @@ fn gemv(o: &Opts, label: &str, w: &Matrix<'_>) -> String {
         }])
         .expect("run")
     });
-    let stored: &[u8] = match w.storage() {
-        Storage::F32Kn(b) => b,
-        Storage::ReleaseInt8 { q, .. } => q,
-        Storage::Rows { bytes, .. } => bytes,
-        Storage::Ct { packed, .. } => packed,
-    };
-    let (bw, bsp) = read_bandwidth(stored, o.reps.max(3));
+    let (bw, bsp) = read_bandwidth(stored_bytes(w), o.reps.max(3));
     let gbs = bytes as f64 / t / 1e9;
     let kind = match w.storage() {
         Storage::F32Kn(_) => "f32 [k,n]".to_string(),
@@ -505,25 +535,13 @@ fn gemv(o: &Opts, label: &str, w: &Matrix<'_>) -> String {
 /// The tied head as f32 `[n, k]` rows: the real embedding of the 1-layer benchmark checkpoint
 /// (mapped, 3.2 GB) when present, else skipped.
 fn head_f32(o: &Opts) {
-    let path = std::path::Path::new("/work/bench/grok1-1l/ckpt-0/tensor00000_000");
-    let Ok(map) = grokit::io::mmap::MappedFile::open(path) else {
-        println!(
-            "| head 131072×6144 [n,k] | F32 | (skipped: {} not found) |",
-            path.display()
-        );
+    let Some((map, at)) = real_embedding() else {
+        println!("| head 131072×6144 [n,k] | F32 | (skipped: the benchmark checkpoint's embedding was not found) |");
         return;
     };
     let b = map.bytes();
     let (k, n) = (6144usize, 131072usize);
     let len = 4 * k * n;
-    let Some(at) = b[..256.min(b.len())]
-        .windows(5)
-        .position(|w| w == [b'B', 0, 0, 0, 0xc0])
-        .map(|p| p + 5)
-    else {
-        println!("| head 131072×6144 [n,k] | F32 | (skipped: no f32 payload header) |");
-        return;
-    };
     let w = Matrix::new(
         k,
         n,
@@ -548,4 +566,168 @@ fn head_f32(o: &Opts) {
 fn matmul_par(w: &Matrix<'_>, x: &[f32], m: usize, out: &mut [f32]) {
     run(&mut [Job { x, m, w: *w, out }]).expect("run");
     let _ = matmul;
+}
+
+/// The weight bytes of `w` (the scales left out: they are a small fraction).
+fn stored_bytes<'a>(w: &Matrix<'a>) -> &'a [u8] {
+    match *w.storage() {
+        Storage::F32Kn(b) => b,
+        Storage::ReleaseInt8 { q, .. } => q,
+        Storage::Rows { bytes, .. } => bytes,
+        Storage::Ct { packed, .. } => packed,
+    }
+}
+
+/// Median time (and spread) of `x[m, k] · w` through `run`.
+fn product_time(o: &Opts, w: &Matrix<'_>, m: usize) -> (f64, f64) {
+    let x = x_rows(m, w.k());
+    let mut out = vec![0f32; m * w.n()];
+    time(o.reps, || {
+        run(&mut [Job {
+            x: &x,
+            m,
+            w: *w,
+            out: &mut out,
+        }])
+        .expect("run")
+    })
+}
+
+/// The products of one Grok-1 layer (attention projections, the routed experts' w1/v then w2,
+/// the output head for the last position), run as the forward pass runs them (one `run` per
+/// dependent step, the experts of a step together), summed: a decode step (2 experts, one token),
+/// an 8-token prefill (16 token-expert pairs: each of the 8 experts gets 2 rows) and a 64-token
+/// prefill (16 rows per expert). Every expert has its own weights (no cache sharing between
+/// them). Left out: the router (8 outputs), norms, attention scores (≤ 1 % of the flops here).
+fn layer_model(o: &Opts, ceiling: f64) {
+    println!("\n## End-to-end layer model: the products of one Grok-1 layer, summed\n");
+    println!(
+        "| weights | work | ms (spread) | GFLOP | GFLOP/s | × ceiling | llama.cpp s (issue #13) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let (d, ff, kv, vocab) = (6144usize, 32768usize, 1024usize, 131072usize);
+    for kind in ["Q8_0", "int8"] {
+        let attn: Vec<Weights> = [(d, d), (d, kv), (d, kv), (d, d)]
+            .into_iter()
+            .map(|(k, n)| Weights::make(kind, k, n, 1))
+            .collect();
+        // Two sets of expert weights, used alternately by the 8 experts: each matrix is
+        // 100–200 MB, far larger than the caches, so a set is re-read from memory as a
+        // distinct expert's would be (and the benchmark needs 1.3 GB, not 5 GB).
+        let sets: Vec<[Weights; 3]> = (0..2)
+            .map(|_| {
+                [
+                    Weights::make(kind, d, ff, 1),
+                    Weights::make(kind, d, ff, 1),
+                    Weights::make(kind, ff, d, 8),
+                ]
+            })
+            .collect();
+        let experts: Vec<&[Weights; 3]> = (0..8).map(|e| &sets[e % 2]).collect();
+        let head_map;
+        let head_owned;
+        let head: Option<Matrix<'_>> = if kind == "Q8_0" {
+            head_owned = Weights::make("Q8_0", d, vocab, 1);
+            Some(head_owned.matrix())
+        } else {
+            head_map = real_embedding();
+            head_map.as_ref().map(|(map, at)| {
+                let len = 4 * d * vocab;
+                Matrix::new(
+                    d,
+                    vocab,
+                    Storage::Rows {
+                        ty: GgmlType::F32,
+                        bytes: &map.bytes()[*at..*at + len],
+                    },
+                )
+                .expect("geometry")
+            })
+        };
+        let head_name = match (kind, head.is_some()) {
+            ("Q8_0", _) => "Q8_0 head",
+            (_, true) => "f32 head (real embedding)",
+            _ => "no head (embedding not found)",
+        };
+        for (label, tokens, used, per_expert, peer) in [
+            ("decode step", 1usize, 2usize, 1usize, 0.14),
+            ("prefill 8", 8, 8, 2, 0.22),
+            ("prefill 64", 64, 8, 16, 0.31),
+        ] {
+            let xa = x_rows(tokens, d);
+            let xe = x_rows(per_expert, d);
+            let xf = x_rows(per_expert, ff);
+            let mut outs: Vec<Vec<f32>> = Vec::new();
+            let mut flops = 0f64;
+            let (t, sp) = time(o.reps, || {
+                outs.clear();
+                flops = 0.0;
+                let mut step = |jobs: Vec<(&[f32], usize, Matrix<'_>)>| {
+                    let mut bufs: Vec<Vec<f32>> =
+                        jobs.iter().map(|(_, m, w)| vec![0f32; m * w.n()]).collect();
+                    let mut js: Vec<Job<'_, '_>> = jobs
+                        .iter()
+                        .zip(bufs.iter_mut())
+                        .map(|(&(x, m, w), out)| Job { x, m, w, out })
+                        .collect();
+                    flops += js
+                        .iter()
+                        .map(|j| 2.0 * (j.m * j.w.k() * j.w.n()) as f64)
+                        .sum::<f64>();
+                    run(&mut js).expect("run");
+                    drop(js);
+                    outs.append(&mut bufs);
+                };
+                step(
+                    attn[..3]
+                        .iter()
+                        .map(|w| (&xa[..], tokens, w.matrix()))
+                        .collect(),
+                );
+                step(vec![(&xa[..], tokens, attn[3].matrix())]);
+                step(
+                    experts[..used]
+                        .iter()
+                        .flat_map(|e| {
+                            [
+                                (&xe[..], per_expert, e[0].matrix()),
+                                (&xe[..], per_expert, e[1].matrix()),
+                            ]
+                        })
+                        .collect(),
+                );
+                step(
+                    experts[..used]
+                        .iter()
+                        .map(|e| (&xf[..], per_expert, e[2].matrix()))
+                        .collect(),
+                );
+                if let Some(h) = head {
+                    step(vec![(&xa[(tokens - 1) * d..], 1, h)]);
+                }
+            });
+            let g = flops / t / 1e9;
+            println!(
+                "| {kind} + {head_name} | {label} | {:.1} ({}) | {:.1} | {g:.1} | {:.2} | {peer} ({:.2}×) |",
+                t * 1e3,
+                pct(sp),
+                flops / 1e9,
+                g / ceiling,
+                t / peer
+            );
+        }
+    }
+}
+
+/// The real f32 embedding of the 1-layer benchmark checkpoint (mapped) and the byte offset of
+/// its payload, when present.
+fn real_embedding() -> Option<(grokit::io::mmap::MappedFile, usize)> {
+    let path = std::path::Path::new("/work/bench/grok1-1l/ckpt-0/tensor00000_000");
+    let map = grokit::io::mmap::MappedFile::open(path).ok()?;
+    let b = map.bytes();
+    let at = b[..256.min(b.len())]
+        .windows(5)
+        .position(|w| w == [b'B', 0, 0, 0, 0xc0])?
+        + 5;
+    (b.len() >= at + 4 * 6144 * 131072).then_some((map, at))
 }

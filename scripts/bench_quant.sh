@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks grokit's GGUF requantizer against llama.cpp's llama-quantize on the same F32 input,
 # same thread count, in the same run: wall time and peak RSS from /usr/bin/time -v, the ratio
-# grokit/llama.cpp, and whether every output tensor (type and bytes) is identical.
+# grokit/llama.cpp, and whether every output tensor (type and bytes) is identical. Then the
+# importance-matrix presets (issue #15): Q4_K_M and the i-quants IQ4_XS, IQ3_S, IQ2_XS with the
+# same matrix (`--imatrix`, a synthetic llama.cpp GGUF matrix from synth_f32_gguf.py) on the
+# synthetic input, so the i-quant encode speed is compared on identical work.
 #
 # usage: scripts/bench_quant.sh [--quick]
 #   --quick  two small inputs: the repo fixture (d=64: K-quant fallbacks) and a random 1-layer
@@ -20,6 +23,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NTHREADS=${NTHREADS:-2}
 CACHE=${GROKIT_CI_CACHE:-$HOME/.cache/grokit-ci}
 PRESETS="q8_0 q4_0 q4_k_m q5_k_m q6_k"
+IM_PRESETS=${IM_PRESETS:-"q4_k_m iq4_xs iq3_s iq2_xs"}
 
 # Python with gguf-py and numpy: the CI venv (same hash rule as .ci/run), else the dev venv.
 PY=${PY:-}
@@ -62,11 +66,15 @@ INPUTS=()
 if [ "$MODE" = quick ]; then
   "$GROKIT" convert "$ROOT/fixtures/tiny" --to gguf --type f32 -o "$WORK/fixture-f32.gguf" >/dev/null 2>&1
   INPUTS+=("$WORK/fixture-f32.gguf")
-  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-d1024-f32.gguf" --d 1024 --ff 512 --heads 8 --kv-heads 2
+  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-d1024-f32.gguf" --d 1024 --ff 512 --heads 8 --kv-heads 2 \
+    --imatrix "$WORK/synth-d1024.imatrix.gguf"
   INPUTS+=("$WORK/synth-d1024-f32.gguf")
+  IM_INPUT="$WORK/synth-d1024-f32.gguf"; IMATRIX="$WORK/synth-d1024.imatrix.gguf"
 else
-  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-grok1rows-f32.gguf" --d 6144 --ff 1024 --heads 48 --kv-heads 8
+  "$PY" "$ROOT/scripts/synth_f32_gguf.py" "$WORK/synth-grok1rows-f32.gguf" --d 6144 --ff 1024 --heads 48 --kv-heads 8 \
+    --imatrix "$WORK/synth-grok1rows.imatrix.gguf"
   INPUTS+=("$WORK/synth-grok1rows-f32.gguf")
+  IM_INPUT="$WORK/synth-grok1rows-f32.gguf"; IMATRIX="$WORK/synth-grok1rows.imatrix.gguf"
 fi
 
 # time -v output -> "seconds peak_kib"
@@ -103,34 +111,47 @@ PYEOF
 }
 
 ftype() { echo "$1" | tr a-z A-Z; }
-printf "\n%-22s %-7s %10s %10s %10s %10s %7s %7s  %s\n" input preset "llama s" "llama MiB" "grokit s" "grokit MiB" "t ratio" "m ratio" "tensors identical"
+printf "\n%-22s %-10s %10s %10s %10s %10s %7s %7s  %s\n" input preset "llama s" "llama MiB" "grokit s" "grokit MiB" "t ratio" "m ratio" "tensors identical"
 mismatch=0
-for IN in "${INPUTS[@]}"; do
+# one preset on one input, both tools, same threads; $3: importance matrix (or empty)
+pair() {
+  local IN=$1 P=$2 IM=${3:-} base OL OG tag
   base=$(basename "$IN" .gguf)
-  for P in $PRESETS; do
-    OL="$WORK/$base-$P-llama.gguf"; OG="$WORK/$base-$P-grokit.gguf"
-    /usr/bin/time -v -o "$WORK/t-l" "$LQ" "$IN" "$OL" "$(ftype "$P")" "$NTHREADS" >"$WORK/log-l" 2>&1 \
-      || { echo "llama-quantize $P failed on $base:"; tail -5 "$WORK/log-l"; exit 1; }
-    read -r ls lk < <(measure "$WORK/t-l")
-    gs="-"; gm="-"; tr="-"; mr="-"; ident="(grokit quantize missing)"
-    if [ $HAVE_GROKIT_Q = 1 ]; then
-      if RAYON_NUM_THREADS=$NTHREADS /usr/bin/time -v -o "$WORK/t-g" "$GROKIT" quantize "$IN" -o "$OG" --preset "$P" ${GQ_FLAGS[@]+"${GQ_FLAGS[@]}"} \
-           >"$WORK/log-g" 2>&1; then
-        read -r gs gk < <(measure "$WORK/t-g")
-        gm=$(( gk / 1024 ))
-        tr=$(awk -v g="$gs" -v l="$ls" 'BEGIN { printf "%.2f", (l > 0 ? g / l : 0) }')
-        mr=$(awk -v g="$gk" -v l="$lk" 'BEGIN { printf "%.2f", (l > 0 ? g / l : 0) }')
-        ident=$(compare "$OL" "$OG")
-        first=$(echo "$ident" | head -1)
-        [ "${first%/*}" = "${first#*/}" ] || mismatch=$((mismatch + 1))
-      else
-        ident="grokit quantize failed: $(tail -1 "$WORK/log-g")"
-        mismatch=$((mismatch + 1))
-      fi
+  tag=$P; [ -n "$IM" ] && tag="$P+im"
+  OL="$WORK/$base-$tag-llama.gguf"; OG="$WORK/$base-$tag-grokit.gguf"
+  local LIM=() GIM=()
+  [ -n "$IM" ] && { LIM=(--imatrix "$IM"); GIM=(--imatrix "$IM"); }
+  /usr/bin/time -v -o "$WORK/t-l" "$LQ" ${LIM[@]+"${LIM[@]}"} "$IN" "$OL" "$(ftype "$P")" "$NTHREADS" >"$WORK/log-l" 2>&1 \
+    || { echo "llama-quantize $P failed on $base:"; tail -5 "$WORK/log-l"; exit 1; }
+  read -r ls lk < <(measure "$WORK/t-l")
+  gs="-"; gm="-"; tr="-"; mr="-"; ident="(grokit quantize missing)"
+  if [ $HAVE_GROKIT_Q = 1 ]; then
+    if RAYON_NUM_THREADS=$NTHREADS /usr/bin/time -v -o "$WORK/t-g" "$GROKIT" quantize "$IN" -o "$OG" --preset "$P" \
+         ${GIM[@]+"${GIM[@]}"} ${GQ_FLAGS[@]+"${GQ_FLAGS[@]}"} >"$WORK/log-g" 2>&1; then
+      read -r gs gk < <(measure "$WORK/t-g")
+      gm=$(( gk / 1024 ))
+      tr=$(awk -v g="$gs" -v l="$ls" 'BEGIN { printf "%.2f", (l > 0 ? g / l : 0) }')
+      mr=$(awk -v g="$gk" -v l="$lk" 'BEGIN { printf "%.2f", (l > 0 ? g / l : 0) }')
+      ident=$(compare "$OL" "$OG")
+      first=$(echo "$ident" | head -1)
+      [ "${first%/*}" = "${first#*/}" ] || mismatch=$((mismatch + 1))
+    else
+      ident="grokit quantize failed: $(tail -1 "$WORK/log-g")"
+      mismatch=$((mismatch + 1))
     fi
-    printf "%-22s %-7s %10s %10s %10s %10s %7s %7s  %s\n" "${base:0:22}" "$P" "$ls" "$(( lk / 1024 ))" "$gs" "$gm" "$tr" "$mr" "$ident"
-  done
+  fi
+  printf "%-22s %-10s %10s %10s %10s %10s %7s %7s  %s\n" "${base:0:22}" "$tag" "$ls" "$(( lk / 1024 ))" "$gs" "$gm" "$tr" "$mr" "$ident"
+  rm -f "$OL" "$OG"
+}
+for IN in "${INPUTS[@]}"; do
+  for P in $PRESETS; do pair "$IN" "$P"; done
 done
+# importance-matrix presets (+im): same input, same matrix, same threads
+if [ $HAVE_GROKIT_Q = 1 ] && [[ "$QHELP" == *--imatrix* ]]; then
+  for P in $IM_PRESETS; do pair "$IM_INPUT" "$P" "$IMATRIX"; done
+else
+  echo "bench_quant: SKIP the --imatrix presets: this grokit has no 'quantize --imatrix'"
+fi
 echo
 echo "mode $MODE, $NTHREADS threads (grokit flags: ${GQ_FLAGS[*]:-none}), llama.cpp from $LDIR; ratios are grokit / llama.cpp (lower is better for grokit)"
 if [ $mismatch -gt 0 ]; then

@@ -1,24 +1,22 @@
-//! The blocked product of one column tile: k-blocks × 64-column panels × row blocks, and the
-//! instruction-set dispatch (portable, AVX2+FMA; a NEON arm slots in beside them).
+//! The blocked product of one column tile and the instruction-set dispatch (portable,
+//! AVX2+FMA; a NEON arm slots in beside them). `[n, k]` storages go to `super::rows` (the
+//! dot-product order); `[k, n]` storages are computed here.
 //!
-//! Every output element is one FMA chain: `acc = +0; for k in 0..K { acc = fma(x[i,k], w[k,j],
-//! acc) }`, stored to the output at the end of each k-block and loaded back at the start of the
-//! next (an exact round trip). Blocking, tiling, the row count and the instruction set change
-//! only which chains run side by side, never the operations of one chain: that is the module's
-//! row/column-independence contract, and it makes the portable and SIMD paths bit-identical
-//! (`f32::mul_add` is the same fused operation as `vfmadd`).
+//! Over `[k, n]` storages every output element is one FMA chain: `acc = +0; for k in 0..K {
+//! acc = fma(x[i,k], w[k,j], acc) }`, stored to the output at the end of each k-block and loaded
+//! back at the start of the next (an exact round trip). Blocking, tiling, the row count and the
+//! instruction set change only which chains run side by side, never the operations of one
+//! chain: that is the module's row/column-independence contract, and it makes the portable and
+//! SIMD paths bit-identical (`f32::mul_add` is the same fused operation as `vfmadd`).
 
 use super::pack::{self, stride, Region, Src, Strip, NP, NR, NS};
 
 use super::KernelError;
 use std::sync::OnceLock;
 
-/// k rows per panel for products of several rows (panel: `KC_GEMM × NP` f32 = 64 KiB, one
-/// 16 KiB sub-strip at a time stays in L1 while every row block streams over it).
+/// k rows per panel of a `[k, n]` storage's product of several rows (at most: wide panels use
+/// fewer, see [`WIDE_PANEL`]).
 pub(crate) const KC_GEMM: usize = 256;
-/// k rows per panel for one-row products over `[n, k]` storages (as many rows as for several:
-/// at 64 the per-row decode calls cost more than the L1 residency saves).
-pub(crate) const KC_GEMV: usize = 256;
 /// Most rows one microkernel call covers (`MR × 16` accumulators: 12 of AVX2's 16 registers).
 pub(crate) const MR_MAX: usize = 6;
 
@@ -67,13 +65,22 @@ pub fn isa() -> Isa {
 pub(crate) struct Scratch {
     panel: Vec<Strip>,
     rows: Vec<f32>,
+    /// `[n, k]` products: the decoded stored rows of a panel.
+    pub(crate) wrows: Vec<f32>,
+    /// `[n, k]` products: the lanes of every output of a panel.
+    pub(crate) state: Vec<super::rows::Lanes>,
+    /// `[n, k]` products: `x` with rows padded to whole lane vectors (when `k % 8 ≠ 0`).
+    pub(crate) xpad: Vec<f32>,
 }
 
 impl Scratch {
-    pub(crate) fn new() -> Scratch {
+    pub(crate) const fn new() -> Scratch {
         Scratch {
             panel: Vec::new(),
             rows: Vec::new(),
+            wrows: Vec::new(),
+            state: Vec::new(),
+            xpad: Vec::new(),
         }
     }
 
@@ -82,7 +89,7 @@ impl Scratch {
     pub(crate) fn with<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Scratch> = const {
-                std::cell::RefCell::new(Scratch { panel: Vec::new(), rows: Vec::new() })
+                std::cell::RefCell::new(Scratch::new())
             };
         }
         SCRATCH.with(|s| match s.try_borrow_mut() {
@@ -98,14 +105,18 @@ pub(crate) const WIDE_PANEL: usize = 128 * 1024;
 /// Widest `[k, n]` panel (columns).
 pub(crate) const WIDE_NP: usize = 1024;
 
+/// Most rows a product over a `[k, n]` storage decodes straight into registers (one decode of
+/// each weight, FMA'd into every row's accumulators); more rows go through the panel.
+pub(crate) const SMALL_M: usize = 6;
+
 /// `out[i][..] = x[i, :] · W[:, cols]` for `i < m`; `out[i]` holds `cols.len()` values.
 ///
-/// Blocking: `[n, k]` storages (GGUF, safetensors) are packed [`NP`] columns at a time, with
-/// `kc` = [`KC_GEMM`] (or [`KC_GEMV`] for one row) rounded up to whole quant blocks. `[k, n]`
-/// storages (the release) are packed across the whole tile at once (`kc · width` ≤
-/// [`WIDE_PANEL`] floats), so every row of `W` is read as one contiguous run of the tile's
-/// width: at 64 columns per row the reads of consecutive rows land on different pages
-/// (32 KiB apart for an expert matrix) and the hardware prefetcher cannot follow.
+/// `[n, k]` storages (GGUF, safetensors) go to `super::rows`. `[k, n]` storages (the release)
+/// with at most [`SMALL_M`] rows are decoded straight into registers (AVX2); otherwise they are
+/// packed across the whole tile at once (`kc · width` ≤ [`WIDE_PANEL`] floats), so every row
+/// of `W` is read as one contiguous run of the tile's width: at 64 columns per row the reads of
+/// consecutive rows land on different pages (32 KiB apart for an expert matrix) and the
+/// hardware prefetcher cannot follow.
 pub(crate) fn tile(
     isa: Isa,
     src: &Src<'_>,
@@ -125,31 +136,28 @@ pub(crate) fn tile(
         out.iter_mut().for_each(|o| o.fill(0.0));
         return Ok(());
     }
-    let (np, kc_max) = if src.is_rows() {
-        let kc = if m == 1 { KC_GEMV } else { KC_GEMM };
-        (NP, kc.next_multiple_of(src.k_granule()))
-    } else {
-        let np = nc.next_multiple_of(NP).min(WIDE_NP);
-        (np, (WIDE_PANEL / np).clamp(16, KC_GEMM))
-    };
+    if src.is_rows() {
+        return super::rows::tile(isa, src, x, m, cols, out, sc);
+    }
+    let np = nc.next_multiple_of(NP).min(WIDE_NP);
+    let kc_max = (WIDE_PANEL / np).clamp(16, KC_GEMM);
     let ns = np / NR;
     sc.panel.resize(ns * stride(kc_max), [0.0; NR]);
-    sc.rows
-        .resize((8 * kc_max).max(nc.next_multiple_of(NP)), 0.0);
+    sc.rows.resize(nc.next_multiple_of(NP), 0.0);
     #[cfg(target_arch = "x86_64")]
-    if let (1, false, Isa::Avx2(t)) = (m, src.is_rows(), isa) {
-        // One row over [k, n]: straight into registers, whole 64-column groups; the rest (if
-        // any) through the panel below.
+    if let Isa::Avx2(t) = isa {
+        // A few rows over [k, n]: straight into registers, whole 64-column groups; the rest
+        // (if any) through the panel below.
         let whole = nc - nc % NP;
-        if whole > 0 && t.gemv_kn(src, x, cols.start, &mut out[0][..whole], &mut sc.rows) {
+        if m <= SMALL_M && whole > 0 && t.gemv_kn(src, x, m, cols.start, whole, out, &mut sc.rows) {
             if whole == nc {
                 return Ok(());
             }
-            let mut rest: [&mut [f32]; 1] = [&mut out[0][whole..]];
-            return tile(isa, src, x, 1, cols.start + whole..cols.end, &mut rest, sc);
+            let mut rest: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[whole..]).collect();
+            return tile(isa, src, x, m, cols.start + whole..cols.end, &mut rest, sc);
         }
     }
-    let blocks = row_blocks(m);
+    let blocks = row_blocks(m, MR_MAX);
     for k0 in (0..k).step_by(kc_max) {
         let k1 = (k0 + kc_max).min(k);
         let kc = k1 - k0;
@@ -164,7 +172,7 @@ pub(crate) fn tile(
                 j0: cols.start + s0,
                 nw,
             };
-            pack_panel(isa, src, region, panel, &mut sc.rows)?;
+            pack_panel(isa, src, region, panel, &mut sc.rows);
             if m == 1 {
                 for g in 0..nw.div_ceil(NP) {
                     let (c0, w) = (s0 + g * NP, NP.min(nw - g * NP));
@@ -181,12 +189,7 @@ pub(crate) fn tile(
             }
             // While this panel is multiplied, prefetch the next k-block's bytes of the same
             // columns, spread evenly over the microkernel calls.
-            // (`[n, k]` panels prefetch their rows' next k-block while packing instead.)
-            let mut ahead = if k1 < k && !src.is_rows() {
-                pack::Ahead::new(src, k1, (k1 + kc_max).min(k), cols.start + s0, nw)
-            } else {
-                pack::Ahead::new(src, k1, k1, cols.start + s0, nw)
-            };
+            let mut ahead = pack::Ahead::new(src, k1, (k1 + kc_max).min(k), cols.start + s0, nw);
             let calls = nw.div_ceil(NR) * blocks.len();
             let per_call = ahead.remaining().div_ceil(calls.max(1));
             for s in 0..nw.div_ceil(NR) {
@@ -228,8 +231,9 @@ pub(crate) fn tile(
     Ok(())
 }
 
+/// Prefetch `line` into L2 (nothing on the portable path).
 #[inline]
-fn prefetch(isa: Isa, line: &[u8]) {
+pub(crate) fn prefetch(isa: Isa, line: &[u8]) {
     match isa {
         Isa::Portable => {}
         #[cfg(target_arch = "x86_64")]
@@ -237,11 +241,10 @@ fn prefetch(isa: Isa, line: &[u8]) {
     }
 }
 
-/// Split `m` rows into blocks of at most [`MR_MAX`], as even as possible (8 → 4 + 4, not
-/// 6 + 2: a block of `r` rows keeps `2 r` FMA chains in flight, and 4 hide the FMA latency
-/// poorly).
-pub(crate) fn row_blocks(m: usize) -> Vec<(usize, usize)> {
-    let nb = m.div_ceil(MR_MAX);
+/// Split `m` rows into blocks of at most `most`, as even as possible (8 → 4 + 4, not 6 + 2: a
+/// block of `r` rows keeps `2 r` FMA chains in flight, and 4 hide the FMA latency poorly).
+pub(crate) fn row_blocks(m: usize, most: usize) -> Vec<(usize, usize)> {
+    let nb = m.div_ceil(most);
     let (base, extra) = (m / nb.max(1), m % nb.max(1));
     let mut i0 = 0;
     (0..nb)
@@ -254,15 +257,17 @@ pub(crate) fn row_blocks(m: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Fill `panel` with `W[k0..k1, j0..j0 + nw]` of a `[k, n]` source (`rows`: a scratch of at
+/// least `nw` rounded up to 64 floats).
 pub(crate) fn pack_panel(
     isa: Isa,
     src: &Src<'_>,
     r: Region,
     panel: &mut [Strip],
     rows: &mut [f32],
-) -> Result<(), KernelError> {
+) {
     match isa {
-        Isa::Portable => pack::pack(src, r, panel, rows),
+        Isa::Portable => pack::pack(src, r, panel),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2(t) => t.pack(src, r, panel, rows),
     }

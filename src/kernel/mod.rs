@@ -18,16 +18,21 @@
 //!   `q · scale` for compressed-tensors). The panel decoders evaluate the same f32 expressions
 //!   (nothing fused that the scalar code does not fuse) and are tested bit for bit against
 //!   [`Matrix::decode`] on random bytes, NaN/inf/subnormal scales included.
-//! - **One FMA chain per output.** `y[i, j] = fma(x[i, k−1], w[k−1, j], … fma(x[i, 0], w[0, j],
-//!   +0) …)`: a single sequential fused multiply-add chain over `k`, in order, from `+0`.
-//!   Output element `(i, j)` therefore depends only on row `i` of `x` and column `j` of `W`: not
-//!   on how many rows are in the batch, which column range or tile is being computed, the
-//!   k-blocking (a partial chain is stored and reloaded exactly), the thread count, whether the
-//!   one-row or the many-row path ran, or the instruction set (`f32::mul_add` and `vfmadd` are
-//!   the same correctly rounded operation). That is what makes a KV-cached decode step (one
-//!   row) equal a full recompute (many rows) bit for bit, banded products equal whole ones, and
-//!   the portable path equal the AVX2 path (tested; NaN *payloads* may differ between them,
-//!   never a number). The process picks one instruction set ([`isa`]) anyway.
+//! - **One fixed summation order per storage orientation.** Over `[k, n]` storages (the
+//!   release) `y[i, j] = fma(x[i, k−1], w[k−1, j], … fma(x[i, 0], w[0, j], +0) …)`: a single
+//!   sequential FMA chain over `k`, in order, from `+0`. Over `[n, k]` storages (GGUF,
+//!   safetensors, compressed-tensors, f32 `[n, k]` activations) the dot-product order: eight
+//!   lanes, lane `l` the FMA chain over the `k ≡ l (mod 8)` in order from `+0`, then the fixed
+//!   tree `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))` (`rows`: it reads a stored row as
+//!   it lies, with no transpose). Either way output element `(i, j)` depends only on row `i` of
+//!   `x`, column `j` of `W` and the storage's orientation: not on how many rows are in the
+//!   batch, which column range or tile is being computed, the k-blocking (partial chains and
+//!   lanes are stored and reloaded exactly), the thread count, which of the one-row, few-row or
+//!   many-row paths ran, or the instruction set (`f32::mul_add` and `vfmadd` are the same
+//!   correctly rounded operation). That is what makes a KV-cached decode step (one row) equal a
+//!   full recompute (many rows) bit for bit, banded products equal whole ones, and the portable
+//!   path equal the AVX2 path (tested; NaN *payloads* may differ between them, never a number).
+//!   The process picks one instruction set ([`isa`]) anyway.
 //! - **No panics on bad geometry.** A [`Matrix`] checks its byte lengths with checked
 //!   arithmetic when it is built; products check their slices and return [`KernelError`].
 //!
@@ -39,39 +44,43 @@
 //! # How (blocking, instruction sets)
 //!
 //! The work of a product is split into column tiles ([`run`]: tasks over (job, tile) on the
-//! rayon pool). One tile is computed by `driver::tile`:
-//! - for each k-block of `kc` rows, for each panel of columns: decode `W[k-block, columns]`
-//!   into the panel (f32, sub-strips of 16 columns × `kc` rows) — `[n, k]` rows are decoded 8
-//!   at a time into a scratch and transposed 8 × 8 into it; then for each 16-column sub-strip
-//!   and each block of at most 6 rows of `x` run the microkernel: 6 × 16 accumulators (12 AVX2
-//!   registers), per `k` two panel loads, six broadcasts, twelve FMAs;
-//! - `[n, k]` panels are 64 columns × `kc` = 256 (64 for one row, both rounded up to whole
-//!   quant blocks); `[k, n]` panels span up to 1024 columns with `kc · width` ≤ 128 Ki floats,
-//!   so each row of `W` is read as one contiguous run (rows of an expert matrix are 32 KiB
-//!   apart: 64-byte reads per row defeat the hardware prefetcher);
-//! - while a panel is multiplied, the next k-block's bytes are prefetched, spread over the
-//!   microkernel calls; `[n, k]` packing prefetches each row's next k-block as it goes;
-//! - one row (`m = 1`, decode) over `[k, n]` storages skips the panel: 64 columns × 16 rows
-//!   at a time, decoded and FMA'd in registers. Over `[n, k]` storages one row still goes
-//!   through the (L1-sized) panel, because the chain order needs `W` by columns.
+//! rayon pool). One tile is computed by `driver::tile` (`[k, n]`) or `rows::tile` (`[n, k]`):
+//! - `[k, n]`, several rows: for each k-block of `kc` rows, for each panel of columns, decode
+//!   `W[k-block, columns]` into the panel (f32, sub-strips of 16 columns × `kc` rows), then for
+//!   each sub-strip and each block of at most 6 rows of `x` run the 6 × 16 outer-product
+//!   microkernel (12 AVX2 accumulators; per `k` two panel loads, six broadcasts, twelve FMAs).
+//!   Panels span up to 1024 columns with `kc · width` ≤ 128 Ki floats, so each row of `W` is
+//!   read as one contiguous run; the next k-block is prefetched during the microkernel calls.
+//! - `[k, n]`, at most 6 rows: no panel; 64 columns × 16 rows at a time decoded and FMA'd in
+//!   registers.
+//! - `[n, k]`, at most 6 rows (AVX2, GGUF row types): no panel; 2–12 stored rows advance in
+//!   lockstep one quant block at a time (each block decoded into an L1 buffer, FMA'd into
+//!   the lanes of every output, kept in registers over all of `k`), each row's stream
+//!   prefetched 1 KiB ahead.
+//! - `[n, k]`, more rows (and the storages without a lockstep decoder): panels of 24 stored
+//!   rows × k-blocks of 512 decoded row-major into the scratch, and a 4 × 3 dot microkernel
+//!   (12 accumulators of 8 lanes; per 8 elements of `k` four loads of `x`, three of the panel,
+//!   twelve FMAs) whose lanes are loaded from and stored to a per-panel state.
 //!
 //! Instruction sets: AVX2 + FMA + F16C, detected at run time (`x86`), and a portable path
 //! (plain Rust, `f32::mul_add`) that every other target runs; a NEON microkernel and decoders
 //! slot in as a third [`Isa`] arm beside them. AVX-512 adds nothing to the f32 FMA ceiling of
 //! the Zen 4 cores we run on (512-bit FMAs are double-pumped), so there is no AVX-512 path.
 //!
-//! Types without a SIMD decoder (Q4_1, Q5_x, Q2_K, Q3_K, Q5_K, Q8_1/Q8_K and whatever `quant`
-//! adds later) are decoded block by block with [`crate::quant::dequantize_row`] into the
-//! scratch and transposed like the rest: new types work without touching this module.
+//! Every GGUF type grokit writes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K…Q6_K), the
+//! release's int8 and compressed-tensors int4/int8 (groups a multiple of 8) have SIMD decoders;
+//! types without one (Q8_1/Q8_K and whatever `quant` adds later) are decoded block by block
+//! with [`crate::quant::dequantize_row`]: new types work without touching this module.
 //!
 //! # Where the time goes
 //!
-//! Measured by `cargo bench --bench kernel` (docs/PERFORMANCE.md, "Kernels"): the microkernel
-//! alone runs near the FMA ceiling; what separates a product from it is the decode of each
-//! weight into the panel (int8: a load, two sign-extensions, two conversions, two multiplies
-//! and two stores per 16 weights), paid once per weight whatever `m` is, so it weighs in
-//! inversely to `m`, and waiting on memory while a panel is packed. A one-row product is bound
-//! by decode throughput and memory latency rather than by the FMAs.
+//! Measured by `cargo bench --bench kernel` (docs/PERFORMANCE.md, "Kernels"): the microkernels
+//! alone run near the FMA ceiling; what separates a product from it is the decode of each
+//! weight (paid once per weight whatever `m` is, so it weighs in inversely to `m`), the
+//! per-call load and store of the accumulators, and waiting on memory. A product of a few rows
+//! is bound by decode throughput (cycles per weight) rather than by the FMAs or the bytes:
+//! the f32 value of every weight must be formed exactly, so a 4-bit type costs about as many
+//! cycles per weight as an 8-bit one and reaches a smaller fraction of the memory bandwidth.
 //!
 //! # Using it from the model
 //!
@@ -85,6 +94,7 @@
 
 mod driver;
 mod pack;
+mod rows;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]

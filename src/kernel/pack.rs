@@ -1,4 +1,5 @@
-//! Decode-in-pack, portable half: what a column strip of `W` looks like in the GEMM's panel.
+//! Decode-in-pack, portable half: what a column strip of a `[k, n]` storage looks like in the
+//! GEMM's panel, and the stored rows of `[n, k]` storages (decoded by `super::rows`).
 //!
 //! A panel holds `kc` consecutive rows of `k` of a multiple of [`NP`] consecutive columns of
 //! `W`, laid out as sub-strips of 16 columns, each `kc` rows of `[f32; 16]`: `W[k0 + kk, j0 +
@@ -8,7 +9,7 @@
 //! Every value written here is exactly [`super::Matrix::decode`]'s value: the `[k, n]` storages
 //! compute the same expressions element by element; the `[n, k]` storages decode stored rows
 //! with [`crate::quant::dequantize_row`] (any ggml type grokit can decode, so types added to
-//! `quant` later work here unchanged) or the compressed-tensors rule, then transpose.
+//! `quant` later work here unchanged) or the compressed-tensors rule.
 
 use super::{decode_scale, KernelError, Matrix, Storage};
 use crate::base::float::bf16_bits_to_f32;
@@ -175,6 +176,28 @@ pub(crate) fn row_bytes<'a>(src: &Src<'a>, j: usize, k0: usize, k1: usize) -> &'
     }
 }
 
+/// Up to `len` stored bytes starting `dist` bytes after element `k0` of stored row `j` (for
+/// prefetching ahead of a decode; empty past the end of the storage).
+pub(crate) fn bytes_after<'a>(
+    src: &Src<'a>,
+    j: usize,
+    k0: usize,
+    dist: usize,
+    len: usize,
+) -> &'a [u8] {
+    match *src {
+        Src::W(Matrix {
+            n,
+            storage: Storage::Rows { ty, bytes },
+            ..
+        }) => {
+            let at = j * (bytes.len() / n) + row_offset(ty, k0) + dist;
+            bytes.get(at..(at + len).min(bytes.len())).unwrap_or(&[])
+        }
+        _ => &[],
+    }
+}
+
 /// Stored row `j` of a compressed-tensors matrix: all its packed words, its scales, and the
 /// bytes per scale.
 pub(crate) fn ct_row<'a>(m: &Matrix<'a>, j: usize) -> (&'a [u8], &'a [u8], usize) {
@@ -203,36 +226,17 @@ pub(crate) fn row_offset(ty: GgmlType, k: usize) -> usize {
     k / be * ty.block_bytes() as usize
 }
 
-/// Fill `panel` (`ns · stride(kc)` strips, `16 ns ≥ nw`) with `W[k0..k1, j0..j0 + nw]` (portable, all
-/// storages).
-pub(crate) fn pack(
-    src: &Src<'_>,
-    r: Region,
-    panel: &mut [Strip],
-    scratch: &mut [f32],
-) -> Result<(), KernelError> {
+/// Fill `panel` (`ns · stride(kc)` strips, `16 ns ≥ nw`) with `W[k0..k1, j0..j0 + nw]` of a
+/// `[k, n]` storage (portable).
+pub(crate) fn pack(src: &Src<'_>, r: Region, panel: &mut [Strip]) {
     let Region { k0, k1, j0, nw } = r;
     let kc = k1 - k0;
     panel.iter_mut().for_each(|s| *s = [0.0; NR]);
-    if src.is_rows() {
-        for jj in 0..nw {
-            row_range(src, j0 + jj, k0, k1, scratch)?;
-            let (s, c) = (jj / NR, jj % NR);
-            for (p, &v) in panel[s * stride(kc)..s * stride(kc) + kc]
-                .iter_mut()
-                .zip(&scratch[..kc])
-            {
-                p[c] = v;
-            }
-        }
-        return Ok(());
-    }
     for kk in 0..kc {
         pack_kn_row(src, k0 + kk, j0, 0, nw, |jj, v| {
             panel[(jj / NR) * stride(kc) + kk][jj % NR] = v
         });
     }
-    Ok(())
 }
 
 /// Row `r` of a `[k, n]` storage, columns `j0 + c0 .. j0 + nw`, each value handed to `put(jj, v)`.
@@ -287,6 +291,8 @@ pub(crate) struct Ahead<'a> {
     lines_per_seg: usize,
     total: usize,
     next: usize,
+    /// The segment being handed out (its index and bytes): computing one costs divisions.
+    cur: (usize, &'a [u8]),
 }
 
 impl<'a> Ahead<'a> {
@@ -301,6 +307,7 @@ impl<'a> Ahead<'a> {
             lines_per_seg: 0,
             total: 0,
             next: 0,
+            cur: (usize::MAX, &[]),
         };
         if k1 > k0 && nw > 0 {
             let segs = if src.is_rows() { nw } else { k1 - k0 };
@@ -337,13 +344,18 @@ impl<'a> Ahead<'a> {
     pub(crate) fn take(&mut self, count: usize, mut f: impl FnMut(&[u8])) {
         let end = (self.next + count).min(self.total);
         while self.next < end {
-            let (s, l) = (
-                self.next / self.lines_per_seg,
-                self.next % self.lines_per_seg,
-            );
-            let seg = self.seg(s);
-            f(&seg[(64 * l).min(seg.len())..]);
-            self.next += 1;
+            // the segment of line `next`, and its first line's number
+            let first = self.cur.0.wrapping_mul(self.lines_per_seg);
+            if self.cur.0 == usize::MAX || self.next >= first + self.lines_per_seg {
+                let s = self.next / self.lines_per_seg;
+                self.cur = (s, self.seg(s));
+            }
+            let (s, seg) = self.cur;
+            let stop = end.min((s + 1) * self.lines_per_seg);
+            for l in self.next - s * self.lines_per_seg..stop - s * self.lines_per_seg {
+                f(&seg[(64 * l).min(seg.len())..]);
+            }
+            self.next = stop;
         }
     }
 }

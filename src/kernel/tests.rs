@@ -1,11 +1,16 @@
 //! The kernel's contract, tested: exact weights (every decoder against [`Matrix::decode`] on
-//! random bytes), one FMA chain per output element (products against a scalar chain, bit for
-//! bit), independence from rows, columns, tiles, threads and instruction set.
+//! random bytes), the summation order of each storage kind (products against a scalar
+//! definition, bit for bit: one FMA chain over `k` for `[k, n]`, eight lanes and a fixed tree
+//! for `[n, k]`), independence from rows (one-row, few-row and many-row paths), columns, tiles,
+//! threads and instruction set.
 
 use super::driver::{pack_panel, row_blocks, tile, Isa, Scratch};
 use super::pack::{stride, Region, Src, Strip, NP, NR, NS};
+use super::rows::{decode_row, tree, LANES};
 use super::*;
-use crate::quant::{ct as qct, is_supported, quantize_row, types::GGML_TYPES};
+use crate::quant::{
+    ct as qct, is_supported, needs_weights, quantize_row_weighted, types::GGML_TYPES,
+};
 
 fn all_types() -> impl Iterator<Item = GgmlType> {
     GGML_TYPES.iter().map(|r| r.ty)
@@ -204,8 +209,10 @@ fn finite_mats(rng: &mut Rng, k_mult: usize) -> Vec<Mat> {
             continue;
         }
         let mut b = Vec::new();
+        // IQ2_XXS/IQ2_XS cannot be encoded without importance weights: unit weights.
+        let w = needs_weights(ty).then(|| vec![1.0f32; k]);
         for row in f.chunks_exact(k) {
-            quantize_row(ty, row, &mut b).unwrap();
+            quantize_row_weighted(ty, row, w.as_deref(), &mut b).unwrap();
         }
         v.push(Mat {
             k,
@@ -254,7 +261,40 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The definition: one FMA chain over k per output element.
+/// The definition for `[n, k]` storages: eight lanes (lane `l` the FMA chain over the
+/// `k ≡ l mod 8`, in order, from +0), then the fixed tree.
+fn dot_order(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, cols: Range<usize>) -> Vec<f32> {
+    let mut y = Vec::with_capacity(m * cols.len());
+    for i in 0..m {
+        for j in cols.clone() {
+            let mut s = [0f32; LANES];
+            for kk in 0..k {
+                s[kk % LANES] = x[i * k + kk].mul_add(w[kk * n + j], s[kk % LANES]);
+            }
+            y.push(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
+        }
+    }
+    y
+}
+
+/// The definition of a product over `mat`'s storage kind.
+fn definition(
+    mat: &Mat,
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    cols: Range<usize>,
+) -> Vec<f32> {
+    if matches!(mat.o, Owned::Rows { .. } | Owned::Ct { .. }) {
+        dot_order(x, m, w, k, n, cols)
+    } else {
+        chain(x, m, w, k, n, cols)
+    }
+}
+
+/// The definition for `[k, n]` storages: one FMA chain over k per output element.
 fn chain(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, cols: Range<usize>) -> Vec<f32> {
     let mut y = Vec::with_capacity(m * cols.len());
     for i in 0..m {
@@ -300,8 +340,19 @@ fn geometry_is_checked() {
     assert!(run(&mut bad).is_err());
 }
 
-/// Every panel decoder, on random bytes, equals `Matrix::decode` bit for bit (NaN payloads
-/// included), for every k-block and column window the products use.
+/// A value's bits, every NaN as one (a NaN's payload depends on which operand the compiler
+/// put first when two are NaN, e.g. `q · d + m` with both `d` and `m` NaN).
+fn same(v: f32) -> u32 {
+    if v.is_nan() {
+        u32::MAX
+    } else {
+        v.to_bits()
+    }
+}
+
+/// Every panel decoder, on random bytes, equals `Matrix::decode` bit for bit (every NaN a NaN),
+/// for every k-block and column window the products use: `[k, n]` panels, and `[n, k]` stored
+/// rows decoded from every k-block start the products use.
 #[test]
 fn decoders_are_bit_exact_on_random_bytes() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -312,8 +363,32 @@ fn decoders_are_bit_exact_on_random_bytes() {
             let full = mat.full();
             let g = src.k_granule();
             for isa in isas() {
+                if src.is_rows() {
+                    for kc_max in [8usize, 256, 512] {
+                        let kc_max = kc_max.next_multiple_of(g.max(LANES));
+                        let mut row = vec![f32::NAN; kc_max];
+                        for j in 0..w.n() {
+                            for k0 in (0..w.k()).step_by(kc_max) {
+                                let k1 = (k0 + kc_max).min(w.k());
+                                decode_row(isa, &src, j, k0, k1, &mut row[..k1 - k0]).unwrap();
+                                for (kk, v) in row[..k1 - k0].iter().enumerate() {
+                                    assert_eq!(
+                                        same(*v),
+                                        same(full[(k0 + kk) * w.n() + j]),
+                                        "{} ({}) round {round} k={} n={} at k {} row {j}",
+                                        mat.name,
+                                        isa.name(),
+                                        w.k(),
+                                        w.n(),
+                                        k0 + kk,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for kc_max in [64usize, 256] {
-                    let kc_max = kc_max.next_multiple_of(g);
                     let mut panel = vec![[f32::NAN; NR]; NS * stride(kc_max)];
                     let mut rows = vec![0f32; 8 * kc_max];
                     for k0 in (0..w.k()).step_by(kc_max) {
@@ -327,8 +402,7 @@ fn decoders_are_bit_exact_on_random_bytes() {
                                 Region { k0, k1, j0, nw },
                                 &mut panel[..NS * stride(kc)],
                                 &mut rows,
-                            )
-                            .unwrap();
+                            );
                             for kk in 0..kc {
                                 for jj in 0..NP {
                                     let got = panel[(jj / NR) * stride(kc) + kk][jj % NR].to_bits();
@@ -358,8 +432,16 @@ fn decoders_are_bit_exact_on_random_bytes() {
     }
 }
 
-/// Products equal the scalar FMA chain bit for bit, for every storage, instruction set, row
-/// count and column window.
+/// One tile of `x[m, k] · W[:, cols]` on `isa` (outputs start as NaN: every one is written).
+fn tile_of(isa: Isa, w: Matrix<'_>, x: &[f32], m: usize, cols: Range<usize>) -> Vec<f32> {
+    let mut got = vec![f32::NAN; m * cols.len()];
+    let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
+    tile(isa, &Src::W(w), x, m, cols, &mut rows, &mut Scratch::new()).unwrap();
+    got
+}
+
+/// Products equal their storage kind's definition bit for bit, for every storage, instruction
+/// set, row count (the one-row, few-row and many-row paths) and column window.
 #[test]
 fn products_are_the_fma_chain() {
     let mut rng = Rng(0xfeed_beef_0bad_cafe);
@@ -368,24 +450,13 @@ fn products_are_the_fma_chain() {
             let w = mat.w();
             let (k, n) = (w.k(), w.n());
             let full = mat.full();
-            let m = [1, 2, 3, 5, 7, 8, 13, 16][rng.below(8)];
+            let m = [1, 2, 3, 4, 5, 6, 7, 8, 13, 16][rng.below(10)];
             let x = rng.f32s(m * k);
             let a = rng.below(n);
             let cols = a..a + 1 + rng.below(n - a);
-            let want = chain(&x, m, &full, k, n, cols.clone());
+            let want = definition(&mat, &x, m, &full, k, n, cols.clone());
             for isa in isas() {
-                let mut got = vec![0f32; m * cols.len()];
-                let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(cols.len()).collect();
-                tile(
-                    isa,
-                    &Src::W(w),
-                    &x,
-                    m,
-                    cols.clone(),
-                    &mut rows,
-                    &mut Scratch::new(),
-                )
-                .unwrap();
+                let got = tile_of(isa, w, &x, m, cols.clone());
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -406,13 +477,9 @@ fn products_are_the_fma_chain() {
 #[test]
 fn results_do_not_depend_on_batch_tiles_or_threads() {
     let mut rng = Rng(0x0dd_ba11_5eed);
-    let mats = finite_mats(&mut rng, 256);
-    for mat in mats.iter().filter(|m| {
-        matches!(m.o, Owned::Int8 { .. })
-            || m.name.contains("Q8_0")
-            || m.name.contains("Q4_K")
-            || m.name.contains("ct int4")
-    }) {
+    let mut mats = finite_mats(&mut rng, 256);
+    mats.extend(finite_mats(&mut rng, 96));
+    for mat in &mats {
         let w = mat.w();
         let (k, n) = (w.k(), w.n());
         let m = 1 + rng.below(40);
@@ -432,17 +499,22 @@ fn results_do_not_depend_on_batch_tiles_or_threads() {
                 mat.name
             );
         }
-        // a random sub-batch
-        let i0 = rng.below(m);
-        let i1 = i0 + 1 + rng.below(m - i0);
-        let mut o = vec![0f32; (i1 - i0) * n];
-        matmul(&x[i0 * k..i1 * k], i1 - i0, &w, 0..n, &mut o).unwrap();
-        assert_eq!(
-            bits(&o),
-            bits(&whole[i0 * n..i1 * n]),
-            "{} rows {i0}..{i1}",
-            mat.name
-        );
+        // sub-batches through the few-row paths (2..=6 rows) and the many-row one
+        for rows in [2, 3, 4, 5, 6, 7, 9, 1 + rng.below(m)] {
+            if rows > m {
+                continue;
+            }
+            let i0 = rng.below(m - rows + 1);
+            let i1 = i0 + rows;
+            let mut o = vec![0f32; rows * n];
+            matmul(&x[i0 * k..i1 * k], rows, &w, 0..n, &mut o).unwrap();
+            assert_eq!(
+                bits(&o),
+                bits(&whole[i0 * n..i1 * n]),
+                "{} rows {i0}..{i1}",
+                mat.name
+            );
+        }
         // run: several jobs, several pool sizes
         for threads in [1, 2, 3, 5] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -546,11 +618,14 @@ fn f32_products_in_both_layouts() {
         let b = rng.f32s(k * n);
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let want = chain(&a, m, &b, k, n, 0..n);
+        let want_nk = dot_order(&a, m, &b, k, n, 0..n);
         let c1 = matmul_f32(&a, m, k, &b, Layout::Kn, n).unwrap();
         let c2 = matmul_f32(&a, m, k, &bt, Layout::Nk, n).unwrap();
         assert_eq!(bits(&c1), bits(&want));
-        assert_eq!(bits(&c2), bits(&want));
+        assert_eq!(bits(&c2), bits(&want_nk), "m={m} k={k} n={n}");
         let last = matmul_f32(&a[(m - 1) * k..], 1, k, &bt, Layout::Nk, n).unwrap();
+        assert_eq!(bits(&last), bits(&want_nk[(m - 1) * n..]));
+        let last = matmul_f32(&a[(m - 1) * k..], 1, k, &b, Layout::Kn, n).unwrap();
         assert_eq!(bits(&last), bits(&want[(m - 1) * n..]));
     }
     // large enough to split over the pool
@@ -570,15 +645,78 @@ fn f32_products_in_both_layouts() {
 
 #[test]
 fn row_blocks_cover_evenly() {
-    for m in 1..50 {
-        let b = row_blocks(m);
+    for (m, most) in (1..50).flat_map(|m| [(m, 6), (m, 4), (m, 3)]) {
+        let b = row_blocks(m, most);
         assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), m);
-        assert!(b.iter().all(|x| (1..=6).contains(&x.1)));
+        assert!(b.iter().all(|x| (1..=most).contains(&x.1)));
         let (lo, hi) = (
             b.iter().map(|x| x.1).min().unwrap(),
             b.iter().map(|x| x.1).max().unwrap(),
         );
         assert!(hi - lo <= 1, "{m}: {b:?}");
         let _: &[Strip] = &[];
+    }
+}
+
+/// The `[n, k]` tree is the one the definition spells out (and lanes past `k` are no-ops).
+#[test]
+fn lane_tree_is_fixed() {
+    let s = [1e8f32, 1.0, -1e8, 1.0, 3.0, 0.5, 0.25, -3.0];
+    assert_eq!(
+        tree(&s),
+        ((1e8 + 1.0) + (-1e8 + 1.0)) + ((3.0 + 0.5) + (0.25 - 3.0))
+    );
+    assert_eq!(tree(&[0.0; LANES]).to_bits(), 0);
+}
+
+/// The few-row paths (1–6 rows: on AVX2 the lockstep block decoders with the lanes in
+/// registers) for every GGUF row type, every row count, column windows that leave partial
+/// groups of stored rows (and start mid-matrix), and `k` that is one block, several blocks, or
+/// (for the float types) not a whole number of 32-element blocks: bit for bit the definition,
+/// on every instruction set.
+#[test]
+fn few_row_products_for_every_row_type() {
+    let mut rng = Rng(0x5eed_f00d_1234);
+    for ty in all_types() {
+        if !is_supported(ty) {
+            continue;
+        }
+        let be = ty.block_elems() as usize;
+        let ks: Vec<usize> = if be == 1 {
+            vec![8, 40, 96, 264]
+        } else {
+            vec![be, 3 * be, 256usize.next_multiple_of(be) + be]
+        };
+        for k in ks {
+            let n = 1 + rng.below(23);
+            let f = rng.f32s(k * n);
+            let mut b = Vec::new();
+            for row in f.chunks_exact(k) {
+                quantize_row(ty, row, &mut b).unwrap();
+            }
+            let mat = Mat {
+                k,
+                n,
+                o: Owned::Rows { ty, b },
+                name: format!("rows {ty}"),
+            };
+            let w = mat.w();
+            let full = mat.full();
+            for m in 1..=7 {
+                let x = rng.f32s(m * k);
+                let a = rng.below(n);
+                let cols = a..a + 1 + rng.below(n - a);
+                let want = dot_order(&x, m, &full, k, n, cols.clone());
+                for isa in isas() {
+                    let got = tile_of(isa, w, &x, m, cols.clone());
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{ty} ({}) m={m} k={k} n={n} cols={cols:?}",
+                        isa.name()
+                    );
+                }
+            }
+        }
     }
 }

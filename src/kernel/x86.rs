@@ -12,6 +12,7 @@
 
 use super::driver::MR_MAX;
 use super::pack::{self, stride, Region, Src, Strip, NP, NR};
+use super::rows::{Call, Lanes, LANES};
 use super::{decode_scale, KernelError, Storage};
 use crate::base::float::f16_bits_to_f32;
 use crate::quant::GgmlType;
@@ -30,15 +31,42 @@ impl Avx2 {
         .then_some(Avx2(()))
     }
 
-    pub(crate) fn pack(
-        self,
-        src: &Src<'_>,
-        r: Region,
-        panel: &mut [Strip],
-        rows: &mut [f32],
-    ) -> Result<(), KernelError> {
+    /// Fill a `[k, n]` source's panel (see `pack::pack`).
+    pub(crate) fn pack(self, src: &Src<'_>, r: Region, panel: &mut [Strip], rows: &mut [f32]) {
         // SAFETY: an `Avx2` exists only after `detect` saw AVX2, FMA and F16C on this CPU.
         unsafe { pack_avx2(src, r, panel, rows) }
+    }
+
+    /// Stored row `j` of an `[n, k]` source, elements `k0..k1`, into `out` (see
+    /// `rows::decode_row`).
+    pub(crate) fn decode_row(
+        self,
+        src: &Src<'_>,
+        j: usize,
+        k0: usize,
+        k1: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe { decode_row(src, j, k0, k1, out) }
+    }
+
+    /// One `[n, k]` microkernel call (see `rows::Call`).
+    pub(crate) fn dot(self, call: &Call<'_>, state: &mut [Lanes]) {
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe {
+            match (call.mr, call.nr) {
+                (1, 8) => dot::<1, 8>(call, state),
+                (1, 4) => dot::<1, 4>(call, state),
+                (2, 4) => dot::<2, 4>(call, state),
+                (3, 4) => dot::<3, 4>(call, state),
+                (1, 3) => dot::<1, 3>(call, state),
+                (2, 3) => dot::<2, 3>(call, state),
+                (3, 3) => dot::<3, 3>(call, state),
+                (4, 3) => dot::<4, 3>(call, state),
+                _ => super::rows::portable_dot(call, state),
+            }
+        }
     }
 
     pub(crate) fn ukernel(
@@ -252,15 +280,7 @@ fn gemv_avx2(panel: &[Strip], x: &[f32], acc: &mut [f32; NP]) {
 const PREFETCH_ROWS: usize = 8;
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pack_avx2(
-    src: &Src<'_>,
-    r: Region,
-    panel: &mut [Strip],
-    rows: &mut [f32],
-) -> Result<(), KernelError> {
-    if src.is_rows() {
-        return pack_rows(src, r, panel, rows);
-    }
+fn pack_avx2(src: &Src<'_>, r: Region, panel: &mut [Strip], rows: &mut [f32]) {
     let Region { k0, k1, j0, nw } = r;
     let kc = k1 - k0;
     let ps = stride(kc);
@@ -322,7 +342,7 @@ fn pack_avx2(
                     }
                 }
             }
-            _ => unreachable!("[n, k] storage handled by pack_rows"),
+            _ => unreachable!("[n, k] storage handled by rows::tile"),
         },
         Src::Kn { b, n, .. } => {
             for kk in 0..kc {
@@ -333,7 +353,7 @@ fn pack_avx2(
                 }
             }
         }
-        Src::Nk { .. } => unreachable!("[n, k] storage handled by pack_rows"),
+        Src::Nk { .. } => unreachable!("[n, k] storage handled by rows::tile"),
     }
     if full < ns {
         panel[full * ps..].iter_mut().for_each(|s| *s = [0.0; NR]);
@@ -343,96 +363,6 @@ fn pack_avx2(
             });
         }
     }
-    Ok(())
-}
-
-/// `[n, k]` storages: decode 8 stored rows into `rows` (`[8][kc]`), transpose 8 × 8 blocks
-/// into the panel.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn pack_rows(
-    src: &Src<'_>,
-    r: Region,
-    panel: &mut [Strip],
-    rows: &mut [f32],
-) -> Result<(), KernelError> {
-    let Region { k0, k1, j0, nw } = r;
-    let kc = k1 - k0;
-    let rows = &mut rows[..8 * kc];
-    let ps = stride(kc);
-    let ns = panel.len() / ps;
-    for g in 0..2 * ns {
-        let (s, h) = (g / 2, 8 * (g % 2));
-        if 8 * g >= nw {
-            for p in &mut panel[s * ps..s * ps + kc] {
-                p[h..h + 8].fill(0.0);
-            }
-            continue;
-        }
-        let (k, next) = (src.k(), (k1 + kc).min(src.k()));
-        for (r, buf) in rows.chunks_exact_mut(kc).enumerate() {
-            let jj = 8 * g + r;
-            if jj < nw {
-                // the same row's next k-block: read after this whole panel
-                if k1 < k {
-                    for line in pack::row_bytes(src, j0 + jj, k1, next).chunks(64) {
-                        prefetch(line);
-                    }
-                }
-                decode_row(src, j0 + jj, k0, k1, buf)?;
-            } else {
-                buf.fill(0.0);
-            }
-        }
-        let dst = &mut panel[s * ps..s * ps + kc];
-        let k8 = kc - kc % 8;
-        for kb in (0..k8).step_by(8) {
-            let mut v = [_mm256_setzero_ps(); 8];
-            for (r, x) in v.iter_mut().enumerate() {
-                *x = ld(arr(rows, r * kc + kb));
-            }
-            let t = transpose8(v);
-            for (i, x) in t.into_iter().enumerate() {
-                st(arr_mut(&mut dst[kb + i], h), x);
-            }
-        }
-        for kk in k8..kc {
-            for r in 0..8 {
-                dst[kk][h + r] = rows[r * kc + kk];
-            }
-        }
-    }
-    Ok(())
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    [
-        _mm256_permute2f128_ps::<0x20>(u0, u4),
-        _mm256_permute2f128_ps::<0x20>(u1, u5),
-        _mm256_permute2f128_ps::<0x20>(u2, u6),
-        _mm256_permute2f128_ps::<0x20>(u3, u7),
-        _mm256_permute2f128_ps::<0x31>(u0, u4),
-        _mm256_permute2f128_ps::<0x31>(u1, u5),
-        _mm256_permute2f128_ps::<0x31>(u2, u6),
-        _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ]
 }
 
 /// Stored row `j`, elements `k0..k1`, into `out`: SIMD decoders for the common types, the
@@ -457,13 +387,21 @@ fn decode_row(
     match m.storage {
         Storage::Rows { ty, .. } => {
             let row = pack::row_bytes(src, j, k0, k1);
+            let ahead = pack::bytes_after(src, j, k0, DECODE_AHEAD, row.len());
+            let row = (row, ahead);
             match ty {
-                GgmlType::F32 => row_f32(row, out),
-                GgmlType::F16 => row_f16(row, out),
-                GgmlType::BF16 => row_bf16(row, out),
+                GgmlType::F32 => row_f32(row.0, out),
+                GgmlType::F16 => row_f16(row.0, out),
+                GgmlType::BF16 => row_bf16(row.0, out),
                 GgmlType::Q8_0 => blocks::<34, 32>(row, out, |b, o| q8_0(b, o)),
                 GgmlType::Q4_0 => blocks::<18, 32>(row, out, |b, o| q4_0(b, o)),
+                GgmlType::Q4_1 => blocks::<20, 32>(row, out, |b, o| q4_1(b, o)),
+                GgmlType::Q5_0 => blocks::<22, 32>(row, out, |b, o| q5_0(b, o)),
+                GgmlType::Q5_1 => blocks::<24, 32>(row, out, |b, o| q5_1(b, o)),
+                GgmlType::Q2_K => blocks::<84, 256>(row, out, |b, o| q2_k(b, o)),
+                GgmlType::Q3_K => blocks::<110, 256>(row, out, |b, o| q3_k(b, o)),
                 GgmlType::Q4_K => blocks::<144, 256>(row, out, |b, o| q4_k(b, o)),
+                GgmlType::Q5_K => blocks::<176, 256>(row, out, |b, o| q5_k(b, o)),
                 GgmlType::Q6_K => blocks::<210, 256>(row, out, |b, o| q6_k(b, o)),
                 _ => return pack::row_range(src, j, k0, k1, out),
             }
@@ -475,8 +413,7 @@ fn decode_row(
             ..
         } if group.is_multiple_of(8) => {
             let (words, srow, sz) = pack::ct_row(&m, j);
-            // k0 is a multiple of the granule (8 int4 / 4 int8 per word) and of 8 (KC).
-            let (b0, per8) = if bits == 4 { (k0 / 2, 4) } else { (k0, 8) };
+            // k0 is a multiple of the granule (8 int4 / 4 int8 per word) and of 8 (lanes).
             let k8 = (k1 - k0) - (k1 - k0) % 8;
             let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
             let (nib, off4, off8) = (
@@ -484,19 +421,27 @@ fn decode_row(
                 _mm256_set1_epi32(8),
                 _mm256_set1_epi32(128),
             );
-            for t in (0..k8).step_by(8) {
-                let kk = k0 + t;
-                let g = kk / group;
+            let mut t = 0;
+            while t < k8 {
+                // one group (or the part of it inside k0..k0 + k8): its scale decoded once
+                let g = (k0 + t) / group;
+                let end = ((g + 1) * group - k0).min(k8);
                 let s = _mm256_set1_ps(decode_scale(scale_ty, &srow[g * sz..(g + 1) * sz]));
-                let at = b0 + t / 8 * per8;
-                let q = if bits == 4 {
-                    let w = u32::from_le_bytes(*arr::<4, u8>(words, at));
-                    let v = _mm256_srlv_epi32(_mm256_set1_epi32(w as i32), shifts);
-                    _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nib), off4))
+                if bits == 4 {
+                    for tt in (t..end).step_by(8) {
+                        let w = u32::from_le_bytes(*arr::<4, u8>(words, (k0 + tt) / 2));
+                        let v = _mm256_srlv_epi32(_mm256_set1_epi32(w as i32), shifts);
+                        let q =
+                            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nib), off4));
+                        st(arr_mut(out, tt), _mm256_mul_ps(q, s));
+                    }
                 } else {
-                    u8x8_off_f32(ld_b8(arr(words, at)), off8)
-                };
-                st(arr_mut(out, t), _mm256_mul_ps(q, s));
+                    for tt in (t..end).step_by(8) {
+                        let q = u8x8_off_f32(ld_b8(arr(words, k0 + tt)), off8);
+                        st(arr_mut(out, tt), _mm256_mul_ps(q, s));
+                    }
+                }
+                t = end;
             }
             if k8 < k1 - k0 {
                 pack::row_range(src, j, k0 + k8, k1, &mut out[k8..])?;
@@ -511,16 +456,23 @@ fn decode_row(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn blocks<const B: usize, const E: usize>(
-    row: &[u8],
+    (row, ahead): (&[u8], &[u8]),
     out: &mut [f32],
     f: impl Fn(&[u8; B], &mut [f32; E]),
 ) {
     let (bs, _) = row.as_chunks::<B>();
     let (os, _) = out.as_chunks_mut::<E>();
-    for (b, o) in bs.iter().zip(os) {
+    for (i, (b, o)) in bs.iter().zip(os).enumerate() {
+        if let Some(p) = ahead.get(i * B..) {
+            prefetch(p);
+        }
         f(b, o);
     }
 }
+
+/// Bytes read this far ahead of the decode are prefetched (about a memory latency's worth of
+/// decoding: the hardware prefetcher alone left one-row products waiting on memory).
+const DECODE_AHEAD: usize = 2048;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row_f32(row: &[u8], out: &mut [f32]) {
@@ -586,6 +538,177 @@ fn q4_0(b: &[u8; 18], out: &mut [f32; 32]) {
             arr_mut(out, 16 * h + 8),
             _mm256_mul_ps(u8x8_off_f32(hi64(x), off), d),
         );
+    }
+}
+
+/// Q4_1: `nibble · d + m` (a multiply, then an add: not fused), low nibbles first.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1(b: &[u8; 20], out: &mut [f32; 32]) {
+    let (d, mn) = (_mm256_set1_ps(f16_at(b, 0)), _mm256_set1_ps(f16_at(b, 2)));
+    let v = ld_b16(arr(b, 4));
+    let m = _mm_set1_epi8(0x0F);
+    let zero = _mm256_setzero_si256();
+    let halves = [
+        _mm_and_si128(v, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(v), m),
+    ];
+    for (h, x) in halves.into_iter().enumerate() {
+        for (e, w) in [x, hi64(x)].into_iter().enumerate() {
+            let f = _mm256_mul_ps(u8x8_off_f32(w, zero), d);
+            st(arr_mut(out, 16 * h + 8 * e), _mm256_add_ps(f, mn));
+        }
+    }
+}
+
+/// The 5-bit values of a Q5_0/Q5_1 block (`qs` at byte `at`, high bits `qh`), eight at a time
+/// as i32, minus `off`, to `put(first element, values)`: element `e`'s high bit is bit `e` of
+/// `qh`, its low four bits the low (`e < 16`) or high nibble of byte `e mod 16`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_values(b: &[u8], at: usize, qh: u32, off: i32, mut put: impl FnMut(usize, __m256i)) {
+    let v = ld_b16(arr(b, at));
+    let m = _mm_set1_epi8(0x0F);
+    let halves = [
+        _mm_and_si128(v, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(v), m),
+    ];
+    let qhv = _mm256_set1_epi32(qh as i32);
+    let (one, offv) = (_mm256_set1_epi32(1), _mm256_set1_epi32(off));
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (h, x) in halves.into_iter().enumerate() {
+        for (e, w) in [x, hi64(x)].into_iter().enumerate() {
+            let e0 = 16 * h + 8 * e;
+            let sh = _mm256_add_epi32(lanes, _mm256_set1_epi32(e0 as i32));
+            let hb = _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(qhv, sh), one));
+            let q = _mm256_or_si256(_mm256_cvtepu8_epi32(w), hb);
+            put(e0, _mm256_sub_epi32(q, offv));
+        }
+    }
+}
+
+/// Q5_0: `(5-bit value − 16) · d`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0(b: &[u8; 22], out: &mut [f32; 32]) {
+    let d = _mm256_set1_ps(f16_at(b, 0));
+    let qh = u32::from_le_bytes(*arr::<4, u8>(b, 2));
+    q5_values(b, 6, qh, 16, |e0, q| {
+        st(arr_mut(out, e0), _mm256_mul_ps(_mm256_cvtepi32_ps(q), d))
+    });
+}
+
+/// Q5_1: `5-bit value · d + m` (not fused).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1(b: &[u8; 24], out: &mut [f32; 32]) {
+    let (d, mn) = (_mm256_set1_ps(f16_at(b, 0)), _mm256_set1_ps(f16_at(b, 2)));
+    let qh = u32::from_le_bytes(*arr::<4, u8>(b, 4));
+    q5_values(b, 8, qh, 0, |e0, q| {
+        let f = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+        st(arr_mut(out, e0), _mm256_add_ps(f, mn))
+    });
+}
+
+/// Bytes of `q` shifted right by `2 j` bits and masked to 2 bits (`j` < 4).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn crumbs(q: __m256i, j: usize) -> __m256i {
+    let v = _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32));
+    _mm256_and_si256(v, _mm256_set1_epi8(3))
+}
+
+/// The four 8-value pieces of 16 bytes of `x` (a 128-bit half), each as f32 via `f`, to
+/// `out[at..at + 16]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn put16(out: &mut [f32; 256], at: usize, x: __m128i, f: impl Fn(__m128i) -> __m256) {
+    st(arr_mut(out, at), f(x));
+    st(arr_mut(out, at + 8), f(hi64(x)));
+}
+
+/// Q2_K: `(d · (sc & 15)) · crumb − dmin · (sc >> 4)` per 16 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k(b: &[u8; 84], out: &mut [f32; 256]) {
+    let (d, mn) = (f16_at(b, 80), f16_at(b, 82));
+    let zero = _mm256_setzero_si256();
+    for h in 0..2 {
+        let q = ld_b32(arr(b, 16 + 32 * h));
+        for j in 0..4 {
+            let v = crumbs(q, j);
+            let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
+            for (half, x) in halves.into_iter().enumerate() {
+                let sc = b[8 * h + 2 * j + half];
+                let dl = _mm256_set1_ps(d * f32::from(sc & 0xF));
+                let ml = _mm256_set1_ps(mn * f32::from(sc >> 4));
+                put16(out, 128 * h + 32 * j + 16 * half, x, |w| {
+                    _mm256_sub_ps(_mm256_mul_ps(dl, u8x8_off_f32(w, zero)), ml)
+                });
+            }
+        }
+    }
+}
+
+/// Q3_K's 16 signed 6-bit scales from their 12 packed bytes: scale `i` has its low four bits in
+/// byte `i mod 8` (low nibble for `i < 8`, high nibble after), its high two bits in byte
+/// `8 + i mod 4` at bit `2 (i / 4)`; minus 32.
+fn q3_scales(s: &[u8; 12]) -> [i32; 16] {
+    std::array::from_fn(|i| {
+        let low = (s[i % 8] >> (4 * (i / 8))) & 0xF;
+        let high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+        i32::from(low | (high << 4)) - 32
+    })
+}
+
+/// Q3_K: `(d · scale) · (crumb − (high bit clear ? 4 : 0))` per 16 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3_k(b: &[u8; 110], out: &mut [f32; 256]) {
+    let d = f16_at(b, 108);
+    let scales = q3_scales(arr(b, 96));
+    let hm = ld_b32(arr(b, 0));
+    let (zero, four) = (_mm256_setzero_si256(), _mm256_set1_epi8(4));
+    for h in 0..2 {
+        let q = ld_b32(arr(b, 32 + 32 * h));
+        for j in 0..4 {
+            let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
+            let clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero);
+            let v = _mm256_sub_epi8(crumbs(q, j), _mm256_and_si256(clear, four));
+            let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
+            for (half, x) in halves.into_iter().enumerate() {
+                let dl = _mm256_set1_ps(d * scales[8 * h + 2 * j + half] as f32);
+                put16(out, 128 * h + 32 * j + 16 * half, x, |w| {
+                    _mm256_mul_ps(dl, i8x8_f32(w))
+                });
+            }
+        }
+    }
+}
+
+/// Q5_K: `(d · sc) · (nibble + 16 · high bit) − dmin · m` per 32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k(b: &[u8; 176], out: &mut [f32; 256]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let sc = &b[4..16];
+    let qh = ld_b32(arr(b, 16));
+    let (mask, sixteen) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(16));
+    let zero = _mm256_setzero_si256();
+    for c in 0..4 {
+        let q = ld_b32(arr(b, 48 + 32 * c));
+        let nibbles = [
+            _mm256_and_si256(q, mask),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask),
+        ];
+        for (h, x) in nibbles.into_iter().enumerate() {
+            let bit = _mm256_set1_epi8((1u8 << (2 * c + h)) as i8);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+            let x = _mm256_add_epi8(x, _mm256_and_si256(set, sixteen));
+            let (s, mn) = k4_scale_min(sc, 2 * c + h);
+            let dl = _mm256_set1_ps(d * f32::from(s));
+            let ml = _mm256_set1_ps(dmin * f32::from(mn));
+            let halves = [_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x)];
+            for (p, v) in halves.into_iter().enumerate() {
+                put16(out, 64 * c + 32 * h + 16 * p, v, |w| {
+                    _mm256_sub_ps(_mm256_mul_ps(dl, u8x8_off_f32(w, zero)), ml)
+                });
+            }
+        }
     }
 }
 
@@ -701,114 +824,354 @@ fn fma_loop(iters: u64) -> f32 {
     out.iter().sum()
 }
 
-// ---- one-row products over [k, n] storages, straight into registers ----
+// ---- products of a few rows over [k, n] storages, straight into registers ----
 
-/// Rows of `W` per k-block of [`gemv_kn`] (one 64-column group's accumulators stay in
-/// registers across them; the next block's rows are prefetched meanwhile).
+/// Rows of `W` per k-block of [`gemv_kn`] (one column group's accumulators stay in registers
+/// across them; the next block's rows are prefetched meanwhile).
 const GEMV_ROWS: usize = 16;
 
 impl Avx2 {
-    /// `out = x · W[:, j0 .. j0 + out.len()]` for `[k, n]` storages (`out.len()` a multiple of
-    /// 64); `sbuf` holds `out.len()` floats. Returns false for storages it does not cover.
+    /// `out[i][..whole] = x[i] · W[:, j0 .. j0 + whole]` for `i < m ≤ 6` over `[k, n]` storages
+    /// (`whole` a multiple of 64); `sbuf` holds `whole` floats. Returns false for storages it
+    /// does not cover.
+    #[allow(clippy::too_many_arguments)] // one call site (driver::tile)
     pub(crate) fn gemv_kn(
         self,
         src: &Src<'_>,
         x: &[f32],
+        m: usize,
         j0: usize,
-        out: &mut [f32],
+        whole: usize,
+        out: &mut [&mut [f32]],
         sbuf: &mut [f32],
     ) -> bool {
         // SAFETY: as in `pack`: the token proves the target features.
-        unsafe { gemv_kn(src, x, j0, out, sbuf) }
+        unsafe {
+            match m {
+                1 => gemv_kn::<1, 8>(src, x, j0, whole, out, sbuf),
+                2 => gemv_kn::<2, 4>(src, x, j0, whole, out, sbuf),
+                3 => gemv_kn::<3, 4>(src, x, j0, whole, out, sbuf),
+                4 => gemv_kn::<4, 2>(src, x, j0, whole, out, sbuf),
+                5 => gemv_kn::<5, 2>(src, x, j0, whole, out, sbuf),
+                6 => gemv_kn::<6, 2>(src, x, j0, whole, out, sbuf),
+                _ => false,
+            }
+        }
     }
 }
 
+/// `M` rows, column groups of `8 V` (`V` even): `M · V` accumulators. Each weight is decoded
+/// once (int8: sign-extend, convert, times its scale) and FMA'd into the `M` rows' chains.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn gemv_kn(src: &Src<'_>, x: &[f32], j0: usize, out: &mut [f32], sbuf: &mut [f32]) -> bool {
-    let nc = out.len();
-    debug_assert!(nc.is_multiple_of(NP));
-    out.fill(0.0);
+fn gemv_kn<const M: usize, const V: usize>(
+    src: &Src<'_>,
+    x: &[f32],
+    j0: usize,
+    whole: usize,
+    out: &mut [&mut [f32]],
+    sbuf: &mut [f32],
+) -> bool {
+    let g_cols = 8 * V;
+    debug_assert!(whole.is_multiple_of(NP) && out.len() == M);
     let (k, n) = (src.k(), src.n());
-    let x = &x[..k];
-    match *src {
-        Src::W(m) => match m.storage {
-            Storage::ReleaseInt8 { q, scales, blocks } => {
-                let bh = k / blocks;
-                let sbuf = &mut sbuf[..nc];
-                let mut kb0 = 0;
-                while kb0 < k {
-                    let b = kb0 / bh;
-                    let kb1 = (kb0 + GEMV_ROWS).min((b + 1) * bh).min(k);
-                    if kb0 == b * bh {
-                        for (s, d) in sbuf.chunks_exact_mut(NR).enumerate() {
-                            let (lo, hi) = bf16x16(arr(scales, 2 * (b * n + j0 + s * NR)));
-                            st(arr_mut(d, 0), lo);
-                            st(arr_mut(d, 8), hi);
-                        }
+    let x = &x[..M * k];
+    for o in out.iter_mut() {
+        o[..whole].fill(0.0);
+    }
+    let Src::W(mat) = *src else { return false };
+    match mat.storage {
+        Storage::ReleaseInt8 { q, scales, blocks } => {
+            let bh = k / blocks;
+            let sbuf = &mut sbuf[..whole];
+            let mut kb0 = 0;
+            while kb0 < k {
+                let b = kb0 / bh;
+                let kb1 = (kb0 + GEMV_ROWS).min((b + 1) * bh).min(k);
+                if kb0 == b * bh {
+                    for (s, d) in sbuf.chunks_exact_mut(NR).enumerate() {
+                        let (lo, hi) = bf16x16(arr(scales, 2 * (b * n + j0 + s * NR)));
+                        st(arr_mut(d, 0), lo);
+                        st(arr_mut(d, 8), hi);
                     }
-                    for (g, (o, sv)) in out
-                        .chunks_exact_mut(NP)
-                        .zip(sbuf.chunks_exact(NP))
-                        .enumerate()
-                    {
-                        let c0 = j0 + g * NP;
-                        let mut a = [_mm256_setzero_ps(); 8];
-                        for (i, v) in a.iter_mut().enumerate() {
-                            *v = ld(arr(o, 8 * i));
-                        }
-                        for r in kb0..kb1 {
-                            if r + GEMV_ROWS < k {
-                                prefetch(&q[(r + GEMV_ROWS) * n + c0..]);
-                            }
-                            let xv = _mm256_set1_ps(x[r]);
-                            let qr = &q[r * n + c0..r * n + c0 + NP];
-                            for t in 0..4 {
-                                let v = ld_b16(arr(qr, 16 * t));
-                                let lo = _mm256_mul_ps(i8x8_f32(v), ld(arr(sv, 16 * t)));
-                                let hi = _mm256_mul_ps(i8x8_f32(hi64(v)), ld(arr(sv, 16 * t + 8)));
-                                a[2 * t] = _mm256_fmadd_ps(xv, lo, a[2 * t]);
-                                a[2 * t + 1] = _mm256_fmadd_ps(xv, hi, a[2 * t + 1]);
-                            }
-                        }
-                        for (i, v) in a.iter().enumerate() {
-                            st(arr_mut(o, 8 * i), *v);
-                        }
-                    }
-                    kb0 = kb1;
                 }
-                true
-            }
-            Storage::F32Kn(b) => {
-                for kb0 in (0..k).step_by(GEMV_ROWS) {
-                    let kb1 = (kb0 + GEMV_ROWS).min(k);
-                    for (g, o) in out.chunks_exact_mut(NP).enumerate() {
-                        let c0 = j0 + g * NP;
-                        let mut a = [_mm256_setzero_ps(); 8];
-                        for (i, v) in a.iter_mut().enumerate() {
-                            *v = ld(arr(o, 8 * i));
+                for c in (0..whole).step_by(g_cols) {
+                    let c0 = j0 + c;
+                    let sv = &sbuf[c..c + g_cols];
+                    let mut a = [[_mm256_setzero_ps(); V]; M];
+                    for (ai, o) in a.iter_mut().zip(out.iter()) {
+                        for (v, av) in ai.iter_mut().enumerate() {
+                            *av = ld(arr(o, c + 8 * v));
                         }
-                        for (r, &xr) in x.iter().enumerate().take(kb1).skip(kb0) {
-                            let at = 4 * (r * n + c0);
-                            if r + GEMV_ROWS < k {
-                                let ahead = at + 4 * GEMV_ROWS * n;
-                                for l in 0..4 {
-                                    prefetch(&b[ahead + 64 * l..]);
-                                }
-                            }
-                            let xv = _mm256_set1_ps(xr);
-                            for (i, v) in a.iter_mut().enumerate() {
-                                *v = _mm256_fmadd_ps(xv, f32x8(arr(b, at + 32 * i)), *v);
+                    }
+                    for r in kb0..kb1 {
+                        if r + GEMV_ROWS < k && c0.is_multiple_of(64) {
+                            prefetch(&q[(r + GEMV_ROWS) * n + c0..]);
+                        }
+                        let mut xv = [_mm256_setzero_ps(); M];
+                        for (i, v) in xv.iter_mut().enumerate() {
+                            *v = _mm256_set1_ps(x[i * k + r]);
+                        }
+                        let qr = &q[r * n + c0..r * n + c0 + g_cols];
+                        for t in 0..V / 2 {
+                            let v = ld_b16(arr(qr, 16 * t));
+                            let lo = _mm256_mul_ps(i8x8_f32(v), ld(arr(sv, 16 * t)));
+                            let hi = _mm256_mul_ps(i8x8_f32(hi64(v)), ld(arr(sv, 16 * t + 8)));
+                            for i in 0..M {
+                                a[i][2 * t] = _mm256_fmadd_ps(xv[i], lo, a[i][2 * t]);
+                                a[i][2 * t + 1] = _mm256_fmadd_ps(xv[i], hi, a[i][2 * t + 1]);
                             }
                         }
-                        for (i, v) in a.iter().enumerate() {
-                            st(arr_mut(o, 8 * i), *v);
+                    }
+                    for (ai, o) in a.iter().zip(out.iter_mut()) {
+                        for (v, av) in ai.iter().enumerate() {
+                            st(arr_mut(o, c + 8 * v), *av);
                         }
                     }
                 }
-                true
+                kb0 = kb1;
             }
-            _ => false,
-        },
+            true
+        }
+        Storage::F32Kn(b) => {
+            for kb0 in (0..k).step_by(GEMV_ROWS) {
+                let kb1 = (kb0 + GEMV_ROWS).min(k);
+                for c in (0..whole).step_by(g_cols) {
+                    let c0 = j0 + c;
+                    let mut a = [[_mm256_setzero_ps(); V]; M];
+                    for (ai, o) in a.iter_mut().zip(out.iter()) {
+                        for (v, av) in ai.iter_mut().enumerate() {
+                            *av = ld(arr(o, c + 8 * v));
+                        }
+                    }
+                    for r in kb0..kb1 {
+                        let at = 4 * (r * n + c0);
+                        if r + GEMV_ROWS < k {
+                            let ahead = at + 4 * GEMV_ROWS * n;
+                            for l in 0..(4 * g_cols).div_ceil(64) {
+                                prefetch(&b[ahead + 64 * l..]);
+                            }
+                        }
+                        let mut xv = [_mm256_setzero_ps(); M];
+                        for (i, v) in xv.iter_mut().enumerate() {
+                            *v = _mm256_set1_ps(x[i * k + r]);
+                        }
+                        for v in 0..V {
+                            let w = f32x8(arr(b, at + 32 * v));
+                            for (ai, xi) in a.iter_mut().zip(&xv) {
+                                ai[v] = _mm256_fmadd_ps(*xi, w, ai[v]);
+                            }
+                        }
+                    }
+                    for (ai, o) in a.iter().zip(out.iter_mut()) {
+                        for (v, av) in ai.iter().enumerate() {
+                            st(arr_mut(o, c + 8 * v), *av);
+                        }
+                    }
+                }
+            }
+            true
+        }
         _ => false,
+    }
+}
+
+// ---- [n, k] storages: the dot-product microkernel (see `rows`) ----
+
+/// `MR` rows of `x` × `NR` decoded stored rows, 8 lanes each: per 8 elements of `k`, `MR`
+/// loads of `x`, `NR` of the panel and `MR · NR` FMAs (lane `l` of every output is its chain
+/// over `k ≡ l mod 8`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot<const MR: usize, const NR: usize>(call: &Call<'_>, state: &mut [Lanes]) {
+    let n = call.kcp / LANES;
+    // (plain loops, not `array::from_fn`: its closure would be an out-of-line call per call)
+    let mut xs: [&[[f32; 8]]; MR] = [&[]; MR];
+    for (r, s) in xs.iter_mut().enumerate() {
+        *s = &call.xrow(r).as_chunks::<8>().0[..n];
+    }
+    let mut ws: [&[[f32; 8]]; NR] = [&[]; NR];
+    for (c, s) in ws.iter_mut().enumerate() {
+        *s = &call.wrow(c).as_chunks::<8>().0[..n];
+    }
+    let mut a = [[_mm256_setzero_ps(); NR]; MR];
+    for (r, ar) in a.iter_mut().enumerate() {
+        for (c, v) in ar.iter_mut().enumerate() {
+            *v = ld(&state[call.at(r, c)]);
+        }
+    }
+    for t in 0..n {
+        let mut wv = [_mm256_setzero_ps(); NR];
+        for (v, w) in wv.iter_mut().zip(&ws) {
+            *v = ld(&w[t]);
+        }
+        for r in 0..MR {
+            let xv = ld(&xs[r][t]);
+            for c in 0..NR {
+                a[r][c] = _mm256_fmadd_ps(xv, wv[c], a[r][c]);
+            }
+        }
+    }
+    for (r, ar) in a.iter().enumerate() {
+        for (c, v) in ar.iter().enumerate() {
+            st(&mut state[call.at(r, c)], *v);
+        }
+    }
+}
+
+// ---- [n, k] storages, a few rows: stored rows in lockstep, one block at a time ----
+
+impl Avx2 {
+    /// `out[i][..] = x[i] · W[:, cols]` for `m ≤ 6` rows over a GGUF-rows storage whose type
+    /// has a SIMD block decoder: `R` stored rows advance together one quant block at a time (a
+    /// block of each decoded into an L1 buffer, then FMA'd into `m · R` lane accumulators kept
+    /// in registers over all of `k`), so the rows are read as `R` sequential streams and nothing
+    /// is written to a panel. Same order as `rows::tile` (lanes over `k mod 8`, the tree).
+    /// Returns false for the storages it does not cover.
+    pub(crate) fn small_rows(
+        self,
+        src: &Src<'_>,
+        x: &[f32],
+        m: usize,
+        cols: std::ops::Range<usize>,
+        out: &mut [&mut [f32]],
+    ) -> bool {
+        // SAFETY: as in `pack`: the token proves the target features.
+        unsafe { small_rows(src, x, m, cols, out) }
+    }
+}
+
+/// See [`Avx2::small_rows`]. A `#[target_feature]` function, so that the decoder closures
+/// below inherit its features and inline into [`lockstep`] (a closure defined outside one is
+/// compiled without AVX2: every block would be a call).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn small_rows(
+    src: &Src<'_>,
+    x: &[f32],
+    m: usize,
+    cols: std::ops::Range<usize>,
+    out: &mut [&mut [f32]],
+) -> bool {
+    let Src::W(mat) = *src else { return false };
+    let Storage::Rows { ty, bytes } = mat.storage else {
+        return false;
+    };
+    let k = mat.k;
+    {
+        macro_rules! go {
+            ($b:literal, $e:literal, $f:expr) => {{
+                if !k.is_multiple_of($e) {
+                    return false;
+                }
+                let rb = bytes.len() / mat.n;
+                let s = Lock {
+                    bytes,
+                    rb,
+                    k,
+                    x,
+                    cols,
+                    dec: $f,
+                };
+                match m {
+                    1 => lockstep::<$b, $e, 1, 8, _>(&s, out),
+                    2 => lockstep::<$b, $e, 2, 4, _>(&s, out),
+                    3 => lockstep::<$b, $e, 3, 4, _>(&s, out),
+                    4 => lockstep::<$b, $e, 4, 3, _>(&s, out),
+                    5 => lockstep::<$b, $e, 5, 2, _>(&s, out),
+                    6 => lockstep::<$b, $e, 6, 2, _>(&s, out),
+                    _ => return false,
+                }
+                true
+            }};
+        }
+        match ty {
+            GgmlType::Q8_0 => go!(34, 32, |b: &[u8; 34], o: &mut [f32; 32]| q8_0(b, o)),
+            GgmlType::Q4_0 => go!(18, 32, |b: &[u8; 18], o: &mut [f32; 32]| q4_0(b, o)),
+            GgmlType::Q4_1 => go!(20, 32, |b: &[u8; 20], o: &mut [f32; 32]| q4_1(b, o)),
+            GgmlType::Q5_0 => go!(22, 32, |b: &[u8; 22], o: &mut [f32; 32]| q5_0(b, o)),
+            GgmlType::Q5_1 => go!(24, 32, |b: &[u8; 24], o: &mut [f32; 32]| q5_1(b, o)),
+            GgmlType::Q2_K => go!(84, 256, |b: &[u8; 84], o: &mut [f32; 256]| q2_k(b, o)),
+            GgmlType::Q3_K => go!(110, 256, |b: &[u8; 110], o: &mut [f32; 256]| q3_k(b, o)),
+            GgmlType::Q4_K => go!(144, 256, |b: &[u8; 144], o: &mut [f32; 256]| q4_k(b, o)),
+            GgmlType::Q5_K => go!(176, 256, |b: &[u8; 176], o: &mut [f32; 256]| q5_k(b, o)),
+            GgmlType::Q6_K => go!(210, 256, |b: &[u8; 210], o: &mut [f32; 256]| q6_k(b, o)),
+            GgmlType::F16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_f16(b, o)),
+            GgmlType::BF16 => go!(64, 32, |b: &[u8; 64], o: &mut [f32; 32]| row_bf16(b, o)),
+            GgmlType::F32 => go!(128, 32, |b: &[u8; 128], o: &mut [f32; 32]| row_f32(b, o)),
+            _ => false,
+        }
+    }
+}
+
+/// How far ahead of its decode each stored row's stream is prefetched in [`lockstep`] (bytes:
+/// about a memory latency of decoding; the hardware prefetcher alone left the block decodes
+/// waiting on memory at each new row).
+const LOCK_AHEAD: usize = 1024;
+
+/// The arguments of [`lockstep`].
+struct Lock<'a, F> {
+    bytes: &'a [u8],
+    rb: usize,
+    k: usize,
+    x: &'a [f32],
+    cols: std::ops::Range<usize>,
+    dec: F,
+}
+
+/// `M` rows of `x` against stored rows `R` at a time (see [`Avx2::small_rows`]); the last
+/// group of fewer than `R` rows runs with its missing rows' outputs discarded.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lockstep<const B: usize, const E: usize, const M: usize, const R: usize, F>(
+    s: &Lock<'_, F>,
+    out: &mut [&mut [f32]],
+) where
+    F: Fn(&[u8; B], &mut [f32; E]),
+{
+    let (k, rb) = (s.k, s.rb);
+    let nb = k / E;
+    let x = &s.x[..M * k];
+    let mut buf = [[0f32; E]; R];
+    let nc = s.cols.len();
+    for g in (0..nc).step_by(R) {
+        let rows = R.min(nc - g);
+        let mut a = [[_mm256_setzero_ps(); R]; M];
+        for blk in 0..nb {
+            // Each stream's bytes `LOCK_AHEAD` ahead, continuing into the next group's rows
+            // near the end of these (so a new group does not start on a cold stream).
+            let ahead = blk * B + LOCK_AHEAD;
+            let (row0, off) = if ahead < rb {
+                (s.cols.start + g, ahead)
+            } else {
+                (s.cols.start + g + R, ahead - rb)
+            };
+            for r in 0..rows {
+                for l in (0..B).step_by(64) {
+                    if let Some(p) = s.bytes.get((row0 + r) * rb + off + l..) {
+                        prefetch(p);
+                    }
+                }
+            }
+            for (r, bf) in buf.iter_mut().enumerate().take(rows) {
+                let at = (s.cols.start + g + r) * rb + blk * B;
+                (s.dec)(arr(s.bytes, at), bf);
+            }
+            for t in 0..E / 8 {
+                let mut xv = [_mm256_setzero_ps(); M];
+                for (i, v) in xv.iter_mut().enumerate() {
+                    *v = ld(arr(x, i * k + blk * E + 8 * t));
+                }
+                for (r, bf) in buf.iter().enumerate() {
+                    let w = ld(arr(bf, 8 * t));
+                    for i in 0..M {
+                        a[i][r] = _mm256_fmadd_ps(xv[i], w, a[i][r]);
+                    }
+                }
+            }
+        }
+        for (ai, o) in a.iter().zip(out.iter_mut()) {
+            for (r, v) in ai.iter().enumerate().take(rows) {
+                let mut l = [0f32; 8];
+                st(&mut l, *v);
+                o[g + r] = super::rows::tree(&l);
+            }
+        }
     }
 }
