@@ -1,5 +1,5 @@
 //! compressed-tensors `pack-quantized` weights (symmetric int4/int8, group strategy), the
-//! int4/int8 safetensors that vLLM and transformers load (output-formats.md §7.1, §7.4).
+//! int4/int8 safetensors that vLLM and transformers load (docs/formats/safetensors-output.md "int8 / int4 (compressed-tensors)").
 //!
 //! Rules followed (compressed-tensors `52792be0`):
 //! - per group of `G` consecutive input elements: min/max widened to include 0,

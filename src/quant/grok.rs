@@ -1,4 +1,4 @@
-//! Lossless Q8_0 from Grok-1's own int8 weights (output-formats.md §5.7).
+//! Lossless Q8_0 from Grok-1's own int8 weights (docs/formats/ggml-quants.md "Lossless Q8_0 from the release's int8").
 //!
 //! Why this is lossless: a Q8_0 block is just `(d: f16, qs: [i8; 32])` decoded as `qs[j]·d`,
 //! and nothing in the format requires `max|qs| = 127`. The release stores every weight as

@@ -1,7 +1,7 @@
 //! K-quants with 256-element super-blocks: Q4_K, Q5_K, Q6_K (model weights) and Q8_K (the
 //! activation format, kept for tests and golden vectors). Ports of ggml's
 //! `quantize_row_q{4,5,6,8}_K_ref`, i.e. what llama-quantize writes without an importance
-//! matrix (output-formats.md §5.4).
+//! matrix (docs/formats/ggml-quants.md "K-quants").
 //!
 //! A detail that matters for byte equality: when a sub-block's stored scale rounds to 0 the
 //! reference skips re-quantization and keeps the levels from the fitting routine, so the

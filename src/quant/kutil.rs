@@ -1,8 +1,8 @@
 //! Shared K-quant helpers, written once: `nearest_int`, `make_qkx2_quants`, `make_qx_quants`
 //! and the 12-byte 6-bit scale/min packing of Q4_K/Q5_K.
 //!
-//! Byte-exactness with ggml's reference encoders depends on three things (output-formats.md
-//! §5.4/§5.5): the same rounding (`nearest_int` is the 1.5·2^23 trick, i.e. ties-to-even,
+//! Byte-exactness with ggml's reference encoders depends on three things (docs/formats/ggml-quants.md
+//! "K-quants" and "Build dependence"): the same rounding (`nearest_int` is the 1.5·2^23 trick, i.e. ties-to-even,
 //! emulated bit for bit so even out-of-range inputs behave like C), no fused multiply-adds
 //! (Rust never contracts `a*b + c`; ggml-base on x86-64 is built without `-mfma`), and the same
 //! left-to-right summation order. Each expression below keeps the C operand order, e.g.

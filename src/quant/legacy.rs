@@ -2,7 +2,7 @@
 //! `quantize_row_*_ref` encoders so that grokit's GGUF files are byte-identical to what
 //! llama-quantize (x86-64, no FMA contraction) writes.
 //!
-//! Why the odd-looking rounding rules are kept verbatim (output-formats.md §5.3):
+//! Why the odd-looking rounding rules are kept verbatim (docs/formats/ggml-quants.md "Legacy types"):
 //! - Q8_0 uses C `roundf` (half away from zero) = Rust `f32::round`.
 //! - Q4_0/Q5_0 compute `trunc(x·id + 8.5)` (resp. `+16.5`) in f32 as two separately rounded
 //!   operations. Rust never fuses `a*b + c`, so this matches the non-FMA x86 build exactly.
