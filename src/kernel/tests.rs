@@ -9,7 +9,7 @@ use super::pack::{stride, Region, Src, Strip, NP, NR, NS};
 use super::rows::{decode_row, tree, LANES};
 use super::*;
 use crate::quant::{
-    ct as qct, is_supported, needs_weights, quantize_row_weighted, types::GGML_TYPES,
+    ct as qct, is_supported, needs_weights, quantize_row, quantize_row_weighted, types::GGML_TYPES,
 };
 
 fn all_types() -> impl Iterator<Item = GgmlType> {
