@@ -9,7 +9,7 @@ use super::pack::{stride, Region, Src, Strip, NP, NR, NS};
 use super::rows::{decode_row, tree, LANES};
 use super::*;
 use crate::quant::{
-    ct as qct, is_supported, needs_weights, quantize_row, quantize_row_weighted, types::GGML_TYPES,
+    ct as qct, is_supported, needs_weights, quantize_row_weighted, types::GGML_TYPES,
 };
 
 fn all_types() -> impl Iterator<Item = GgmlType> {
@@ -691,8 +691,10 @@ fn few_row_products_for_every_row_type() {
             let n = 1 + rng.below(23);
             let f = rng.f32s(k * n);
             let mut b = Vec::new();
+            // IQ2_XXS/IQ2_XS cannot be encoded without importance weights: unit weights.
+            let w = needs_weights(ty).then(|| vec![1.0f32; k]);
             for row in f.chunks_exact(k) {
-                quantize_row(ty, row, &mut b).unwrap();
+                quantize_row_weighted(ty, row, w.as_deref(), &mut b).unwrap();
             }
             let mat = Mat {
                 k,
