@@ -599,10 +599,14 @@ fn every_source_gives_the_release_numbers() {
         )
     };
     let (_, want) = ppl(&fx);
+    // Same weights, but each format's products run its own kernel path (int8 `[k, n]`, f32
+    // `[n, k]`, ...), whose summation orders differ: equal to f32 rounding, not bit for bit (the
+    // fixture's near one-hot distributions amplify that into ~1e-8 of PPL).
+    const REL: f64 = 1e-6;
     for m in [s(&first), s(&hf), s(&jax)] {
         let (format, got) = ppl(m);
         assert!(
-            (got - want).abs() <= 1e-9 * want,
+            (got - want).abs() <= REL * want,
             "{format} {m}: {got} vs the release's {want}"
         );
     }
