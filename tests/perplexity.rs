@@ -620,7 +620,7 @@ fn every_source_gives_the_release_numbers() {
     assert_eq!(code, 0, "{err}");
     let got = json(&out)["result"]["perplexity"]["ppl"].as_f64().unwrap();
     assert!(
-        (got - want).abs() <= 1e-9 * want,
+        (got - want).abs() <= REL * want,
         "GGUF vocabulary: {got} vs {want}"
     );
 }
