@@ -8,7 +8,8 @@
 //!   matrix products over weights as they are stored.
 //! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`,
 //!   `imatrix` (importance-matrix files).
-//! - L3 orchestration and the reference model: `convert`, `reference`.
+//! - L3 orchestration and the reference model: `convert`, `reference`; `eval`, whole-model
+//!   evaluation (perplexity, KL divergence) layer by layer on the reference model.
 //! - L4 `cli`, the binary's front end.
 //!
 //! `unsafe` appears in three small, documented places: `io::mmap` (read-only maps of inputs),
@@ -22,6 +23,7 @@
 pub mod base;
 pub mod cli;
 pub mod convert;
+pub mod eval;
 pub mod gguf;
 pub mod imatrix;
 #[allow(unsafe_code)]

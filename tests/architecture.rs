@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("imatrix", 2),
     ("convert", 3),
     ("reference", 3),
+    ("eval", 3),
     ("synth", 3),
     ("cli", 4),
 ];
@@ -30,6 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
 const LATERAL: &[(&str, &str)] = &[
     ("io", "base"),
     ("numpy", "pickle"),
+    ("eval", "reference"),
     ("synth", "source"),
     ("model", "quant"),
     ("kernel", "quant"),

@@ -132,7 +132,7 @@ pub struct ForwardArgs {
     pub json: bool,
 }
 
-fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> Option<PathBuf> {
+pub(super) fn find_tokenizer(model: &Path, explicit: &Option<PathBuf>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.clone());
     }

@@ -20,6 +20,7 @@ pub mod exit;
 mod forward;
 mod imatrix;
 mod inspect;
+mod perplexity;
 pub mod progress;
 mod quantize;
 mod render;
@@ -53,6 +54,8 @@ pub enum Command {
         about = "Show what a checkpoint holds (tensors, config, problems), or an importance matrix"
     )]
     Inspect(inspect::InspectArgs),
+    #[command(about = "Perplexity and KL divergence over a text file, like llama-perplexity")]
+    Perplexity(perplexity::PerplexityArgs),
     #[command(
         about = "Rewrite an importance matrix (llama-imatrix's .gguf or .dat) in either format"
     )]
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::ImatrixConvert(a) => imatrix::run_convert(a),
         Command::Forward(a) => forward::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Verify(a) => verify::run(a),

@@ -34,3 +34,23 @@ class Checks:
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed or not self.passed else 0)
+
+    def report(self, name, ok, detail=""):
+        """`check`, and a `PASS name detail` line when it passes."""
+        self.check(ok, f"{name} {detail}")
+        if ok:
+            print(f"PASS {name} {detail}", flush=True)
+        return ok
+
+
+def llama_cpp_dir(repo, checks):
+    """Build (or reuse) llama.cpp through scripts/build_llama_cpp.sh and return its install
+    directory (with bin/); on failure, record it in `checks` and end the script."""
+    import subprocess
+    r = subprocess.run(["bash", os.path.join(repo, "scripts", "build_llama_cpp.sh")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0 or not r.stdout.strip():
+        sys.stderr.write(r.stderr[-2000:])
+        checks.report("llama.cpp build", False, f"scripts/build_llama_cpp.sh exited {r.returncode}")
+        checks.finish()
+    return r.stdout.strip().splitlines()[-1]
