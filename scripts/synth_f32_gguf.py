@@ -6,6 +6,13 @@ realistic row widths, not trained weights; this makes one of any size without to
 
 usage: python scripts/synth_f32_gguf.py OUT.gguf [--d 512] [--ff 256] [--heads 4]
        [--kv-heads 2] [--head-dim 128] [--layers 1] [--vocab 512] [--experts 8] [--seed 0]
+       [--imatrix OUT.imatrix.gguf]
+
+--imatrix also writes a synthetic importance matrix for the same model in llama.cpp's GGUF
+imatrix format (general.type = imatrix; `<name>.in_sum2` and `<name>.counts` per matrix, per
+expert for the stacked expert tensors; imatrix.datasets/chunk_count/chunk_size), with random
+positive column statistics and one expert of each MoE tensor left without data, so the
+i-quant presets can be benchmarked with both tools reading the same file.
 """
 import argparse
 
@@ -23,6 +30,7 @@ p.add_argument("--layers", type=int, default=1)
 p.add_argument("--vocab", type=int, default=512)
 p.add_argument("--experts", type=int, default=8)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--imatrix", default=None)
 a = p.parse_args()
 
 rng = np.random.default_rng(a.seed)
@@ -82,3 +90,31 @@ w.write_header_to_file()
 w.write_kv_data_to_file()
 w.write_tensors_to_file()
 w.close()
+
+if a.imatrix:
+    chunk, chunks = 512, 4
+    m = gguf.GGUFWriter(a.imatrix, arch="imatrix")
+    # GGUFWriter adds general.architecture; llama.cpp ignores it in an imatrix
+    m.add_type("imatrix")
+    m.add_array("imatrix.datasets", ["synthetic"])
+    m.add_uint32("imatrix.chunk_count", chunks)
+    m.add_uint32("imatrix.chunk_size", chunk)
+    entries = []
+    for L in range(a.layers):
+        b = f"blk.{L}."
+        entries += [(b + "attn_q.weight", a.d, 1), (b + "attn_k.weight", a.d, 1),
+                    (b + "attn_v.weight", a.d, 1), (b + "attn_output.weight", hq, 1),
+                    (b + "ffn_gate_inp.weight", a.d, 1),
+                    (b + "ffn_gate_exps.weight", a.d, a.experts), (b + "ffn_up_exps.weight", a.d, a.experts),
+                    (b + "ffn_down_exps.weight", a.ff, a.experts)]
+    for name, ne0, nmat in sorted(entries):
+        counts = np.full((nmat, 1), chunk * chunks, np.float32)
+        if nmat > 1:
+            counts[nmat - 1, 0] = 0  # an expert no calibration token reached
+        sums = (rng.random((nmat, ne0), dtype=np.float32) ** 2 + np.float32(0.01)) * counts
+        m.add_tensor(name + ".in_sum2", sums)
+        m.add_tensor(name + ".counts", counts)
+    m.write_header_to_file()
+    m.write_kv_data_to_file()
+    m.write_tensors_to_file()
+    m.close()

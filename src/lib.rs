@@ -6,7 +6,8 @@
 //! - L0 `base`, `io`: element types, caps, bounded cursors; memory maps and atomic outputs.
 //! - L1 codecs and descriptions: `pickle`, `numpy`, `model`, `quant`, `tokenizer`; `kernel`,
 //!   matrix products over weights as they are stored.
-//! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`.
+//! - L2 readers and writers: `source` (the release), `gguf`, `safetensors_io`, `verify`,
+//!   `imatrix` (importance-matrix files).
 //! - L3 orchestration and the reference model: `convert`, `reference`; `eval`, whole-model
 //!   evaluation (perplexity, KL divergence) layer by layer on the reference model.
 //! - L4 `cli`, the binary's front end.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod convert;
 pub mod eval;
 pub mod gguf;
+pub mod imatrix;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod kernel;

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("gguf", 2),
     ("safetensors_io", 2),
     ("verify", 2),
+    ("imatrix", 2),
     ("convert", 3),
     ("reference", 3),
     ("eval", 3),
@@ -34,6 +35,7 @@ const LATERAL: &[(&str, &str)] = &[
     ("synth", "source"),
     ("model", "quant"),
     ("kernel", "quant"),
+    ("imatrix", "gguf"),
 ];
 
 fn module_of(path: &std::path::Path) -> Option<String> {

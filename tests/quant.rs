@@ -3,7 +3,7 @@
 
 use grokit::quant::ct::{ct_dequantize_row, ct_quantize_row};
 use grokit::quant::grok::q8_0_row_from_int8;
-use grokit::quant::policy::{Policy, TensorClass};
+use grokit::quant::policy::{ModelInfo, Policy, TensorClass};
 use grokit::quant::{dequantize_row, quantize_row, GgmlType, QuantError};
 use rayon::prelude::*;
 
@@ -87,14 +87,19 @@ fn policy_drives_codec() {
         (TensorClass::FfnDownExps, Some(9)),
         (TensorClass::TokenEmbd, None),
     ] {
-        let c = p.choose(class, layer, 64, x.len() as u64);
+        let c = p.choose(class, layer, &ModelInfo::grok(64), x.len() as u64);
         assert!(c.fallback_reason.is_none());
         let mut o = Vec::new();
         quantize_row(c.ty, &x, &mut o).unwrap();
         assert_eq!(o.len() as u64, c.ty.row_bytes(6144).unwrap());
     }
     // A row that does not fit the K-quant block falls back and still encodes.
-    let c = p.choose(TensorClass::FfnUpExps, Some(0), 64, 6144 + 32);
+    let c = p.choose(
+        TensorClass::FfnUpExps,
+        Some(0),
+        &ModelInfo::grok(64),
+        6144 + 32,
+    );
     assert_eq!(c.ty, GgmlType::Q5_0);
     let mut o = Vec::new();
     quantize_row(c.ty, &input(6144 + 32, 1), &mut o).unwrap();

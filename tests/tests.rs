@@ -10,6 +10,7 @@ mod gguf;
 mod hostile;
 mod perplexity;
 mod quant;
+mod quant_imatrix;
 mod quantize;
 mod reference;
 mod reference_hostile;

@@ -10,13 +10,16 @@ use super::render::{print_written, write_json};
 use super::Outcome;
 use crate::base::DType;
 use crate::convert::encode::Measure;
-use crate::convert::gguf::{convert_gguf, ggml_type_of, plan_tensors, GgufOptions, TypeChoice};
+use crate::convert::gguf::{
+    convert_gguf, ggml_type_of, plan_tensors_with, GgufOptions, TypeChoice,
+};
 use crate::convert::plan::{st_tensors, Layout, OutTensor, StDtype};
 use crate::convert::report::ConvertReport;
 use crate::convert::safetensors::{
     convert_safetensors, finish_safetensors, planned_bytes, StOptions,
 };
 use crate::convert::RunOptions;
+use crate::imatrix::Imatrix;
 use crate::quant::policy::Policy;
 use crate::quant::GgmlType;
 use crate::source::grok::{Checkpoint, OpenOptions};
@@ -63,7 +66,10 @@ pub enum DtypeArg {
 /// norms and router kept F32, the embedding tied (no output.weight). `--type q8_0` copies the
 /// release's int8 bit for bit into Q8_0 blocks wherever the scale allows (all of Grok-1).
 /// `--quant` takes a preset (listed under --quant below) or per-class types such as
-/// `experts=q4_k,attn=q8_0,embed=q6_k` (see docs/quantization.md).
+/// `experts=q4_k,attn=q8_0,embed=q6_k` (see docs/quantization.md). `--imatrix FILE`
+/// (llama-imatrix's .gguf or legacy .dat) weights the encoders as `llama-quantize --imatrix`
+/// does, per expert from the release's exact int8 × scale values; IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS
+/// need one. With `--dtype int4` it chooses each group's scale by a weighted search.
 ///
 /// safetensors: `--dtype bf16` (default) is bit-identical to the weights the release computes
 /// with; `int8` is lossless compressed-tensors (pack-quantized, group 128); `int4` is
@@ -78,6 +84,7 @@ pub enum DtypeArg {
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-q8_0.gguf --type q8_0 --split-max-size 50G
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-q4_k_m.gguf --quant q4_k_m
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-mixed.gguf --quant experts=q4_k,attn=q8_0
+///   grokit convert /data/grok-1 --to gguf -o grok-1-iq2_m.gguf --quant iq2_m --imatrix grok-1.imatrix.gguf
 ///   grokit convert /data/grok-1 --to gguf -o grok-1-f32.gguf --type f32 --dry-run
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-hf --dtype bf16
 ///   grokit convert /data/grok-1 --to safetensors -o grok-1-int8 --dtype int8 --shard 0/2   # worker 0 of 2
@@ -100,6 +107,10 @@ pub struct ConvertArgs {
     /// GGUF quantization policy: a preset or class=type pairs (overrides --type).
     #[arg(long, help = quant_help())]
     pub quant: Option<String>,
+    /// Importance matrix (llama-imatrix's .gguf or legacy .dat): GGUF quantization weighted as
+    /// `llama-quantize --imatrix`; safetensors `--dtype int4` scales chosen by a weighted search.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// SentencePiece tokenizer.model (default: beside the checkpoint).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -162,6 +173,8 @@ pub struct Convert {
     measure: Measure,
     buffered_io: bool,
     show: Show,
+    /// `--imatrix`.
+    imatrix: Option<PathBuf>,
 }
 
 /// The output format and its settings.
@@ -242,6 +255,11 @@ impl Convert {
                 shard_size: parse_size(&a.shard_size)?,
             },
         };
+        if a.imatrix.is_some()
+            && matches!(&target, Target::Safetensors { dtype, .. } if *dtype != StDtype::Ct(4))
+        {
+            bail!("--imatrix applies to --to gguf and to --to safetensors --dtype int4 (bf16, f16, f32 and int8 are lossless or unquantized)");
+        }
         let mode = if a.write.dry_run {
             Mode::DryRun
         } else if a.finish {
@@ -263,6 +281,7 @@ impl Convert {
                 report: a.write.report,
                 quiet: a.quiet,
             },
+            imatrix: a.imatrix,
             ckpt: a.ckpt,
             key_size: a.key_size,
             out: a.out,
@@ -286,6 +305,14 @@ impl Convert {
         }
     }
 
+    /// Read `--imatrix`, if given (its errors name the file and byte offset).
+    fn open_imatrix(&self) -> anyhow::Result<Option<std::sync::Arc<Imatrix>>> {
+        Ok(match &self.imatrix {
+            Some(p) => Some(std::sync::Arc::new(Imatrix::open(p)?)),
+            None => None,
+        })
+    }
+
     fn execute(&self) -> anyhow::Result<Done> {
         let open = OpenOptions {
             key_size: self.key_size,
@@ -307,7 +334,8 @@ impl Convert {
                 let Some(tokenizer) = tokenizer else {
                     bail!("no tokenizer.model beside {}: pass --tokenizer FILE (GGUF files carry the vocabulary)", ck.dir.display());
                 };
-                let tensors = plan_tensors(&ck, types);
+                let imatrix = self.open_imatrix()?;
+                let tensors = plan_tensors_with(&ck, types, imatrix.as_deref())?;
                 match self.mode {
                     Mode::DryRun => return Ok(Done::Plan(tensors)),
                     Mode::Finish => return Ok(Done::NothingToFinish),
@@ -321,6 +349,7 @@ impl Convert {
                     name: name.clone(),
                     add_bos: *add_bos,
                     run: self.run(),
+                    imatrix: imatrix.zip(self.imatrix.as_ref().map(|p| p.display().to_string())),
                 };
                 let total: u64 = tensors.iter().map(|t| t.nbytes).sum();
                 let p = Progress::new("convert", total, quiet);
@@ -347,6 +376,7 @@ impl Convert {
                     shard_size: *shard_size,
                     tokenizer,
                     run: self.run(),
+                    imatrix: self.open_imatrix()?,
                 };
                 match self.mode {
                     Mode::DryRun => {

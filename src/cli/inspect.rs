@@ -19,7 +19,8 @@ use std::path::PathBuf;
 /// Show the tensors, configuration and any structural problems of a checkpoint.
 ///
 /// PATH is a release directory (ckpt-0/, ckpt/, or a directory containing one), a GGUF file
-/// (the first file of a split set), or a safetensors file/directory.
+/// (the first file of a split set), a safetensors file/directory, or an importance matrix
+/// (llama-imatrix's .gguf or legacy .dat: its entries, widths, expert counts and counts).
 /// Nothing is executed: pickles are read by an allow-list parser, payloads are not read.
 /// Exit status: 0 when the checkpoint is well-formed, 1 when problems were found, 2 on errors.
 ///
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 ///   grokit inspect /data/grok-1 --json | jq '.tensors[0]'
 ///   grokit inspect grok-1-q8_0-00001-of-00007.gguf           # metadata and every tensor of the set
 ///   grokit inspect grok-1-hf --json | jq '.tensors | length'  # a safetensors directory
+///   grokit inspect grok-1.imatrix.gguf                         # an importance matrix
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
@@ -321,6 +323,9 @@ impl Inspect {
 
 /// Run `inspect`: resolve, execute, render.
 pub fn run(a: InspectArgs) -> anyhow::Result<Outcome> {
+    if super::imatrix::is_imatrix_file(&a.path) {
+        return super::imatrix::inspect(&a.path, a.json);
+    }
     let i = Inspect::resolve(a);
     let opened = i.execute()?;
     i.render(&opened)

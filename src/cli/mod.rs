@@ -18,6 +18,7 @@ mod compare;
 mod convert;
 pub mod exit;
 mod forward;
+mod imatrix;
 mod inspect;
 mod perplexity;
 pub mod progress;
@@ -49,10 +50,16 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     #[command(about = "Compare two models (or logits files) on the same tokens")]
     Compare(compare::CompareArgs),
-    #[command(about = "Show what a checkpoint holds (tensors, config, problems)")]
+    #[command(
+        about = "Show what a checkpoint holds (tensors, config, problems), or an importance matrix"
+    )]
     Inspect(inspect::InspectArgs),
     #[command(about = "Perplexity and KL divergence over a text file, like llama-perplexity")]
     Perplexity(perplexity::PerplexityArgs),
+    #[command(
+        about = "Rewrite an importance matrix (llama-imatrix's .gguf or .dat) in either format"
+    )]
+    ImatrixConvert(imatrix::ImatrixConvertArgs),
     #[command(
         about = "Requantize a GGUF file (or split set) into another GGUF, like llama-quantize"
     )]
@@ -75,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::ImatrixConvert(a) => imatrix::run_convert(a),
         Command::Forward(a) => forward::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Perplexity(a) => perplexity::run(a),

@@ -8,9 +8,10 @@ use super::progress::{human, Progress};
 use super::render::{print_written, write_json};
 use super::Outcome;
 use crate::convert::requant::{
-    plan_requant, requantize, Action, RequantOptions, RequantPlan, RequantReport,
+    plan_requant_with, requantize_with, Action, RequantOptions, RequantPlan, RequantReport,
 };
 use crate::gguf::GgufSet;
+use crate::imatrix::Imatrix;
 use crate::quant::policy::Policy;
 use anyhow::bail;
 use clap::builder::PossibleValuesParser;
@@ -27,9 +28,14 @@ use std::time::Instant;
 /// copied verbatim. Quantizing an already block-quantized tensor to another block type needs
 /// `--allow-requantize` (quality suffers: quantize from an F32/BF16 file instead).
 ///
-/// `--preset` takes llama-quantize's mixtures (q4_k_m gives attn_k/v Q8_0, attn_output Q5_K,
-/// ffn_down Q6_K on half the layers, token_embd Q6_K); `--quant` takes a preset and/or
-/// class=type items (see docs/quantization.md); classes it does not list keep their type.
+/// `--preset` takes llama-quantize's mixtures by name (q4_k_m gives attn_k/v Q8_0, attn_output
+/// Q5_K, ffn_down Q6_K on half the layers, token_embd Q6_K; also q2_k..q6_k, q4_0..q5_1,
+/// iq4_xs, iq4_nl, iq3_m, iq3_s, iq3_xs, iq3_xxs, iq2_m, iq2_s, iq2_xs, iq2_xxs); `--quant`
+/// takes a preset and/or class=type items (see docs/quantization.md); classes it does not
+/// list keep their type. `--imatrix FILE` (llama-imatrix's GGUF or .dat) weights the
+/// encoders as `llama-quantize --imatrix` does; IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS need one. A
+/// matrix made for another model (names, widths, expert counts) is refused naming the tensor;
+/// a tensor the matrix has no entry for is quantized without weights and reported.
 ///
 /// From an F32 GGUF made by `grokit convert --type f32`, `--preset X` writes the same
 /// metadata and tensors as `grokit convert --quant X`, except Q8_0 matrices: convert copies
@@ -41,6 +47,7 @@ use std::time::Instant;
 ///   grokit quantize grok-1-bf16.gguf -o mixed.gguf --quant experts=q4_k,attn=q8_0 --report
 ///   grokit quantize grok-1-f32.gguf -o grok-1-q6_k.gguf --preset q6_k --dry-run
 ///   grokit quantize grok-1-q8_0.gguf -o grok-1-q4_0.gguf --preset q4_0 --allow-requantize
+///   grokit quantize grok-1-f32.gguf -o grok-1-iq2_xs.gguf --preset iq2_xs --imatrix grok-1.imatrix.gguf
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct QuantizeArgs {
@@ -55,6 +62,9 @@ pub struct QuantizeArgs {
     /// A quantization policy: a preset and/or class=type items (experts=q4_k,attn=q8_0,...).
     #[arg(long)]
     pub quant: Option<String>,
+    /// Importance matrix (llama-imatrix's .gguf or legacy .dat) to weight the quantization.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// Allow quantizing tensors that are already block-quantized to another block type.
     #[arg(long)]
     pub allow_requantize: bool,
@@ -71,6 +81,7 @@ pub struct QuantizeArgs {
 pub struct Quantize {
     input: PathBuf,
     policy: Policy,
+    imatrix: Option<PathBuf>,
     allow_requantize: bool,
     dry_run: bool,
     buffered_io: bool,
@@ -99,6 +110,7 @@ impl Quantize {
         let policy = Policy::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Quantize {
             policy,
+            imatrix: a.imatrix,
             allow_requantize: a.allow_requantize,
             dry_run: a.write.dry_run,
             buffered_io: a.write.buffered_io,
@@ -121,7 +133,14 @@ impl Quantize {
     fn execute(&self) -> anyhow::Result<Done> {
         // GGUF errors name the file (and byte offset) themselves.
         let set = GgufSet::open(&self.input)?;
-        let plan = plan_requant(&set, &self.policy, self.allow_requantize)?;
+        let imatrix = self.imatrix.as_deref().map(Imatrix::open).transpose()?;
+        let given = self.imatrix.as_deref().map(|p| p.display().to_string());
+        let plan = plan_requant_with(
+            &set,
+            &self.policy,
+            self.allow_requantize,
+            imatrix.as_ref().zip(given.as_deref()),
+        )?;
         if self.dry_run {
             return Ok(Done::Plan(plan));
         }
@@ -142,7 +161,7 @@ impl Quantize {
                 ));
             }
         }
-        let r = requantize(&set, &plan, &self.options, &|n| p.inc(n))?;
+        let r = requantize_with(&set, &plan, &self.options, imatrix.as_ref(), &|n| p.inc(n))?;
         p.finish();
         Ok(Done::Quantized(r, started.elapsed().as_secs_f64()))
     }
@@ -174,10 +193,12 @@ impl Quantize {
                 "tensor", "in", "out", "bytes", "bpw", "rms err", "max err"
             )?;
             for t in &r.tensors {
-                let action = match t.action {
-                    Action::Copy => "copy",
-                    Action::Encode => "encode",
-                    Action::Requantize => "requantize",
+                let action = match (t.action, t.imatrix) {
+                    (Action::Copy, _) => "copy",
+                    (Action::Encode, false) => "encode",
+                    (Action::Encode, true) => "encode+imatrix",
+                    (Action::Requantize, false) => "requantize",
+                    (Action::Requantize, true) => "requantize+imatrix",
                 };
                 writeln!(
                     out,

@@ -81,11 +81,13 @@ fn uniform(s: &[u16]) -> bool {
     s.iter().all(|&x| x == s[0])
 }
 
-/// Append the encoding of every row of `band` to `out`.
+/// Append the encoding of every row of `band` to `out`. `qw`: importance weights of the
+/// band's matrix (one per column), applied to ggml types that have a weighted encoder.
 pub fn encode_band(
     band: &Band,
     e: &Encode,
     measure: Measure,
+    qw: Option<&[f32]>,
     out: &mut Vec<u8>,
     stats: &mut Stats,
 ) -> Result<(), QuantError> {
@@ -141,7 +143,7 @@ pub fn encode_band(
                         }
                     }
                 } else {
-                    quant::quantize_row(*ty, x, out)?;
+                    quant::quantize_row_weighted(*ty, x, qw, out)?;
                     stats.requantized += len as u64 / ty.block_elems().max(1);
                 }
                 if measure == Measure::Errors {
@@ -163,7 +165,14 @@ pub fn encode_band(
                     quant::ct::ct_int8_from_grok(q, &gs, *group, &mut words, &mut scales)?;
                     stats.lossless += (len / group) as u64;
                 } else {
-                    quant::ct::ct_quantize_row(*bits, *group, x, &mut words, &mut scales)?;
+                    quant::ct::ct_quantize_row_weighted(
+                        *bits,
+                        *group,
+                        x,
+                        qw,
+                        &mut words,
+                        &mut scales,
+                    )?;
                     stats.requantized += (len / group) as u64;
                 }
                 if matches!(e, Encode::CtPacked { .. }) {

@@ -4,6 +4,7 @@
 //! OS error and the path, whichever writer they happened in.
 
 use crate::gguf::GgufError;
+use crate::imatrix::ImatrixError;
 use crate::io::IoError;
 use crate::quant::{GgmlType, QuantError};
 use crate::safetensors_io::StError;
@@ -219,6 +220,44 @@ pub enum ConvertError {
         /// ggml dims.
         ne: Vec<u64>,
     },
+    // ---- importance matrices (`--imatrix`) --------------------------------------------------
+    /// The importance matrix is unreadable, or made for another model (names, widths, expert
+    /// counts): the error names the tensor.
+    #[error(transparent)]
+    Imatrix(#[from] ImatrixError),
+    /// A tensor's type cannot be made without an importance matrix (llama-quantize refuses it).
+    #[error("tensor '{tensor}': {ty} needs an importance matrix{}", match imatrix {
+        None => " (llama-quantize refuses it too); pass --imatrix FILE, or choose a type that does not need one (e.g. iq4_xs, q4_k_m)".to_string(),
+        Some(p) => format!(", and {} has no entry for it", p.display()),
+    })]
+    NeedsImatrix {
+        /// Output tensor.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+        /// The matrix given, if any.
+        imatrix: Option<PathBuf>,
+    },
+    /// A tensor's importance weights do not cover one of its experts (a bug: the matrix was
+    /// checked against the model).
+    #[error("{tensor}: importance weights of {values} values do not cover expert {expert:?} of {row} columns")]
+    ImatrixCoverage {
+        /// Output tensor.
+        tensor: String,
+        /// Values in its entry.
+        values: usize,
+        /// The expert.
+        expert: Option<usize>,
+        /// Row length.
+        row: usize,
+    },
+    /// A tensor planned with an importance matrix, encoded without one (a bug).
+    #[error("{tensor}: planned with an importance matrix, none given")]
+    ImatrixNotGiven {
+        /// Output tensor.
+        tensor: String,
+    },
+
     /// A planned tensor the input GGUF does not hold (a bug).
     #[error("{tensor}: not in the input")]
     NotInInput {

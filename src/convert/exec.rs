@@ -31,6 +31,20 @@ pub fn stream_tensor(
     scratch: &mut Scratch,
     sink: &mut Chunks<'_>,
 ) -> Result<Stats, ConvertError> {
+    stream_tensor_with(ck, t, measure, jobs, None, scratch, sink)
+}
+
+/// [`stream_tensor`] with importance weights for the whole tensor (`n_experts · row` values,
+/// expert-major; `row` for a 2-D tensor): each expert's rows are encoded with its slice.
+pub fn stream_tensor_with(
+    ck: &Checkpoint,
+    t: &OutTensor,
+    measure: Measure,
+    jobs: usize,
+    weights: Option<&[f32]>,
+    scratch: &mut Scratch,
+    sink: &mut Chunks<'_>,
+) -> Result<Stats, ConvertError> {
     let mut stats = Stats::default();
     if let Encode::Bytes(b) = &t.encode {
         sink(b)?;
@@ -43,11 +57,14 @@ pub fn stream_tensor(
         let mut job = Job {
             t,
             measure,
+            weights,
+            expert: None,
             bands,
             stats: &mut stats,
             pipe,
         };
         for piece in &t.pieces {
+            job.expert = piece.expert;
             if !produce_piece(ck, piece, &mut job, om)? {
                 break; // the writer stopped; its error is reported by the pipeline
             }
@@ -159,6 +176,10 @@ fn recycle(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>, keep: usize) {
 struct Job<'j, 'p> {
     t: &'j OutTensor,
     measure: Measure,
+    /// Importance weights of the whole tensor (expert-major), if it is encoded with them.
+    weights: Option<&'j [f32]>,
+    /// The expert of the piece being produced (selects its slice of `weights`).
+    expert: Option<usize>,
     bands: &'j mut [Band],
     stats: &'j mut Stats,
     pipe: &'j Pipe<'p>,
@@ -463,11 +484,27 @@ fn run_bands(
 ) -> Result<bool, ConvertError> {
     let (t, measure, pipe) = (job.t, job.measure, job.pipe);
     let per_band = band_rows(src, transpose).max(1);
+    // The expert's slice of the tensor's importance weights, one per output column.
+    let row = src.out_cols(transpose);
+    let qw = match job.weights {
+        None => None,
+        Some(w) => Some(
+            super::weights::expert_slice(w, row, job.expert).ok_or_else(|| {
+                ConvertError::ImatrixCoverage {
+                    tensor: t.name.clone(),
+                    values: w.len(),
+                    expert: job.expert,
+                    row,
+                }
+            })?,
+        ),
+    };
     job.each_band(src.out_rows(transpose), per_band, |first, n, band| {
         fill_band_with(src, transpose, first, n, band, keep_int8);
         let mut out = pipe.buffer(0);
         let mut st = Stats::default();
-        encode_band(band, &t.encode, measure, &mut out, &mut st).map_err(|e| encode_error(t, e))?;
+        encode_band(band, &t.encode, measure, qw, &mut out, &mut st)
+            .map_err(|e| encode_error(t, e))?;
         Ok((out, st))
     })
 }

@@ -8,7 +8,7 @@ use super::{convert_files, load_tokenizer, refuse_problems, ConvertError, RunOpt
 use crate::gguf::constants::keys;
 use crate::gguf::{ArrayValue, GgufPlan, TensorPlan, Value, Written};
 use crate::model::{Config, KeyFormat, KeyValue, Role};
-use crate::quant::policy::{fit_row, Policy};
+use crate::quant::policy::{fit_row, ModelInfo, Policy};
 use crate::quant::GgmlType;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
@@ -40,6 +40,8 @@ pub struct GgufOptions {
     pub add_bos: bool,
     /// Which files, how many workers, resume or replace.
     pub run: RunOptions,
+    /// Importance matrix to weight the quantization with, and the path as the user gave it.
+    pub imatrix: Option<(std::sync::Arc<crate::imatrix::Imatrix>, String)>,
 }
 
 /// llama_ftype of a uniform type (docs/formats/gguf-output.md "General metadata").
@@ -98,19 +100,79 @@ pub fn tokenizer_kvs(tok: &Tokenizer, add_bos: bool) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The model facts llama-quantize's type rules read, from a release config (GGUF files from the
+/// release tie the output to the embedding).
+pub fn model_info(c: &Config, has_imatrix: bool) -> ModelInfo {
+    ModelInfo {
+        n_layers: c.num_layers as usize,
+        n_expert: c.num_experts as usize,
+        n_gqa: (c.num_q_heads / c.num_kv_heads.max(1)) as usize,
+        tied_output: true,
+        has_imatrix,
+    }
+}
+
 /// Plan the tensors of a GGUF conversion.
 pub fn plan_tensors(ck: &Checkpoint, types: &TypeChoice) -> Vec<OutTensor> {
-    let n_layers = ck.config.num_layers as usize;
+    plan_with_info(ck, types, &model_info(&ck.config, false))
+}
+
+fn plan_with_info(ck: &Checkpoint, types: &TypeChoice, info: &ModelInfo) -> Vec<OutTensor> {
     let choose = |role: Role, layer: Option<u64>, row: u64| -> (GgmlType, Option<String>) {
         let c = match types {
             TypeChoice::Uniform(t) => fit_row(*t, row),
             TypeChoice::Policy(p) => {
-                p.choose(role.info().class, layer.map(|l| l as usize), n_layers, row)
+                p.choose(role.info().class, layer.map(|l| l as usize), info, row)
             }
         };
         (c.ty, c.fallback_reason)
     };
     gguf_tensors(ck, &choose)
+}
+
+/// Check an importance matrix against the model's GGUF tensors (names, widths, expert counts).
+pub(crate) fn check_imatrix(
+    m: &crate::imatrix::Imatrix,
+    tensors: &[OutTensor],
+) -> Result<(), ConvertError> {
+    let nes: Vec<(String, Vec<u64>)> = tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.iter().rev().copied().collect()))
+        .collect();
+    m.check_model(nes.iter().map(|(n, ne)| (n.as_str(), &ne[..])))?;
+    Ok(())
+}
+
+/// [`plan_tensors`] with an importance matrix (or explicitly without one): the preset rules that
+/// depend on having one apply, the matrix is checked against the model (names, widths, expert
+/// counts), each quantized tensor is marked to use its entry or noted as quantized without one,
+/// and a tensor whose type needs a matrix it does not have is an error naming it.
+pub fn plan_tensors_with(
+    ck: &Checkpoint,
+    types: &TypeChoice,
+    imatrix: Option<&crate::imatrix::Imatrix>,
+) -> Result<Vec<OutTensor>, ConvertError> {
+    let info = model_info(&ck.config, imatrix.is_some());
+    let mut tensors = plan_with_info(ck, types, &info);
+    if let Some(m) = imatrix {
+        check_imatrix(m, &tensors)?;
+    }
+    let preset = match types {
+        TypeChoice::Policy(p) => p.preset_of(),
+        TypeChoice::Uniform(_) => None,
+    };
+    for t in &mut tensors {
+        let ty = ggml_type_of(t);
+        if !ty.is_quantized() {
+            continue;
+        }
+        let u = super::weights::weight_use(imatrix, &t.name, ty, preset)?;
+        t.imatrix = u.apply;
+        if let Some(n) = u.note {
+            t.note = Some(t.note.take().map_or(n.clone(), |o| format!("{o}; {n}")));
+        }
+    }
+    Ok(tensors)
 }
 
 /// Convert to GGUF. `progress` receives output bytes as they are written.
@@ -121,13 +183,17 @@ pub fn convert_gguf(
 ) -> Result<ConvertReport, ConvertError> {
     refuse_problems(ck)?;
     let tok = load_tokenizer(ck, &o.tokenizer)?;
-    let tensors = plan_tensors(ck, &o.types);
+    let imatrix = o.imatrix.as_ref().map(|(m, _)| m.as_ref());
+    let tensors = plan_tensors_with(ck, &o.types, imatrix)?;
     let file_type = match &o.types {
         TypeChoice::Uniform(t) => ftype_of(*t),
         TypeChoice::Policy(p) => p.file_type(),
     };
     let mut kvs = model_kvs(&ck.config, &o.name, file_type);
     kvs.extend(tokenizer_kvs(&tok, o.add_bos));
+    if let Some((m, given)) = &o.imatrix {
+        kvs.extend(super::weights::imatrix_kvs(m, given));
+    }
     let plans = tensors
         .iter()
         .map(|t| {
@@ -146,6 +212,10 @@ pub fn convert_gguf(
         &o.run,
         progress,
         &|t| Ok(t.ggml_type()?.name()),
+        &|t| match (t.imatrix, imatrix) {
+            (true, Some(m)) => Ok(m.weights(&t.name)?),
+            _ => Ok(None),
+        },
         &mut |f| {
             Ok(Some(Written {
                 path: f.path().to_path_buf(),

@@ -14,6 +14,7 @@ pub mod report;
 pub mod requant;
 pub mod safetensors;
 pub mod sink;
+pub mod weights;
 
 pub use error::ConvertError;
 
@@ -21,7 +22,7 @@ use crate::io::atomic::Written;
 use crate::source::Checkpoint;
 use crate::tokenizer::Tokenizer;
 use encode::Measure;
-use exec::{stream_tensor, Scratch};
+use exec::{stream_tensor_with, Scratch};
 use output::{check_outputs, Existing, Inputs, FORCE_OR_RESUME};
 use plan::OutTensor;
 use report::{ConvertReport, TensorReport};
@@ -86,10 +87,14 @@ fn load_tokenizer(ck: &Checkpoint, path: &Path) -> Result<Tokenizer, ConvertErro
 /// The name a report gives an output tensor's stored type.
 type TypeName<'a> = dyn Fn(&OutTensor) -> Result<&'static str, ConvertError> + 'a;
 
+/// The importance weights a tensor is encoded with (`None`: plain encoding).
+type Weights<'a> = dyn Fn(&OutTensor) -> Result<Option<Vec<f32>>, ConvertError> + 'a;
+
 /// Write a release conversion's `files` (this run's, per `run.shard`): refuse outputs that
 /// would replace an input or, without `--force`/`--resume`, an existing file; keep finished
 /// files `keep` accepts; stream every planned tensor (looked up by name in an index, once);
-/// tell `done` about each finished file. Returns the report and every file written or kept.
+/// tell `done` about each finished file. `weights` gives a tensor's importance weights
+/// (`--imatrix`). Returns the report and every file written or kept.
 #[allow(clippy::too_many_arguments)]
 fn convert_files<F: OutputFile>(
     ck: &Checkpoint,
@@ -98,6 +103,7 @@ fn convert_files<F: OutputFile>(
     run: &RunOptions,
     progress: &(dyn Fn(u64) + Sync),
     type_name: &TypeName<'_>,
+    weights: &Weights<'_>,
     keep: &mut dyn FnMut(&F) -> Result<Option<Written>, ConvertError>,
     done: &mut dyn FnMut(&Written) -> Result<(), ConvertError>,
 ) -> Result<(ConvertReport, Vec<Written>), ConvertError> {
@@ -118,7 +124,16 @@ fn convert_files<F: OutputFile>(
         keep,
         &mut |file, name, chunks| {
             let t = index.get(file, name)?;
-            let stats = stream_tensor(ck, t, run.measure, run.jobs, &mut scratch, chunks)?;
+            let w = weights(t)?;
+            let stats = stream_tensor_with(
+                ck,
+                t,
+                run.measure,
+                run.jobs,
+                w.as_deref(),
+                &mut scratch,
+                chunks,
+            )?;
             report
                 .tensors
                 .push(TensorReport::new(t, type_name(t)?, stats));

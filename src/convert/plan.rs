@@ -95,6 +95,8 @@ pub struct OutTensor {
     pub layer: Option<u64>,
     /// A fallback that was applied (row length not a multiple of the type's block, ...).
     pub note: Option<String>,
+    /// Encoded with importance-matrix weights (GGUF with `--imatrix`).
+    pub imatrix: bool,
 }
 
 impl OutTensor {
@@ -210,6 +212,7 @@ pub fn gguf_tensors(
             role,
             layer,
             note,
+            imatrix: false,
         });
     }
     out
@@ -296,6 +299,7 @@ pub fn st_tensors(
                     role,
                     layer,
                     note,
+                    imatrix: false,
                 }
             };
             if role.stays_f32() {

@@ -36,6 +36,8 @@ pub struct StOptions {
     /// Which shards (with `--shard`, no index/config files), how many workers, resume or
     /// replace.
     pub run: RunOptions,
+    /// Importance matrix for a weighted scale search of the int4 groups (`--dtype int4`).
+    pub imatrix: Option<std::sync::Arc<crate::imatrix::Imatrix>>,
 }
 
 fn plan(ck: &Checkpoint, o: &StOptions) -> Result<(Vec<OutTensor>, ShardPlan), ConvertError> {
@@ -131,6 +133,24 @@ fn recorded_and_matching(path: &Path) -> Result<Option<Written>, ConvertError> {
     Ok((w.sha256.hex() == Some(want.as_str())).then_some(w))
 }
 
+/// The importance-matrix entry of an int4 compressed-tensors tensor (`weight_packed` or
+/// `weight_scale`), found by the GGUF name of its role and layer; `None` without a matrix,
+/// for other encodings, or when the matrix has no entry (quantized with the plain scale).
+fn int4_weights(o: &StOptions, t: &OutTensor) -> Result<Option<Vec<f32>>, ConvertError> {
+    use super::plan::Encode;
+    let Some(m) = &o.imatrix else {
+        return Ok(None);
+    };
+    if !matches!(
+        t.encode,
+        Encode::CtPacked { bits: 4, .. } | Encode::CtScale { bits: 4, .. }
+    ) {
+        return Ok(None);
+    }
+    let name = fill(t.role.info().gguf, t.layer, None);
+    Ok(m.weights(&name)?)
+}
+
 /// Convert to safetensors. Without `--shard`, also writes the index, configs and SHA256SUMS.
 pub fn convert_safetensors(
     ck: &Checkpoint,
@@ -139,6 +159,14 @@ pub fn convert_safetensors(
 ) -> Result<ConvertReport, ConvertError> {
     refuse_problems(ck)?;
     let (tensors, sp) = plan(ck, o)?;
+    if let Some(m) = &o.imatrix {
+        // The matrix names tensors as GGUF does; check it against the model's GGUF view.
+        let g = super::gguf::plan_tensors(
+            ck,
+            &super::gguf::TypeChoice::Uniform(crate::quant::GgmlType::BF16),
+        );
+        super::gguf::check_imatrix(m, &g)?;
+    }
     // Refuse before creating any directory: the nearest existing ancestor of the output
     // directory must not lie inside the input (a refused run leaves the input untouched).
     let mut existing = o.out_dir.as_path();
@@ -173,6 +201,7 @@ pub fn convert_safetensors(
         &o.run,
         progress,
         &|t| Ok(t.st_dtype().safetensors()),
+        &|t| int4_weights(o, t),
         // Keep a shard only if its content still has the hash recorded when it was written.
         &mut |f| recorded_and_matching(&f.dir.join(f.shard.file_name())),
         &mut |w| record(w),

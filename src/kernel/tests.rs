@@ -5,7 +5,9 @@
 use super::driver::{pack_panel, row_blocks, tile, Isa, Scratch};
 use super::pack::{stride, Region, Src, Strip, NP, NR, NS};
 use super::*;
-use crate::quant::{ct as qct, is_supported, quantize_row, types::GGML_TYPES};
+use crate::quant::{
+    ct as qct, is_supported, needs_weights, quantize_row_weighted, types::GGML_TYPES,
+};
 
 fn all_types() -> impl Iterator<Item = GgmlType> {
     GGML_TYPES.iter().map(|r| r.ty)
@@ -204,8 +206,10 @@ fn finite_mats(rng: &mut Rng, k_mult: usize) -> Vec<Mat> {
             continue;
         }
         let mut b = Vec::new();
+        // IQ2_XXS/IQ2_XS cannot be encoded without importance weights: unit weights.
+        let w = needs_weights(ty).then(|| vec![1.0f32; k]);
         for row in f.chunks_exact(k) {
-            quantize_row(ty, row, &mut b).unwrap();
+            quantize_row_weighted(ty, row, w.as_deref(), &mut b).unwrap();
         }
         v.push(Mat {
             k,

@@ -117,6 +117,74 @@ pub fn ct_quantize_row(
     Ok(())
 }
 
+/// Trial divisors of the weighted scale search, relative to the plain `(2^b − 1)/2`: from
+/// 8 % larger scales (less clipping) to 22 % smaller ones (finer steps, the extremes clip).
+const SEARCH_STEPS: std::ops::RangeInclusive<i32> = -4..=12;
+
+/// [`ct_quantize_row`] with importance weights `qw` (one per element of `x`, as from an
+/// importance matrix): per group, the plain scale and trial scales around it (each rounded to
+/// bf16, as stored) are scored by the weighted squared error `Σ w·(x − q·s)²` of the levels
+/// they give, and the best is kept (the plain scale on ties). The format is unchanged: a loader
+/// still computes `q·scale`. Without weights this is [`ct_quantize_row`].
+pub fn ct_quantize_row_weighted(
+    bits: u32,
+    group: usize,
+    x: &[f32],
+    qw: Option<&[f32]>,
+    packed: &mut Vec<i32>,
+    scales: &mut Vec<f32>,
+) -> Result<(), QuantError> {
+    let Some(w) = qw else {
+        return ct_quantize_row(bits, group, x, packed, scales);
+    };
+    if w.len() != x.len() {
+        return Err(QuantError::LengthMismatch {
+            what: "ct quantize: importance weights".to_string(),
+            expected: x.len() as u64,
+            got: w.len() as u64,
+        });
+    }
+    let per_word = check_bits(bits, "ct quantize")?;
+    let n_groups = check_group(group, x.len(), "ct quantize")?;
+    let qmax = ((1i32 << (bits - 1)) - 1) as f32;
+    let qmin = -(1i32 << (bits - 1)) as f32;
+    let half_range = ((1u32 << bits) - 1) as f32 / 2.0;
+    let first_scale = scales.len();
+    scales.reserve(n_groups);
+    let err = |g: &[f32], wg: &[f32], s: f32| -> f64 {
+        let mut e = 0f64;
+        for (&v, &wi) in g.iter().zip(wg) {
+            let q = (v / s).clamp(qmin, qmax).round_ties_even();
+            let d = f64::from(v - q * s);
+            e += f64::from(wi) * d * d;
+        }
+        e
+    };
+    for (g, wg) in x.chunks_exact(group).zip(w.chunks_exact(group)) {
+        let amax = g.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let plain = round_bf16((amax / half_range).max(f32::EPSILON)).max(f32::EPSILON);
+        let mut best = (err(g, wg, plain), plain);
+        for i in SEARCH_STEPS {
+            let s = round_bf16(
+                (amax / (half_range + 0.1 * half_range / 7.5 * i as f32)).max(f32::EPSILON),
+            )
+            .max(f32::EPSILON);
+            let e = err(g, wg, s);
+            if e < best.0 {
+                best = (e, s);
+            }
+        }
+        scales.push(best.1);
+    }
+    let sc = &scales[first_scale..];
+    let levels = x
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| (v / sc[k / group]).clamp(qmin, qmax).round_ties_even() as i32);
+    pack_row(bits, per_word, levels, packed);
+    Ok(())
+}
+
 /// Lossless W8A16 from the release's int8: packs `q` verbatim (8-bit, +128 offset) and appends
 /// `scales` (one per `group` elements, normally the release's bf16 scales widened to f32 — they
 /// must be bf16-exact for the BF16 `weight_scale` to stay lossless, which the release's are).

@@ -1,7 +1,14 @@
-//! Golden vectors of output-formats.md §5.6 and the test-quantize-fns metric of §6.2.
-//! The hashes come from ggml's own `quantize_row_*_ref` (x86-64, no FMA contraction).
+//! Golden vectors: SHA-256 of the bytes ggml itself writes for a fixed input, and the
+//! test-quantize-fns error metric (docs/formats/gguf-output.md, docs/formats/iquants.md).
+//!
+//! `GOLDEN` (the reference encoders, no importance matrix) came with the original port from
+//! ggml's `quantize_row_*_ref`. `GOLDEN_ROWS` covers the i-quants and every type's
+//! importance-weighted encoder: made with tests/interop/ggml_quant_ref.c (`quant TYPE 1024
+//! x.f32 out.bin [w.f32]`, i.e. `ggml_quantize_chunk` of llama.cpp 0.3.36's libggml-base, x86-64
+//! without FMA) on `golden_input()` as four rows of 1024 and `golden_weights()`, and the RMS of
+//! ggml's own dequantization of those bytes. tests/interop/iquant_ggml.py re-derives them.
 
-use super::{dequantize_row, quantize_row, GgmlType};
+use super::{dequantize_row, quantize_row, quantize_row_weighted, GgmlType};
 use crate::base::hex;
 use sha2::{Digest, Sha256};
 
@@ -22,6 +29,23 @@ pub(crate) fn golden_input() -> Vec<f32> {
         *v = (i as f32 - 48.0) * 0.25;
     }
     x
+}
+
+/// Importance weights for the weighted golden vectors: 1024 values `4u²` (u uniform in [0, 1)
+/// from an LCG), every 37th (from 5) zero, as a real matrix has columns no token activated.
+pub(crate) fn golden_weights() -> Vec<f32> {
+    let mut s: u32 = 0x9e37_79b9;
+    (0..1024usize)
+        .map(|i| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let f = (s >> 8) as f32 * (1.0 / 16_777_216.0);
+            if i % 37 == 5 {
+                0.0
+            } else {
+                4.0 * f * f
+            }
+        })
+        .collect()
 }
 
 fn sha(b: &[u8]) -> String {
@@ -105,6 +129,250 @@ const GOLDEN: &[(GgmlType, usize, &str, f64)] = &[
         0.00227275124,
     ),
 ];
+
+/// (type, weighted, bytes, SHA-256, RMS of ggml's dequantization) for `golden_input()` as four
+/// rows of 1024, with `golden_weights()` when weighted.
+const GOLDEN_ROWS: &[(GgmlType, bool, usize, &str, f64)] = &[
+    (
+        GgmlType::Q4_0,
+        true,
+        2304,
+        "2039d8ebbbaae42a1c67c0e13e8641bc8bd1ec35f5dfe3c81ffe49c4b25f35d6",
+        0.019143191386,
+    ),
+    (
+        GgmlType::Q4_1,
+        true,
+        2560,
+        "b2d60701c30db0be7a9ea4de9a29fa991e444f7d76552ade10d2feafe677eff2",
+        0.017347553062,
+    ),
+    (
+        GgmlType::Q5_0,
+        true,
+        2816,
+        "f82106cf272d87b0a0c4e908569c0d3d299c3a15dbf545c36a1a395395dc402c",
+        0.0063204884825,
+    ),
+    (
+        GgmlType::Q5_1,
+        true,
+        3072,
+        "9b65cbd1afe7076eed98a93e45eab2d8969af6766c059e0b58e741a43d11afcf",
+        0.0060234742321,
+    ),
+    (
+        GgmlType::Q2_K,
+        true,
+        1344,
+        "222a44a729d06e4fad017550e6acb719190c4de41b4c3c922be8508ce2d3255c",
+        0.062650583373,
+    ),
+    (
+        GgmlType::Q3_K,
+        true,
+        1760,
+        "605d33b50ffe7c9599af5d617f59de8df44e8678061e93e5b6b69a3f7e2fe25c",
+        0.036196745565,
+    ),
+    (
+        GgmlType::Q4_K,
+        true,
+        2304,
+        "a49e687f46a9f74c42a2ffb5091032deecea4c25b461818fdf2b52941c288c8c",
+        0.017507143701,
+    ),
+    (
+        GgmlType::Q5_K,
+        true,
+        2816,
+        "9aa8edeb919d74c5e964a89c95c45e120f122c44a1e300eb0bf5968011c4803d",
+        0.0066080556674,
+    ),
+    (
+        GgmlType::Q6_K,
+        true,
+        3360,
+        "fa79b2d8aeed44a7e5cbf9802e70f03971ada6bace661e73dba03c37eb6e97d4",
+        0.0036869437425,
+    ),
+    (
+        GgmlType::IQ4_NL,
+        false,
+        2304,
+        "275f8b7ce85fac8492f00f9782ba092073187485f0ea990c9034e98e9316379d",
+        0.019690671396,
+    ),
+    (
+        GgmlType::IQ4_NL,
+        true,
+        2304,
+        "d88de5ed19c304daa7c042da4337d1325b7b10617c03da8427a53dee45d4d6b1",
+        0.020227120315,
+    ),
+    (
+        GgmlType::IQ4_XS,
+        false,
+        2176,
+        "8be46ed629aab4ec1dc8b2b1702f420a87f8d1b5c448167b783c9be22a5c6d71",
+        0.020134321621,
+    ),
+    (
+        GgmlType::IQ4_XS,
+        true,
+        2176,
+        "212baaf32193dd04993e84081648a56738d7e3fc5fc89179333187fdc4f4d63f",
+        0.020867833187,
+    ),
+    (
+        GgmlType::IQ3_XXS,
+        false,
+        1568,
+        "2cf3fbe673a46008fb87487582ce1a518cd328fdcfd089fd177ef6fbabc360be",
+        0.054752740417,
+    ),
+    (
+        GgmlType::IQ3_XXS,
+        true,
+        1568,
+        "5389116767fdb0d0b6b036e6394ada93940e0d1e1b984a31f53ca27d97c89272",
+        0.074358160591,
+    ),
+    // 0.36: the all-zero first block shifts ggml's IQ3_S index/sign writes (see iq3.rs).
+    (
+        GgmlType::IQ3_S,
+        false,
+        1760,
+        "9ba56ea4ed37049367748ceec8ad80541eedd324dd3398cf936345cd4ab5f818",
+        0.36181182577,
+    ),
+    (
+        GgmlType::IQ3_S,
+        true,
+        1760,
+        "1bcfb3776ddba61d64a2416e24ed52dc167eacda1f1f401a1f4340371f7f398a",
+        0.34250372244,
+    ),
+    (
+        GgmlType::IQ2_XXS,
+        true,
+        1056,
+        "0c1d3e90509e3372eeee5dd6b906baec951aa5cd5d45540cd02cb72d48caf790",
+        0.12735756088,
+    ),
+    (
+        GgmlType::IQ2_XS,
+        true,
+        1184,
+        "b18d5c0ae7df8349379a6e6451ab4698c2d70819850ae14c995dbb31ab9cf668",
+        0.10592350668,
+    ),
+    (
+        GgmlType::IQ2_S,
+        false,
+        1312,
+        "a4ab18467479f421ed9a7df73f3a32e54199e9eff3318427e9bf838cf582e289",
+        0.073049648404,
+    ),
+    (
+        GgmlType::IQ2_S,
+        true,
+        1312,
+        "651debc60c90976bd3566b7b49371248ff187b6f551be301c414458a36cae7dc",
+        0.079547033484,
+    ),
+];
+
+#[test]
+fn golden_rows_weighted_and_iquants() {
+    let x = golden_input();
+    let w = golden_weights();
+    let mut b = Vec::new();
+    crate::base::float::extend_f32_le(&mut b, &w);
+    assert_eq!(
+        sha(&b),
+        "6ac83be1f8febe7b8aaa2e7ea1844bbd5fc5e87b268243f4eb1615843b798722"
+    );
+    let mut failures = Vec::new();
+    for &(ty, weighted, len, want, want_rms) in GOLDEN_ROWS {
+        let mut out = Vec::new();
+        for row in x.chunks_exact(1024) {
+            quantize_row_weighted(ty, row, weighted.then_some(&w[..]), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), len, "{ty} length");
+        let mut y = vec![0f32; x.len()];
+        dequantize_row(ty, &out, &mut y).unwrap();
+        let r = rms(&x, &y);
+        if sha(&out) != want {
+            failures.push(format!("{ty} weighted={weighted}: sha {}", sha(&out)));
+        }
+        if (r - want_rms).abs() > 1e-9 * want_rms.max(1.0) + 1e-10 {
+            failures.push(format!(
+                "{ty} weighted={weighted}: rms {r:.11} want {want_rms}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Every codebook entry, through the SHA-256 of its little-endian bytes as ggml's arrays hold
+/// them (tests/interop/iquant_ggml.py compares them entry by entry with ggml's library).
+#[test]
+fn codebooks_match_ggml() {
+    use super::iq_tables as t;
+    let h64 = |v: &[u64]| sha(&v.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<u8>>());
+    let h32 = |v: &[u32]| sha(&v.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<u8>>());
+    assert_eq!(
+        sha(&t::KVALUES_IQ4NL.map(|v| v as u8)),
+        "61aa47540aa024b5d6ddaa839b84ffe59f3d5a349af5c6c7ffcb5e0474b46163"
+    );
+    assert_eq!(
+        sha(&t::KSIGNS_IQ2XS),
+        "a76742a603f8beca5212ecce0f1f02f11a4887fd2f7c8b15aca0ea3eb3380c31"
+    );
+    assert_eq!(
+        h64(&t::IQ2XXS_GRID),
+        "05826b5d3e472a3a78f196be62ac78acf81df0f909626e12ab9fa2a5d490dd54"
+    );
+    assert_eq!(
+        h64(&t::IQ2XS_GRID),
+        "06e47aaca60b4dc1d9b5a3f34540437058a6b142b4d7a59d5ded769b4d1bf1de"
+    );
+    assert_eq!(
+        h64(&t::IQ2S_GRID),
+        "e1aa1473412b0552c2174c30ef22ab4073f6a181b85a17056e8249bd2932fd88"
+    );
+    assert_eq!(
+        h32(&t::IQ3XXS_GRID),
+        "46e35f5a997efdee6c99ce57854c8a0d4f0ff8ca57e5e8a60c0793ea580acf5d"
+    );
+    assert_eq!(
+        h32(&t::IQ3S_GRID),
+        "bd1af4945a1717c65610b0284e4628b9a1ba3b306fae3a06f6e5f597356e349f"
+    );
+    // ksigns: 7 sign bits plus an 8th that makes the count of set bits even
+    for (i, &s) in t::KSIGNS_IQ2XS.iter().enumerate() {
+        assert_eq!(usize::from(s & 127), i);
+        assert_eq!(s.count_ones() % 2, 0);
+    }
+}
+
+#[test]
+fn iq2_xxs_and_xs_need_weights() {
+    let x = golden_input();
+    for ty in [GgmlType::IQ2_XXS, GgmlType::IQ2_XS] {
+        let mut o = Vec::new();
+        assert!(matches!(
+            quantize_row(ty, &x[..256], &mut o),
+            Err(super::QuantError::NeedsWeights { .. })
+        ));
+    }
+    let mut o = Vec::new();
+    assert!(matches!(
+        quantize_row_weighted(GgmlType::Q4_K, &x[..256], Some(&[1.0; 255]), &mut o),
+        Err(super::QuantError::LengthMismatch { .. })
+    ));
+}
 
 #[test]
 fn golden_input_hash() {

@@ -164,13 +164,29 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(
     x: &[[f32; LANES]; 16],
     l: &mut [[u8; LANES]; 16],
 ) -> [f32; LANES] {
-    let mut max = [0f32; LANES];
-    let mut amax = [0f32; LANES];
     let mut w = [[0f32; LANES]; 16];
     for i in 0..16 {
         for k in 0..LANES {
+            w[i][k] = x[i][k] * x[i][k];
+        }
+    }
+    make_qx_lanes_w(nmax, x, &w, l)
+}
+
+/// `make_qx_quants(n = N, nmax, rmse_type = 1, weights w)` for `LANES` sub-blocks at once
+/// (the importance-weighted form: `w` are the caller's weights instead of x²).
+#[inline]
+pub(crate) fn make_qx_lanes_w<const LANES: usize, const N: usize>(
+    nmax: i32,
+    x: &[[f32; LANES]; N],
+    w: &[[f32; LANES]; N],
+    l: &mut [[u8; LANES]; N],
+) -> [f32; LANES] {
+    let mut max = [0f32; LANES];
+    let mut amax = [0f32; LANES];
+    for i in 0..N {
+        for k in 0..LANES {
             let v = x[i][k];
-            w[i][k] = v * v;
             let ax = v.abs();
             if ax > amax[k] {
                 amax[k] = ax;
@@ -185,7 +201,7 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(
     }
     let mut sumlx = [0f32; LANES];
     let mut suml2 = [0f32; LANES];
-    for i in 0..16 {
+    for i in 0..N {
         for k in 0..LANES {
             let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
             l[i][k] = (q + nmax) as u8;
@@ -204,7 +220,7 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(
         };
         best[k] = scale[k] * sumlx[k];
     }
-    let mut laux = [[0u8; LANES]; 16];
+    let mut laux = [[0u8; LANES]; N];
     for is in -9i32..=9 {
         if is == 0 {
             continue;
@@ -214,7 +230,7 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(
         }
         let mut slx = [0f32; LANES];
         let mut sl2 = [0f32; LANES];
-        for i in 0..16 {
+        for i in 0..N {
             for k in 0..LANES {
                 let q = nearest_int(iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
                 laux[i][k] = (q + nmax) as u8;
@@ -234,7 +250,7 @@ pub(crate) fn make_qx_lanes<const LANES: usize>(
             }
         }
         if any {
-            for i in 0..16 {
+            for i in 0..N {
                 for k in 0..LANES {
                     if take[k] {
                         l[i][k] = laux[i][k];

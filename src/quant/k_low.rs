@@ -71,6 +71,20 @@ pub(crate) fn q2_k_block(x: &[f32; QK_K], y: &mut [u8; 84]) {
     } else {
         f32_to_f16_bits(0.0)
     };
+    finish_q2_k(x, &mut l, &sc, d, dmin, y);
+}
+
+/// Q2_K from fitted levels, the packed 4-bit scales/mins and the f16 d/dmin bits: re-quantize
+/// each sub-block against the stored values, then pack (shared by the weighted encoder).
+pub(crate) fn finish_q2_k(
+    x: &[f32; QK_K],
+    l: &mut [u8; QK_K],
+    sc: &[u8; 16],
+    d: u16,
+    dmin: u16,
+    y: &mut [u8; 84],
+) {
+    let (xs, _) = x.as_chunks::<16>();
     let (df, mf) = (f16_bits_to_f32(d), f16_bits_to_f32(dmin));
     {
         let (ls, _) = l.as_chunks_mut::<16>();
@@ -85,8 +99,8 @@ pub(crate) fn q2_k_block(x: &[f32; QK_K], y: &mut [u8; 84]) {
             }
         }
     }
-    y[..16].copy_from_slice(&sc);
-    pack_2bit(&l, &mut y[16..80]);
+    y[..16].copy_from_slice(sc);
+    pack_2bit(l, &mut y[16..80]);
     y[80..82].copy_from_slice(&d.to_le_bytes());
     y[82..84].copy_from_slice(&dmin.to_le_bytes());
 }
@@ -197,11 +211,25 @@ pub(crate) fn q3_k_block(x: &[f32; QK_K], y: &mut [u8; 110]) {
     } else {
         f32_to_f16_bits(0.0)
     };
+    finish_q3_k(x, &mut l, &s, d, y);
+}
+
+/// Q3_K from fitted levels (offset by 4), the 12 packed scale bytes and the f16 d bits:
+/// re-quantize each sub-block against its stored scale, split off the high bits, pack (shared
+/// by the weighted encoder).
+pub(crate) fn finish_q3_k(
+    x: &[f32; QK_K],
+    l: &mut [u8; QK_K],
+    s: &[u8; 12],
+    d: u16,
+    y: &mut [u8; 110],
+) {
+    let (xs, _) = x.as_chunks::<16>();
     let df = f16_bits_to_f32(d);
     {
         let (ls, _) = l.as_chunks_mut::<16>();
         for j in 0..16 {
-            let dd = df * q3_scale(&s, j) as f32;
+            let dd = df * q3_scale(s, j) as f32;
             if dd == 0.0 {
                 continue;
             }
@@ -225,8 +253,8 @@ pub(crate) fn q3_k_block(x: &[f32; QK_K], y: &mut [u8; 110]) {
         }
     }
     y[..32].copy_from_slice(&hmask);
-    pack_2bit(&l, &mut y[32..96]);
-    y[96..108].copy_from_slice(&s);
+    pack_2bit(l, &mut y[32..96]);
+    y[96..108].copy_from_slice(s);
     y[108..110].copy_from_slice(&d.to_le_bytes());
 }
 

@@ -102,7 +102,7 @@ fn fit_k4(
 
 /// Re-quantize every sub-block against the stored (d·sc, dmin·m), as the reference does.
 #[inline]
-fn requant_k4(
+pub(crate) fn requant_k4(
     x: &[f32; QK_K],
     l: &mut [u8; QK_K],
     scales: &[u8; 12],
@@ -132,9 +132,14 @@ pub(crate) fn q4_k_block(x: &[f32; QK_K], y: &mut [u8; 144]) {
     let mut l = [0u8; QK_K];
     let (scales, d, dmin) = fit_k4(x, &mut l, 15, -1.0, 20);
     requant_k4(x, &mut l, &scales, d, dmin, 15);
+    pack_q4_k(&l, &scales, d, dmin, y);
+}
+
+/// Write Q4_K's bytes from final levels, packed scales and the f16 d/dmin bits.
+pub(crate) fn pack_q4_k(l: &[u8; QK_K], scales: &[u8; 12], d: u16, dmin: u16, y: &mut [u8; 144]) {
     y[0..2].copy_from_slice(&d.to_le_bytes());
     y[2..4].copy_from_slice(&dmin.to_le_bytes());
-    y[4..16].copy_from_slice(&scales);
+    y[4..16].copy_from_slice(scales);
     for c in 0..4 {
         for i in 0..32 {
             y[16 + 32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
@@ -147,9 +152,14 @@ pub(crate) fn q5_k_block(x: &[f32; QK_K], y: &mut [u8; 176]) {
     let mut l = [0u8; QK_K];
     let (scales, d, dmin) = fit_k4(x, &mut l, 31, -0.5, 15);
     requant_k4(x, &mut l, &scales, d, dmin, 31);
+    pack_q5_k(&l, &scales, d, dmin, y);
+}
+
+/// Write Q5_K's bytes from final levels, packed scales and the f16 d/dmin bits.
+pub(crate) fn pack_q5_k(l: &[u8; QK_K], scales: &[u8; 12], d: u16, dmin: u16, y: &mut [u8; 176]) {
     y[0..2].copy_from_slice(&d.to_le_bytes());
     y[2..4].copy_from_slice(&dmin.to_le_bytes());
-    y[4..16].copy_from_slice(&scales);
+    y[4..16].copy_from_slice(scales);
     let mut qh = [0u8; 32];
     let (mut m1, mut m2) = (1u8, 2u8);
     for c in 0..4 {
@@ -189,9 +199,20 @@ pub(crate) fn q6_k_block(x: &[f32; QK_K], y: &mut [u8; 210]) {
             l[16 * j + i] = lq[i][j];
         }
     }
+    finish_q6_k(x, &mut l, &scales, y);
+}
+
+/// Q6_K from the sixteen fitted sub-block scales and levels: the super-block scale, the 8-bit
+/// sub-scales, re-quantization against them and the packing (shared by the weighted encoder).
+pub(crate) fn finish_q6_k(
+    x: &[f32; QK_K],
+    l: &mut [u8; QK_K],
+    scales: &[f32; 16],
+    y: &mut [u8; 210],
+) {
     let mut max_scale = 0f32;
     let mut max_abs_scale = 0f32;
-    for &s in &scales {
+    for &s in scales {
         let a = s.abs();
         if a > max_abs_scale {
             max_abs_scale = a;
@@ -215,7 +236,7 @@ pub(crate) fn q6_k_block(x: &[f32; QK_K], y: &mut [u8; 210]) {
             continue;
         }
         let xs: &[f32; 16] = sub(x, j);
-        let ls: &mut [u8; 16] = sub_mut(&mut l, j);
+        let ls: &mut [u8; 16] = sub_mut(l, j);
         for (q, &v) in ls.iter_mut().zip(xs) {
             *q = (nearest_int(v / dd).clamp(-32, 31) + 32) as u8;
         }

@@ -1,23 +1,38 @@
 //! L1 quantization codecs: ggml block types and compressed-tensors packing.
 //!
 //! Why this module exists: a GGUF file is only as good as its bytes. The encoders here are
-//! ports of ggml's *reference* encoders (`quantize_row_*_ref`), bit for bit, so grokit's Q8_0
-//! or Q4_K_M file equals what `llama-quantize` (x86-64, no FMA contraction, no imatrix) would
-//! write from the same f32 rows; the golden SHA-256 vectors of output-formats.md §5.6 pin that.
+//! ports of what ggml's `ggml_quantize_chunk` runs, bit for bit, so grokit's Q8_0, Q4_K_M or
+//! IQ4_XS file equals what `llama-quantize` (x86-64, no FMA contraction) writes from the same
+//! f32 rows, with or without an importance matrix: the reference encoders
+//! (`quantize_row_*_ref`) without one, the weighted `quantize_row_*_impl` paths and the
+//! i-quants with one. Golden SHA-256 vectors made with ggml itself (`golden_tests`) pin that.
 //!
 //! Layout:
-//! - `types`: the ONE ggml type table (id, name, block geometry) shared with the GGUF code.
+//! - `types`: the ONE ggml type table (id, name, block geometry) shared with the GGUF code;
+//!   `ftype`: the ONE llama file-type table (presets, `general.file_type`).
 //! - `legacy`: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (Q8_1); `k_quants`: Q4_K Q5_K Q6_K Q8_K; `k_low`:
-//!   Q2_K Q3_K; `kutil`: the shared K-quant fitting helpers.
-//! - `grok`: the lossless int8 → Q8_0 transcode of the release's own int8 weights (§5.7).
-//! - `ct`: compressed-tensors `pack-quantized` int4/int8 (§7.1/§7.4).
-//! - `policy`: which type each tensor gets (`--quant` strings, llama-quantize-like presets).
+//!   Q2_K Q3_K; `kutil`/`k_lanes`: the shared K-quant fitting helpers; `weighted`: the
+//!   importance-weighted forms of all of them.
+//! - `iq4`: IQ4_NL IQ4_XS; `iq3`: IQ3_XXS IQ3_S; `iq2`: IQ2_XXS IQ2_XS IQ2_S; `iq_tables`:
+//!   their codebooks (data); `iq_grid`: the lattice maps and neighbour lists derived from them.
+//! - `grok`: the lossless int8 → Q8_0 transcode of the release's own int8 weights.
+//! - `ct`: compressed-tensors `pack-quantized` int4/int8.
+//! - `policy`: which type each tensor gets (`--quant` strings, llama-quantize's presets).
+//!
+//! Block layouts and the rounding rules that byte equality depends on: docs/formats/gguf-output.md
+//! and docs/formats/iquants.md.
 //!
 //! The row API is allocation-free per block and single-threaded: callers parallelize over rows
 //! (rayon), each with its own output buffer.
 
 pub mod ct;
+pub mod ftype;
 pub mod grok;
+mod iq2;
+mod iq3;
+mod iq4;
+pub mod iq_grid;
+pub mod iq_tables;
 mod k_lanes;
 mod k_low;
 mod k_quants;
@@ -25,6 +40,7 @@ mod kutil;
 mod legacy;
 pub mod policy;
 pub mod types;
+mod weighted;
 
 #[cfg(test)]
 mod golden_tests;
@@ -61,6 +77,12 @@ pub enum QuantError {
     #[error("{what}: unsupported")]
     Unsupported {
         /// Operation and type (or parameter).
+        what: String,
+    },
+    /// The type cannot be encoded without importance weights (IQ2_XXS, IQ2_XS).
+    #[error("{what}: needs an importance matrix (pass --imatrix FILE)")]
+    NeedsWeights {
+        /// Operation and type.
         what: String,
     },
 }
@@ -120,13 +142,48 @@ fn dec<const N: usize, const B: usize>(
     }
 }
 
+/// Run `f` over every `N`-element block of `x` and its `N` weights, each writing `B` bytes.
+#[inline]
+fn enc_w<const N: usize, const B: usize>(
+    x: &[f32],
+    qw: &[f32],
+    out: &mut Vec<u8>,
+    f: impl Fn(&[f32; N], &[f32; N], &mut [u8; B]),
+) {
+    let (xs, _) = x.as_chunks::<N>();
+    let (ws, _) = qw.as_chunks::<N>();
+    let start = out.len();
+    out.resize(start + xs.len() * B, 0);
+    let (ys, _) = out[start..].as_chunks_mut::<B>();
+    for ((xb, wb), yb) in xs.iter().zip(ws).zip(ys) {
+        f(xb, wb, yb);
+    }
+}
+
 /// Quantize one row (or any run of whole blocks) `x` to ggml type `ty`, appending the encoded
-/// bytes to `out`. `x.len()` must be a multiple of the type's block. F32/F16/BF16 are accepted
-/// too (little-endian; F16/BF16 round to nearest even).
+/// bytes to `out`: the bytes `ggml_quantize_chunk` writes without an importance matrix.
+/// `x.len()` must be a multiple of the type's block. F32/F16/BF16 are accepted too
+/// (little-endian; F16/BF16 round to nearest even).
 ///
 /// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K,
-/// Q6_K, Q8_K. The bytes equal ggml's `quantize_row_*_ref` on an x86-64 build.
+/// Q6_K, Q8_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S; IQ2_XXS and IQ2_XS need weights
+/// ([`quantize_row_weighted`]).
 pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantError> {
+    quantize_row_weighted(ty, x, None, out)
+}
+
+/// Quantize with importance weights `qw` (one per element of `x`: the importance matrix's
+/// entry for the tensor's input columns, or the slice of one expert), as llama-quantize does
+/// with `--imatrix`; `None` is [`quantize_row`]. The bytes equal `ggml_quantize_chunk`'s with the
+/// same weights. For Q4_0, Q4_1, Q5_0 and Q5_1 with weights, `x` must be exactly one row: their
+/// weighting uses the row's mean square. Types without a weighted form (Q8_0, F16, …) ignore
+/// the weights, as ggml does.
+pub fn quantize_row_weighted(
+    ty: GgmlType,
+    x: &[f32],
+    qw: Option<&[f32]>,
+    out: &mut Vec<u8>,
+) -> Result<(), QuantError> {
     let block = ty.block_elems();
     if !(x.len() as u64).is_multiple_of(block) {
         return Err(QuantError::NotBlockAligned {
@@ -135,24 +192,55 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), Qu
             block,
         });
     }
+    if let Some(w) = qw {
+        if w.len() != x.len() {
+            return Err(QuantError::LengthMismatch {
+                what: format!("quantize {ty}: importance weights"),
+                expected: x.len() as u64,
+                got: w.len() as u64,
+            });
+        }
+    }
     use GgmlType as T;
-    match ty {
-        T::F32 => extend_f32_le(out, x),
-        T::F16 => enc_f16(x, out),
-        T::BF16 => enc_bf16(x, out),
-        T::Q4_0 => enc(x, out, legacy::q4_0_block),
-        T::Q4_1 => enc(x, out, legacy::q4_1_block),
-        T::Q5_0 => enc(x, out, legacy::q5_0_block),
-        T::Q5_1 => enc(x, out, legacy::q5_1_block),
-        T::Q8_0 => enc(x, out, legacy::q8_0_block),
-        T::Q8_1 => enc(x, out, legacy::q8_1_block),
-        T::Q2_K => enc(x, out, k_low::q2_k_block),
-        T::Q3_K => enc(x, out, k_low::q3_k_block),
-        T::Q4_K => enc(x, out, k_quants::q4_k_block),
-        T::Q5_K => enc(x, out, k_quants::q5_k_block),
-        T::Q6_K => enc(x, out, k_quants::q6_k_block),
-        T::Q8_K => enc(x, out, k_quants::q8_k_block),
-        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
+    match (ty, qw) {
+        (T::F32, _) => extend_f32_le(out, x),
+        (T::F16, _) => enc_f16(x, out),
+        (T::BF16, _) => enc_bf16(x, out),
+        (T::Q4_0, None) => enc(x, out, legacy::q4_0_block),
+        (T::Q4_1, None) => enc(x, out, legacy::q4_1_block),
+        (T::Q5_0, None) => enc(x, out, legacy::q5_0_block),
+        (T::Q5_1, None) => enc(x, out, legacy::q5_1_block),
+        (T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1, Some(w)) => weighted::legacy_row_w(ty, x, w, out),
+        (T::Q8_0, _) => enc(x, out, legacy::q8_0_block),
+        (T::Q8_1, _) => enc(x, out, legacy::q8_1_block),
+        (T::Q2_K, None) => enc(x, out, k_low::q2_k_block),
+        (T::Q3_K, None) => enc(x, out, k_low::q3_k_block),
+        (T::Q4_K, None) => enc(x, out, k_quants::q4_k_block),
+        (T::Q5_K, None) => enc(x, out, k_quants::q5_k_block),
+        (T::Q6_K, None) => enc(x, out, k_quants::q6_k_block),
+        (T::Q2_K, Some(w)) => enc_w(x, w, out, weighted::q2_k_block_w),
+        (T::Q3_K, Some(w)) => enc_w(x, w, out, weighted::q3_k_block_w),
+        (T::Q4_K, Some(w)) => enc_w(x, w, out, weighted::q4_k_block_w),
+        (T::Q5_K, Some(w)) => enc_w(x, w, out, weighted::q5_k_block_w),
+        (T::Q6_K, Some(w)) => enc_w(x, w, out, weighted::q6_k_block_w),
+        (T::Q8_K, _) => enc(x, out, k_quants::q8_k_block),
+        (T::IQ4_NL, w) => iq4::iq4_nl_run(x, w, out),
+        (T::IQ4_XS, None) => enc(x, out, |a, y| iq4::iq4_xs_block(a, None, y)),
+        (T::IQ4_XS, Some(w)) => enc_w(x, w, out, |a, b, y| iq4::iq4_xs_block(a, Some(b), y)),
+        (T::IQ3_XXS, None) => enc(x, out, |a, y| iq3::iq3_xxs_block(a, None, y)),
+        (T::IQ3_XXS, Some(w)) => enc_w(x, w, out, |a, b, y| iq3::iq3_xxs_block(a, Some(b), y)),
+        (T::IQ3_S, None) => enc(x, out, |a, y| iq3::iq3_s_block(a, None, y)),
+        (T::IQ3_S, Some(w)) => enc_w(x, w, out, |a, b, y| iq3::iq3_s_block(a, Some(b), y)),
+        (T::IQ2_S, None) => enc(x, out, |a, y| iq2::iq2_s_block(a, None, y)),
+        (T::IQ2_S, Some(w)) => enc_w(x, w, out, |a, b, y| iq2::iq2_s_block(a, Some(b), y)),
+        (T::IQ2_XS, Some(w)) => enc_w(x, w, out, iq2::iq2_xs_block),
+        (T::IQ2_XXS, Some(w)) => enc_w(x, w, out, iq2::iq2_xxs_block),
+        (T::IQ2_XS | T::IQ2_XXS, None) => {
+            return Err(QuantError::NeedsWeights {
+                what: format!("quantize {ty}"),
+            })
+        }
+        (T::IQ1_S | T::IQ1_M | T::I8 | T::I16 | T::I32 | T::I64 | T::F64, _) => {
             return Err(QuantError::Unsupported {
                 what: format!("quantize {ty}"),
             })
@@ -217,19 +305,54 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(),
         T::Q5_K => dec(bytes, out, k_quants::q5_k_dequant),
         T::Q6_K => dec(bytes, out, k_quants::q6_k_dequant),
         T::Q8_K => dec(bytes, out, k_quants::q8_k_dequant),
-        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
+        T::IQ4_NL => dec(bytes, out, iq4::iq4_nl_dequant),
+        T::IQ4_XS => dec(bytes, out, iq4::iq4_xs_dequant),
+        T::IQ3_XXS => dec(bytes, out, iq3::iq3_xxs_dequant),
+        T::IQ3_S => dec(bytes, out, iq3::iq3_s_dequant),
+        T::IQ2_XXS => dec(bytes, out, iq2::iq2_xxs_dequant),
+        T::IQ2_XS => dec(bytes, out, iq2::iq2_xs_dequant),
+        T::IQ2_S => dec(bytes, out, iq2::iq2_s_dequant),
+        T::IQ1_S | T::IQ1_M | T::I8 | T::I16 | T::I32 | T::I64 | T::F64 => {
             return Err(QuantError::Unsupported { what: what() })
         }
     }
     Ok(())
 }
 
-/// True if [`quantize_row`] and [`dequantize_row`] implement `ty`.
+/// True if [`quantize_row_weighted`] and [`dequantize_row`] implement `ty` (IQ2_XXS and IQ2_XS
+/// only with weights).
 pub fn is_supported(ty: GgmlType) -> bool {
     !matches!(
         ty,
-        GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64
+        GgmlType::I8
+            | GgmlType::I16
+            | GgmlType::I32
+            | GgmlType::I64
+            | GgmlType::F64
+            | GgmlType::IQ1_S
+            | GgmlType::IQ1_M
     )
+}
+
+/// True if `ty` cannot be encoded without importance weights (IQ2_XXS, IQ2_XS: ggml's encoders
+/// require them; [`quantize_row`] refuses).
+pub fn needs_weights(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::IQ2_XXS | GgmlType::IQ2_XS)
+}
+
+/// True if the weighted encoder of `ty` reads the whole row (Q4_0, Q4_1, Q5_0, Q5_1: their
+/// weighting uses the row's mean square), so weighted input must be cut at row boundaries.
+pub fn weighted_needs_whole_rows(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1
+    )
+}
+
+/// True if `ty`'s encoder uses importance weights when given them (every type with a
+/// `quantize_*_impl` path in ggml; Q8_0, Q8_K and the float types ignore them).
+pub fn uses_weights(ty: GgmlType) -> bool {
+    ty.is_quantized() && !matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K)
 }
 
 /// True if `ty` can be asked for as the stored type of a weight (`--type`, `--quant`): the

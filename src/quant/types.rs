@@ -1,6 +1,7 @@
 //! The ggml tensor-type table (ggml.h `enum ggml_type`, ggml-common.h block structs), written
-//! once. Sizes are layout arithmetic: e.g. Q4_K = 2 f16 + 12 scale bytes + 256/2 nibbles.
-//! Only ids <= 30 are listed: older llama.cpp builds reject newer ids (output-formats.md §5.1).
+//! once. Sizes are layout arithmetic: e.g. Q4_K = 2 f16 + 12 scale bytes + 256/2 nibbles; the
+//! i-quant layouts are in docs/formats/iquants.md. Only ids <= 30 are listed: older llama.cpp
+//! builds reject newer ids (docs/formats/gguf-output.md). The i-quants have ids 16–23 and 29.
 
 use std::fmt;
 
@@ -22,11 +23,20 @@ pub enum GgmlType {
     Q5_K,
     Q6_K,
     Q8_K,
+    IQ2_XXS,
+    IQ2_XS,
+    IQ3_XXS,
+    IQ1_S,
+    IQ4_NL,
+    IQ3_S,
+    IQ2_S,
+    IQ4_XS,
     I8,
     I16,
     I32,
     I64,
     F64,
+    IQ1_M,
     BF16,
 }
 
@@ -150,6 +160,62 @@ pub const GGML_TYPES: &[GgmlTypeInfo] = &[
         block_bytes: 4 + QKK + QKK / 16 * 2,
     },
     GgmlTypeInfo {
+        ty: GgmlType::IQ2_XXS,
+        id: 16,
+        name: "iq2_xxs",
+        block_elems: QKK,
+        block_bytes: F16B + QKK / 4,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ2_XS,
+        id: 17,
+        name: "iq2_xs",
+        block_elems: QKK,
+        block_bytes: F16B + QKK / 4 + QKK / 32,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ3_XXS,
+        id: 18,
+        name: "iq3_xxs",
+        block_elems: QKK,
+        block_bytes: F16B + 3 * QKK / 8,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ1_S,
+        id: 19,
+        name: "iq1_s",
+        block_elems: QKK,
+        block_bytes: F16B + QKK / 8 + QKK / 16,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ4_NL,
+        id: 20,
+        name: "iq4_nl",
+        block_elems: QK,
+        block_bytes: F16B + QK / 2,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ3_S,
+        id: 21,
+        name: "iq3_s",
+        block_elems: QKK,
+        block_bytes: F16B + QKK / 4 + QKK / 32 + QKK / 8 + QKK / 64,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ2_S,
+        id: 22,
+        name: "iq2_s",
+        block_elems: QKK,
+        block_bytes: F16B + QKK / 4 + QKK / 32 + QKK / 32,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ4_XS,
+        id: 23,
+        name: "iq4_xs",
+        block_elems: QKK,
+        block_bytes: F16B + 2 + QKK / 64 + QKK / 2,
+    },
+    GgmlTypeInfo {
         ty: GgmlType::I8,
         id: 24,
         name: "i8",
@@ -183,6 +249,13 @@ pub const GGML_TYPES: &[GgmlTypeInfo] = &[
         name: "f64",
         block_elems: 1,
         block_bytes: 8,
+    },
+    GgmlTypeInfo {
+        ty: GgmlType::IQ1_M,
+        id: 29,
+        name: "iq1_m",
+        block_elems: QKK,
+        block_bytes: QKK / 8 + QKK / 16 + QKK / 32,
     },
     GgmlTypeInfo {
         ty: GgmlType::BF16,
@@ -248,25 +321,6 @@ impl GgmlType {
         let row = self.row_bytes(first)?;
         ne.iter().skip(1).try_fold(row, |a, &d| a.checked_mul(d))
     }
-    /// The llama_ftype (`general.file_type`) of a file whose large tensors are mostly this type
-    /// (llama.h `enum llama_ftype`, output-formats.md §2.2). The one place this mapping lives.
-    pub fn mostly_ftype(self) -> u32 {
-        match self {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q8_0 => 7,
-            GgmlType::Q5_0 => 8,
-            GgmlType::Q5_1 => 9,
-            GgmlType::Q2_K => 10,
-            GgmlType::Q3_K => 12,
-            GgmlType::Q4_K => 15,
-            GgmlType::Q5_K => 17,
-            GgmlType::Q6_K => 18,
-            _ => 32, // BF16; no other type is chosen for whole files
-        }
-    }
     /// Bits per weight.
     pub fn bits_per_weight(self) -> f64 {
         self.block_bytes() as f64 * 8.0 / self.block_elems() as f64
@@ -297,6 +351,15 @@ mod tests {
             (GgmlType::Q5_K, 176),
             (GgmlType::Q6_K, 210),
             (GgmlType::Q8_K, 292),
+            (GgmlType::IQ2_XXS, 66),
+            (GgmlType::IQ2_XS, 74),
+            (GgmlType::IQ3_XXS, 98),
+            (GgmlType::IQ1_S, 50),
+            (GgmlType::IQ4_NL, 18),
+            (GgmlType::IQ3_S, 110),
+            (GgmlType::IQ2_S, 82),
+            (GgmlType::IQ4_XS, 136),
+            (GgmlType::IQ1_M, 56),
         ];
         for (t, b) in expect {
             assert_eq!(t.block_bytes(), b, "{t}");

@@ -32,7 +32,7 @@ use super::sink::{ByName, FileLoop};
 use super::ConvertError;
 use crate::gguf::constants::keys;
 use crate::gguf::{GgufFile, GgufPlan, GgufSet, TensorPlan, Value};
-use crate::quant::policy::{Policy, TensorClass};
+use crate::quant::policy::{ModelInfo, Policy, TensorClass};
 use crate::quant::{self, GgmlType};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,8 @@ pub struct RequantTensor {
     pub out_bytes: u64,
     /// A fallback, a kept type or a requantization warning, for the user.
     pub note: Option<String>,
+    /// Encoded with the importance matrix's weights for this tensor.
+    pub imatrix: bool,
 }
 
 impl RequantTensor {
@@ -114,19 +116,37 @@ impl RequantPlan {
     }
 }
 
-fn block_count(set: &GgufSet) -> usize {
+/// An unsigned metadata value of the file's architecture (`<arch>.<key>`).
+fn arch_u(set: &GgufSet, key: &str) -> Option<usize> {
     let arch = set
         .get(keys::GENERAL_ARCHITECTURE)
         .and_then(Value::as_str)
         .unwrap_or("grok");
-    let declared = set
-        .get(&format!("{arch}.block_count"))
-        .and_then(|v| match v {
-            Value::U32(x) => usize::try_from(*x).ok(),
-            Value::U64(x) => usize::try_from(*x).ok(),
-            Value::I32(x) => usize::try_from(*x).ok(),
-            _ => None,
-        });
+    set.get(&format!("{arch}.{key}")).and_then(|v| match v {
+        Value::U32(x) => usize::try_from(*x).ok(),
+        Value::U64(x) => usize::try_from(*x).ok(),
+        Value::I32(x) => usize::try_from(*x).ok(),
+        _ => None,
+    })
+}
+
+/// The model facts llama-quantize's type rules read, from a GGUF's metadata and tensor names.
+pub fn model_info(set: &GgufSet, has_imatrix: bool) -> ModelInfo {
+    let heads = arch_u(set, "attention.head_count").unwrap_or(1);
+    let kv = arch_u(set, "attention.head_count_kv")
+        .unwrap_or(heads)
+        .max(1);
+    ModelInfo {
+        n_layers: block_count(set),
+        n_expert: arch_u(set, "expert_count").unwrap_or(0),
+        n_gqa: heads / kv,
+        tied_output: set.tensors().all(|(_, t)| t.name != "output.weight"),
+        has_imatrix,
+    }
+}
+
+fn block_count(set: &GgufSet) -> usize {
+    let declared = arch_u(set, "block_count");
     declared.unwrap_or_else(|| {
         set.tensors()
             .filter_map(|(_, t)| TensorClass::from_gguf_name(&t.name).and_then(|(_, l)| l))
@@ -143,7 +163,7 @@ pub fn choose_type(
     name: &str,
     ne: &[u64],
     in_ty: GgmlType,
-    n_layers: usize,
+    info: &ModelInfo,
 ) -> (GgmlType, Option<String>) {
     if ne.len() <= 1 {
         return (GgmlType::F32, None);
@@ -158,7 +178,7 @@ pub fn choose_type(
     if !listed && !matches!(class, TensorClass::Norm | TensorClass::Router) {
         return (in_ty, None);
     }
-    let c = policy.choose(class, layer, n_layers, ne.first().copied().unwrap_or(1));
+    let c = policy.choose(class, layer, info, ne.first().copied().unwrap_or(1));
     (c.ty, c.fallback_reason)
 }
 
@@ -170,10 +190,28 @@ pub fn plan_requant(
     policy: &Policy,
     allow_requantize: bool,
 ) -> Result<RequantPlan, ConvertError> {
-    let n_layers = block_count(set);
+    plan_requant_with(set, policy, allow_requantize, None)
+}
+
+/// [`plan_requant`] with an importance matrix (`imatrix`: the matrix and the path as the user
+/// gave it, recorded in the output's `quantize.imatrix.file`): the preset rules that depend on
+/// one apply, the matrix is checked against the model (names, widths, expert counts), each
+/// tensor is marked for weighted encoding or noted as quantized without weights
+/// ([`super::weights`]), and a tensor whose type needs a matrix it does not have is an error.
+pub fn plan_requant_with(
+    set: &GgufSet,
+    policy: &Policy,
+    allow_requantize: bool,
+    imatrix: Option<(&crate::imatrix::Imatrix, &str)>,
+) -> Result<RequantPlan, ConvertError> {
+    if let Some((m, _)) = imatrix {
+        m.check_model(set.tensors().map(|(_, t)| (t.name.as_str(), &t.ne[..])))?;
+    }
+    let info = model_info(set, imatrix.is_some());
+    let n_layers = info.n_layers;
     let mut tensors = Vec::with_capacity(set.tensor_count());
     for (f, t) in set.tensors() {
-        let (out_ty, mut note) = choose_type(policy, &t.name, &t.ne, t.ty, n_layers);
+        let (out_ty, mut note) = choose_type(policy, &t.name, &t.ne, t.ty, &info);
         let action = if out_ty == t.ty {
             Action::Copy
         } else if !quant::is_supported(t.ty) || !quant::is_supported(out_ty) {
@@ -209,6 +247,19 @@ pub fn plan_requant(
                 to: out_ty,
                 ne: t.ne.clone(),
             })?;
+        let mut weighted = false;
+        if action != Action::Copy {
+            let u = super::weights::weight_use(
+                imatrix.map(|(m, _)| m),
+                &t.name,
+                out_ty,
+                policy.preset_of(),
+            )?;
+            weighted = u.apply;
+            if let Some(n) = u.note {
+                note = Some(note.map_or(n.clone(), |o| format!("{o}; {n}")));
+            }
+        }
         tensors.push(RequantTensor {
             name: t.name.clone(),
             shape: t.shape.clone(),
@@ -218,6 +269,7 @@ pub fn plan_requant(
             in_bytes: t.nbytes,
             out_bytes,
             note,
+            imatrix: weighted,
         });
     }
     // The file type: the preset's; for an ad-hoc string, the experts' type (most of the weights).
@@ -258,6 +310,14 @@ pub fn plan_requant(
     }
     if !qv {
         kvs.push((keys::GENERAL_QUANTIZATION_VERSION.into(), Value::U32(2)));
+    }
+    if let Some((m, given)) = imatrix {
+        for (k, v) in super::weights::imatrix_kvs(m, given) {
+            match kvs.iter_mut().find(|(kk, _)| *kk == k) {
+                Some(slot) => slot.1 = v,
+                None => kvs.push((k, v)),
+            }
+        }
     }
     let alignment = set
         .files()
@@ -303,6 +363,8 @@ pub struct RequantTensorReport {
     pub ty: String,
     /// What was done.
     pub action: Action,
+    /// Encoded with importance-matrix weights.
+    pub imatrix: bool,
     /// Input bytes.
     pub in_bytes: u64,
     /// Output bytes.
@@ -362,6 +424,19 @@ pub fn requantize(
     o: &RequantOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RequantReport, ConvertError> {
+    requantize_with(set, plan, o, None, progress)
+}
+
+/// [`requantize`] with the importance matrix the plan was made with ([`plan_requant_with`]):
+/// tensors marked `imatrix` are encoded row by row with their entry's weights (expert `e`'s
+/// rows with the entry's `e`-th slice), as llama-quantize does.
+pub fn requantize_with(
+    set: &GgufSet,
+    plan: &RequantPlan,
+    o: &RequantOptions,
+    imatrix: Option<&crate::imatrix::Imatrix>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<RequantReport, ConvertError> {
     let files = plan.gguf_plan().split(o.split_max, &o.out)?;
     let paths: Vec<&Path> = files.iter().map(|f| f.path()).collect();
     let inputs = set.paths();
@@ -398,7 +473,17 @@ pub fn requantize(
             let (file, info) = set.tensor(name).ok_or_else(|| ConvertError::NotInInput {
                 tensor: name.to_string(),
             })?;
-            let stats = stream::stream_tensor(file, info, t, o, &mut pool, chunks)?;
+            let weights = match (t.imatrix, imatrix) {
+                (true, Some(m)) => m.weights(&t.name)?,
+                (true, None) => {
+                    return Err(ConvertError::ImatrixNotGiven {
+                        tensor: t.name.clone(),
+                    })
+                }
+                _ => None,
+            };
+            let stats =
+                stream::stream_tensor(file, info, t, o, weights.as_deref(), &mut pool, chunks)?;
             file.release_tensor(info);
             total.add(&stats);
             report.tensors.push(RequantTensorReport {
@@ -407,6 +492,7 @@ pub fn requantize(
                 in_type: t.in_ty.name().to_string(),
                 ty: t.out_ty.name().to_string(),
                 action: t.action,
+                imatrix: t.imatrix,
                 in_bytes: t.in_bytes,
                 bytes: t.out_bytes,
                 bpw: bits_per_weight(t.out_bytes, t.elems()),
@@ -457,36 +543,91 @@ mod tests {
     fn types_follow_the_policy_with_quantize_rules() {
         let p = Policy::parse("q4_0").unwrap();
         assert_eq!(
-            choose_type(&p, "blk.0.attn_k.weight", &[64, 128], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_k.weight",
+                &[64, 128],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q8_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_q.weight",
+                &[64, 256],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q4_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.attn_norm.weight", &[64], G::F16, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_norm.weight",
+                &[64],
+                G::F16,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_gate_inp.weight", &[64, 8], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_gate_inp.weight",
+                &[64, 8],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
-        let (ty, note) = choose_type(&p, "rope_freqs.weight", &[64, 2], G::F16, 2);
+        let (ty, note) = choose_type(
+            &p,
+            "rope_freqs.weight",
+            &[64, 2],
+            G::F16,
+            &ModelInfo::grok(2),
+        );
         assert_eq!(ty, G::F16);
         assert!(note.is_some());
         // Without a preset, unlisted classes keep their input type.
         let p = Policy::parse("experts=q4_k").unwrap();
         assert_eq!(
-            choose_type(&p, "blk.0.attn_q.weight", &[64, 256], G::Q8_0, 2).0,
+            choose_type(
+                &p,
+                "blk.0.attn_q.weight",
+                &[64, 256],
+                G::Q8_0,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q8_0
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_up_exps.weight", &[256, 64, 8], G::F32, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_up_exps.weight",
+                &[256, 64, 8],
+                G::F32,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::Q4_K
         );
         assert_eq!(
-            choose_type(&p, "blk.0.ffn_norm.weight", &[64, 1], G::F16, 2).0,
+            choose_type(
+                &p,
+                "blk.0.ffn_norm.weight",
+                &[64, 1],
+                G::F16,
+                &ModelInfo::grok(2)
+            )
+            .0,
             G::F32
         );
     }

@@ -24,6 +24,7 @@ pub(super) fn stream_tensor(
     info: &TensorInfo,
     t: &RequantTensor,
     o: &RequantOptions,
+    weights: Option<&[f32]>,
     pool: &mut Vec<Vec<u8>>,
     sink: &mut Chunks<'_>,
 ) -> Result<Stats, ConvertError> {
@@ -51,8 +52,15 @@ pub(super) fn stream_tensor(
         return Ok(Stats::default());
     }
     let (tin, tout) = (t.in_ty, t.out_ty);
-    // Block sizes are 1, 32 or 256: the larger is a multiple of the smaller.
-    let unit = tin.block_elems().max(tout.block_elems()).max(1);
+    // Block sizes are 1, 32 or 256: the larger is a multiple of the smaller. With weights,
+    // chunks are whole rows (weights are per column, and Q4_0..Q5_1 weigh by the row).
+    let ne0 = info.ne.first().copied().unwrap_or(1).max(1);
+    let rows_per_mat = info.ne.get(1).copied().unwrap_or(1).max(1);
+    let unit = if weights.is_some() {
+        ne0
+    } else {
+        tin.block_elems().max(tout.block_elems()).max(1)
+    };
     let elems = t.elems();
     if !elems.is_multiple_of(unit) {
         return Err(qerr(QuantError::NotBlockAligned {
@@ -106,7 +114,23 @@ pub(super) fn stream_tensor(
                 file.release(info.offset.saturating_add(b0), nb);
                 let cap = tout.row_bytes(n64).unwrap_or(0);
                 let mut out = pipe.buffer(usize::try_from(cap).unwrap_or(0));
-                quant::quantize_row(tout, x, &mut out).map_err(qerr)?;
+                match weights {
+                    None => quant::quantize_row(tout, x, &mut out).map_err(qerr)?,
+                    Some(w) => {
+                        // Each row with the weights of its matrix (its expert, for the
+                        // stacked `*_exps` tensors).
+                        let ne0u = usize::try_from(ne0).map_err(|_| bad(ne0))?;
+                        for (r, row) in x.chunks_exact(ne0u).enumerate() {
+                            let global = e0 / ne0 + r as u64;
+                            let mat =
+                                usize::try_from(global / rows_per_mat).map_err(|_| bad(global))?;
+                            let qw = crate::convert::weights::expert_slice(w, ne0u, Some(mat))
+                                .ok_or_else(|| bad(n64))?;
+                            quant::quantize_row_weighted(tout, row, Some(qw), &mut out)
+                                .map_err(qerr)?;
+                        }
+                    }
+                }
                 let mut st = Stats::default();
                 if o.measure && tout != GgmlType::F32 {
                     let mut y = vec![0f32; n];
