@@ -8,6 +8,7 @@ mod docs;
 mod faults;
 mod gguf;
 mod hostile;
+mod importance;
 mod perplexity;
 mod quant;
 mod quant_imatrix;
