@@ -9,7 +9,11 @@ matrix of a text (the repository's README and architecture notes) with both tool
 
 1. the same entries (names, shapes), every count equal (per expert for the MoE tensors), and
    every sum within 1e-4 relative (sums below 1e-6 of the entry's largest compared absolutely at
-   that scale: f32 rounding of tiny values); the chunk count and size keys equal;
+   that scale: f32 rounding of tiny values); the chunk count and size keys equal. llama-imatrix
+   runs with an F32 KV cache (`-ctk f32 -ctv f32`; its default F16 cache rounds V, which moves
+   the attention-output sums by ~4e-4). Exception, measured and explained: `ffn_down_exps`,
+   whose input llama.cpp computes with ggml's f16 GELU table, agrees to DOWN_TOL (2e-3; median
+   ~1e-4);
 2. `llama-quantize --imatrix <grokit's file>` accepts it (Q4_K_M), and the quantized file is
    byte-identical to the one made with llama-imatrix's own file when every entry agrees to the
    last f32 bit; otherwise the fraction of identical bytes is reported (the matrices differ in
@@ -35,6 +39,10 @@ C = Checks("imatrix_llama")
 THREADS = "2"
 CTX = "128"
 CHUNKS = "8"
+# ffn_down_exps's input is GELU(gate) * up; ggml's CPU GELU rounds its input to f16 and reads the
+# result from an f16 table (ggml-cpu/vec.h, GGML_GELU_FP16), so llama.cpp's activations there are
+# off by up to ~1e-3 relative per element: its sums can only agree to that.
+DOWN_TOL = 2e-3
 
 
 def check(name, ok, detail=""):
@@ -98,7 +106,7 @@ def compare(tag, gm, lm):
     check(f"{tag}: the same entries", sorted(g) == sorted(l),
           f"{len(g)} vs {len(l)}; only grokit {sorted(set(g) - set(l))[:3]}, only llama {sorted(set(l) - set(g))[:3]}")
     check(f"{tag}: chunk count and size keys equal", gk == lk, f"{gk} vs {lk}")
-    bad_counts, bad_sums, worst, exact = [], [], 0.0, True
+    bad_counts, bad_sums, worst, exact, down, worst_other = [], [], 0.0, True, [], 0.0
     for n in sorted(set(g) & set(l)):
         (gs, gc), (ls, lc) = g[n], l[n]
         if gs.shape != ls.shape or not np.array_equal(gc, lc):
@@ -110,11 +118,18 @@ def compare(tag, gm, lm):
         rel = float((np.abs(gs - ls) / den).max())
         worst = max(worst, rel)
         exact = exact and np.array_equal(gs, ls)
-        if rel > 1e-4:
+        tol = 1e-4 if "ffn_down_exps" not in n else DOWN_TOL
+        if "ffn_down_exps" in n:
+            down.append((float(np.median(np.abs(gs - ls) / den)), rel))
+        else:
+            worst_other = max(worst_other, rel)
+        if rel > tol:
             bad_sums.append(f"{n}: {rel:.2e}")
     check(f"{tag}: every count equal (per expert)", not bad_counts, "; ".join(bad_counts[:3]))
-    check(f"{tag}: every sum within 1e-4 relative", not bad_sums,
-          f"largest relative difference {worst:.2e}; " + "; ".join(bad_sums[:3]))
+    check(f"{tag}: every sum within 1e-4 relative (ffn_down_exps: {DOWN_TOL:g}, see above)", not bad_sums,
+          f"largest relative difference {worst_other:.2e} (ffn_down_exps: median "
+          f"{max((d[0] for d in down), default=0):.1e}, largest {max((d[1] for d in down), default=0):.1e}); "
+          + "; ".join(bad_sums[:3]))
     return exact
 
 
@@ -126,7 +141,7 @@ def run_pair(tag, model, tok):
     gdo = sh([a.grokit, "imatrix", model, "-f", text, "-o", gd, "--ctx", CTX, "--chunks", CHUNKS,
               "--tokenizer", tok, "-q", "--force"], f"grokit imatrix {tag} (dat)")
     lo = sh([LI, "-m", model, "-f", text, "-o", lm, "-c", CTX, "-b", CTX, "--chunks", CHUNKS,
-             "-t", THREADS, "--no-ppl"], f"llama-imatrix {tag}")
+             "-t", THREADS, "--no-ppl", "-ctk", "f32", "-ctv", "f32"], f"llama-imatrix {tag}")
     check(f"{tag}: both tools wrote a matrix", g is not None and lo is not None and gdo is not None)
     if g is None or lo is None:
         return
