@@ -8,13 +8,14 @@
 #     a text of the repository's docs, --ctx 512, CHUNKS (default "1 2") chunks; REPEAT (default 2)
 #     runs of each tool, alternating, so the machine's noise shows in the spread.
 #   --quick: the tiny fixture converted to an F32 GGUF, 4 chunks of 128 (to keep the script working).
+# GROKIT_BIN=PATH uses that grokit binary (a release build) instead of building one.
 # The GGUF is read once first (`cat > /dev/null`) so both tools start with it in the page cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=${GROKIT_SHARED:-$ROOT/../shared}
-cargo build --release --quiet
-G=$ROOT/target/release/grokit
+if [[ -z "${GROKIT_BIN:-}" ]]; then cargo build --release --quiet; fi
+G=${GROKIT_BIN:-$ROOT/target/release/grokit}
 export RAYON_NUM_THREADS=${THREADS:-2}
 T=$RAYON_NUM_THREADS
 LLAMA_DIR=${GROKIT_LLAMA_CPP_DIR:-$HOME/.cache/grokit-ci/llama.cpp-0.3.36}

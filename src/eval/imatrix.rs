@@ -1,8 +1,8 @@
 //! Importance matrices computed layer-major: the statistics `llama-imatrix` collects, on the
 //! [`super::engine`] pass (docs/imatrix.md).
 //!
-//! What is collected, per weight matrix of every layer (llama-imatrix's semantics, its tool
-//! `tools/imatrix/imatrix.cpp` at llama.cpp@0c1e57098): for each input column, the sum over all
+//! What is collected, per weight matrix of every layer (llama-imatrix's semantics at
+//! llama.cpp@0c1e57098, written down in docs/imatrix.md): for each input column, the sum over all
 //! activation rows that entered the product of the squared activation, and the number of rows.
 //! `attn_q`, `attn_k` and `attn_v` see the same normed input but are separate entries; the
 //! router `ffn_gate_inp` is an entry (a plain product of a `blk.` tensor); the expert tensors
