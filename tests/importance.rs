@@ -123,9 +123,11 @@ fn matrix_reads_back_quantizes_and_shards_merge_to_the_single_run() {
     }
     // A missing shard: exit 2 naming it.
     std::fs::remove_dir_all(parts.join("imatrix-0001-of-0003")).unwrap();
+    std::fs::remove_file(&merged).unwrap();
     let (code, _, err) = run(&f);
     assert_eq!(code, 2);
     assert!(err.contains("1/3"), "{err}");
+    assert!(!merged.exists());
 
     // The legacy format, and grokit quantize --imatrix accepts the matrix.
     let dat = d.path().join("m.imatrix.dat");
