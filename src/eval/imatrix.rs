@@ -189,7 +189,7 @@ impl Observer for Collector {
         };
         let s = self.specs[i];
         let m = expert.unwrap_or(0);
-        if k != s.ne0 || m >= s.n_mat || x.len() % k.max(1) != 0 {
+        if k != s.ne0 || m >= s.n_mat || !x.len().is_multiple_of(k.max(1)) {
             self.error = Some(format!(
                 "imatrix: {} got rows of {k} (expert {expert:?}), expected {} × {}",
                 s.name(layer),
