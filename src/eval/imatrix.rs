@@ -550,9 +550,12 @@ mod tests {
     use crate::reference::sources::Source;
     use crate::reference::Precision;
 
+    /// One product input: layer, role, expert, rows, row width.
+    type Seen = (usize, Role, Option<usize>, Vec<f32>, usize);
+
     /// Every product input of a layer, recorded raw.
     #[derive(Default)]
-    struct Recorder(Vec<(usize, Role, Option<usize>, Vec<f32>, usize)>);
+    struct Recorder(Vec<Seen>);
 
     impl Observer for Recorder {
         fn matmul_input(&mut self, l: usize, r: Role, e: Option<usize>, x: &[f32], k: usize) {
