@@ -62,7 +62,6 @@ pub enum FormatArg {
 ///   grokit imatrix /data/grok-1 -f calibration.txt -o grok-1.imatrix.gguf --scratch /data/tmp --resume
 ///   grokit imatrix /shared/grok-1 -f calibration.txt --shard 0/4 --parts /shared/imx
 ///   grokit imatrix /shared/grok-1 -f calibration.txt --finish --parts /shared/imx -o grok-1.imatrix.gguf
-///   grokit quantize grok-1-f32.gguf -o grok-1-q4_k_m.gguf --preset q4_k_m --imatrix grok-1.imatrix.gguf
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ImatrixArgs {
