@@ -9,6 +9,7 @@ mod engines;
 mod faults;
 mod gguf;
 mod hostile;
+mod importance;
 mod perplexity;
 mod quant;
 mod quant_imatrix;

@@ -19,6 +19,7 @@ mod convert;
 pub mod exit;
 mod forward;
 mod imatrix;
+mod imatrix_compute;
 mod inspect;
 mod perplexity;
 pub mod progress;
@@ -56,6 +57,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     #[command(about = "Perplexity and KL divergence over a text file, like llama-perplexity")]
     Perplexity(perplexity::PerplexityArgs),
+    #[command(about = "Compute an importance matrix over a text file, like llama-imatrix")]
+    Imatrix(imatrix_compute::ImatrixArgs),
     #[command(
         about = "Rewrite an importance matrix (llama-imatrix's .gguf or .dat) in either format"
     )]
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Imatrix(a) => imatrix_compute::run(a),
         Command::ImatrixConvert(a) => imatrix::run_convert(a),
         Command::Forward(a) => forward::run(a),
         Command::Compare(a) => compare::run(a),

@@ -139,7 +139,7 @@ pub struct PerplexityArgs {
 
 /// What the run does besides perplexity.
 #[derive(Debug, Clone, PartialEq)]
-enum Extra {
+pub(super) enum Extra {
     None,
     Save(PathBuf),
     Kl(PathBuf),
@@ -147,7 +147,7 @@ enum Extra {
 
 /// How the chunks are spread.
 #[derive(Debug, Clone, PartialEq)]
-enum Spread {
+pub(super) enum Spread {
     Single,
     Shard { k: usize, n: usize, dir: PathBuf },
     Finish { dir: PathBuf },
@@ -155,23 +155,23 @@ enum Spread {
 
 /// Validated options.
 #[derive(Debug)]
-struct Options {
-    model: PathBuf,
-    text: Option<PathBuf>,
-    ctx: Option<usize>,
-    chunks: Option<usize>,
-    tokenizer: Option<PathBuf>,
-    bos: BosArg,
-    precision: Precision,
-    extra: Extra,
-    force: bool,
-    budget: u64,
-    scratch: Option<PathBuf>,
-    resume: bool,
-    spread: Spread,
-    key_size: Option<u64>,
-    json: bool,
-    quiet: bool,
+pub(super) struct Options {
+    pub(super) model: PathBuf,
+    pub(super) text: Option<PathBuf>,
+    pub(super) ctx: Option<usize>,
+    pub(super) chunks: Option<usize>,
+    pub(super) tokenizer: Option<PathBuf>,
+    pub(super) bos: BosArg,
+    pub(super) precision: Precision,
+    pub(super) extra: Extra,
+    pub(super) force: bool,
+    pub(super) budget: u64,
+    pub(super) scratch: Option<PathBuf>,
+    pub(super) resume: bool,
+    pub(super) spread: Spread,
+    pub(super) key_size: Option<u64>,
+    pub(super) json: bool,
+    pub(super) quiet: bool,
 }
 
 /// Parse `12GiB`, `800M`, `1.5G`, `4096`: K/M/G/T and KiB… binary, KB/MB/GB/TB decimal.
@@ -204,7 +204,7 @@ fn parse_budget(s: &str) -> anyhow::Result<u64> {
 }
 
 impl Options {
-    fn from_args(a: PerplexityArgs) -> anyhow::Result<Options> {
+    pub(super) fn from_args(a: PerplexityArgs) -> anyhow::Result<Options> {
         ensure!(
             a.file.is_some() || a.kl_base.is_some(),
             "give the text with -f FILE (or a KL base file with --kl-base, which holds the tokens)"
@@ -284,19 +284,19 @@ fn tokenizer(
 }
 
 /// The run's inputs, resolved: model, chunks, identity.
-struct Setup {
-    src: Source,
-    dims: ModelDims,
-    foot: Footprint,
-    plan: ChunkPlan,
-    bos: BosRule,
-    text_tokens: usize,
-    kl: Option<KlBase>,
-    identity: Identity,
-    mode: String,
-    inputs: Vec<PathBuf>,
+pub(super) struct Setup {
+    pub(super) src: Source,
+    pub(super) dims: ModelDims,
+    pub(super) foot: Footprint,
+    pub(super) plan: ChunkPlan,
+    pub(super) bos: BosRule,
+    pub(super) text_tokens: usize,
+    pub(super) kl: Option<KlBase>,
+    pub(super) identity: Identity,
+    pub(super) mode: String,
+    pub(super) inputs: Vec<PathBuf>,
     /// The model's directory (release, safetensors): no output may go inside it.
-    input_dirs: Vec<PathBuf>,
+    pub(super) input_dirs: Vec<PathBuf>,
 }
 
 fn precision_name(p: Precision) -> &'static str {
@@ -306,7 +306,7 @@ fn precision_name(p: Precision) -> &'static str {
     }
 }
 
-fn setup(o: &Options) -> anyhow::Result<Setup> {
+pub(super) fn setup(o: &Options) -> anyhow::Result<Setup> {
     let src = Source::open(
         &o.model,
         &OpenOptions {
@@ -465,7 +465,7 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
 /// FIFO or directory (perplexity's outputs are files written to a temporary, then renamed); an
 /// existing file needs `--force` unless `owned` (the run's own state and shard files, whose
 /// reuse the caller has already decided). Returns the path to write (a symlink's target).
-fn output_rules(s: &Setup, force: bool, owned: bool) -> OutputRules {
+pub(super) fn output_rules(s: &Setup, force: bool, owned: bool) -> OutputRules {
     OutputRules {
         inputs: s.inputs.clone(),
         input_dirs: s.input_dirs.clone(),
@@ -475,7 +475,12 @@ fn output_rules(s: &Setup, force: bool, owned: bool) -> OutputRules {
     }
 }
 
-fn output_path(p: &Path, s: &Setup, force: bool, owned: bool) -> anyhow::Result<PathBuf> {
+pub(super) fn output_path(
+    p: &Path,
+    s: &Setup,
+    force: bool,
+    owned: bool,
+) -> anyhow::Result<PathBuf> {
     let parent = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -498,7 +503,7 @@ fn output_path(p: &Path, s: &Setup, force: bool, owned: bool) -> anyhow::Result<
 }
 
 /// Bytes of weights a run read, computed from the calls it made.
-fn computed_bytes(foot: &Footprint, calls: &Calls, vocab: usize) -> u64 {
+pub(super) fn computed_bytes(foot: &Footprint, calls: &Calls, vocab: usize) -> u64 {
     let layers: u64 = calls
         .layer
         .iter()

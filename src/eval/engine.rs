@@ -204,7 +204,20 @@ impl<'p, 'w> Pass<'p, 'w> {
     /// Run every layer not yet completed, layer-major.
     pub fn run_layers(
         &mut self,
+        obs: Option<&mut dyn Observer>,
+        on: &mut dyn FnMut(Step),
+    ) -> Result<(), EvalError> {
+        self.run_layers_then(obs, &mut |_, _| Ok(()), on)
+    }
+
+    /// [`Pass::run_layers`], calling `computed(layer, group)` after each layer ran on a group
+    /// and before that group's hidden states are saved: what the observer gathered from the
+    /// call is persisted first, so a resumed run never skips a group whose statistics were
+    /// lost (`imatrix`).
+    pub fn run_layers_then(
+        &mut self,
         mut obs: Option<&mut dyn Observer>,
+        computed: &mut dyn FnMut(usize, usize) -> Result<(), EvalError>,
         on: &mut dyn FnMut(Step),
     ) -> Result<(), EvalError> {
         let n_layers = self.model.dims().n_layers;
@@ -224,6 +237,7 @@ impl<'p, 'w> Pass<'p, 'w> {
                 };
                 self.model.layer(layer, &mut h, &seqs, o)?;
                 self.calls.layer[layer] += 1;
+                computed(layer, g)?;
                 self.state.save(g, layer + 1, &h)?;
                 self.done[g] = layer + 1;
                 if self.in_ram {

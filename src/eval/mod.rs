@@ -34,6 +34,7 @@
 pub mod chunks;
 pub mod engine;
 pub mod footprint;
+pub mod imatrix;
 pub mod kldfile;
 pub mod logprob;
 pub mod parts;
