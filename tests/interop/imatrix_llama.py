@@ -14,7 +14,8 @@ matrix of a text (the repository's README and architecture notes) with both tool
    the attention-output sums by ~4e-4). Exception, measured and explained: `ffn_down_exps`,
    whose input llama.cpp computes with ggml's f16 GELU table, agrees to DOWN_TOL (2e-3; median
    ~1e-4);
-2. `llama-quantize --imatrix <grokit's file>` accepts it (Q4_K_M), and the quantized file is
+2. `llama-quantize --imatrix <grokit's file>` and `grokit quantize --imatrix <grokit's file>` write
+   byte-identical tensors for Q4_K_M, IQ4_XS, IQ3_S and IQ2_XS; llama-quantize accepts it (Q4_K_M), and the quantized file is
    byte-identical to the one made with llama-imatrix's own file when every entry agrees to the
    last f32 bit; otherwise the fraction of identical bytes is reported (the matrices differ in
    the last bits: llama-imatrix sums in f32, grokit in f64; the two tools' forward passes round
@@ -153,6 +154,23 @@ def run_pair(tag, model, tok):
         check(f"{tag}: llama-quantize --imatrix accepts {who}'s matrix", r is not None and "imatrix" in r)
         outs[who] = open(q, "rb").read() if r is not None else None
         if r is not None:
+            os.remove(q)
+    # The matrix grokit computed drives both quantizers to the same bytes (issue #15's evidence:
+    # `llama-quantize --imatrix <grokit's file>` against `grokit quantize --imatrix`), tensor by tensor.
+    for preset in ("Q4_K_M", "IQ4_XS", "IQ3_S", "IQ2_XS"):
+        lq, gq = os.path.join(W, f"{tag}-{preset}-lq.gguf"), os.path.join(W, f"{tag}-{preset}-gq.gguf")
+        r1 = sh([LQ, "--imatrix", gm, model, lq, preset, THREADS], f"llama-quantize {preset} --imatrix grokit's")
+        r2 = sh([a.grokit, "quantize", model, "-o", gq, "--preset", preset.lower(), "--imatrix", gm,
+                 "--force", "-q"], f"grokit quantize {preset} --imatrix grokit's")
+        if r1 is None or r2 is None:
+            check(f"{tag}: {preset} with grokit's matrix: both quantizers ran", False)
+            continue
+        lt = {t.name: (t.tensor_type.name, np.asarray(t.data).tobytes()) for t in GGUFReader(lq).tensors}
+        gt = {t.name: (t.tensor_type.name, np.asarray(t.data).tobytes()) for t in GGUFReader(gq).tensors}
+        bad = [k for k in sorted(lt) if gt.get(k) != lt[k]]
+        check(f"{tag}: {preset} from grokit's matrix: llama-quantize and grokit quantize byte-identical",
+              not bad and set(lt) == set(gt), f"{len(lt)} tensors, {len(bad)} differ {bad[:3]}")
+        for q in (lq, gq):
             os.remove(q)
     if outs.get("grokit") and outs.get("llama.cpp"):
         x, y = outs["grokit"], outs["llama.cpp"]
