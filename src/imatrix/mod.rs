@@ -67,7 +67,7 @@ pub enum ImatrixError {
         /// What does not match.
         what: String,
     },
-    /// The output would replace something it must not.
+    /// Something the output formats cannot hold (a value beyond their field's range).
     #[error("{}: {what}", path.display())]
     Refused {
         /// The output path.
@@ -75,6 +75,9 @@ pub enum ImatrixError {
         /// Why.
         what: String,
     },
+    /// The output would replace something it must not (the one output policy, `io::output`).
+    #[error(transparent)]
+    Output(#[from] crate::io::output::OutputError),
 }
 
 /// Result alias of this module.
@@ -392,30 +395,15 @@ pub struct EntryShape {
     pub counts: Vec<i64>,
 }
 
-/// Refuse an output that exists and is not a regular file, that is the input, or that exists
-/// without `overwrite`.
+/// The one output policy of every command (`io::output`): never the input, never a directory,
+/// a device or a FIFO, an existing file only with `overwrite` (`--force`).
 fn check_output(out: &Path, input: Option<&Path>, overwrite: bool) -> Result<()> {
-    let refuse = |what: &str| {
-        Err(ImatrixError::Refused {
-            path: out.to_path_buf(),
-            what: what.to_string(),
-        })
+    let rules = crate::io::output::OutputRules {
+        inputs: input.map(Path::to_path_buf).into_iter().collect(),
+        force: overwrite,
+        ..Default::default()
     };
-    if let Ok(m) = std::fs::symlink_metadata(out) {
-        if !m.is_file() {
-            return refuse("exists and is not a regular file");
-        }
-        if let Some(i) = input {
-            if let (Ok(a), Ok(b)) = (i.canonicalize(), out.canonicalize()) {
-                if a == b {
-                    return refuse("is the input file");
-                }
-            }
-        }
-        if !overwrite {
-            return refuse("already exists (use --force to replace it)");
-        }
-    }
+    crate::io::output::resolve_output(out, &rules)?;
     Ok(())
 }
 
